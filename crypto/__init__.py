@@ -1,0 +1,1 @@
+"""CKKS homomorphic-encryption layer (TenSEAL). Knows nothing about federated learning."""

@@ -1,0 +1,1 @@
+"""Messages, wire format, channels and byte/time accounting. Knows roles, not models or data."""

@@ -1,0 +1,10 @@
+"""securevfl: vertical federated learning whose cross-party messages can travel as CKKS ciphertexts.
+
+Layers import downwards only: ``securevfl`` -> ``protocols`` -> ``crypto``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
