@@ -1,0 +1,180 @@
+"""Run configuration: TOML files plus ``--set`` overrides, validated by pydantic.
+
+Sections: ``data``, ``parties``, ``model``, ``train``, ``protection``, ``attack``,
+``defense``. Unknown keys, wrong types and impossible combinations raise
+:class:`~securevfl.errors.ConfigError` with a single readable line, which the CLI prints
+before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from securevfl.data import DataConfig, PartitionConfig
+from securevfl.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Bottom models (one per passive party) and the active party's top model.
+
+    Bottom models are Linear+ReLU stacks. ``top = "sum"`` is the paper's non-trainable top
+    (sum the bottom outputs, softmax): every bottom output then has one unit per class.
+    ``top = "trainable"`` concatenates the bottom outputs and applies dense layers.
+    """
+
+    top: Literal["sum", "trainable"] = "sum"
+    bottom_hidden: list[int] = Field(default_factory=lambda: [32])
+    bottom_output: int | None = Field(
+        default=None, description="width of each bottom output; default classes (sum) or 32"
+    )
+    bottom_output_activation: Literal["none", "relu"] | None = Field(
+        default=None, description="default 'none' for the sum top (logits), 'relu' for trainable"
+    )
+    top_hidden: list[int] = Field(default_factory=lambda: [32])
+
+    @model_validator(mode="after")
+    def _check_widths(self) -> ModelConfig:
+        for name in ("bottom_hidden", "top_hidden"):
+            if any(width < 1 for width in getattr(self, name)):
+                raise ValueError(f"{name} widths must be positive, got {getattr(self, name)}")
+        if self.bottom_output is not None and self.bottom_output < 1:
+            raise ValueError(f"bottom_output must be positive, got {self.bottom_output}")
+        if self.top == "sum" and "top_hidden" in self.model_fields_set:
+            raise ValueError("top_hidden applies only to top = 'trainable'; the sum top has no layers")
+        return self
+
+    def resolved_bottom_output(self, num_classes: int) -> int:
+        if self.top == "sum":
+            return num_classes if self.bottom_output is None else self.bottom_output
+        return 32 if self.bottom_output is None else self.bottom_output
+
+    def resolved_output_activation(self) -> Literal["none", "relu"]:
+        if self.bottom_output_activation is not None:
+            return self.bottom_output_activation
+        return "none" if self.top == "sum" else "relu"
+
+
+class TrainConfig(_Section):
+    """SGD training; defaults follow the seed paper (lr 0.01, batch 64, plain SGD)."""
+
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=0.01, gt=0)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    seed: int = Field(default=0, ge=0)
+    eval_batch_size: int = Field(default=1024, ge=1)
+    progress: bool = True
+    checkpoint: bool = True
+    threads: int = Field(default=1, ge=1, description="torch intra-op threads per process")
+
+
+class ProtectionConfig(_Section):
+    """How messages are protected on the wire. Only ``plain`` exists in this version."""
+
+    scheme: Literal["plain"] = "plain"
+
+
+class EmptySection(_Section):
+    """Placeholder for the attack and defense sections until those plug-ins exist."""
+
+
+class RunConfig(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    parties: PartitionConfig = Field(default_factory=PartitionConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    protection: ProtectionConfig = Field(default_factory=ProtectionConfig)
+    attack: EmptySection = Field(default_factory=EmptySection)
+    defense: EmptySection = Field(default_factory=EmptySection)
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved configuration as JSON-ready data (paths as strings)."""
+        return self.model_dump(mode="json")
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a TOML file (or start from defaults), apply ``KEY=VALUE`` overrides, validate.
+
+    Relative paths inside the file (``data.dir``) are taken relative to the current
+    directory, exactly like the same path given with ``--set``.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for override in overrides:
+        apply_override(raw, override)
+    return validate_config(raw)
+
+
+def validate_config(raw: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc)) from None
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply ``section.key=value``; the value is parsed as a TOML literal, else kept as a string."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects KEY=VALUE with a dotted key, got {override!r}")
+    value = _parse_literal(text.strip())
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _parse_literal(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"])
+    more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    if error["type"] == "extra_forbidden":
+        return f"config error: unknown key '{location}'{_suggest(error['loc'])}{more}"
+    given = error.get("input")
+    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"config error: {location or 'config'}: {message}{shown}{more}"
+
+
+def _suggest(loc: tuple[Any, ...]) -> str:
+    """'did you mean ...' for a misspelt key, looked up in the section's known fields."""
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None) if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f"; known keys: {', '.join(model.model_fields)}"

@@ -1,0 +1,81 @@
+"""A passive party: owns a block of feature columns and a bottom model, never the labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
+
+
+class PassiveParty:
+    """Computes activations H_k = f_k(x_k) and updates f_k from the gradients it receives.
+
+    The autograd graph of the last training batch stays inside this object between sending
+    the activations and receiving their gradient, so what crosses the boundary is only the
+    serialized activation and gradient matrices.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        x_train: np.ndarray,
+        x_test: np.ndarray,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        channel: Channel,
+        active_name: str,
+        timer: PhaseTimer,
+    ) -> None:
+        self.name = name
+        self._x_train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+        self._x_test = torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32))
+        self.model = model
+        self.optimizer = optimizer
+        self.channel = channel
+        self.active_name = active_name
+        self.timer = timer
+        self._pending: torch.Tensor | None = None
+
+    @property
+    def n_features(self) -> int:
+        return int(self._x_train.shape[1])
+
+    def send_activations(self, step: int, sample_ids: np.ndarray) -> None:
+        with self.timer.phase("bottom_forward"):
+            self.model.train()
+            activations = self.model(self._x_train[sample_ids])
+        self._pending = activations
+        payload = activations.detach().numpy()
+        self.channel.send(Message(ACTIVATION, self.name, self.active_name, step, payload))
+
+    def apply_gradients(self, step: int) -> None:
+        message = self.channel.receive(self.name, GRADIENT, sender=self.active_name)
+        if self._pending is None:
+            raise ProtocolError(f"{self.name} received a gradient without having sent activations")
+        gradient = torch.from_numpy(np.asarray(message.payload, dtype=np.float32))
+        if gradient.shape != self._pending.shape:
+            raise ProtocolError(
+                f"{self.name} sent activations of shape {tuple(self._pending.shape)} but received "
+                f"a gradient of shape {tuple(gradient.shape)} at step {message.step}"
+            )
+        with self.timer.phase("bottom_backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._pending.backward(gradient)
+            self.optimizer.step()
+        self._pending = None
+
+    @torch.no_grad()
+    def send_eval_activations(self, step: int, sample_ids: np.ndarray) -> None:
+        with self.timer.phase("evaluate"):
+            self.model.eval()
+            payload = self.model(self._x_test[sample_ids]).numpy()
+        self.channel.send(Message(EVAL_ACTIVATION, self.name, self.active_name, step, payload))
+
+    def state_dict(self) -> dict[str, object]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.model.load_state_dict(state["model"])  # type: ignore[arg-type]
+        self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[arg-type]

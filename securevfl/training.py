@@ -1,0 +1,171 @@
+"""The training run: epochs of protocol rounds, evaluation, checkpoints, and the result record."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from protocols import NonFiniteError
+from securevfl import __version__
+from securevfl.checkpoint import load_checkpoint, save_checkpoint
+from securevfl.config import RunConfig
+from securevfl.data import load_dataset, partition_columns
+from securevfl.errors import SecureVFLError
+from securevfl.federation import Federation, build_federation
+from securevfl.seeding import epoch_batches
+
+RESULT_NAME = "result.json"
+
+
+class TrainingDiverged(SecureVFLError):
+    """Training produced NaN/Inf; the message layer refused to ship it."""
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    main_accuracy: float
+    loss: float
+    seconds: float
+
+    def history_entry(self) -> dict[str, float | int]:
+        """Deterministic part only: same seed, same history (timings live in ``timing``)."""
+        return {"epoch": self.epoch, "main_accuracy": self.main_accuracy, "loss": self.loss}
+
+
+EpochCallback = Callable[[EpochRecord], None]
+
+
+def run_training(
+    config: RunConfig,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    on_epoch_end: Sequence[EpochCallback] = (),
+) -> dict[str, Any]:
+    """Train as configured; write ``result.json`` (and checkpoints) into ``out_dir`` if given."""
+    started = time.perf_counter()
+    torch.set_num_threads(config.train.threads)
+    resolved = config.resolved()
+
+    dataset = load_dataset(config.data)
+    blocks = partition_columns(dataset, config.parties)
+    federation = build_federation(config, dataset, blocks)
+
+    history: list[dict[str, Any]] = []
+    epoch_seconds: list[float] = []
+    first_epoch = 1
+    if resume:
+        if out_dir is None:
+            raise SecureVFLError("--resume needs the output directory of the interrupted run")
+        state = load_checkpoint(out_dir, resolved)
+        federation.load_state_dict(state["federation"])
+        federation.channel.stats.load(state["traffic"])
+        federation.timer.load(state["timing"])
+        history, epoch_seconds = state["history"], state["epoch_seconds"]
+        first_epoch = state["epoch"] + 1
+
+    train_cfg = config.train
+    n_train = len(dataset.y_train)
+    steps_per_epoch = -(-n_train // train_cfg.batch_size)
+    for epoch in range(first_epoch, train_cfg.epochs + 1):
+        record = _train_epoch(federation, config, epoch, steps_per_epoch, n_train, len(dataset.y_test))
+        history.append(record.history_entry())
+        epoch_seconds.append(round(record.seconds, 4))
+        if out_dir is not None and train_cfg.checkpoint:
+            save_checkpoint(
+                out_dir,
+                {
+                    "epoch": epoch,
+                    "config": resolved,
+                    "federation": federation.state_dict(),
+                    "traffic": federation.channel.stats.to_dict(),
+                    "timing": federation.timer.to_dict(),
+                    "history": history,
+                    "epoch_seconds": epoch_seconds,
+                },
+            )
+        for callback in on_epoch_end:
+            callback(record)
+
+    result = _result_record(config, dataset, blocks, federation, history, epoch_seconds)
+    result["timing"]["wall_this_invocation"] = round(time.perf_counter() - started, 4)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / RESULT_NAME).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _train_epoch(
+    federation: Federation, config: RunConfig, epoch: int, steps_per_epoch: int, n_train: int, n_test: int
+) -> EpochRecord:
+    train_cfg = config.train
+    started = time.perf_counter()
+    batches = epoch_batches(n_train, train_cfg.batch_size, train_cfg.seed, epoch)
+    total_loss = 0.0
+    progress = tqdm(
+        batches,
+        desc=f"epoch {epoch}/{train_cfg.epochs}",
+        unit="batch",
+        leave=False,
+        disable=None if train_cfg.progress else True,
+    )
+    first_step = (epoch - 1) * steps_per_epoch
+    for index, sample_ids in enumerate(progress):
+        step = first_step + index
+        try:
+            loss = federation.train_batch(step, sample_ids)
+        except NonFiniteError as exc:
+            raise TrainingDiverged(
+                f"training diverged at epoch {epoch}, step {step}: {exc}; try a smaller train.lr"
+            ) from None
+        total_loss += loss * len(sample_ids)
+        if index % 50 == 0:
+            progress.set_postfix(loss=f"{loss:.4f}")
+    accuracy = federation.evaluate(n_test, train_cfg.eval_batch_size, step=first_step + len(batches))
+    return EpochRecord(
+        epoch=epoch,
+        main_accuracy=accuracy,
+        loss=total_loss / n_train,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _result_record(
+    config: RunConfig,
+    dataset: Any,
+    blocks: list[Any],
+    federation: Federation,
+    history: list[dict[str, Any]],
+    epoch_seconds: list[float],
+) -> dict[str, Any]:
+    traffic = federation.channel.stats.to_dict()
+    timing: dict[str, Any] = {**federation.timer.to_dict(), **traffic["seconds_by_phase"]}
+    timing["epoch_seconds"] = epoch_seconds
+    timing["mean_epoch_seconds"] = round(sum(epoch_seconds) / len(epoch_seconds), 4) if epoch_seconds else 0.0
+    return {
+        "version": __version__,
+        "seed": config.train.seed,
+        "scheme": config.protection.scheme,
+        "main_accuracy": history[-1]["main_accuracy"] if history else None,
+        "epochs_completed": len(history),
+        "history": history,
+        "bytes_sent": traffic["bytes_by_kind"],
+        "messages_sent": traffic["messages_by_kind"],
+        "timing": timing,
+        "dataset": {
+            "name": dataset.name,
+            "n_train": int(len(dataset.y_train)),
+            "n_test": int(len(dataset.y_test)),
+            "n_features": int(dataset.n_features),
+            "num_classes": int(dataset.num_classes),
+            "block_columns": [int(len(block)) for block in blocks],
+        },
+        "config": config.resolved(),
+    }

@@ -1,0 +1,105 @@
+"""Wire format and channel: round trips, accounting, and refusal of malformed frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from protocols import (
+    CodecRegistry,
+    InProcessChannel,
+    Message,
+    NonFiniteError,
+    ProtocolError,
+    WireFormatError,
+    decode_message,
+    encode_message,
+)
+
+CODECS = CodecRegistry()
+finite_floats = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+arrays = hnp.arrays(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6),
+    elements=finite_floats,
+)
+
+
+@given(payload=arrays, step=st.integers(0, 2**40), kind=st.text(min_size=1, max_size=12))
+def test_round_trip_preserves_payload_and_header(payload: np.ndarray, step: int, kind: str) -> None:
+    message = Message(kind, "passive_1", "active", step, payload, meta={"rows": 3})
+    decoded = decode_message(encode_message(message, CODECS), CODECS)
+    assert (decoded.kind, decoded.sender, decoded.receiver, decoded.step) == (kind, "passive_1", "active", step)
+    assert decoded.meta == {"rows": 3}
+    assert decoded.payload.dtype == payload.dtype and decoded.payload.shape == payload.shape
+    np.testing.assert_array_equal(decoded.payload, payload)
+
+
+@settings(max_examples=200)
+@given(data=st.data())
+def test_any_single_byte_change_is_rejected(data: st.DataObject) -> None:
+    frame = bytearray(encode_message(Message("gradient", "active", "passive_2", 7, np.ones((4, 3), np.float32)), CODECS))
+    position = data.draw(st.integers(0, len(frame) - 1))
+    flip = data.draw(st.integers(1, 255))
+    frame[position] ^= flip
+    with pytest.raises(WireFormatError):
+        decode_message(bytes(frame), CODECS)
+
+
+@given(cut=st.integers(0, 200))
+def test_truncated_or_extended_frames_are_rejected(cut: int) -> None:
+    frame = encode_message(Message("activation", "p", "a", 0, np.zeros((5, 5), np.float32)), CODECS)
+    with pytest.raises(WireFormatError):
+        decode_message(frame[: max(0, len(frame) - 1 - cut)], CODECS)
+    with pytest.raises(WireFormatError):
+        decode_message(frame + b"\0" * (cut + 1), CODECS)
+
+
+def test_foreign_bytes_and_unknown_codec_are_rejected() -> None:
+    with pytest.raises(WireFormatError, match="magic"):
+        decode_message(b"GARBAGE-GARBAGE-GARBAGE-GARBAGE", CODECS)
+    message = Message("activation", "p", "a", 0, np.zeros(3, np.float32))
+    frame = encode_message(message, CODECS)
+    with pytest.raises(WireFormatError, match="unknown payload codec"):
+        decode_message(frame, CodecRegistry(codecs=[]))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_payloads_never_leave_the_sender(bad: float) -> None:
+    channel = InProcessChannel()
+    payload = np.zeros((2, 2), np.float32)
+    payload[1, 0] = bad
+    with pytest.raises(NonFiniteError, match="NaN/Inf"):
+        channel.send(Message("activation", "p", "a", 0, payload))
+    assert channel.pending("a") == 0 and channel.stats.total_bytes == 0
+
+
+def test_channel_delivers_copies_and_accounts_bytes_per_kind() -> None:
+    channel = InProcessChannel()
+    payload = np.arange(6, dtype=np.float32).reshape(2, 3)
+    channel.send(Message("activation", "passive_1", "active", 0, payload))
+    channel.send(Message("gradient", "active", "passive_1", 0, payload * 2))
+    received = channel.receive("active", "activation", sender="passive_1").payload
+    payload[0, 0] = 99  # the receiver holds its own copy
+    assert received[0, 0] == 0
+    np.testing.assert_array_equal(channel.receive("passive_1", "gradient").payload, np.arange(6).reshape(2, 3) * 2)
+    stats = channel.stats.to_dict()
+    assert stats["messages_by_kind"] == {"activation": 1, "gradient": 1}
+    # 24 payload bytes + frame overhead per message, counted from the actual frames
+    assert all(n > 24 for n in stats["bytes_by_kind"].values())
+    assert channel.stats.total_bytes == sum(stats["bytes_by_kind"].values())
+
+
+def test_channel_enforces_expected_kind_and_sender() -> None:
+    channel = InProcessChannel()
+    with pytest.raises(ProtocolError, match="none is queued"):
+        channel.receive("active", "activation")
+    channel.send(Message("gradient", "active", "passive_1", 0, np.zeros(2, np.float32)))
+    with pytest.raises(ProtocolError, match="expected a 'activation'"):
+        channel.receive("passive_1", "activation")
+    channel.send(Message("gradient", "active", "passive_1", 1, np.zeros(2, np.float32)))
+    with pytest.raises(ProtocolError, match="from 'coordinator'"):
+        channel.receive("passive_1", "gradient", sender="coordinator")
