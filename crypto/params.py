@@ -1,0 +1,227 @@
+"""CKKS parameter sets, the 128-bit security check, and the named presets.
+
+A :class:`CkksParameters` is a plain description (ring degree, coefficient-modulus bit sizes,
+scale) that refuses to exist when it would be below 128-bit classical security. Everything a
+caller needs to reason about precision is derived from it, so the presets and custom sets are
+held to exactly the same rules:
+
+* ``depth`` -- how many ciphertext-by-plaintext multiplications a fresh ciphertext supports;
+* ``decrypt_ceiling`` -- the largest magnitude any *result* may reach and still decrypt
+  correctly at the last level (``2**(first_prime_bits - scale_bits - 1)``);
+* ``max_magnitude`` -- the default bound on *inputs*: the square root of the ceiling, so that
+  an input and the product of two inputs both decrypt correctly;
+* ``expected_precision`` -- the absolute round-trip error bound (encrypt, serialize, decrypt)
+  this library guarantees for in-range inputs; measured and stated conservatively (see
+  ``docs/crypto.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SecurityError
+
+__all__ = [
+    "MAX_COEFF_MODULUS_BITS_128",
+    "CkksParameters",
+    "PRESETS",
+    "get_preset",
+    "preset_names",
+]
+
+#: Largest total coefficient-modulus size (bits) that keeps 128-bit classical security, per
+#: ring degree N, from the HomomorphicEncryption.org security standard (ternary secrets).
+MAX_COEFF_MODULUS_BITS_128: dict[int, int] = {
+    1024: 27,
+    2048: 54,
+    4096: 109,
+    8192: 218,
+    16384: 438,
+    32768: 881,
+}
+
+_MAX_PRIME_BITS = 60  # SEAL's limit on a single RNS prime
+
+
+@dataclass(frozen=True)
+class CkksParameters:
+    """A CKKS parameter set that is guaranteed to give at least 128-bit security.
+
+    Args:
+        poly_modulus_degree: ring degree N (a power of two from 1024 to 32768). A ciphertext
+            holds N/2 real values ("slots").
+        coeff_modulus_bits: bit sizes of the RNS primes, first to last. The first prime is the
+            one left at the last level: it bounds the largest decryptable value. Middle primes
+            are consumed one per multiplication. With two or more primes the last one is SEAL's
+            key-switching ("special") prime, which rotations need; with a single prime the set
+            supports neither rotations nor multiplications (pure transport).
+        scale_bits: log2 of the CKKS scale; sets the absolute precision.
+        name: label used in reports and error messages; not part of the fingerprint.
+
+    Raises:
+        SecurityError: the total modulus exceeds the 128-bit bound for N, N is not a standard
+            ring degree, or a prime size / the scale is out of range.
+    """
+
+    poly_modulus_degree: int
+    coeff_modulus_bits: tuple[int, ...]
+    scale_bits: int
+    name: str = field(default="custom", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coeff_modulus_bits", tuple(int(b) for b in self.coeff_modulus_bits))
+        n = self.poly_modulus_degree
+        if n not in MAX_COEFF_MODULUS_BITS_128:
+            raise SecurityError(
+                f"poly_modulus_degree={n} is not a standard ring degree; "
+                f"choose one of {sorted(MAX_COEFF_MODULUS_BITS_128)}"
+            )
+        bits = self.coeff_modulus_bits
+        if not bits:
+            raise SecurityError("coeff_modulus_bits must list at least one prime size")
+        min_bits = int(math.log2(n)) + 2  # a prime = 1 mod 2N must exist at this size
+        for b in bits:
+            if not min_bits <= b <= _MAX_PRIME_BITS:
+                raise SecurityError(
+                    f"coefficient prime of {b} bits is out of range [{min_bits}, {_MAX_PRIME_BITS}] for N={n}"
+                )
+        bound = MAX_COEFF_MODULUS_BITS_128[n]
+        if self.total_coeff_modulus_bits > bound:
+            raise SecurityError(
+                f"parameter set {self.name!r} is below 128-bit security: total coefficient modulus "
+                f"{self.total_coeff_modulus_bits} bits exceeds the HomomorphicEncryption.org bound of "
+                f"{bound} bits for N={n}"
+            )
+        if not 1 <= self.scale_bits <= bits[0] - 3:
+            raise SecurityError(
+                f"scale_bits={self.scale_bits} must be between 1 and first prime bits - 3 = {bits[0] - 3}, "
+                "otherwise no value fits under the first prime"
+            )
+
+    # ----------------------------------------------------------------- derived sizes
+    @property
+    def slots(self) -> int:
+        """Real values one ciphertext holds (N/2)."""
+        return self.poly_modulus_degree // 2
+
+    @property
+    def total_coeff_modulus_bits(self) -> int:
+        return sum(self.coeff_modulus_bits)
+
+    @property
+    def security_bound_bits(self) -> int:
+        """The 128-bit bound on the total modulus for this N."""
+        return MAX_COEFF_MODULUS_BITS_128[self.poly_modulus_degree]
+
+    @property
+    def supports_rotations(self) -> bool:
+        """Rotations need a key-switching prime, i.e. at least two primes."""
+        return len(self.coeff_modulus_bits) >= 2
+
+    @property
+    def depth(self) -> int:
+        """Ciphertext-by-plaintext multiplications a fresh ciphertext supports."""
+        return max(len(self.coeff_modulus_bits) - 2, 0)
+
+    @property
+    def scale(self) -> float:
+        return float(2.0**self.scale_bits)
+
+    # ----------------------------------------------------------------- precision model
+    @property
+    def headroom_bits(self) -> int:
+        """Bits between the scale and the first prime, less one for the sign."""
+        return self.coeff_modulus_bits[0] - self.scale_bits - 1
+
+    @property
+    def decrypt_ceiling(self) -> float:
+        """Largest magnitude any result may reach and still decrypt at the last level."""
+        return float(2.0**self.headroom_bits)
+
+    @property
+    def max_magnitude(self) -> float:
+        """Default input bound: sqrt of the ceiling, so one product of inputs still fits."""
+        return float(2.0 ** (self.headroom_bits // 2))
+
+    @property
+    def expected_precision(self) -> float:
+        """Absolute round-trip error bound for in-range inputs (public-key encryption, the worst case).
+
+        Fresh CKKS noise is independent of the value and about ``c * N / scale``; measured c is
+        ~2**16 for N=4096 without a special prime and 2**13 to 2**15 with one (see
+        docs/crypto.md). The bound uses 2**(log2 N + 8) resp. 2**(log2 N + 6), i.e. a margin of
+        16x to 50x over the worst error measured.
+        """
+        log_n = int(math.log2(self.poly_modulus_degree))
+        margin = 6 if self.supports_rotations else 8
+        return float(2.0 ** (log_n + margin - self.scale_bits))
+
+    # ----------------------------------------------------------------- identity
+    @property
+    def fingerprint(self) -> bytes:
+        """16-byte digest of everything that changes the ciphertext space (not the name)."""
+        text = f"ckks|N={self.poly_modulus_degree}|q={','.join(map(str, self.coeff_modulus_bits))}|s={self.scale_bits}"
+        return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (used in key files and reports)."""
+        return {
+            "name": self.name,
+            "poly_modulus_degree": self.poly_modulus_degree,
+            "coeff_modulus_bits": list(self.coeff_modulus_bits),
+            "scale_bits": self.scale_bits,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CkksParameters:
+        try:
+            return cls(
+                poly_modulus_degree=int(data["poly_modulus_degree"]),
+                coeff_modulus_bits=tuple(int(b) for b in data["coeff_modulus_bits"]),
+                scale_bits=int(data["scale_bits"]),
+                name=str(data.get("name", "custom")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, SecurityError):
+                raise
+            raise SecurityError(f"malformed parameter description: {exc}") from exc
+
+    def summary(self) -> dict[str, Any]:
+        """Everything a report or a presets table shows."""
+        return {
+            **self.to_dict(),
+            "slots": self.slots,
+            "depth": self.depth,
+            "supports_rotations": self.supports_rotations,
+            "total_coeff_modulus_bits": self.total_coeff_modulus_bits,
+            "security_bound_bits": self.security_bound_bits,
+            "max_magnitude": self.max_magnitude,
+            "decrypt_ceiling": self.decrypt_ceiling,
+            "expected_precision": self.expected_precision,
+        }
+
+
+PRESETS: dict[str, CkksParameters] = {
+    # One 60-bit prime: no key switching, so no rotations and no multiplications, but the
+    # cheapest encryption and the smallest ciphertexts. For messages that are only moved and added.
+    "transport": CkksParameters(4096, (60,), 40, name="transport"),
+    # Two multiplicative levels (two 40-bit primes), rotations via the last 60-bit prime.
+    "compute": CkksParameters(8192, (60, 40, 40, 60), 40, name="compute"),
+    # Seven multiplicative levels, 400 of the 438 bits allowed at N=16384.
+    "deep": CkksParameters(16384, (60, 40, 40, 40, 40, 40, 40, 40, 60), 40, name="deep"),
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def get_preset(name: str) -> CkksParameters:
+    """Look up a named preset (``transport``, ``compute``, ``deep``)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown CKKS preset {name!r}; known presets: {', '.join(PRESETS)}") from None
