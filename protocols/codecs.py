@@ -71,12 +71,33 @@ class NdarrayCodec:
         return array
 
 
+class BytesCodec:
+    """Opaque bytes produced by a higher layer (e.g. serialized ciphertexts).
+
+    The frame still names the codec, so a receiver knows these bytes are, say, CKKS
+    ciphertexts and hands them to the key holder rather than reading them as an array.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def encode(self, payload: Any) -> tuple[HeaderFields, bytes]:
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise TypeError(f"{self.name} codec ships bytes, got {type(payload).__name__}")
+        return {}, bytes(payload)
+
+    def decode(self, header: HeaderFields, body: bytes) -> bytes:
+        if header:
+            raise WireFormatError(f"{self.name} payload carries unexpected header fields {sorted(header)}")
+        return body
+
+
 class CodecRegistry:
     """Codecs by name; a channel looks the codec up from the message or the wire header."""
 
     def __init__(self, codecs: list[PayloadCodec] | None = None) -> None:
         self._codecs: dict[str, PayloadCodec] = {}
-        for codec in codecs if codecs is not None else [NdarrayCodec()]:
+        for codec in codecs if codecs is not None else default_codecs():
             self.register(codec)
 
     def register(self, codec: PayloadCodec) -> None:
@@ -88,3 +109,8 @@ class CodecRegistry:
         except KeyError:
             known = ", ".join(sorted(self._codecs)) or "none"
             raise WireFormatError(f"unknown payload codec {name!r} (known: {known})") from None
+
+
+def default_codecs() -> list[PayloadCodec]:
+    """Plain arrays, CKKS ciphertext bytes and key material: what every endpoint understands."""
+    return [NdarrayCodec(), BytesCodec("ckks"), BytesCodec("key")]

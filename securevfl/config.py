@@ -79,9 +79,25 @@ class TrainConfig(_Section):
 
 
 class ProtectionConfig(_Section):
-    """How messages are protected on the wire. Only ``plain`` exists in this version."""
+    """How messages are protected on the wire.
 
-    scheme: Literal["plain"] = "plain"
+    ``plain``: arrays as they are. ``ckks`` with ``key_holder = "receiver"``: every party has
+    its own CKKS key pair, and every activation and gradient is encrypted under the public
+    key of the party that receives it. ``key_holder`` and ``preset`` are ignored by the plain
+    scheme, so a study can sweep ``scheme`` over plain and ckks from one base config.
+    """
+
+    scheme: Literal["plain", "ckks"] = "plain"
+    key_holder: Literal["receiver"] = "receiver"
+    preset: str = "transport"
+
+    @model_validator(mode="after")
+    def _check_scheme(self) -> ProtectionConfig:
+        from crypto import preset_names
+
+        if self.preset not in preset_names():
+            raise ValueError(f"unknown CKKS preset {self.preset!r} (known: {', '.join(preset_names())})")
+        return self
 
 
 class EmptySection(_Section):

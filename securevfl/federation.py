@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from protocols import InProcessChannel, PhaseTimer
+from protocols import InProcessChannel, Message, PhaseTimer
+from protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
 from securevfl.config import RunConfig
 from securevfl.data import VFLDataset
 from securevfl.models import build_bottom_model, build_top_model
@@ -15,6 +16,7 @@ from securevfl.parties import ActiveParty, LocalBlock, PassiveParty
 from securevfl.seeding import seed_torch
 
 ACTIVE_NAME = "active"
+PUBLIC_KEY = "public_key"
 
 
 def passive_name(index: int) -> str:
@@ -76,6 +78,11 @@ def build_federation(config: RunConfig, dataset: VFLDataset, blocks: list[np.nda
     channel = InProcessChannel()
     timer = PhaseTimer()
 
+    def protection(party: str) -> PartyProtection:
+        if config.protection.scheme == "plain":
+            return PlainProtection()
+        return ReceiverKeyProtection(party, config.protection.preset, timer)
+
     def make_bottom(index: int, columns: np.ndarray) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         seed_torch(train_cfg.seed, "bottom", index)
         model = build_bottom_model(len(columns), model_cfg.bottom_hidden, bottom_out, activation)
@@ -95,6 +102,7 @@ def build_federation(config: RunConfig, dataset: VFLDataset, blocks: list[np.nda
                 channel=channel,
                 active_name=ACTIVE_NAME,
                 timer=timer,
+                protection=protection(passive_name(index)),
             )
         )
 
@@ -122,9 +130,31 @@ def build_federation(config: RunConfig, dataset: VFLDataset, blocks: list[np.nda
         passive_names=[party.name for party in passives],
         channel=channel,
         timer=timer,
+        protection=protection(ACTIVE_NAME),
         local_block=local_block,
     )
+    _exchange_keys(channel, active.name, active.protection, {p.name: p.protection for p in passives})
     return Federation(passives=passives, active=active, channel=channel, timer=timer)
+
+
+def _exchange_keys(
+    channel: InProcessChannel, active: str, active_protection: PartyProtection, passives: dict[str, PartyProtection]
+) -> None:
+    """Each party announces its public material to the peers that send to it, over the channel.
+
+    Passives send to the active party and the active party sends to every passive, so the
+    active party's announcement goes to all passives and each passive's to the active party.
+    The bytes are accounted under the ``public_key`` message kind.
+    """
+    routes = [(active, active_protection, name, protection) for name, protection in passives.items()]
+    routes += [(name, protection, active, active_protection) for name, protection in passives.items()]
+    for sender, sender_protection, receiver, receiver_protection in routes:
+        announcement = sender_protection.announcement()
+        if announcement is None:
+            continue
+        channel.send(Message(PUBLIC_KEY, sender, receiver, 0, announcement, codec="key"))
+        message = channel.receive(receiver, PUBLIC_KEY, sender=sender)
+        receiver_protection.learn_peer(sender, message.payload)
 
 
 def _sgd(params, config: RunConfig) -> torch.optim.Optimizer:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from protocols import NonFiniteError
+from protocols.protection import PayloadRangeError
 from securevfl import __version__
 from securevfl.checkpoint import load_checkpoint, save_checkpoint
 from securevfl.config import RunConfig
@@ -121,7 +122,7 @@ def _train_epoch(
         step = first_step + index
         try:
             loss = federation.train_batch(step, sample_ids)
-        except NonFiniteError as exc:
+        except (NonFiniteError, PayloadRangeError) as exc:
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch}, step {step}: {exc}; try a smaller train.lr"
             ) from None
@@ -146,7 +147,9 @@ def _result_record(
     epoch_seconds: list[float],
 ) -> dict[str, Any]:
     traffic = federation.channel.stats.to_dict()
-    timing: dict[str, Any] = {**federation.timer.to_dict(), **traffic["seconds_by_phase"]}
+    timing: dict[str, Any] = dict(federation.timer.to_dict())
+    for phase, seconds in traffic["seconds_by_phase"].items():
+        timing[phase] = round(timing.get(phase, 0.0) + seconds, 6)
     timing["epoch_seconds"] = epoch_seconds
     timing["mean_epoch_seconds"] = round(sum(epoch_seconds) / len(epoch_seconds), 4) if epoch_seconds else 0.0
     return {

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
+from protocols.protection import PartyProtection
 
 
 @dataclass
@@ -40,6 +41,7 @@ class ActiveParty:
         passive_names: Sequence[str],
         channel: Channel,
         timer: PhaseTimer,
+        protection: PartyProtection,
         local_block: LocalBlock | None = None,
     ) -> None:
         self.name = name
@@ -50,6 +52,7 @@ class ActiveParty:
         self.passive_names = list(passive_names)
         self.channel = channel
         self.timer = timer
+        self.protection = protection
         self.local_block = local_block
 
     def train_step(self, step: int, sample_ids: np.ndarray) -> float:
@@ -72,7 +75,8 @@ class ActiveParty:
                 optimizer.step()
         for sender, activations in zip(self.passive_names, received, strict=True):
             gradient = activations.grad.numpy()  # type: ignore[union-attr]
-            self.channel.send(Message(GRADIENT, self.name, sender, step, gradient))
+            codec, payload = self.protection.seal(gradient, sender)
+            self.channel.send(Message(GRADIENT, self.name, sender, step, payload, codec=codec))
         return float(loss.detach())
 
     @torch.no_grad()
@@ -91,7 +95,7 @@ class ActiveParty:
 
     def _receive_rows(self, kind: str, sender: str, rows: int) -> torch.Tensor:
         message = self.channel.receive(self.name, kind, sender=sender)
-        payload = np.asarray(message.payload, dtype=np.float32)
+        payload = np.asarray(self.protection.open(message), dtype=np.float32)
         if payload.ndim != 2 or payload.shape[0] != rows:
             raise ProtocolError(
                 f"{self.name} expected {rows} activation rows from {sender}, got shape {payload.shape}"

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
+from protocols.protection import PartyProtection
 
 
 class PassiveParty:
@@ -27,6 +28,7 @@ class PassiveParty:
         channel: Channel,
         active_name: str,
         timer: PhaseTimer,
+        protection: PartyProtection,
     ) -> None:
         self.name = name
         self._x_train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
@@ -36,6 +38,7 @@ class PassiveParty:
         self.channel = channel
         self.active_name = active_name
         self.timer = timer
+        self.protection = protection
         self._pending: torch.Tensor | None = None
 
     @property
@@ -47,14 +50,13 @@ class PassiveParty:
             self.model.train()
             activations = self.model(self._x_train[sample_ids])
         self._pending = activations
-        payload = activations.detach().numpy()
-        self.channel.send(Message(ACTIVATION, self.name, self.active_name, step, payload))
+        self._send(ACTIVATION, step, activations.detach().numpy())
 
     def apply_gradients(self, step: int) -> None:
         message = self.channel.receive(self.name, GRADIENT, sender=self.active_name)
         if self._pending is None:
             raise ProtocolError(f"{self.name} received a gradient without having sent activations")
-        gradient = torch.from_numpy(np.asarray(message.payload, dtype=np.float32))
+        gradient = torch.from_numpy(np.asarray(self.protection.open(message), dtype=np.float32))
         if gradient.shape != self._pending.shape:
             raise ProtocolError(
                 f"{self.name} sent activations of shape {tuple(self._pending.shape)} but received "
@@ -70,8 +72,12 @@ class PassiveParty:
     def send_eval_activations(self, step: int, sample_ids: np.ndarray) -> None:
         with self.timer.phase("evaluate"):
             self.model.eval()
-            payload = self.model(self._x_test[sample_ids]).numpy()
-        self.channel.send(Message(EVAL_ACTIVATION, self.name, self.active_name, step, payload))
+            activations = self.model(self._x_test[sample_ids]).numpy()
+        self._send(EVAL_ACTIVATION, step, activations)
+
+    def _send(self, kind: str, step: int, values: np.ndarray) -> None:
+        codec, payload = self.protection.seal(values, self.active_name)
+        self.channel.send(Message(kind, self.name, self.active_name, step, payload, codec=codec))
 
     def state_dict(self) -> dict[str, object]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}

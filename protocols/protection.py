@@ -1,0 +1,123 @@
+"""Protection schemes: how a party turns an outgoing array into a payload, and back.
+
+Each party owns one :class:`PartyProtection`. It holds only that party's own key material
+plus the public keys its peers announced, exactly as a deployed party would; the
+in-process simulation never gives one party another's secret key.
+
+- :class:`PlainProtection`: arrays travel as they are (``ndarray`` codec).
+- :class:`ReceiverKeyProtection`: every party has its own CKKS key pair and announces its
+  public keyring; a sender encrypts under the *receiver's* public key (``ckks`` codec), and
+  only the receiver can decrypt.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from crypto import CryptoError, EncryptedTensor, Layout, PrecisionError, PublicKeyring, SecretKeyring, get_preset
+from protocols.accounting import PhaseTimer
+from protocols.errors import NonFiniteError, ProtocolError
+from protocols.messages import Message
+
+
+class PartyProtection(Protocol):
+    """One party's view of a protection scheme."""
+
+    scheme: str
+
+    def announcement(self) -> bytes | None:
+        """Public material peers need before they can send to this party (None: nothing)."""
+
+    def learn_peer(self, peer: str, announcement: bytes) -> None:
+        """Record a peer's announced public material."""
+
+    def seal(self, values: np.ndarray, receiver: str) -> tuple[str, Any]:
+        """Turn an outgoing array into ``(codec name, payload)`` for ``receiver``."""
+
+    def open(self, message: Message) -> np.ndarray:
+        """Recover the array carried by an incoming message addressed to this party."""
+
+
+class PlainProtection:
+    """No protection: the array is the payload."""
+
+    scheme = "plain"
+
+    def announcement(self) -> bytes | None:
+        return None
+
+    def learn_peer(self, peer: str, announcement: bytes) -> None:
+        raise ProtocolError(f"the plain scheme expects no key announcement (got one from {peer})")
+
+    def seal(self, values: np.ndarray, receiver: str) -> tuple[str, Any]:
+        return "ndarray", values
+
+    def open(self, message: Message) -> np.ndarray:
+        if message.codec != "ndarray":
+            raise ProtocolError(f"plain scheme received a {message.codec!r} payload from {message.sender}")
+        return np.asarray(message.payload)
+
+
+class PayloadRangeError(ProtocolError, ValueError):
+    """An outgoing value lies outside what the CKKS parameters can carry precisely."""
+
+
+class ReceiverKeyProtection:
+    """CKKS with ``key_holder = receiver``: encrypt to the receiver, decrypt your own mail.
+
+    Messages are encrypted at the last level (no one multiplies them on the way), in the
+    ``flat`` layout that fills every slot, which is the smallest wire form for a sender that
+    only holds the receiver's public key.
+    """
+
+    scheme = "ckks"
+
+    def __init__(self, party: str, preset: str, timer: PhaseTimer, layout: Layout = Layout.FLAT) -> None:
+        self.party = party
+        self.timer = timer
+        self.layout = layout
+        with timer.phase("keygen"):
+            self._secret = SecretKeyring.generate(get_preset(preset))
+        self._peers: dict[str, PublicKeyring] = {}
+
+    @property
+    def params(self):  # type: ignore[no-untyped-def]
+        return self._secret.params
+
+    def announcement(self) -> bytes:
+        return self._secret.public_keyring().to_bytes()
+
+    def learn_peer(self, peer: str, announcement: bytes) -> None:
+        try:
+            self._peers[peer] = PublicKeyring.from_bytes(announcement)
+        except CryptoError as exc:
+            raise ProtocolError(f"{self.party} rejected the public keyring announced by {peer}: {exc}") from exc
+
+    def seal(self, values: np.ndarray, receiver: str) -> tuple[str, Any]:
+        public = self._peers.get(receiver)
+        if public is None:
+            raise ProtocolError(f"{self.party} has no public key of {receiver}; keys must be announced first")
+        if not np.isfinite(values).all():
+            raise NonFiniteError(f"{self.party} refuses to encrypt NaN/Inf values for {receiver}")
+        try:
+            with self.timer.phase("encrypt"):
+                encrypted = EncryptedTensor.encrypt(public, values, self.layout, levels=0)
+            with self.timer.phase("ciphertext_serialize"):
+                return "ckks", encrypted.to_bytes()
+        except PrecisionError as exc:
+            raise PayloadRangeError(f"{self.party} -> {receiver}: {exc}") from exc
+
+    def open(self, message: Message) -> np.ndarray:
+        if message.codec != "ckks":
+            raise ProtocolError(
+                f"{self.party} expected CKKS ciphertexts from {message.sender}, got a {message.codec!r} payload"
+            )
+        try:
+            with self.timer.phase("ciphertext_deserialize"):
+                encrypted = EncryptedTensor.from_bytes(self._secret, message.payload)
+            with self.timer.phase("decrypt"):
+                return encrypted.decrypt().astype(np.float32)
+        except CryptoError as exc:
+            raise ProtocolError(f"{self.party} could not decrypt a {message.kind} from {message.sender}: {exc}") from exc

@@ -1,0 +1,102 @@
+"""key_holder = receiver: every cross-party message is a CKKS ciphertext only its receiver opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from protocols import Message, ProtocolError
+from protocols.accounting import PhaseTimer
+from protocols.protection import PayloadRangeError, PlainProtection, ReceiverKeyProtection
+from securevfl.config import load_config
+from securevfl.errors import ConfigError
+from securevfl.federation import build_federation
+from securevfl.training import run_training
+from tests.helpers import config, random_dataset
+
+DIGITS_CKKS = Path(__file__).resolve().parents[1] / "examples" / "digits_ckks.toml"
+QUICK = ["train.epochs=3", "train.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[ReceiverKeyProtection, ReceiverKeyProtection]:
+    alice = ReceiverKeyProtection("alice", "transport", PhaseTimer())
+    bob = ReceiverKeyProtection("bob", "transport", PhaseTimer())
+    alice.learn_peer("bob", bob.announcement())
+    bob.learn_peer("alice", alice.announcement())
+    return alice, bob
+
+
+def test_only_the_receiver_can_open_a_sealed_message(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    values = np.random.default_rng(0).normal(size=(64, 10)).astype(np.float32)
+    codec, payload = alice.seal(values, "bob")
+    assert codec == "ckks" and isinstance(payload, bytes)
+    message = Message("activation", "alice", "bob", 0, payload, codec=codec)
+    np.testing.assert_allclose(bob.open(message), values, atol=1e-5)
+    with pytest.raises(ProtocolError, match="could not decrypt"):
+        alice.open(message)  # encrypted under bob's key, not alice's
+    with pytest.raises(ProtocolError, match="no public key of carol"):
+        alice.seal(values, "carol")
+
+
+def test_tampered_or_mislabelled_ciphertexts_are_refused(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    _, payload = alice.seal(np.ones((4, 4), np.float32), "bob")
+    tampered = bytearray(payload)
+    tampered[len(tampered) // 2] ^= 0x5A
+    with pytest.raises(ProtocolError, match="could not decrypt"):
+        bob.open(Message("gradient", "alice", "bob", 0, bytes(tampered), codec="ckks"))
+    with pytest.raises(ProtocolError, match="expected CKKS ciphertexts"):
+        bob.open(Message("gradient", "alice", "bob", 0, np.ones(3, np.float32)))
+    with pytest.raises(ProtocolError, match="plain scheme received"):
+        PlainProtection().open(Message("gradient", "alice", "bob", 0, payload, codec="ckks"))
+
+
+def test_out_of_range_and_non_finite_values_are_refused_before_encryption(pair) -> None:  # type: ignore[no-untyped-def]
+    alice, _ = pair
+    with pytest.raises(PayloadRangeError, match="exceeds the bound"):
+        alice.seal(np.full((2, 2), 1e6, np.float32), "bob")
+    with pytest.raises(ProtocolError, match="NaN/Inf"):
+        alice.seal(np.array([[np.nan]], np.float32), "bob")
+
+
+def test_every_training_message_travels_encrypted_and_keys_are_announced() -> None:
+    cfg = config(parties={"passive": 2, "split": "even"}, protection={"scheme": "ckks"}, train={"lr": 0.1})
+    federation = build_federation(cfg, random_dataset(40, 10, 6, 3, seed=1), [np.arange(3), np.arange(3, 6)])
+    assert federation.channel.stats.messages_by_kind["public_key"] == 4  # active <-> each of 2 passives
+    sent: list[Message] = []
+    original_send = federation.channel.send
+
+    def spy(message: Message) -> None:
+        sent.append(message)
+        original_send(message)
+
+    federation.channel.send = spy  # type: ignore[method-assign]
+    federation.train_batch(0, np.arange(8))
+    federation.evaluate(10, 5)
+    assert {m.kind for m in sent} == {"activation", "gradient", "eval_activation"}
+    assert all(m.codec == "ckks" and isinstance(m.payload, bytes) for m in sent)
+
+
+def test_encrypted_training_tracks_plaintext_training() -> None:
+    encrypted = run_training(load_config(DIGITS_CKKS, QUICK))
+    plain = run_training(load_config(DIGITS_CKKS, [*QUICK, "protection.scheme=plain"]))
+    for enc, ref in zip(encrypted["history"], plain["history"], strict=True):
+        assert abs(enc["loss"] - ref["loss"]) < 1e-4
+        assert abs(enc["main_accuracy"] - ref["main_accuracy"]) <= 0.01
+    for phase in ("encrypt", "decrypt", "ciphertext_serialize", "ciphertext_deserialize"):
+        assert encrypted["timing"][phase] > 0
+    assert "encrypt" not in plain["timing"]
+    # a 64 x 10 float32 activation is 2.6 KB in plaintext; one N=4096 ciphertext is ~66 KB
+    per_message = encrypted["bytes_sent"]["activation"] / encrypted["messages_sent"]["activation"]
+    assert 50_000 < per_message < 80_000
+
+
+def test_protection_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match="unknown CKKS preset 'huge'"):
+        load_config(DIGITS_CKKS, ["protection.preset=huge"])
+    with pytest.raises(ConfigError, match="protection.key_holder"):
+        load_config(DIGITS_CKKS, ["protection.key_holder=nobody"])
