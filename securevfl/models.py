@@ -21,15 +21,20 @@ def build_bottom_model(
     out_activation: Literal["none", "relu"],
 ) -> nn.Sequential:
     """Linear+ReLU stack ``in -> hidden... -> out`` with an optional ReLU on the output."""
+    layers = _dense_layers(in_features, hidden, out_features)
+    if out_activation == "relu":
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _dense_layers(in_features: int, hidden: Sequence[int], out_features: int) -> list[nn.Module]:
     layers: list[nn.Module] = []
     width = in_features
     for next_width in hidden:
         layers += [nn.Linear(width, next_width), nn.ReLU()]
         width = next_width
     layers.append(nn.Linear(width, out_features))
-    if out_activation == "relu":
-        layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    return layers
 
 
 class SumTop(nn.Module):
@@ -51,13 +56,7 @@ class TrainableTop(nn.Module):
 
     def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        width = in_features
-        for next_width in hidden:
-            layers += [nn.Linear(width, next_width), nn.ReLU()]
-            width = next_width
-        layers.append(nn.Linear(width, num_classes))
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*_dense_layers(in_features, hidden, num_classes))
 
     def forward(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.layers(torch.cat(list(parts), dim=1))
