@@ -150,6 +150,7 @@ def _result_record(
     timing: dict[str, Any] = dict(federation.timer.to_dict())
     for phase, seconds in traffic["seconds_by_phase"].items():
         timing[phase] = round(timing.get(phase, 0.0) + seconds, 6)
+    timing["summary"] = _phase_summary(timing)
     timing["epoch_seconds"] = epoch_seconds
     timing["mean_epoch_seconds"] = round(sum(epoch_seconds) / len(epoch_seconds), 4) if epoch_seconds else 0.0
     return {
@@ -172,3 +173,21 @@ def _result_record(
         },
         "config": config.resolved(),
     }
+
+
+#: How raw phases roll up into the cost categories reported for every scheme.
+PHASE_GROUPS: dict[str, tuple[str, ...]] = {
+    "compute": ("bottom_forward", "top", "bottom_backward", "evaluate"),
+    "keygen": ("keygen",),
+    "encode_encrypt": ("encrypt",),
+    "serialize": ("serialize", "ciphertext_serialize"),
+    "deserialize": ("deserialize", "ciphertext_deserialize"),
+    "decrypt": ("decrypt",),
+}
+
+
+def _phase_summary(timing: dict[str, Any]) -> dict[str, float]:
+    """Seconds per cost category; ``transfer`` is 0 for the in-process channel (see bytes_sent)."""
+    summary = {group: round(sum(float(timing.get(p, 0.0)) for p in phases), 6) for group, phases in PHASE_GROUPS.items()}
+    summary["transfer"] = 0.0
+    return summary
