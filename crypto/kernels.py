@@ -23,6 +23,7 @@ sum                     ``log2`` of the reduced extent rotations
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +33,15 @@ import tenseal.sealapi as sealapi
 from .errors import DepthError, LayoutError, MissingRotationKeyError
 from .keys import Keyring
 from .layout import Layout, Packing
-from .rotations import bsgs_split
+from .rotations import (
+    bsgs_split,
+    diagonal_matmul_steps,
+    matmul_stride,
+    replicated_copies,
+    replicated_matmul_steps,
+    replicated_split,
+    replicates,
+)
 
 __all__ = [
     "copy",
@@ -213,21 +222,40 @@ def rotate_and_sum(keyring: Keyring, ciphertext: Any, first_step: int, count: in
 
 
 class MatmulPlan:
-    """``X @ W`` for ``X`` in ROWS layout (B x d, row stride ``s >= max(d, k)``), ``W`` plaintext (d x k).
+    """``X @ W`` for ``X`` in ROWS layout (B x d, row stride ``s``), ``W`` plaintext (d x k, ``k <= s``).
 
-    On the slot vector the product is block-diagonal: output slot ``b*s + c`` is
-    ``sum_t diag_t[b*s + c] * x[b*s + c + t]`` over the ``d + k - 1`` offsets
-    ``t = -(k-1) .. d-1`` with ``diag_t[b*s + c] = W[c + t, c]``. The baby-step/giant-step
-    evaluation writes ``t = t_min + g*j + i`` and computes
-    ``sum_j rot(sum_i roll(diag_t, G_j) * rot(x, i), G_j)`` with ``G_j = t_min + g*j``:
-    ``g - 1`` baby and ``ceil(D/g)`` giant rotations instead of ``D``.
+    On the slot vector the product is block-diagonal (one row per stride-wide block), so it is a
+    sum of rotations of ``X`` times plaintext "diagonals". Two paths, chosen from the stride:
 
-    Building the plan once and reusing it (e.g. for every ciphertext of a multi-ciphertext
-    batch, or for repeated products with the same weights) avoids re-encoding the diagonals,
-    which is about half the cost of one product.
+    **replicated** (``s >= rotations.matmul_stride(d, k)``, e.g. 64 for d = k = 32): the block
+    holds the row followed by zero padding; one rotation per doubling turns it into copies
+    ``[x, x, ...]`` of period ``d``. A rotation by ``t < d`` then reads every output slot
+    ``c < k`` cyclically inside its own row, so ``Y = sum_{t<d} rot_t(X) * D_t`` with
+    ``D_t[b*s + c] = W[(c + t) mod d, c]``: only ``d`` diagonals. Writing ``t = G_j + i`` with
+    ``G_j = j * n_in``::
+
+        Y = sum_j rot_{G_j}( rescale( sum_i rot_i(X) * roll(D_{G_j + i}, G_j) ) )
+
+    ``n_in - 1`` rotations of the input, then per group one rescale and one rotation one level
+    lower (cheaper: a key switch costs ~ the number of primes squared). For d = k = 32: 32
+    encodings, 1 + 3 + 7 = 11 rotations.
+
+    **diagonal** (any stride >= k, or a tensor whose padding is not known to be zero):
+    ``d + k - 1`` offsets ``t = -(k-1) .. d-1`` with ``diag_t[b*s + c] = W[c + t, c]``,
+    baby-step/giant-step ``t = t_min + g*j + i`` (``g - 1`` baby rotations of the input,
+    ``ceil(D/g)`` giant rotations, each after its group's rescale).
+
+    Both leave the output in ROWS layout with the input's stride and zero padding (every
+    diagonal is zero outside the ``k`` output slots of a block) and consume one level.
+
+    ``method`` forces a path (``"replicated"`` / ``"diagonal"``); ``"auto"`` takes the
+    replicated one whenever the stride allows it, unless the keyring holds the exact Galois keys
+    of the diagonal path only. Build a plan once and reuse it (several ciphertexts, repeated
+    products with the same weights) to encode the diagonals once; :meth:`prepare` encodes them
+    ahead of time (e.g. as soon as new weights are known, before the ciphertext arrives).
     """
 
-    def __init__(self, keyring: Keyring, packing: Packing, weights: np.ndarray) -> None:
+    def __init__(self, keyring: Keyring, packing: Packing, weights: np.ndarray, *, method: str = "auto") -> None:
         weights = np.asarray(weights, dtype=np.float64)
         if packing.layout is not Layout.ROWS or len(packing.shape) != 2:
             raise LayoutError("MatmulPlan needs a 2-D tensor in ROWS layout")
@@ -239,91 +267,226 @@ class MatmulPlan:
             raise LayoutError(
                 f"output width {k} exceeds the row stride {packing.stride}; encrypt with stride >= {k}"
             )
+        if method not in ("auto", "replicated", "diagonal"):
+            raise ValueError(f"method must be 'auto', 'replicated' or 'diagonal', got {method!r}")
+        can_replicate = replicates(d, k, packing.stride)
+        if method == "replicated" and not can_replicate:
+            raise LayoutError(
+                f"the replicated matmul needs a row stride >= {matmul_stride(d, k)} (got {packing.stride}); "
+                f"encrypt with stride=crypto.rotations.matmul_stride({d}, {k})"
+            )
+        if method == "auto":
+            method = "diagonal"
+            if can_replicate and (
+                _has_keys(keyring, replicated_matmul_steps(d, k)) or not _has_keys(keyring, diagonal_matmul_steps(d, k))
+            ):
+                method = "replicated"
         self.keyring = keyring
         self.in_packing = packing
         self.out_packing = packing.with_shape((packing.shape[0], k))
         self.weights = weights
+        self.method = method
         self.t_min = -(k - 1)
-        self.num_diagonals = d + k - 1
-        self.baby, self.giant = bsgs_split(self.num_diagonals)
-        self._rolled: dict[int, dict[tuple[int, int], np.ndarray]] = {}
-        self._encoded: dict[tuple[int, bytes], dict[tuple[int, int], Any]] = {}
+        self.copies = replicated_copies(d, k) if can_replicate else 1
+        self._split = {
+            "replicated": replicated_split(d) if can_replicate else None,
+            "diagonal": bsgs_split(d + k - 1),
+        }
+        self._vectors: dict[tuple[str, int], dict[tuple[int, int], np.ndarray | list[float]]] = {}
+        self._encoded: dict[tuple[str, int, bytes], dict[tuple[int, int], Any]] = {}
+
+    # ----------------------------------------------------------------- geometry of the chosen path
+    @property
+    def num_diagonals(self) -> int:
+        d, k = self.weights.shape
+        return d if self.method == "replicated" else d + k - 1
+
+    @property
+    def baby(self) -> int:
+        """Rotations of the input (including the identity) per ciphertext."""
+        return self._split[self.method][0]
+
+    @property
+    def giant(self) -> int:
+        """Groups, each rescaled and rotated once (group 0 not rotated when its shift is 0)."""
+        return self._split[self.method][1]
+
+    @property
+    def rotations(self) -> int:
+        """Key switches per ciphertext (at most; all-zero diagonals are skipped)."""
+        if self.method == "replicated":
+            return (self.copies.bit_length() - 1) + (self.baby - 1) + (self.giant - 1)
+        shifts = [self.t_min + self.baby * j for j in range(self.giant)]
+        return (self.baby - 1) + sum(1 for g in shifts if g % self.in_packing.slots)
 
     @property
     def column_l1_max(self) -> float:
         """Largest column L1 norm: the worst-case growth factor of the values' magnitude."""
         return float(np.abs(self.weights).sum(axis=0).max())
 
-    def _rolled_diagonals(self, blocks: int) -> dict[tuple[int, int], np.ndarray]:
-        """Pre-rotated diagonals for a ciphertext with ``blocks`` occupied rows, keyed by (j, i)."""
-        if blocks in self._rolled:
-            return self._rolled[blocks]
+    # ----------------------------------------------------------------- plaintext side (numpy)
+    def _diagonal_vectors(self, method: str, blocks: int) -> dict[tuple[int, int], np.ndarray | list[float]]:
+        """Slot vectors of the (pre-rotated) diagonals for ``blocks`` occupied rows, keyed by (group, i)."""
+        key = (method, blocks)
+        if key in self._vectors:
+            return self._vectors[key]
         slots, stride = self.in_packing.slots, self.in_packing.stride
         d, k = self.weights.shape
-        cols = np.arange(stride)
-        result: dict[tuple[int, int], np.ndarray] = {}
-        for j in range(self.giant):
-            shift = self.t_min + self.baby * j
-            for i in range(self.baby):
-                t = shift + i
-                if t > d - 1:
-                    break
-                rows = cols + t
-                valid = (cols < k) & (rows >= 0) & (rows < d)
-                block = np.zeros(stride)
-                block[valid] = self.weights[rows[valid], cols[valid]]
-                if not block.any():
-                    continue  # SEAL refuses products with a zero plaintext; they add nothing anyway
-                diag = np.zeros(slots)
-                diag[: blocks * stride] = np.tile(block, blocks)
-                result[(j, i)] = np.roll(diag, shift)
-        self._rolled[blocks] = result
+        inputs, groups = self._split[method]
+        result: dict[tuple[int, int], np.ndarray | list[float]] = {}
+        if method == "replicated":
+            cols = np.arange(k)
+            # generalized diagonals: table[t, c] = W[(c + t) mod d, c]
+            table = self.weights[(cols[None, :] + np.arange(d)[:, None]) % d, cols[None, :]]
+            for t in np.flatnonzero(table.any(axis=1)):
+                j, i = divmod(int(t), inputs)
+                shift = j * inputs  # roll by G_j stays inside the block: G_j + k <= d + k - 1 <= stride
+                # built as a Python list (what the encoder takes; the encoder zero-pads the tail):
+                # repeating a 64-entry list is ~5x faster than numpy's tolist() of 4096 slots
+                block = [0.0] * shift + table[t].tolist() + [0.0] * (stride - shift - k)
+                result[(j, i)] = block * blocks
+        else:
+            cols = np.arange(stride)
+            for j in range(groups):
+                shift = self.t_min + inputs * j
+                for i in range(inputs):
+                    t = shift + i
+                    if t > d - 1:
+                        break
+                    rows = cols + t
+                    valid = (cols < k) & (rows >= 0) & (rows < d)
+                    block = np.zeros(stride)
+                    block[valid] = self.weights[rows[valid], cols[valid]]
+                    if not block.any():
+                        continue  # SEAL refuses products with a zero plaintext; they add nothing anyway
+                    diag = np.zeros(slots)
+                    diag[: blocks * stride] = np.tile(block, blocks)
+                    result[(j, i)] = np.roll(diag, shift)
+        self._vectors[key] = result
         return result
 
-    def _plaintexts(self, ciphertext: Any, blocks: int) -> dict[tuple[int, int], Any]:
-        key = (blocks, Keyring._parms_key(ciphertext.parms_id()))
+    def _plaintexts(self, method: str, parms_id: Any, blocks: int) -> dict[tuple[int, int], Any]:
+        key = (method, blocks, Keyring._parms_key(parms_id))
         if key not in self._encoded:
-            prime = float(self.keyring.rescale_prime(ciphertext.parms_id()))
-            self._encoded[key] = {
-                ji: self.keyring.encode(vec, ciphertext.parms_id(), prime)
-                for ji, vec in self._rolled_diagonals(blocks).items()
-            }
+            prime = float(self.keyring.rescale_prime(parms_id))
+            encoder = _encoder(self.keyring)
+            encoded = {}
+            for ji, vec in self._diagonal_vectors(method, blocks).items():
+                plain = sealapi.Plaintext()
+                values = vec.tolist() if isinstance(vec, np.ndarray) else vec  # a list converts fastest
+                encoder.encode(values, parms_id, prime, plain)
+                if not plain.is_zero():  # values below the encoding precision: SEAL refuses zero products
+                    encoded[ji] = plain
+            self._encoded[key] = encoded
         return self._encoded[key]
 
-    def apply(self, ciphertext: Any, blocks: int) -> Any:
-        """Multiply one ciphertext holding ``blocks`` rows; consumes one level."""
+    def prepare(self, levels_left: int | None = None) -> MatmulPlan:
+        """Encode the diagonals for ciphertexts with ``levels_left`` levels (default: all) ahead of time.
+
+        Encoding is about half the cost of a product; a party that knows its next weights before
+        the ciphertext arrives can pay it early. Returns the plan.
+        """
+        levels = self.keyring.params.depth if levels_left is None else levels_left
+        if levels < 1:
+            raise DepthError("a plaintext matmul needs one multiplicative level; nothing to prepare at level 0")
+        parms_id = self.keyring.parms_id_at(levels)
+        for blocks in sorted({self.in_packing.blocks_in(m) for m in range(self.in_packing.num_ciphertexts)}):
+            self._plaintexts(self.method, parms_id, blocks)
+        return self
+
+    # ----------------------------------------------------------------- ciphertext side
+    def apply(self, ciphertext: Any, blocks: int, padding_clean: bool = True) -> Any:
+        """Multiply one ciphertext holding ``blocks`` rows; consumes one level.
+
+        The replicated path relies on zero padding; with ``padding_clean=False`` the diagonal
+        path runs instead (it reads data slots only).
+        """
         _require_level(self.keyring, ciphertext, "a plaintext matmul")
-        evaluator = self.keyring.evaluator
-        plains = self._plaintexts(ciphertext, blocks)
+        method = self.method if padding_clean else "diagonal"
+        plains = self._plaintexts(method, ciphertext.parms_id(), blocks)
         if not plains:
             return encrypted_zero(self.keyring, self.keyring.chain_index(ciphertext) - 1)
-        used_babies = {i for (_, i) in plains}
-        babies = {i: ciphertext if i == 0 else rotate(self.keyring, ciphertext, i) for i in sorted(used_babies)}
+        inputs, groups = self._split[method]
+        keyring = self.keyring
+        if method == "diagonal":
+            sums = self._group_sums(ciphertext, plains, inputs, groups, chained=False)
+            total = None
+            for j, inner in enumerate(sums):
+                if inner is None:
+                    continue
+                shift = self.t_min + inputs * j
+                if shift % self.in_packing.slots:
+                    inner = rotate(keyring, inner, shift)
+                total = inner if total is None else add(keyring, total, inner)
+            return total
+        source, step = ciphertext, self.weights.shape[0]
+        for _ in range(self.copies.bit_length() - 1):  # row copies [x, x, ...] by doubling
+            source = add(keyring, source, rotate(keyring, source, -step))
+            step *= 2
+        sums = self._group_sums(source, plains, inputs, groups, chained=True)
+        # Horner over the groups: sum_j rot_{j*inputs}(S_j) = S_0 + rot(S_1 + rot(S_2 + ...)), all by one key
         total = None
-        for j in range(self.giant):
+        for inner in reversed(sums):
+            if total is not None:
+                total = rotate(keyring, total, inputs)
+            if inner is not None:
+                total = inner if total is None else add(keyring, total, inner)
+        return total
+
+    def _group_sums(
+        self, source: Any, plains: dict[tuple[int, int], Any], inputs: int, groups: int, chained: bool
+    ) -> list[Any | None]:
+        """Per group ``j``: ``rescale(sum_i rot_i(source) * plains[j, i])`` (None for an empty group).
+
+        The rotations of the input are ``rot_i`` directly, or (``chained``) ``rot_1`` applied
+        ``i`` times: the same number of key switches with a single Galois key. Each group is
+        rescaled before it is rotated: its rotation then runs one level lower, where a key switch
+        costs about half as much.
+        """
+        keyring, evaluator = self.keyring, self.keyring.evaluator
+        used = sorted({i for (_, i) in plains})
+        rotated: dict[int, Any] = {0: source}
+        for i in range(1, used[-1] + 1):
+            if chained:
+                rotated[i] = rotate(keyring, rotated[i - 1], 1)
+            elif i in used:
+                rotated[i] = rotate(keyring, source, i)
+        sums: list[Any | None] = []
+        for j in range(groups):
             inner = None
-            for i in range(self.baby):
+            for i in range(inputs):
                 plain = plains.get((j, i))
                 if plain is None:
                     continue
                 term = sealapi.Ciphertext()
-                evaluator.multiply_plain(babies[i], plain, term)
+                evaluator.multiply_plain(rotated[i], plain, term)
                 if inner is None:
                     inner = term
                 else:
                     evaluator.add_inplace(inner, term)
-            if inner is None:
-                continue
-            shift = self.t_min + self.baby * j
-            if shift % self.in_packing.slots:
-                inner = rotate(self.keyring, inner, shift)
-            if total is None:
-                total = inner
-            else:
-                evaluator.add_inplace(total, inner)
-        evaluator.rescale_to_next_inplace(total)
-        total.scale = self.keyring.params.scale
-        return total
+            if inner is not None:
+                evaluator.rescale_to_next_inplace(inner)
+                inner.scale = keyring.params.scale
+            sums.append(inner)
+        return sums
 
-    def apply_all(self, ciphertexts: Sequence[Any]) -> list[Any]:
-        return [self.apply(ct, self.in_packing.blocks_in(m)) for m, ct in enumerate(ciphertexts)]
+    def apply_all(self, ciphertexts: Sequence[Any], padding_clean: bool = True) -> list[Any]:
+        return [
+            self.apply(ct, self.in_packing.blocks_in(m), padding_clean) for m, ct in enumerate(ciphertexts)
+        ]
+
+
+_ENCODERS: weakref.WeakKeyDictionary[Keyring, Any] = weakref.WeakKeyDictionary()
+
+
+def _encoder(keyring: Keyring) -> Any:
+    """A CKKSEncoder for the keyring's context (the diagonals are encoded in bulk, without copies)."""
+    encoder = _ENCODERS.get(keyring)
+    if encoder is None:
+        encoder = _ENCODERS[keyring] = sealapi.CKKSEncoder(keyring.seal_context)
+    return encoder
+
+
+def _has_keys(keyring: Keyring, steps: Sequence[int]) -> bool:
+    slots = keyring.params.slots
+    return all(s % slots == 0 or s % slots in keyring.rotation_steps for s in steps)

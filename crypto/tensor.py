@@ -542,8 +542,10 @@ class EncryptedTensor:
     def matmul(self, weights: Any) -> EncryptedTensor:
         """``self @ weights`` for a ROWS tensor (B x d) and a plaintext matrix (d x k) or :class:`MatmulPlan`.
 
-        One level; output (B x k) in ROWS layout with the same stride (requires k <= stride).
-        Rotation keys: :func:`crypto.rotations.matmul_steps`.
+        One level; output (B x k) in ROWS layout with the same stride (requires k <= stride) and
+        zero padding. With ``stride >= crypto.rotations.matmul_stride(d, k)`` (64 for d = k = 32)
+        the faster replicated path runs (see :class:`~crypto.kernels.MatmulPlan`).
+        Rotation keys: ``crypto.rotations.matmul_steps(d, k, stride)``.
         """
         packing = rows_view(self._packing)
         if packing.layout is not Layout.ROWS or self.ndim != 2:
@@ -558,7 +560,7 @@ class EncryptedTensor:
         else:
             plan = kernels.MatmulPlan(self._keyring, packing, self._plain_operand_matrix(weights))
         bound = self._checked_bound(self._value_bound * plan.column_l1_max, "matmul")
-        cts = plan.apply_all(self.ciphertexts)
+        cts = plan.apply_all(self.ciphertexts, padding_clean=self._padding_clean)
         return self._derive(cts, packing=plan.out_packing, bound=bound, padding_clean=True)
 
     def _plain_operand_matrix(self, weights: Any) -> np.ndarray:
