@@ -15,7 +15,8 @@ Costs at the ``compute`` preset (N=8192, three data primes; a rotation is a key 
 =====================  ==================================================================
 rotation               ~2.2 ms at 3 primes, ~1.3 ms at 2, ~0.7 ms at 1
 plaintext multiply     ~0.2 ms + ~0.5 ms to encode the plaintext + ~0.55 ms rescale
-matmul (B x d)@(d x k)  ``d+k-1`` encoded diagonals, about ``2*sqrt(d+k-1)`` rotations
+matmul (B x d)@(d x k)  stride >= ``rotations.matmul_stride(d, k)``: ``d`` encoded diagonals,
+                        about ``2*sqrt(d)`` rotations; else ``d+k-1`` and ``2*sqrt(d+k-1)``
 row gather / replace    one mask multiply + one rotation per row moved
 sum                     ``log2`` of the reduced extent rotations
 =====================  ==================================================================
@@ -236,14 +237,15 @@ class MatmulPlan:
 
         Y = sum_j rot_{G_j}( rescale( sum_i rot_i(X) * roll(D_{G_j + i}, G_j) ) )
 
-    ``n_in - 1`` rotations of the input, then per group one rescale and one rotation one level
-    lower (cheaper: a key switch costs ~ the number of primes squared). For d = k = 32: 32
-    encodings, 1 + 3 + 7 = 11 rotations.
+    ``n_in - 1`` rotations of the input (``rot_1`` chained), then per group one rescale, and the
+    groups are summed by Horner's rule with ``rot_{n_in}`` one level lower (cheaper: a key switch
+    costs ~ the number of primes squared). For d = k = 32: 32 encodings, 1 + 3 + 7 = 11
+    rotations with three Galois keys (-32, 1, 4).
 
     **diagonal** (any stride >= k, or a tensor whose padding is not known to be zero):
     ``d + k - 1`` offsets ``t = -(k-1) .. d-1`` with ``diag_t[b*s + c] = W[c + t, c]``,
     baby-step/giant-step ``t = t_min + g*j + i`` (``g - 1`` baby rotations of the input,
-    ``ceil(D/g)`` giant rotations, each after its group's rescale).
+    ``ceil(D/g)`` giant rotations of the group sums, one rescale at the end).
 
     Both leave the output in ROWS layout with the input's stride and zero padding (every
     diagonal is zero outside the ``k`` output slots of a block) and consume one level.
@@ -409,7 +411,9 @@ class MatmulPlan:
         inputs, groups = self._split[method]
         keyring = self.keyring
         if method == "diagonal":
-            sums = self._group_sums(ciphertext, plains, inputs, groups, chained=False)
+            # giant rotations before the (single) rescale: their key-switch noise is then divided
+            # by the prime (rotating after it is ~3 ms faster but 2-4x noisier with 8 giant steps)
+            sums = self._group_sums(ciphertext, plains, inputs, groups, chained=False, rescale=False)
             total = None
             for j, inner in enumerate(sums):
                 if inner is None:
@@ -418,12 +422,14 @@ class MatmulPlan:
                 if shift % self.in_packing.slots:
                     inner = rotate(keyring, inner, shift)
                 total = inner if total is None else add(keyring, total, inner)
+            keyring.evaluator.rescale_to_next_inplace(total)
+            total.scale = keyring.params.scale
             return total
         source, step = ciphertext, self.weights.shape[0]
         for _ in range(self.copies.bit_length() - 1):  # row copies [x, x, ...] by doubling
             source = add(keyring, source, rotate(keyring, source, -step))
             step *= 2
-        sums = self._group_sums(source, plains, inputs, groups, chained=True)
+        sums = self._group_sums(source, plains, inputs, groups, chained=True, rescale=True)
         # Horner over the groups: sum_j rot_{j*inputs}(S_j) = S_0 + rot(S_1 + rot(S_2 + ...)), all by one key
         total = None
         for inner in reversed(sums):
@@ -434,14 +440,20 @@ class MatmulPlan:
         return total
 
     def _group_sums(
-        self, source: Any, plains: dict[tuple[int, int], Any], inputs: int, groups: int, chained: bool
+        self,
+        source: Any,
+        plains: dict[tuple[int, int], Any],
+        inputs: int,
+        groups: int,
+        chained: bool,
+        rescale: bool,
     ) -> list[Any | None]:
-        """Per group ``j``: ``rescale(sum_i rot_i(source) * plains[j, i])`` (None for an empty group).
+        """Per group ``j``: ``sum_i rot_i(source) * plains[j, i]``, rescaled if asked (None when empty).
 
         The rotations of the input are ``rot_i`` directly, or (``chained``) ``rot_1`` applied
-        ``i`` times: the same number of key switches with a single Galois key. Each group is
-        rescaled before it is rotated: its rotation then runs one level lower, where a key switch
-        costs about half as much.
+        ``i`` times: the same number of key switches with a single Galois key. A group rescaled
+        before it is rotated has its rotation run one level lower, where a key switch costs about
+        half as much -- but adds its noise (~2-5e-7) at the working scale instead of at scale^2.
         """
         keyring, evaluator = self.keyring, self.keyring.evaluator
         used = sorted({i for (_, i) in plains})
@@ -464,7 +476,7 @@ class MatmulPlan:
                     inner = term
                 else:
                     evaluator.add_inplace(inner, term)
-            if inner is not None:
+            if inner is not None and rescale:
                 evaluator.rescale_to_next_inplace(inner)
                 inner.scale = keyring.params.scale
             sums.append(inner)
