@@ -5,10 +5,11 @@ Typical use::
     from crypto import EncryptedTensor, Layout, SecretKeyring, PublicKeyring, get_preset, rotations
 
     params = get_preset("compute")
-    secret = SecretKeyring.generate(params, rotation_steps=rotations.matmul_steps(32, 32))
+    stride = rotations.matmul_stride(32, 32)                   # 64: room for the fast matmul path
+    secret = SecretKeyring.generate(params, rotation_steps=rotations.matmul_steps(32, 32, stride=stride))
     public = PublicKeyring.from_bytes(secret.public_keyring().to_bytes())   # what others receive
 
-    x = EncryptedTensor.encrypt(public, h, Layout.ROWS)       # h: (64, 32) numpy or torch
+    x = EncryptedTensor.encrypt(public, h, Layout.ROWS, stride=stride, levels=1)  # h: (64, 32)
     y = EncryptedTensor.from_bytes(public, x.to_bytes()) @ w  # w: (32, 32) plaintext
     out = EncryptedTensor.from_bytes(secret, y.to_bytes(mod_switch_to_last=True)).decrypt()
 
