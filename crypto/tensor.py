@@ -417,10 +417,17 @@ class EncryptedTensor:
     def __neg__(self) -> EncryptedTensor:
         return self._derive([kernels.negate(self._keyring, c) for c in self.ciphertexts])
 
-    def add_plain(self, values: Any) -> EncryptedTensor:
-        """Add a plaintext tensor (e.g. noise or a mask to be removed later); no level consumed."""
+    def add_plain(self, values: Any, *, result_bound: float | None = None) -> EncryptedTensor:
+        """Add a plaintext tensor (e.g. noise or a mask to be removed later); no level consumed.
+
+        ``result_bound``: a public bound on the *result* when the caller knows better than the
+        worst case, typically when subtracting a random mask it added itself (the masked value
+        minus the mask is the original value, whose bound is known). It replaces the tracked
+        bound, so it must be true: a wrong one can let later operations overflow silently.
+        """
         plain = self._plain_operand(values, "add_plain")
-        bound = self._checked_bound(self._value_bound + float(np.max(np.abs(plain))), "add_plain")
+        tracked = self._value_bound + float(np.max(np.abs(plain))) if plain.size else self._value_bound
+        bound = self._checked_bound(tracked if result_bound is None else float(result_bound), "add_plain")
         vectors = self._packing.pack(np.ascontiguousarray(plain))
         cts = [kernels.add_plain(self._keyring, c, v) for c, v in zip(self.ciphertexts, vectors)]
         return self._derive(cts, bound=bound)

@@ -15,7 +15,7 @@ from protocols.accounting import TrafficStats
 from protocols.codecs import CodecRegistry
 from protocols.errors import ProtocolError
 from protocols.messages import Message
-from protocols.wire import decode_message, encode_message
+from protocols.wire import decode_message, encode_message, peek_route
 
 
 class Channel(Protocol):
@@ -43,24 +43,37 @@ class InProcessChannel:
         self._mailboxes.setdefault(message.receiver, deque()).append(frame)
 
     def receive(self, receiver: str, kind: str, sender: str | None = None) -> Message:
-        """Pop the oldest message for ``receiver``; it must be of ``kind`` (and from ``sender``)."""
+        """The oldest message for ``receiver`` of ``kind`` (from ``sender``, if given).
+
+        Messages from one sender keep their order; messages from different senders do not
+        block each other, as on separate network connections.
+        """
         mailbox = self._mailboxes.get(receiver)
         if not mailbox:
             raise ProtocolError(f"{receiver} expected a {kind!r} message but none is queued")
-        frame = mailbox.popleft()
+        for index, frame in enumerate(mailbox):
+            frame_kind, frame_sender = peek_route(frame)
+            if frame_kind == kind and (sender is None or frame_sender == sender):
+                del mailbox[index]
+                break
+        else:
+            queued = ", ".join(f"{k!r} from {s!r}" for k, s in map(peek_route, mailbox))
+            origin = f" from {sender!r}" if sender is not None else ""
+            raise ProtocolError(f"{receiver} expected a {kind!r} message{origin}, got only {queued}")
         with self.stats.timer.phase("deserialize"):
             message = decode_message(frame, self.codecs)
         if message.receiver != receiver:
             raise ProtocolError(
                 f"message addressed to {message.receiver!r} was delivered to {receiver!r}"
             )
-        if message.kind != kind:
-            raise ProtocolError(f"{receiver} expected a {kind!r} message, got {message.kind!r}")
-        if sender is not None and message.sender != sender:
-            raise ProtocolError(
-                f"{receiver} expected a {kind!r} message from {sender!r}, got one from {message.sender!r}"
-            )
         return message
+
+    def peek_kind(self, receiver: str) -> str:
+        """Kind of the oldest message queued for ``receiver`` (for servers answering several kinds)."""
+        mailbox = self._mailboxes.get(receiver)
+        if not mailbox:
+            raise ProtocolError(f"{receiver} has no message queued")
+        return peek_route(mailbox[0])[0]
 
     def pending(self, receiver: str) -> int:
         """Messages queued for ``receiver`` and not yet received."""

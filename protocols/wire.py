@@ -94,6 +94,17 @@ def decode_message(data: bytes, codecs: CodecRegistry) -> Message:
     )
 
 
+def peek_route(data: bytes) -> tuple[str, str]:
+    """(kind, sender) of a frame, read from its header without decoding the payload."""
+    if len(data) < _PREFIX.size:
+        raise WireFormatError("frame too short to hold a header")
+    magic, version, _, header_len, _ = _PREFIX.unpack_from(data)
+    if magic != MAGIC or version != WIRE_VERSION:
+        raise WireFormatError("not a securevfl message of this wire version")
+    header = _parse_header(bytes(data[_PREFIX.size : _PREFIX.size + header_len]))
+    return header["kind"], header["sender"]
+
+
 def _parse_header(raw: bytes) -> dict[str, Any]:
     try:
         header = json.loads(raw.decode("utf-8"))

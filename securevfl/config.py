@@ -79,17 +79,35 @@ class TrainConfig(_Section):
 
 
 class ProtectionConfig(_Section):
-    """How messages are protected on the wire.
+    """How messages are protected on the wire, and who holds the CKKS secret key.
 
-    ``plain``: arrays as they are. ``ckks`` with ``key_holder = "receiver"``: every party has
-    its own CKKS key pair, and every activation and gradient is encrypted under the public
-    key of the party that receives it. ``key_holder`` and ``preset`` are ignored by the plain
-    scheme, so a study can sweep ``scheme`` over plain and ckks from one base config.
+    ``plain``: arrays as they are. ``ckks`` with ``key_holder``:
+
+    - ``receiver``: every party has its own key pair; each message is encrypted under the
+      public key of the party that receives it.
+    - ``active``: only the active party holds a key. Passives encrypt their activations under
+      it and train from encrypted gradients (label-private: no passive ever holds a plaintext
+      per-sample gradient); the active party decrypts only combined activations.
+    - ``coordinator``: as ``active``, but a coordinator holds the key and only ever decrypts
+      values hidden by random masks.
+
+    ``key_holder``, ``preset`` and the bounds are ignored by the plain scheme, so a study can
+    sweep ``scheme`` over plain and ckks from one base config.
     """
 
     scheme: Literal["plain", "ckks"] = "plain"
-    key_holder: Literal["receiver"] = "receiver"
-    preset: str = "transport"
+    key_holder: Literal["receiver", "active", "coordinator"] = "receiver"
+    preset: str = Field(default="transport", description="default: transport (receiver), compute (active, coordinator)")
+    activation_bound: float = Field(default=64.0, gt=0, description="public bound on |activation| values")
+    gradient_bound: float = Field(default=4.0, gt=0, description="public bound on |dL/dH| values")
+    mask_half_width: float = Field(default=16384.0, gt=0, description="masks for masked decryption: uniform on [-w, w]")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_preset(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "preset" not in raw and raw.get("key_holder") in ("active", "coordinator"):
+            return {**raw, "preset": "compute"}
+        return raw
 
     @model_validator(mode="after")
     def _check_scheme(self) -> ProtectionConfig:
@@ -98,6 +116,11 @@ class ProtectionConfig(_Section):
         if self.preset not in preset_names():
             raise ValueError(f"unknown CKKS preset {self.preset!r} (known: {', '.join(preset_names())})")
         return self
+
+    @property
+    def blind(self) -> bool:
+        """True when one party alone holds the key (active or coordinator)."""
+        return self.scheme == "ckks" and self.key_holder in ("active", "coordinator")
 
 
 class EmptySection(_Section):
@@ -112,6 +135,12 @@ class RunConfig(_Section):
     protection: ProtectionConfig = Field(default_factory=ProtectionConfig)
     attack: EmptySection = Field(default_factory=EmptySection)
     defense: EmptySection = Field(default_factory=EmptySection)
+
+    @model_validator(mode="after")
+    def _check_blind_depth(self) -> RunConfig:
+        if self.protection.blind:
+            _check_blind_model(self.model, self.protection)
+        return self
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved configuration as JSON-ready data (paths as strings)."""
@@ -178,7 +207,8 @@ def _describe_validation_error(exc: ValidationError) -> str:
     given = error.get("input")
     shown = "" if isinstance(given, dict) else f" (got {given!r})"
     message = error["msg"].removeprefix("Value error, ")
-    return f"config error: {location or 'config'}: {message}{shown}{more}"
+    prefix = f"{location}: " if location else ""
+    return f"config error: {prefix}{message}{shown}{more}"
 
 
 def _suggest(loc: tuple[Any, ...]) -> str:
@@ -194,3 +224,27 @@ def _suggest(loc: tuple[Any, ...]) -> str:
     if close:
         return f"; did you mean '{close[0]}'?"
     return f"; known keys: {', '.join(model.model_fields)}"
+
+
+def _check_blind_model(model: ModelConfig, protection: ProtectionConfig) -> None:
+    """Refuse, at load time, a bottom model the preset cannot backpropagate under encryption."""
+    from crypto import get_preset, preset_names
+    from securevfl.blind.plan import required_depth
+
+    output_relu = model.resolved_output_activation() == "relu"
+    needed = required_depth(model.bottom_hidden, output_relu, model.top == "trainable")
+    offered = get_preset(protection.preset).depth
+    if needed <= offered:
+        return
+    widths = [*model.bottom_hidden, model.bottom_output or ("classes" if model.top == "sum" else 32)]
+    layer = next(
+        (f"Linear(->{w}) + ReLU" for w, relu in zip(widths, [True] * len(model.bottom_hidden) + [output_relu]) if relu),
+        f"Linear(->{widths[-1]})",
+    )
+    fits = [name for name in preset_names() if get_preset(name).depth >= needed]
+    hint = f"; preset {fits[0]!r} (depth {get_preset(fits[0]).depth}) fits" if fits else "; no preset fits"
+    raise ValueError(
+        f"protection: key_holder = {protection.key_holder!r} backpropagates through the bottom model under "
+        f"encryption; layer {layer} needs {needed} multiplicative level(s) but preset {protection.preset!r} "
+        f"offers {offered}{hint}"
+    )

@@ -7,15 +7,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from crypto import PublicKeyring, SecretKeyring, get_preset
 from protocols import InProcessChannel, Message, PhaseTimer
+from protocols.audit import VisibilityLog
+from protocols.keyholder import KeyHolder, MaskedKeyHolderClient
+from protocols.masking import MaskSampler
 from protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
+from securevfl.blind.plan import BottomPlan, TopPlan, bottom_plan
 from securevfl.config import RunConfig
 from securevfl.data import VFLDataset
 from securevfl.models import build_bottom_model, build_top_model
 from securevfl.parties import ActiveParty, LocalBlock, PassiveParty
+from securevfl.parties.blind import BlindActiveParty, BlindPassiveParty, Bounds, CoordinatorParty
 from securevfl.seeding import seed_torch
 
 ACTIVE_NAME = "active"
+COORDINATOR_NAME = "coordinator"
 PUBLIC_KEY = "public_key"
 
 
@@ -31,6 +38,7 @@ class Federation:
     active: ActiveParty
     channel: InProcessChannel
     timer: PhaseTimer = field(default_factory=PhaseTimer)
+    coordinator: CoordinatorParty | None = None
 
     def train_batch(self, step: int, sample_ids: np.ndarray) -> float:
         """One round of the protocol: activations up, gradients down, every party updates."""
@@ -52,6 +60,13 @@ class Federation:
             correct += int((predictions == self.active.test_labels(ids)).sum())
         return correct / n_test
 
+    def audits(self) -> dict[str, VisibilityLog]:
+        """Every party's record of the plaintext values it has held."""
+        parties: list[PassiveParty | ActiveParty | CoordinatorParty] = [*self.passives, self.active]
+        if self.coordinator is not None:
+            parties.append(self.coordinator)
+        return {party.name: party.audit for party in parties}
+
     def state_dict(self) -> dict[str, object]:
         return {
             "passives": {party.name: party.state_dict() for party in self.passives},
@@ -65,75 +80,96 @@ class Federation:
         self.active.load_state_dict(state["active"])  # type: ignore[arg-type]
 
 
+@dataclass
+class _Models:
+    """Freshly seeded models of every party, before they are handed to party objects."""
+
+    bottoms: list[tuple[torch.nn.Module, torch.optim.Optimizer]]
+    local_block: LocalBlock | None
+    top: torch.nn.Module
+    top_optimizer: torch.optim.Optimizer | None
+    bottom_out: int
+
+
 def build_federation(config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarray]) -> Federation:
     """Create every party with only its own columns, labels and freshly seeded parameters.
 
     ``blocks`` are column-index arrays, passive blocks first, then the active party's own
     block when ``parties.active_block`` is set.
     """
+    models = _build_models(config, dataset, blocks)
+    if config.protection.blind:
+        return _assemble_blind(config, dataset, blocks, models)
+    return _assemble_open(config, dataset, blocks, models)
+
+
+def _build_models(config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarray]) -> _Models:
     model_cfg, train_cfg = config.model, config.train
     n_passive = config.parties.passive
     bottom_out = model_cfg.resolved_bottom_output(dataset.num_classes)
     activation = model_cfg.resolved_output_activation()
-    channel = InProcessChannel()
-    timer = PhaseTimer()
 
-    def protection(party: str) -> PartyProtection:
-        if config.protection.scheme == "plain":
-            return PlainProtection()
-        return ReceiverKeyProtection(party, config.protection.preset, timer)
-
-    def make_bottom(index: int, columns: np.ndarray) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    def make_bottom(index: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         seed_torch(train_cfg.seed, "bottom", index)
-        model = build_bottom_model(len(columns), model_cfg.bottom_hidden, bottom_out, activation)
+        model = build_bottom_model(len(blocks[index]), model_cfg.bottom_hidden, bottom_out, activation)
         return model, _sgd(model.parameters(), config)
 
-    passives = []
-    for index in range(n_passive):
-        columns = blocks[index]
-        model, optimizer = make_bottom(index, columns)
-        passives.append(
-            PassiveParty(
-                name=passive_name(index),
-                x_train=dataset.x_train[:, columns],
-                x_test=dataset.x_test[:, columns],
-                model=model,
-                optimizer=optimizer,
-                channel=channel,
-                active_name=ACTIVE_NAME,
-                timer=timer,
-                protection=protection(passive_name(index)),
-            )
-        )
-
+    bottoms = [make_bottom(index) for index in range(n_passive)]
     local_block = None
     if config.parties.active_block:
         columns = blocks[n_passive]
-        model, optimizer = make_bottom(n_passive, columns)
+        model, optimizer = make_bottom(n_passive)
         local_block = LocalBlock(
             x_train=torch.from_numpy(np.ascontiguousarray(dataset.x_train[:, columns], dtype=np.float32)),
             x_test=torch.from_numpy(np.ascontiguousarray(dataset.x_test[:, columns], dtype=np.float32)),
             model=model,
             optimizer=optimizer,
         )
-
-    n_parts = len(blocks)
     seed_torch(train_cfg.seed, "top")
-    top = build_top_model(model_cfg.top, [bottom_out] * n_parts, model_cfg.top_hidden, dataset.num_classes)
+    top = build_top_model(model_cfg.top, [bottom_out] * len(blocks), model_cfg.top_hidden, dataset.num_classes)
     top_params = list(top.parameters())
+    top_optimizer = _sgd(top_params, config) if top_params else None
+    return _Models(bottoms, local_block, top, top_optimizer, bottom_out)
+
+
+def _assemble_open(
+    config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarray], models: _Models
+) -> Federation:
+    """plain, or ckks with key_holder = receiver: every party decrypts what is sent to it."""
+    channel, timer = InProcessChannel(), PhaseTimer()
+
+    def protection(party: str) -> PartyProtection:
+        if config.protection.scheme == "plain":
+            return PlainProtection()
+        return ReceiverKeyProtection(party, config.protection.preset, timer)
+
+    passives = [
+        PassiveParty(
+            name=passive_name(index),
+            x_train=dataset.x_train[:, blocks[index]],
+            x_test=dataset.x_test[:, blocks[index]],
+            model=model,
+            optimizer=optimizer,
+            channel=channel,
+            active_name=ACTIVE_NAME,
+            timer=timer,
+            protection=protection(passive_name(index)),
+        )
+        for index, (model, optimizer) in enumerate(models.bottoms)
+    ]
     active = ActiveParty(
         name=ACTIVE_NAME,
         y_train=dataset.y_train,
         y_test=dataset.y_test,
-        top=top,
-        top_optimizer=_sgd(top_params, config) if top_params else None,
+        top=models.top,
+        top_optimizer=models.top_optimizer,
         passive_names=[party.name for party in passives],
         channel=channel,
         timer=timer,
         protection=protection(ACTIVE_NAME),
-        local_block=local_block,
+        local_block=models.local_block,
     )
-    _exchange_keys(channel, active.name, active.protection, {p.name: p.protection for p in passives})
+    _exchange_keys(channel, active.name, active.protection, {p.name: p.protection for p in passives})  # type: ignore[misc]
     return Federation(passives=passives, active=active, channel=channel, timer=timer)
 
 
@@ -152,9 +188,89 @@ def _exchange_keys(
         announcement = sender_protection.announcement()
         if announcement is None:
             continue
-        channel.send(Message(PUBLIC_KEY, sender, receiver, 0, announcement, codec="key"))
-        message = channel.receive(receiver, PUBLIC_KEY, sender=sender)
+        message = _announce(channel, sender, receiver, announcement)
         receiver_protection.learn_peer(sender, message.payload)
+
+
+def _announce(channel: InProcessChannel, sender: str, receiver: str, announcement: bytes) -> Message:
+    channel.send(Message(PUBLIC_KEY, sender, receiver, 0, announcement, codec="key"))
+    return channel.receive(receiver, PUBLIC_KEY, sender=sender)
+
+
+def _assemble_blind(
+    config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarray], models: _Models
+) -> Federation:
+    """ckks with key_holder = active or coordinator: one key, masked decryption for the rest."""
+    protection, model_cfg = config.protection, config.model
+    channel, timer = InProcessChannel(), PhaseTimer()
+    batch = config.train.batch_size
+    output_relu = model_cfg.resolved_output_activation() == "relu"
+    plans: dict[str, BottomPlan] = {
+        passive_name(index): bottom_plan(batch, len(blocks[index]), model_cfg.bottom_hidden, models.bottom_out, output_relu)
+        for index in range(config.parties.passive)
+    }
+    top_plan = None
+    if model_cfg.top == "trainable":
+        hidden = model_cfg.top_hidden[0] if model_cfg.top_hidden else dataset.num_classes
+        top_plan = TopPlan(batch=batch, part_width=models.bottom_out, hidden=hidden)
+    steps: set[int] = set().union(*(plan.rotation_steps() for plan in plans.values()))
+    if top_plan is not None:
+        steps |= top_plan.rotation_steps()
+
+    holder_name = ACTIVE_NAME if protection.key_holder == "active" else COORDINATOR_NAME
+    with timer.phase("keygen"):
+        secret = SecretKeyring.generate(get_preset(protection.preset), rotation_steps=sorted(steps))
+    bounds = Bounds(activation=protection.activation_bound, gradient=protection.gradient_bound)
+
+    passives = [
+        BlindPassiveParty(
+            name=passive_name(index),
+            x_train=dataset.x_train[:, blocks[index]],
+            x_test=dataset.x_test[:, blocks[index]],
+            model=model,
+            optimizer=optimizer,
+            channel=channel,
+            active_name=ACTIVE_NAME,
+            timer=timer,
+            plan=plans[passive_name(index)],
+            top_plan=top_plan,
+            bounds=bounds,
+        )
+        for index, (model, optimizer) in enumerate(models.bottoms)
+    ]
+    active = BlindActiveParty(
+        name=ACTIVE_NAME,
+        y_train=dataset.y_train,
+        y_test=dataset.y_test,
+        top=models.top,
+        top_optimizer=models.top_optimizer,
+        passive_names=[party.name for party in passives],
+        passive_plans=plans,
+        top_plan=top_plan,
+        channel=channel,
+        timer=timer,
+        bounds=bounds,
+        local_block=models.local_block,
+    )
+    audit = active.audit if holder_name == ACTIVE_NAME else VisibilityLog(COORDINATOR_NAME)
+    key_holder = KeyHolder(holder_name, secret, timer, audit)
+    coordinator = None
+    if holder_name == ACTIVE_NAME:
+        active.hold_key(key_holder)
+    else:
+        coordinator = CoordinatorParty(key_holder)
+
+    def deliver(requester: str) -> None:
+        key_holder.serve(channel, requester)
+
+    announcement = key_holder.announcement()
+    clients = [party for party in (*passives, active) if party.name != holder_name]
+    for party in clients:
+        message = _announce(channel, holder_name, party.name, announcement)
+        public = PublicKeyring.from_bytes(message.payload)
+        masks = MaskSampler(protection.mask_half_width)
+        party.connect(MaskedKeyHolderClient(party.name, holder_name, public, channel, deliver, masks, timer))
+    return Federation(passives=passives, active=active, channel=channel, timer=timer, coordinator=coordinator)  # type: ignore[arg-type]
 
 
 def _sgd(params, config: RunConfig) -> torch.optim.Optimizer:  # type: ignore[no-untyped-def]

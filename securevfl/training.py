@@ -171,6 +171,7 @@ def _result_record(
             "num_classes": int(dataset.num_classes),
             "block_columns": [int(len(block)) for block in blocks],
         },
+        "visibility": {party: log.to_rows() for party, log in federation.audits().items()},
         "config": config.resolved(),
     }
 

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
+from protocols.audit import VisibilityLog
 from protocols.protection import PartyProtection
 
 
@@ -41,7 +42,7 @@ class ActiveParty:
         passive_names: Sequence[str],
         channel: Channel,
         timer: PhaseTimer,
-        protection: PartyProtection,
+        protection: PartyProtection | None,
         local_block: LocalBlock | None = None,
     ) -> None:
         self.name = name
@@ -53,6 +54,7 @@ class ActiveParty:
         self.channel = channel
         self.timer = timer
         self.protection = protection
+        self.audit = VisibilityLog(name)
         self.local_block = local_block
 
     def train_step(self, step: int, sample_ids: np.ndarray) -> float:
@@ -75,7 +77,7 @@ class ActiveParty:
                 optimizer.step()
         for sender, activations in zip(self.passive_names, received, strict=True):
             gradient = activations.grad.numpy()  # type: ignore[union-attr]
-            codec, payload = self.protection.seal(gradient, sender)
+            codec, payload = self._protection.seal(gradient, sender)
             self.channel.send(Message(GRADIENT, self.name, sender, step, payload, codec=codec))
         return float(loss.detach())
 
@@ -95,12 +97,19 @@ class ActiveParty:
 
     def _receive_rows(self, kind: str, sender: str, rows: int) -> torch.Tensor:
         message = self.channel.receive(self.name, kind, sender=sender)
-        payload = np.asarray(self.protection.open(message), dtype=np.float32)
+        payload = np.asarray(self._protection.open(message), dtype=np.float32)
+        self.audit.saw(kind, payload.shape, per_sample=True, masked=False, source=sender)
         if payload.ndim != 2 or payload.shape[0] != rows:
             raise ProtocolError(
                 f"{self.name} expected {rows} activation rows from {sender}, got shape {payload.shape}"
             )
         return torch.from_numpy(payload)
+
+    @property
+    def _protection(self) -> PartyProtection:
+        if self.protection is None:
+            raise ProtocolError(f"{self.name} has no protection scheme configured")
+        return self.protection
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
         optimizers = [] if self.top_optimizer is None else [self.top_optimizer]

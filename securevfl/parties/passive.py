@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
+from protocols.audit import VisibilityLog
 from protocols.protection import PartyProtection
 
 
@@ -28,7 +29,7 @@ class PassiveParty:
         channel: Channel,
         active_name: str,
         timer: PhaseTimer,
-        protection: PartyProtection,
+        protection: PartyProtection | None,
     ) -> None:
         self.name = name
         self._x_train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
@@ -39,6 +40,7 @@ class PassiveParty:
         self.active_name = active_name
         self.timer = timer
         self.protection = protection
+        self.audit = VisibilityLog(name)
         self._pending: torch.Tensor | None = None
 
     @property
@@ -56,7 +58,8 @@ class PassiveParty:
         message = self.channel.receive(self.name, GRADIENT, sender=self.active_name)
         if self._pending is None:
             raise ProtocolError(f"{self.name} received a gradient without having sent activations")
-        gradient = torch.from_numpy(np.asarray(self.protection.open(message), dtype=np.float32))
+        gradient = torch.from_numpy(np.asarray(self._protection.open(message), dtype=np.float32))
+        self.audit.saw(GRADIENT, tuple(gradient.shape), per_sample=True, masked=False, source=message.sender)
         if gradient.shape != self._pending.shape:
             raise ProtocolError(
                 f"{self.name} sent activations of shape {tuple(self._pending.shape)} but received "
@@ -76,8 +79,14 @@ class PassiveParty:
         self._send(EVAL_ACTIVATION, step, activations)
 
     def _send(self, kind: str, step: int, values: np.ndarray) -> None:
-        codec, payload = self.protection.seal(values, self.active_name)
+        codec, payload = self._protection.seal(values, self.active_name)
         self.channel.send(Message(kind, self.name, self.active_name, step, payload, codec=codec))
+
+    @property
+    def _protection(self) -> PartyProtection:
+        if self.protection is None:
+            raise ProtocolError(f"{self.name} has no protection scheme configured")
+        return self.protection
 
     def state_dict(self) -> dict[str, object]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}

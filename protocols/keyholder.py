@@ -1,0 +1,180 @@
+"""The key holder of a label-private scheme, and the masked requests it answers.
+
+With ``key_holder = "active"`` or ``"coordinator"`` exactly one party holds the CKKS secret
+key. Everybody else encrypts under its public keyring and can compute on ciphertexts, but
+can only learn a result by *masked decryption*: add a fresh random mask under encryption,
+send the ciphertext to the key holder, receive the decrypted (still masked) value, subtract
+the mask. The key holder sees nothing but masked values; the requester sees only what it
+asked for.
+
+A *refresh* is the same round trip returning new ciphertexts instead of plaintext: the key
+holder decrypts the masked value and re-encrypts it, fresh (all levels) and in the layouts
+the requester names, which both restores multiplicative depth and changes packing — the two
+things a deep homomorphic backpropagation cannot do on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from crypto import CryptoError, EncryptedTensor, Layout, PublicKeyring, SecretKeyring
+from protocols.accounting import PhaseTimer
+from protocols.audit import VisibilityLog
+from protocols.channel import Channel
+from protocols.errors import ProtocolError
+from protocols.masking import MaskSampler
+from protocols.messages import Message
+
+DECRYPT_REQUEST = "decrypt_request"
+DECRYPT_REPLY = "decrypt_reply"
+REFRESH_REQUEST = "refresh_request"
+REFRESH_REPLY = "refresh_reply"
+
+
+class KeyHolder:
+    """Holds the only secret key; decrypts masked values and re-encrypts them on request."""
+
+    def __init__(self, name: str, secret: SecretKeyring, timer: PhaseTimer, audit: VisibilityLog) -> None:
+        self.name = name
+        self._secret = secret
+        self.timer = timer
+        self.audit = audit
+
+    @property
+    def keyring(self) -> SecretKeyring:
+        """The secret keyring, for the key holder's own decryptions (never sent anywhere)."""
+        return self._secret
+
+    def announcement(self) -> bytes:
+        return self._secret.public_keyring().to_bytes()
+
+    def serve(self, channel: Channel, requester: str) -> None:
+        """Answer the one request ``requester`` has queued (decrypt or refresh)."""
+        message = channel.receive(self.name, _peek_kind(channel, self.name), sender=requester)
+        try:
+            with self.timer.phase("ciphertext_deserialize"):
+                encrypted = EncryptedTensor.from_bytes(self._secret, message.payload)
+            with self.timer.phase("decrypt"):
+                values = encrypted.decrypt()
+        except CryptoError as exc:
+            raise ProtocolError(f"{self.name} could not decrypt a request from {requester}: {exc}") from exc
+        self.audit.saw(
+            str(message.meta.get("what", "unknown")),
+            values.shape,
+            per_sample=bool(message.meta.get("per_sample", False)),
+            masked=True,
+            source=requester,
+        )
+        if message.kind == DECRYPT_REQUEST:
+            channel.send(Message(DECRYPT_REPLY, self.name, requester, message.step, values.astype(np.float64)))
+            return
+        for index, layout in enumerate(_layouts(message)):
+            values_out = values.T if layout.transpose else values
+            with self.timer.phase("encrypt"):
+                fresh = EncryptedTensor.encrypt(
+                    self._secret, values_out, Layout.ROWS, stride=layout.stride, bound=layout.bound
+                )
+            with self.timer.phase("ciphertext_serialize"):
+                payload = fresh.to_bytes()
+            channel.send(
+                Message(REFRESH_REPLY, self.name, requester, message.step, payload, codec="ckks", meta={"index": index})
+            )
+
+
+@dataclass(frozen=True)
+class RefreshLayout:
+    """One re-encryption the requester wants: ROWS with ``stride``, of the value or its transpose."""
+
+    stride: int
+    transpose: bool
+    bound: float
+
+
+def _layouts(message: Message) -> list[RefreshLayout]:
+    strides = str(message.meta.get("strides", ""))
+    if not strides:
+        raise ProtocolError(f"refresh request from {message.sender} names no layouts")
+    bound = float(message.meta.get("bound", 0.0))
+    layouts = []
+    for item in strides.split(","):
+        kind, _, stride = item.partition(":")
+        if kind not in ("rows", "rows_t") or not stride.isdigit():
+            raise ProtocolError(f"refresh request from {message.sender} has a malformed layout {item!r}")
+        layouts.append(RefreshLayout(int(stride), kind == "rows_t", bound))
+    return layouts
+
+
+def _peek_kind(channel: Channel, receiver: str) -> str:
+    """Kind of the next queued request (decrypt or refresh); the channel validates it on receive."""
+    peek = getattr(channel, "peek_kind", None)
+    if peek is None:
+        raise ProtocolError("the channel cannot tell a decrypt request from a refresh request")
+    kind = peek(receiver)
+    if kind not in (DECRYPT_REQUEST, REFRESH_REQUEST):
+        raise ProtocolError(f"{receiver} expected a decrypt or refresh request, got {kind!r}")
+    return kind
+
+
+class MaskedKeyHolderClient:
+    """What a party without the secret key uses to learn (or refresh) a value it computed.
+
+    ``deliver`` makes the key holder process its mailbox; in the in-process simulation that
+    stands in for the key holder's own server loop.
+    """
+
+    def __init__(
+        self,
+        party: str,
+        key_holder: str,
+        public: PublicKeyring,
+        channel: Channel,
+        deliver: Callable[[str], None],
+        masks: MaskSampler,
+        timer: PhaseTimer,
+    ) -> None:
+        self.party = party
+        self.key_holder = key_holder
+        self.public = public
+        self.channel = channel
+        self._deliver = deliver
+        self.masks = masks
+        self.timer = timer
+
+    def reveal(self, encrypted: EncryptedTensor, step: int, what: str, per_sample: bool) -> np.ndarray:
+        """Plaintext of ``encrypted``, learnt through masked decryption."""
+        mask = self.masks.draw(encrypted.shape)
+        self._request(DECRYPT_REQUEST, encrypted.add_plain(mask), step, {"what": what, "per_sample": per_sample})
+        reply = self.channel.receive(self.party, DECRYPT_REPLY, sender=self.key_holder)
+        values = np.asarray(reply.payload, dtype=np.float64)
+        if values.shape != encrypted.shape:
+            raise ProtocolError(f"{self.key_holder} answered shape {values.shape} for {encrypted.shape}")
+        return values - mask
+
+    def refresh(
+        self, encrypted: EncryptedTensor, step: int, what: str, layouts: list[tuple[str, int]], bound: float
+    ) -> list[EncryptedTensor]:
+        """Fresh ciphertexts of ``encrypted`` (or its transpose) in the named ROWS strides.
+
+        ``bound`` is the public bound on the unmasked value; the key holder encrypts the masked
+        value under ``bound + half_width`` and the result, once unmasked, carries ``bound`` again.
+        """
+        mask = self.masks.draw(encrypted.shape)
+        spec = ",".join(f"{kind}:{stride}" for kind, stride in layouts)
+        meta = {"what": what, "per_sample": True, "strides": spec, "bound": bound + self.masks.half_width}
+        self._request(REFRESH_REQUEST, encrypted.add_plain(mask), step, meta)
+        fresh = []
+        for kind, _ in layouts:
+            reply = self.channel.receive(self.party, REFRESH_REPLY, sender=self.key_holder)
+            with self.timer.phase("ciphertext_deserialize"):
+                tensor = EncryptedTensor.from_bytes(self.public, reply.payload)
+            fresh.append(tensor.add_plain(-(mask.T if kind == "rows_t" else mask), result_bound=bound))
+        return fresh
+
+    def _request(self, kind: str, masked: EncryptedTensor, step: int, meta: dict[str, object]) -> None:
+        with self.timer.phase("ciphertext_serialize"):
+            payload = masked.to_bytes(mod_switch_to_last=True)
+        self.channel.send(Message(kind, self.party, self.key_holder, step, payload, codec="ckks", meta=meta))  # type: ignore[arg-type]
+        self._deliver(self.party)

@@ -1,0 +1,121 @@
+"""Backpropagation of an encrypted gradient through a passive party's Linear/ReLU layers.
+
+With H = f(X) for a stack of Linear layers and ReLUs, everything but the incoming gradient
+is the passive party's own plaintext: its inputs, its weights, and the ReLU derivatives (0/1
+masks of its own pre-activations). Backpropagation is therefore linear in the encrypted
+gradient, a chain of ciphertext-by-plaintext products:
+
+    G_l  <- G_l * M_l                    (ReLU after layer l: plaintext 0/1 mask)
+    dW_l, db_l <- G_l^T @ [A_{l-1} | 1]  (one product gives weights and bias gradients)
+    G_{l-1} <- G_l @ W_l                 (to the layer below, then refreshed by the key holder)
+
+The parameter gradients stay encrypted until the passive party has them decrypted behind a
+fresh random mask: it only ever learns batch-summed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from crypto import EncryptedTensor
+from protocols.keyholder import MaskedKeyHolderClient
+from securevfl.blind.plan import BottomPlan
+
+
+@dataclass
+class ForwardCache:
+    """What backpropagation needs from the forward pass, padded to the plan's batch size."""
+
+    layer_inputs: list[np.ndarray]
+    relu_masks: list[np.ndarray | None]
+    rows: int
+
+
+def linear_stack(model: nn.Module) -> list[tuple[nn.Linear, bool]]:
+    """The model as (Linear, followed-by-ReLU) pairs; any other layer is refused by name."""
+    modules = list(model.children()) if isinstance(model, nn.Sequential) else [model]
+    stack: list[tuple[nn.Linear, bool]] = []
+    for module in modules:
+        if isinstance(module, nn.Linear):
+            stack.append((module, False))
+        elif isinstance(module, nn.ReLU) and stack and not stack[-1][1]:
+            stack[-1] = (stack[-1][0], True)
+        else:
+            raise ValueError(
+                f"layer {module.__class__.__name__} cannot be backpropagated under encryption "
+                "(supported: Linear, each optionally followed by one ReLU)"
+            )
+    if not stack:
+        raise ValueError("the bottom model has no Linear layer")
+    return stack
+
+
+@torch.no_grad()
+def cached_forward(stack: list[tuple[nn.Linear, bool]], x: torch.Tensor, batch: int) -> tuple[torch.Tensor, ForwardCache]:
+    rows = x.shape[0]
+    inputs, masks = [], []
+    activations = x
+    for linear, relu in stack:
+        inputs.append(_pad(activations.double().numpy(), batch))
+        pre = linear(activations)
+        if relu:
+            masks.append(_pad((pre > 0).double().numpy(), batch))
+            activations = torch.relu(pre)
+        else:
+            masks.append(None)
+            activations = pre
+    return activations, ForwardCache(layer_inputs=inputs, relu_masks=masks, rows=rows)
+
+
+def encrypted_parameter_gradients(
+    stack: list[tuple[nn.Linear, bool]],
+    plan: BottomPlan,
+    cache: ForwardCache,
+    gradient_t: EncryptedTensor,
+    gradient: EncryptedTensor | None,
+    client: MaskedKeyHolderClient,
+    step: int,
+    gradient_bound: float,
+) -> list[EncryptedTensor]:
+    """Enc([dW_l | db_l]) for every layer, from Enc(G^T) (and Enc(G) when there are hidden layers)."""
+    results: list[EncryptedTensor | None] = [None] * len(stack)
+    g_t, g = gradient_t, gradient
+    for layer in reversed(range(len(stack))):
+        mask = cache.relu_masks[layer]
+        if mask is not None:
+            g_t = g_t.multiply_plain(mask.T)
+            if g is not None:
+                g = g.multiply_plain(mask)
+        augmented = np.hstack([cache.layer_inputs[layer], _ones_column(cache, plan.batch)])
+        results[layer] = g_t @ augmented
+        if layer == 0:
+            break
+        if g is None:
+            raise ValueError("a bottom model with hidden layers needs the batch-major gradient too")
+        weight = stack[layer][0].weight.detach().double().numpy()
+        below = g @ weight
+        layouts = [("rows_t", plan.feature_major_stride(layer - 1))]
+        if layer - 1 > 0:
+            layouts.append(("rows", plan.batch_major_stride(layer - 1)))
+        refreshed = client.refresh(below, step, "backprop_gradient", layouts, bound=gradient_bound)
+        g_t = refreshed[0]
+        g = refreshed[1] if len(refreshed) > 1 else None
+    return [r for r in results if r is not None]
+
+
+def _ones_column(cache: ForwardCache, batch: int) -> np.ndarray:
+    ones = np.zeros((batch, 1))
+    ones[: cache.rows] = 1.0
+    return ones
+
+
+def _pad(values: np.ndarray, batch: int) -> np.ndarray:
+    if values.shape[0] == batch:
+        return values
+    padded = np.zeros((batch, *values.shape[1:]), dtype=values.dtype)
+    padded[: values.shape[0]] = values
+    return padded

@@ -1,0 +1,91 @@
+"""Packing plans for label-private schemes: strides, rotation keys and multiplicative depth.
+
+Every kernel of a training step is a ROWS-layout matmul of a ciphertext by a plaintext
+matrix; its stride decides the rotation keys it needs. The deployment agrees on these from
+the (public) architecture, so the key holder generates exactly the Galois keys the step uses.
+Batches are padded to the configured batch size so one set of strides serves every batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from crypto import rotations
+
+
+@dataclass(frozen=True)
+class BottomPlan:
+    """Homomorphic backpropagation through one passive party's Linear/ReLU stack.
+
+    ``widths`` = [inputs, hidden..., outputs]; ``relu_after[l]`` says whether a ReLU follows
+    linear layer ``l``. For layer ``l`` the passive computes ``G_l^T @ [A_{l-1} | 1]`` (weights
+    and bias gradient in one product) from the gradient in *feature-major* form (``G^T`` packed
+    as ROWS), and, below the top layer, ``G_l @ W_l`` from the *batch-major* form.
+    """
+
+    batch: int
+    widths: tuple[int, ...]
+    relu_after: tuple[bool, ...]
+
+    @property
+    def layers(self) -> int:
+        return len(self.widths) - 1
+
+    def feature_major_stride(self, layer: int) -> int:
+        return rotations.matmul_stride(self.batch, self.widths[layer] + 1)
+
+    def batch_major_stride(self, layer: int) -> int:
+        return rotations.matmul_stride(self.widths[layer + 1], self.widths[layer])
+
+    def rotation_steps(self) -> set[int]:
+        steps: set[int] = set()
+        for layer in range(self.layers):
+            steps.update(
+                rotations.matmul_steps(self.batch, self.widths[layer] + 1, stride=self.feature_major_stride(layer))
+            )
+            if layer > 0:
+                steps.update(
+                    rotations.matmul_steps(
+                        self.widths[layer + 1], self.widths[layer], stride=self.batch_major_stride(layer)
+                    )
+                )
+        return steps
+
+    def depth(self) -> int:
+        """Levels one segment (between refreshes) consumes: the ReLU mask, then one product."""
+        return 1 + int(any(self.relu_after))
+
+
+@dataclass(frozen=True)
+class TopPlan:
+    """The trainable top's first dense layer, computed by the active party under encryption."""
+
+    batch: int
+    part_width: int
+    hidden: int
+
+    def activation_stride(self) -> int:
+        return rotations.matmul_stride(self.part_width, self.hidden)
+
+    def transposed_activation_stride(self) -> int:
+        return rotations.matmul_stride(self.batch, self.hidden)
+
+    def rotation_steps(self) -> set[int]:
+        return set(
+            rotations.matmul_steps(self.part_width, self.hidden, stride=self.activation_stride())
+        ) | set(rotations.matmul_steps(self.batch, self.hidden, stride=self.transposed_activation_stride()))
+
+
+def bottom_plan(
+    batch: int, in_features: int, hidden: Sequence[int], out_features: int, output_relu: bool
+) -> BottomPlan:
+    widths = (in_features, *hidden, out_features)
+    relu_after = tuple([True] * len(hidden) + [output_relu])
+    return BottomPlan(batch=batch, widths=widths, relu_after=relu_after)
+
+
+def required_depth(hidden: Sequence[int], output_relu: bool, trainable_top: bool) -> int:
+    """Multiplicative depth a preset must offer for a bottom model of this shape."""
+    segment = 1 + int(bool(hidden) or output_relu)
+    return max(segment, 1 if trainable_top else 0)
