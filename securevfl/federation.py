@@ -144,31 +144,10 @@ def _assemble_open(
         return ReceiverKeyProtection(party, config.protection.preset, timer)
 
     passives = [
-        PassiveParty(
-            name=passive_name(index),
-            x_train=dataset.x_train[:, blocks[index]],
-            x_test=dataset.x_test[:, blocks[index]],
-            model=model,
-            optimizer=optimizer,
-            channel=channel,
-            active_name=ACTIVE_NAME,
-            timer=timer,
-            protection=protection(passive_name(index)),
-        )
-        for index, (model, optimizer) in enumerate(models.bottoms)
+        PassiveParty(**_passive_args(index, dataset, blocks, models, channel, timer), protection=protection(passive_name(index)))
+        for index in range(len(models.bottoms))
     ]
-    active = ActiveParty(
-        name=ACTIVE_NAME,
-        y_train=dataset.y_train,
-        y_test=dataset.y_test,
-        top=models.top,
-        top_optimizer=models.top_optimizer,
-        passive_names=[party.name for party in passives],
-        channel=channel,
-        timer=timer,
-        protection=protection(ACTIVE_NAME),
-        local_block=models.local_block,
-    )
+    active = ActiveParty(**_active_args(dataset, models, passives, channel, timer), protection=protection(ACTIVE_NAME))
     _exchange_keys(channel, active.name, active.protection, {p.name: p.protection for p in passives})  # type: ignore[misc]
     return Federation(passives=passives, active=active, channel=channel, timer=timer)
 
@@ -224,33 +203,15 @@ def _assemble_blind(
 
     passives = [
         BlindPassiveParty(
-            name=passive_name(index),
-            x_train=dataset.x_train[:, blocks[index]],
-            x_test=dataset.x_test[:, blocks[index]],
-            model=model,
-            optimizer=optimizer,
-            channel=channel,
-            active_name=ACTIVE_NAME,
-            timer=timer,
+            **_passive_args(index, dataset, blocks, models, channel, timer),
             plan=plans[passive_name(index)],
             top_plan=top_plan,
             bounds=bounds,
         )
-        for index, (model, optimizer) in enumerate(models.bottoms)
+        for index in range(len(models.bottoms))
     ]
     active = BlindActiveParty(
-        name=ACTIVE_NAME,
-        y_train=dataset.y_train,
-        y_test=dataset.y_test,
-        top=models.top,
-        top_optimizer=models.top_optimizer,
-        passive_names=[party.name for party in passives],
-        passive_plans=plans,
-        top_plan=top_plan,
-        channel=channel,
-        timer=timer,
-        bounds=bounds,
-        local_block=models.local_block,
+        **_active_args(dataset, models, passives, channel, timer), passive_plans=plans, top_plan=top_plan, bounds=bounds
     )
     audit = active.audit if holder_name == ACTIVE_NAME else VisibilityLog(COORDINATOR_NAME)
     key_holder = KeyHolder(holder_name, secret, timer, audit)
@@ -271,6 +232,40 @@ def _assemble_blind(
         masks = MaskSampler(protection.mask_half_width)
         party.connect(MaskedKeyHolderClient(party.name, holder_name, public, channel, deliver, masks, timer))
     return Federation(passives=passives, active=active, channel=channel, timer=timer, coordinator=coordinator)  # type: ignore[arg-type]
+
+
+def _passive_args(
+    index: int, dataset: VFLDataset, blocks: list[np.ndarray], models: _Models, channel: InProcessChannel, timer: PhaseTimer
+) -> dict[str, object]:
+    """What every passive party is made of, whatever the scheme: its own columns and model."""
+    model, optimizer = models.bottoms[index]
+    return {
+        "name": passive_name(index),
+        "x_train": dataset.x_train[:, blocks[index]],
+        "x_test": dataset.x_test[:, blocks[index]],
+        "model": model,
+        "optimizer": optimizer,
+        "channel": channel,
+        "active_name": ACTIVE_NAME,
+        "timer": timer,
+    }
+
+
+def _active_args(
+    dataset: VFLDataset, models: _Models, passives: list[PassiveParty], channel: InProcessChannel, timer: PhaseTimer
+) -> dict[str, object]:
+    """What the active party is made of, whatever the scheme: labels, top model, own block."""
+    return {
+        "name": ACTIVE_NAME,
+        "y_train": dataset.y_train,
+        "y_test": dataset.y_test,
+        "top": models.top,
+        "top_optimizer": models.top_optimizer,
+        "passive_names": [party.name for party in passives],
+        "channel": channel,
+        "timer": timer,
+        "local_block": models.local_block,
+    }
 
 
 def _sgd(params, config: RunConfig) -> torch.optim.Optimizer:  # type: ignore[no-untyped-def]
