@@ -1,0 +1,57 @@
+"""Defenses: transforms applied to the messages between parties (noise, sparsification, clipping).
+
+Each defense is configured by one ``[defense]`` table whose ``kind`` selects it, declares where
+in the message pipeline it can run (:class:`Placement`), and refuses an impossible placement
+with a :class:`PlacementError` that says why::
+
+    import numpy as np
+    from securevfl.defenses import MessageContext, build_defense, parse_defense_config
+
+    config = parse_defense_config({"kind": "sparsification", "drop_rate": 0.99})
+    defense = build_defense(config, np.random.default_rng(0), preset_depth=0)
+    ctx = MessageContext(kind="gradient", sender="active", receiver="passive_1", step=0, rows=64)
+    sparse = defense.apply(gradient, ctx)
+
+See ``docs/defenses.md``.
+"""
+
+from __future__ import annotations
+
+from securevfl.defenses.base import Defense, MessageContext, Placement, PlacementError
+from securevfl.defenses.clipping import NormClipping
+from securevfl.defenses.config import (
+    DefenseConfig,
+    DefenseConfigBase,
+    GaussianNoiseConfig,
+    LaplaceNoiseConfig,
+    NormClippingConfig,
+    SparsificationConfig,
+    build_defense,
+    parse_defense_config,
+)
+from securevfl.defenses.noise import AdditiveNoise, GaussianNoise, LaplaceNoise
+from securevfl.defenses.registry import DEFENSES, defense_class
+from securevfl.defenses.sparsification import Sparsification, kept_entries
+
+__all__ = [
+    "DEFENSES",
+    "AdditiveNoise",
+    "Defense",
+    "DefenseConfig",
+    "DefenseConfigBase",
+    "GaussianNoise",
+    "GaussianNoiseConfig",
+    "LaplaceNoise",
+    "LaplaceNoiseConfig",
+    "MessageContext",
+    "NormClipping",
+    "NormClippingConfig",
+    "Placement",
+    "PlacementError",
+    "Sparsification",
+    "SparsificationConfig",
+    "build_defense",
+    "defense_class",
+    "kept_entries",
+    "parse_defense_config",
+]

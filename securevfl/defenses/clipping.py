@@ -1,0 +1,45 @@
+"""Per-sample norm clipping: bound each sample's contribution to the message.
+
+Clipping scales row ``x`` by ``min(1, max_norm / ||x||_2)``, which keeps its direction and
+leaves rows already inside the ball bit-for-bit unchanged. It bounds how far one sample's row
+can be amplified (the gradient-replacement backdoor multiplies a recorded row by gamma), and is
+the usual first half of a differential-privacy step before noise is added.
+
+It cannot run under encryption: deciding whether ``||x|| > max_norm`` is a comparison, and CKKS
+evaluates only additions and multiplications. (Polynomial approximations of the comparison
+exist, but they need many levels and a known range of norms; they are not offered.)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from securevfl.defenses.base import Defense, MessageContext, Placement
+from securevfl.defenses.config import NormClippingConfig
+
+__all__ = ["NormClipping"]
+
+
+class NormClipping(Defense):
+    """Scale every sample's row to an L2 norm of at most ``max_norm``; plaintext placements only."""
+
+    name: ClassVar[str] = "norm_clipping"
+    config_type = NormClippingConfig
+    config: NormClippingConfig
+    impossible = {Placement.UNDER_ENCRYPTION: "norm clipping needs comparisons, which CKKS cannot evaluate"}
+
+    def _transform(self, real: np.ndarray, ctx: MessageContext) -> np.ndarray:
+        norms = np.linalg.norm(real.astype(np.float64), axis=1)
+        over = norms > self.config.max_norm
+        if not over.any():
+            return real
+        # Shrink slightly more than max_norm / norm so that rounding to the message's dtype can
+        # never leave a clipped row above max_norm (a few ulps of relative error per entry).
+        margin = 1.0 - 4.0 * float(np.finfo(real.dtype).eps)
+        factors = np.ones_like(norms)
+        factors[over] = self.config.max_norm / norms[over] * margin
+        out = real.copy()
+        out[over] = (real[over].astype(np.float64) * factors[over, None]).astype(real.dtype)
+        return out
