@@ -179,6 +179,8 @@ def _result_record(
 #: How raw phases roll up into the cost categories reported for every scheme.
 PHASE_GROUPS: dict[str, tuple[str, ...]] = {
     "compute": ("bottom_forward", "top", "bottom_backward", "evaluate"),
+    # ciphertext-by-plaintext kernels; includes the refresh round trips made from inside them
+    "encrypted_compute": ("homomorphic_backprop", "top_encrypted"),
     "keygen": ("keygen",),
     "encode_encrypt": ("encrypt",),
     "serialize": ("serialize", "ciphertext_serialize"),

@@ -91,7 +91,7 @@ def test_encrypted_training_tracks_plaintext_training() -> None:
         assert encrypted["timing"][phase] > 0
     assert "encrypt" not in plain["timing"]
     summary = encrypted["timing"]["summary"]
-    assert set(summary) == {"compute", "keygen", "encode_encrypt", "serialize", "deserialize", "decrypt", "transfer"}
+    assert set(summary) == {"compute", "encrypted_compute", "keygen", "encode_encrypt", "serialize", "deserialize", "decrypt", "transfer"}
     assert summary["encode_encrypt"] == encrypted["timing"]["encrypt"]
     assert plain["timing"]["summary"]["encode_encrypt"] == 0.0
     # a 64 x 10 float32 activation is 2.6 KB in plaintext; one N=4096 ciphertext is ~66 KB
