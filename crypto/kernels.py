@@ -142,22 +142,19 @@ def _is_transparent_error(exc: Exception) -> bool:
 
 
 def add(keyring: Keyring, a: Any, b: Any) -> Any:
-    a, b = align_levels(keyring, a, b)
-    out = sealapi.Ciphertext()
-    try:
-        keyring.evaluator.add(a, b, out)
-    except (RuntimeError, ValueError) as exc:
-        if not _is_transparent_error(exc):
-            raise
-        return encrypted_zero(keyring, keyring.chain_index(a))
-    return out
+    return _binary(keyring, a, b, keyring.evaluator.add)
 
 
 def subtract(keyring: Keyring, a: Any, b: Any) -> Any:
+    return _binary(keyring, a, b, keyring.evaluator.sub)
+
+
+def _binary(keyring: Keyring, a: Any, b: Any, operation: Any) -> Any:
+    """Apply a ciphertext-ciphertext ``operation`` at a common level; a transparent result is a fresh zero."""
     a, b = align_levels(keyring, a, b)
     out = sealapi.Ciphertext()
     try:
-        keyring.evaluator.sub(a, b, out)
+        operation(a, b, out)
     except (RuntimeError, ValueError) as exc:
         if not _is_transparent_error(exc):
             raise
