@@ -27,6 +27,8 @@ class Channel(Protocol):
 
     def receive(self, receiver: str, kind: str, sender: str | None = None) -> Message: ...
 
+    def peek_kind(self, receiver: str) -> str: ...
+
 
 class InProcessChannel:
     """Serialize-on-send, deserialize-on-receive mailboxes for a single-process simulation."""

@@ -109,10 +109,7 @@ def _layouts(message: Message) -> list[RefreshLayout]:
 
 def _peek_kind(channel: Channel, receiver: str) -> str:
     """Kind of the next queued request (decrypt or refresh); the channel validates it on receive."""
-    peek = getattr(channel, "peek_kind", None)
-    if peek is None:
-        raise ProtocolError("the channel cannot tell a decrypt request from a refresh request")
-    kind = peek(receiver)
+    kind = channel.peek_kind(receiver)
     if kind not in (DECRYPT_REQUEST, REFRESH_REQUEST):
         raise ProtocolError(f"{receiver} expected a decrypt or refresh request, got {kind!r}")
     return kind
