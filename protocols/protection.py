@@ -82,10 +82,6 @@ class ReceiverKeyProtection:
             self._secret = SecretKeyring.generate(get_preset(preset))
         self._peers: dict[str, PublicKeyring] = {}
 
-    @property
-    def params(self):  # type: ignore[no-untyped-def]
-        return self._secret.params
-
     def announcement(self) -> bytes:
         return self._secret.public_keyring().to_bytes()
 

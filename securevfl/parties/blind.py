@@ -205,7 +205,7 @@ class BlindActiveParty(ActiveParty):
         with self.timer.phase("ciphertext_deserialize"):
             return _load(self._keyring, message, self.name)
 
-    def _combined(self, kind: str, step: int, what: str) -> tuple[torch.Tensor, list[EncryptedTensor]]:
+    def _combined(self, kind: str, step: int, what: str) -> torch.Tensor:
         """Decrypt only the combination of the passives' activations: their sum or first layer."""
         received = [self._receive(kind, sender) for sender in self.passive_names]
         with self.timer.phase("top_encrypted"):
@@ -216,7 +216,7 @@ class BlindActiveParty(ActiveParty):
                 products = [enc @ block.T for enc, block in zip(received, self._first_layer_blocks(first.weight), strict=True)]
                 combined = EncryptedTensor.sum_of(products)
         values = self._reveal(combined, step, what, per_sample=True)
-        return torch.from_numpy(values.astype(np.float32)), received
+        return torch.from_numpy(values.astype(np.float32))
 
     @property
     def _first_layer(self) -> nn.Linear:
@@ -244,7 +244,7 @@ class BlindActiveParty(ActiveParty):
 
     def train_step(self, step: int, sample_ids: np.ndarray) -> float:
         what = "activation_sum" if self.top_plan is None else "first_layer_preactivation"
-        combined, _ = self._combined(ACTIVATION, step, what)
+        combined = self._combined(ACTIVATION, step, what)
         transposed = (
             [self._receive(ACTIVATION_T, sender) for sender in self.passive_names] if self.top_plan is not None else []
         )
@@ -308,7 +308,7 @@ class BlindActiveParty(ActiveParty):
     @torch.no_grad()
     def predict(self, step: int, sample_ids: np.ndarray) -> torch.Tensor:
         what = "eval_activation_sum" if self.top_plan is None else "eval_first_layer_preactivation"
-        combined, _ = self._combined(EVAL_ACTIVATION, step, what)
+        combined = self._combined(EVAL_ACTIVATION, step, what)
         with self.timer.phase("evaluate"):
             local_x = None
             if self.local_block is not None:
