@@ -12,6 +12,7 @@ in-process simulation never gives one party another's secret key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,6 +21,10 @@ from crypto import CryptoError, EncryptedTensor, Layout, PrecisionError, PublicK
 from protocols.accounting import PhaseTimer
 from protocols.errors import NonFiniteError, ProtocolError
 from protocols.messages import Message
+
+
+#: A homomorphic operation on a message's ciphertext (e.g. a defense placed under encryption).
+CiphertextTransform = Callable[[EncryptedTensor], EncryptedTensor]
 
 
 class PartyProtection(Protocol):
@@ -33,11 +38,17 @@ class PartyProtection(Protocol):
     def learn_peer(self, peer: str, announcement: bytes) -> None:
         """Record a peer's announced public material."""
 
-    def seal(self, values: np.ndarray, receiver: str) -> tuple[str, Any]:
-        """Turn an outgoing array into ``(codec name, payload)`` for ``receiver``."""
+    def seal(self, values: np.ndarray, receiver: str, transform: CiphertextTransform | None = None) -> tuple[str, Any]:
+        """Turn an outgoing array into ``(codec name, payload)`` for ``receiver``.
 
-    def open(self, message: Message) -> np.ndarray:
-        """Recover the array carried by an incoming message addressed to this party."""
+        ``transform`` is applied to the ciphertext between encryption and serialization.
+        """
+
+    def open(self, message: Message, transform: CiphertextTransform | None = None) -> np.ndarray:
+        """Recover the array carried by an incoming message addressed to this party.
+
+        ``transform`` is applied to the ciphertext between deserialization and decryption.
+        """
 
 
 class PlainProtection:
@@ -51,13 +62,20 @@ class PlainProtection:
     def learn_peer(self, peer: str, announcement: bytes) -> None:
         raise ProtocolError(f"the plain scheme expects no key announcement (got one from {peer})")
 
-    def seal(self, values: np.ndarray, receiver: str) -> tuple[str, Any]:
+    def seal(self, values: np.ndarray, receiver: str, transform: CiphertextTransform | None = None) -> tuple[str, Any]:
+        _no_ciphertext(transform)
         return "ndarray", values
 
-    def open(self, message: Message) -> np.ndarray:
+    def open(self, message: Message, transform: CiphertextTransform | None = None) -> np.ndarray:
+        _no_ciphertext(transform)
         if message.codec != "ndarray":
             raise ProtocolError(f"plain scheme received a {message.codec!r} payload from {message.sender}")
         return np.asarray(message.payload)
+
+
+def _no_ciphertext(transform: CiphertextTransform | None) -> None:
+    if transform is not None:
+        raise ProtocolError("the plain scheme has no ciphertext to transform")
 
 
 class PayloadRangeError(ProtocolError, ValueError):
@@ -91,7 +109,7 @@ class ReceiverKeyProtection:
         except CryptoError as exc:
             raise ProtocolError(f"{self.party} rejected the public keyring announced by {peer}: {exc}") from exc
 
-    def seal(self, values: np.ndarray, receiver: str) -> tuple[str, Any]:
+    def seal(self, values: np.ndarray, receiver: str, transform: CiphertextTransform | None = None) -> tuple[str, Any]:
         public = self._peers.get(receiver)
         if public is None:
             raise ProtocolError(f"{self.party} has no public key of {receiver}; keys must be announced first")
@@ -100,12 +118,15 @@ class ReceiverKeyProtection:
         try:
             with self.timer.phase("encrypt"):
                 encrypted = EncryptedTensor.encrypt(public, values, self.layout, levels=0)
+            if transform is not None:
+                with self.timer.phase("defense_encrypted"):
+                    encrypted = transform(encrypted)
             with self.timer.phase("ciphertext_serialize"):
                 return "ckks", encrypted.to_bytes()
         except PrecisionError as exc:
             raise PayloadRangeError(f"{self.party} -> {receiver}: {exc}") from exc
 
-    def open(self, message: Message) -> np.ndarray:
+    def open(self, message: Message, transform: CiphertextTransform | None = None) -> np.ndarray:
         if message.codec != "ckks":
             raise ProtocolError(
                 f"{self.party} expected CKKS ciphertexts from {message.sender}, got a {message.codec!r} payload"
@@ -113,6 +134,9 @@ class ReceiverKeyProtection:
         try:
             with self.timer.phase("ciphertext_deserialize"):
                 encrypted = EncryptedTensor.from_bytes(self._secret, message.payload)
+            if transform is not None:
+                with self.timer.phase("defense_encrypted"):
+                    encrypted = transform(encrypted)
             with self.timer.phase("decrypt"):
                 return encrypted.decrypt().astype(np.float32)
         except CryptoError as exc:

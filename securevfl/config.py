@@ -15,7 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from securevfl.attacks.config import AttackConfig
 from securevfl.data import DataConfig, PartitionConfig
+from securevfl.defenses.base import PlacementError
+from securevfl.defenses.config import DefenseConfig
+from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.errors import ConfigError
 
 
@@ -123,23 +127,28 @@ class ProtectionConfig(_Section):
         return self.scheme == "ckks" and self.key_holder in ("active", "coordinator")
 
 
-class EmptySection(_Section):
-    """Placeholder for the attack and defense sections until those plug-ins exist."""
-
-
 class RunConfig(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     parties: PartitionConfig = Field(default_factory=PartitionConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     protection: ProtectionConfig = Field(default_factory=ProtectionConfig)
-    attack: EmptySection = Field(default_factory=EmptySection)
-    defense: EmptySection = Field(default_factory=EmptySection)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    defense: list[DefenseConfig] = Field(default_factory=list, description="[[defense]] tables, applied in order")
 
     @model_validator(mode="after")
     def _check_blind_depth(self) -> RunConfig:
         if self.protection.blind:
             _check_blind_model(self.model, self.protection)
+        return self
+
+    @model_validator(mode="after")
+    def _check_defense_placements(self) -> RunConfig:
+        for index, defense in enumerate(self.defense):
+            try:
+                DefensePipeline.build([defense], self.protection.scheme, self.protection.key_holder, seed=0)
+            except PlacementError as exc:
+                raise ValueError(f"defense[{index}]: {exc}") from None
         return self
 
     def resolved(self) -> dict[str, Any]:

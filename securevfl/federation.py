@@ -13,9 +13,11 @@ from protocols.audit import VisibilityLog
 from protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from protocols.masking import MaskSampler
 from protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
+from securevfl.attacks import AttackSetup, BackdoorData, prepare_attack
 from securevfl.blind.plan import BottomPlan, TopPlan, bottom_plan
 from securevfl.config import RunConfig
 from securevfl.data import VFLDataset
+from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.models import build_bottom_model, build_top_model
 from securevfl.parties import ActiveParty, LocalBlock, PassiveParty
 from securevfl.parties.blind import BlindActiveParty, BlindPassiveParty, Bounds, CoordinatorParty
@@ -24,6 +26,7 @@ from securevfl.seeding import seed_torch
 ACTIVE_NAME = "active"
 COORDINATOR_NAME = "coordinator"
 PUBLIC_KEY = "public_key"
+BACKDOOR_SPLIT = "backdoor"
 
 
 def passive_name(index: int) -> str:
@@ -39,6 +42,7 @@ class Federation:
     channel: InProcessChannel
     timer: PhaseTimer = field(default_factory=PhaseTimer)
     coordinator: CoordinatorParty | None = None
+    attack_setup: AttackSetup | None = None
 
     def train_batch(self, step: int, sample_ids: np.ndarray) -> float:
         """One round of the protocol: activations up, gradients down, every party updates."""
@@ -51,14 +55,31 @@ class Federation:
 
     def evaluate(self, n_test: int, batch_size: int, step: int = 0) -> float:
         """Clean test accuracy, computed through the same message path as training."""
-        correct = 0
-        for start in range(0, n_test, batch_size):
-            ids = np.arange(start, min(start + batch_size, n_test))
+        predictions = self.predict_split("test", n_test, batch_size, step)
+        return float((predictions == self.active.test_labels(np.arange(n_test))).double().mean())
+
+    def predict_split(self, split: str, n_samples: int, batch_size: int, step: int = 0) -> torch.Tensor:
+        """The active party's predictions for every sample of an evaluation split, in order."""
+        batches = []
+        for start in range(0, n_samples, batch_size):
+            ids = np.arange(start, min(start + batch_size, n_samples))
             for party in self.passives:
-                party.send_eval_activations(step, ids)
-            predictions = self.active.predict(step, ids)
-            correct += int((predictions == self.active.test_labels(ids)).sum())
-        return correct / n_test
+                party.send_eval_activations(step, ids, split)
+            batches.append(self.active.predict(step, ids, split))
+        return torch.cat(batches)
+
+    def attack_metrics(self, batch_size: int, step: int = 0) -> dict[str, float]:
+        """Backdoor accuracy on the triggered test samples, and the attack's own metrics."""
+        setup = self.attack_setup
+        if setup is None or not setup.config.active:
+            return {}
+        metrics: dict[str, float] = {}
+        if setup.backdoor is not None:
+            predictions = self.predict_split(BACKDOOR_SPLIT, len(setup.backdoor.triggered_test), batch_size, step)
+            metrics["backdoor_accuracy"] = float((predictions == setup.backdoor.target_label).double().mean())
+        if setup.attack is not None and setup.truth is not None:
+            metrics.update(setup.attack.epoch_metrics(setup.truth))
+        return metrics
 
     def audits(self) -> dict[str, VisibilityLog]:
         """Every party's record of the plaintext values it has held."""
@@ -95,12 +116,38 @@ def build_federation(config: RunConfig, dataset: VFLDataset, blocks: list[np.nda
     """Create every party with only its own columns, labels and freshly seeded parameters.
 
     ``blocks`` are column-index arrays, passive blocks first, then the active party's own
-    block when ``parties.active_block`` is set.
+    block when ``parties.active_block`` is set. The configured attack (if any) poisons the
+    attacker's own columns and hooks into the attacking party; the configured defenses go to
+    the active party.
     """
     models = _build_models(config, dataset, blocks)
-    if config.protection.blind:
-        return _assemble_blind(config, dataset, blocks, models)
-    return _assemble_open(config, dataset, blocks, models)
+    protection = config.protection
+    names = [passive_name(index) for index in range(config.parties.passive)]
+    setup = prepare_attack(
+        config.attack, dataset, blocks, names, protection.scheme, protection.key_holder, models.bottom_out, config.train.seed
+    )
+    data = setup.dataset if setup.dataset is not None else dataset
+    if protection.blind:
+        federation = _assemble_blind(config, data, blocks, models)
+    else:
+        federation = _assemble_open(config, data, blocks, models)
+    federation.attack_setup = setup
+    federation.active.defenses = DefensePipeline.build(config.defense, protection.scheme, protection.key_holder, config.train.seed)
+    if setup.attack is not None:
+        federation.passives[names.index(setup.party)].attack = setup.attack  # type: ignore[arg-type]
+    if setup.backdoor is not None:
+        _add_backdoor_split(federation, data, blocks, setup.backdoor)
+    return federation
+
+
+def _add_backdoor_split(federation: Federation, dataset: VFLDataset, blocks: list[np.ndarray], backdoor: BackdoorData) -> None:
+    """The triggered test samples as an evaluation split every party holds its columns of."""
+    rows = backdoor.triggered_test
+    x = backdoor.apply_trigger(dataset.x_test, rows)[rows]
+    for index, party in enumerate(federation.passives):
+        party.add_eval_split(BACKDOOR_SPLIT, x[:, blocks[index]])
+    local = x[:, blocks[len(federation.passives)]] if federation.active.local_block is not None else None
+    federation.active.add_eval_split(BACKDOOR_SPLIT, dataset.y_test[rows], local)
 
 
 def _build_models(config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarray]) -> _Models:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,11 @@ class EpochRecord:
     main_accuracy: float
     loss: float
     seconds: float
+    attack_metrics: dict[str, float] = field(default_factory=dict)
 
     def history_entry(self) -> dict[str, float | int]:
         """Deterministic part only: same seed, same history (timings live in ``timing``)."""
-        return {"epoch": self.epoch, "main_accuracy": self.main_accuracy, "loss": self.loss}
+        return {"epoch": self.epoch, "main_accuracy": self.main_accuracy, "loss": self.loss, **self.attack_metrics}
 
 
 EpochCallback = Callable[[EpochRecord], None]
@@ -100,7 +102,18 @@ def run_training(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / RESULT_NAME).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        _write_attack_artifacts(federation, out_dir)
     return result
+
+
+def _write_attack_artifacts(federation: Federation, out_dir: Path) -> None:
+    """Per-sample attack outputs (e.g. inferred labels) as CSV files beside result.json."""
+    setup = federation.attack_setup
+    if setup is None or setup.attack is None or setup.truth is None:
+        return
+    for stem, rows in setup.attack.artifacts(setup.truth).items():
+        with (out_dir / f"{stem}.csv").open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows(rows)
 
 
 def _train_epoch(
@@ -129,12 +142,15 @@ def _train_epoch(
         total_loss += loss * len(sample_ids)
         if index % 50 == 0:
             progress.set_postfix(loss=f"{loss:.4f}")
-    accuracy = federation.evaluate(n_test, train_cfg.eval_batch_size, step=first_step + len(batches))
+    eval_step = first_step + len(batches)
+    accuracy = federation.evaluate(n_test, train_cfg.eval_batch_size, step=eval_step)
+    attack_metrics = federation.attack_metrics(train_cfg.eval_batch_size, step=eval_step)
     return EpochRecord(
         epoch=epoch,
         main_accuracy=accuracy,
         loss=total_loss / n_train,
         seconds=time.perf_counter() - started,
+        attack_metrics=attack_metrics,
     )
 
 
@@ -153,11 +169,20 @@ def _result_record(
     timing["summary"] = _phase_summary(timing)
     timing["epoch_seconds"] = epoch_seconds
     timing["mean_epoch_seconds"] = round(sum(epoch_seconds) / len(epoch_seconds), 4) if epoch_seconds else 0.0
+    last = history[-1] if history else {}
+    attack = federation.attack_setup.summary() if federation.attack_setup is not None else {"kind": "none"}
     return {
         "version": __version__,
         "seed": config.train.seed,
         "scheme": config.protection.scheme,
-        "main_accuracy": history[-1]["main_accuracy"] if history else None,
+        "key_holder": config.protection.key_holder if config.protection.scheme == "ckks" else None,
+        "main_accuracy": last.get("main_accuracy"),
+        "backdoor_accuracy": last.get("backdoor_accuracy"),
+        "label_inference_accuracy": last.get("label_inference_accuracy"),
+        "attack_feasible": attack.get("feasible", True) if attack["kind"] != "none" else None,
+        "attack_infeasible_reason": attack.get("infeasible_reason"),
+        "attack": attack,
+        "defenses": [defense.model_dump(mode="json") for defense in config.defense],
         "epochs_completed": len(history),
         "history": history,
         "bytes_sent": traffic["bytes_by_kind"],

@@ -33,6 +33,9 @@ class ForwardCache:
     layer_inputs: list[np.ndarray]
     relu_masks: list[np.ndarray | None]
     rows: int
+    row_weight: np.ndarray
+    """Weight of every (padded) row's contribution to the parameter gradients: 1 for real
+    samples, 0 for padding. An attack may reweight rows (see the gradient-replacement backdoor)."""
 
 
 def linear_stack(model: nn.Module) -> list[tuple[nn.Linear, bool]]:
@@ -68,7 +71,9 @@ def cached_forward(stack: list[tuple[nn.Linear, bool]], x: torch.Tensor, batch: 
         else:
             masks.append(None)
             activations = pre
-    return activations, ForwardCache(layer_inputs=inputs, relu_masks=masks, rows=rows)
+    row_weight = np.zeros(batch)
+    row_weight[:rows] = 1.0
+    return activations, ForwardCache(layer_inputs=inputs, relu_masks=masks, rows=rows, row_weight=row_weight)
 
 
 def encrypted_parameter_gradients(
@@ -90,7 +95,7 @@ def encrypted_parameter_gradients(
             g_t = g_t.multiply_plain(mask.T)
             if g is not None:
                 g = g.multiply_plain(mask)
-        augmented = np.hstack([cache.layer_inputs[layer], _ones_column(cache, plan.batch)])
+        augmented = np.hstack([cache.layer_inputs[layer], np.ones((plan.batch, 1))]) * cache.row_weight[:, None]
         results[layer] = g_t @ augmented
         if layer == 0:
             break
@@ -105,12 +110,6 @@ def encrypted_parameter_gradients(
         g_t = refreshed[0]
         g = refreshed[1] if len(refreshed) > 1 else None
     return [r for r in results if r is not None]
-
-
-def _ones_column(cache: ForwardCache, batch: int) -> np.ndarray:
-    ones = np.zeros((batch, 1))
-    ones[: cache.rows] = 1.0
-    return ones
 
 
 def _pad(values: np.ndarray, batch: int) -> np.ndarray:

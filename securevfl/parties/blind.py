@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from protocols.protection import PayloadRangeError
 from securevfl.blind.backprop import ForwardCache, cached_forward, encrypted_parameter_gradients, linear_stack
 from securevfl.blind.plan import BottomPlan, TopPlan
+from securevfl.defenses.base import MessageContext, Placement
 from securevfl.parties.active import ActiveParty, LocalBlock
 from securevfl.parties.passive import PassiveParty
 
@@ -98,11 +99,13 @@ class BlindPassiveParty(PassiveParty):
     def send_activations(self, step: int, sample_ids: np.ndarray) -> None:
         with self.timer.phase("bottom_forward"):
             output, self._cache = cached_forward(self._stack, self._x_train[sample_ids], self.plan.batch)
-        self._send_encrypted(ACTIVATION, step, output.double().numpy(), transposed=self.top_plan is not None)
+        self._batch_ids = sample_ids
+        values = self._outgoing(step, sample_ids, output.double().numpy())
+        self._send_encrypted(ACTIVATION, step, values, transposed=self.top_plan is not None)
 
-    def send_eval_activations(self, step: int, sample_ids: np.ndarray) -> None:
+    def send_eval_activations(self, step: int, sample_ids: np.ndarray, split: str = "test") -> None:
         with torch.no_grad(), self.timer.phase("evaluate"):
-            output = self.model(self._x_test[sample_ids])
+            output = self.model(self._eval[split][sample_ids])
         self._send_encrypted(EVAL_ACTIVATION, step, output.double().numpy(), transposed=False)
 
     def _send_encrypted(self, kind: str, step: int, values: np.ndarray, transposed: bool) -> None:
@@ -131,10 +134,16 @@ class BlindPassiveParty(PassiveParty):
         gradient = None
         if self.plan.layers > 1:
             gradient = _load(self._public, self.channel.receive(self.name, GRADIENT_BM, sender=self.active_name), self.name)
+        client = self.client
+
+        def backprop(cache: ForwardCache, g_t: EncryptedTensor, g: EncryptedTensor | None) -> list[EncryptedTensor]:
+            return encrypted_parameter_gradients(self._stack, self.plan, cache, g_t, g, client, step, self.bounds.gradient)
+
         with self.timer.phase("homomorphic_backprop"):
-            encrypted = encrypted_parameter_gradients(
-                self._stack, self.plan, self._cache, gradient_t, gradient, self.client, step, self.bounds.gradient
-            )
+            if self.attack is None:
+                encrypted = backprop(self._cache, gradient_t, gradient)
+            else:
+                encrypted = self.attack.encrypted_gradients(step, self._batch_ids, self._cache, gradient_t, gradient, backprop)  # type: ignore[arg-type]
         self.optimizer.zero_grad(set_to_none=True)
         for (linear, _), enc in zip(self._stack, encrypted, strict=True):
             values = self.client.reveal(enc, step, "parameter_gradient", per_sample=False)
@@ -205,9 +214,8 @@ class BlindActiveParty(ActiveParty):
         with self.timer.phase("ciphertext_deserialize"):
             return _load(self._keyring, message, self.name)
 
-    def _combined(self, kind: str, step: int, what: str) -> torch.Tensor:
+    def _combined(self, received: list[EncryptedTensor], step: int, what: str) -> torch.Tensor:
         """Decrypt only the combination of the passives' activations: their sum or first layer."""
-        received = [self._receive(kind, sender) for sender in self.passive_names]
         with self.timer.phase("top_encrypted"):
             if self.top_plan is None:
                 combined = EncryptedTensor.sum_of(received)
@@ -217,6 +225,20 @@ class BlindActiveParty(ActiveParty):
                 combined = EncryptedTensor.sum_of(products)
         values = self._reveal(combined, step, what, per_sample=True)
         return torch.from_numpy(values.astype(np.float32))
+
+    def _received_activations(self, step: int, rows: int) -> tuple[list[EncryptedTensor], list[EncryptedTensor]]:
+        """Every passive's encrypted activations (and transposed copies), after under-encryption defenses."""
+        received, transposed = [], []
+        for sender in self.passive_names:
+            packings = [(self._receive(ACTIVATION, sender), self._context("activation", sender, self.name, step, rows))]
+            if self.top_plan is not None:
+                ctx_t = MessageContext(kind="activation", sender=sender, receiver=self.name, step=step, rows=rows, sample_axis=1)
+                packings.append((self._receive(ACTIVATION_T, sender), ctx_t))
+            with self.timer.phase("defense_encrypted"):
+                tensors = self.defenses.encrypted(packings)
+            received.append(tensors[0])
+            transposed.extend(tensors[1:])
+        return received, transposed
 
     @property
     def _first_layer(self) -> nn.Linear:
@@ -244,10 +266,8 @@ class BlindActiveParty(ActiveParty):
 
     def train_step(self, step: int, sample_ids: np.ndarray) -> float:
         what = "activation_sum" if self.top_plan is None else "first_layer_preactivation"
-        combined = self._combined(ACTIVATION, step, what)
-        transposed = (
-            [self._receive(ACTIVATION_T, sender) for sender in self.passive_names] if self.top_plan is not None else []
-        )
+        received, transposed = self._received_activations(step, len(sample_ids))
+        combined = self._combined(received, step, what)
         with self.timer.phase("top"):
             combined.requires_grad_(True)
             local_x = None
@@ -267,7 +287,8 @@ class BlindActiveParty(ActiveParty):
             for optimizer in self._optimizers():
                 optimizer.step()
         for sender, gradient in zip(self.passive_names, gradients, strict=True):
-            self._send_gradient(sender, gradient, step)
+            ctx = self._context("gradient", self.name, sender, step, len(sample_ids))
+            self._send_gradient(sender, self.defenses.plaintext(Placement.PRE_ENCRYPTION, gradient, ctx), ctx)
         return float(loss.detach())
 
     def _passive_gradients(self, delta: np.ndarray) -> list[np.ndarray]:
@@ -289,8 +310,8 @@ class BlindActiveParty(ActiveParty):
             values = self._reveal(product, step, "top_weight_gradient", per_sample=False)
             first.weight.grad[:, k * width : (k + 1) * width] += torch.from_numpy(values.T.astype(np.float32))
 
-    def _send_gradient(self, receiver: str, gradient: np.ndarray, step: int) -> None:
-        plan = self.passive_plans[receiver]
+    def _send_gradient(self, receiver: str, gradient: np.ndarray, ctx: MessageContext) -> None:
+        plan, step = self.passive_plans[receiver], ctx.step
         top_layer = plan.layers - 1
         padded = _pad_rows(gradient, plan.batch)
         what = f"gradient for {receiver}"
@@ -300,20 +321,25 @@ class BlindActiveParty(ActiveParty):
                 tensors.append(
                     (GRADIENT_BM, _encrypt(self._keyring, padded, what, self.bounds.gradient, layout=Layout.ROWS, stride=plan.batch_major_stride(top_layer)))
                 )
+        if self.defenses.wants_encrypted(ctx):
+            contexts = [replace(ctx, sample_axis=1), ctx][: len(tensors)]
+            with self.timer.phase("defense_encrypted"):
+                defended = self.defenses.encrypted([(tensor, c) for (_, tensor), c in zip(tensors, contexts, strict=True)])
+            tensors = [(kind, tensor) for (kind, _), tensor in zip(tensors, defended, strict=True)]
         for kind, tensor in tensors:
             with self.timer.phase("ciphertext_serialize"):
                 payload = tensor.to_bytes()
             self.channel.send(Message(kind, self.name, receiver, step, payload, codec="ckks"))
 
     @torch.no_grad()
-    def predict(self, step: int, sample_ids: np.ndarray) -> torch.Tensor:
+    def predict(self, step: int, sample_ids: np.ndarray, split: str = "test") -> torch.Tensor:
         what = "eval_activation_sum" if self.top_plan is None else "eval_first_layer_preactivation"
-        combined = self._combined(EVAL_ACTIVATION, step, what)
+        combined = self._combined([self._receive(EVAL_ACTIVATION, sender) for sender in self.passive_names], step, what)
         with self.timer.phase("evaluate"):
             local_x = None
             if self.local_block is not None:
                 self.local_block.model.eval()
-                local_x = self.local_block.x_test[sample_ids]
+                local_x = self._local_eval[split][sample_ids]
             self.top.eval()
             return self._logits(combined, local_x).argmax(dim=1)
 

@@ -1,0 +1,63 @@
+"""Label inference from the sign pattern of gradient rows (Liu et al., section 5.3).
+
+With a softmax-sum top and cross-entropy, the gradient row a passive party receives for a
+sample is ``(S - onehot(y)) / B``: every entry is positive except the one of the true class,
+which is ``S_y - 1 < 0``. The attacker reads the label off as the index of the smallest entry.
+It needs the plaintext rows; under a label-private scheme it holds only ciphertexts, and a
+sign is not something CKKS can compute, so the attack is infeasible there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from securevfl.attacks.base import AttackTruth, Capability, PassiveAttack
+
+__all__ = ["LabelInference"]
+
+
+class LabelInference(PassiveAttack):
+    """Infers a label for every training sample it receives a gradient row for; alters nothing."""
+
+    name: ClassVar[str] = "label_inference"
+    requires = (frozenset({Capability.PLAINTEXT_GRADIENT_ROWS}),)
+    infeasible_because = (
+        "the attacker holds only encrypted gradient rows and never a plaintext one; reading a sign needs "
+        "a comparison, which CKKS cannot evaluate, and the key holder only decrypts masked batch sums"
+    )
+
+    def __init__(self, party: str, n_train: int) -> None:
+        super().__init__(party)
+        self._inferred = np.full(n_train, -1, dtype=np.int64)
+        self._seen_this_epoch = np.zeros(n_train, dtype=bool)
+
+    def incoming_gradient(self, step: int, sample_ids: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+        self._inferred[sample_ids] = np.argmin(gradient, axis=1)
+        self._seen_this_epoch[sample_ids] = True
+        return gradient
+
+    def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
+        """Accuracy of the labels inferred during the epoch just finished."""
+        seen = self._seen_this_epoch
+        if not seen.any():
+            return {}
+        accuracy = float(np.mean(self._inferred[seen] == truth.y_train[seen]))
+        self._seen_this_epoch = np.zeros_like(seen)
+        return {"label_inference_accuracy": accuracy}
+
+    def artifacts(self, truth: AttackTruth) -> Mapping[str, list[list[Any]]]:
+        rows: list[list[Any]] = [["sample_id", "inferred_label", "true_label"]]
+        for sample in np.flatnonzero(self._inferred >= 0):
+            rows.append([int(sample), int(self._inferred[sample]), int(truth.y_train[sample])])
+        return {"inferred_labels": rows}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "inferred": self._inferred.copy(), "seen": self._seen_this_epoch.copy()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._inferred = np.array(state["inferred"], copy=True)
+        self._seen_this_epoch = np.array(state["seen"], copy=True)
