@@ -38,7 +38,6 @@ def test_overrides_parse_toml_literals_and_fall_back_to_strings() -> None:
         (["train.epochs=0"], "greater than or equal to 1"),
         (["model.top=deep"], "model.top"),
         (["model.top_hidden=[16]"], "top_hidden applies only to top = 'trainable'"),
-        (["attack.gamma=10"], "attack kind 'none' does not use gamma"),
         (["attack.gama=10"], "unknown key 'attack.gama'; did you mean 'gamma'?"),
         (["train"], "--set expects KEY=VALUE"),
         (["train.epochs.x=1"], "is a value, not a section"),

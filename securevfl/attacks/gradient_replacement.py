@@ -5,7 +5,9 @@ batch, it records the gradient row it receives for it (the latest recording wins
 poisoned sample in a batch (its own features carry the trigger) it trains as if the active
 party had sent ``gamma`` times the recorded row. Rows of one batch are handled record-first:
 a target sample recorded in a batch already serves the poisoned rows of the same batch. Until
-a first recording exists, poisoned rows keep the gradient they received.
+a first recording exists, poisoned rows keep the gradient they received. ``record = "first"``
+keeps the first recording instead of the latest (a variant: early in training the target
+sample's gradient is large; the latest one shrinks as the model learns to classify it).
 
 Two implementations of the same decisions:
 
@@ -59,8 +61,12 @@ class GradientReplacement(PassiveAttack):
         gamma: float,
         blur_variance: float | None,
         rng: np.random.Generator,
+        record: str = "latest",
     ) -> None:
         super().__init__(party)
+        if record not in ("latest", "first"):
+            raise ValueError(f"record must be 'latest' or 'first', got {record!r}")
+        self.record = record
         self.backdoor = backdoor
         self.gamma = float(gamma)
         self.blur_std = None if blur_variance is None else math.sqrt(blur_variance)
@@ -90,7 +96,7 @@ class GradientReplacement(PassiveAttack):
     # ------------------------------------------------------------------ Algorithm 2, plaintext rows
     def incoming_gradient(self, step: int, sample_ids: np.ndarray, gradient: np.ndarray) -> np.ndarray:
         targets = self._positions(sample_ids, self._known)
-        if targets.size:
+        if targets.size and (self.record == "latest" or self._recorded is None):
             self._recorded = np.array(gradient[targets[-1]], copy=True)
         poisoned = self._positions(sample_ids, self._poisoned)
         if poisoned.size == 0 or self._recorded is None:
@@ -112,7 +118,7 @@ class GradientReplacement(PassiveAttack):
     ) -> list[EncryptedTensor]:
         self._restore_encrypted(gradient_t)
         targets = self._positions(sample_ids, self._known)
-        if targets.size:
+        if targets.size and (self.record == "latest" or self._recorded_encrypted is None):
             self._recorded_encrypted = (gradient_t, gradient, int(targets[-1]))
         poisoned = self._positions(sample_ids, self._poisoned)
         if poisoned.size == 0 or self._recorded_encrypted is None:

@@ -49,7 +49,7 @@ class AttackSetup:
                 trigger_values=self.backdoor.trigger_values.tolist(),
             )
         if isinstance(self.attack, GradientReplacement):
-            record.update(gamma=self.attack.gamma, blur_activations=self.attack.blur_std is not None, replaced_rows=self.attack.replaced_rows)
+            record.update(gamma=self.attack.gamma, record=self.attack.record, blur_activations=self.attack.blur_std is not None, replaced_rows=self.attack.replaced_rows)
         return record
 
 
@@ -96,7 +96,7 @@ def prepare_attack(
         assert setup.backdoor is not None
         blur = config.blur_variance if config.blur_activations else None
         rng = np.random.default_rng(derived_seed(seed, "attack", "blur"))
-        setup.attack = GradientReplacement(party, setup.backdoor, config.gamma, blur, rng)
+        setup.attack = GradientReplacement(party, setup.backdoor, config.gamma, blur, rng, record=config.record)
     return setup
 
 
