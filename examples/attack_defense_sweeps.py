@@ -99,7 +99,7 @@ def _run(job: tuple[str, Path, list[str], Path, str]) -> tuple[str, str, float]:
     from securevfl.training import run_training
 
     out = out_root / name
-    if (out / "result.json").is_file():
+    if (out / "result.json").is_file() or (out / "failed.json").is_file():
         return name, "done earlier", 0.0
     started = time.perf_counter()
     resume = (out / "checkpoint.pt").is_file()
@@ -107,6 +107,8 @@ def _run(job: tuple[str, Path, list[str], Path, str]) -> tuple[str, str, float]:
         config = load_config(config_path, [*overrides, f"data.dir={data_dir}", "train.progress=false"])
         result = run_training(config, out, resume=resume)
     except Exception as exc:  # record and go on with the other runs
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "failed.json").write_text(json.dumps({"error": str(exc)}) + "\n", encoding="utf-8")
         return name, f"failed: {exc}", time.perf_counter() - started
     metrics = {k: result.get(k) for k in ("main_accuracy", "backdoor_accuracy", "label_inference_accuracy")}
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
@@ -127,6 +129,8 @@ def summarize(out_root: Path, target: Path) -> None:
             "mean_epoch_seconds": result["timing"]["mean_epoch_seconds"],
             "overrides_config": {k: result["config"][k] for k in ("model", "train", "protection", "attack")},
         }
+    for failed_path in sorted(out_root.glob("*/failed.json")):
+        rows[failed_path.parent.name] = {"failed": json.loads(failed_path.read_text())["error"]}
     target.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} runs -> {target}")
 
@@ -134,6 +138,8 @@ def summarize(out_root: Path, target: Path) -> None:
 def _cell(row: dict | None, key: str) -> str:
     if row is None:
         return "not run"
+    if "failed" in row:
+        return "diverged" if "diverged" in row["failed"] else "failed"
     if key == "backdoor_accuracy" and row.get("attack_feasible") is False:
         return "infeasible"
     value = row.get(key)
@@ -141,7 +147,7 @@ def _cell(row: dict | None, key: str) -> str:
 
 
 def _peak(row: dict | None) -> str:
-    if row is None or not row["history"] or "backdoor_accuracy" not in row["history"][0]:
+    if row is None or "failed" in row or not row["history"] or "backdoor_accuracy" not in row["history"][0]:
         return "-"
     best = max(row["history"], key=lambda h: h["backdoor_accuracy"])
     return f"{100 * best['backdoor_accuracy']:.0f} (ep {best['epoch']})"

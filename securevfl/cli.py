@@ -1,4 +1,5 @@
-"""Command line: ``securevfl train --config FILE.toml [--set KEY=VALUE ...] [--out DIR] [--resume]``.
+"""Command line: ``securevfl train --config FILE.toml [--set KEY=VALUE ...] [--out DIR] [--resume]``
+and ``securevfl bench [--out DIR] [--quick]``.
 
 User errors (bad config, missing data, impossible partition) print one ``error:`` line and
 exit with status 2; anything else is a bug and keeps its traceback.
@@ -7,6 +8,7 @@ exit with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory (default runs/latest)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure the overhead of every protection scheme: time, bytes, memory, vs plaintext and Paillier",
+    )
+    bench.add_argument("--out", type=Path, default=Path("runs/bench"), help="output directory (default runs/bench)")
+    bench.add_argument(
+        "--quick", action="store_true", help="a few steps per scheme, default presets only (under a minute); all extrapolated"
+    )
+    bench.add_argument("--top", choices=("sum", "trainable"), default="sum", help="sum: 64x10 messages (default); trainable: 64x32")
+    bench.add_argument(
+        "--data-dir", type=Path, help="train on real MNIST from this directory (default: random MNIST-shaped rows)"
+    )
+    bench.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SCHEME[,SCHEME]",
+        help="measure only these, e.g. --only plain,ckks/receiver/transport,paillier",
+    )
+    bench.add_argument(
+        "--paillier-values", type=int, help="values per message Paillier encrypts for real (default 8 with --quick, else 64)"
+    )
     return parser
 
 
@@ -48,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "bench":
+            return _bench(args, list(sys.argv[1:] if argv is None else argv))
     except SecureVFLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -81,6 +108,29 @@ def _train(args: argparse.Namespace) -> int:
     result = run_training(config, out_dir=args.out, resume=args.resume, on_epoch_end=[report])
     print(_summary(result))
     print(f"result: {args.out / RESULT_NAME}")
+    return 0
+
+
+def _bench(args: argparse.Namespace, argv: list[str]) -> int:
+    # Imported here so `securevfl --help` stays instant.
+    from securevfl.bench import BenchSettings, run_bench, write_outputs
+    from securevfl.bench.report import render_markdown
+
+    settings = BenchSettings(
+        quick=args.quick,
+        top=args.top,
+        data_dir=args.data_dir,
+        only=tuple(key.strip() for item in args.only for key in item.split(",") if key.strip()),
+        paillier_values=args.paillier_values,
+        command=shlex.join(["securevfl", *argv]),
+    )
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    report = run_bench(settings, log=log)
+    paths = write_outputs(report, args.out, log=log)
+    print(render_markdown(report))
+    print("wrote " + ", ".join(str(path) for path in paths.values() if path is not None))
     return 0
 
 
