@@ -135,9 +135,14 @@ def _train_epoch(
         step = first_step + index
         try:
             loss = federation.train_batch(step, sample_ids)
-        except (NonFiniteError, PayloadRangeError) as exc:
+        except NonFiniteError as exc:
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch}, step {step}: {exc}; try a smaller train.lr"
+            ) from None
+        except PayloadRangeError as exc:
+            raise TrainingDiverged(
+                f"a message left CKKS's precise range at epoch {epoch}, step {step}: {exc}; "
+                "try a smaller train.lr or a larger protection bound / preset"
             ) from None
         total_loss += loss * len(sample_ids)
         if index % 50 == 0:
