@@ -380,7 +380,7 @@ def _plot(report: dict[str, Any], path: Path) -> str | None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return "no plot: matplotlib is not installed (pip install 'securevfl[plots]')"
+        return "no plot: matplotlib is not installed (it is a dependency of securevfl: reinstall the package)"
     names = list(rows)
     hatches = ["//" if rows[n].get("extrapolated") else "" for n in names]
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(names) + 2.2))
