@@ -121,12 +121,3 @@ class DefensePipeline:
         for defense, state in zip(self.defenses, states, strict=True):
             defense.load_state_dict(state)
 
-
-def refused(config: DefenseConfigBase, scheme: str, key_holder: str) -> str | None:
-    """The reason ``config`` is impossible under the scheme, or None (for reports)."""
-    try:
-        check_scheme_placement(config, scheme, key_holder)
-        build_defense(config, np.random.default_rng(0), preset_depth=UNDER_ENCRYPTION_DEPTH)
-    except PlacementError as exc:
-        return str(exc)
-    return None
