@@ -1,5 +1,5 @@
 """Command line: ``securevfl train --config FILE.toml [--set KEY=VALUE ...] [--out DIR] [--resume]``
-and ``securevfl bench [--out DIR] [--quick]``.
+``securevfl bench [--out DIR] [--quick]`` and ``securevfl study --config STUDY.toml [--out DIR] [--workers N]``.
 
 User errors (bad config, missing data, impossible partition) print one ``error:`` line and
 exit with status 2; anything else is a bug and keeps its traceback.
@@ -65,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--paillier-values", type=int, help="values per message Paillier encrypts for real (default 8 with --quick, else 64)"
     )
+    study = commands.add_parser(
+        "study",
+        help="run a grid of trainings (attack x defense x scheme x seeds) and write a table and a report with plots",
+    )
+    study.add_argument("--config", type=Path, required=True, help="study TOML (see examples/studies/)")
+    study.add_argument("--out", type=Path, help="output directory (default runs/study-<name>)")
+    study.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    study.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a run config key in every run, e.g. --set data.dir=/data/mnist",
+    )
+    study.add_argument("--report-only", action="store_true", help="train nothing; rebuild the table and report from what is there")
+    study.add_argument("--retry-failed", action="store_true", help="train again the runs that stopped with an error")
+    study.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -75,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args)
         if args.command == "bench":
             return _bench(args, list(sys.argv[1:] if argv is None else argv))
+        if args.command == "study":
+            return _study(args, list(sys.argv[1:] if argv is None else argv))
     except SecureVFLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -131,6 +147,28 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     paths = write_outputs(report, args.out, log=log)
     print(render_markdown(report))
     print("wrote " + ", ".join(str(path) for path in paths.values() if path is not None))
+    return 0
+
+
+def _study(args: argparse.Namespace, argv: list[str]) -> int:
+    # Imported here so `securevfl --help` stays instant.
+    from securevfl.study import run_and_report
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    summary = run_and_report(
+        args.config,
+        out=args.out,
+        workers=args.workers,
+        overrides=args.overrides,
+        train=not args.report_only,
+        retry_failed=args.retry_failed,
+        show_progress=not args.quiet,
+        command=shlex.join(["securevfl", *argv]),
+        log=log,
+    )
+    print(summary)
     return 0
 
 

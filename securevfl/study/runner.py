@@ -1,0 +1,206 @@
+"""Running a study: worker processes, one progress display, resume after any interruption.
+
+Each run trains in a spawned worker process (SEAL holds the GIL, so threads would not
+overlap) and writes into ``OUT/runs/<grid>/<cell>__seed<k>/``:
+
+- ``result.json`` when it finished — the run is never trained again;
+- ``failed.json`` when it stopped on a user-level error (a message left CKKS's precise
+  range, training diverged): a deterministic outcome of that cell, kept as a result;
+- ``checkpoint.pt`` after each epoch — an interrupted run continues from its last epoch.
+
+A finished run whose config differs from what the study now asks for stops the study with
+a clear error instead of being overwritten: nothing measured is lost silently.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import queue as queue_module
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from securevfl.errors import ConfigError, SecureVFLError
+from securevfl.study.spec import PlannedRun
+
+__all__ = ["RunOutcome", "run_dir", "run_study"]
+
+FAILED_NAME = "failed.json"
+RESULT_NAME = "result.json"
+CONFIG_KEYS_IGNORED = ("train.progress",)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    status: str  # "ok" | "failed" | "refused" | "skipped" (finished earlier)
+    seconds: float
+    detail: str = ""
+
+
+def run_dir(out: Path, run: PlannedRun) -> Path:
+    return out / "runs" / run.run_id
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    trimmed = json.loads(json.dumps(config))
+    for dotted in CONFIG_KEYS_IGNORED:
+        section, key = dotted.split(".")
+        trimmed.get(section, {}).pop(key, None)
+    return trimmed
+
+
+def finished(out: Path, run: PlannedRun) -> bool:
+    """True when the run has a result (or a recorded failure) for exactly this config."""
+    directory = run_dir(out, run)
+    for name in (RESULT_NAME, FAILED_NAME):
+        path = directory / name
+        if path.is_file():
+            stored = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+            if _comparable(stored) != _comparable(run.config):
+                raise ConfigError(
+                    f"{path} was produced by a different config than the study now asks for; "
+                    f"use another --out, or delete {directory} to rerun that cell"
+                )
+            return True
+    return False
+
+
+def _train_one(job: tuple[str, dict[str, Any], str, Any]) -> RunOutcome:
+    """Worker: train one run (resuming from its checkpoint), report epochs on the queue."""
+    run_id, config_data, resolved, directory_name, progress = job
+    from securevfl.config import validate_config
+    from securevfl.training import EpochRecord, run_training
+
+    directory = Path(directory_name)
+    started = time.perf_counter()
+    resume = (directory / "checkpoint.pt").is_file()
+
+    def tick(record: EpochRecord) -> None:
+        if progress is not None:
+            progress.put((run_id, record.epoch))
+
+    try:
+        config = validate_config(config_data)
+        result = run_training(config, directory, resume=resume, on_epoch_end=[tick])
+    except SecureVFLError as exc:
+        directory.mkdir(parents=True, exist_ok=True)
+        record = {"error": str(exc), "type": type(exc).__name__, "config": resolved}
+        (directory / FAILED_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        return RunOutcome(run_id, "failed", time.perf_counter() - started, str(exc))
+    except Exception:  # noqa: BLE001 - any bug in one run must not stop the others
+        # a bug, not a finding: keep the traceback next to the run, record nothing as finished
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "crash.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        return RunOutcome(run_id, "crashed", time.perf_counter() - started, traceback.format_exc(limit=3))
+    (directory / "checkpoint.pt").unlink(missing_ok=True)  # finished: the result is what counts
+    shown = f"main {result['main_accuracy']:.4f}"
+    if result.get("backdoor_accuracy") is not None:
+        shown += f", backdoor {result['backdoor_accuracy']:.4f}"
+    if result.get("label_inference_accuracy") is not None:
+        shown += f", label inference {result['label_inference_accuracy']:.4f}"
+    if result.get("attack_feasible") is False:
+        shown += ", attack infeasible"
+    return RunOutcome(run_id, "ok", time.perf_counter() - started, shown)
+
+
+def run_study(
+    runs: list[PlannedRun],
+    out: Path,
+    workers: int = 1,
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+    retry_failed: bool = False,
+) -> list[RunOutcome]:
+    """Train every run that has no result yet; return what happened to each, in plan order."""
+    if workers < 1:
+        raise ConfigError("study --workers must be at least 1")
+    outcomes: dict[str, RunOutcome] = {}
+    pending: list[PlannedRun] = []
+    for run in runs:
+        if run.refused is not None:
+            outcomes[run.run_id] = RunOutcome(run.run_id, "refused", 0.0, run.refused)
+            continue
+        if retry_failed and (run_dir(out, run) / FAILED_NAME).is_file():
+            (run_dir(out, run) / FAILED_NAME).unlink()
+        if finished(out, run):
+            outcomes[run.run_id] = RunOutcome(run.run_id, "skipped", 0.0, "finished earlier")
+            continue
+        pending.append(run)
+    log(
+        f"{len(runs)} runs: {len(pending)} to train, "
+        f"{sum(o.status == 'skipped' for o in outcomes.values())} finished earlier, "
+        f"{sum(o.status == 'refused' for o in outcomes.values())} refused by the config rules; "
+        f"{min(workers, max(len(pending), 1))} worker(s) -> {out}"
+    )
+    if pending:
+        outcomes.update(_train_pending(pending, out, workers, log, show_progress))
+    return [outcomes[run.run_id] for run in runs]
+
+
+def _train_pending(
+    pending: list[PlannedRun], out: Path, workers: int, log: Callable[[str], None], show_progress: bool
+) -> dict[str, RunOutcome]:
+    from tqdm import tqdm
+
+    context = multiprocessing.get_context("spawn")
+    total_epochs = sum(int(run.config["train"]["epochs"]) for run in pending)
+    done_epochs = {run.run_id: _epochs_done(run_dir(out, run)) for run in pending}
+    outcomes: dict[str, RunOutcome] = {}
+    with context.Manager() as manager, context.Pool(min(workers, len(pending))) as pool:
+        progress = manager.Queue()
+        handles = {
+            run.run_id: pool.apply_async(_train_one, ((run.run_id, run.raw, run.config, str(run_dir(out, run)), progress),))
+            for run in pending
+        }
+        bar = tqdm(
+            total=total_epochs,
+            initial=sum(done_epochs.values()),
+            unit="epoch",
+            desc=f"study: 0/{len(pending)} runs",
+            disable=not show_progress,
+            dynamic_ncols=True,
+        )
+        try:
+            while len(outcomes) < len(handles):
+                try:
+                    run_id, epoch = progress.get(timeout=0.5)
+                    bar.update(max(0, epoch - done_epochs[run_id]))
+                    done_epochs[run_id] = max(done_epochs[run_id], epoch)
+                except queue_module.Empty:
+                    pass
+                for run_id, handle in handles.items():
+                    if run_id in outcomes or not handle.ready():
+                        continue
+                    outcome = handle.get()
+                    outcomes[run_id] = outcome
+                    run = next(r for r in pending if r.run_id == run_id)
+                    remaining = int(run.config["train"]["epochs"]) - done_epochs[run_id]
+                    bar.update(max(0, remaining))  # failed runs end early: count their epochs as spent
+                    done_epochs[run_id] = int(run.config["train"]["epochs"])
+                    bar.set_description(f"study: {len(outcomes)}/{len(pending)} runs")
+                    message = f"{outcome.status:>7}  {run_id}  ({outcome.seconds:.0f} s)  {outcome.detail.splitlines()[0] if outcome.detail else ''}"
+                    if show_progress:
+                        bar.write(message)
+                    else:
+                        log(message)
+        finally:
+            bar.close()
+    return outcomes
+
+
+def _epochs_done(directory: Path) -> int:
+    """Epochs an interrupted run already has in its checkpoint (for the progress display)."""
+    checkpoint = directory / "checkpoint.pt"
+    if not checkpoint.is_file():
+        return 0
+    try:
+        import torch
+
+        return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+    except Exception:  # noqa: BLE001 - only the progress display depends on it
+        return 0

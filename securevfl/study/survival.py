@@ -1,0 +1,274 @@
+"""The survival table: does each attack survive encryption, does each defense keep working?
+
+One line per study cell (a setting without its scheme), one column per scheme. A line's
+verdict compares like with like, never across settings:
+
+- an **attack** line compares its attack metric (backdoor accuracy, or label-inference
+  accuracy) under each CKKS scheme with plaintext: *survives* when the means differ by at
+  most :data:`SAME_TOLERANCE` (or two standard deviations over seeds, if larger);
+  *infeasible* when the attacker could not run it (its reason is given);
+- a **defense** line (a ``[[defense]]`` list, or the trainable top) compares the same
+  attack without that defense in the same setting and scheme: the defense *works* when it
+  removes at least half of the attack's success (and the attack reached at least
+  :data:`ATTACK_FLOOR` without it); its main-task cost is the change in main accuracy.
+  It *keeps working* under encryption when its verdict under each CKKS scheme matches
+  plaintext's; a placement a scheme cannot carry is shown as refused with the reason.
+
+Means are over seeds at the last epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from securevfl.study.spec import PlannedRun
+from securevfl.study.table import describe_defenses
+
+__all__ = ["ATTACK_FLOOR", "SAME_TOLERANCE", "SurvivalLine", "survival_lines"]
+
+#: Largest difference in mean attack success (fraction) still called "the same".
+SAME_TOLERANCE = 0.05
+#: Below this attack success, a defense has nothing to remove.
+ATTACK_FLOOR = 0.10
+#: A defense "works" when it removes at least this share of the attack's success.
+WORKS_SHARE = 0.5
+
+
+def _attack_metric(attack_kind: str) -> str | None:
+    return {"gradient_replacement": "backdoor_accuracy", "label_inference": "label_inference_accuracy"}.get(attack_kind)
+
+
+def _attack_key(config: dict[str, Any]) -> str:
+    attack = config.get("attack", {"kind": "none"})
+    if attack["kind"] == "gradient_replacement":
+        return json.dumps(attack, sort_keys=True)
+    return json.dumps({"kind": attack["kind"], "party": attack.get("party")}, sort_keys=True)
+
+
+def describe_attack(config: dict[str, Any]) -> str:
+    attack = config.get("attack", {"kind": "none"})
+    if attack["kind"] == "gradient_replacement":
+        extra = " + blurring" if attack.get("blur_activations") else ""
+        extra += ", first row" if attack.get("record") == "first" else ""
+        return f"gradient replacement, gamma {attack['gamma']:g}{extra}"
+    return attack["kind"].replace("_", " ")
+
+
+def describe_defense(config: dict[str, Any]) -> str:
+    parts = ["trainable top"] if config["model"]["top"] == "trainable" else []
+    listed = describe_defenses(config.get("defense", []))
+    if listed != "none":
+        parts.append(listed)
+    return " + ".join(parts) or "none"
+
+
+def _context(config: dict[str, Any], drop_model: bool = False) -> str:
+    """Everything but scheme, seed, attack and defenses (and the model, for the trainable-top pairing)."""
+    context = copy.deepcopy(config)
+    for key in ("protection", "attack", "defense"):
+        context.pop(key, None)
+    context["train"].pop("seed", None)
+    context["train"].pop("progress", None)
+    if drop_model:
+        context.pop("model")
+    return json.dumps(context, sort_keys=True)
+
+
+@dataclass
+class _Outcome:
+    """One scheme's runs of one cell."""
+
+    rows: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        return [row for row in self.rows if row["status"] == "ok"]
+
+    def status(self) -> str:
+        if self.ok:
+            return "ok"
+        return min({row["status"] for row in self.rows})
+
+    def reason(self) -> str:
+        return next((str(row["reason"]) for row in self.rows if row.get("reason")), "")
+
+    def feasible(self) -> bool:
+        return all(row.get("attack_feasible") is not False for row in self.ok)
+
+    def mean(self, metric: str) -> float | None:
+        values = [float(row[metric]) for row in self.ok if row.get(metric) is not None]
+        return statistics.fmean(values) if values else None
+
+    def std(self, metric: str) -> float:
+        values = [float(row[metric]) for row in self.ok if row.get(metric) is not None]
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+@dataclass
+class SurvivalLine:
+    grid: str
+    setting: str
+    attack: str
+    defense: str
+    cells: dict[str, str] = field(default_factory=dict)  # scheme -> "backdoor / main" or status
+    verdict: str = ""
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _short(reason: str, limit: int = 90) -> str:
+    reason = reason.removeprefix("config error: ").split("; use ")[0]
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+def _cell_text(outcome: _Outcome | None, metric: str | None) -> str:
+    if outcome is None:
+        return "not run"
+    status = outcome.status()
+    if status != "ok":
+        return f"{status} ({_short(outcome.reason())})" if outcome.reason() else status
+    main = _pct(outcome.mean("main_accuracy"))
+    if metric is None:
+        return f"main {main}"
+    if not outcome.feasible():
+        return f"infeasible ({_short(outcome.reason())}); main {main}"
+    return f"{_pct(outcome.mean(metric))} / {main}"
+
+
+def survival_lines(runs: list[PlannedRun], rows: list[dict[str, Any]], schemes: list[str]) -> list[SurvivalLine]:
+    """One line per cell (without its scheme), in study order, with per-scheme cells and a verdict."""
+    by_id = {row["run_id"]: row for row in rows}
+    cells: dict[tuple[str, str], dict[str, _Outcome]] = {}
+    configs: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:
+        setting = "__".join(label if name == "variant" else f"{name}={label}" for name, label in run.levels.items() if name != "scheme") or "-"
+        key = (run.grid, setting)
+        scheme = run.levels["scheme"]
+        cells.setdefault(key, {}).setdefault(scheme, _Outcome([])).rows.append(by_id[run.run_id])
+        if run.config:
+            configs.setdefault(key, run.config)
+    index = {
+        (_context(config), _attack_key(config), describe_defense(config)): key for key, config in configs.items()
+    }
+    lines: list[SurvivalLine] = []
+    for key, per_scheme in cells.items():
+        config = configs.get(key)
+        if config is None:
+            continue
+        attack_kind = config.get("attack", {"kind": "none"})["kind"]
+        metric = _attack_metric(attack_kind)
+        line = SurvivalLine(grid=key[0], setting=key[1], attack=describe_attack(config), defense=describe_defense(config))
+        line.cells = {scheme: _cell_text(per_scheme.get(scheme), metric) for scheme in schemes}
+        if line.defense == "none":
+            line.verdict = _attack_verdict(per_scheme, metric) if metric else _clean_verdict(per_scheme)
+        elif metric is None:
+            line.verdict = "no attack: " + _clean_verdict(per_scheme)
+        else:
+            counterpart = _undefended(config, index)
+            line.verdict = (
+                _defense_verdict(per_scheme, cells[counterpart], metric)
+                if counterpart is not None
+                else "no undefended run of the same attack and setting in this study"
+            )
+        lines.append(line)
+    return lines
+
+
+def _undefended(config: dict[str, Any], index: dict[tuple[str, str, str], tuple[str, str]]) -> tuple[str, str] | None:
+    """The cell with the same setting and attack and no defense (a sum top for the trainable top)."""
+    if config.get("defense"):
+        plain_model = copy.deepcopy(config)
+        plain_model["defense"] = []
+        found = index.get((_context(plain_model), _attack_key(config), describe_defense(plain_model)))
+        if found is not None:
+            return found
+    if config["model"]["top"] == "trainable" and not config.get("defense"):
+        target = _context(config, drop_model=True)
+        for (context, attack, defense), key in index.items():
+            if defense == "none" and attack == _attack_key(config) and json.loads(context).get("model", {}).get("top") == "sum":
+                stripped = json.loads(context)
+                stripped.pop("model")
+                if json.dumps(stripped, sort_keys=True) == target:
+                    return key
+    return None
+
+
+def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
+    plain = per_scheme.get("plain")
+    base = plain.mean("main_accuracy") if plain is not None else None
+    parts = []
+    for scheme, outcome in per_scheme.items():
+        if scheme == "plain" or outcome.status() != "ok" or base is None:
+            continue
+        delta = (outcome.mean("main_accuracy") or 0.0) - base
+        parts.append(f"{scheme} {100 * delta:+.2f}")
+    return ("main accuracy vs plaintext: " + ", ".join(parts)) if parts else "clean baseline"
+
+
+def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
+    plain = per_scheme.get("plain")
+    if plain is None or plain.status() != "ok":
+        return "no plaintext run to compare with"
+    base, base_std = plain.mean(metric), plain.std(metric)
+    if base is None:
+        return "no plaintext run to compare with"
+    survives, changed, infeasible, stopped = [], [], [], []
+    for scheme, outcome in per_scheme.items():
+        if scheme == "plain":
+            continue
+        if outcome.status() != "ok":
+            stopped.append(f"{scheme} {outcome.status()}")
+        elif not outcome.feasible():
+            infeasible.append(scheme)
+        else:
+            value = outcome.mean(metric) or 0.0
+            tolerance = max(SAME_TOLERANCE, 2 * max(base_std, outcome.std(metric)))
+            (survives if abs(value - base) <= tolerance else changed).append(f"{scheme} ({_pct(value)} vs {_pct(base)})")
+    parts = []
+    if survives:
+        parts.append("survives encryption: " + ", ".join(survives))
+    if changed:
+        parts.append("changed by encryption: " + ", ".join(changed))
+    if infeasible:
+        parts.append("infeasible under " + ", ".join(infeasible))
+    if stopped:
+        parts.append("stopped: " + ", ".join(stopped))
+    return "; ".join(parts) or "plaintext only"
+
+
+def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: str) -> tuple[str, str]:
+    """(verdict word, detail) for one scheme."""
+    if with_defense.status() == "refused":
+        return "refused", "cannot be placed"
+    if without is None or without.status() != "ok" or with_defense.status() != "ok":
+        state = with_defense.status() if with_defense.status() != "ok" else "undefended run missing"
+        return state, state
+    if not with_defense.feasible() or not without.feasible():
+        return "n/a", "attack infeasible"
+    before, after = without.mean(metric) or 0.0, with_defense.mean(metric) or 0.0
+    cost = (with_defense.mean("main_accuracy") or 0.0) - (without.mean("main_accuracy") or 0.0)
+    detail = f"{_pct(before)}→{_pct(after)}, main {100 * cost:+.1f}"
+    if before < ATTACK_FLOOR:
+        return "nothing to stop", detail
+    word = "works" if after <= before * (1 - WORKS_SHARE) else "does not work"
+    return word, detail
+
+
+def _defense_verdict(defended: dict[str, _Outcome], undefended: dict[str, _Outcome], metric: str) -> str:
+    effects = {scheme: _defense_effect(outcome, undefended.get(scheme), metric) for scheme, outcome in defended.items()}
+    parts = [f"{scheme}: {word} ({detail})" if word != detail else f"{scheme}: {word}" for scheme, (word, detail) in effects.items()]
+    plain = effects.get("plain")
+    encrypted = {s: w for s, (w, _) in effects.items() if s != "plain" and w not in ("refused", "n/a")}
+    if plain is not None and plain[0] in ("works", "does not work") and encrypted:
+        same = all(word == plain[0] for word in encrypted.values())
+        if plain[0] == "works":
+            parts.append("keeps working under encryption" if same else "works in plaintext only")
+        else:
+            parts.append("fails in plaintext" + (" and under encryption" if same else ", differs under encryption"))
+    return "; ".join(parts)

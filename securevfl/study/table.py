@@ -1,0 +1,197 @@
+"""The study's tidy table: one row per run, every axis value, metrics, bytes and times.
+
+Rows are built from the files the runs left (``result.json`` / ``failed.json``) and from the
+plan (refused runs have no files), so the table can be rebuilt at any time — mid-study
+included — without training anything. Accuracies are last-epoch values; ``backdoor_peak``
+and its epoch are the one exception, labelled as such.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from securevfl.study.runner import FAILED_NAME, RESULT_NAME, run_dir
+from securevfl.study.spec import PlannedRun
+
+__all__ = ["BASE_COLUMNS", "CellSummary", "collect_rows", "summarize_cells", "write_table"]
+
+#: Columns every row has, in this order (axis columns follow ``run_id``..``seed``).
+BASE_COLUMNS = [
+    "run_id", "grid", "cell", "seed", "status", "reason",
+    "scheme_label", "scheme", "key_holder", "preset", "top", "attack", "gamma", "blur", "defenses",
+    "epochs", "main_accuracy", "backdoor_accuracy", "backdoor_peak", "backdoor_peak_epoch",
+    "label_inference_accuracy", "attack_feasible", "attack_infeasible_reason",
+    "mean_epoch_seconds", "train_seconds", "bytes_total", "bytes_per_epoch", "messages_total",
+]
+METRICS = ("main_accuracy", "backdoor_accuracy", "label_inference_accuracy")
+
+
+def scheme_label(config: dict[str, Any]) -> str:
+    protection = config["protection"]
+    if protection["scheme"] == "plain":
+        return "plain"
+    return f"ckks/{protection['key_holder']}"
+
+
+def describe_defenses(defenses: Iterable[dict[str, Any]]) -> str:
+    """``gaussian_noise(variance=0.0001, gradient, pre_encryption)`` joined by ' + '; 'none'."""
+    parts = []
+    for defense in defenses:
+        knob = next((f"{k}={defense[k]:g}" for k in ("variance", "drop_rate", "max_norm") if k in defense), "")
+        parts.append(f"{defense['kind']}({', '.join(p for p in (knob, defense.get('on', ''), defense.get('placement', '')) if p)})")
+    return " + ".join(parts) or "none"
+
+
+def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
+    attack = config.get("attack", {"kind": "none"})
+    protection = config["protection"]
+    replacement = attack["kind"] == "gradient_replacement"
+    return {
+        "scheme_label": scheme_label(config),
+        "scheme": protection["scheme"],
+        "key_holder": protection["key_holder"] if protection["scheme"] == "ckks" else "",
+        "preset": protection["preset"] if protection["scheme"] == "ckks" else "",
+        "top": config["model"]["top"],
+        "attack": attack["kind"],
+        "gamma": attack.get("gamma") if replacement else None,
+        "blur": attack.get("blur_activations") if replacement else None,
+        "defenses": describe_defenses(config.get("defense", [])),
+        "epochs": config["train"]["epochs"],
+    }
+
+
+def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
+    history = result.get("history", [])
+    backdoor = [(h["backdoor_accuracy"], h["epoch"]) for h in history if h.get("backdoor_accuracy") is not None]
+    peak = max(backdoor) if backdoor else (None, None)
+    timing = result.get("timing", {})
+    total_bytes = sum(result.get("bytes_sent", {}).values())
+    epochs = max(1, len(history))
+    return {
+        "main_accuracy": result.get("main_accuracy"),
+        "backdoor_accuracy": result.get("backdoor_accuracy"),
+        "backdoor_peak": peak[0],
+        "backdoor_peak_epoch": peak[1],
+        "label_inference_accuracy": result.get("label_inference_accuracy"),
+        "attack_feasible": result.get("attack_feasible"),
+        "attack_infeasible_reason": result.get("attack_infeasible_reason"),
+        "mean_epoch_seconds": timing.get("mean_epoch_seconds"),
+        "train_seconds": round(sum(timing.get("epoch_seconds", [])), 3),
+        "bytes_total": total_bytes,
+        "bytes_per_epoch": round(total_bytes / epochs),
+        "messages_total": sum(result.get("messages_sent", {}).values()),
+        **{f"bytes_{kind}": n for kind, n in result.get("bytes_sent", {}).items()},
+    }
+
+
+def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Rows for every planned run (status ``pending`` where nothing is there yet) and histories."""
+    rows: list[dict[str, Any]] = []
+    histories: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        row: dict[str, Any] = {"run_id": run.run_id, "grid": run.grid, "cell": run.cell, "seed": run.seed}
+        row.update({f"axis:{name}": level for name, level in run.levels.items()})
+        directory = run_dir(out, run)
+        if run.refused is not None:
+            row.update(status="refused", reason=run.refused)
+            if run.config:
+                row.update(_config_columns(run.config))
+        elif (directory / RESULT_NAME).is_file():
+            result = json.loads((directory / RESULT_NAME).read_text(encoding="utf-8"))
+            row.update(status="ok", reason=result.get("attack_infeasible_reason") or "")
+            row.update(_config_columns(result["config"]))
+            row.update(_result_columns(result))
+            histories[run.run_id] = result.get("history", [])
+        elif (directory / FAILED_NAME).is_file():
+            failure = json.loads((directory / FAILED_NAME).read_text(encoding="utf-8"))
+            row.update(status="failed", reason=failure["error"])
+            row.update(_config_columns(failure["config"]))
+        else:
+            row.update(status="pending", reason="")
+        if run.config and "scheme_label" not in row:
+            row.update(_config_columns(run.config))
+        rows.append(row)
+    return rows, histories
+
+
+def columns_of(rows: list[dict[str, Any]]) -> list[str]:
+    axis = sorted({key for row in rows for key in row if key.startswith("axis:")})
+    extra = sorted({key for row in rows for key in row if key.startswith("bytes_") and key not in BASE_COLUMNS})
+    head = BASE_COLUMNS[:4]
+    return head + axis + BASE_COLUMNS[4:] + extra
+
+
+def write_table(rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]], out: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
+    """``study_runs.csv`` (flat) and ``study_runs.json`` (rows, per-epoch histories, study metadata)."""
+    columns = columns_of(rows)
+    csv_path, json_path = out / "study_runs.csv", out / "study_runs.json"
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in columns})
+    payload = {**meta, "columns": columns, "rows": rows, "histories": histories}
+    json_path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    return csv_path, json_path
+
+
+class CellSummary:
+    """Mean and spread over the seeds of one cell (finished runs only)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.ok = [row for row in rows if row["status"] == "ok"]
+        self.first = rows[0]
+
+    @property
+    def statuses(self) -> set[str]:
+        return {row["status"] for row in self.rows}
+
+    def values(self, metric: str) -> list[float]:
+        return [float(row[metric]) for row in self.ok if row.get(metric) is not None]
+
+    def mean(self, metric: str) -> float | None:
+        values = self.values(metric)
+        return statistics.fmean(values) if values else None
+
+    def std(self, metric: str) -> float | None:
+        values = self.values(metric)
+        return statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+
+    def feasible(self) -> bool:
+        return not any(row.get("attack_feasible") is False for row in self.ok)
+
+    def reason(self) -> str:
+        for row in self.rows:
+            if row.get("reason"):
+                return str(row["reason"])
+        return ""
+
+    def cell_text(self, metric: str, scale: float = 100.0, digits: int = 2) -> str:
+        """``92.58 ± 0.41`` over seeds; or what stopped the cell."""
+        if not self.ok:
+            status = min(self.statuses)
+            return status if status == "pending" else f"{status}"
+        if metric != "main_accuracy" and not self.feasible():
+            return "infeasible"
+        mean, std = self.mean(metric), self.std(metric)
+        if mean is None or std is None or math.isnan(mean):
+            return "-"
+        text = f"{scale * mean:.{digits}f}"
+        if len(self.values(metric)) > 1:
+            text += f" ± {scale * std:.{digits}f}"
+        return text
+
+
+def summarize_cells(rows: list[dict[str, Any]]) -> dict[tuple[str, str], CellSummary]:
+    """(grid, cell) -> summary over seeds, in first-seen order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["grid"], row["cell"]), []).append(row)
+    return {key: CellSummary(group) for key, group in groups.items()}
