@@ -1,0 +1,281 @@
+"""``securevfl study``: expansion of a study file, a tiny grid end to end, resume, the tables, verdicts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from securevfl.cli import main
+from securevfl.config import validate_config
+from securevfl.errors import ConfigError
+from securevfl.study import load_study, plan_runs, run_study
+from securevfl.study.runner import RESULT_NAME, run_dir
+from securevfl.study.spec import flatten, scheme_overrides, set_path
+from securevfl.study.survival import survival_lines
+from securevfl.study.table import BASE_COLUMNS, collect_rows
+from securevfl.training import run_training
+
+TINY = """
+[study]
+name = "tiny"
+seeds = [0, 1]
+schemes = ["plain"]
+[study.set]
+"data.name" = "digits"
+"data.train_limit" = 300
+"data.test_limit" = 100
+"train.epochs" = 2
+"train.lr" = 0.05
+"attack.kind" = "gradient_replacement"
+"attack.poison_train" = 10
+"attack.poison_test" = 10
+[[grid]]
+name = "gamma"
+x = "attack.gamma"
+[grid.axes]
+"attack.gamma" = [1, 3]
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny grid (digits, 2 cells x 2 seeds) run once through the CLI with 2 workers."""
+    root = tmp_path_factory.mktemp("study")
+    study = _write(root, TINY)
+    out = root / "out"
+    assert main(["study", "--config", str(study), "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    return study, out
+
+
+def test_tiny_grid_writes_one_row_per_run_with_the_expected_columns(tiny_study: tuple[Path, Path]) -> None:
+    study, out = tiny_study
+    with (out / "study_runs.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4  # 2 cells x 2 seeds
+    assert {(row["axis:attack.gamma"], row["seed"]) for row in rows} == {("1", "0"), ("1", "1"), ("3", "0"), ("3", "1")}
+    assert set(BASE_COLUMNS) | {"axis:scheme", "axis:attack.gamma", "bytes_activation", "bytes_gradient"} <= set(rows[0])
+    for row in rows:
+        assert row["status"] == "ok" and row["scheme_label"] == "plain" and row["attack"] == "gradient_replacement"
+        result = json.loads((out / "runs" / row["run_id"] / RESULT_NAME).read_text())
+        # every number in the row is the run's own last-epoch value
+        assert float(row["main_accuracy"]) == result["main_accuracy"] == result["history"][-1]["main_accuracy"]
+        assert float(row["backdoor_accuracy"]) == result["backdoor_accuracy"]
+        assert float(row["gamma"]) == float(row["axis:attack.gamma"]) == result["config"]["attack"]["gamma"]
+        assert int(row["seed"]) == result["config"]["train"]["seed"]
+        assert int(row["bytes_total"]) == sum(result["bytes_sent"].values()) > 0
+    payload = json.loads((out / "study_runs.json").read_text())
+    assert len(payload["rows"]) == 4 and set(payload["histories"]) == {row["run_id"] for row in rows}
+    assert all(len(history) == 2 for history in payload["histories"].values())
+    report = (out / "report.md").read_text()
+    assert "## Survival" in report and "survives" not in report.split("## Survival")[0]
+    for png in ("gamma_epochs.png", "gamma_vs_attack_gamma.png"):
+        assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"plots/{png}" in report
+
+
+def test_seeds_differ_and_match_a_direct_training_run(tiny_study: tuple[Path, Path]) -> None:
+    study, out = tiny_study
+    runs = plan_runs(load_study(study))
+    first = json.loads((run_dir(out, runs[0]) / RESULT_NAME).read_text())
+    second = json.loads((run_dir(out, runs[1]) / RESULT_NAME).read_text())
+    assert runs[0].seed != runs[1].seed and first["history"] != second["history"]
+    direct = run_training(validate_config(runs[0].raw))  # the same config trained in this process
+    assert direct["history"] == first["history"]
+
+
+def test_rerun_does_not_train_finished_cells(tiny_study: tuple[Path, Path]) -> None:
+    study, out = tiny_study
+    results = sorted((out / "runs").glob(f"**/{RESULT_NAME}"))
+    stamps = {path: os.stat(path).st_mtime_ns for path in results}
+    outcomes = run_study(plan_runs(load_study(study)), out, workers=2, show_progress=False, log=lambda _: None)
+    assert [outcome.status for outcome in outcomes] == ["skipped"] * 4
+    assert {path: os.stat(path).st_mtime_ns for path in results} == stamps
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_one(
+    tiny_study: tuple[Path, Path], tmp_path: Path
+) -> None:
+    study, finished_out = tiny_study
+    runs = plan_runs(load_study(study))
+    out = tmp_path / "out"
+    target = runs[2]
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first_epoch(record: Any) -> None:
+        raise Interrupt
+
+    with pytest.raises(Interrupt):  # killed after epoch 1: a checkpoint and no result
+        run_training(validate_config(target.raw), run_dir(out, target), on_epoch_end=[stop_after_first_epoch])
+    assert (run_dir(out, target) / "checkpoint.pt").is_file() and not (run_dir(out, target) / RESULT_NAME).exists()
+    logged: list[str] = []
+    outcomes = run_study([target], out, workers=1, show_progress=False, log=logged.append)
+    assert [outcome.status for outcome in outcomes] == ["ok"]
+    resumed = json.loads((run_dir(out, target) / RESULT_NAME).read_text())
+    uninterrupted = json.loads((run_dir(finished_out, target) / RESULT_NAME).read_text())
+    assert resumed["history"] == uninterrupted["history"]
+    assert len(resumed["timing"]["epoch_seconds"]) == 2
+
+
+def test_a_changed_config_is_not_mistaken_for_a_finished_run(tiny_study: tuple[Path, Path], tmp_path: Path) -> None:
+    _, out = tiny_study
+    changed = _write(tmp_path, TINY.replace('"train.lr" = 0.05', '"train.lr" = 0.02'))
+    with pytest.raises(ConfigError, match="different config"):
+        run_study(plan_runs(load_study(changed)), out, show_progress=False, log=lambda _: None)
+
+
+def test_study_file_expansion(tmp_path: Path) -> None:
+    study = _write(
+        tmp_path,
+        """
+[study]
+name = "expand"
+seeds = [3]
+schemes = ["plain", "ckks/receiver"]
+[study.set]
+"data.name" = "digits"
+defense = [{ kind = "gaussian_noise", variance = 0.5 }]
+[[grid]]
+name = "g"
+seeds = [5, 6]
+[grid.set.train]
+lr = 0.2
+[grid.variants]
+sum = { "model.top" = "sum" }
+deep = { model = { top = "trainable", top_hidden = [8] } }
+[grid.axes]
+"defense.0.variance" = [0.25, 1.0]
+""",
+    )
+    runs = plan_runs(load_study(study))
+    assert len(runs) == 2 * 2 * 2 * 2  # schemes x variants x variances x seeds
+    assert {run.seed for run in runs} == {5, 6}  # the grid's seeds replace the study's
+    run = next(r for r in runs if r.levels == {"scheme": "ckks/receiver", "variant": "deep", "defense.0.variance": "0.25"})
+    assert run.config["protection"]["scheme"] == "ckks" and run.config["protection"]["key_holder"] == "receiver"
+    assert run.config["model"]["top"] == "trainable" and run.config["model"]["top_hidden"] == [8]
+    assert run.config["defense"][0]["variance"] == 0.25 and run.config["train"]["lr"] == 0.2
+    assert run.config["train"]["progress"] is False
+    assert run.run_id == f"g/ckks-receiver__deep__defense.0.variance=0.25__seed{run.seed}"
+
+
+def test_impossible_placements_become_refused_runs_but_typos_stop_the_study(tmp_path: Path) -> None:
+    base = """
+[study]
+name = "refusals"
+schemes = ["plain", "ckks/receiver"]
+[study.set]
+"data.name" = "digits"
+[[grid]]
+name = "g"
+[grid.set]
+defense = [{ kind = "gaussian_noise", variance = 0.5, placement = "under_encryption" }]
+"""
+    runs = plan_runs(load_study(_write(tmp_path, base)))
+    refused = {run.levels["scheme"]: run.refused for run in runs}
+    assert refused["ckks/receiver"] is None
+    assert refused["plain"] is not None and "plain scheme has no ciphertexts" in refused["plain"]
+    outcomes = run_study([r for r in runs if r.refused], tmp_path / "out", show_progress=False, log=lambda _: None)
+    assert [outcome.status for outcome in outcomes] == ["refused"]
+    rows, _ = collect_rows(runs[:1], tmp_path / "out")
+    assert rows[0]["status"] == "refused" and rows[0]["defenses"].startswith("gaussian_noise(variance=0.5")
+    typo = base.replace("[grid.set]", '[grid.set]\n"train.epoch" = 3')
+    with pytest.raises(ConfigError, match="unknown key 'train.epoch'; did you mean 'epochs'"):
+        plan_runs(load_study(_write(tmp_path, typo, "typo.toml")))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[study]\nname = "x"\n', "grids"),
+        ('[study]\nname = "x"\n[[grid]]\nname = "g"\nx = "attack.gamma"\n', "not one of the grid's axes"),
+        ('[study]\nname = "x"\nschemes = ["ckks"]\n[[grid]]\nname = "g"\n', "ckks/<key_holder>"),
+        ('[study]\nname = "x"\n[[grid]]\nname = "g"\n[[grid]]\nname = "g"\n', "unique"),
+        ('[study]\nname = "x"\n[grids]\n', "unknown top-level"),
+        ('[study]\nname = "x"\nbase = "missing.toml"\n[[grid]]\nname = "g"\n', "base config not found"),
+    ],
+)
+def test_bad_study_files_are_refused_with_a_reason(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_study(_write(tmp_path, text))
+
+
+def test_cli_reports_a_bad_study_as_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: study file not found: {tmp_path / 'nope.toml'}"
+
+
+def test_set_path_and_flatten() -> None:
+    raw: dict[str, Any] = {"defense": [{"kind": "gaussian_noise", "variance": 1.0}]}
+    set_path(raw, "defense.0.variance", 0.5)
+    set_path(raw, "train.lr", 0.1)
+    assert raw == {"defense": [{"kind": "gaussian_noise", "variance": 0.5}], "train": {"lr": 0.1}}
+    with pytest.raises(ConfigError, match="list has 1 item"):
+        set_path(raw, "defense.1.variance", 0.5)
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        set_path(raw, "train.lr.x", 1)
+    assert flatten({"a": {"b": 1, "c.d": [1]}, "e": 2}) == {"a.b": 1, "a.c.d": [1], "e": 2}
+    assert scheme_overrides("ckks/active/compute") == {
+        "protection.scheme": "ckks", "protection.key_holder": "active", "protection.preset": "compute"
+    }
+
+
+def _row(run_id: str, scheme: str, status: str = "ok", **metrics: Any) -> dict[str, Any]:
+    return {"run_id": run_id, "grid": "g", "cell": run_id, "seed": 0, "status": status, "reason": metrics.pop("reason", ""),
+            "axis:scheme": scheme, **metrics}
+
+
+def test_survival_verdicts_follow_from_the_numbers(tmp_path: Path) -> None:
+    """Synthetic outcomes for attack / defense / scheme cells; the verdicts are recomputed by hand."""
+    study = _write(
+        tmp_path,
+        """
+[study]
+name = "verdicts"
+schemes = ["plain", "ckks/receiver", "ckks/active"]
+[study.set]
+"data.name" = "digits"
+"attack.kind" = "gradient_replacement"
+[[grid]]
+name = "g"
+[grid.variants]
+attack = {}
+noise = { defense = [{ kind = "gaussian_noise", variance = 0.5 }] }
+""",
+    )
+    runs = plan_runs(load_study(study))
+    values = {  # (scheme, variant) -> (backdoor, main)
+        ("plain", "attack"): (0.80, 0.90), ("ckks/receiver", "attack"): (0.78, 0.90), ("ckks/active", "attack"): (0.30, 0.90),
+        ("plain", "noise"): (0.10, 0.85), ("ckks/receiver", "noise"): (0.70, 0.86), ("ckks/active", "noise"): (0.05, 0.80),
+    }
+    rows = [
+        _row(run.run_id, run.levels["scheme"], backdoor_accuracy=values[run.levels["scheme"], run.levels["variant"]][0],
+             main_accuracy=values[run.levels["scheme"], run.levels["variant"]][1], attack_feasible=True)
+        for run in runs
+    ]
+    attack_line, noise_line = survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active"])
+    assert attack_line.defense == "none" and attack_line.cells["plain"] == "80.0 / 90.0"
+    # |0.78 - 0.80| <= 0.05: survives; |0.30 - 0.80| > 0.05: changed
+    assert "survives encryption: ckks/receiver (78.0 vs 80.0)" in attack_line.verdict
+    assert "changed by encryption: ckks/active (30.0 vs 80.0)" in attack_line.verdict
+    assert noise_line.defense.startswith("gaussian_noise(variance=0.5")
+    # plain 0.80 -> 0.10 removes > 50 %: works, main -5.0; receiver 0.78 -> 0.70: does not work
+    assert "plain: works (80.0→10.0, main -5.0)" in noise_line.verdict
+    assert "ckks/receiver: does not work (78.0→70.0, main -4.0)" in noise_line.verdict
+    assert "ckks/active: works (30.0→5.0, main -10.0)" in noise_line.verdict
+    assert noise_line.verdict.endswith("works in plaintext only")
+    infeasible = [dict(row, attack_feasible=False, reason="no plaintext gradients") if row["axis:scheme"] == "ckks/active" else row for row in rows]
+    attack_line = survival_lines(runs, infeasible, ["plain", "ckks/receiver", "ckks/active"])[0]
+    assert attack_line.cells["ckks/active"].startswith("infeasible (no plaintext gradients)")
+    assert "infeasible under ckks/active" in attack_line.verdict
