@@ -11,8 +11,10 @@ verdict compares like with like, never across settings:
   attack without that defense in the same setting and scheme: the defense *works* when it
   removes at least half of the attack's success (and the attack reached at least
   :data:`ATTACK_FLOOR` without it); its main-task cost is the change in main accuracy.
-  It *keeps working* under encryption when its verdict under each CKKS scheme matches
-  plaintext's; a placement a scheme cannot carry is shown as refused with the reason.
+  It *keeps working* under encryption when, under each CKKS scheme, the attack's success
+  with the defense is within the same tolerance of plaintext's (a verdict word flipping at
+  the 50 % threshold is not a difference); a placement a scheme cannot carry is shown as
+  refused with the reason. Pending runs are left out of every verdict.
 
 Means are over seeds at the last epoch.
 """
@@ -222,6 +224,8 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
     for scheme, outcome in per_scheme.items():
         if scheme == "plain":
             continue
+        if outcome.status() == "pending":
+            continue
         if outcome.status() != "ok":
             stopped.append(f"{scheme} {outcome.status()}")
         elif not outcome.feasible():
@@ -246,6 +250,8 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
     """(verdict word, detail) for one scheme."""
     if with_defense.status() == "refused":
         return "refused", "cannot be placed"
+    if with_defense.status() == "pending" or (without is not None and without.status() == "pending"):
+        return "pending", "pending"
     if without is None or without.status() != "ok" or with_defense.status() != "ok":
         state = with_defense.status() if with_defense.status() != "ok" else "undefended run missing"
         return state, state
@@ -263,12 +269,19 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
 def _defense_verdict(defended: dict[str, _Outcome], undefended: dict[str, _Outcome], metric: str) -> str:
     effects = {scheme: _defense_effect(outcome, undefended.get(scheme), metric) for scheme, outcome in defended.items()}
     parts = [f"{scheme}: {word} ({detail})" if word != detail else f"{scheme}: {word}" for scheme, (word, detail) in effects.items()]
-    plain = effects.get("plain")
-    encrypted = {s: w for s, (w, _) in effects.items() if s != "plain" and w not in ("refused", "n/a")}
-    if plain is not None and plain[0] in ("works", "does not work") and encrypted:
-        same = all(word == plain[0] for word in encrypted.values())
-        if plain[0] == "works":
-            parts.append("keeps working under encryption" if same else "works in plaintext only")
-        else:
-            parts.append("fails in plaintext" + (" and under encryption" if same else ", differs under encryption"))
+    plain = defended.get("plain")
+    if plain is None or effects["plain"][0] not in ("works", "does not work"):
+        return "; ".join(parts)
+    base, base_std = plain.mean(metric) or 0.0, plain.std(metric)
+    same, different = [], []
+    for scheme, outcome in defended.items():
+        if scheme == "plain" or effects[scheme][0] not in ("works", "does not work", "nothing to stop"):
+            continue
+        value = outcome.mean(metric) or 0.0
+        tolerance = max(SAME_TOLERANCE, 2 * max(base_std, outcome.std(metric)))
+        (same if abs(value - base) <= tolerance else different).append(scheme)
+    if same and not different:
+        parts.append("keeps working under encryption" if effects["plain"][0] == "works" else "fails in plaintext and under encryption")
+    elif different:
+        parts.append("the attack's success with the defense differs from plaintext's under " + ", ".join(different))
     return "; ".join(parts)
