@@ -59,7 +59,7 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_tiny_grid_writes_one_row_per_run_with_the_expected_columns(tiny_study: tuple[Path, Path]) -> None:
-    study, out = tiny_study
+    _, out = tiny_study
     with (out / "study_runs.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4  # 2 cells x 2 seeds

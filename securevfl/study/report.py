@@ -50,7 +50,7 @@ def write_report(
         + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         + ".",
         (f"- Seeds: {', '.join(str(seed) for seed in spec.seeds)} unless a grid says otherwise; accuracies are percentages at the "
-        "**last epoch**, mean ± standard deviation over seeds (peak backdoor: highest epoch value, mean over seeds)."),
+        "**last epoch**, mean ± standard deviation over the seeds that finished, with `(k/n seeds)` where some stopped (peak backdoor: highest epoch value, mean over seeds)."),
         "- Tables: `study_runs.csv` / `study_runs.json` (one row per run; the JSON adds per-epoch histories).",
         "",
     ]

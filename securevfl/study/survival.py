@@ -16,7 +16,8 @@ verdict compares like with like, never across settings:
   the 50 % threshold is not a difference); a placement a scheme cannot carry is shown as
   refused with the reason. Pending runs are left out of every verdict.
 
-Means are over seeds at the last epoch.
+Means are over the seeds that finished, at the last epoch; a cell where some seeds stopped
+says how many finished (``[2/3 seeds; 1 failed]``).
 """
 
 from __future__ import annotations
@@ -136,11 +137,13 @@ def _cell_text(outcome: _Outcome | None, metric: str | None) -> str:
     if status != "ok":
         return f"{status} ({_short(outcome.reason())})" if outcome.reason() else status
     main = _pct(outcome.mean("main_accuracy"))
+    stopped = [row for row in outcome.rows if row["status"] != "ok"]
+    partial = f" [{len(outcome.ok)}/{len(outcome.rows)} seeds; {len(stopped)} {stopped[0]['status']}]" if stopped else ""
     if metric is None:
-        return f"main {main}"
+        return f"main {main}{partial}"
     if not outcome.feasible():
-        return f"infeasible ({_short(outcome.reason())}); main {main}"
-    return f"{_pct(outcome.mean(metric))} / {main}"
+        return f"infeasible ({_short(outcome.reason())}); main {main}{partial}"
+    return f"{_pct(outcome.mean(metric))} / {main}{partial}"
 
 
 def survival_lines(runs: list[PlannedRun], rows: list[dict[str, Any]], schemes: list[str]) -> list[SurvivalLine]:

@@ -186,6 +186,8 @@ class CellSummary:
         text = f"{scale * mean:.{digits}f}"
         if len(self.values(metric)) > 1:
             text += f" ± {scale * std:.{digits}f}"
+        if len(self.ok) < len(self.rows):
+            text += f" ({len(self.ok)}/{len(self.rows)} seeds)"
         return text
 
 
