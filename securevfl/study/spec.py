@@ -18,7 +18,6 @@ that refusal is itself a finding of the study.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import re
@@ -197,10 +196,6 @@ class PlannedRun:
     config: dict[str, Any] = field(repr=False)  # the resolved run config (empty when refused)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)  # what is validated and trained
     refused: str | None = None
-
-    @property
-    def config_digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _label(value: Any) -> str:
