@@ -284,3 +284,23 @@ noise = { defense = [{ kind = "gaussian_noise", variance = 0.5 }] }
     attack_line = survival_lines(runs, infeasible, ["plain", "ckks/receiver", "ckks/active"])[0]
     assert attack_line.cells["ckks/active"].startswith("infeasible (no plaintext gradients)")
     assert "infeasible under ckks/active" in attack_line.verdict
+
+
+def test_verdicts_pair_seeds_so_a_stopped_seed_cannot_tilt_them(tmp_path: Path) -> None:
+    study = _write(
+        tmp_path,
+        '[study]\nname = "paired"\nseeds = [0, 1]\nschemes = ["plain", "ckks/receiver"]\n[study.set]\n'
+        '"data.name" = "digits"\n"attack.kind" = "gradient_replacement"\n[[grid]]\nname = "g"\n',
+    )
+    runs = plan_runs(load_study(study))
+    backdoor = {("plain", 0): 0.8, ("plain", 1): 0.2, ("ckks/receiver", 0): 0.8}
+    rows = []
+    for run in runs:
+        key = (run.levels["scheme"], run.seed)
+        if key in backdoor:
+            rows.append(_row(run.run_id, key[0], backdoor_accuracy=backdoor[key], main_accuracy=0.9, attack_feasible=True) | {"seed": run.seed})
+        else:  # receiver seed 1 left CKKS's range: only seed 0 is comparable
+            rows.append(_row(run.run_id, key[0], status="failed", reason="a message left CKKS's precise range") | {"seed": run.seed})
+    (line,) = survival_lines(runs, rows, ["plain", "ckks/receiver"])
+    assert line.cells["plain"] == "50.0 / 90.0" and line.cells["ckks/receiver"] == "80.0 / 90.0 [1/2 seeds; 1 failed]"
+    assert line.verdict == "survives encryption: ckks/receiver (80.0 vs 80.0, seeds 0)"

@@ -16,7 +16,9 @@ verdict compares like with like, never across settings:
   the 50 % threshold is not a difference); a placement a scheme cannot carry is shown as
   refused with the reason. Pending runs are left out of every verdict.
 
-Means are over the seeds that finished, at the last epoch; a cell where some seeds stopped
+Every comparison pairs seeds: it uses only the seeds that finished on both sides (and names
+them when some are left out), so a seed that diverged in one scheme and stopped in another
+cannot tilt a verdict. Means are at the last epoch; a cell where some seeds stopped
 says how many finished (``[2/3 seeds; 1 failed]``).
 """
 
@@ -102,13 +104,33 @@ class _Outcome:
     def feasible(self) -> bool:
         return all(row.get("attack_feasible") is not False for row in self.ok)
 
-    def mean(self, metric: str) -> float | None:
-        values = [float(row[metric]) for row in self.ok if row.get(metric) is not None]
+    @property
+    def seeds(self) -> set[int]:
+        return {int(row["seed"]) for row in self.ok}
+
+    def _values(self, metric: str, seeds: set[int] | None) -> list[float]:
+        return [float(row[metric]) for row in self.ok if row.get(metric) is not None and (seeds is None or int(row["seed"]) in seeds)]
+
+    def mean(self, metric: str, seeds: set[int] | None = None) -> float | None:
+        values = self._values(metric, seeds)
         return statistics.fmean(values) if values else None
 
-    def std(self, metric: str) -> float:
-        values = [float(row[metric]) for row in self.ok if row.get(metric) is not None]
+    def std(self, metric: str, seeds: set[int] | None = None) -> float:
+        values = self._values(metric, seeds)
         return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _paired(first: _Outcome, second: _Outcome, metric: str) -> tuple[float, float, float, str] | None:
+    """Means of both over the seeds both finished, the larger spread, and a note if seeds were left out."""
+    seeds = first.seeds & second.seeds
+    if not seeds:
+        return None
+    a, b = first.mean(metric, seeds), second.mean(metric, seeds)
+    if a is None or b is None:
+        return None
+    spread = max(first.std(metric, seeds), second.std(metric, seeds))
+    note = "" if seeds == first.seeds == second.seeds else f", seeds {','.join(map(str, sorted(seeds)))}"
+    return a, b, spread, note
 
 
 @dataclass
@@ -220,9 +242,6 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
     plain = per_scheme.get("plain")
     if plain is None or plain.status() != "ok":
         return "no plaintext run to compare with"
-    base, base_std = plain.mean(metric), plain.std(metric)
-    if base is None:
-        return "no plaintext run to compare with"
     survives, changed, infeasible, stopped = [], [], [], []
     for scheme, outcome in per_scheme.items():
         if scheme == "plain":
@@ -234,9 +253,13 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
         elif not outcome.feasible():
             infeasible.append(scheme)
         else:
-            value = outcome.mean(metric) or 0.0
-            tolerance = max(SAME_TOLERANCE, 2 * max(base_std, outcome.std(metric)))
-            (survives if abs(value - base) <= tolerance else changed).append(f"{scheme} ({_pct(value)} vs {_pct(base)})")
+            paired = _paired(plain, outcome, metric)
+            if paired is None:
+                stopped.append(f"{scheme}: no seed finished in both")
+                continue
+            base, value, spread, note = paired
+            tolerance = max(SAME_TOLERANCE, 2 * spread)
+            (survives if abs(value - base) <= tolerance else changed).append(f"{scheme} ({_pct(value)} vs {_pct(base)}{note})")
     parts = []
     if survives:
         parts.append("survives encryption: " + ", ".join(survives))
@@ -260,9 +283,12 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
         return state, state
     if not with_defense.feasible() or not without.feasible():
         return "n/a", "attack infeasible"
-    before, after = without.mean(metric) or 0.0, with_defense.mean(metric) or 0.0
-    cost = (with_defense.mean("main_accuracy") or 0.0) - (without.mean("main_accuracy") or 0.0)
-    detail = f"{_pct(before)}→{_pct(after)}, main {100 * cost:+.1f}"
+    paired, main = _paired(without, with_defense, metric), _paired(without, with_defense, "main_accuracy")
+    if paired is None or main is None:
+        return "no common seed", "no seed finished with and without the defense"
+    before, after, _, note = paired
+    cost = main[1] - main[0]
+    detail = f"{_pct(before)}→{_pct(after)}, main {100 * cost:+.1f}{note}"
     if before < ATTACK_FLOOR:
         return "nothing to stop", detail
     word = "works" if after <= before * (1 - WORKS_SHARE) else "does not work"
@@ -275,14 +301,15 @@ def _defense_verdict(defended: dict[str, _Outcome], undefended: dict[str, _Outco
     plain = defended.get("plain")
     if plain is None or effects["plain"][0] not in ("works", "does not work"):
         return "; ".join(parts)
-    base, base_std = plain.mean(metric) or 0.0, plain.std(metric)
     same, different = [], []
     for scheme, outcome in defended.items():
         if scheme == "plain" or effects[scheme][0] not in ("works", "does not work", "nothing to stop"):
             continue
-        value = outcome.mean(metric) or 0.0
-        tolerance = max(SAME_TOLERANCE, 2 * max(base_std, outcome.std(metric)))
-        (same if abs(value - base) <= tolerance else different).append(scheme)
+        paired = _paired(plain, outcome, metric)
+        if paired is None:
+            continue
+        base, value, spread, _ = paired
+        (same if abs(value - base) <= max(SAME_TOLERANCE, 2 * spread) else different).append(scheme)
     if same and not different:
         parts.append("keeps working under encryption" if effects["plain"][0] == "works" else "fails in plaintext and under encryption")
     elif different:
