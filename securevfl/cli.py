@@ -165,7 +165,7 @@ def _study(args: argparse.Namespace, argv: list[str]) -> int:
         train=not args.report_only,
         retry_failed=args.retry_failed,
         show_progress=not args.quiet,
-        command=shlex.join(["securevfl", *argv]),
+        command=shlex.join(["securevfl", *(arg for arg in argv if arg not in ("--report-only", "--quiet"))]),
         log=log,
     )
     print(summary)

@@ -311,7 +311,10 @@ def _defense_verdict(defended: dict[str, _Outcome], undefended: dict[str, _Outco
         base, value, spread, _ = paired
         (same if abs(value - base) <= max(SAME_TOLERANCE, 2 * spread) else different).append(scheme)
     if same and not different:
-        parts.append("keeps working under encryption" if effects["plain"][0] == "works" else "fails in plaintext and under encryption")
+        if any(effects[scheme][0] != effects["plain"][0] for scheme in same):
+            parts.append("same attack success as plaintext within the seed spread")
+        else:
+            parts.append("keeps working under encryption" if effects["plain"][0] == "works" else "fails in plaintext and under encryption")
     elif different:
         parts.append("the attack's success with the defense differs from plaintext's under " + ", ".join(different))
     return "; ".join(parts)
