@@ -66,7 +66,7 @@ def test_ciphertext_replacement_equals_plaintext_replacement(
     key_holder: str, hidden: list[int], top: str, gamma: float, record: str, blur: bool, seed: int
 ) -> None:
     features, n_train, batch = 3, 24, 8
-    dataset = random_dataset(n_train, 6, 2 * features, 3, seed)
+    dataset = random_dataset(n_train, 12, 2 * features, 3, seed)  # 12: every seed has >= 2 non-target test samples
     blocks = [np.arange(0, features), np.arange(features, 2 * features)]
     model = {"top": "trainable", "bottom_hidden": hidden, "bottom_output": 4, "top_hidden": [5]} if top == "trainable" else {"top": "sum", "bottom_hidden": hidden}
     attack = {
