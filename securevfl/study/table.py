@@ -176,8 +176,7 @@ class CellSummary:
     def cell_text(self, metric: str, scale: float = 100.0, digits: int = 2) -> str:
         """``92.58 ± 0.41`` over seeds; or what stopped the cell."""
         if not self.ok:
-            status = min(self.statuses)
-            return status if status == "pending" else f"{status}"
+            return min(self.statuses)
         if metric != "main_accuracy" and not self.feasible():
             return "infeasible"
         mean, std = self.mean(metric), self.std(metric)
