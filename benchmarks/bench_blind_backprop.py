@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crypto import EncryptedTensor, Layout, SecretKeyring, get_preset
+from securevfl.crypto import EncryptedTensor, Layout, SecretKeyring, get_preset
 import tenseal.sealapi as sealapi
 from securevfl.blind.plan import TopPlan, bottom_plan
 

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crypto import ROWS, EncryptedTensor, MatmulPlan, SecretKeyring, get_preset, preset_names, rotations  # noqa: E402
+from securevfl.crypto import ROWS, EncryptedTensor, MatmulPlan, SecretKeyring, get_preset, preset_names, rotations  # noqa: E402
 
 BATCH, FEATURES, OUT = 64, 32, 32
 

@@ -2,7 +2,7 @@
 
 Typical use::
 
-    from crypto import EncryptedTensor, Layout, SecretKeyring, PublicKeyring, get_preset, rotations
+    from securevfl.crypto import EncryptedTensor, Layout, SecretKeyring, PublicKeyring, get_preset, rotations
 
     params = get_preset("compute")
     stride = rotations.matmul_stride(32, 32)                   # 64: room for the fast matmul path

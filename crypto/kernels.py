@@ -2,8 +2,8 @@
 
 TenSEAL's ``CKKSVector`` exposes no rotation and its matmul paths are slow (0.2-9.6 s for a
 64x32 @ 32x32 product); these kernels call SEAL's Evaluator directly. They work on lists of
-ciphertexts plus a :class:`~crypto.layout.Packing` and know nothing about tensors' semantics
-beyond that; :class:`crypto.tensor.EncryptedTensor` wraps them.
+ciphertexts plus a :class:`~securevfl.crypto.layout.Packing` and know nothing about tensors' semantics
+beyond that; :class:`securevfl.crypto.tensor.EncryptedTensor` wraps them.
 
 Scale discipline: every ciphertext is kept at *exactly* ``params.scale``. A plaintext factor is
 encoded at the scale of the very prime the following rescale divides by, so

@@ -1,7 +1,7 @@
 """Which slot rotations each kernel needs, so a key holder can generate exactly those Galois keys.
 
 Every function returns left-rotation steps (negative = right) for
-:meth:`crypto.SecretKeyring.generate` / :meth:`~crypto.SecretKeyring.with_rotation_steps`.
+:meth:`crypto.SecretKeyring.generate` / :meth:`~securevfl.crypto.SecretKeyring.with_rotation_steps`.
 Kernels also accept any step they can compose from power-of-two keys
 (:func:`power_of_two_steps`), at the price of one key switch per binary digit.
 """

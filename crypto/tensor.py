@@ -2,12 +2,12 @@
 
 An encrypted tensor is immutable; every operation returns a new one. It carries:
 
-* its :class:`~crypto.layout.Packing` (shape, layout, row stride),
+* its :class:`~securevfl.crypto.layout.Packing` (shape, layout, row stride),
 * the keyring it was encrypted under (public or secret; decryption needs the secret one),
 * ``value_bound`` -- a worst-case bound on the magnitude of every element, derived only from
   public information (the bound declared at encryption and the plaintext operands applied since).
   Operations whose worst case would exceed what the last level can decrypt raise
-  :class:`~crypto.errors.PrecisionError` *before* computing, instead of silently wrapping around;
+  :class:`~securevfl.crypto.errors.PrecisionError` *before* computing, instead of silently wrapping around;
 * ``padding_clean`` -- whether the slots outside the data are zero. Reductions leave partial
   sums there; a later reduction first zeroes them with a 0/1 mask (one level).
 
@@ -104,7 +104,7 @@ class EncryptedTensor:
         Args:
             keyring: a :class:`PublicKeyring` (public-key encryption) or :class:`SecretKeyring`
                 (symmetric encryption: smaller noise, and seeded wire form).
-            layout: packing layout, see :mod:`crypto.layout`.
+            layout: packing layout, see :mod:`securevfl.crypto.layout`.
             stride: row (ROWS) or column (COLUMNS) stride; defaults to the next power of two.
             bound: public worst-case magnitude of the values (default: the preset's
                 ``max_magnitude``). Values above it are refused; a tighter bound leaves more room
@@ -249,7 +249,7 @@ class EncryptedTensor:
 
     # ================================================================= serialization
     def to_bytes(self, *, mod_switch_to_last: bool = False) -> bytes:
-        """Serialize (see :mod:`crypto.wire`).
+        """Serialize (see :mod:`securevfl.crypto.wire`).
 
         Args:
             mod_switch_to_last: drop every remaining level first. Use it when the receiver will
@@ -500,7 +500,7 @@ class EncryptedTensor:
         """Sum over all elements (``axis=None``) or over one axis of a 2-D ROWS/COLUMNS tensor.
 
         Also accepts ``axis=0`` for ROWS tensors of any rank, and 2-D FLAT tensors whose width
-        is a power of two (they have the ROWS geometry). Rotation keys: :func:`crypto.rotations.sum_steps`.
+        is a power of two (they have the ROWS geometry). Rotation keys: :func:`securevfl.crypto.rotations.sum_steps`.
         The result's padding holds partial sums (``padding_clean`` is False).
         """
         packing = self._packing
@@ -551,8 +551,8 @@ class EncryptedTensor:
 
         One level; output (B x k) in ROWS layout with the same stride (requires k <= stride) and
         zero padding. With ``stride >= crypto.rotations.matmul_stride(d, k)`` (64 for d = k = 32)
-        the faster replicated path runs (see :class:`~crypto.kernels.MatmulPlan`).
-        Rotation keys: ``crypto.rotations.matmul_steps(d, k, stride)``.
+        the faster replicated path runs (see :class:`~securevfl.crypto.kernels.MatmulPlan`).
+        Rotation keys: ``securevfl.crypto.rotations.matmul_steps(d, k, stride)``.
         """
         packing = rows_view(self._packing)
         if packing.layout is not Layout.ROWS or self.ndim != 2:

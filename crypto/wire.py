@@ -1,4 +1,4 @@
-"""Versioned byte format of an :class:`~crypto.tensor.EncryptedTensor`.
+"""Versioned byte format of an :class:`~securevfl.crypto.tensor.EncryptedTensor`.
 
 Layout (little endian)::
 

@@ -1,11 +1,11 @@
 """Messages, wire format, channels and byte/time accounting. Knows roles, not models or data."""
 
-from protocols.accounting import PhaseTimer, TrafficStats
-from protocols.channel import Channel, InProcessChannel
-from protocols.codecs import CodecRegistry, NdarrayCodec, PayloadCodec
-from protocols.errors import NonFiniteError, ProtocolError, WireFormatError
-from protocols.messages import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Message
-from protocols.wire import WIRE_VERSION, decode_message, encode_message
+from securevfl.protocols.accounting import PhaseTimer, TrafficStats
+from securevfl.protocols.channel import Channel, InProcessChannel
+from securevfl.protocols.codecs import CodecRegistry, NdarrayCodec, PayloadCodec
+from securevfl.protocols.errors import NonFiniteError, ProtocolError, WireFormatError
+from securevfl.protocols.messages import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Message
+from securevfl.protocols.wire import WIRE_VERSION, decode_message, encode_message
 
 __all__ = [
     "ACTIVATION",

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from protocols.accounting import TrafficStats
-from protocols.codecs import CodecRegistry
-from protocols.errors import ProtocolError
-from protocols.messages import Message
-from protocols.wire import decode_message, encode_message, peek_route
+from securevfl.protocols.accounting import TrafficStats
+from securevfl.protocols.codecs import CodecRegistry
+from securevfl.protocols.errors import ProtocolError
+from securevfl.protocols.messages import Message
+from securevfl.protocols.wire import decode_message, encode_message, peek_route
 
 
 class Channel(Protocol):

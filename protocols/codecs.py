@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from protocols.errors import NonFiniteError, WireFormatError
+from securevfl.protocols.errors import NonFiniteError, WireFormatError
 
 HeaderFields = dict[str, Any]
 

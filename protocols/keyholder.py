@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crypto import CryptoError, EncryptedTensor, Layout, PublicKeyring, SecretKeyring
-from protocols.accounting import PhaseTimer
-from protocols.audit import VisibilityLog
-from protocols.channel import Channel
-from protocols.errors import ProtocolError
-from protocols.masking import MaskSampler
-from protocols.messages import Message
+from securevfl.crypto import CryptoError, EncryptedTensor, Layout, PublicKeyring, SecretKeyring
+from securevfl.protocols.accounting import PhaseTimer
+from securevfl.protocols.audit import VisibilityLog
+from securevfl.protocols.channel import Channel
+from securevfl.protocols.errors import ProtocolError
+from securevfl.protocols.masking import MaskSampler
+from securevfl.protocols.messages import Message
 
 DECRYPT_REQUEST = "decrypt_request"
 DECRYPT_REPLY = "decrypt_reply"

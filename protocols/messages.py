@@ -1,7 +1,7 @@
 """The unit of communication between parties.
 
 A :class:`Message` is what a party hands to a channel; the channel turns it into bytes
-(:mod:`protocols.wire`) even in-process, so that plaintext and encrypted runs are
+(:mod:`securevfl.protocols.wire`) even in-process, so that plaintext and encrypted runs are
 measured identically and a later network transport changes nothing above this layer.
 """
 

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from crypto import CryptoError, EncryptedTensor, Layout, PrecisionError, PublicKeyring, SecretKeyring, get_preset
-from protocols.accounting import PhaseTimer
-from protocols.errors import NonFiniteError, ProtocolError
-from protocols.messages import Message
+from securevfl.crypto import CryptoError, EncryptedTensor, Layout, PrecisionError, PublicKeyring, SecretKeyring, get_preset
+from securevfl.protocols.accounting import PhaseTimer
+from securevfl.protocols.errors import NonFiniteError, ProtocolError
+from securevfl.protocols.messages import Message
 
 
 #: A homomorphic operation on a message's ciphertext (e.g. a defense placed under encryption).

@@ -13,7 +13,7 @@ Layout (all integers little-endian)::
 
 The CRC catches corruption and truncation, not an adversary: integrity against an active
 attacker is the transport's job (TLS for the network channel). Every malformed frame is
-rejected with :class:`~protocols.errors.WireFormatError` before any payload is decoded.
+rejected with :class:`~securevfl.protocols.errors.WireFormatError` before any payload is decoded.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import struct
 import zlib
 from typing import Any
 
-from protocols.codecs import CodecRegistry
-from protocols.errors import WireFormatError
-from protocols.messages import Message
+from securevfl.protocols.codecs import CodecRegistry
+from securevfl.protocols.errors import WireFormatError
+from securevfl.protocols.messages import Message
 
 MAGIC = b"SVFL"
 WIRE_VERSION = 1

@@ -1,6 +1,7 @@
 """securevfl: vertical federated learning whose cross-party messages can travel as CKKS ciphertexts.
 
-Layers import downwards only: ``securevfl`` -> ``protocols`` -> ``crypto``.
+Layers import downwards only: ``securevfl`` -> ``securevfl.protocols`` (folder ``protocols/``)
+-> ``securevfl.crypto`` (folder ``crypto/``).
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ class ProtectionConfig(_Section):
 
     @model_validator(mode="after")
     def _check_scheme(self) -> ProtectionConfig:
-        from crypto import preset_names
+        from securevfl.crypto import preset_names
 
         if self.preset not in preset_names():
             raise ValueError(f"unknown CKKS preset {self.preset!r} (known: {', '.join(preset_names())})")
@@ -237,7 +237,7 @@ def _suggest(loc: tuple[Any, ...]) -> str:
 
 def _check_blind_model(model: ModelConfig, protection: ProtectionConfig) -> None:
     """Refuse, at load time, a bottom model the preset cannot backpropagate under encryption."""
-    from crypto import get_preset, preset_names
+    from securevfl.crypto import get_preset, preset_names
     from securevfl.blind.plan import required_depth
 
     output_relu = model.resolved_output_activation() == "relu"

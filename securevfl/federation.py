@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from crypto import PublicKeyring, SecretKeyring, get_preset
-from protocols import InProcessChannel, Message, PhaseTimer
-from protocols.audit import VisibilityLog
-from protocols.keyholder import KeyHolder, MaskedKeyHolderClient
-from protocols.masking import MaskSampler
-from protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
+from securevfl.crypto import PublicKeyring, SecretKeyring, get_preset
+from securevfl.protocols import InProcessChannel, Message, PhaseTimer
+from securevfl.protocols.audit import VisibilityLog
+from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
+from securevfl.protocols.masking import MaskSampler
+from securevfl.protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
 from securevfl.attacks import AttackSetup, BackdoorData, prepare_attack
 from securevfl.blind.plan import BottomPlan, TopPlan, bottom_plan
 from securevfl.config import RunConfig

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from protocols import NonFiniteError
-from protocols.protection import PayloadRangeError
+from securevfl.protocols import NonFiniteError
+from securevfl.protocols.protection import PayloadRangeError
 from securevfl import __version__
 from securevfl.checkpoint import load_checkpoint, save_checkpoint
 from securevfl.config import RunConfig

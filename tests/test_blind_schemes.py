@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from crypto import EncryptedTensor, SecretKeyring, get_preset
-from protocols import InProcessChannel, Message, PhaseTimer
-from protocols.audit import VisibilityLog
-from protocols.keyholder import DECRYPT_REPLY, KeyHolder, MaskedKeyHolderClient
-from protocols.masking import MaskSampler
+from securevfl.crypto import EncryptedTensor, SecretKeyring, get_preset
+from securevfl.protocols import InProcessChannel, Message, PhaseTimer
+from securevfl.protocols.audit import VisibilityLog
+from securevfl.protocols.keyholder import DECRYPT_REPLY, KeyHolder, MaskedKeyHolderClient
+from securevfl.protocols.masking import MaskSampler
 from securevfl.blind.backprop import linear_stack
 from securevfl.config import load_config
 from securevfl.errors import ConfigError

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protocols import Message, ProtocolError
-from protocols.accounting import PhaseTimer
-from protocols.protection import PayloadRangeError, PlainProtection, ReceiverKeyProtection
+from securevfl.protocols import Message, ProtocolError
+from securevfl.protocols.accounting import PhaseTimer
+from securevfl.protocols.protection import PayloadRangeError, PlainProtection, ReceiverKeyProtection
 from securevfl.config import load_config
 from securevfl.errors import ConfigError
 from securevfl.federation import build_federation

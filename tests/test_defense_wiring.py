@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crypto import EncryptedTensor, Layout, SecretKeyring, get_preset
-from protocols import GRADIENT
+from securevfl.crypto import EncryptedTensor, Layout, SecretKeyring, get_preset
+from securevfl.protocols import GRADIENT
 from securevfl.config import validate_config
 from securevfl.defenses import MessageContext, kept_entries
 from securevfl.defenses.config import parse_defense_config

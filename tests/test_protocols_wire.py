@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from protocols import (
+from securevfl.protocols import (
     CodecRegistry,
     InProcessChannel,
     Message,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from crypto import EncryptedTensor
+    from securevfl.crypto import EncryptedTensor
     from securevfl.blind.backprop import ForwardCache
 
 __all__ = ["AttackTruth", "Backprop", "Capability", "PassiveAttack", "scheme_capabilities"]

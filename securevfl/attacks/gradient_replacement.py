@@ -38,7 +38,7 @@ from securevfl.attacks.base import Backprop, Capability, PassiveAttack
 from securevfl.attacks.poison import BackdoorData
 
 if TYPE_CHECKING:
-    from crypto import EncryptedTensor
+    from securevfl.crypto import EncryptedTensor
     from securevfl.blind.backprop import ForwardCache
 
 __all__ = ["GradientReplacement"]
@@ -164,7 +164,7 @@ class GradientReplacement(PassiveAttack):
         pending = self._pending_encrypted_state
         if pending is None:
             return
-        from crypto import EncryptedTensor
+        from securevfl.crypto import EncryptedTensor
 
         keyring = like.keyring
         recorded = None if pending["gradient"] is None else EncryptedTensor.from_bytes(keyring, pending["gradient"])

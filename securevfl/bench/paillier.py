@@ -106,7 +106,7 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
 
 def _ckks_message(values: np.ndarray, repeats: int, preset: str) -> dict[str, Any]:
     """The receiver scheme's per-message costs for ``values`` (medians over ``repeats``)."""
-    from crypto import EncryptedTensor, Layout, PublicKeyring, SecretKeyring, get_preset
+    from securevfl.crypto import EncryptedTensor, Layout, PublicKeyring, SecretKeyring, get_preset
 
     secret = SecretKeyring.generate(get_preset(preset))
     public = PublicKeyring.from_bytes(secret.public_keyring().to_bytes())  # as a sender holds it

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from crypto import EncryptedTensor
-from protocols.keyholder import MaskedKeyHolderClient
+from securevfl.crypto import EncryptedTensor
+from securevfl.protocols.keyholder import MaskedKeyHolderClient
 from securevfl.blind.plan import BottomPlan
 
 

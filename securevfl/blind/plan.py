@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crypto import rotations
+from securevfl.crypto import rotations
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import numpy as np
 from securevfl.errors import ConfigError
 
 if TYPE_CHECKING:
-    from crypto import EncryptedTensor
+    from securevfl.crypto import EncryptedTensor
     from securevfl.defenses.config import DefenseConfigBase
 
 __all__ = ["Defense", "MessageContext", "Placement", "PlacementError"]

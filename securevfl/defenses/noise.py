@@ -23,7 +23,7 @@ from securevfl.defenses.base import Defense, MessageContext, check_rows, embed_r
 from securevfl.defenses.config import GaussianNoiseConfig, LaplaceNoiseConfig
 
 if TYPE_CHECKING:
-    from crypto import EncryptedTensor
+    from securevfl.crypto import EncryptedTensor
 
 __all__ = ["AdditiveNoise", "GaussianNoise", "LaplaceNoise"]
 

@@ -31,7 +31,7 @@ from securevfl.defenses.config import DefenseConfigBase, build_defense
 from securevfl.seeding import derived_seed
 
 if TYPE_CHECKING:
-    from crypto import EncryptedTensor
+    from securevfl.crypto import EncryptedTensor
 
 __all__ = ["DefensePipeline", "UNDER_ENCRYPTION_DEPTH", "check_scheme_placement"]
 

@@ -36,7 +36,7 @@ from securevfl.defenses.config import SparsificationConfig
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from crypto import EncryptedTensor
+    from securevfl.crypto import EncryptedTensor
 
 __all__ = ["Sparsification", "kept_entries"]
 

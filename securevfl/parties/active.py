@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
-from protocols.audit import VisibilityLog
-from protocols.protection import PartyProtection
+from securevfl.protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
+from securevfl.protocols.audit import VisibilityLog
+from securevfl.protocols.protection import PartyProtection
 from securevfl.defenses.base import MessageContext, Placement
 from securevfl.defenses.pipeline import DefensePipeline
 

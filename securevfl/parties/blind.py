@@ -17,10 +17,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from crypto import CryptoError, EncryptedTensor, Keyring, Layout, PrecisionError
-from protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
-from protocols.keyholder import KeyHolder, MaskedKeyHolderClient
-from protocols.protection import PayloadRangeError
+from securevfl.crypto import CryptoError, EncryptedTensor, Keyring, Layout, PrecisionError
+from securevfl.protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
+from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
+from securevfl.protocols.protection import PayloadRangeError
 from securevfl.blind.backprop import ForwardCache, cached_forward, encrypted_parameter_gradients, linear_stack
 from securevfl.blind.plan import BottomPlan, TopPlan
 from securevfl.defenses.base import MessageContext, Placement

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
-from protocols.audit import VisibilityLog
-from protocols.protection import PartyProtection
+from securevfl.protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
+from securevfl.protocols.audit import VisibilityLog
+from securevfl.protocols.protection import PartyProtection
 from securevfl.attacks.base import PassiveAttack
 
 

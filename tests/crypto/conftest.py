@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crypto import PublicKeyring, SecretKeyring, get_preset, rotations
+from securevfl.crypto import PublicKeyring, SecretKeyring, get_preset, rotations
 
 # Steps the kernel tests need: 32x32 and 64->16 matmuls, plus power-of-two keys for sums and row moves.
 COMPUTE_STEPS = sorted(

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto import (
+from securevfl.crypto import (
     COLUMNS,
     FLAT,
     ROWS,
@@ -129,7 +129,7 @@ def test_matmul_needs_its_rotation_keys(batch: np.ndarray) -> None:
 
 
 def test_matmul_overflow_is_refused(compute_secret: SecretKeyring, batch: np.ndarray) -> None:
-    from crypto import PrecisionError
+    from securevfl.crypto import PrecisionError
 
     tensor = EncryptedTensor.encrypt(compute_secret, batch, ROWS)  # default bound 512
     with pytest.raises(PrecisionError, match="matmul"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crypto import (
+from securevfl.crypto import (
     EncryptedTensor,
     KeyRoleError,
     MissingRotationKeyError,
@@ -14,7 +14,7 @@ from crypto import (
     get_preset,
     kernels,
 )
-from crypto.keys import _secret_keyring_to_bytes
+from securevfl.crypto.keys import _secret_keyring_to_bytes
 
 
 def test_public_keyring_cannot_decrypt(compute_secret: SecretKeyring, compute_public: PublicKeyring) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crypto import EncryptedTensor, KeystoreError, SecretKeyring, load_secret_keyring, save_secret_keyring
-from crypto.keystore import open_secret_keyring, seal_secret_keyring
+from securevfl.crypto import EncryptedTensor, KeystoreError, SecretKeyring, load_secret_keyring, save_secret_keyring
+from securevfl.crypto.keystore import open_secret_keyring, seal_secret_keyring
 
 FAST = 14  # lowest scrypt cost the keystore accepts; keeps the tests quick
 

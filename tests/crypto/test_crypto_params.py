@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from crypto import MAX_COEFF_MODULUS_BITS_128, PRESETS, CkksParameters, SecurityError, get_preset, preset_names
+from securevfl.crypto import MAX_COEFF_MODULUS_BITS_128, PRESETS, CkksParameters, SecurityError, get_preset, preset_names
 
 
 def test_presets_exist_and_report_their_properties() -> None:

@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto import (
+from securevfl.crypto import (
     COLUMNS,
     FLAT,
     ROWS,
@@ -78,7 +78,7 @@ def test_many_ciphertexts_and_layout_geometry(transport_secret: SecretKeyring) -
 
 
 def test_deep_preset_round_trip() -> None:
-    from crypto import get_preset
+    from securevfl.crypto import get_preset
 
     keyring = SecretKeyring.generate(get_preset("deep"))
     values = np.linspace(-3, 3, 5000).reshape(50, 100)

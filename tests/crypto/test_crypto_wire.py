@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crypto import ROWS, EncryptedTensor, PublicKeyring, SecretKeyring, SerializationError, get_preset
-from crypto.wire import _FIXED, FORMAT_VERSION, MAGIC
+from securevfl.crypto import ROWS, EncryptedTensor, PublicKeyring, SecretKeyring, SerializationError, get_preset
+from securevfl.crypto.wire import _FIXED, FORMAT_VERSION, MAGIC
 
 VALUES = np.random.default_rng(7).uniform(-1, 1, (64, 32))
 
@@ -130,7 +130,7 @@ def test_lying_header_is_caught_by_seal_validation(compute_secret: SecretKeyring
 
 
 def test_keyring_from_bytes_refuses_weak_parameters(transport_secret: SecretKeyring) -> None:
-    from crypto import SecurityError
+    from securevfl.crypto import SecurityError
 
     data = transport_secret.public_keyring().to_bytes()[:-16]
     head = 4 + 1 + 1 + 16  # magic, version, part count, key id; then the u64-prefixed metadata

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crypto import ROWS, EncryptedTensor, SecretKeyring, get_preset
+from securevfl.crypto import ROWS, EncryptedTensor, SecretKeyring, get_preset
 from securevfl.defenses import (
     GaussianNoise,
     GaussianNoiseConfig,

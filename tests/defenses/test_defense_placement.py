@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crypto import ROWS, EncryptedTensor, SecretKeyring, get_preset
+from securevfl.crypto import ROWS, EncryptedTensor, SecretKeyring, get_preset
 from securevfl.defenses import (
     Defense,
     GaussianNoiseConfig,

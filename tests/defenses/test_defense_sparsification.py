@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from crypto import ROWS, EncryptedTensor, SecretKeyring, get_preset
+from securevfl.crypto import ROWS, EncryptedTensor, SecretKeyring, get_preset
 from securevfl.defenses import MessageContext, Placement, PlacementError, Sparsification, SparsificationConfig, kept_entries
 
 
