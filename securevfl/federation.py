@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,9 +15,11 @@ from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
 from securevfl.protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
 from securevfl.attacks import AttackSetup, BackdoorData, prepare_attack
-from securevfl.blind.plan import BottomPlan, TopPlan, bottom_plan
+from securevfl.blind.backprop import linear_stack
+from securevfl.blind.plan import BottomPlan, TopPlan, plan_for_stack
 from securevfl.config import RunConfig
 from securevfl.data import VFLDataset
+from securevfl.errors import ConfigError
 from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.models import build_bottom_model, build_top_model
 from securevfl.parties import ActiveParty, LocalBlock, PassiveParty
@@ -112,15 +115,20 @@ class _Models:
     bottom_out: int
 
 
-def build_federation(config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarray]) -> Federation:
+def build_federation(
+    config: RunConfig,
+    dataset: VFLDataset,
+    blocks: list[np.ndarray],
+    bottom_models: Sequence[torch.nn.Module] | None = None,
+) -> Federation:
     """Create every party with only its own columns, labels and freshly seeded parameters.
 
     ``blocks`` are column-index arrays, passive blocks first, then the active party's own
     block when ``parties.active_block`` is set. The configured attack (if any) poisons the
     attacker's own columns and hooks into the attacking party; the configured defenses go to
-    the active party.
+    the active party. ``bottom_models`` replaces the configured Linear/ReLU bottom models.
     """
-    models = _build_models(config, dataset, blocks)
+    models = _build_models(config, dataset, blocks, bottom_models)
     protection = config.protection
     names = [passive_name(index) for index in range(config.parties.passive)]
     setup = prepare_attack(
@@ -150,15 +158,22 @@ def _add_backdoor_split(federation: Federation, dataset: VFLDataset, blocks: lis
     federation.active.add_eval_split(BACKDOOR_SPLIT, dataset.y_test[rows], local)
 
 
-def _build_models(config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarray]) -> _Models:
+def _build_models(
+    config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarray], given: Sequence[torch.nn.Module] | None
+) -> _Models:
     model_cfg, train_cfg = config.model, config.train
     n_passive = config.parties.passive
     bottom_out = model_cfg.resolved_bottom_output(dataset.num_classes)
     activation = model_cfg.resolved_output_activation()
+    if given is not None:
+        _check_given_models(config, given, blocks, bottom_out)
 
     def make_bottom(index: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-        seed_torch(train_cfg.seed, "bottom", index)
-        model = build_bottom_model(len(blocks[index]), model_cfg.bottom_hidden, bottom_out, activation)
+        if given is not None:
+            model = given[index]
+        else:
+            seed_torch(train_cfg.seed, "bottom", index)
+            model = build_bottom_model(len(blocks[index]), model_cfg.bottom_hidden, bottom_out, activation)
         return model, _sgd(model.parameters(), config)
 
     bottoms = [make_bottom(index) for index in range(n_passive)]
@@ -177,6 +192,35 @@ def _build_models(config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarra
     top_params = list(top.parameters())
     top_optimizer = _sgd(top_params, config) if top_params else None
     return _Models(bottoms, local_block, top, top_optimizer, bottom_out)
+
+
+def _check_given_models(
+    config: RunConfig, models: Sequence[torch.nn.Module], blocks: list[np.ndarray], bottom_out: int
+) -> None:
+    """A user's bottom models: one per block, each mapping its block's columns to ``bottom_out`` units."""
+    if len(models) != len(blocks):
+        raise ConfigError(f"bottom_models: {len(models)} model(s) given for {len(blocks)} feature block(s)")
+    for index, (model, block) in enumerate(zip(models, blocks, strict=True)):
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError(f"bottom_models[{index}] is a {type(model).__name__}, not a torch.nn.Module")
+        if config.protection.blind:
+            try:
+                linear_stack(model)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"bottom_models[{index}]: key_holder = {config.protection.key_holder!r} backpropagates the bottom "
+                    f"model under encryption: {exc}"
+                ) from None
+        try:
+            with torch.no_grad():
+                width = model(torch.zeros(1, len(block))).shape
+        except Exception as exc:  # a user's module may raise anything on a wrong input width
+            raise ConfigError(f"bottom_models[{index}] cannot take its block of {len(block)} column(s): {exc}") from None
+        if tuple(width) != (1, bottom_out):
+            raise ConfigError(
+                f"bottom_models[{index}] outputs shape {tuple(width)} for one sample; the configured top needs "
+                f"(1, {bottom_out}) (model.bottom_output)"
+            )
 
 
 def _assemble_open(
@@ -230,11 +274,17 @@ def _assemble_blind(
     protection, model_cfg = config.protection, config.model
     channel, timer = InProcessChannel(), PhaseTimer()
     batch = config.train.batch_size
-    output_relu = model_cfg.resolved_output_activation() == "relu"
     plans: dict[str, BottomPlan] = {
-        passive_name(index): bottom_plan(batch, len(blocks[index]), model_cfg.bottom_hidden, models.bottom_out, output_relu)
+        passive_name(index): plan_for_stack(batch, linear_stack(models.bottoms[index][0]))
         for index in range(config.parties.passive)
     }
+    depth = get_preset(protection.preset).depth
+    for name, plan in plans.items():
+        if plan.depth() > depth:
+            raise ConfigError(
+                f"{name}'s bottom model needs {plan.depth()} multiplicative level(s) per backpropagation segment but "
+                f"preset {protection.preset!r} offers {depth}"
+            )
     top_plan = None
     if model_cfg.top == "trainable":
         hidden = model_cfg.top_hidden[0] if model_cfg.top_hidden else dataset.num_classes

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from securevfl.protocols import NonFiniteError
@@ -18,7 +19,7 @@ from securevfl.protocols.protection import PayloadRangeError
 from securevfl import __version__
 from securevfl.checkpoint import load_checkpoint, save_checkpoint
 from securevfl.config import RunConfig
-from securevfl.data import load_dataset, partition_columns
+from securevfl.data import VFLDataset, load_dataset, partition_columns
 from securevfl.errors import SecureVFLError
 from securevfl.federation import Federation, build_federation
 from securevfl.seeding import epoch_batches
@@ -51,15 +52,28 @@ def run_training(
     out_dir: Path | None = None,
     resume: bool = False,
     on_epoch_end: Sequence[EpochCallback] = (),
+    *,
+    dataset: VFLDataset | None = None,
+    bottom_models: Sequence[nn.Module] | None = None,
 ) -> dict[str, Any]:
-    """Train as configured; write ``result.json`` (and checkpoints) into ``out_dir`` if given."""
+    """Train as configured; write ``result.json`` (and checkpoints) into ``out_dir`` if given.
+
+    Args:
+        dataset: train on this data set instead of loading ``config.data`` (the public API
+            builds one from a user's arrays); partitioned by ``config.parties`` as usual.
+        bottom_models: the passive parties' bottom models, one per passive in party order (plus
+            the active party's own block last when it holds one), instead of the Linear/ReLU
+            stacks ``config.model`` describes. Their output width must be the configured bottom
+            output. The label-private schemes accept only Linear/ReLU stacks and refuse others.
+    """
     started = time.perf_counter()
     torch.set_num_threads(config.train.threads)
     resolved = config.resolved()
 
-    dataset = load_dataset(config.data)
+    if dataset is None:
+        dataset = load_dataset(config.data)
     blocks = partition_columns(dataset, config.parties)
-    federation = build_federation(config, dataset, blocks)
+    federation = build_federation(config, dataset, blocks, bottom_models=bottom_models)
 
     history: list[dict[str, Any]] = []
     epoch_seconds: list[float] = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from torch import nn
+
 from securevfl.crypto import rotations
 
 
@@ -89,3 +91,9 @@ def required_depth(hidden: Sequence[int], output_relu: bool, trainable_top: bool
     """Multiplicative depth a preset must offer for a bottom model of this shape."""
     segment = 1 + int(bool(hidden) or output_relu)
     return max(segment, 1 if trainable_top else 0)
+
+
+def plan_for_stack(batch: int, stack: Sequence[tuple[nn.Linear, bool]]) -> BottomPlan:
+    """The plan of an actual Linear/ReLU stack (see :func:`securevfl.blind.backprop.linear_stack`)."""
+    widths = (stack[0][0].in_features, *(linear.out_features for linear, _ in stack))
+    return BottomPlan(batch=batch, widths=widths, relu_after=tuple(relu for _, relu in stack))
