@@ -3,8 +3,9 @@
 from securevfl.protocols.accounting import PhaseTimer, TrafficStats
 from securevfl.protocols.channel import Channel, InProcessChannel
 from securevfl.protocols.codecs import CodecRegistry, NdarrayCodec, PayloadCodec
-from securevfl.protocols.errors import NonFiniteError, ProtocolError, WireFormatError
-from securevfl.protocols.messages import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Message
+from securevfl.protocols.errors import NonFiniteError, PayloadRangeError, ProtocolError, WireFormatError
+from securevfl.protocols.messages import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Message, MessageKind
+from securevfl.protocols.phases import PHASE_GROUPS, CostGroup, Phase, cost_summary
 from securevfl.protocols.wire import WIRE_VERSION, decode_message, encode_message
 
 __all__ = [
@@ -16,8 +17,14 @@ __all__ = [
     "CodecRegistry",
     "InProcessChannel",
     "Message",
+    "MessageKind",
+    "PHASE_GROUPS",
+    "CostGroup",
+    "Phase",
+    "cost_summary",
     "NdarrayCodec",
     "NonFiniteError",
+    "PayloadRangeError",
     "PayloadCodec",
     "PhaseTimer",
     "ProtocolError",

@@ -12,26 +12,33 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from securevfl.protocols.phases import Phase
+
 
 @dataclass
 class PhaseTimer:
-    """Accumulates wall-clock seconds per named phase (``encode``, ``serialize``, ``compute``...)."""
+    """Accumulates wall-clock seconds per :class:`~securevfl.protocols.phases.Phase`.
+
+    A name that is not a phase raises ``ValueError`` at once: an untyped name would be timed but
+    belong to no cost group, and its seconds would be missing from every summary.
+    """
 
     seconds: Counter[str] = field(default_factory=Counter)
 
     @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
+    def phase(self, name: Phase) -> Iterator[None]:
+        name = Phase(name)
         start = time.perf_counter()
         try:
             yield
         finally:
             self.seconds[name] += time.perf_counter() - start
 
-    def add(self, name: str, seconds: float) -> None:
-        self.seconds[name] += seconds
+    def add(self, name: Phase, seconds: float) -> None:
+        self.seconds[Phase(name)] += seconds
 
     def to_dict(self) -> dict[str, float]:
-        return {name: round(value, 6) for name, value in sorted(self.seconds.items())}
+        return {str(name): round(value, 6) for name, value in sorted(self.seconds.items())}
 
     def load(self, values: dict[str, float]) -> None:
         """Restore totals from :meth:`to_dict` output (used when a run resumes)."""

@@ -16,6 +16,7 @@ from securevfl.protocols.codecs import CodecRegistry
 from securevfl.protocols.errors import ProtocolError
 from securevfl.protocols.messages import Message
 from securevfl.protocols.wire import decode_message, encode_message, peek_route
+from securevfl.protocols.phases import Phase
 
 
 class Channel(Protocol):
@@ -39,7 +40,7 @@ class InProcessChannel:
         self._mailboxes: dict[str, deque[bytes]] = {}
 
     def send(self, message: Message) -> None:
-        with self.stats.timer.phase("serialize"):
+        with self.stats.timer.phase(Phase.SERIALIZE):
             frame = encode_message(message, self.codecs)
         self.stats.record(message.kind, len(frame))
         self._mailboxes.setdefault(message.receiver, deque()).append(frame)
@@ -62,7 +63,7 @@ class InProcessChannel:
             queued = ", ".join(f"{k!r} from {s!r}" for k, s in map(peek_route, mailbox))
             origin = f" from {sender!r}" if sender is not None else ""
             raise ProtocolError(f"{receiver} expected a {kind!r} message{origin}, got only {queued}")
-        with self.stats.timer.phase("deserialize"):
+        with self.stats.timer.phase(Phase.DESERIALIZE):
             message = decode_message(frame, self.codecs)
         if message.receiver != receiver:
             raise ProtocolError(

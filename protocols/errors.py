@@ -13,3 +13,7 @@ class WireFormatError(ProtocolError, ValueError):
 
 class NonFiniteError(ProtocolError, ValueError):
     """A payload held NaN or infinity; such values are refused before they leave the sender."""
+
+
+class PayloadRangeError(ProtocolError, ValueError):
+    """An outgoing value lies outside what the CKKS parameters can carry precisely."""

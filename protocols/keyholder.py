@@ -22,16 +22,17 @@ import numpy as np
 
 from securevfl.crypto import CryptoError, EncryptedTensor, Layout, PublicKeyring, SecretKeyring
 from securevfl.protocols.accounting import PhaseTimer
+from securevfl.protocols.phases import Phase
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.channel import Channel
 from securevfl.protocols.errors import ProtocolError
 from securevfl.protocols.masking import MaskSampler
-from securevfl.protocols.messages import Message
+from securevfl.protocols.messages import Message, MessageKind
 
-DECRYPT_REQUEST = "decrypt_request"
-DECRYPT_REPLY = "decrypt_reply"
-REFRESH_REQUEST = "refresh_request"
-REFRESH_REPLY = "refresh_reply"
+DECRYPT_REQUEST = MessageKind.DECRYPT_REQUEST
+DECRYPT_REPLY = MessageKind.DECRYPT_REPLY
+REFRESH_REQUEST = MessageKind.REFRESH_REQUEST
+REFRESH_REPLY = MessageKind.REFRESH_REPLY
 
 
 class KeyHolder:
@@ -55,9 +56,9 @@ class KeyHolder:
         """Answer the one request ``requester`` has queued (decrypt or refresh)."""
         message = channel.receive(self.name, _peek_kind(channel, self.name), sender=requester)
         try:
-            with self.timer.phase("ciphertext_deserialize"):
+            with self.timer.phase(Phase.CIPHERTEXT_DESERIALIZE):
                 encrypted = EncryptedTensor.from_bytes(self._secret, message.payload)
-            with self.timer.phase("decrypt"):
+            with self.timer.phase(Phase.DECRYPT):
                 values = encrypted.decrypt()
         except CryptoError as exc:
             raise ProtocolError(f"{self.name} could not decrypt a request from {requester}: {exc}") from exc
@@ -73,11 +74,11 @@ class KeyHolder:
             return
         for index, layout in enumerate(_layouts(message)):
             values_out = values.T if layout.transpose else values
-            with self.timer.phase("encrypt"):
+            with self.timer.phase(Phase.ENCRYPT):
                 fresh = EncryptedTensor.encrypt(
                     self._secret, values_out, Layout.ROWS, stride=layout.stride, bound=layout.bound
                 )
-            with self.timer.phase("ciphertext_serialize"):
+            with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
                 payload = fresh.to_bytes()
             channel.send(
                 Message(REFRESH_REPLY, self.name, requester, message.step, payload, codec="ckks", meta={"index": index})
@@ -165,13 +166,13 @@ class MaskedKeyHolderClient:
         fresh = []
         for kind, _ in layouts:
             reply = self.channel.receive(self.party, REFRESH_REPLY, sender=self.key_holder)
-            with self.timer.phase("ciphertext_deserialize"):
+            with self.timer.phase(Phase.CIPHERTEXT_DESERIALIZE):
                 tensor = EncryptedTensor.from_bytes(self.public, reply.payload)
             fresh.append(tensor.add_plain(-(mask.T if kind == "rows_t" else mask), result_bound=bound))
         return fresh
 
     def _request(self, kind: str, masked: EncryptedTensor, step: int, meta: dict[str, object]) -> None:
-        with self.timer.phase("ciphertext_serialize"):
+        with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
             payload = masked.to_bytes(mod_switch_to_last=True)
         self.channel.send(Message(kind, self.party, self.key_holder, step, payload, codec="ckks", meta=meta))  # type: ignore[arg-type]
         self._deliver(self.party)

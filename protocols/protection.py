@@ -19,7 +19,8 @@ import numpy as np
 
 from securevfl.crypto import CryptoError, EncryptedTensor, Layout, PrecisionError, PublicKeyring, SecretKeyring, get_preset
 from securevfl.protocols.accounting import PhaseTimer
-from securevfl.protocols.errors import NonFiniteError, ProtocolError
+from securevfl.protocols.phases import Phase
+from securevfl.protocols.errors import NonFiniteError, PayloadRangeError, ProtocolError
 from securevfl.protocols.messages import Message
 
 
@@ -78,10 +79,6 @@ def _no_ciphertext(transform: CiphertextTransform | None) -> None:
         raise ProtocolError("the plain scheme has no ciphertext to transform")
 
 
-class PayloadRangeError(ProtocolError, ValueError):
-    """An outgoing value lies outside what the CKKS parameters can carry precisely."""
-
-
 class ReceiverKeyProtection:
     """CKKS with ``key_holder = receiver``: encrypt to the receiver, decrypt your own mail.
 
@@ -96,7 +93,7 @@ class ReceiverKeyProtection:
         self.party = party
         self.timer = timer
         self.layout = layout
-        with timer.phase("keygen"):
+        with timer.phase(Phase.KEYGEN):
             self._secret = SecretKeyring.generate(get_preset(preset))
         self._peers: dict[str, PublicKeyring] = {}
 
@@ -116,12 +113,12 @@ class ReceiverKeyProtection:
         if not np.isfinite(values).all():
             raise NonFiniteError(f"{self.party} refuses to encrypt NaN/Inf values for {receiver}")
         try:
-            with self.timer.phase("encrypt"):
+            with self.timer.phase(Phase.ENCRYPT):
                 encrypted = EncryptedTensor.encrypt(public, values, self.layout, levels=0)
             if transform is not None:
-                with self.timer.phase("defense_encrypted"):
+                with self.timer.phase(Phase.DEFENSE_ENCRYPTED):
                     encrypted = transform(encrypted)
-            with self.timer.phase("ciphertext_serialize"):
+            with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
                 return "ckks", encrypted.to_bytes()
         except PrecisionError as exc:
             raise PayloadRangeError(f"{self.party} -> {receiver}: {exc}") from exc
@@ -132,12 +129,12 @@ class ReceiverKeyProtection:
                 f"{self.party} expected CKKS ciphertexts from {message.sender}, got a {message.codec!r} payload"
             )
         try:
-            with self.timer.phase("ciphertext_deserialize"):
+            with self.timer.phase(Phase.CIPHERTEXT_DESERIALIZE):
                 encrypted = EncryptedTensor.from_bytes(self._secret, message.payload)
             if transform is not None:
-                with self.timer.phase("defense_encrypted"):
+                with self.timer.phase(Phase.DEFENSE_ENCRYPTED):
                     encrypted = transform(encrypted)
-            with self.timer.phase("decrypt"):
+            with self.timer.phase(Phase.DECRYPT):
                 return encrypted.decrypt().astype(np.float32)
         except CryptoError as exc:
             raise ProtocolError(f"{self.party} could not decrypt a {message.kind} from {message.sender}: {exc}") from exc

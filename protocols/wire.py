@@ -25,12 +25,13 @@ from typing import Any
 
 from securevfl.protocols.codecs import CodecRegistry
 from securevfl.protocols.errors import WireFormatError
-from securevfl.protocols.messages import Message
+from securevfl.protocols.messages import Message, MessageKind
 
 MAGIC = b"SVFL"
 WIRE_VERSION = 1
 _PREFIX = struct.Struct("<4sBBIQ")
 _CRC = struct.Struct("<I")
+_KINDS = frozenset(kind.value for kind in MessageKind)
 _RESERVED_HEADER_KEYS = {"kind", "sender", "receiver", "step", "codec", "meta"}
 
 
@@ -115,6 +116,8 @@ def _parse_header(raw: bytes) -> dict[str, Any]:
     for key in ("kind", "sender", "receiver", "codec"):
         if not isinstance(header.get(key), str) or not header[key]:
             raise WireFormatError(f"message header field {key!r} is missing or not a string")
+    if header["kind"] not in _KINDS:
+        raise WireFormatError(f"message header names an unknown kind {header['kind']!r}")
     step = header.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise WireFormatError(f"message header field 'step' is malformed: {step!r}")

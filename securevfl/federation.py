@@ -9,11 +9,12 @@ import numpy as np
 import torch
 
 from securevfl.crypto import PublicKeyring, SecretKeyring, get_preset
-from securevfl.protocols import InProcessChannel, Message, PhaseTimer
+from securevfl.protocols import InProcessChannel, Message, MessageKind, PhaseTimer
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
 from securevfl.protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
+from securevfl.protocols.phases import Phase
 from securevfl.attacks import AttackSetup, BackdoorData, prepare_attack
 from securevfl.blind.backprop import linear_stack
 from securevfl.blind.plan import BottomPlan, TopPlan, plan_for_stack
@@ -28,7 +29,7 @@ from securevfl.seeding import seed_torch
 
 ACTIVE_NAME = "active"
 COORDINATOR_NAME = "coordinator"
-PUBLIC_KEY = "public_key"
+PUBLIC_KEY = MessageKind.PUBLIC_KEY
 BACKDOOR_SPLIT = "backdoor"
 
 
@@ -294,7 +295,7 @@ def _assemble_blind(
         steps |= top_plan.rotation_steps()
 
     holder_name = ACTIVE_NAME if protection.key_holder == "active" else COORDINATOR_NAME
-    with timer.phase("keygen"):
+    with timer.phase(Phase.KEYGEN):
         secret = SecretKeyring.generate(get_preset(protection.preset), rotation_steps=sorted(steps))
     bounds = Bounds(activation=protection.activation_bound, gradient=protection.gradient_bound)
 

@@ -15,7 +15,8 @@ from torch import nn
 from tqdm import tqdm
 
 from securevfl.protocols import NonFiniteError
-from securevfl.protocols.protection import PayloadRangeError
+from securevfl.protocols.phases import CostGroup, cost_summary
+from securevfl.protocols.errors import PayloadRangeError
 from securevfl import __version__
 from securevfl.checkpoint import load_checkpoint, save_checkpoint
 from securevfl.config import RunConfig
@@ -185,7 +186,7 @@ def _result_record(
     timing: dict[str, Any] = dict(federation.timer.to_dict())
     for phase, seconds in traffic["seconds_by_phase"].items():
         timing[phase] = round(timing.get(phase, 0.0) + seconds, 6)
-    timing["summary"] = _phase_summary(timing)
+    timing["summary"] = {**cost_summary(timing), CostGroup.TRANSFER.value: 0.0}  # in-process: no network time
     timing["epoch_seconds"] = epoch_seconds
     timing["mean_epoch_seconds"] = round(sum(epoch_seconds) / len(epoch_seconds), 4) if epoch_seconds else 0.0
     last = history[-1] if history else {}
@@ -218,23 +219,3 @@ def _result_record(
         "visibility": {party: log.to_rows() for party, log in federation.audits().items()},
         "config": config.resolved(),
     }
-
-
-#: How raw phases roll up into the cost categories reported for every scheme.
-PHASE_GROUPS: dict[str, tuple[str, ...]] = {
-    "compute": ("bottom_forward", "top", "bottom_backward", "evaluate"),
-    # ciphertext-by-plaintext kernels; includes the refresh round trips made from inside them
-    "encrypted_compute": ("homomorphic_backprop", "top_encrypted"),
-    "keygen": ("keygen",),
-    "encode_encrypt": ("encrypt",),
-    "serialize": ("serialize", "ciphertext_serialize"),
-    "deserialize": ("deserialize", "ciphertext_deserialize"),
-    "decrypt": ("decrypt",),
-}
-
-
-def _phase_summary(timing: dict[str, Any]) -> dict[str, float]:
-    """Seconds per cost category; ``transfer`` is 0 for the in-process channel (see bytes_sent)."""
-    summary = {group: round(sum(float(timing.get(p, 0.0)) for p in phases), 6) for group, phases in PHASE_GROUPS.items()}
-    summary["transfer"] = 0.0
-    return summary

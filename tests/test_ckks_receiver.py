@@ -9,7 +9,8 @@ import pytest
 
 from securevfl.protocols import Message, ProtocolError
 from securevfl.protocols.accounting import PhaseTimer
-from securevfl.protocols.protection import PayloadRangeError, PlainProtection, ReceiverKeyProtection
+from securevfl.protocols.errors import PayloadRangeError
+from securevfl.protocols.protection import PlainProtection, ReceiverKeyProtection
 from securevfl.config import load_config
 from securevfl.errors import ConfigError
 from securevfl.federation import build_federation

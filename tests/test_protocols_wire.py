@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,6 +14,7 @@ from securevfl.protocols import (
     CodecRegistry,
     InProcessChannel,
     Message,
+    MessageKind,
     NonFiniteError,
     ProtocolError,
     WireFormatError,
@@ -28,7 +31,7 @@ arrays = hnp.arrays(
 )
 
 
-@given(payload=arrays, step=st.integers(0, 2**40), kind=st.text(min_size=1, max_size=12))
+@given(payload=arrays, step=st.integers(0, 2**40), kind=st.sampled_from(list(MessageKind)))
 def test_round_trip_preserves_payload_and_header(payload: np.ndarray, step: int, kind: str) -> None:
     message = Message(kind, "passive_1", "active", step, payload, meta={"rows": 3})
     decoded = decode_message(encode_message(message, CODECS), CODECS)
@@ -103,3 +106,15 @@ def test_channel_enforces_expected_kind_and_sender() -> None:
     channel.send(Message("gradient", "active", "passive_1", 1, np.zeros(2, np.float32)))
     with pytest.raises(ProtocolError, match="from 'coordinator'"):
         channel.receive("passive_1", "gradient", sender="coordinator")
+
+
+def test_unknown_kinds_are_refused_when_built_and_when_decoded() -> None:
+    with pytest.raises(ValueError, match="not a protocol message kind"):
+        Message("activations", "p", "a", 0, np.zeros(2, np.float32))
+    frame = encode_message(Message(MessageKind.GRADIENT, "p", "a", 0, np.zeros(2, np.float32)), CODECS)
+    forged = frame.replace(b'"kind":"gradient"', b'"kind":"gradientX"')
+    header_len = int.from_bytes(forged[6:10], "little") + 1
+    forged = forged[:6] + header_len.to_bytes(4, "little") + forged[10:-4]
+    forged += zlib.crc32(forged).to_bytes(4, "little")
+    with pytest.raises(WireFormatError, match="unknown kind 'gradientX'"):
+        decode_message(forged, CODECS)

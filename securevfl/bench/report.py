@@ -14,6 +14,7 @@ from typing import Any
 
 from securevfl.bench.paillier import OPERATIONS
 from securevfl.bench.workload import EpochShape
+from securevfl.protocols.phases import PHASE_GROUPS, cost_summary
 
 __all__ = [
     "PAILLIER_KEY",
@@ -39,12 +40,14 @@ OVERLAP_NOTE = (
 
 
 def _group_phases(phases: dict[str, float]) -> dict[str, float]:
-    """Raw phase seconds rolled up as ``result.json`` does (``PHASE_GROUPS``), plus ``other``."""
-    from securevfl.training import PHASE_GROUPS
+    """Raw phase seconds rolled up as ``result.json`` does (``PHASE_GROUPS``), plus ``other``.
 
-    grouped = {group: sum(phases.get(p, 0.0) for p in names) for group, names in PHASE_GROUPS.items()}
-    grouped["transfer"] = 0.0  # the in-process channel moves bytes for free; see bytes_per_step
-    known = {p for names in PHASE_GROUPS.values() for p in names}
+    ``other`` stays 0 (every phase belongs to a group); it would show a phase recorded by an
+    older result file. ``transfer`` is 0: the in-process channel moves bytes for free (see
+    bytes_per_step).
+    """
+    grouped: dict[str, float] = {group: float(seconds) for group, seconds in cost_summary(phases).items()}
+    known = {phase for names in PHASE_GROUPS.values() for phase in names}
     grouped["other"] = sum(seconds for phase, seconds in phases.items() if phase not in known)
     return grouped
 

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from securevfl.protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.protection import PartyProtection
+from securevfl.protocols.phases import Phase
 from securevfl.defenses.base import MessageContext, Placement
 from securevfl.defenses.pipeline import DefensePipeline
 
@@ -79,7 +80,7 @@ class ActiveParty:
             self._receive_training_rows(sender, step, len(sample_ids)).requires_grad_(True)
             for sender in self.passive_names
         ]
-        with self.timer.phase("top"):
+        with self.timer.phase(Phase.TOP):
             parts = list(received)
             if self.local_block is not None:
                 self.local_block.model.train()
@@ -118,7 +119,7 @@ class ActiveParty:
     def predict(self, step: int, sample_ids: np.ndarray, split: str = "test") -> torch.Tensor:
         """Predicted labels of evaluation ``split`` for ``sample_ids`` from the passives' eval activations."""
         parts = [self._receive_rows(EVAL_ACTIVATION, sender, len(sample_ids)) for sender in self.passive_names]
-        with self.timer.phase("evaluate"):
+        with self.timer.phase(Phase.EVALUATE):
             if self.local_block is not None:
                 self.local_block.model.eval()
                 parts.append(self.local_block.model(self._local_eval[split][sample_ids]))

@@ -18,17 +18,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from securevfl.crypto import CryptoError, EncryptedTensor, Keyring, Layout, PrecisionError
-from securevfl.protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
+from securevfl.protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, MessageKind, PhaseTimer, ProtocolError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
-from securevfl.protocols.protection import PayloadRangeError
+from securevfl.protocols.errors import PayloadRangeError
+from securevfl.protocols.phases import Phase
 from securevfl.blind.backprop import ForwardCache, cached_forward, encrypted_parameter_gradients, linear_stack
 from securevfl.blind.plan import BottomPlan, TopPlan
 from securevfl.defenses.base import MessageContext, Placement
 from securevfl.parties.active import ActiveParty, LocalBlock
 from securevfl.parties.passive import PassiveParty
 
-ACTIVATION_T = "activation_t"
-GRADIENT_BM = "gradient_bm"
+ACTIVATION_T = MessageKind.ACTIVATION_T
+GRADIENT_BM = MessageKind.GRADIENT_BM
 
 
 @dataclass(frozen=True)
@@ -97,20 +98,20 @@ class BlindPassiveParty(PassiveParty):
         return self.client.public
 
     def send_activations(self, step: int, sample_ids: np.ndarray) -> None:
-        with self.timer.phase("bottom_forward"):
+        with self.timer.phase(Phase.BOTTOM_FORWARD):
             output, self._cache = cached_forward(self._stack, self._x_train[sample_ids], self.plan.batch)
         self._batch_ids = sample_ids
         values = self._outgoing(step, sample_ids, output.double().numpy())
         self._send_encrypted(ACTIVATION, step, values, transposed=self.top_plan is not None)
 
     def send_eval_activations(self, step: int, sample_ids: np.ndarray, split: str = "test") -> None:
-        with torch.no_grad(), self.timer.phase("evaluate"):
+        with torch.no_grad(), self.timer.phase(Phase.EVALUATE):
             output = self.model(self._eval[split][sample_ids])
         self._send_encrypted(EVAL_ACTIVATION, step, output.double().numpy(), transposed=False)
 
     def _send_encrypted(self, kind: str, step: int, values: np.ndarray, transposed: bool) -> None:
         what = f"{self.name} {kind}"
-        with self.timer.phase("encrypt"):
+        with self.timer.phase(Phase.ENCRYPT):
             if self.top_plan is None:
                 tensors = [(kind, _encrypt(self._public, values, what, self.bounds.activation, layout=Layout.FLAT, levels=0))]
             else:
@@ -123,7 +124,7 @@ class BlindPassiveParty(PassiveParty):
                         (ACTIVATION_T, _encrypt(self._public, padded_t, what, self.bounds.activation, layout=Layout.ROWS, stride=stride_t, levels=1))
                     )
         for message_kind, tensor in tensors:
-            with self.timer.phase("ciphertext_serialize"):
+            with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
                 payload = tensor.to_bytes()
             self.channel.send(Message(message_kind, self.name, self.active_name, step, payload, codec="ckks"))
 
@@ -139,7 +140,7 @@ class BlindPassiveParty(PassiveParty):
         def backprop(cache: ForwardCache, g_t: EncryptedTensor, g: EncryptedTensor | None) -> list[EncryptedTensor]:
             return encrypted_parameter_gradients(self._stack, self.plan, cache, g_t, g, client, step, self.bounds.gradient)
 
-        with self.timer.phase("homomorphic_backprop"):
+        with self.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
             if self.attack is None:
                 encrypted = backprop(self._cache, gradient_t, gradient)
             else:
@@ -150,7 +151,7 @@ class BlindPassiveParty(PassiveParty):
             self.audit.saw("parameter_gradient", values.shape, per_sample=False, masked=False, source=self.client.key_holder)
             linear.weight.grad = torch.from_numpy(values[:, :-1]).to(linear.weight.dtype)
             linear.bias.grad = torch.from_numpy(values[:, -1]).to(linear.bias.dtype)
-        with self.timer.phase("bottom_backward"):
+        with self.timer.phase(Phase.BOTTOM_BACKWARD):
             self.optimizer.step()
         self._cache = None
 
@@ -198,7 +199,7 @@ class BlindActiveParty(ActiveParty):
 
     def _reveal(self, encrypted: EncryptedTensor, step: int, what: str, per_sample: bool) -> np.ndarray:
         if self.key_holder is not None:
-            with self.timer.phase("decrypt"):
+            with self.timer.phase(Phase.DECRYPT):
                 values = encrypted.decrypt(self.key_holder.keyring)
             source = self.name
         elif self.client is not None:
@@ -211,12 +212,12 @@ class BlindActiveParty(ActiveParty):
 
     def _receive(self, kind: str, sender: str) -> EncryptedTensor:
         message = self.channel.receive(self.name, kind, sender=sender)
-        with self.timer.phase("ciphertext_deserialize"):
+        with self.timer.phase(Phase.CIPHERTEXT_DESERIALIZE):
             return _load(self._keyring, message, self.name)
 
     def _combined(self, received: list[EncryptedTensor], step: int, what: str) -> torch.Tensor:
         """Decrypt only the combination of the passives' activations: their sum or first layer."""
-        with self.timer.phase("top_encrypted"):
+        with self.timer.phase(Phase.TOP_ENCRYPTED):
             if self.top_plan is None:
                 combined = EncryptedTensor.sum_of(received)
             else:
@@ -234,7 +235,7 @@ class BlindActiveParty(ActiveParty):
             if self.top_plan is not None:
                 ctx_t = MessageContext(kind="activation", sender=sender, receiver=self.name, step=step, rows=rows, sample_axis=1)
                 packings.append((self._receive(ACTIVATION_T, sender), ctx_t))
-            with self.timer.phase("defense_encrypted"):
+            with self.timer.phase(Phase.DEFENSE_ENCRYPTED):
                 tensors = self.defenses.encrypted(packings)
             received.append(tensors[0])
             transposed.extend(tensors[1:])
@@ -268,7 +269,7 @@ class BlindActiveParty(ActiveParty):
         what = "activation_sum" if self.top_plan is None else "first_layer_preactivation"
         received, transposed = self._received_activations(step, len(sample_ids))
         combined = self._combined(received, step, what)
-        with self.timer.phase("top"):
+        with self.timer.phase(Phase.TOP):
             combined.requires_grad_(True)
             local_x = None
             if self.local_block is not None:
@@ -283,7 +284,7 @@ class BlindActiveParty(ActiveParty):
         gradients = self._passive_gradients(delta)
         if self.top_plan is not None:
             self._first_layer_weight_gradient(transposed, delta, step)
-        with self.timer.phase("top"):
+        with self.timer.phase(Phase.TOP):
             for optimizer in self._optimizers():
                 optimizer.step()
         for sender, gradient in zip(self.passive_names, gradients, strict=True):
@@ -305,7 +306,7 @@ class BlindActiveParty(ActiveParty):
         padded = _pad_rows(delta, self.top_plan.batch)  # type: ignore[union-attr]
         width = self.top_plan.part_width  # type: ignore[union-attr]
         for k, enc in enumerate(transposed):
-            with self.timer.phase("top_encrypted"):
+            with self.timer.phase(Phase.TOP_ENCRYPTED):
                 product = enc @ padded
             values = self._reveal(product, step, "top_weight_gradient", per_sample=False)
             first.weight.grad[:, k * width : (k + 1) * width] += torch.from_numpy(values.T.astype(np.float32))
@@ -315,7 +316,7 @@ class BlindActiveParty(ActiveParty):
         top_layer = plan.layers - 1
         padded = _pad_rows(gradient, plan.batch)
         what = f"gradient for {receiver}"
-        with self.timer.phase("encrypt"):
+        with self.timer.phase(Phase.ENCRYPT):
             tensors = [(GRADIENT, _encrypt(self._keyring, padded.T, what, self.bounds.gradient, layout=Layout.ROWS, stride=plan.feature_major_stride(top_layer)))]
             if plan.layers > 1:
                 tensors.append(
@@ -323,11 +324,11 @@ class BlindActiveParty(ActiveParty):
                 )
         if self.defenses.wants_encrypted(ctx):
             contexts = [replace(ctx, sample_axis=1), ctx][: len(tensors)]
-            with self.timer.phase("defense_encrypted"):
+            with self.timer.phase(Phase.DEFENSE_ENCRYPTED):
                 defended = self.defenses.encrypted([(tensor, c) for (_, tensor), c in zip(tensors, contexts, strict=True)])
             tensors = [(kind, tensor) for (kind, _), tensor in zip(tensors, defended, strict=True)]
         for kind, tensor in tensors:
-            with self.timer.phase("ciphertext_serialize"):
+            with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
                 payload = tensor.to_bytes()
             self.channel.send(Message(kind, self.name, receiver, step, payload, codec="ckks"))
 
@@ -335,7 +336,7 @@ class BlindActiveParty(ActiveParty):
     def predict(self, step: int, sample_ids: np.ndarray, split: str = "test") -> torch.Tensor:
         what = "eval_activation_sum" if self.top_plan is None else "eval_first_layer_preactivation"
         combined = self._combined([self._receive(EVAL_ACTIVATION, sender) for sender in self.passive_names], step, what)
-        with self.timer.phase("evaluate"):
+        with self.timer.phase(Phase.EVALUATE):
             local_x = None
             if self.local_block is not None:
                 self.local_block.model.eval()

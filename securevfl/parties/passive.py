@@ -9,6 +9,7 @@ from torch import nn
 from securevfl.protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.protection import PartyProtection
+from securevfl.protocols.phases import Phase
 from securevfl.attacks.base import PassiveAttack
 
 
@@ -56,7 +57,7 @@ class PassiveParty:
         return int(self._x_train.shape[1])
 
     def send_activations(self, step: int, sample_ids: np.ndarray) -> None:
-        with self.timer.phase("bottom_forward"):
+        with self.timer.phase(Phase.BOTTOM_FORWARD):
             self.model.train()
             activations = self.model(self._x_train[sample_ids])
         self._pending = activations
@@ -80,7 +81,7 @@ class PassiveParty:
                 f"{self.name} sent activations of shape {tuple(self._pending.shape)} but received "
                 f"a gradient of shape {tuple(gradient.shape)} at step {message.step}"
             )
-        with self.timer.phase("bottom_backward"):
+        with self.timer.phase(Phase.BOTTOM_BACKWARD):
             self.optimizer.zero_grad(set_to_none=True)
             self._pending.backward(gradient)
             self.optimizer.step()
@@ -88,7 +89,7 @@ class PassiveParty:
 
     @torch.no_grad()
     def send_eval_activations(self, step: int, sample_ids: np.ndarray, split: str = "test") -> None:
-        with self.timer.phase("evaluate"):
+        with self.timer.phase(Phase.EVALUATE):
             self.model.eval()
             activations = self.model(self._eval[split][sample_ids]).numpy()
         self._send(EVAL_ACTIVATION, step, activations)
