@@ -22,7 +22,7 @@ import numpy as np
 
 from securevfl.crypto import EncryptedTensor, Layout, SecretKeyring, get_preset
 import tenseal.sealapi as sealapi
-from securevfl.blind.plan import TopPlan, bottom_plan
+from securevfl.schemes.label_private.plan import TopPlan, bottom_plan
 
 BATCH, INPUTS = 64, 392
 

@@ -9,35 +9,62 @@ counts equal what a network transport would carry.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from typing import Protocol
 
 from securevfl.protocols.accounting import TrafficStats
 from securevfl.protocols.codecs import CodecRegistry
 from securevfl.protocols.errors import ProtocolError
-from securevfl.protocols.messages import Message
+from securevfl.protocols.messages import Message, MessageKind
 from securevfl.protocols.wire import decode_message, encode_message, peek_route
 from securevfl.protocols.phases import Phase
 
 
 class Channel(Protocol):
-    """What parties need from a transport."""
+    """What parties need from a transport: send, a blocking receive, and a non-blocking poll.
+
+    A party's step logic depends on nothing else, so the same party code runs on the
+    in-process channel and, one process per party, on a network transport.
+    """
 
     stats: TrafficStats
 
     def send(self, message: Message) -> None: ...
 
-    def receive(self, receiver: str, kind: str, sender: str | None = None) -> Message: ...
+    def receive(self, receiver: str, kind: MessageKind, sender: str | None = None) -> Message: ...
 
-    def peek_kind(self, receiver: str) -> str: ...
+    def poll(self, receiver: str, kinds: Collection[MessageKind]) -> Message | None: ...
+
+
+class Server(Protocol):
+    """A party that answers requests whenever they arrive (the key holder), not on a schedule."""
+
+    name: str
+
+    def serve_pending(self) -> bool:
+        """Answer every request queued for this party; True if there was at least one."""
+        ...
 
 
 class InProcessChannel:
-    """Serialize-on-send, deserialize-on-receive mailboxes for a single-process simulation."""
+    """Serialize-on-send, deserialize-on-receive mailboxes for a single-process simulation.
+
+    Parties run one after another in one thread, so a party that waits for a reply (a masked
+    decryption) cannot block: when its message is not queued yet, the channel lets the attached
+    :class:`Server` parties answer what is queued for them, then looks again. That stands in for
+    the servers' own loops on a network; no party ever calls another party.
+    """
 
     def __init__(self, codecs: CodecRegistry | None = None) -> None:
         self.codecs = codecs if codecs is not None else CodecRegistry()
         self.stats = TrafficStats()
         self._mailboxes: dict[str, deque[bytes]] = {}
+        self._servers: list[Server] = []
+        self._serving = False
+
+    def attach_server(self, server: Server) -> None:
+        """Let ``server`` answer its queued requests whenever a receive would otherwise fail."""
+        self._servers.append(server)
 
     def send(self, message: Message) -> None:
         with self.stats.timer.phase(Phase.SERIALIZE):
@@ -45,39 +72,57 @@ class InProcessChannel:
         self.stats.record(message.kind, len(frame))
         self._mailboxes.setdefault(message.receiver, deque()).append(frame)
 
-    def receive(self, receiver: str, kind: str, sender: str | None = None) -> Message:
+    def receive(self, receiver: str, kind: MessageKind, sender: str | None = None) -> Message:
         """The oldest message for ``receiver`` of ``kind`` (from ``sender``, if given).
 
         Messages from one sender keep their order; messages from different senders do not
         block each other, as on separate network connections.
         """
-        mailbox = self._mailboxes.get(receiver)
-        if not mailbox:
-            raise ProtocolError(f"{receiver} expected a {kind!r} message but none is queued")
-        for index, frame in enumerate(mailbox):
-            frame_kind, frame_sender = peek_route(frame)
-            if frame_kind == kind and (sender is None or frame_sender == sender):
-                del mailbox[index]
-                break
-        else:
-            queued = ", ".join(f"{k!r} from {s!r}" for k, s in map(peek_route, mailbox))
+        frame = self._take(receiver, (kind,), sender)
+        while frame is None and self._run_servers():
+            frame = self._take(receiver, (kind,), sender)
+        if frame is None:
+            mailbox = self._mailboxes.get(receiver)
             origin = f" from {sender!r}" if sender is not None else ""
+            if not mailbox:
+                raise ProtocolError(f"{receiver} expected a {kind!r} message{origin} but none is queued")
+            queued = ", ".join(f"{k!r} from {s!r}" for k, s in map(peek_route, mailbox))
             raise ProtocolError(f"{receiver} expected a {kind!r} message{origin}, got only {queued}")
-        with self.stats.timer.phase(Phase.DESERIALIZE):
-            message = decode_message(frame, self.codecs)
-        if message.receiver != receiver:
-            raise ProtocolError(
-                f"message addressed to {message.receiver!r} was delivered to {receiver!r}"
-            )
-        return message
+        return self._decode(frame, receiver)
 
-    def peek_kind(self, receiver: str) -> str:
-        """Kind of the oldest message queued for ``receiver`` (for servers answering several kinds)."""
-        mailbox = self._mailboxes.get(receiver)
-        if not mailbox:
-            raise ProtocolError(f"{receiver} has no message queued")
-        return peek_route(mailbox[0])[0]
+    def poll(self, receiver: str, kinds: Collection[MessageKind]) -> Message | None:
+        """The oldest message for ``receiver`` whose kind is one of ``kinds``, or None (never waits)."""
+        frame = self._take(receiver, tuple(kinds), None)
+        return None if frame is None else self._decode(frame, receiver)
 
     def pending(self, receiver: str) -> int:
         """Messages queued for ``receiver`` and not yet received."""
         return len(self._mailboxes.get(receiver, ()))
+
+    def _take(self, receiver: str, kinds: tuple[MessageKind, ...], sender: str | None) -> bytes | None:
+        mailbox = self._mailboxes.get(receiver)
+        if not mailbox:
+            return None
+        for index, frame in enumerate(mailbox):
+            frame_kind, frame_sender = peek_route(frame)
+            if frame_kind in kinds and (sender is None or frame_sender == sender):
+                del mailbox[index]
+                return frame
+        return None
+
+    def _decode(self, frame: bytes, receiver: str) -> Message:
+        with self.stats.timer.phase(Phase.DESERIALIZE):
+            message = decode_message(frame, self.codecs)
+        if message.receiver != receiver:
+            raise ProtocolError(f"message addressed to {message.receiver!r} was delivered to {receiver!r}")
+        return message
+
+    def _run_servers(self) -> bool:
+        """Let every attached server answer its queue once; True if any answered something."""
+        if self._serving:  # a server waiting on a reply would deadlock: nothing else can run
+            return False
+        self._serving = True
+        try:
+            return any([server.serve_pending() for server in self._servers])
+        finally:
+            self._serving = False

@@ -15,7 +15,6 @@ things a deep homomorphic backpropagation cannot do on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +32,8 @@ DECRYPT_REQUEST = MessageKind.DECRYPT_REQUEST
 DECRYPT_REPLY = MessageKind.DECRYPT_REPLY
 REFRESH_REQUEST = MessageKind.REFRESH_REQUEST
 REFRESH_REPLY = MessageKind.REFRESH_REPLY
+#: What a key holder answers.
+REQUEST_KINDS = (DECRYPT_REQUEST, REFRESH_REQUEST)
 
 
 class KeyHolder:
@@ -52,9 +53,11 @@ class KeyHolder:
     def announcement(self) -> bytes:
         return self._secret.public_keyring().to_bytes()
 
-    def serve(self, channel: Channel, requester: str) -> None:
-        """Answer the one request ``requester`` has queued (decrypt or refresh)."""
-        message = channel.receive(self.name, _peek_kind(channel, self.name), sender=requester)
+    def handle(self, channel: Channel, message: Message) -> None:
+        """Answer one request (decrypt or refresh) that ``message`` carries."""
+        requester = message.sender
+        if message.kind not in REQUEST_KINDS:
+            raise ProtocolError(f"{self.name} expected a decrypt or refresh request from {requester}, got {message.kind!r}")
         try:
             with self.timer.phase(Phase.CIPHERTEXT_DESERIALIZE):
                 encrypted = EncryptedTensor.from_bytes(self._secret, message.payload)
@@ -108,19 +111,11 @@ def _layouts(message: Message) -> list[RefreshLayout]:
     return layouts
 
 
-def _peek_kind(channel: Channel, receiver: str) -> str:
-    """Kind of the next queued request (decrypt or refresh); the channel validates it on receive."""
-    kind = channel.peek_kind(receiver)
-    if kind not in (DECRYPT_REQUEST, REFRESH_REQUEST):
-        raise ProtocolError(f"{receiver} expected a decrypt or refresh request, got {kind!r}")
-    return kind
-
-
 class MaskedKeyHolderClient:
     """What a party without the secret key uses to learn (or refresh) a value it computed.
 
-    ``deliver`` makes the key holder process its mailbox; in the in-process simulation that
-    stands in for the key holder's own server loop.
+    It only sends a request and waits for the reply on the channel; the key holder answers
+    from its own loop (on the in-process channel: as an attached server).
     """
 
     def __init__(
@@ -129,7 +124,6 @@ class MaskedKeyHolderClient:
         key_holder: str,
         public: PublicKeyring,
         channel: Channel,
-        deliver: Callable[[str], None],
         masks: MaskSampler,
         timer: PhaseTimer,
     ) -> None:
@@ -137,7 +131,6 @@ class MaskedKeyHolderClient:
         self.key_holder = key_holder
         self.public = public
         self.channel = channel
-        self._deliver = deliver
         self.masks = masks
         self.timer = timer
 
@@ -175,4 +168,3 @@ class MaskedKeyHolderClient:
         with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
             payload = masked.to_bytes(mod_switch_to_last=True)
         self.channel.send(Message(kind, self.party, self.key_holder, step, payload, codec="ckks", meta=meta))  # type: ignore[arg-type]
-        self._deliver(self.party)

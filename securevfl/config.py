@@ -21,6 +21,7 @@ from securevfl.defenses.base import PlacementError
 from securevfl.defenses.config import DefenseConfig
 from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.errors import ConfigError
+from securevfl.schemes import Scheme, default_preset, scheme_for
 
 
 class _Section(BaseModel):
@@ -109,8 +110,8 @@ class ProtectionConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _default_preset(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and "preset" not in raw and raw.get("key_holder") in ("active", "coordinator"):
-            return {**raw, "preset": "compute"}
+        if isinstance(raw, dict) and "preset" not in raw:
+            return {**raw, "preset": default_preset(raw.get("scheme", "plain"), raw.get("key_holder", "receiver"))}
         return raw
 
     @model_validator(mode="after")
@@ -120,11 +121,6 @@ class ProtectionConfig(_Section):
         if self.preset not in preset_names():
             raise ValueError(f"unknown CKKS preset {self.preset!r} (known: {', '.join(preset_names())})")
         return self
-
-    @property
-    def blind(self) -> bool:
-        """True when one party alone holds the key (active or coordinator)."""
-        return self.scheme == "ckks" and self.key_holder in ("active", "coordinator")
 
 
 class RunConfig(_Section):
@@ -136,17 +132,21 @@ class RunConfig(_Section):
     attack: AttackConfig = Field(default_factory=AttackConfig)
     defense: list[DefenseConfig] = Field(default_factory=list, description="[[defense]] tables, applied in order")
 
+    @property
+    def scheme(self) -> Scheme:
+        """The protection scheme object (everything scheme-dependent asks it)."""
+        return scheme_for(self.protection)
+
     @model_validator(mode="after")
-    def _check_blind_depth(self) -> RunConfig:
-        if self.protection.blind:
-            _check_blind_model(self.model, self.protection)
+    def _check_model_for_scheme(self) -> RunConfig:
+        self.scheme.check_model(self.model)
         return self
 
     @model_validator(mode="after")
     def _check_defense_placements(self) -> RunConfig:
         for index, defense in enumerate(self.defense):
             try:
-                DefensePipeline.build([defense], self.protection.scheme, self.protection.key_holder, seed=0)
+                DefensePipeline.build([defense], self.scheme, seed=0)
             except PlacementError as exc:
                 raise ValueError(f"defense[{index}]: {exc}") from None
         return self
@@ -233,27 +233,3 @@ def _suggest(loc: tuple[Any, ...]) -> str:
     if close:
         return f"; did you mean '{close[0]}'?"
     return f"; known keys: {', '.join(model.model_fields)}"
-
-
-def _check_blind_model(model: ModelConfig, protection: ProtectionConfig) -> None:
-    """Refuse, at load time, a bottom model the preset cannot backpropagate under encryption."""
-    from securevfl.crypto import get_preset, preset_names
-    from securevfl.blind.plan import required_depth
-
-    output_relu = model.resolved_output_activation() == "relu"
-    needed = required_depth(model.bottom_hidden, output_relu, model.top == "trainable")
-    offered = get_preset(protection.preset).depth
-    if needed <= offered:
-        return
-    widths = [*model.bottom_hidden, model.bottom_output or ("classes" if model.top == "sum" else 32)]
-    layer = next(
-        (f"Linear(->{w}) + ReLU" for w, relu in zip(widths, [True] * len(model.bottom_hidden) + [output_relu]) if relu),
-        f"Linear(->{widths[-1]})",
-    )
-    fits = [name for name in preset_names() if get_preset(name).depth >= needed]
-    hint = f"; preset {fits[0]!r} (depth {get_preset(fits[0]).depth}) fits" if fits else "; no preset fits"
-    raise ValueError(
-        f"protection: key_holder = {protection.key_holder!r} backpropagates through the bottom model under "
-        f"encryption; layer {layer} needs {needed} multiplicative level(s) but preset {protection.preset!r} "
-        f"offers {offered}{hint}"
-    )

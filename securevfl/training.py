@@ -195,7 +195,7 @@ def _result_record(
         "version": __version__,
         "seed": config.train.seed,
         "scheme": config.protection.scheme,
-        "key_holder": config.protection.key_holder if config.protection.scheme == "ckks" else None,
+        "key_holder": config.scheme.key_holder,
         "main_accuracy": last.get("main_accuracy"),
         "backdoor_accuracy": last.get("backdoor_accuracy"),
         "label_inference_accuracy": last.get("label_inference_accuracy"),

@@ -150,7 +150,7 @@ def test_scheme_matrix_covers_every_key_holder_and_the_presets_it_accepts() -> N
         "ckks/active/compute", "ckks/active/deep", "ckks/coordinator/compute", "ckks/coordinator/deep",
     }
     assert full["plain"].mode == full["ckks/receiver/transport"].mode == "epoch"
-    assert all(spec.mode == "steps" for spec in full.values() if spec.blind)
+    assert all(spec.mode == "steps" for spec in full.values() if spec.label_private)
     for top in ("sum", "trainable"):
         for spec in full.values():
             config = run_config(spec, top, MNIST_EPOCH)

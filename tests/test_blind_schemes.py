@@ -22,9 +22,10 @@ from securevfl.protocols import InProcessChannel, Message, PhaseTimer
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import DECRYPT_REPLY, KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
-from securevfl.blind.backprop import linear_stack
+from securevfl.schemes.label_private.backprop import linear_stack
 from securevfl.config import load_config
 from securevfl.errors import ConfigError
+from securevfl.parties import KeyHolderParty
 from securevfl.federation import build_federation
 from securevfl.training import run_training
 from tests.helpers import config, random_dataset
@@ -136,9 +137,9 @@ def test_masked_decryptions_are_indistinguishable_from_the_mask_distribution() -
     channel, timer = InProcessChannel(), PhaseTimer()
     holder = KeyHolder("coordinator", secret, timer, VisibilityLog("coordinator"))
     half_width = 16384.0
+    channel.attach_server(KeyHolderParty(holder, channel, clients=["passive_1"]))
     client = MaskedKeyHolderClient(
-        "passive_1", "coordinator", secret.public_keyring(), channel,
-        lambda requester: holder.serve(channel, requester), MaskSampler(half_width, seed=7), timer,
+        "passive_1", "coordinator", secret.public_keyring(), channel, MaskSampler(half_width, seed=7), timer,
     )
     seen: list[np.ndarray] = []
     original_send = channel.send
@@ -172,7 +173,7 @@ def test_blind_schemes_need_a_preset_with_enough_depth() -> None:
     message = str(info.value)
     assert "Linear(->32) + ReLU" in message and "'transport' offers 0" in message and "'compute'" in message
     defaulted = load_config(DIGITS_CKKS, ["protection.key_holder=coordinator", "protection.preset=compute"])
-    assert defaulted.protection.blind
+    assert defaulted.scheme.label_private and defaulted.scheme.name == "ckks/coordinator"
 
 
 def test_unsupported_layers_are_refused_by_name() -> None:

@@ -15,7 +15,9 @@ from securevfl.defenses import MessageContext, kept_entries
 from securevfl.defenses.config import parse_defense_config
 from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.errors import ConfigError
+from securevfl.config import ProtectionConfig
 from securevfl.federation import build_federation
+from securevfl.schemes import scheme_for
 from tests.helpers import config, random_dataset
 
 PLAIN = {"scheme": "plain"}
@@ -68,7 +70,7 @@ def _pair(protection: dict, defense: list[dict], seed: int = 3, batch: int = 8, 
 def _gradient_sent(federation, ids: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
     """What the active party sends passive_1 in one step (read off the channel, plain scheme)."""
     for party in federation.passives:
-        party.send_activations(0, ids)
+        party.forward(0, ids)
     federation.active.train_step(0, ids)
     return np.asarray(federation.channel.receive("passive_1", GRADIENT, sender="active").payload)
 
@@ -119,7 +121,9 @@ def test_noise_under_encryption_equals_noise_before_it(protection: dict, on: str
 def test_one_noise_draw_serves_every_packing_of_a_message() -> None:
     keyring = SecretKeyring.generate(get_preset("compute"))
     pipeline = DefensePipeline.build(
-        [parse_defense_config({"kind": "laplace_noise", "variance": 0.25, "placement": "under_encryption"})], "ckks", "active", seed=1
+        [parse_defense_config({"kind": "laplace_noise", "variance": 0.25, "placement": "under_encryption"})],
+        scheme_for(ProtectionConfig(scheme="ckks", key_holder="active")),
+        seed=1,
     )
     values = np.zeros((8, 40))
     ctx = MessageContext(kind="gradient", sender="active", receiver="passive_1", step=0, rows=6)

@@ -6,7 +6,7 @@ training loop never changes for a new attack. See ``docs/attacks.md``.
 
 from __future__ import annotations
 
-from securevfl.attacks.base import AttackTruth, Capability, PassiveAttack, scheme_capabilities
+from securevfl.attacks.base import AttackTruth, Capability, PassiveAttack
 from securevfl.attacks.config import AttackConfig
 from securevfl.attacks.gradient_replacement import GradientReplacement
 from securevfl.attacks.label_inference import LabelInference
@@ -25,5 +25,4 @@ __all__ = [
     "default_image_trigger",
     "plan_backdoor",
     "prepare_attack",
-    "scheme_capabilities",
 ]

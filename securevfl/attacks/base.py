@@ -20,34 +20,17 @@ from __future__ import annotations
 from abc import ABC
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from securevfl.roles import Capability
+
 if TYPE_CHECKING:
     from securevfl.crypto import EncryptedTensor
-    from securevfl.blind.backprop import ForwardCache
+    from securevfl.schemes.label_private.backprop import ForwardCache
 
-__all__ = ["AttackTruth", "Backprop", "Capability", "PassiveAttack", "scheme_capabilities"]
-
-
-class Capability(str, Enum):
-    """What an attacking passive party can hold or do under a scheme."""
-
-    PLAINTEXT_GRADIENT_ROWS = "plaintext_gradient_rows"
-    """It decrypts (or simply receives) dL/dH row by row, one row per sample."""
-    CIPHERTEXT_GRADIENT_ROWS = "ciphertext_gradient_rows"
-    """It holds dL/dH only encrypted, but can address its rows (samples) in its own backprop."""
-    OWN_PLAINTEXT = "own_plaintext"
-    """It computes its own activations in plaintext before they leave (every scheme)."""
-
-
-def scheme_capabilities(scheme: str, key_holder: str) -> frozenset[Capability]:
-    """The capabilities a passive party has under a protection scheme."""
-    if scheme == "ckks" and key_holder in ("active", "coordinator"):
-        return frozenset({Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT})
-    return frozenset({Capability.PLAINTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT})
+__all__ = ["AttackTruth", "Backprop", "Capability", "PassiveAttack"]
 
 
 @dataclass(frozen=True)

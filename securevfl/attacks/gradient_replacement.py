@@ -39,7 +39,7 @@ from securevfl.attacks.poison import BackdoorData
 
 if TYPE_CHECKING:
     from securevfl.crypto import EncryptedTensor
-    from securevfl.blind.backprop import ForwardCache
+    from securevfl.schemes.label_private.backprop import ForwardCache
 
 __all__ = ["GradientReplacement"]
 

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from securevfl.attacks.base import AttackTruth, PassiveAttack, scheme_capabilities
+from securevfl.attacks.base import AttackTruth, PassiveAttack
 from securevfl.attacks.config import AttackConfig
 from securevfl.attacks.gradient_replacement import GradientReplacement
 from securevfl.attacks.label_inference import LabelInference
 from securevfl.attacks.poison import BackdoorData, plan_backdoor
 from securevfl.data import VFLDataset
 from securevfl.errors import ConfigError
+from securevfl.roles import Capability
 from securevfl.seeding import derived_seed
 
 __all__ = ["AttackSetup", "prepare_attack"]
@@ -58,8 +59,7 @@ def prepare_attack(
     dataset: VFLDataset,
     blocks: list[np.ndarray],
     passive_names: list[str],
-    scheme: str,
-    key_holder: str,
+    granted: frozenset[Capability],
     bottom_output: int,
     seed: int,
 ) -> AttackSetup:
@@ -77,7 +77,7 @@ def prepare_attack(
     setup.party = party
     columns = blocks[passive_names.index(party)]
     attack_class = LabelInference if config.kind == "label_inference" else GradientReplacement
-    reason = attack_class.infeasibility(scheme_capabilities(scheme, key_holder))
+    reason = attack_class.infeasibility(granted)
     if config.kind == "label_inference" and reason is None and bottom_output != dataset.num_classes:
         reason = (
             f"the gradient rows have {bottom_output} entries, not one per class ({dataset.num_classes}): "

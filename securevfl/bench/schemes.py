@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from securevfl.bench.workload import EpochShape
-from securevfl.config import RunConfig, validate_config
+from securevfl.config import ProtectionConfig, RunConfig, validate_config
 from securevfl.errors import ConfigError
+from securevfl.schemes import scheme_for
 
 __all__ = ["PAILLIER", "QUICK_ROWS", "SchemeSpec", "run_config", "scheme_matrix", "select_schemes"]
 
@@ -39,15 +40,18 @@ class SchemeSpec:
     eval_samples: int = 1024
 
     @property
-    def key(self) -> str:
-        """Stable identifier used in the JSON, the table and ``--only``."""
-        if self.scheme == "plain":
-            return "plain"
-        return f"ckks/{self.key_holder}/{self.preset}"
+    def protection(self) -> ProtectionConfig:
+        settings = {"scheme": self.scheme, "key_holder": self.key_holder, "preset": self.preset}
+        return ProtectionConfig.model_validate({key: value for key, value in settings.items() if value is not None})
 
     @property
-    def blind(self) -> bool:
-        return self.scheme == "ckks" and self.key_holder in ("active", "coordinator")
+    def key(self) -> str:
+        """Stable identifier used in the JSON, the table and ``--only``: the scheme's label with its preset."""
+        return scheme_for(self.protection).label(with_preset=True)
+
+    @property
+    def label_private(self) -> bool:
+        return scheme_for(self.protection).label_private
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "key": self.key}

@@ -32,6 +32,7 @@ from securevfl.seeding import derived_seed
 
 if TYPE_CHECKING:
     from securevfl.crypto import EncryptedTensor
+    from securevfl.schemes import Scheme
 
 __all__ = ["DefensePipeline", "UNDER_ENCRYPTION_DEPTH", "check_scheme_placement"]
 
@@ -39,10 +40,14 @@ __all__ = ["DefensePipeline", "UNDER_ENCRYPTION_DEPTH", "check_scheme_placement"
 UNDER_ENCRYPTION_DEPTH = 0
 
 
-def check_scheme_placement(config: DefenseConfigBase, scheme: str, key_holder: str) -> None:
-    """Raise :class:`PlacementError` if ``config`` cannot run under this protection scheme."""
+def check_scheme_placement(config: DefenseConfigBase, scheme: Scheme) -> None:
+    """Raise :class:`PlacementError` if ``config`` cannot run under this protection scheme.
+
+    Two reasons hold under every scheme (the active party runs every defense, so it cannot run
+    one where only the party it guards against holds the values); the rest are the scheme's
+    (:meth:`~securevfl.schemes.base.Scheme.placement_refusal`).
+    """
     placement, on = Placement(config.placement), config.on
-    blind = scheme == "ckks" and key_holder in ("active", "coordinator")
     where = f"defense {config.kind!r} on {on}s cannot run {placement.value}"  # type: ignore[attr-defined]
     if on == "gradient" and placement is Placement.POST_DECRYPTION:
         raise PlacementError(
@@ -54,13 +59,9 @@ def check_scheme_placement(config: DefenseConfigBase, scheme: str, key_holder: s
             f"{where}: activations are encrypted by the passive party that sends them, which is the party the "
             "defense guards against; use post_decryption (or under_encryption with CKKS)"
         )
-    if placement is Placement.UNDER_ENCRYPTION and scheme == "plain":
-        raise PlacementError(f"{where}: the plain scheme has no ciphertexts; use pre_encryption or post_decryption")
-    if on == "activation" and placement is Placement.POST_DECRYPTION and blind:
-        raise PlacementError(
-            f"{where}: with key_holder = {key_holder!r} the active party never decrypts an individual passive's "
-            "activations (only their combination); use under_encryption"
-        )
+    reason = scheme.placement_refusal(on, placement.value)
+    if reason is not None:
+        raise PlacementError(f"{where}: {reason}")
 
 
 class DefensePipeline:
@@ -70,11 +71,11 @@ class DefensePipeline:
         self.defenses = list(defenses)
 
     @classmethod
-    def build(cls, configs: Sequence[DefenseConfigBase], scheme: str, key_holder: str, seed: int) -> DefensePipeline:
+    def build(cls, configs: Sequence[DefenseConfigBase], scheme: Scheme, seed: int) -> DefensePipeline:
         """Check every placement for the scheme and give each defense its own random stream."""
         defenses = []
         for index, config in enumerate(configs):
-            check_scheme_placement(config, scheme, key_holder)
+            check_scheme_placement(config, scheme)
             rng = np.random.default_rng(derived_seed(seed, "defense", index))
             defenses.append(build_defense(config, rng, preset_depth=UNDER_ENCRYPTION_DEPTH))
         return cls(defenses)

@@ -1,6 +1,24 @@
-"""Parties of a vertical federation: each holds only its own data and parameters."""
+"""Parties of a vertical federation: each holds only its own data and parameters.
 
-from securevfl.parties.active import ActiveParty, LocalBlock
-from securevfl.parties.passive import PassiveParty
+A party is its state plus the wire (protocol strategy) its scheme gives it; its phases use
+nothing but its channel, so the same objects run together in one process or one per process.
+"""
 
-__all__ = ["ActiveParty", "LocalBlock", "PassiveParty"]
+from securevfl.parties.active import ActiveParty, ActiveWire, LocalBlock
+from securevfl.parties.builder import ACTIVE_NAME, COORDINATOR_NAME, PartyBuilder, PartyModels, passive_name
+from securevfl.parties.key_holder import KeyHolderParty
+from securevfl.parties.passive import PassiveParty, PassiveWire
+
+__all__ = [
+    "ACTIVE_NAME",
+    "COORDINATOR_NAME",
+    "ActiveParty",
+    "ActiveWire",
+    "KeyHolderParty",
+    "LocalBlock",
+    "PartyBuilder",
+    "PartyModels",
+    "PassiveParty",
+    "PassiveWire",
+    "passive_name",
+]

@@ -1,25 +1,48 @@
-"""A passive party: owns a block of feature columns and a bottom model, never the labels."""
+"""A passive party: owns a block of feature columns and a bottom model, never the labels.
+
+The party is its state (columns, model, optimizer, attack hooks, audit) plus the scheme's
+:class:`PassiveWire`, the strategy that decides how its activations leave and how the answer
+comes back (plain arrays, ciphertexts it decrypts, or ciphertexts it backpropagates blind).
+Its phases depend only on its channel and its own state, so the same object runs in one
+process with every other party or alone in its own.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from securevfl.protocols import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Channel, Message, PhaseTimer, ProtocolError
-from securevfl.protocols.audit import VisibilityLog
-from securevfl.protocols.protection import PartyProtection
-from securevfl.protocols.phases import Phase
 from securevfl.attacks.base import PassiveAttack
+from securevfl.protocols import Channel, PhaseTimer
+from securevfl.protocols.audit import VisibilityLog
+
+__all__ = ["PassiveParty", "PassiveWire"]
+
+
+class PassiveWire(Protocol):
+    """A scheme's protocol at a passive party: key set-up, the training round, evaluation."""
+
+    def announce(self, party: PassiveParty) -> None:
+        """Send the public material peers need before they can send to ``party`` (if any)."""
+
+    def learn(self, party: PassiveParty) -> None:
+        """Receive the public material ``party`` needs before it can send (if any)."""
+
+    def forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
+        """Compute H_k for a training batch and send it."""
+
+    def backward(self, party: PassiveParty, step: int) -> None:
+        """Receive the answer to the last forward and update the bottom model."""
+
+    def eval_forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray, split: str) -> None:
+        """Compute and send H_k of an evaluation batch."""
 
 
 class PassiveParty:
-    """Computes activations H_k = f_k(x_k) and updates f_k from the gradients it receives.
-
-    The autograd graph of the last training batch stays inside this object between sending
-    the activations and receiving their gradient, so what crosses the boundary is only the
-    serialized activation and gradient matrices.
-    """
+    """Computes activations H_k = f_k(x_k) and updates f_k from what the active party answers."""
 
     def __init__(
         self,
@@ -31,79 +54,52 @@ class PassiveParty:
         channel: Channel,
         active_name: str,
         timer: PhaseTimer,
-        protection: PartyProtection | None,
+        wire: PassiveWire,
     ) -> None:
         self.name = name
-        self._x_train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
-        self._eval = {"test": torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32))}
+        self.x_train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+        self.eval_x = {"test": torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32))}
         self.model = model
         self.optimizer = optimizer
         self.channel = channel
         self.active_name = active_name
         self.timer = timer
-        self.protection = protection
+        self.wire = wire
         self.audit = VisibilityLog(name)
-        self._pending: torch.Tensor | None = None
-        self._batch_ids: np.ndarray | None = None
         self.attack: PassiveAttack | None = None
         """The attack this party runs, if it is the attacker (hooks only; the protocol is unchanged)."""
 
     def add_eval_split(self, name: str, x: np.ndarray) -> None:
         """Another evaluation set (e.g. triggered test samples), this party's columns only."""
-        self._eval[name] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        self.eval_x[name] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
     @property
     def n_features(self) -> int:
-        return int(self._x_train.shape[1])
+        return int(self.x_train.shape[1])
 
-    def send_activations(self, step: int, sample_ids: np.ndarray) -> None:
-        with self.timer.phase(Phase.BOTTOM_FORWARD):
-            self.model.train()
-            activations = self.model(self._x_train[sample_ids])
-        self._pending = activations
-        self._batch_ids = sample_ids
-        self._send(ACTIVATION, step, self._outgoing(step, sample_ids, activations.detach().numpy()))
+    # ------------------------------------------------------------------ phases
+    def announce(self) -> None:
+        self.wire.announce(self)
 
-    def _outgoing(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def learn(self) -> None:
+        self.wire.learn(self)
+
+    def forward(self, step: int, sample_ids: np.ndarray) -> None:
+        self.wire.forward(self, step, sample_ids)
+
+    def backward(self, step: int, sample_ids: np.ndarray) -> None:
+        """Receive the answer to this round's forward and update (``sample_ids``: the same batch)."""
+        self.wire.backward(self, step)
+
+    def eval_forward(self, step: int, sample_ids: np.ndarray, split: str = "test") -> None:
+        self.wire.eval_forward(self, step, sample_ids, split)
+
+    # ------------------------------------------------------------------ attack hooks
+    def outgoing(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The activation rows to send for a training batch: the attack's, if this party attacks."""
         return values if self.attack is None else self.attack.outgoing_activations(step, sample_ids, values)
 
-    def apply_gradients(self, step: int) -> None:
-        message = self.channel.receive(self.name, GRADIENT, sender=self.active_name)
-        if self._pending is None:
-            raise ProtocolError(f"{self.name} received a gradient without having sent activations")
-        received = np.asarray(self._protection.open(message), dtype=np.float32)
-        self.audit.saw(GRADIENT, tuple(received.shape), per_sample=True, masked=False, source=message.sender)
-        if self.attack is not None and received.shape == tuple(self._pending.shape):
-            received = np.asarray(self.attack.incoming_gradient(step, self._batch_ids, received), dtype=np.float32)
-        gradient = torch.from_numpy(received)
-        if gradient.shape != self._pending.shape:
-            raise ProtocolError(
-                f"{self.name} sent activations of shape {tuple(self._pending.shape)} but received "
-                f"a gradient of shape {tuple(gradient.shape)} at step {message.step}"
-            )
-        with self.timer.phase(Phase.BOTTOM_BACKWARD):
-            self.optimizer.zero_grad(set_to_none=True)
-            self._pending.backward(gradient)
-            self.optimizer.step()
-        self._pending = None
-
-    @torch.no_grad()
-    def send_eval_activations(self, step: int, sample_ids: np.ndarray, split: str = "test") -> None:
-        with self.timer.phase(Phase.EVALUATE):
-            self.model.eval()
-            activations = self.model(self._eval[split][sample_ids]).numpy()
-        self._send(EVAL_ACTIVATION, step, activations)
-
-    def _send(self, kind: str, step: int, values: np.ndarray) -> None:
-        codec, payload = self._protection.seal(values, self.active_name)
-        self.channel.send(Message(kind, self.name, self.active_name, step, payload, codec=codec))
-
-    @property
-    def _protection(self) -> PartyProtection:
-        if self.protection is None:
-            raise ProtocolError(f"{self.name} has no protection scheme configured")
-        return self.protection
-
+    # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, object]:
         state: dict[str, object] = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.attack is not None:

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from securevfl.config import RunConfig, validate_config
 from securevfl.defenses.config import parse_defense_config
 from securevfl.errors import ConfigError
+from securevfl.schemes import protection_from_label
 
 __all__ = ["GridSpec", "PlannedRun", "StudySpec", "load_study", "plan_runs", "scheme_overrides"]
 
@@ -39,16 +40,11 @@ FORCED = {"train.progress": False}
 
 
 def scheme_overrides(label: str) -> dict[str, Any]:
-    """``plain`` | ``ckks/<key_holder>[/<preset>]`` as protection settings."""
-    parts = label.split("/")
-    if parts == ["plain"]:
-        return {"protection.scheme": "plain"}
-    if parts[0] == "ckks" and len(parts) in (2, 3):
-        overrides: dict[str, Any] = {"protection.scheme": "ckks", "protection.key_holder": parts[1]}
-        if len(parts) == 3:
-            overrides["protection.preset"] = parts[2]
-        return overrides
-    raise ConfigError(f"scheme {label!r}: expected 'plain' or 'ckks/<key_holder>[/<preset>]'")
+    """``plain`` | ``ckks/<key_holder>[/<preset>]`` as protection settings (see :mod:`securevfl.schemes`)."""
+    try:
+        return protection_from_label(label)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from securevfl.config import ProtectionConfig
+from securevfl.schemes import Scheme, scheme_for
 from securevfl.study.runner import FAILED_NAME, RESULT_NAME, run_dir
 from securevfl.study.spec import PlannedRun
 
@@ -32,11 +34,13 @@ BASE_COLUMNS = [
 METRICS = ("main_accuracy", "backdoor_accuracy", "label_inference_accuracy")
 
 
+def scheme_of(config: dict[str, Any]) -> Scheme:
+    """The scheme object of a resolved run config (as stored in result.json)."""
+    return scheme_for(ProtectionConfig.model_validate(config["protection"]))
+
+
 def scheme_label(config: dict[str, Any]) -> str:
-    protection = config["protection"]
-    if protection["scheme"] == "plain":
-        return "plain"
-    return f"ckks/{protection['key_holder']}"
+    return scheme_of(config).label()
 
 
 def describe_defenses(defenses: Iterable[dict[str, Any]]) -> str:
@@ -50,13 +54,13 @@ def describe_defenses(defenses: Iterable[dict[str, Any]]) -> str:
 
 def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     attack = config.get("attack", {"kind": "none"})
-    protection = config["protection"]
+    protection, scheme = config["protection"], scheme_of(config)
     replacement = attack["kind"] == "gradient_replacement"
     return {
-        "scheme_label": scheme_label(config),
+        "scheme_label": scheme.label(),
         "scheme": protection["scheme"],
-        "key_holder": protection["key_holder"] if protection["scheme"] == "ckks" else "",
-        "preset": protection["preset"] if protection["scheme"] == "ckks" else "",
+        "key_holder": scheme.key_holder or "",
+        "preset": protection["preset"] if scheme.capabilities.ciphertexts else "",
         "top": config["model"]["top"],
         "attack": attack["kind"],
         "gamma": attack.get("gamma") if replacement else None,

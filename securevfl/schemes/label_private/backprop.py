@@ -23,7 +23,7 @@ from torch import nn
 
 from securevfl.crypto import EncryptedTensor
 from securevfl.protocols.keyholder import MaskedKeyHolderClient
-from securevfl.blind.plan import BottomPlan
+from securevfl.schemes.label_private.plan import BottomPlan
 
 
 @dataclass

@@ -1,0 +1,83 @@
+"""What every party is made of, whatever the scheme: its own columns, labels and models.
+
+A scheme only decides the wires (how messages are protected); :class:`PartyBuilder` gives every
+scheme the same parties around them, so a new scheme cannot hand a party another's data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from securevfl.data import VFLDataset
+from securevfl.parties.active import ActiveParty, ActiveWire, LocalBlock
+from securevfl.parties.passive import PassiveParty, PassiveWire
+from securevfl.protocols import InProcessChannel, PhaseTimer
+
+__all__ = ["ACTIVE_NAME", "COORDINATOR_NAME", "PartyBuilder", "PartyModels", "passive_name"]
+
+ACTIVE_NAME = "active"
+COORDINATOR_NAME = "coordinator"
+
+
+def passive_name(index: int) -> str:
+    return f"passive_{index + 1}"
+
+
+@dataclass
+class PartyModels:
+    """Freshly seeded models of every party, before they are handed to party objects."""
+
+    bottoms: list[tuple[torch.nn.Module, torch.optim.Optimizer]]
+    local_block: LocalBlock | None
+    top: torch.nn.Module
+    top_optimizer: torch.optim.Optimizer | None
+    bottom_out: int
+
+
+@dataclass
+class PartyBuilder:
+    """Builds the passive and active parties of one run around the wires a scheme chooses."""
+
+    dataset: VFLDataset
+    blocks: list[np.ndarray]
+    models: PartyModels
+    channel: InProcessChannel = field(default_factory=InProcessChannel)
+    timer: PhaseTimer = field(default_factory=PhaseTimer)
+    active_name: str = ACTIVE_NAME
+
+    @property
+    def passive_names(self) -> list[str]:
+        return [passive_name(index) for index in range(len(self.models.bottoms))]
+
+    def passive(self, index: int, wire: PassiveWire) -> PassiveParty:
+        """Passive ``index`` with only its own columns and bottom model."""
+        model, optimizer = self.models.bottoms[index]
+        return PassiveParty(
+            name=passive_name(index),
+            x_train=self.dataset.x_train[:, self.blocks[index]],
+            x_test=self.dataset.x_test[:, self.blocks[index]],
+            model=model,
+            optimizer=optimizer,
+            channel=self.channel,
+            active_name=self.active_name,
+            timer=self.timer,
+            wire=wire,
+        )
+
+    def active(self, wire: ActiveWire) -> ActiveParty:
+        """The active party with the labels, the top model and its own block (if any)."""
+        return ActiveParty(
+            name=self.active_name,
+            y_train=self.dataset.y_train,
+            y_test=self.dataset.y_test,
+            top=self.models.top,
+            top_optimizer=self.models.top_optimizer,
+            passive_names=self.passive_names,
+            channel=self.channel,
+            timer=self.timer,
+            wire=wire,
+            local_block=self.models.local_block,
+        )

@@ -1,0 +1,47 @@
+"""The key holder of a label-private scheme as a party: announces its public key, answers requests.
+
+It is a :class:`~securevfl.protocols.channel.Server`: it has no place in the training round's
+schedule and answers masked decrypt and refresh requests whenever they are queued. When the
+active party holds the key, the same organisation runs this role under the active party's
+name (its requests are told apart by kind); with a coordinator it is a party of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from securevfl.protocols import Channel, Message, MessageKind
+from securevfl.protocols.audit import VisibilityLog
+from securevfl.protocols.keyholder import REQUEST_KINDS, KeyHolder
+
+__all__ = ["KeyHolderParty"]
+
+
+class KeyHolderParty:
+    """Owns the only secret key; sees nothing but masked values."""
+
+    def __init__(self, service: KeyHolder, channel: Channel, clients: Sequence[str]) -> None:
+        self.service = service
+        self.name = service.name
+        self.channel = channel
+        self.clients = list(clients)
+
+    @property
+    def audit(self) -> VisibilityLog:
+        return self.service.audit
+
+    def announce(self) -> None:
+        """Send the public keyring (with exactly the rotation keys the step uses) to every client."""
+        announcement = self.service.announcement()
+        for client in self.clients:
+            self.channel.send(Message(MessageKind.PUBLIC_KEY, self.name, client, 0, announcement, codec="key"))
+
+    def learn(self) -> None:
+        """Nothing to learn: the key holder sends to nobody who has to announce first."""
+
+    def serve_pending(self) -> bool:
+        served = False
+        while (request := self.channel.poll(self.name, REQUEST_KINDS)) is not None:
+            self.service.handle(self.channel, request)
+            served = True
+        return served

@@ -1,0 +1,130 @@
+"""The in-process scheduler: runs every party's phases of a protocol round in a valid order.
+
+Each party's phases (:data:`TRAINING_ROUND`, :data:`EVALUATION_ROUND`) use only its channel and
+its own state. In one process the scheduler runs them party after party; a key holder is a
+server the channel lets answer whenever a party waits for a reply. In a deployment each
+process runs the same schedule restricted to its own party, and blocking receives order the
+rest, so the party code does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from securevfl.parties import ActiveParty, KeyHolderParty, PassiveParty
+from securevfl.protocols import InProcessChannel, PhaseTimer
+from securevfl.protocols.audit import VisibilityLog
+from securevfl.roles import Role
+
+if TYPE_CHECKING:
+    from securevfl.attacks import AttackSetup
+
+__all__ = ["BACKDOOR_SPLIT", "EVALUATION_ROUND", "Federation", "SETUP", "TRAINING_ROUND"]
+
+BACKDOOR_SPLIT = "backdoor"
+
+#: Key set-up: every party announces its public material, then every party learns its peers'.
+SETUP: tuple[tuple[tuple[Role, ...], str], ...] = (
+    ((Role.KEY_HOLDER, Role.ACTIVE, Role.PASSIVE), "announce"),
+    ((Role.KEY_HOLDER, Role.ACTIVE, Role.PASSIVE), "learn"),
+)
+#: One training round: which roles run which phase, in order (key holders answer on demand).
+TRAINING_ROUND: tuple[tuple[Role, str], ...] = ((Role.PASSIVE, "forward"), (Role.ACTIVE, "train_step"), (Role.PASSIVE, "backward"))
+#: One evaluation batch.
+EVALUATION_ROUND: tuple[tuple[Role, str], ...] = ((Role.PASSIVE, "eval_forward"), (Role.ACTIVE, "predict"))
+
+
+@dataclass
+class Federation:
+    """All parties of one simulated deployment, wired to one channel, and the order they run in."""
+
+    passives: list[PassiveParty]
+    active: ActiveParty
+    channel: InProcessChannel
+    timer: PhaseTimer = field(default_factory=PhaseTimer)
+    key_holder: KeyHolderParty | None = None
+    attack_setup: AttackSetup | None = None
+
+    def __post_init__(self) -> None:
+        if self.key_holder is not None:
+            self.channel.attach_server(self.key_holder)
+
+    def parties(self, role: Role) -> Sequence[PassiveParty | ActiveParty | KeyHolderParty]:
+        if role is Role.PASSIVE:
+            return self.passives
+        if role is Role.ACTIVE:
+            return [self.active]
+        if role is Role.KEY_HOLDER:
+            return [] if self.key_holder is None else [self.key_holder]
+        return []
+
+    def connect(self) -> None:
+        """Exchange public keys over the channel (counted under ``public_key``)."""
+        for roles, phase in SETUP:
+            for role in roles:
+                for party in self.parties(role):
+                    getattr(party, phase)()
+
+    def train_batch(self, step: int, sample_ids: np.ndarray) -> float:
+        """One round of the protocol: activations up, gradients down, every party updates."""
+        loss = 0.0
+        for role, phase in TRAINING_ROUND:
+            for party in self.parties(role):
+                outcome = getattr(party, phase)(step, sample_ids)
+                if role is Role.ACTIVE:
+                    loss = outcome
+        return loss
+
+    def evaluate(self, n_test: int, batch_size: int, step: int = 0) -> float:
+        """Clean test accuracy, computed through the same message path as training."""
+        predictions = self.predict_split("test", n_test, batch_size, step)
+        return float((predictions == self.active.test_labels(np.arange(n_test))).double().mean())
+
+    def predict_split(self, split: str, n_samples: int, batch_size: int, step: int = 0) -> torch.Tensor:
+        """The active party's predictions for every sample of an evaluation split, in order."""
+        batches = []
+        for start in range(0, n_samples, batch_size):
+            ids = np.arange(start, min(start + batch_size, n_samples))
+            for role, phase in EVALUATION_ROUND:
+                for party in self.parties(role):
+                    outcome = getattr(party, phase)(step, ids, split)
+                    if role is Role.ACTIVE:
+                        batches.append(outcome)
+        return torch.cat(batches)
+
+    def attack_metrics(self, batch_size: int, step: int = 0) -> dict[str, float]:
+        """Backdoor accuracy on the triggered test samples, and the attack's own metrics."""
+        setup = self.attack_setup
+        if setup is None or not setup.config.active:
+            return {}
+        metrics: dict[str, float] = {}
+        if setup.backdoor is not None:
+            predictions = self.predict_split(BACKDOOR_SPLIT, len(setup.backdoor.triggered_test), batch_size, step)
+            metrics["backdoor_accuracy"] = float((predictions == setup.backdoor.target_label).double().mean())
+        if setup.attack is not None and setup.truth is not None:
+            metrics.update(setup.attack.epoch_metrics(setup.truth))
+        return metrics
+
+    def audits(self) -> dict[str, VisibilityLog]:
+        """Every party's record of the plaintext values it has held (a key holder's under its name)."""
+        logs = {party.name: party.audit for party in [*self.passives, self.active]}
+        if self.key_holder is not None:
+            logs.setdefault(self.key_holder.name, self.key_holder.audit)
+        return logs
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "passives": {party.name: party.state_dict() for party in self.passives},
+            "active": self.active.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        passives = state["passives"]
+        for party in self.passives:
+            party.load_state_dict(passives[party.name])  # type: ignore[index]
+        self.active.load_state_dict(state["active"])  # type: ignore[arg-type]

@@ -1,0 +1,138 @@
+"""The label-private scheme object: checks, placements, capabilities and assembly."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from securevfl.crypto import SecretKeyring, get_preset, preset_names
+from securevfl.errors import ConfigError
+from securevfl.parties import ACTIVE_NAME, COORDINATOR_NAME, KeyHolderParty, PartyBuilder, PartyModels
+from securevfl.protocols import Phase
+from securevfl.protocols.audit import VisibilityLog
+from securevfl.protocols.keyholder import KeyHolder
+from securevfl.scheduler import Federation
+from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
+from securevfl.schemes.label_private.backprop import linear_stack
+from securevfl.schemes.label_private.plan import BottomPlan, TopPlan, plan_for_stack, required_depth
+from securevfl.schemes.label_private.wires import BlindActiveWire, BlindPassiveWire, Bounds, KeyHolderLink
+
+if TYPE_CHECKING:
+    from securevfl.config import ModelConfig, RunConfig
+    from securevfl.data import VFLDataset
+
+__all__ = ["LabelPrivateScheme"]
+
+
+class LabelPrivateScheme(Scheme):
+    """``ckks`` with ``key_holder = "active"`` or ``"coordinator"``: one key, masked decryption for the rest."""
+
+    label_private = True
+    default_preset = "compute"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"ckks/{self.protection.key_holder}"
+
+    @property
+    def holder_name(self) -> str:
+        return ACTIVE_NAME if self.protection.key_holder == "active" else COORDINATOR_NAME
+
+    @property
+    def capabilities(self) -> SchemeCapabilities:
+        active_sees = ("activation_sum", "first_layer_preactivation", "top_weight_gradient")
+        return SchemeCapabilities(
+            ciphertexts=True,
+            key_holder=Role.ACTIVE if self.protection.key_holder == "active" else Role.KEY_HOLDER,
+            sees={
+                Role.PASSIVE: ("parameter_gradient",),
+                Role.ACTIVE: active_sees,
+                Role.KEY_HOLDER: ("masked values",),
+            },
+            grants={
+                Role.PASSIVE: frozenset(
+                    {Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS}
+                ),
+                Role.ACTIVE: frozenset({Capability.COMBINED_ACTIVATIONS}),
+                Role.OBSERVER: frozenset({Capability.FRAMES}),
+            },
+        )
+
+    def check_model(self, model: ModelConfig) -> None:
+        """Refuse, at load time, a bottom model the preset cannot backpropagate under encryption."""
+        protection = self.protection
+        output_relu = model.resolved_output_activation() == "relu"
+        needed = required_depth(model.bottom_hidden, output_relu, model.top == "trainable")
+        offered = get_preset(protection.preset).depth
+        if needed <= offered:
+            return
+        widths = [*model.bottom_hidden, model.bottom_output or ("classes" if model.top == "sum" else 32)]
+        layer = next(
+            (f"Linear(->{w}) + ReLU" for w, relu in zip(widths, [True] * len(model.bottom_hidden) + [output_relu]) if relu),
+            f"Linear(->{widths[-1]})",
+        )
+        fits = [name for name in preset_names() if get_preset(name).depth >= needed]
+        hint = f"; preset {fits[0]!r} (depth {get_preset(fits[0]).depth}) fits" if fits else "; no preset fits"
+        raise ValueError(
+            f"protection: key_holder = {protection.key_holder!r} backpropagates through the bottom model under "
+            f"encryption; layer {layer} needs {needed} multiplicative level(s) but preset {protection.preset!r} "
+            f"offers {offered}{hint}"
+        )
+
+    def check_bottom_model(self, index: int, model: object) -> None:
+        """A user's bottom model must be a Linear/ReLU stack (``ValueError`` naming the layer otherwise)."""
+        try:
+            linear_stack(model)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ValueError(
+                f"bottom_models[{index}]: key_holder = {self.protection.key_holder!r} backpropagates the bottom "
+                f"model under encryption: {exc}"
+            ) from None
+
+    def placement_refusal(self, on: str, placement: str) -> str | None:
+        if on == "activation" and placement == "post_decryption":
+            return (
+                f"with key_holder = {self.protection.key_holder!r} the active party never decrypts an individual "
+                "passive's activations (only their combination); use under_encryption"
+            )
+        return super().placement_refusal(on, placement)
+
+    def assemble(self, config: RunConfig, dataset: VFLDataset, blocks: list, models: PartyModels) -> Federation:
+        protection, builder = self.protection, PartyBuilder(dataset, blocks, models)
+        batch = config.train.batch_size
+        plans: dict[str, BottomPlan] = {
+            name: plan_for_stack(batch, linear_stack(models.bottoms[index][0])) for index, name in enumerate(builder.passive_names)
+        }
+        depth = get_preset(protection.preset).depth
+        for name, plan in plans.items():
+            if plan.depth() > depth:
+                raise ConfigError(
+                    f"{name}'s bottom model needs {plan.depth()} multiplicative level(s) per backpropagation segment "
+                    f"but preset {protection.preset!r} offers {depth}"
+                )
+        top_plan = None
+        if config.model.top == "trainable":
+            hidden = config.model.top_hidden[0] if config.model.top_hidden else dataset.num_classes
+            top_plan = TopPlan(batch=batch, part_width=models.bottom_out, hidden=hidden)
+        steps: set[int] = set().union(*(plan.rotation_steps() for plan in plans.values()))
+        if top_plan is not None:
+            steps |= top_plan.rotation_steps()
+        with builder.timer.phase(Phase.KEYGEN):
+            secret = SecretKeyring.generate(get_preset(protection.preset), rotation_steps=sorted(steps))
+
+        bounds = Bounds(activation=protection.activation_bound, gradient=protection.gradient_bound)
+        link = KeyHolderLink(self.holder_name, protection.mask_half_width)
+        passives = [
+            builder.passive(index, BlindPassiveWire(models.bottoms[index][0], plans[name], top_plan, bounds, link))
+            for index, name in enumerate(builder.passive_names)
+        ]
+        active_wire = BlindActiveWire(plans, top_plan, bounds)
+        active = builder.active(active_wire)
+        if self.holder_name == ACTIVE_NAME:
+            service = KeyHolder(ACTIVE_NAME, secret, builder.timer, active.audit)
+            active_wire.key_holder = service
+        else:
+            service = KeyHolder(COORDINATOR_NAME, secret, builder.timer, VisibilityLog(COORDINATOR_NAME))
+            active_wire.link = link
+        clients = [party.name for party in (*passives, active) if party.name != self.holder_name]
+        key_holder = KeyHolderParty(service, builder.channel, clients)
+        return Federation(passives=passives, active=active, channel=builder.channel, timer=builder.timer, key_holder=key_holder)

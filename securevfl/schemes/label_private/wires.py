@@ -1,0 +1,348 @@
+"""The label-private protocol at each party (``key_holder = "active"`` or ``"coordinator"``).
+
+- :class:`BlindPassiveWire` encrypts the passive's activations under the key holder's public key
+  and trains from encrypted gradients (see :mod:`.backprop`): the passive never *receives* a
+  plaintext per-sample gradient (what it can derive is the threat model's question).
+- :class:`BlindActiveWire` combines the encrypted activations before anything is decrypted
+  (their sum, or the trainable top's first dense layer), so the active party never decrypts an
+  individual H_k.
+
+Both learn values only through :class:`~securevfl.protocols.keyholder.MaskedKeyHolderClient`
+(masked decryption by the key holder party), except the active party when it holds the key
+itself, which decrypts its combined values directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from securevfl.crypto import CryptoError, EncryptedTensor, Keyring, Layout, PrecisionError, PublicKeyring
+from securevfl.defenses.base import MessageContext, Placement
+from securevfl.parties.active import ActiveParty
+from securevfl.parties.passive import PassiveParty
+from securevfl.protocols import Channel, Message, MessageKind, Phase, PhaseTimer, ProtocolError
+from securevfl.protocols.errors import PayloadRangeError
+from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
+from securevfl.protocols.masking import MaskSampler
+from securevfl.schemes.label_private.backprop import ForwardCache, cached_forward, encrypted_parameter_gradients, linear_stack
+from securevfl.schemes.label_private.plan import BottomPlan, TopPlan
+
+__all__ = ["BlindActiveWire", "BlindPassiveWire", "Bounds", "KeyHolderLink"]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Public magnitude bounds values must respect before encryption (CKKS precision)."""
+
+    activation: float
+    gradient: float
+
+
+@dataclass(frozen=True)
+class KeyHolderLink:
+    """How a party without the key reaches the key holder: its name and the mask width."""
+
+    key_holder: str
+    mask_half_width: float
+
+    def connect(self, party: str, channel: Channel, timer: PhaseTimer) -> MaskedKeyHolderClient:
+        """Receive the key holder's public keyring over ``channel`` and make the request client."""
+        message = channel.receive(party, MessageKind.PUBLIC_KEY, sender=self.key_holder)
+        try:
+            public = PublicKeyring.from_bytes(message.payload)
+        except CryptoError as exc:
+            raise ProtocolError(f"{party} rejected the public keyring announced by {self.key_holder}: {exc}") from exc
+        return MaskedKeyHolderClient(party, self.key_holder, public, channel, MaskSampler(self.mask_half_width), timer)
+
+
+def _encrypt(keyring: Keyring, values: np.ndarray, what: str, bound: float, **kwargs: object) -> EncryptedTensor:
+    try:
+        return EncryptedTensor.encrypt(keyring, values, bound=bound, **kwargs)  # type: ignore[arg-type]
+    except PrecisionError as exc:
+        raise PayloadRangeError(f"{what}: {exc}; raise the matching protection.*_bound") from exc
+
+
+def _load(keyring: Keyring, message: Message, party: str) -> EncryptedTensor:
+    if message.codec != "ckks":
+        raise ProtocolError(f"{party} expected CKKS ciphertexts from {message.sender}, got {message.codec!r}")
+    try:
+        return EncryptedTensor.from_bytes(keyring, message.payload)
+    except CryptoError as exc:
+        raise ProtocolError(f"{party} rejected a {message.kind} from {message.sender}: {exc}") from exc
+
+
+def _pad_rows(values: np.ndarray, rows: int) -> np.ndarray:
+    padded = np.zeros((rows, *values.shape[1:]))
+    padded[: values.shape[0]] = values
+    return padded
+
+
+class BlindPassiveWire:
+    """A passive party that cannot decrypt: it learns only batch-summed parameter gradients."""
+
+    def __init__(self, model: nn.Module, plan: BottomPlan, top_plan: TopPlan | None, bounds: Bounds, link: KeyHolderLink) -> None:
+        self.plan = plan
+        self.top_plan = top_plan
+        self.bounds = bounds
+        self.link = link
+        self.client: MaskedKeyHolderClient | None = None
+        self._stack = linear_stack(model)
+        self._cache: ForwardCache | None = None
+        self._batch_ids: np.ndarray | None = None
+
+    def announce(self, party: PassiveParty) -> None:
+        """Nothing: only the key holder announces a key in this scheme."""
+
+    def learn(self, party: PassiveParty) -> None:
+        self.client = self.link.connect(party.name, party.channel, party.timer)
+
+    @property
+    def _public(self) -> Keyring:
+        if self.client is None:
+            raise ProtocolError("the passive party has no key holder connection yet")
+        return self.client.public
+
+    def forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
+        with party.timer.phase(Phase.BOTTOM_FORWARD):
+            output, self._cache = cached_forward(self._stack, party.x_train[sample_ids], self.plan.batch)
+        self._batch_ids = sample_ids
+        values = party.outgoing(step, sample_ids, output.double().numpy())
+        self._send_encrypted(party, MessageKind.ACTIVATION, step, values, transposed=self.top_plan is not None)
+
+    def eval_forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray, split: str) -> None:
+        with torch.no_grad(), party.timer.phase(Phase.EVALUATE):
+            output = party.model(party.eval_x[split][sample_ids])
+        self._send_encrypted(party, MessageKind.EVAL_ACTIVATION, step, output.double().numpy(), transposed=False)
+
+    def _send_encrypted(self, party: PassiveParty, kind: MessageKind, step: int, values: np.ndarray, transposed: bool) -> None:
+        what = f"{party.name} {kind}"
+        with party.timer.phase(Phase.ENCRYPT):
+            if self.top_plan is None:
+                tensors = [(kind, _encrypt(self._public, values, what, self.bounds.activation, layout=Layout.FLAT, levels=0))]
+            else:
+                stride = self.top_plan.activation_stride()
+                tensors = [(kind, _encrypt(self._public, values, what, self.bounds.activation, layout=Layout.ROWS, stride=stride, levels=1))]
+                if transposed:
+                    padded_t = _pad_rows(values, self.plan.batch).T
+                    stride_t = self.top_plan.transposed_activation_stride()
+                    tensors.append(
+                        (MessageKind.ACTIVATION_T, _encrypt(self._public, padded_t, what, self.bounds.activation, layout=Layout.ROWS, stride=stride_t, levels=1))
+                    )
+        for message_kind, tensor in tensors:
+            with party.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
+                payload = tensor.to_bytes()
+            party.channel.send(Message(message_kind, party.name, party.active_name, step, payload, codec="ckks"))
+
+    def backward(self, party: PassiveParty, step: int) -> None:
+        if self._cache is None or self.client is None:
+            raise ProtocolError(f"{party.name} received a gradient without having sent activations")
+        receive = party.channel.receive
+        gradient_t = _load(self._public, receive(party.name, MessageKind.GRADIENT, sender=party.active_name), party.name)
+        gradient = None
+        if self.plan.layers > 1:
+            gradient = _load(self._public, receive(party.name, MessageKind.GRADIENT_BM, sender=party.active_name), party.name)
+        client = self.client
+
+        def backprop(cache: ForwardCache, g_t: EncryptedTensor, g: EncryptedTensor | None) -> list[EncryptedTensor]:
+            return encrypted_parameter_gradients(self._stack, self.plan, cache, g_t, g, client, step, self.bounds.gradient)
+
+        with party.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
+            if party.attack is None:
+                encrypted = backprop(self._cache, gradient_t, gradient)
+            else:
+                encrypted = party.attack.encrypted_gradients(step, self._batch_ids, self._cache, gradient_t, gradient, backprop)  # type: ignore[arg-type]
+        party.optimizer.zero_grad(set_to_none=True)
+        for (linear, _), enc in zip(self._stack, encrypted, strict=True):
+            values = client.reveal(enc, step, "parameter_gradient", per_sample=False)
+            party.audit.saw("parameter_gradient", values.shape, per_sample=False, masked=False, source=client.key_holder)
+            linear.weight.grad = torch.from_numpy(values[:, :-1]).to(linear.weight.dtype)
+            linear.bias.grad = torch.from_numpy(values[:, -1]).to(linear.bias.dtype)
+        with party.timer.phase(Phase.BOTTOM_BACKWARD):
+            party.optimizer.step()
+        self._cache = None
+
+
+class BlindActiveWire:
+    """The active party when it never holds an individual passive activation.
+
+    ``key_holder`` is the key holder service when the active party holds the key itself (it
+    then decrypts its combined values directly); otherwise ``link`` names the coordinator it
+    asks through masked decryption.
+    """
+
+    def __init__(
+        self,
+        passive_plans: dict[str, BottomPlan],
+        top_plan: TopPlan | None,
+        bounds: Bounds,
+        key_holder: KeyHolder | None = None,
+        link: KeyHolderLink | None = None,
+    ) -> None:
+        self.passive_plans = passive_plans
+        self.top_plan = top_plan
+        self.bounds = bounds
+        self.key_holder = key_holder
+        self.link = link
+        self.client: MaskedKeyHolderClient | None = None
+
+    def announce(self, party: ActiveParty) -> None:
+        """Nothing: the key holder party announces the key (under this party's name if it is the holder)."""
+
+    def learn(self, party: ActiveParty) -> None:
+        if (self.key_holder is None) == (self.link is None):
+            raise ProtocolError(f"{party.name} must either hold the key or link to the key holder, not both or neither")
+        if self.link is not None:
+            self.client = self.link.connect(party.name, party.channel, party.timer)
+
+    @property
+    def _keyring(self) -> Keyring:
+        if self.key_holder is not None:
+            return self.key_holder.keyring
+        if self.client is not None:
+            return self.client.public
+        raise ProtocolError("the active party has neither the key nor a key holder connection")
+
+    def _reveal(self, party: ActiveParty, encrypted: EncryptedTensor, step: int, what: str, per_sample: bool) -> np.ndarray:
+        if self.key_holder is not None:
+            with party.timer.phase(Phase.DECRYPT):
+                values = encrypted.decrypt(self.key_holder.keyring)
+            source = party.name
+        elif self.client is not None:
+            values = self.client.reveal(encrypted, step, what, per_sample)
+            source = self.client.key_holder
+        else:
+            raise ProtocolError(f"{party.name} cannot decrypt")
+        party.audit.saw(what, values.shape, per_sample=per_sample, masked=False, source=source)
+        return values
+
+    def _receive(self, party: ActiveParty, kind: MessageKind, sender: str) -> EncryptedTensor:
+        message = party.channel.receive(party.name, kind, sender=sender)
+        with party.timer.phase(Phase.CIPHERTEXT_DESERIALIZE):
+            return _load(self._keyring, message, party.name)
+
+    def _combined(self, party: ActiveParty, received: list[EncryptedTensor], step: int, what: str) -> torch.Tensor:
+        """Decrypt only the combination of the passives' activations: their sum or first layer."""
+        with party.timer.phase(Phase.TOP_ENCRYPTED):
+            if self.top_plan is None:
+                combined = EncryptedTensor.sum_of(received)
+            else:
+                blocks = self._first_layer_blocks(party, _first_layer(party).weight)
+                combined = EncryptedTensor.sum_of([enc @ block.T for enc, block in zip(received, blocks, strict=True)])
+        values = self._reveal(party, combined, step, what, per_sample=True)
+        return torch.from_numpy(values.astype(np.float32))
+
+    def _received_activations(self, party: ActiveParty, step: int, rows: int) -> tuple[list[EncryptedTensor], list[EncryptedTensor]]:
+        """Every passive's encrypted activations (and transposed copies), after under-encryption defenses."""
+        received, transposed = [], []
+        for sender in party.passive_names:
+            ctx = party.context("activation", sender, step, rows)
+            packings = [(self._receive(party, MessageKind.ACTIVATION, sender), ctx)]
+            if self.top_plan is not None:
+                packings.append((self._receive(party, MessageKind.ACTIVATION_T, sender), replace(ctx, sample_axis=1)))
+            with party.timer.phase(Phase.DEFENSE_ENCRYPTED):
+                tensors = party.defenses.encrypted(packings)
+            received.append(tensors[0])
+            transposed.extend(tensors[1:])
+        return received, transposed
+
+    def _first_layer_blocks(self, party: ActiveParty, weight: torch.Tensor) -> list[np.ndarray]:
+        width = self.top_plan.part_width  # type: ignore[union-attr]
+        w = weight.detach().double().numpy()
+        return [w[:, k * width : (k + 1) * width] for k in range(len(party.passive_names))]
+
+    def _logits(self, party: ActiveParty, combined: torch.Tensor, local_x: torch.Tensor | None) -> torch.Tensor:
+        if self.top_plan is None:
+            logits = combined
+            if local_x is not None:
+                logits = logits + party.local_block.model(local_x)  # type: ignore[union-attr]
+            return logits
+        first = _first_layer(party)
+        width = self.top_plan.part_width
+        pre = combined + first.bias
+        if local_x is not None:
+            local_h = party.local_block.model(local_x)  # type: ignore[union-attr]
+            start = len(party.passive_names) * width
+            pre = pre + F.linear(local_h, first.weight[:, start : start + width])
+        return party.top.layers[1:](pre)  # type: ignore[index,operator]
+
+    def train_step(self, party: ActiveParty, step: int, sample_ids: np.ndarray) -> float:
+        what = "activation_sum" if self.top_plan is None else "first_layer_preactivation"
+        received, transposed = self._received_activations(party, step, len(sample_ids))
+        combined = self._combined(party, received, step, what)
+        with party.timer.phase(Phase.TOP):
+            combined.requires_grad_(True)
+            local_x = party.local_input(sample_ids, split=None)
+            party.top.train()
+            loss = F.cross_entropy(self._logits(party, combined, local_x), party.y_train[sample_ids])
+            for optimizer in party.optimizers():
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            delta = combined.grad.double().numpy()  # type: ignore[union-attr]
+        gradients = self._passive_gradients(party, delta)
+        if self.top_plan is not None:
+            self._first_layer_weight_gradient(party, transposed, delta, step)
+        with party.timer.phase(Phase.TOP):
+            for optimizer in party.optimizers():
+                optimizer.step()
+        for sender, gradient in zip(party.passive_names, gradients, strict=True):
+            ctx = party.context("gradient", sender, step, len(sample_ids))
+            self._send_gradient(party, sender, party.defenses.plaintext(Placement.PRE_ENCRYPTION, gradient, ctx), ctx)
+        return float(loss.detach())
+
+    def _passive_gradients(self, party: ActiveParty, delta: np.ndarray) -> list[np.ndarray]:
+        """dL/dH_k for every passive, from quantities the active party holds (before its update)."""
+        if self.top_plan is None:
+            return [delta for _ in party.passive_names]
+        return [delta @ block for block in self._first_layer_blocks(party, _first_layer(party).weight)]
+
+    def _first_layer_weight_gradient(self, party: ActiveParty, transposed: list[EncryptedTensor], delta: np.ndarray, step: int) -> None:
+        """dW1_k = H_k^T delta under encryption; only the batch-summed product is decrypted."""
+        first = _first_layer(party)
+        if first.weight.grad is None:
+            first.weight.grad = torch.zeros_like(first.weight)
+        padded = _pad_rows(delta, self.top_plan.batch)  # type: ignore[union-attr]
+        width = self.top_plan.part_width  # type: ignore[union-attr]
+        for k, enc in enumerate(transposed):
+            with party.timer.phase(Phase.TOP_ENCRYPTED):
+                product = enc @ padded
+            values = self._reveal(party, product, step, "top_weight_gradient", per_sample=False)
+            first.weight.grad[:, k * width : (k + 1) * width] += torch.from_numpy(values.T.astype(np.float32))
+
+    def _send_gradient(self, party: ActiveParty, receiver: str, gradient: np.ndarray, ctx: MessageContext) -> None:
+        plan, step = self.passive_plans[receiver], ctx.step
+        top_layer = plan.layers - 1
+        padded = _pad_rows(gradient, plan.batch)
+        what = f"gradient for {receiver}"
+        with party.timer.phase(Phase.ENCRYPT):
+            tensors = [(MessageKind.GRADIENT, _encrypt(self._keyring, padded.T, what, self.bounds.gradient, layout=Layout.ROWS, stride=plan.feature_major_stride(top_layer)))]
+            if plan.layers > 1:
+                tensors.append(
+                    (MessageKind.GRADIENT_BM, _encrypt(self._keyring, padded, what, self.bounds.gradient, layout=Layout.ROWS, stride=plan.batch_major_stride(top_layer)))
+                )
+        if party.defenses.wants_encrypted(ctx):
+            contexts = [replace(ctx, sample_axis=1), ctx][: len(tensors)]
+            with party.timer.phase(Phase.DEFENSE_ENCRYPTED):
+                defended = party.defenses.encrypted([(tensor, c) for (_, tensor), c in zip(tensors, contexts, strict=True)])
+            tensors = [(kind, tensor) for (kind, _), tensor in zip(tensors, defended, strict=True)]
+        for kind, tensor in tensors:
+            with party.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
+                payload = tensor.to_bytes()
+            party.channel.send(Message(kind, party.name, receiver, step, payload, codec="ckks"))
+
+    def predict(self, party: ActiveParty, step: int, sample_ids: np.ndarray, split: str) -> torch.Tensor:
+        what = "eval_activation_sum" if self.top_plan is None else "eval_first_layer_preactivation"
+        received = [self._receive(party, MessageKind.EVAL_ACTIVATION, sender) for sender in party.passive_names]
+        combined = self._combined(party, received, step, what)
+        with party.timer.phase(Phase.EVALUATE):
+            local_x = party.local_input(sample_ids, split)
+            party.top.eval()
+            return self._logits(party, combined, local_x).argmax(dim=1)
+
+
+def _first_layer(party: ActiveParty) -> nn.Linear:
+    return party.top.layers[0]  # type: ignore[index,return-value]

@@ -1,0 +1,246 @@
+"""The open schemes: every receiver reads what is sent to it (``plain``; ``ckks`` with ``key_holder = receiver``).
+
+Both run the same protocol; only the :class:`~securevfl.protocols.protection.PartyProtection`
+differs (arrays as they are, or CKKS under the receiver's public key). The passive decrypts its
+per-sample gradient rows and the active party each passive's activations, so label inference
+from gradient signs and the plaintext gradient-replacement backdoor remain possible by design.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from securevfl.defenses.base import MessageContext, Placement
+from securevfl.parties import PartyBuilder, PartyModels
+from securevfl.protocols import Message, MessageKind, Phase, PhaseTimer, ProtocolError
+from securevfl.protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
+from securevfl.scheduler import Federation
+from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
+
+if TYPE_CHECKING:
+    from securevfl.config import RunConfig
+    from securevfl.crypto import EncryptedTensor
+    from securevfl.data import VFLDataset
+    from securevfl.parties import ActiveParty, PassiveParty
+
+__all__ = ["OpenActiveWire", "OpenPassiveWire", "PlainScheme", "ReceiverKeyScheme"]
+
+_OPEN_SEES = {
+    Role.PASSIVE: ("gradient",),
+    Role.ACTIVE: ("activation", "eval_activation"),
+}
+_OPEN_GRANTS = {
+    Role.PASSIVE: frozenset({Capability.PLAINTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT}),
+    Role.ACTIVE: frozenset({Capability.PLAINTEXT_ACTIVATION_ROWS}),
+}
+
+
+class PlainScheme(Scheme):
+    """Arrays travel as they are (still framed and byte-counted like every other scheme)."""
+
+    name = "plain"
+
+    @property
+    def capabilities(self) -> SchemeCapabilities:
+        return SchemeCapabilities(
+            ciphertexts=False,
+            key_holder=None,
+            sees=_OPEN_SEES,
+            grants={**_OPEN_GRANTS, Role.OBSERVER: frozenset({Capability.FRAMES, Capability.PLAINTEXT_GRADIENT_ROWS})},
+        )
+
+    def assemble(self, config: RunConfig, dataset: VFLDataset, blocks: list, models: PartyModels) -> Federation:
+        return assemble_open(config, dataset, blocks, models, lambda party, timer: PlainProtection())
+
+
+class ReceiverKeyScheme(Scheme):
+    """Every party has its own CKKS key pair; each message is encrypted to its receiver."""
+
+    name = "ckks/receiver"
+
+    @property
+    def capabilities(self) -> SchemeCapabilities:
+        return SchemeCapabilities(
+            ciphertexts=True,
+            key_holder=None,
+            sees=_OPEN_SEES,
+            grants={**_OPEN_GRANTS, Role.OBSERVER: frozenset({Capability.FRAMES})},
+        )
+
+    def assemble(self, config: RunConfig, dataset: VFLDataset, blocks: list, models: PartyModels) -> Federation:
+        preset = config.protection.preset
+        return assemble_open(config, dataset, blocks, models, lambda party, timer: ReceiverKeyProtection(party, preset, timer))
+
+
+def assemble_open(
+    config: RunConfig,
+    dataset: VFLDataset,
+    blocks: list,
+    models: PartyModels,
+    protection: Callable[[str, PhaseTimer], PartyProtection],
+) -> Federation:
+    """Parties of an open scheme, each with its own :class:`PartyProtection`."""
+    builder = PartyBuilder(dataset, blocks, models)
+    passives = [
+        builder.passive(index, OpenPassiveWire(protection(name, builder.timer)))
+        for index, name in enumerate(builder.passive_names)
+    ]
+    active = builder.active(OpenActiveWire(protection(builder.active_name, builder.timer)))
+    return Federation(passives=passives, active=active, channel=builder.channel, timer=builder.timer)
+
+
+def _announce(protection: PartyProtection, sender: str, receivers: list[str], channel) -> None:  # type: ignore[no-untyped-def]
+    announcement = protection.announcement()
+    if announcement is None:
+        return
+    for receiver in receivers:
+        channel.send(Message(MessageKind.PUBLIC_KEY, sender, receiver, 0, announcement, codec="key"))
+
+
+def _learn(protection: PartyProtection, receiver: str, senders: list[str], channel) -> None:  # type: ignore[no-untyped-def]
+    if protection.announcement() is None:  # open schemes are symmetric: no key of mine, none of theirs
+        return
+    for sender in senders:
+        message = channel.receive(receiver, MessageKind.PUBLIC_KEY, sender=sender)
+        protection.learn_peer(sender, message.payload)
+
+
+class OpenPassiveWire:
+    """Send H_k (sealed for the active party), open g_k, backpropagate it through the kept graph.
+
+    The autograd graph of the last training batch stays with the party between sending the
+    activations and receiving their gradient, so what crosses the boundary is only the
+    serialized activation and gradient matrices.
+    """
+
+    def __init__(self, protection: PartyProtection) -> None:
+        self.protection = protection
+        self._pending: torch.Tensor | None = None
+        self._batch_ids: np.ndarray | None = None
+
+    def announce(self, party: PassiveParty) -> None:
+        _announce(self.protection, party.name, [party.active_name], party.channel)
+
+    def learn(self, party: PassiveParty) -> None:
+        _learn(self.protection, party.name, [party.active_name], party.channel)
+
+    def forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
+        with party.timer.phase(Phase.BOTTOM_FORWARD):
+            party.model.train()
+            activations = party.model(party.x_train[sample_ids])
+        self._pending, self._batch_ids = activations, sample_ids
+        self._send(party, MessageKind.ACTIVATION, step, party.outgoing(step, sample_ids, activations.detach().numpy()))
+
+    def backward(self, party: PassiveParty, step: int) -> None:
+        message = party.channel.receive(party.name, MessageKind.GRADIENT, sender=party.active_name)
+        if self._pending is None:
+            raise ProtocolError(f"{party.name} received a gradient without having sent activations")
+        received = np.asarray(self.protection.open(message), dtype=np.float32)
+        party.audit.saw(MessageKind.GRADIENT, tuple(received.shape), per_sample=True, masked=False, source=message.sender)
+        if party.attack is not None and received.shape == tuple(self._pending.shape):
+            received = np.asarray(party.attack.incoming_gradient(step, self._batch_ids, received), dtype=np.float32)
+        gradient = torch.from_numpy(received)
+        if gradient.shape != self._pending.shape:
+            raise ProtocolError(
+                f"{party.name} sent activations of shape {tuple(self._pending.shape)} but received "
+                f"a gradient of shape {tuple(gradient.shape)} at step {message.step}"
+            )
+        with party.timer.phase(Phase.BOTTOM_BACKWARD):
+            party.optimizer.zero_grad(set_to_none=True)
+            self._pending.backward(gradient)
+            party.optimizer.step()
+        self._pending = None
+
+    @torch.no_grad()
+    def eval_forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray, split: str) -> None:
+        with party.timer.phase(Phase.EVALUATE):
+            party.model.eval()
+            activations = party.model(party.eval_x[split][sample_ids]).numpy()
+        self._send(party, MessageKind.EVAL_ACTIVATION, step, activations)
+
+    def _send(self, party: PassiveParty, kind: MessageKind, step: int, values: np.ndarray) -> None:
+        codec, payload = self.protection.seal(values, party.active_name)
+        party.channel.send(Message(kind, party.name, party.active_name, step, payload, codec=codec))
+
+
+class OpenActiveWire:
+    """Receive each H_k as a fresh leaf tensor, compute the top and the loss, send each g_k.
+
+    The passive activations arrive as plain arrays (a fresh leaf tensor each), so the
+    gradient sent back is exactly dL/dH_k and nothing else of the active party's graph.
+    """
+
+    def __init__(self, protection: PartyProtection) -> None:
+        self.protection = protection
+
+    def announce(self, party: ActiveParty) -> None:
+        _announce(self.protection, party.name, party.passive_names, party.channel)
+
+    def learn(self, party: ActiveParty) -> None:
+        _learn(self.protection, party.name, party.passive_names, party.channel)
+
+    def train_step(self, party: ActiveParty, step: int, sample_ids: np.ndarray) -> float:
+        rows = len(sample_ids)
+        received = [self._receive_training_rows(party, sender, step, rows).requires_grad_(True) for sender in party.passive_names]
+        with party.timer.phase(Phase.TOP):
+            parts = list(received)
+            local_x = party.local_input(sample_ids, split=None)
+            if local_x is not None:
+                parts.append(party.local_block.model(local_x))  # type: ignore[union-attr]
+            party.top.train()
+            loss = F.cross_entropy(party.top(parts), party.y_train[sample_ids])
+            for optimizer in party.optimizers():
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for optimizer in party.optimizers():
+                optimizer.step()
+        for sender, activations in zip(party.passive_names, received, strict=True):
+            ctx = party.context("gradient", sender, step, rows)
+            gradient = party.defenses.plaintext(Placement.PRE_ENCRYPTION, activations.grad.numpy(), ctx)  # type: ignore[union-attr]
+            codec, payload = self.protection.seal(gradient, sender, transform=_under_encryption(party, ctx))
+            party.channel.send(Message(MessageKind.GRADIENT, party.name, sender, step, payload, codec=codec))
+        return float(loss.detach())
+
+    def predict(self, party: ActiveParty, step: int, sample_ids: np.ndarray, split: str) -> torch.Tensor:
+        parts = [self._receive_rows(party, MessageKind.EVAL_ACTIVATION, sender, len(sample_ids)) for sender in party.passive_names]
+        with party.timer.phase(Phase.EVALUATE):
+            local_x = party.local_input(sample_ids, split)
+            if local_x is not None:
+                parts.append(party.local_block.model(local_x))  # type: ignore[union-attr]
+            party.top.eval()
+            return party.top(parts).argmax(dim=1)
+
+    def _receive_training_rows(self, party: ActiveParty, sender: str, step: int, rows: int) -> torch.Tensor:
+        ctx = party.context("activation", sender, step, rows)
+        received = self._receive_rows(party, MessageKind.ACTIVATION, sender, rows, transform=_under_encryption(party, ctx))
+        if not party.defenses:
+            return received
+        defended = party.defenses.plaintext(Placement.POST_DECRYPTION, received.numpy(), ctx)
+        return torch.from_numpy(np.asarray(defended, dtype=np.float32))
+
+    def _receive_rows(
+        self,
+        party: ActiveParty,
+        kind: MessageKind,
+        sender: str,
+        rows: int,
+        transform: Callable[[EncryptedTensor], EncryptedTensor] | None = None,
+    ) -> torch.Tensor:
+        message = party.channel.receive(party.name, kind, sender=sender)
+        payload = np.asarray(self.protection.open(message, transform=transform), dtype=np.float32)
+        party.audit.saw(kind, payload.shape, per_sample=True, masked=False, source=sender)
+        if payload.ndim != 2 or payload.shape[0] != rows:
+            raise ProtocolError(f"{party.name} expected {rows} activation rows from {sender}, got shape {payload.shape}")
+        return torch.from_numpy(payload)
+
+
+def _under_encryption(party: ActiveParty, ctx: MessageContext) -> Callable[[EncryptedTensor], EncryptedTensor] | None:
+    """The homomorphic transform of the under-encryption defenses for ``ctx``, if any."""
+    if not party.defenses.wants_encrypted(ctx):
+        return None
+    return lambda tensor: party.defenses.encrypted([(tensor, ctx)])[0]
