@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from securevfl.attacks.config import AttackConfig
 from securevfl.data import DataConfig, PartitionConfig
 from securevfl.defenses.base import PlacementError
-from securevfl.defenses.config import DefenseConfig
+from securevfl.defenses.registry import DefenseConfig
 from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.errors import ConfigError
 from securevfl.schemes import Scheme, default_preset, scheme_for

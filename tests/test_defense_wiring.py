@@ -12,7 +12,7 @@ from securevfl.crypto import EncryptedTensor, Layout, SecretKeyring, get_preset
 from securevfl.protocols import GRADIENT
 from securevfl.config import validate_config
 from securevfl.defenses import MessageContext, kept_entries
-from securevfl.defenses.config import parse_defense_config
+from securevfl.defenses.registry import parse_defense_config
 from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.errors import ConfigError
 from securevfl.config import ProtectionConfig

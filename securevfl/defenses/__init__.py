@@ -12,26 +12,24 @@ with a :class:`PlacementError` that says why::
     ctx = MessageContext(kind="gradient", sender="active", receiver="passive_1", step=0, rows=64)
     sparse = defense.apply(gradient, ctx)
 
-See ``docs/defenses.md``.
+Each defense module holds a defense's config and class; ``registry.py`` lists the defenses
+once and derives the rest. See ``docs/defenses.md``.
 """
 
 from __future__ import annotations
 
-from securevfl.defenses.base import Defense, MessageContext, Placement, PlacementError
-from securevfl.defenses.clipping import NormClipping
-from securevfl.defenses.config import (
+from securevfl.defenses.base import Defense, DefenseConfigBase, MessageContext, Placement, PlacementError
+from securevfl.defenses.clipping import NormClipping, NormClippingConfig
+from securevfl.defenses.noise import AdditiveNoise, GaussianNoise, GaussianNoiseConfig, LaplaceNoise, LaplaceNoiseConfig
+from securevfl.defenses.registry import (
+    DEFENSES,
     DefenseConfig,
-    DefenseConfigBase,
-    GaussianNoiseConfig,
-    LaplaceNoiseConfig,
-    NormClippingConfig,
-    SparsificationConfig,
     build_defense,
+    defense_class,
     parse_defense_config,
+    register_defense,
 )
-from securevfl.defenses.noise import AdditiveNoise, GaussianNoise, LaplaceNoise
-from securevfl.defenses.registry import DEFENSES, defense_class
-from securevfl.defenses.sparsification import Sparsification, kept_entries
+from securevfl.defenses.sparsification import Sparsification, SparsificationConfig, kept_entries
 
 __all__ = [
     "DEFENSES",
@@ -54,4 +52,5 @@ __all__ = [
     "defense_class",
     "kept_entries",
     "parse_defense_config",
+    "register_defense",
 ]

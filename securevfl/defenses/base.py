@@ -6,6 +6,10 @@ message pipeline (see :class:`Placement`); which points are possible depends on 
 (clipping needs comparisons) and on the CKKS parameter set (a 0/1 mask needs a level). Asking
 for an impossible point raises :class:`PlacementError` with the reason, so a configuration
 fails when it is loaded rather than halfway through a run.
+
+Every defense's configuration derives from :class:`DefenseConfigBase`, which lives here (not
+beside the registry) so that a defense module needs only this module: config and class of one
+defense sit in one file, and the registry imports the defense modules, never the reverse.
 """
 
 from __future__ import annotations
@@ -18,14 +22,14 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from securevfl.errors import ConfigError
 
 if TYPE_CHECKING:
     from securevfl.crypto import EncryptedTensor
-    from securevfl.defenses.config import DefenseConfigBase
 
-__all__ = ["Defense", "MessageContext", "Placement", "PlacementError"]
+__all__ = ["Defense", "DefenseConfigBase", "MessageContext", "Placement", "PlacementError"]
 
 
 class Placement(str, Enum):
@@ -45,6 +49,53 @@ class PlacementError(ConfigError):
     A :class:`ValueError` (through :class:`~securevfl.errors.ConfigError`), so the CLI reports it
     as a configuration error in one line.
     """
+
+
+class DefenseConfigBase(BaseModel):
+    """Fields every defense has: its ``kind``, which messages it transforms, and where.
+
+    Unknown keys and out-of-range values (NaN and infinity included) are rejected when the
+    configuration is read, so a typo never silently turns a defense off. Placement checks that
+    depend on the CKKS parameter set (levels) happen later, in
+    :meth:`Defense.check_placement`.
+
+    A subclass narrows ``kind`` to a one-value ``Literal`` with that value as default (the
+    discriminator of :data:`~securevfl.defenses.registry.DefenseConfig`), and lists in
+    :attr:`label_knobs` the fields that tell its settings apart, so that tables can describe
+    it (:meth:`label`) without knowing its fields.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    on: Literal["gradient", "activation"] = Field(
+        default="gradient", description="which messages: per-sample gradients dL/dH or activations H"
+    )
+    placement: Placement = Field(
+        default=Placement.PRE_ENCRYPTION,
+        description="pre_encryption (sender), under_encryption (ciphertext holder), post_decryption (receiver)",
+    )
+    # Declared after ``on`` and ``placement`` so that subclasses, which redeclare it, keep the
+    # field order (and hence the dumped key order) ``on, placement, kind, <own fields>``.
+    kind: str = Field(description="which defense; each subclass fixes it to its own name")
+
+    label_knobs: ClassVar[tuple[str, ...]] = ()
+    """Fields shown by :meth:`label`, in order, as ``field=value``."""
+
+    def label(self) -> str:
+        """One-line description for tables: ``gaussian_noise(variance=0.0001, gradient, pre_encryption)``.
+
+        Numbers are written with ``:g`` (the format of the committed study tables); the defense
+        decides which of its fields are worth showing through :attr:`label_knobs`.
+        """
+        knobs = [f"{name}={_knob_text(getattr(self, name))}" for name in self.label_knobs]
+        return f"{self.kind}({', '.join([*knobs, self.on, self.placement.value])})"
+
+
+def _knob_text(value: Any) -> str:
+    """``value`` as a table shows it: numbers with ``:g``, anything else as its ``str``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}"
+    return str(value.value if isinstance(value, Enum) else value)
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,23 @@ exist, but they need many levels and a known range of norms; they are not offere
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
-from securevfl.defenses.base import Defense, MessageContext, Placement
-from securevfl.defenses.config import NormClippingConfig
+from securevfl.defenses.base import Defense, DefenseConfigBase, MessageContext, Placement
 
-__all__ = ["NormClipping"]
+__all__ = ["NormClipping", "NormClippingConfig"]
+
+
+class NormClippingConfig(DefenseConfigBase):
+    """Scale every sample's row down to an L2 norm of at most ``max_norm``."""
+
+    kind: Literal["norm_clipping"] = "norm_clipping"
+    max_norm: float = Field(gt=0, description="largest L2 norm a sample's row may keep")
+
+    label_knobs = ("max_norm",)
 
 
 class NormClipping(Defense):

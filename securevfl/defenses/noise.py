@@ -15,17 +15,35 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
-from securevfl.defenses.base import Defense, MessageContext, check_rows, embed_real
-from securevfl.defenses.config import GaussianNoiseConfig, LaplaceNoiseConfig
+from securevfl.defenses.base import Defense, DefenseConfigBase, MessageContext, check_rows, embed_real
 
 if TYPE_CHECKING:
     from securevfl.crypto import EncryptedTensor
 
-__all__ = ["AdditiveNoise", "GaussianNoise", "LaplaceNoise"]
+__all__ = ["AdditiveNoise", "GaussianNoise", "GaussianNoiseConfig", "LaplaceNoise", "LaplaceNoiseConfig"]
+
+
+class GaussianNoiseConfig(DefenseConfigBase):
+    """Add i.i.d. N(0, variance) noise to every entry of the message."""
+
+    kind: Literal["gaussian_noise"] = "gaussian_noise"
+    variance: float = Field(gt=0, description="per-entry variance of the added noise")
+
+    label_knobs = ("variance",)
+
+
+class LaplaceNoiseConfig(DefenseConfigBase):
+    """Add i.i.d. Laplace noise of the given variance (scale b = sqrt(variance / 2)) to every entry."""
+
+    kind: Literal["laplace_noise"] = "laplace_noise"
+    variance: float = Field(gt=0, description="per-entry variance of the added noise (not the scale b)")
+
+    label_knobs = ("variance",)
 
 
 class AdditiveNoise(Defense):

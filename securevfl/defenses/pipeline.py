@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from securevfl.defenses.base import Defense, MessageContext, Placement, PlacementError
-from securevfl.defenses.config import DefenseConfigBase, build_defense
+from securevfl.defenses.base import Defense, DefenseConfigBase, MessageContext, Placement, PlacementError
+from securevfl.defenses.registry import build_defense
 from securevfl.seeding import derived_seed
 
 if TYPE_CHECKING:

@@ -26,19 +26,43 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from securevfl.defenses.base import Defense, MessageContext, Placement, PlacementError, check_rows
-from securevfl.defenses.config import SparsificationConfig
+from securevfl.defenses.base import Defense, DefenseConfigBase, MessageContext, Placement, PlacementError, check_rows
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from securevfl.crypto import EncryptedTensor
 
-__all__ = ["Sparsification", "kept_entries"]
+__all__ = ["Sparsification", "SparsificationConfig", "kept_entries"]
+
+
+class SparsificationConfig(DefenseConfigBase):
+    """Send only a fraction of the entries; keep the rest locally for later messages (DGC)."""
+
+    kind: Literal["sparsification"] = "sparsification"
+    drop_rate: float = Field(ge=0, lt=1, description="fraction s of the entries withheld from each message")
+    selection: Literal["top_k", "random"] = Field(
+        default="top_k", description="top_k: largest magnitudes; random: a uniformly random subset of the same size"
+    )
+    accumulate: bool = Field(
+        default=True,
+        description="add the withheld entries back into the next message (DGC); false: drop them for good",
+    )
+    momentum_correction: bool = Field(default=False, description="accumulate velocity, not gradients (Lin et al.)")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="momentum m of the correction (ignored without it)")
+
+    label_knobs = ("drop_rate",)
+
+    @model_validator(mode="after")
+    def _check_momentum(self) -> SparsificationConfig:
+        if self.momentum_correction and not self.accumulate:
+            raise ValueError("momentum_correction accumulates velocity locally; it needs accumulate = true")
+        return self
 
 
 def kept_entries(n: int, drop_rate: float) -> int:

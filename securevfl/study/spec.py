@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from securevfl.config import RunConfig, validate_config
-from securevfl.defenses.config import parse_defense_config
+from securevfl.defenses.registry import parse_defense_config
 from securevfl.errors import ConfigError
 from securevfl.schemes import protection_from_label
 

@@ -12,11 +12,12 @@ import csv
 import json
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from securevfl.config import ProtectionConfig
+from securevfl.defenses.registry import parse_defense_config
 from securevfl.schemes import Scheme, scheme_for
 from securevfl.study.runner import FAILED_NAME, RESULT_NAME, run_dir
 from securevfl.study.spec import PlannedRun
@@ -43,13 +44,14 @@ def scheme_label(config: dict[str, Any]) -> str:
     return scheme_of(config).label()
 
 
-def describe_defenses(defenses: Iterable[dict[str, Any]]) -> str:
-    """``gaussian_noise(variance=0.0001, gradient, pre_encryption)`` joined by ' + '; 'none'."""
-    parts = []
-    for defense in defenses:
-        knob = next((f"{k}={defense[k]:g}" for k in ("variance", "drop_rate", "max_norm") if k in defense), "")
-        parts.append(f"{defense['kind']}({', '.join(p for p in (knob, defense.get('on', ''), defense.get('placement', '')) if p)})")
-    return " + ".join(parts) or "none"
+def describe_defenses(defenses: Iterable[Mapping[str, Any]]) -> str:
+    """Each defense's own label (``gaussian_noise(variance=0.0001, gradient, pre_encryption)``) joined by ' + '; 'none'.
+
+    The dumped ``[[defense]]`` tables of a run config are parsed back into their models, so the
+    table needs to know no defense's fields: each config says what to show
+    (:meth:`~securevfl.defenses.base.DefenseConfigBase.label`).
+    """
+    return " + ".join(parse_defense_config(defense).label() for defense in defenses) or "none"
 
 
 def _config_columns(config: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from securevfl.defenses import (
     SparsificationConfig,
     build_defense,
 )
-from securevfl.defenses.config import DefenseConfigBase
+from securevfl.defenses.base import DefenseConfigBase
 
 PRE, UNDER, POST = Placement.PRE_ENCRYPTION, Placement.UNDER_ENCRYPTION, Placement.POST_DECRYPTION
 

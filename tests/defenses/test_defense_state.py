@@ -15,7 +15,7 @@ from securevfl.defenses import (
     SparsificationConfig,
     build_defense,
 )
-from securevfl.defenses.config import DefenseConfigBase
+from securevfl.defenses.base import DefenseConfigBase
 
 CONFIGS: list[DefenseConfigBase] = [
     GaussianNoiseConfig(variance=0.1),
