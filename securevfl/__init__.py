@@ -43,12 +43,11 @@ from securevfl.data import (  # noqa: E402
     load_dataset,
 )
 from securevfl.errors import ConfigError, DataError, SecureVFLError  # noqa: E402
-from securevfl.training import EpochRecord, TrainingDiverged  # noqa: E402
+from securevfl.training import TrainingDiverged  # noqa: E402
 
 __all__ = [
     "ConfigError",
     "DataError",
-    "EpochRecord",
     "EpochSummary",
     "PartitionedDataset",
     "RunConfig",

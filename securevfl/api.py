@@ -36,13 +36,12 @@ from torch import nn
 from securevfl.config import RunConfig, validate_config
 from securevfl.data import PartitionedDataset, VFLDataset, load_dataset, partition_columns
 from securevfl.errors import ConfigError
-from securevfl.training import EpochCallback, EpochRecord, run_training
+from securevfl.training import EpochCallback, run_training
 
 __all__ = [
     "ConfigLike",
     "DataLike",
     "EpochSummary",
-    "EpochRecord",
     "Timing",
     "TrainingResult",
     "bottom_model_shapes",
@@ -50,16 +49,16 @@ __all__ = [
     "train",
 ]
 
-#: What :func:`train` accepts as a configuration: nothing (all defaults), a dict shaped like the
-#: TOML file (sections ``data``, ``parties``, ``model``, ``train``, ``protection``, ``attack``,
-#: ``defense``; keys left out keep their defaults), or a validated :class:`~securevfl.RunConfig`.
 ConfigLike = RunConfig | Mapping[str, Any] | None
+"""What :func:`train` accepts as a configuration: nothing (all defaults), a dict shaped like the
+TOML file (sections ``data``, ``parties``, ``model``, ``train``, ``protection``, ``attack``,
+``defense``; keys left out keep their defaults), or a validated :class:`~securevfl.RunConfig`."""
 
-#: What :func:`train` accepts as data: a data set built by
-#: :func:`~securevfl.data.dataset_from_arrays` / :func:`~securevfl.data.dataset_from_dataframe`,
-#: any :class:`~securevfl.data.VFLDataset`, or ``None`` to load the configuration's ``data`` section
-#: (a built-in data set, exactly as the command line does).
 DataLike = PartitionedDataset | VFLDataset | None
+"""What :func:`train` accepts as data: a data set built by
+:func:`~securevfl.data.dataset_from_arrays` / :func:`~securevfl.data.dataset_from_dataframe`,
+any :class:`~securevfl.data.VFLDataset`, or ``None`` to load the configuration's ``data`` section
+(a built-in data set, exactly as the command line does)."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,11 @@ class EpochSummary:
     """One epoch of the run's history (deterministic: the same seed gives the same entries)."""
 
     epoch: int
+    """1-based epoch number."""
     main_accuracy: float
+    """Clean test accuracy after this epoch, a fraction in [0, 1]."""
     loss: float
+    """Mean training loss over the epoch's batches."""
     attack_metrics: Mapping[str, float]
     """The attack's metrics after this epoch (e.g. ``backdoor_accuracy``); empty without one."""
 
@@ -80,7 +82,9 @@ class Timing:
     wall_seconds: float
     """Wall-clock seconds of the :func:`train` call (training, evaluation, checkpoints)."""
     epoch_seconds: tuple[float, ...]
+    """Seconds of each epoch, training and evaluation together."""
     mean_epoch_seconds: float
+    """Mean of :attr:`epoch_seconds`."""
     by_category: Mapping[str, float]
     """Seconds per cost category: ``compute``, ``encrypted_compute``, ``keygen``,
     ``encode_encrypt``, ``serialize``, ``deserialize``, ``decrypt``, ``transfer``."""
@@ -100,6 +104,7 @@ class TrainingResult:
     main_accuracy: float
     """Clean test accuracy after the last epoch, a fraction in [0, 1]."""
     history: tuple[EpochSummary, ...]
+    """One entry per epoch, in order."""
     attack_metrics: Mapping[str, float]
     """The last epoch's attack metrics (``backdoor_accuracy``, ``label_inference_accuracy``, ...);
     empty when no attack was configured."""
@@ -108,12 +113,15 @@ class TrainingResult:
     bytes_sent: Mapping[str, int]
     """Bytes on the wire per message kind (``activation``, ``gradient``, ``public_key``, ...)."""
     messages_sent: Mapping[str, int]
+    """Messages sent per message kind."""
     timing: Timing
+    """Where the time went (the only part of a result that varies between identical runs)."""
     scheme: str
     """``"plain"`` or ``"ckks"``."""
     key_holder: str | None
     """Who holds the CKKS secret key (``receiver``, ``active``, ``coordinator``); ``None`` when plain."""
     seed: int
+    """The run's seed (``train.seed``): the same seed and data give the same history."""
     dataset: Mapping[str, Any]
     """What was trained on: ``name``, ``n_train``, ``n_test``, ``n_features``, ``num_classes``,
     ``block_columns`` (columns per feature block)."""

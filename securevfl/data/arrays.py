@@ -41,13 +41,13 @@ __all__ = [
     "dataset_from_dataframe",
 ]
 
-#: The key of a party assignment that names the active party's own columns (the party that also
-#: holds the labels). Every other key is a passive party, in the order given.
 ACTIVE_PARTY = "active"
+"""The key of a party assignment that names the active party's own columns (the party that also
+holds the labels). Every other key is a passive party, in the order given."""
 
-#: Party name -> that party's columns: names (DataFrame columns, or ``feature_names`` for arrays)
-#: or, for arrays, 0-based column positions.
 PartyAssignment = Mapping[str, Sequence[Hashable]]
+"""Party name -> that party's columns: names (DataFrame columns, or ``feature_names`` for arrays)
+or, for arrays, 0-based column positions."""
 
 _NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -61,19 +61,19 @@ class PartitionedDataset:
     :func:`securevfl.train`. When ``parties`` is set the data itself decides the vertical split
     (and a run's configuration must not have a ``parties`` section of its own); when it is
     ``None`` the run's ``parties`` section decides, as for the built-in data sets.
-
-    Attributes:
-        dataset: the converted data (float32 features, int64 labels 0..C-1, train and test).
-        parties: the partition configuration the assignment maps to, or ``None``.
-        party_names: one name per feature block in block order: passive parties as given, then
-            ``"active"`` when the active party holds columns. Empty without an assignment.
-        feature_names: one name per feature column of ``dataset``.
     """
 
     dataset: VFLDataset
+    """The converted data: float32 features, int64 labels 0..C-1, train and test splits."""
     parties: PartitionConfig | None
+    """The partition configuration the assignment maps to (one named group per party,
+    ``split = "groups"``), or ``None`` without an assignment."""
     party_names: tuple[str, ...]
+    """One name per feature block in block order, which is also the order of ``bottom_models``:
+    passive parties as given, then ``"active"`` when the active party holds columns. Empty
+    without an assignment."""
     feature_names: tuple[str, ...]
+    """One name per feature column of ``dataset`` (``x0``, ``x1``, ... for unnamed arrays)."""
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -281,7 +281,7 @@ def _assignment(parties: PartyAssignment, names: tuple[str, ...], lookup: Mappin
     if unassigned:
         raise DataError(f"{name}: {len(unassigned)} column(s) assigned to no party: "
                         f"{_preview(unassigned)}; every feature column must belong to exactly "
-                        f"one party (drop the column from the data to leave it out)")
+                        f"one party (leave a column out of the data to drop it)")
     passives = [party for party in items if party != ACTIVE_PARTY]
     if not passives:
         raise DataError(f"{name}: parties needs at least one passive party besides "
