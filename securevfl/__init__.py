@@ -25,6 +25,7 @@ from __future__ import annotations
 
 # Defined before the imports below: securevfl.training reads it while this package initialises.
 __version__ = "0.1.0"
+"""The installed version, recorded in every ``result.json`` (``version``)."""
 
 from securevfl.api import (  # noqa: E402
     EpochSummary,
