@@ -1,0 +1,50 @@
+"""The API reference renders from the docstrings (pdoc), and every public name has its own."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+import securevfl
+
+pdoc = pytest.importorskip("pdoc")
+import pdoc.doc  # noqa: E402
+
+#: The modules of the documented command (docs/api.md, "API reference").
+MODULES = ("securevfl", "securevfl.api", "securevfl.data", "securevfl.config", "securevfl.errors")
+
+#: Public names whose docstring lives in a module being restructured elsewhere (issue 11); the
+#: test fails once they gain one, so that this list shrinks instead of going stale.
+PENDING_DOCSTRINGS = {"RunConfig"}  # pydantic's BaseModel docstring shows through
+
+
+def test_the_reference_builds_and_shows_every_public_name(tmp_path: Path) -> None:
+    pdoc.pdoc(*MODULES, output_directory=tmp_path)
+    page = (tmp_path / "securevfl.html").read_text(encoding="utf-8")
+    for name in securevfl.__all__:
+        assert f'id="{name}"' in page, name
+    # Docstrings render, not only signatures.
+    assert "Train a vertical federated model on" in page
+    assert "Build a data set from feature matrices and label vectors" in page
+    for module in MODULES[1:]:
+        assert (tmp_path / Path(*module.split("."))).with_suffix(".html").is_file(), module
+
+
+def test_every_public_name_has_its_own_docstring() -> None:
+    module = pdoc.doc.Module(securevfl)
+    missing = set()
+    for name in securevfl.__all__:
+        member = module.get(name)
+        assert member is not None, name
+        own = member.docstring.strip() and "A base class for creating Pydantic models" not in member.docstring
+        if not own:
+            missing.add(name)
+    assert missing == PENDING_DOCSTRINGS
+    for name in ("TrainingResult", "EpochSummary", "Timing", "PartitionedDataset"):
+        cls = module.get(name)
+        fields = [m for m in cls.own_members if not m.name.startswith("_") and not m.docstring.strip()]  # type: ignore[union-attr]
+        assert fields == [], f"{name}: undocumented {[m.name for m in fields]}"
+    for name in ("api", "data.arrays"):
+        assert importlib.import_module(f"securevfl.{name}").__doc__
