@@ -232,13 +232,6 @@ def train(
     """
     run_config = resolve_config(data, config)
     dataset = data.dataset if isinstance(data, PartitionedDataset) else data
-    for model in bottom_models or ():
-        # The engine checks each model's output width on a single zero row before training. In
-        # training mode BatchNorm refuses a batch of one (and would fold the zero row into its
-        # running statistics); the parties themselves switch to train() for every step and to
-        # eval() for every evaluation, so starting in eval mode changes nothing else.
-        if isinstance(model, nn.Module):
-            model.eval()
     directory = None if out_dir is None else Path(out_dir)
     raw = run_training(run_config, directory, on_epoch_end=on_epoch_end, dataset=dataset,
                        bottom_models=bottom_models)

@@ -124,6 +124,14 @@ class ProtectionConfig(_Section):
 
 
 class RunConfig(_Section):
+    """A whole run: data, parties, models, training, protection, attack and defenses.
+
+    Build one from a TOML file with :func:`load_config`, from a dict with :func:`validate_config`,
+    or directly. Every field is validated when set, and the combination is checked against the
+    protection scheme (:attr:`scheme`): a model it cannot train or a defense placement it cannot
+    carry is refused here, before any data is loaded.
+    """
+
     data: DataConfig = Field(default_factory=DataConfig)
     parties: PartitionConfig = Field(default_factory=PartitionConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -177,6 +185,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
 
 def validate_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict (TOML-shaped) into a :class:`RunConfig`; one-line :class:`ConfigError` otherwise."""
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:

@@ -114,11 +114,14 @@ def _check_given_models(scheme: Scheme, models: Sequence[torch.nn.Module], block
             scheme.check_bottom_model(index, model)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        try:
+        was_training = model.training
+        try:  # eval mode: BatchNorm refuses a batch of one in training mode and would learn from the probe
             with torch.no_grad():
-                width = model(torch.zeros(1, len(block))).shape
+                width = model.eval()(torch.zeros(1, len(block))).shape
         except Exception as exc:  # a user's module may raise anything on a wrong input width
             raise ConfigError(f"bottom_models[{index}] cannot take its block of {len(block)} column(s): {exc}") from None
+        finally:
+            model.train(was_training)
         if tuple(width) != (1, bottom_out):
             raise ConfigError(
                 f"bottom_models[{index}] outputs shape {tuple(width)} for one sample; the configured top needs "

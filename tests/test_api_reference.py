@@ -15,9 +15,6 @@ import pdoc.doc  # noqa: E402
 #: The modules of the documented command (docs/api.md, "API reference").
 MODULES = ("securevfl", "securevfl.api", "securevfl.data", "securevfl.config", "securevfl.errors")
 
-#: Public names whose docstring lives in a module being restructured elsewhere (issue 11); the
-#: test fails once they gain one, so that this list shrinks instead of going stale.
-PENDING_DOCSTRINGS = {"RunConfig"}  # pydantic's BaseModel docstring shows through
 
 
 def test_the_reference_builds_and_shows_every_public_name(tmp_path: Path) -> None:
@@ -41,7 +38,7 @@ def test_every_public_name_has_its_own_docstring() -> None:
         own = member.docstring.strip() and "A base class for creating Pydantic models" not in member.docstring
         if not own:
             missing.add(name)
-    assert missing == PENDING_DOCSTRINGS
+    assert missing == set()
     for name in ("TrainingResult", "EpochSummary", "Timing", "PartitionedDataset"):
         cls = module.get(name)
         fields = [m for m in cls.own_members if not m.name.startswith("_") and not m.docstring.strip()]  # type: ignore[union-attr]
