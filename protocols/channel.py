@@ -9,7 +9,7 @@ counts equal what a network transport would carry.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from securevfl.protocols.accounting import TrafficStats
@@ -61,6 +61,8 @@ class InProcessChannel:
         self._mailboxes: dict[str, deque[bytes]] = {}
         self._servers: list[Server] = []
         self._serving = False
+        self.taps: list[Callable[[bytes], None]] = []
+        """Observers of every frame sent (a relay's or eavesdropper's view; studies attach attacks here)."""
 
     def attach_server(self, server: Server) -> None:
         """Let ``server`` answer its queued requests whenever a receive would otherwise fail."""
@@ -70,6 +72,8 @@ class InProcessChannel:
         with self.stats.timer.phase(Phase.SERIALIZE):
             frame = encode_message(message, self.codecs)
         self.stats.record(message.kind, len(frame))
+        for tap in self.taps:
+            tap(frame)
         self._mailboxes.setdefault(message.receiver, deque()).append(frame)
 
     def receive(self, receiver: str, kind: MessageKind, sender: str | None = None) -> Message:

@@ -15,6 +15,7 @@ things a deep homomorphic backpropagation cannot do on its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,8 @@ class KeyHolder:
         self._secret = secret
         self.timer = timer
         self.audit = audit
+        self.observer: Callable[[Message, np.ndarray], None] | None = None
+        """Sees every request and the value decrypted for it (a study's curious key holder)."""
 
     @property
     def keyring(self) -> SecretKeyring:
@@ -65,6 +68,8 @@ class KeyHolder:
                 values = encrypted.decrypt()
         except CryptoError as exc:
             raise ProtocolError(f"{self.name} could not decrypt a request from {requester}: {exc}") from exc
+        if self.observer is not None:
+            self.observer(message, values.copy())
         self.audit.saw(
             str(message.meta.get("what", "unknown")),
             values.shape,

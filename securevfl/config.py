@@ -13,9 +13,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from securevfl.attacks.config import AttackConfig
+from securevfl.attacks.base import AttackConfigBase, NoAttackConfig
+from securevfl.attacks.registry import attack_keys, parse_attack_config
 from securevfl.data import DataConfig, PartitionConfig
 from securevfl.defenses.base import PlacementError
 from securevfl.defenses.registry import DefenseConfig
@@ -137,8 +138,15 @@ class RunConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     protection: ProtectionConfig = Field(default_factory=ProtectionConfig)
-    attack: AttackConfig = Field(default_factory=AttackConfig)
+    attack: SerializeAsAny[AttackConfigBase] = Field(
+        default_factory=NoAttackConfig, description="[attack] table; its kind selects the attack's own config"
+    )
     defense: list[DefenseConfig] = Field(default_factory=list, description="[[defense]] tables, applied in order")
+
+    @field_validator("attack", mode="before")
+    @classmethod
+    def _attack_of_its_kind(cls, raw: Any) -> AttackConfigBase:
+        return parse_attack_config(raw)
 
     @property
     def scheme(self) -> Scheme:
@@ -231,6 +239,10 @@ def _describe_validation_error(exc: ValidationError) -> str:
 
 def _suggest(loc: tuple[Any, ...]) -> str:
     """'did you mean ...' for a misspelt key, looked up in the section's known fields."""
+    if len(loc) == 2 and loc[0] == "attack":  # validated by the config of its kind: any attack's key
+        known = attack_keys()
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
     model: type[BaseModel] = RunConfig
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))

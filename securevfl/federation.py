@@ -7,18 +7,18 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from securevfl.attacks import BackdoorData, prepare_attack
+from securevfl.attacks import prepare_attack
 from securevfl.config import RunConfig
 from securevfl.data import VFLDataset
 from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.errors import ConfigError
 from securevfl.models import build_bottom_model, build_top_model
-from securevfl.parties import LocalBlock, PartyModels, passive_name
-from securevfl.scheduler import BACKDOOR_SPLIT, Federation
+from securevfl.parties import ACTIVE_NAME, LocalBlock, PartyModels, passive_name
+from securevfl.scheduler import Federation
 from securevfl.schemes import Role, Scheme, scheme_for
 from securevfl.seeding import seed_torch
 
-__all__ = ["BACKDOOR_SPLIT", "Federation", "build_federation"]
+__all__ = ["Federation", "build_federation"]
 
 
 def build_federation(
@@ -38,29 +38,27 @@ def build_federation(
     scheme = scheme_for(config.protection)
     models = _build_models(config, scheme, dataset, blocks, bottom_models)
     names = [passive_name(index) for index in range(config.parties.passive)]
-    setup = prepare_attack(
-        config.attack, dataset, blocks, names, scheme.capabilities.granted(Role.PASSIVE), models.bottom_out, config.train.seed
-    )
+    parties = {Role.PASSIVE: names, Role.ACTIVE: [ACTIVE_NAME], Role.OBSERVER: ["channel"]}
+    if scheme.key_holder_party is not None:
+        parties[Role.KEY_HOLDER] = [scheme.key_holder_party]
+    granted = {role: scheme.capabilities.granted(role) for role in Role}
+    setup = prepare_attack(config.attack, dataset, blocks, parties, granted, models.bottom_out, config.train.seed)
     data = setup.dataset if setup.dataset is not None else dataset
     federation = scheme.assemble(config, data, blocks, models)
     federation.connect()
-    federation.attack_setup = setup
     federation.active.defenses = DefensePipeline.build(config.defense, scheme, config.train.seed)
-    if setup.attack is not None:
-        federation.passives[names.index(setup.party)].attack = setup.attack  # type: ignore[arg-type]
-    if setup.backdoor is not None:
-        _add_backdoor_split(federation, data, blocks, setup.backdoor)
+    federation.run_attack(setup)
+    for split, (x, labels) in setup.plan.eval_splits.items():
+        _add_eval_split(federation, split, x, labels, blocks)
     return federation
 
 
-def _add_backdoor_split(federation: Federation, dataset: VFLDataset, blocks: list[np.ndarray], backdoor: BackdoorData) -> None:
-    """The triggered test samples as an evaluation split every party holds its columns of."""
-    rows = backdoor.triggered_test
-    x = backdoor.apply_trigger(dataset.x_test, rows)[rows]
+def _add_eval_split(federation: Federation, split: str, x: np.ndarray, labels: np.ndarray, blocks: list[np.ndarray]) -> None:
+    """An evaluation set (global feature rows) every party holds its own columns of."""
     for index, party in enumerate(federation.passives):
-        party.add_eval_split(BACKDOOR_SPLIT, x[:, blocks[index]])
+        party.add_eval_split(split, x[:, blocks[index]])
     local = x[:, blocks[len(federation.passives)]] if federation.active.local_block is not None else None
-    federation.active.add_eval_split(BACKDOOR_SPLIT, dataset.y_test[rows], local)
+    federation.active.add_eval_split(split, labels, local)
 
 
 def _build_models(

@@ -17,16 +17,14 @@ import numpy as np
 import torch
 
 from securevfl.parties import ActiveParty, KeyHolderParty, PassiveParty
-from securevfl.protocols import InProcessChannel, PhaseTimer
+from securevfl.protocols import InProcessChannel, PhaseTimer, ProtocolError
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.roles import Role
 
 if TYPE_CHECKING:
-    from securevfl.attacks import AttackSetup
+    from securevfl.attacks.setup import AttackSetup
 
-__all__ = ["BACKDOOR_SPLIT", "EVALUATION_ROUND", "Federation", "SETUP", "TRAINING_ROUND"]
-
-BACKDOOR_SPLIT = "backdoor"
+__all__ = ["EVALUATION_ROUND", "Federation", "SETUP", "TRAINING_ROUND"]
 
 #: Key set-up: every party announces its public material, then every party learns its peers'.
 SETUP: tuple[tuple[tuple[Role, ...], str], ...] = (
@@ -97,15 +95,33 @@ class Federation:
                         batches.append(outcome)
         return torch.cat(batches)
 
+    def run_attack(self, setup: AttackSetup) -> None:
+        """Attach a feasible attack to the party of its role (an observer taps the channel)."""
+        self.attack_setup = setup
+        attack = setup.attack
+        if attack is None:
+            return
+        if setup.role is Role.PASSIVE:
+            next(party for party in self.passives if party.name == setup.party).attack = attack
+        elif setup.role is Role.ACTIVE:
+            self.active.attack = attack
+        elif setup.role is Role.KEY_HOLDER and self.key_holder is not None:
+            self.key_holder.run_attack(attack)
+        elif setup.role is Role.OBSERVER:
+            self.channel.taps.append(attack.observed_frame)
+        else:
+            raise ProtocolError(f"no party of role {setup.role} can run attack {setup.config.kind!r} in this federation")
+
     def attack_metrics(self, batch_size: int, step: int = 0) -> dict[str, float]:
-        """Backdoor accuracy on the triggered test samples, and the attack's own metrics."""
+        """The attack's metrics: those of its evaluation splits (e.g. the backdoor), then its own."""
         setup = self.attack_setup
         if setup is None or not setup.config.active:
             return {}
-        metrics: dict[str, float] = {}
-        if setup.backdoor is not None:
-            predictions = self.predict_split(BACKDOOR_SPLIT, len(setup.backdoor.triggered_test), batch_size, step)
-            metrics["backdoor_accuracy"] = float((predictions == setup.backdoor.target_label).double().mean())
+        predictions = {
+            split: self.predict_split(split, len(labels), batch_size, step).numpy()
+            for split, (_, labels) in setup.plan.eval_splits.items()
+        }
+        metrics = setup.plan.evaluate(predictions)
         if setup.attack is not None and setup.truth is not None:
             metrics.update(setup.attack.epoch_metrics(setup.truth))
         return metrics

@@ -18,6 +18,7 @@ from securevfl.protocols import NonFiniteError
 from securevfl.protocols.phases import CostGroup, cost_summary
 from securevfl.protocols.errors import PayloadRangeError
 from securevfl import __version__
+from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.checkpoint import load_checkpoint, save_checkpoint
 from securevfl.config import RunConfig
 from securevfl.data import VFLDataset, load_dataset, partition_columns
@@ -196,9 +197,8 @@ def _result_record(
         "seed": config.train.seed,
         "scheme": config.protection.scheme,
         "key_holder": config.scheme.key_holder,
-        "main_accuracy": last.get("main_accuracy"),
-        "backdoor_accuracy": last.get("backdoor_accuracy"),
-        "label_inference_accuracy": last.get("label_inference_accuracy"),
+        MAIN_ACCURACY.name: last.get(MAIN_ACCURACY.name),
+        **{spec.name: last.get(spec.name) for spec in attack_metrics()},
         "attack_feasible": attack.get("feasible", True) if attack["kind"] != "none" else None,
         "attack_infeasible_reason": attack.get("infeasible_reason"),
         "attack": attack,

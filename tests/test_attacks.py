@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from securevfl.attacks import AttackConfig, GradientReplacement, default_image_trigger, plan_backdoor
+from securevfl.attacks import GradientReplacement, GradientReplacementConfig, default_image_trigger, plan_backdoor
 from securevfl.config import load_config
 from securevfl.errors import ConfigError, DataError
 from securevfl.federation import build_federation
@@ -93,7 +93,7 @@ def test_ciphertext_replacement_equals_plaintext_replacement(
 
 def test_plaintext_replacement_writes_gamma_times_the_recorded_row() -> None:
     dataset = random_dataset(20, 4, 4, 3, 0)
-    cfg = AttackConfig(kind="gradient_replacement", gamma=5.0, poison_train=3, poison_test=1, trigger_features=[3], target_label=1)
+    cfg = GradientReplacementConfig(kind="gradient_replacement", gamma=5.0, poison_train=3, poison_test=1, trigger_features=[3], target_label=1)
     backdoor = plan_backdoor(dataset, np.arange(2, 4), cfg, np.random.default_rng(0))
     attack = GradientReplacement("passive_2", backdoor, gamma=5.0, blur_variance=None, rng=np.random.default_rng(0))
     poisoned, known = int(backdoor.poisoned_train[0]), int(backdoor.known_target[0])
@@ -108,7 +108,7 @@ def test_plaintext_replacement_writes_gamma_times_the_recorded_row() -> None:
 
 def test_blurring_sends_random_rows_for_poisoned_samples_only() -> None:
     dataset = random_dataset(40, 4, 4, 3, 1)
-    cfg = AttackConfig(kind="gradient_replacement", poison_train=5, poison_test=1, trigger_features=[2])
+    cfg = GradientReplacementConfig(kind="gradient_replacement", poison_train=5, poison_test=1, trigger_features=[2])
     backdoor = plan_backdoor(dataset, np.arange(2, 4), cfg, np.random.default_rng(0))
     attack = GradientReplacement("p", backdoor, gamma=1.0, blur_variance=1e-6, rng=np.random.default_rng(0))
     ids = np.arange(40)
@@ -125,7 +125,7 @@ def test_mnist_default_trigger_is_the_papers_corner_pattern() -> None:
 
 def test_poisoned_and_triggered_samples_are_never_of_the_target_class() -> None:
     dataset = random_dataset(300, 100, 6, 3, 2)
-    cfg = AttackConfig(kind="gradient_replacement", target_label=2, poison_train=50, poison_test=20, trigger_features=[5])
+    cfg = GradientReplacementConfig(kind="gradient_replacement", target_label=2, poison_train=50, poison_test=20, trigger_features=[5])
     backdoor = plan_backdoor(dataset, np.arange(3, 6), cfg, np.random.default_rng(0))
     assert (dataset.y_train[backdoor.poisoned_train] != 2).all() and (dataset.y_test[backdoor.triggered_test] != 2).all()
     assert (dataset.y_train[backdoor.known_target] == 2).all()
@@ -134,7 +134,7 @@ def test_poisoned_and_triggered_samples_are_never_of_the_target_class() -> None:
 
 def test_trigger_outside_the_attackers_block_is_refused() -> None:
     dataset = random_dataset(30, 10, 6, 3, 2)
-    cfg = AttackConfig(kind="gradient_replacement", poison_train=5, poison_test=2, trigger_features=[0], party="passive_2")
+    cfg = GradientReplacementConfig(kind="gradient_replacement", poison_train=5, poison_test=2, trigger_features=[0], party="passive_2")
     with pytest.raises(DataError, match="not held by the attacking party"):
         plan_backdoor(dataset, np.arange(3, 6), cfg, np.random.default_rng(0))
 

@@ -1,36 +1,58 @@
-"""The attack interface: hooks at a passive party, and what each attack needs from a scheme.
+"""The attack interface: a config model, a role, the capabilities it needs, its metrics, and hooks.
 
-An attack is a plug-in of one passive party. The party calls it at three points of its
-protocol round and never branches on the kind of attack:
+An attack is a plug-in of one party. It declares
 
-- :meth:`PassiveAttack.outgoing_activations`: the rows it is about to send (training only);
-- :meth:`PassiveAttack.incoming_gradient`: the plaintext gradient rows it received, when it
-  can decrypt them;
-- :meth:`PassiveAttack.encrypted_gradients`: its homomorphic backpropagation, when it holds
-  only ciphertext gradient rows (the label-private schemes).
+- :attr:`Attack.config_type`: its own ``[attack]`` model (``kind`` selects it);
+- :attr:`Attack.role`: where it runs (passive, active, key holder, or an observer of the channel);
+- :attr:`Attack.requires`: alternatives of :class:`~securevfl.roles.Capability` sets; a scheme
+  grants capabilities per role, and when none of the alternatives is granted the run records
+  the attack as infeasible with :attr:`Attack.infeasible_because` and trains without it,
+  instead of running a weakened variant;
+- :attr:`Attack.metrics`: what it reports per epoch (names, meaning, direction).
 
-Each attack declares the :class:`Capability` sets under which it works. A scheme grants a
-set of capabilities to the attacker; when none of the attack's alternatives is granted, the
-run records the attack as infeasible with the reason and trains without it, instead of
-running a weakened variant.
+Its party calls the hooks of :mod:`securevfl.attacks.hooks`; every hook defaults to honest
+behaviour. Adding an attack is one module with its config and class, its test, and one line in
+:mod:`securevfl.attacks.registry` (or :func:`~securevfl.attacks.registry.register_attack`).
 """
 
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from securevfl.roles import Capability
+from securevfl.attacks.metrics import MetricSpec
+from securevfl.roles import Capability, Role
 
 if TYPE_CHECKING:
+    from securevfl.attacks.hooks import EncryptedBackprop
     from securevfl.crypto import EncryptedTensor
-    from securevfl.schemes.label_private.backprop import ForwardCache
+    from securevfl.data import VFLDataset
 
-__all__ = ["AttackTruth", "Backprop", "Capability", "PassiveAttack"]
+__all__ = ["Attack", "AttackConfigBase", "AttackPlan", "AttackSetting", "AttackTruth", "NoAttackConfig"]
+
+
+class AttackConfigBase(BaseModel):
+    """Fields every ``[attack]`` table has; each attack extends it with its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    kind: str
+    party: str | None = Field(default=None, description="the attacking party; default: the last passive (passive attacks)")
+
+    @property
+    def active(self) -> bool:
+        return self.kind != "none"
+
+
+class NoAttackConfig(AttackConfigBase):
+    """Every party follows the protocol."""
+
+    kind: Literal["none"] = "none"
 
 
 @dataclass(frozen=True)
@@ -40,29 +62,77 @@ class AttackTruth:
     y_train: np.ndarray
 
 
-#: The attacker's own homomorphic backpropagation: (cache, Enc(G^T), Enc(G) or None) -> Enc(dW|db) per layer.
-Backprop = Callable[["ForwardCache", "EncryptedTensor", "EncryptedTensor | None"], list["EncryptedTensor"]]
+@dataclass(frozen=True)
+class AttackSetting:
+    """What an attack is prepared from: the data, who attacks, and the run's public facts."""
+
+    dataset: VFLDataset
+    party: str
+    columns: np.ndarray | None
+    """The attacking party's global feature columns (passive attackers), else None."""
+    bottom_output: int
+    seed: int
 
 
-class PassiveAttack(ABC):
-    """Base class of an attack run by one passive party. Every hook defaults to honest behaviour."""
+@dataclass
+class AttackPlan:
+    """What an attack changes before training, whether or not it turns out feasible.
+
+    ``dataset`` replaces the run's data (e.g. a trigger in the attacker's own columns);
+    ``eval_splits`` are extra evaluation sets, each ``name -> (global feature rows, labels)``,
+    whose predictions ``evaluate`` turns into metrics; ``summary`` goes to result.json's
+    ``attack`` record.
+    """
+
+    dataset: VFLDataset | None = None
+    eval_splits: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def evaluate(self, predictions: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Metrics from the predictions on :attr:`eval_splits` (none by default)."""
+        return {}
+
+
+class Attack(ABC):
+    """Base class of every attack. Every hook defaults to honest behaviour."""
 
     name: ClassVar[str]
+    config_type: ClassVar[type[AttackConfigBase]]
+    role: ClassVar[Role] = Role.PASSIVE
     requires: ClassVar[tuple[frozenset[Capability], ...]]
     """Alternatives: the attack works if the scheme grants every capability of any one set."""
     infeasible_because: ClassVar[str]
     """Why the attack cannot run when no alternative is granted (completes "infeasible: ...")."""
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    success_metric: ClassVar[str | None] = None
+    """The metric that says how well the attack succeeded (survival verdicts compare it)."""
 
     def __init__(self, party: str) -> None:
         self.party = party
 
+    # ------------------------------------------------------------------ preparation
     @classmethod
-    def infeasibility(cls, granted: frozenset[Capability]) -> str | None:
-        """None when the attack can run with ``granted``; otherwise the reason it cannot."""
+    def plan(cls, config: AttackConfigBase, setting: AttackSetting) -> AttackPlan:
+        """Data changes and evaluation sets, made before feasibility is known (default: none)."""
+        return AttackPlan()
+
+    @classmethod
+    def infeasibility(cls, granted: frozenset[Capability], setting: AttackSetting) -> str | None:
+        """None when the attack can run with ``granted`` in ``setting``; otherwise the reason it cannot."""
         if any(needs <= granted for needs in cls.requires):
             return None
         return cls.infeasible_because
 
+    @classmethod
+    def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: AttackPlan) -> Attack:
+        """The running attack (called only when it is feasible)."""
+        return cls(setting.party)
+
+    def summary(self) -> dict[str, Any]:
+        """Attack-specific facts for result.json's ``attack`` record (e.g. how many rows it replaced)."""
+        return {}
+
+    # ------------------------------------------------------------------ passive hooks
     def outgoing_activations(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
         """The activation rows to send for a training batch (default: the real ones)."""
         return values
@@ -71,18 +141,28 @@ class PassiveAttack(ABC):
         """The gradient rows to train the bottom model on (default: those received)."""
         return gradient
 
-    def encrypted_gradients(
-        self,
-        step: int,
-        sample_ids: np.ndarray,
-        cache: ForwardCache,
-        gradient_t: EncryptedTensor,
-        gradient: EncryptedTensor | None,
-        backprop: Backprop,
-    ) -> list[EncryptedTensor]:
+    def encrypted_gradients(self, step: int, sample_ids: np.ndarray, backprop: EncryptedBackprop) -> list[EncryptedTensor]:
         """Encrypted parameter gradients from encrypted gradient rows (default: honest backprop)."""
-        return backprop(cache, gradient_t, gradient)
+        return backprop.backprop(backprop.gradient, backprop.row_weight)
 
+    def revealed_parameter_gradients(self, step: int, sample_ids: np.ndarray, gradients: list[np.ndarray]) -> None:
+        """The batch-summed ``[dW | db]`` per layer a passive learnt by masked decryption (observe only)."""
+
+    # ------------------------------------------------------------------ active hooks
+    def received_activations(self, step: int, sample_ids: np.ndarray, sender: str, values: np.ndarray) -> None:
+        """One passive's activation rows, where the active party decrypts (or receives) them."""
+
+    def combined_activations(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> None:
+        """The combination of activations the active party decrypts under a label-private scheme."""
+
+    # ------------------------------------------------------------------ key holder and observer hooks
+    def decrypted_request(self, step: int, requester: str, values: np.ndarray) -> None:
+        """A value the key holder decrypted for ``requester`` (masked, if the requester masked it)."""
+
+    def observed_frame(self, frame: bytes) -> None:
+        """A frame on the channel, as a relay or eavesdropper sees it."""
+
+    # ------------------------------------------------------------------ results
     def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
         """Metrics of the attack's own outputs over the last epoch (e.g. inferred labels)."""
         return {}

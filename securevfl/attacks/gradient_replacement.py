@@ -13,12 +13,12 @@ Two implementations of the same decisions:
 
 - **plaintext rows** (the attacker decrypts its gradients): overwrite the rows.
 - **ciphertext rows** (label-private schemes): the attacker's backpropagation is linear in the
-  gradient rows and in its own (plaintext) per-row inputs, so it needs no decryption. It drops
-  the poisoned rows' honest contribution by giving them weight 0 in its own forward cache, and
-  adds, for each poisoned row i, a backpropagation of the *recorded ciphertexts* through a
-  cache whose only non-zero row is the recorded row's position, filled with sample i's inputs
-  and ReLU masks and weighted by ``gamma``. That is exactly ``gamma * g_rec`` backpropagated
-  through sample i, with the same multiplicative depth as an honest step.
+  gradient rows and in its own (plaintext) per-row inputs, so it needs no decryption. Through
+  the :class:`~securevfl.attacks.hooks.EncryptedBackprop` hook it drops the poisoned rows'
+  honest contribution (row weight 0) and adds, for each poisoned row i, a backpropagation of the
+  *recorded ciphertexts'* row through sample i's inputs and ReLU masks, weighted by ``gamma``.
+  That is exactly ``gamma * g_rec`` backpropagated through sample i, with the same
+  multiplicative depth as an honest step.
 
 With ``blur_activations`` the attacker sends N(0, ``blur_variance``) rows instead of its
 poisoned samples' activations while training, so a trainable top cannot learn to map the
@@ -29,30 +29,53 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
-from securevfl.attacks.base import Backprop, Capability, PassiveAttack
-from securevfl.attacks.poison import BackdoorData
+from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting
+from securevfl.attacks.hooks import EncryptedBackprop, EncryptedGradientRows
+from securevfl.attacks.poison import BACKDOOR_ACCURACY, BackdoorConfig, BackdoorData, BackdoorPlan, plan_backdoor
+from securevfl.roles import Capability
+from securevfl.seeding import derived_seed
 
 if TYPE_CHECKING:
     from securevfl.crypto import EncryptedTensor
-    from securevfl.schemes.label_private.backprop import ForwardCache
 
-__all__ = ["GradientReplacement"]
+__all__ = ["GradientReplacement", "GradientReplacementConfig"]
 
 
-class GradientReplacement(PassiveAttack):
+class GradientReplacementConfig(BackdoorConfig):
+    """The backdoor of Liu et al. (Algorithm 2), optionally with activation blurring (Algorithm 3).
+
+    Write ``gamma`` times the gradient row recorded for a known target-class sample into the rows
+    of the attacker's poisoned samples. With ``blur_activations`` it also sends random rows for
+    its poisoned samples during training, the variant the paper uses against a trainable top.
+    """
+
+    kind: Literal["gradient_replacement"] = "gradient_replacement"
+    gamma: float = Field(default=10.0, gt=0, description="amplification of the replaced gradient rows")
+    record: Literal["latest", "first"] = Field(
+        default="latest",
+        description="which received row of a known target sample to replay: the latest (Algorithm 2) or the first",
+    )
+    blur_activations: bool = Field(default=False, description="send random rows for poisoned samples while training")
+    blur_variance: float = Field(default=1e-6, gt=0, description="variance of the random rows (Algorithm 3)")
+
+
+class GradientReplacement(Attack):
     """Algorithm 2 (optionally with Algorithm 3) at one passive party."""
 
     name: ClassVar[str] = "gradient_replacement"
+    config_type = GradientReplacementConfig
     requires = (
         frozenset({Capability.PLAINTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT}),
         frozenset({Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT}),
     )
     infeasible_because = "the attacker can address no gradient rows, plaintext or encrypted"
+    metrics = (BACKDOOR_ACCURACY,)
+    success_metric = BACKDOOR_ACCURACY.name
 
     def __init__(
         self,
@@ -74,9 +97,32 @@ class GradientReplacement(PassiveAttack):
         self._poisoned = backdoor.poisoned_train
         self._known = backdoor.known_target
         self._recorded: np.ndarray | None = None
-        self._recorded_encrypted: tuple[EncryptedTensor, EncryptedTensor | None, int] | None = None
+        self._recorded_encrypted: tuple[EncryptedGradientRows, int] | None = None
         self._pending_encrypted_state: dict[str, Any] | None = None
         self.replaced_rows = 0
+
+    # ------------------------------------------------------------------ preparation
+    @classmethod
+    def plan(cls, config: AttackConfigBase, setting: AttackSetting) -> BackdoorPlan:
+        assert isinstance(config, GradientReplacementConfig) and setting.columns is not None
+        rng = np.random.default_rng(derived_seed(setting.seed, "attack", "samples"))
+        backdoor = plan_backdoor(setting.dataset, setting.columns, config.model_copy(update={"party": setting.party}), rng)
+        return BackdoorPlan.of(setting.dataset, backdoor)
+
+    @classmethod
+    def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> GradientReplacement:
+        assert isinstance(config, GradientReplacementConfig) and isinstance(plan, BackdoorPlan) and plan.backdoor is not None
+        blur = config.blur_variance if config.blur_activations else None
+        rng = np.random.default_rng(derived_seed(setting.seed, "attack", "blur"))
+        return cls(setting.party, plan.backdoor, config.gamma, blur, rng, record=config.record)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "gamma": self.gamma,
+            "record": self.record,
+            "blur_activations": self.blur_std is not None,
+            "replaced_rows": self.replaced_rows,
+        }
 
     # ------------------------------------------------------------------ helpers
     def _positions(self, sample_ids: np.ndarray, pool: np.ndarray) -> np.ndarray:
@@ -107,28 +153,24 @@ class GradientReplacement(PassiveAttack):
         return out
 
     # ------------------------------------------------------------------ Algorithm 2, ciphertext rows
-    def encrypted_gradients(
-        self,
-        step: int,
-        sample_ids: np.ndarray,
-        cache: ForwardCache,
-        gradient_t: EncryptedTensor,
-        gradient: EncryptedTensor | None,
-        backprop: Backprop,
-    ) -> list[EncryptedTensor]:
-        self._restore_encrypted(gradient_t)
+    def encrypted_gradients(self, step: int, sample_ids: np.ndarray, backprop: EncryptedBackprop) -> list[EncryptedTensor]:
+        self._restore_encrypted(backprop)
         targets = self._positions(sample_ids, self._known)
         if targets.size and (self.record == "latest" or self._recorded_encrypted is None):
-            self._recorded_encrypted = (gradient_t, gradient, int(targets[-1]))
+            self._recorded_encrypted = (backprop.gradient, int(targets[-1]))
         poisoned = self._positions(sample_ids, self._poisoned)
         if poisoned.size == 0 or self._recorded_encrypted is None:
-            return backprop(cache, gradient_t, gradient)
-        weight = np.array(cache.row_weight, copy=True)
+            return backprop.backprop(backprop.gradient, backprop.row_weight)
+        weight = np.array(backprop.row_weight, copy=True)
         weight[poisoned] = 0.0
-        results = backprop(replace(cache, row_weight=weight), gradient_t, gradient)
-        recorded_t, recorded, row = self._recorded_encrypted
+        results = backprop.backprop(backprop.gradient, weight)
+        recorded, row = self._recorded_encrypted
         for sample_row in poisoned:
-            extra = backprop(_single_row_cache(cache, sample_row, row, self.gamma), recorded_t, recorded)
+            single = np.zeros_like(backprop.row_weight)
+            single[row] = self.gamma
+            source = np.full(single.shape, row)
+            source[row] = sample_row
+            extra = backprop.backprop(recorded, single, source)
             results = [total + part for total, part in zip(results, extra, strict=True)]
         self.replaced_rows += int(poisoned.size)
         return results
@@ -143,12 +185,8 @@ class GradientReplacement(PassiveAttack):
             "recorded_encrypted": self._pending_encrypted_state,
         }
         if self._recorded_encrypted is not None:
-            recorded_t, recorded, row = self._recorded_encrypted
-            state["recorded_encrypted"] = {
-                "gradient_t": recorded_t.to_bytes(),
-                "gradient": None if recorded is None else recorded.to_bytes(),
-                "row": row,
-            }
+            recorded, row = self._recorded_encrypted
+            state["recorded_encrypted"] = {**recorded.to_state(), "row": row}
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -159,32 +197,11 @@ class GradientReplacement(PassiveAttack):
         self._recorded_encrypted = None
         self._pending_encrypted_state = state["recorded_encrypted"]
 
-    def _restore_encrypted(self, like: EncryptedTensor) -> None:
-        """Deserialize recorded ciphertexts of a checkpoint, under the keyring of ``like``."""
+    def _restore_encrypted(self, backprop: EncryptedBackprop) -> None:
+        """Deserialize the recorded ciphertexts of a checkpoint, under the party's keyring."""
         pending = self._pending_encrypted_state
         if pending is None:
             return
-        from securevfl.crypto import EncryptedTensor
-
-        keyring = like.keyring
-        recorded = None if pending["gradient"] is None else EncryptedTensor.from_bytes(keyring, pending["gradient"])
-        self._recorded_encrypted = (EncryptedTensor.from_bytes(keyring, pending["gradient_t"]), recorded, int(pending["row"]))
+        rows = backprop.restore({"feature_major": pending["feature_major"], "batch_major": pending["batch_major"]})
+        self._recorded_encrypted = (rows, int(pending["row"]))
         self._pending_encrypted_state = None
-
-
-def _single_row_cache(cache: ForwardCache, source: int, row: int, weight: float) -> ForwardCache:
-    """A cache holding sample ``source``'s inputs and masks at position ``row``, weighted, zero elsewhere."""
-
-    def moved(values: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(values)
-        out[row] = values[source]
-        return out
-
-    row_weight = np.zeros_like(cache.row_weight)
-    row_weight[row] = weight
-    return replace(
-        cache,
-        layer_inputs=[moved(a) for a in cache.layer_inputs],
-        relu_masks=[None if m is None else moved(m) for m in cache.relu_masks],
-        row_weight=row_weight,
-    )

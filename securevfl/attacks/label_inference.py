@@ -10,29 +10,62 @@ sign is not something CKKS can compute, so the attack is infeasible there.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from securevfl.attacks.base import AttackTruth, Capability, PassiveAttack
+from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting, AttackTruth
+from securevfl.attacks.metrics import MetricSpec
+from securevfl.roles import Capability
 
-__all__ = ["LabelInference"]
+__all__ = ["LABEL_INFERENCE_ACCURACY", "LabelInference", "LabelInferenceConfig"]
+
+LABEL_INFERENCE_ACCURACY = MetricSpec(
+    "label_inference_accuracy",
+    "fraction of the epoch's training samples whose label the attacker inferred correctly",
+    "higher",
+    "label inference",
+)
 
 
-class LabelInference(PassiveAttack):
+class LabelInferenceConfig(AttackConfigBase):
+    """Infer each training sample's label from the sign pattern of the gradient row it receives."""
+
+    kind: Literal["label_inference"] = "label_inference"
+
+
+class LabelInference(Attack):
     """Infers a label for every training sample it receives a gradient row for; alters nothing."""
 
     name: ClassVar[str] = "label_inference"
+    config_type = LabelInferenceConfig
     requires = (frozenset({Capability.PLAINTEXT_GRADIENT_ROWS}),)
     infeasible_because = (
         "the attacker holds only encrypted gradient rows and never a plaintext one; reading a sign needs "
         "a comparison, which CKKS cannot evaluate, and the key holder only decrypts masked batch sums"
     )
+    metrics = (LABEL_INFERENCE_ACCURACY,)
+    success_metric = LABEL_INFERENCE_ACCURACY.name
 
     def __init__(self, party: str, n_train: int) -> None:
         super().__init__(party)
         self._inferred = np.full(n_train, -1, dtype=np.int64)
         self._seen_this_epoch = np.zeros(n_train, dtype=bool)
+
+    @classmethod
+    def infeasibility(cls, granted: frozenset[Capability], setting: AttackSetting) -> str | None:
+        reason = super().infeasibility(granted, setting)
+        classes = setting.dataset.num_classes
+        if reason is None and setting.bottom_output != classes:
+            reason = (
+                f"the gradient rows have {setting.bottom_output} entries, not one per class ({classes}): "
+                "with a trainable top the sign pattern no longer names the label"
+            )
+        return reason
+
+    @classmethod
+    def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> LabelInference:
+        return cls(setting.party, len(setting.dataset.y_train))
 
     def incoming_gradient(self, step: int, sample_ids: np.ndarray, gradient: np.ndarray) -> np.ndarray:
         self._inferred[sample_ids] = np.argmin(gradient, axis=1)
@@ -46,7 +79,7 @@ class LabelInference(PassiveAttack):
             return {}
         accuracy = float(np.mean(self._inferred[seen] == truth.y_train[seen]))
         self._seen_this_epoch = np.zeros_like(seen)
-        return {"label_inference_accuracy": accuracy}
+        return {LABEL_INFERENCE_ACCURACY.name: accuracy}
 
     def artifacts(self, truth: AttackTruth) -> Mapping[str, list[list[Any]]]:
         rows: list[list[Any]] = [["sample_id", "inferred_label", "true_label"]]

@@ -9,15 +9,57 @@ the target class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from securevfl.attacks.config import AttackConfig
+from securevfl.attacks.base import AttackConfigBase, AttackPlan
+from securevfl.attacks.metrics import MetricSpec
 from securevfl.data import VFLDataset
 from securevfl.errors import DataError
 
-__all__ = ["BackdoorData", "default_image_trigger", "plan_backdoor"]
+__all__ = ["BACKDOOR_ACCURACY", "BACKDOOR_SPLIT", "BackdoorConfig", "BackdoorData", "BackdoorPlan", "default_image_trigger", "plan_backdoor"]
+
+BACKDOOR_SPLIT = "backdoor"
+BACKDOOR_ACCURACY = MetricSpec(
+    "backdoor_accuracy",
+    "fraction of the triggered test samples (none of the target class) classified as the target label",
+    "higher",
+    "backdoor",
+)
+
+
+class BackdoorConfig(AttackConfigBase):
+    """The fields of any backdoor: target, samples, trigger (a backdoor attack's config extends it)."""
+
+    target_label: int = Field(default=0, ge=0, description="label the backdoor makes triggered samples take")
+    known_target_samples: int = Field(default=1, ge=1, description="clean target-class samples the attacker knows")
+    poison_train: int = Field(default=600, ge=1, description="poisoned training samples (none of the target class)")
+    poison_test: int = Field(default=100, ge=1, description="triggered test samples the backdoor is measured on")
+    trigger_features: list[int] | None = Field(
+        default=None, description="global column indices of the trigger; default for images: the paper's 4 corner pixels"
+    )
+    trigger_values: list[float] | None = Field(
+        default=None, description="values written into trigger_features; default: the data's maximum value"
+    )
+
+    @model_validator(mode="after")
+    def _check_trigger(self) -> BackdoorConfig:
+        if self.trigger_values is not None and self.trigger_features is None:
+            raise ValueError("attack.trigger_values needs attack.trigger_features")
+        if self.trigger_features is not None:
+            if not self.trigger_features:
+                raise ValueError("attack.trigger_features is empty")
+            if len(set(self.trigger_features)) != len(self.trigger_features):
+                raise ValueError("attack.trigger_features repeats a column")
+            if self.trigger_values is not None and len(self.trigger_values) != len(self.trigger_features):
+                raise ValueError(
+                    f"attack.trigger_values has {len(self.trigger_values)} values for "
+                    f"{len(self.trigger_features)} trigger_features"
+                )
+        return self
 
 
 @dataclass(frozen=True)
@@ -51,7 +93,7 @@ def default_image_trigger(image_shape: tuple[int, int]) -> list[int]:
 
 
 def plan_backdoor(
-    dataset: VFLDataset, attacker_columns: np.ndarray, config: AttackConfig, rng: np.random.Generator
+    dataset: VFLDataset, attacker_columns: np.ndarray, config: BackdoorConfig, rng: np.random.Generator
 ) -> BackdoorData:
     """Draw the poisoned, triggered and known-target samples and resolve the trigger."""
     target = config.target_label
@@ -76,7 +118,7 @@ def plan_backdoor(
     return BackdoorData(target, poisoned, triggered, known, columns, values)
 
 
-def _trigger_columns(dataset: VFLDataset, config: AttackConfig) -> np.ndarray:
+def _trigger_columns(dataset: VFLDataset, config: BackdoorConfig) -> np.ndarray:
     if config.trigger_features is not None:
         columns = np.asarray(config.trigger_features, dtype=np.int64)
         bad = columns[(columns < 0) | (columns >= dataset.n_features)]
@@ -92,3 +134,36 @@ def _draw(rng: np.random.Generator, pool: np.ndarray, count: int, key: str, what
     if count > len(pool):
         raise DataError(f"{key} = {count} but there are only {len(pool)} {what} samples")
     return np.sort(rng.choice(pool, size=count, replace=False))
+
+
+@dataclass
+class BackdoorPlan(AttackPlan):
+    """A backdoor's changes: the trigger in the attacker's columns of the poisoned training samples,
+    and the triggered test samples as an evaluation split measured by :data:`BACKDOOR_ACCURACY`."""
+
+    backdoor: BackdoorData | None = None
+
+    @classmethod
+    def of(cls, dataset: VFLDataset, backdoor: BackdoorData) -> BackdoorPlan:
+        rows = backdoor.triggered_test
+        x_train = backdoor.apply_trigger(dataset.x_train, backdoor.poisoned_train).astype(np.float32)
+        triggered = backdoor.apply_trigger(dataset.x_test, rows)[rows]
+        summary = {
+            "target_label": backdoor.target_label,
+            "poisoned_train": int(backdoor.poisoned_train.size),
+            "triggered_test": int(rows.size),
+            "known_target": backdoor.known_target.tolist(),
+            "trigger_columns": backdoor.trigger_columns.tolist(),
+            "trigger_values": backdoor.trigger_values.tolist(),
+        }
+        return cls(
+            dataset=replace(dataset, x_train=x_train),
+            eval_splits={BACKDOOR_SPLIT: (triggered, dataset.y_test[rows])},
+            summary=summary,
+            backdoor=backdoor,
+        )
+
+    def evaluate(self, predictions: Mapping[str, np.ndarray]) -> dict[str, float]:
+        assert self.backdoor is not None
+        hits = np.asarray(predictions[BACKDOOR_SPLIT]) == self.backdoor.target_label
+        return {BACKDOOR_ACCURACY.name: float(hits.astype(np.float64).mean())}

@@ -1,107 +1,86 @@
-"""Turn an ``[attack]`` section into a running attack, or into a recorded infeasibility."""
+"""Turn an ``[attack]`` section into a running attack at its party, or into a recorded infeasibility."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from securevfl.attacks.base import AttackTruth, PassiveAttack
-from securevfl.attacks.config import AttackConfig
-from securevfl.attacks.gradient_replacement import GradientReplacement
-from securevfl.attacks.label_inference import LabelInference
-from securevfl.attacks.poison import BackdoorData, plan_backdoor
+from securevfl.attacks.base import Attack, AttackConfigBase, AttackPlan, AttackSetting, AttackTruth
+from securevfl.attacks.registry import attack_class
 from securevfl.data import VFLDataset
 from securevfl.errors import ConfigError
-from securevfl.roles import Capability
-from securevfl.seeding import derived_seed
+from securevfl.roles import Capability, Role
 
 __all__ = ["AttackSetup", "prepare_attack"]
 
 
 @dataclass
 class AttackSetup:
-    """The attack of one run: who runs it, whether it can, and the data it poisons."""
+    """The attack of one run: who runs it, whether it can, and what it changed before training."""
 
-    config: AttackConfig
+    config: AttackConfigBase
     party: str | None = None
-    attack: PassiveAttack | None = None
+    role: Role | None = None
+    attack: Attack | None = None
     feasible: bool = True
     infeasible_reason: str | None = None
-    backdoor: BackdoorData | None = None
+    plan: AttackPlan = field(default_factory=AttackPlan)
     dataset: VFLDataset | None = None
     truth: AttackTruth | None = field(default=None, repr=False)
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         """The ``attack`` record of result.json."""
-        record: dict[str, object] = {
+        record: dict[str, Any] = {
             "kind": self.config.kind,
             "party": self.party,
             "feasible": self.feasible,
             "infeasible_reason": self.infeasible_reason,
         }
-        if self.backdoor is not None:
-            record.update(
-                target_label=self.backdoor.target_label,
-                poisoned_train=int(self.backdoor.poisoned_train.size),
-                triggered_test=int(self.backdoor.triggered_test.size),
-                known_target=self.backdoor.known_target.tolist(),
-                trigger_columns=self.backdoor.trigger_columns.tolist(),
-                trigger_values=self.backdoor.trigger_values.tolist(),
-            )
-        if isinstance(self.attack, GradientReplacement):
-            record.update(gamma=self.attack.gamma, record=self.attack.record, blur_activations=self.attack.blur_std is not None, replaced_rows=self.attack.replaced_rows)
+        record.update(self.plan.summary)
+        if self.attack is not None:
+            record.update(self.attack.summary())
         return record
 
 
 def prepare_attack(
-    config: AttackConfig,
+    config: AttackConfigBase,
     dataset: VFLDataset,
     blocks: list[np.ndarray],
-    passive_names: list[str],
-    granted: frozenset[Capability],
+    parties: dict[Role, list[str]],
+    granted: dict[Role, frozenset[Capability]],
     bottom_output: int,
     seed: int,
 ) -> AttackSetup:
-    """Check feasibility, draw the backdoor samples and write the trigger into the attacker's block.
+    """Resolve the attacking party, plan the attack's data changes, check feasibility, create it.
 
-    ``AttackSetup.dataset`` is the data the parties are built from: the attacker's columns of
-    the poisoned training samples carry the trigger (nothing else changes).
+    ``parties`` names the parties of each role (passives in block order); ``granted`` is what
+    the scheme grants each role. ``AttackSetup.dataset`` is the data the parties are built from
+    (e.g. the attacker's columns of the poisoned samples carry a trigger; nothing else changes).
     """
     setup = AttackSetup(config=config, dataset=dataset, truth=AttackTruth(y_train=dataset.y_train))
     if not config.active:
         return setup
-    party = config.party or passive_names[-1]
-    if party not in passive_names:
-        raise ConfigError(f"attack.party {party!r} is not a passive party (passives: {', '.join(passive_names)})")
-    setup.party = party
-    columns = blocks[passive_names.index(party)]
-    attack_class = LabelInference if config.kind == "label_inference" else GradientReplacement
-    reason = attack_class.infeasibility(granted)
-    if config.kind == "label_inference" and reason is None and bottom_output != dataset.num_classes:
-        reason = (
-            f"the gradient rows have {bottom_output} entries, not one per class ({dataset.num_classes}): "
-            "with a trainable top the sign pattern no longer names the label"
+    cls = attack_class(config.kind)
+    candidates = parties.get(cls.role, [])
+    if not candidates:
+        raise ConfigError(f"attack {config.kind!r} runs at the {cls.role.value} role, which this run has no party for")
+    party = config.party or candidates[-1]
+    if party not in candidates:
+        raise ConfigError(
+            f"attack.party {party!r} is not a {cls.role.value} party (candidates: {', '.join(candidates)})"
         )
-    if config.kind == "gradient_replacement":
-        rng = np.random.default_rng(derived_seed(seed, "attack", "samples"))
-        setup.backdoor = plan_backdoor(dataset, columns, config.model_copy(update={"party": party}), rng)
-        setup.dataset = _poisoned(dataset, setup.backdoor)
+    setup.party, setup.role = party, cls.role
+    passives = parties.get(Role.PASSIVE, [])
+    columns = blocks[passives.index(party)] if cls.role is Role.PASSIVE else None
+    setting = AttackSetting(dataset=dataset, party=party, columns=columns, bottom_output=bottom_output, seed=seed)
+    setup.plan = cls.plan(config, setting)
+    if setup.plan.dataset is not None:
+        setup.dataset = setup.plan.dataset
+    reason = cls.infeasibility(granted.get(cls.role, frozenset()), setting)
     if reason is not None:
         setup.feasible, setup.infeasible_reason = False, reason
         return setup
-    if config.kind == "label_inference":
-        setup.attack = LabelInference(party, len(dataset.y_train))
-    else:
-        assert setup.backdoor is not None
-        blur = config.blur_variance if config.blur_activations else None
-        rng = np.random.default_rng(derived_seed(seed, "attack", "blur"))
-        setup.attack = GradientReplacement(party, setup.backdoor, config.gamma, blur, rng, record=config.record)
+    setup.attack = cls.create(config, setting, setup.plan)
     return setup
-
-
-def _poisoned(dataset: VFLDataset, backdoor: BackdoorData) -> VFLDataset:
-    from dataclasses import replace
-
-    x_train = backdoor.apply_trigger(dataset.x_train, backdoor.poisoned_train).astype(np.float32)
-    return replace(dataset, x_train=x_train)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from securevfl.attacks.base import Attack
 from securevfl.defenses.base import MessageContext
 from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.protocols import Channel, PhaseTimer
@@ -80,6 +81,8 @@ class ActiveParty:
         self.local_eval = {} if local_block is None else {"test": local_block.x_test}
         self.defenses = DefensePipeline()
         """Defenses on the messages this party receives and sends (configured placements only)."""
+        self.attack: Attack | None = None
+        """The attack this party runs, if it is the attacker (hooks only; the protocol is unchanged)."""
 
     def add_eval_split(self, name: str, labels: np.ndarray, local_x: np.ndarray | None = None) -> None:
         """Another evaluation set: its labels, and this party's own columns when it holds a block."""
@@ -138,6 +141,8 @@ class ActiveParty:
             state["local_optimizer"] = self.local_block.optimizer.state_dict()
         if self.defenses:
             state["defenses"] = self.defenses.state_dict()
+        if self.attack is not None:
+            state["attack"] = self.attack.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, object]) -> None:
@@ -149,3 +154,5 @@ class ActiveParty:
             self.local_block.optimizer.load_state_dict(state["local_optimizer"])  # type: ignore[arg-type]
         if self.defenses:
             self.defenses.load_state_dict(state["defenses"])  # type: ignore[arg-type]
+        if self.attack is not None:
+            self.attack.load_state_dict(state["attack"])  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from securevfl.attacks.base import Attack
 from securevfl.protocols import Channel, Message, MessageKind
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import REQUEST_KINDS, KeyHolder
@@ -25,6 +26,13 @@ class KeyHolderParty:
         self.name = service.name
         self.channel = channel
         self.clients = list(clients)
+        self.attack: Attack | None = None
+        """The attack this key holder runs, if it is the attacker (it sees what it decrypts)."""
+
+    def run_attack(self, attack: Attack) -> None:
+        """Attach an attack: it observes every value this key holder decrypts."""
+        self.attack = attack
+        self.service.observer = lambda message, values: attack.decrypted_request(message.step, message.sender, values)
 
     @property
     def audit(self) -> VisibilityLog:

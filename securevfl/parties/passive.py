@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from securevfl.attacks.base import PassiveAttack
+from securevfl.attacks.base import Attack
 from securevfl.protocols import Channel, PhaseTimer
 from securevfl.protocols.audit import VisibilityLog
 
@@ -66,7 +66,7 @@ class PassiveParty:
         self.timer = timer
         self.wire = wire
         self.audit = VisibilityLog(name)
-        self.attack: PassiveAttack | None = None
+        self.attack: Attack | None = None
         """The attack this party runs, if it is the attacker (hooks only; the protocol is unchanged)."""
 
     def add_eval_split(self, name: str, x: np.ndarray) -> None:

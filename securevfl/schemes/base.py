@@ -75,6 +75,11 @@ class Scheme(ABC):
         return f"{self.name}/{self.protection.preset}"
 
     @property
+    def key_holder_party(self) -> str | None:
+        """Name of the party that holds the only secret key (None: no single key holder)."""
+        return None
+
+    @property
     def key_holder(self) -> str | None:
         """The configured ``key_holder`` for CKKS schemes, None for plain (result.json's field)."""
         return self.protection.key_holder if self.capabilities.ciphertexts else None

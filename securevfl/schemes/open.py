@@ -185,8 +185,8 @@ class OpenActiveWire:
         _learn(self.protection, party.name, party.passive_names, party.channel)
 
     def train_step(self, party: ActiveParty, step: int, sample_ids: np.ndarray) -> float:
+        received = [self._receive_training_rows(party, sender, step, sample_ids).requires_grad_(True) for sender in party.passive_names]
         rows = len(sample_ids)
-        received = [self._receive_training_rows(party, sender, step, rows).requires_grad_(True) for sender in party.passive_names]
         with party.timer.phase(Phase.TOP):
             parts = list(received)
             local_x = party.local_input(sample_ids, split=None)
@@ -215,9 +215,11 @@ class OpenActiveWire:
             party.top.eval()
             return party.top(parts).argmax(dim=1)
 
-    def _receive_training_rows(self, party: ActiveParty, sender: str, step: int, rows: int) -> torch.Tensor:
-        ctx = party.context("activation", sender, step, rows)
-        received = self._receive_rows(party, MessageKind.ACTIVATION, sender, rows, transform=_under_encryption(party, ctx))
+    def _receive_training_rows(self, party: ActiveParty, sender: str, step: int, sample_ids: np.ndarray) -> torch.Tensor:
+        ctx = party.context("activation", sender, step, len(sample_ids))
+        received = self._receive_rows(party, MessageKind.ACTIVATION, sender, len(sample_ids), transform=_under_encryption(party, ctx))
+        if party.attack is not None:
+            party.attack.received_activations(step, sample_ids, sender, received.numpy().copy())
         if not party.defenses:
             return received
         defended = party.defenses.plaintext(Placement.POST_DECRYPTION, received.numpy(), ctx)

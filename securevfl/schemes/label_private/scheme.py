@@ -34,7 +34,7 @@ class LabelPrivateScheme(Scheme):
         return f"ckks/{self.protection.key_holder}"
 
     @property
-    def holder_name(self) -> str:
+    def key_holder_party(self) -> str:
         return ACTIVE_NAME if self.protection.key_holder == "active" else COORDINATOR_NAME
 
     @property
@@ -120,19 +120,19 @@ class LabelPrivateScheme(Scheme):
             secret = SecretKeyring.generate(get_preset(protection.preset), rotation_steps=sorted(steps))
 
         bounds = Bounds(activation=protection.activation_bound, gradient=protection.gradient_bound)
-        link = KeyHolderLink(self.holder_name, protection.mask_half_width)
+        link = KeyHolderLink(self.key_holder_party, protection.mask_half_width)
         passives = [
             builder.passive(index, BlindPassiveWire(models.bottoms[index][0], plans[name], top_plan, bounds, link))
             for index, name in enumerate(builder.passive_names)
         ]
         active_wire = BlindActiveWire(plans, top_plan, bounds)
         active = builder.active(active_wire)
-        if self.holder_name == ACTIVE_NAME:
+        if self.key_holder_party == ACTIVE_NAME:
             service = KeyHolder(ACTIVE_NAME, secret, builder.timer, active.audit)
             active_wire.key_holder = service
         else:
             service = KeyHolder(COORDINATOR_NAME, secret, builder.timer, VisibilityLog(COORDINATOR_NAME))
             active_wire.link = link
-        clients = [party.name for party in (*passives, active) if party.name != self.holder_name]
+        clients = [party.name for party in (*passives, active) if party.name != self.key_holder_party]
         key_holder = KeyHolderParty(service, builder.channel, clients)
         return Federation(passives=passives, active=active, channel=builder.channel, timer=builder.timer, key_holder=key_holder)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from securevfl.attacks.hooks import EncryptedGradientRows
 from securevfl.crypto import CryptoError, EncryptedTensor, Keyring, Layout, PrecisionError, PublicKeyring
 from securevfl.defenses.base import MessageContext, Placement
 from securevfl.parties.active import ActiveParty
@@ -147,24 +148,65 @@ class BlindPassiveWire:
         if self.plan.layers > 1:
             gradient = _load(self._public, receive(party.name, MessageKind.GRADIENT_BM, sender=party.active_name), party.name)
         client = self.client
-
-        def backprop(cache: ForwardCache, g_t: EncryptedTensor, g: EncryptedTensor | None) -> list[EncryptedTensor]:
-            return encrypted_parameter_gradients(self._stack, self.plan, cache, g_t, g, client, step, self.bounds.gradient)
-
+        batch = _BatchBackprop(self, self._cache, EncryptedGradientRows(gradient_t, gradient), client, step)
         with party.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
             if party.attack is None:
-                encrypted = backprop(self._cache, gradient_t, gradient)
+                encrypted = batch.backprop(batch.gradient, batch.row_weight)
             else:
-                encrypted = party.attack.encrypted_gradients(step, self._batch_ids, self._cache, gradient_t, gradient, backprop)  # type: ignore[arg-type]
+                encrypted = party.attack.encrypted_gradients(step, self._batch_ids, batch)  # type: ignore[arg-type]
         party.optimizer.zero_grad(set_to_none=True)
+        revealed = []
         for (linear, _), enc in zip(self._stack, encrypted, strict=True):
             values = client.reveal(enc, step, "parameter_gradient", per_sample=False)
             party.audit.saw("parameter_gradient", values.shape, per_sample=False, masked=False, source=client.key_holder)
             linear.weight.grad = torch.from_numpy(values[:, :-1]).to(linear.weight.dtype)
             linear.bias.grad = torch.from_numpy(values[:, -1]).to(linear.bias.dtype)
+            revealed.append(values)
+        if party.attack is not None:
+            party.attack.revealed_parameter_gradients(step, self._batch_ids, revealed)  # type: ignore[arg-type]
         with party.timer.phase(Phase.BOTTOM_BACKWARD):
             party.optimizer.step()
         self._cache = None
+
+
+class _BatchBackprop:
+    """One batch's homomorphic backpropagation at a passive, as the attack hook exposes it.
+
+    Implements :class:`~securevfl.attacks.hooks.EncryptedBackprop` over the party's private
+    forward cache, which never leaves this module.
+    """
+
+    def __init__(self, wire: BlindPassiveWire, cache: ForwardCache, gradient: EncryptedGradientRows, client: MaskedKeyHolderClient, step: int) -> None:
+        self._wire, self._cache, self._client, self._step = wire, cache, client, step
+        self.gradient = gradient
+        self.row_weight = cache.row_weight.copy()
+
+    def backprop(self, gradient: EncryptedGradientRows, row_weight: np.ndarray, source: np.ndarray | None = None) -> list[EncryptedTensor]:
+        cache = replace(self._cache, row_weight=np.asarray(row_weight, dtype=np.float64))
+        if source is not None:
+            weighted = np.flatnonzero(cache.row_weight)
+            picked = np.asarray(source)[weighted]
+
+            def moved(values: np.ndarray) -> np.ndarray:
+                out = np.zeros_like(values)
+                out[weighted] = values[picked]
+                return out
+
+            cache = replace(
+                cache,
+                layer_inputs=[moved(a) for a in cache.layer_inputs],
+                relu_masks=[None if m is None else moved(m) for m in cache.relu_masks],
+            )
+        wire = self._wire
+        return encrypted_parameter_gradients(
+            wire._stack, wire.plan, cache, gradient.feature_major, gradient.batch_major, self._client, self._step, wire.bounds.gradient
+        )
+
+    def restore(self, state: dict[str, bytes | None]) -> EncryptedGradientRows:
+        public = self._client.public
+        feature_major = EncryptedTensor.from_bytes(public, state["feature_major"])  # type: ignore[arg-type]
+        batch_major = None if state["batch_major"] is None else EncryptedTensor.from_bytes(public, state["batch_major"])
+        return EncryptedGradientRows(feature_major, batch_major)
 
 
 class BlindActiveWire:
@@ -274,6 +316,8 @@ class BlindActiveWire:
         what = "activation_sum" if self.top_plan is None else "first_layer_preactivation"
         received, transposed = self._received_activations(party, step, len(sample_ids))
         combined = self._combined(party, received, step, what)
+        if party.attack is not None:
+            party.attack.combined_activations(step, sample_ids, combined.numpy().copy())
         with party.timer.phase(Phase.TOP):
             combined.requires_grad_(True)
             local_x = party.local_input(sample_ids, split=None)

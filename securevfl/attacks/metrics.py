@@ -1,0 +1,37 @@
+"""What an attack reports: metric names, their meaning and which direction means the attack won.
+
+Training, result records, study tables, survival verdicts and plots take metric names from the
+attack registry (:func:`securevfl.attacks.registry.attack_metrics`), never from string literals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["MAIN_ACCURACY", "MetricSpec"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One per-epoch metric of an attack (a key of ``history`` entries and of ``result.json``).
+
+    Attributes:
+        name: the key, e.g. ``backdoor_accuracy``.
+        meaning: one line for reports and docs.
+        success: ``"higher"`` if a larger value means the attack succeeds more, ``"lower"`` otherwise.
+        short: a short label for table cells and plot legends.
+    """
+
+    name: str
+    meaning: str
+    success: Literal["higher", "lower"] = "higher"
+    short: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.short or self.name.replace("_", " ")
+
+
+#: The main task's metric (not an attack's): clean test accuracy.
+MAIN_ACCURACY = MetricSpec("main_accuracy", "clean test accuracy after the epoch", "higher", "main")

@@ -1,0 +1,117 @@
+"""Which class implements each attack ``kind``, and everything derived from that one list.
+
+Adding an attack: one module with its config and class, its test, and one line in
+:data:`BUILT_IN` (or :func:`register_attack` from outside the package). The ``[attack]`` table
+is validated by the config of its ``kind``; the metric names training, result records and the
+study's tables use come from :func:`attack_metrics`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from securevfl.attacks.base import Attack, AttackConfigBase, NoAttackConfig
+from securevfl.attacks.gradient_replacement import GradientReplacement
+from securevfl.attacks.label_inference import LabelInference
+from securevfl.attacks.metrics import MetricSpec
+
+__all__ = [
+    "ATTACKS",
+    "BUILT_IN",
+    "attack_class",
+    "attack_kinds",
+    "attack_metrics",
+    "parse_attack_config",
+    "register_attack",
+    "success_metric",
+    "unregister_attack",
+]
+
+#: The attacks that ship with securevfl, one line each.
+BUILT_IN: tuple[type[Attack], ...] = (
+    GradientReplacement,
+    LabelInference,
+)
+
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in BUILT_IN}
+
+
+def register_attack(cls: type[Attack]) -> type[Attack]:
+    """Add an attack class (usable as a decorator); its ``name`` must be its config's ``kind``."""
+    kind = cls.config_type.model_fields["kind"].default
+    if cls.name != kind:
+        raise ValueError(f"attack class {cls.__name__} is named {cls.name!r} but its config's kind is {kind!r}")
+    if cls.name in ATTACKS or cls.name == "none":
+        raise ValueError(f"an attack of kind {cls.name!r} is already registered")
+    ATTACKS[cls.name] = cls
+    return cls
+
+
+def unregister_attack(kind: str) -> None:
+    """Remove an attack registered with :func:`register_attack` (built-in ones stay)."""
+    if kind in {cls.name for cls in BUILT_IN}:
+        raise ValueError(f"{kind!r} is a built-in attack")
+    ATTACKS.pop(kind, None)
+
+
+def attack_kinds() -> list[str]:
+    return ["none", *ATTACKS]
+
+
+def attack_class(kind: str) -> type[Attack]:
+    """The class of attack ``kind``; ``KeyError`` naming the known kinds otherwise."""
+    try:
+        return ATTACKS[kind]
+    except KeyError:
+        raise KeyError(f"unknown attack kind {kind!r} (known: {', '.join(attack_kinds())})") from None
+
+
+def _config_types() -> list[type[AttackConfigBase]]:
+    return [NoAttackConfig, *(cls.config_type for cls in ATTACKS.values())]
+
+
+def attack_keys() -> list[str]:
+    """Every key some attack's config knows (a key of another kind is ignored, not refused)."""
+    return list(dict.fromkeys(name for config in _config_types() for name in config.model_fields))
+
+
+def parse_attack_config(raw: Any) -> AttackConfigBase:
+    """Validate an ``[attack]`` table into the config of its ``kind``.
+
+    Keys that belong to another kind's config are dropped, so a study can sweep ``kind`` from
+    one base configuration; keys no attack knows are refused (pydantic ``extra_forbidden``).
+
+    Raises:
+        ValueError: unknown ``kind``.
+        pydantic.ValidationError: unknown keys or invalid values.
+    """
+    if isinstance(raw, AttackConfigBase):
+        return raw
+    if not isinstance(raw, dict):
+        raise ValueError(f"the [attack] section must be a table, got {type(raw).__name__}")
+    kind = raw.get("kind", "none")
+    config_type = NoAttackConfig if kind == "none" else None
+    if config_type is None:
+        if kind not in ATTACKS:
+            close = difflib.get_close_matches(str(kind), attack_kinds(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown attack kind {kind!r} (known: {', '.join(attack_kinds())}){hint}")
+        config_type = ATTACKS[kind].config_type
+    others = set(attack_keys()) - set(config_type.model_fields)
+    return config_type.model_validate({key: value for key, value in raw.items() if key not in others})
+
+
+def attack_metrics() -> list[MetricSpec]:
+    """Every registered attack's metrics, in registry order, each name once."""
+    specs: dict[str, MetricSpec] = {}
+    for cls in ATTACKS.values():
+        for spec in cls.metrics:
+            specs.setdefault(spec.name, spec)
+    return list(specs.values())
+
+
+def success_metric(kind: str) -> str | None:
+    """The metric that measures how well attack ``kind`` succeeded (None for ``none``/unknown)."""
+    cls = ATTACKS.get(kind)
+    return None if cls is None else cls.success_metric
