@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a run config key in every run, e.g. --set data.dir=/data/mnist",
     )
     study.add_argument("--report-only", action="store_true", help="train nothing; rebuild the table and report from what is there")
-    study.add_argument("--retry-failed", action="store_true", help="train again the runs that stopped with an error")
+    study.add_argument("--retry-failed", action="store_true", help="reset the runs that stopped with an error and train them again from epoch 1")
     study.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 

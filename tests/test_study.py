@@ -14,7 +14,7 @@ from securevfl.cli import main
 from securevfl.config import validate_config
 from securevfl.errors import ConfigError
 from securevfl.study import load_study, plan_runs, run_study
-from securevfl.study.runner import RESULT_NAME, run_dir
+from securevfl.study.runner import CHECKPOINT_NAME, FAILED_NAME, RESULT_NAME, reset_failed, run_dir
 from securevfl.study.spec import flatten, scheme_overrides, set_path
 from securevfl.study.survival import survival_lines
 from securevfl.study.table import BASE_COLUMNS, collect_rows
@@ -134,6 +134,64 @@ def test_a_changed_config_is_not_mistaken_for_a_finished_run(tiny_study: tuple[P
     changed = _write(tmp_path, TINY.replace('"train.lr" = 0.05', '"train.lr" = 0.02'))
     with pytest.raises(ConfigError, match="different config"):
         run_study(plan_runs(load_study(changed)), out, show_progress=False, log=lambda _: None)
+
+
+def _write_fate_sample(directory: Path, rows: int = 60) -> None:
+    """A tiny FATE NUS-WIDE sample on disk: a data set the config names but the run reads from files."""
+    directory.mkdir(parents=True)
+    guest = ["id,0,1,2,y"] + [f"{i},{i % 7},{(i * 3) % 5},{i % 2},{i % 2}" for i in range(rows)]
+    host = ["id,0,1,2"] + [f"{i},{i % 2},{(i // 2) % 2},{(i // 3) % 2}" for i in range(rows)]
+    (directory / "nus_wide_train_guest_600.csv").write_text("\n".join(guest) + "\n", encoding="utf-8")
+    (directory / "nus_wide_train_host.csv").write_text("\n".join(host) + "\n", encoding="utf-8")
+
+
+def test_retry_failed_reruns_a_failed_run_once_its_cause_is_gone(tmp_path: Path) -> None:
+    """The failure is outside the config (its data directory was missing), as when a retry makes sense."""
+    data = tmp_path / "fate"
+    study = _write(
+        tmp_path,
+        f'[study]\nname = "retry"\n[study.set]\n"data.name" = "nuswide_fate"\n"data.dir" = "{data}"\n'
+        '"train.epochs" = 1\n[[grid]]\nname = "g"\n',
+    )
+    out = tmp_path / "out"
+    (run,) = plan_runs(load_study(study))
+    command = ["study", "--config", str(study), "--out", str(out), "--quiet"]
+
+    assert main(command) == 0
+    failed = run_dir(out, run) / FAILED_NAME
+    assert "does not exist" in json.loads(failed.read_text())["error"]
+    assert not (run_dir(out, run) / RESULT_NAME).exists()
+
+    _write_fate_sample(data)
+    recorded = failed.read_text()
+    assert main(command) == 0  # without --retry-failed a failure is a kept outcome: not trained again
+    assert failed.read_text() == recorded and not (run_dir(out, run) / RESULT_NAME).exists()
+
+    assert main([*command, "--retry-failed"]) == 0
+    assert not failed.exists()
+    result = json.loads((run_dir(out, run) / RESULT_NAME).read_text())
+    assert result["epochs_completed"] == 1 and result["config"]["data"]["dir"] == str(data)
+    with (out / "study_runs.csv").open(encoding="utf-8") as handle:
+        assert [row["status"] for row in csv.DictReader(handle)] == ["ok"]
+
+
+def test_reset_failed_drops_the_record_and_the_checkpoint_but_refuses_another_configs(tmp_path: Path) -> None:
+    study = _write(tmp_path, '[study]\nname = "r"\n[study.set]\n"data.name" = "digits"\n[[grid]]\nname = "g"\n')
+    (run,) = plan_runs(load_study(study))
+    directory = run_dir(tmp_path / "out", run)
+    assert reset_failed(tmp_path / "out", run) is False  # nothing recorded: nothing to reset
+    directory.mkdir(parents=True)
+    (directory / CHECKPOINT_NAME).write_bytes(b"state before the failure")
+    (directory / FAILED_NAME).write_text(json.dumps({"error": "diverged", "config": run.config}), encoding="utf-8")
+    assert reset_failed(tmp_path / "out", run) is True
+    assert not (directory / FAILED_NAME).exists() and not (directory / CHECKPOINT_NAME).exists()
+
+    other = json.loads(json.dumps(run.config))
+    other["train"]["lr"] = 123.0
+    (directory / FAILED_NAME).write_text(json.dumps({"error": "diverged", "config": other}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="different config"):
+        reset_failed(tmp_path / "out", run)
+    assert (directory / FAILED_NAME).is_file()
 
 
 def test_study_file_expansion(tmp_path: Path) -> None:
@@ -304,3 +362,40 @@ def test_verdicts_pair_seeds_so_a_stopped_seed_cannot_tilt_them(tmp_path: Path) 
     (line,) = survival_lines(runs, rows, ["plain", "ckks/receiver"])
     assert line.cells["plain"] == "50.0 / 90.0" and line.cells["ckks/receiver"] == "80.0 / 90.0 [1/2 seeds; 1 failed]"
     assert line.verdict == "survives encryption: ckks/receiver (80.0 vs 80.0, seeds 0)"
+
+
+def _agrees(committed: Any, planned: Any) -> bool:
+    """Every value the committed record holds equals the planned one (later config fields are ignored)."""
+    if isinstance(committed, dict):
+        return isinstance(planned, dict) and all(key in planned and _agrees(value, planned[key]) for key, value in committed.items())
+    if isinstance(committed, list):
+        return isinstance(planned, list) and len(committed) == len(planned) and all(map(_agrees, committed, planned))
+    return bool(committed == planned)
+
+
+def test_the_attacks_defenses_study_plans_exactly_the_committed_sweeps() -> None:
+    """examples/studies/attacks_defenses_mnist.toml replaced the sweep script behind docs/results/attacks_defenses.json:
+    one planned run per committed run, with the config that run recorded, and nothing else trained."""
+    root = Path(__file__).resolve().parent.parent
+    runs = plan_runs(load_study(root / "examples" / "studies" / "attacks_defenses_mnist.toml"))
+    committed = json.loads((root / "docs" / "results" / "attacks_defenses.json").read_text(encoding="utf-8"))
+    trained = [run for run in runs if run.refused is None]
+    assert len(trained) == len(committed) == 58
+    # the one refusal is the plaintext cell the script's report showed as refused
+    assert [(run.run_id, "the plain scheme has no ciphertexts" in (run.refused or "")) for run in runs if run.refused] == [
+        ("reduced/plain__backdoor_noise_under__seed0", True)
+    ]
+    matched: set[str] = set()
+    for name, record in committed.items():
+        if "failed" in record:  # no config recorded; counted above
+            continue
+        # 18 plaintext runs predate attack.record, when replaying the latest row was the only behaviour
+        record["overrides_config"]["attack"].setdefault("record", "latest")
+        candidates = [
+            run.run_id
+            for run in trained
+            if _agrees(record["overrides_config"], run.config) and _agrees(record["defenses"], run.config["defense"])
+        ]
+        assert len(candidates) == 1, (name, candidates)
+        matched.update(candidates)
+    assert len(matched) == sum("failed" not in record for record in committed.values()) == 52

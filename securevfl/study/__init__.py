@@ -51,7 +51,9 @@ def run_and_report(
     plan = [{"run_id": r.run_id, "grid": r.grid, "cell": r.cell, "seed": r.seed, "levels": r.levels, "refused": r.refused} for r in runs]
     (out / "plan.json").write_text(json.dumps(plan, indent=1) + "\n", encoding="utf-8")
     if train:
-        outcomes = run_study(training_order(spec, runs), out, workers=workers, log=log, show_progress=show_progress)
+        outcomes = run_study(
+            training_order(spec, runs), out, workers=workers, log=log, show_progress=show_progress, retry_failed=retry_failed
+        )
         crashed = [o for o in outcomes if o.status == "crashed"]
         for outcome in crashed:
             log(f"crashed: {outcome.run_id}: {outcome.detail}")

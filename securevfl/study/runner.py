@@ -5,7 +5,8 @@ overlap) and writes into ``OUT/runs/<grid>/<cell>__seed<k>/``:
 
 - ``result.json`` when it finished — the run is never trained again;
 - ``failed.json`` when it stopped on a user-level error (a message left CKKS's precise
-  range, training diverged): a deterministic outcome of that cell, kept as a result;
+  range, training diverged): a deterministic outcome of that cell, kept as a result —
+  ``retry_failed`` resets such runs (record and checkpoint) and trains them from epoch 1;
 - ``checkpoint.pt`` after each epoch — an interrupted run continues from its last epoch.
 
 A finished run whose config differs from what the study now asks for stops the study with
@@ -22,22 +23,23 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.study.spec import PlannedRun
 
-__all__ = ["RunOutcome", "run_dir", "run_study"]
+__all__ = ["RunOutcome", "TrainJob", "reset_failed", "run_dir", "run_study"]
 
 FAILED_NAME = "failed.json"
 RESULT_NAME = "result.json"
+CHECKPOINT_NAME = "checkpoint.pt"  # securevfl.checkpoint.CHECKPOINT_NAME, without importing torch here
 CONFIG_KEYS_IGNORED = ("train.progress",)
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     run_id: str
-    status: str  # "ok" | "failed" | "refused" | "skipped" (finished earlier)
+    status: str  # "ok" | "failed" | "crashed" | "refused" | "skipped" (finished earlier)
     seconds: float
     detail: str = ""
 
@@ -54,23 +56,56 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return trimmed
 
 
+def _check_same_config(path: Path, run: PlannedRun) -> None:
+    """Refuse to reuse (or reset) a stored record that another config produced."""
+    stored = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    if _comparable(stored) != _comparable(run.config):
+        raise ConfigError(
+            f"{path} was produced by a different config than the study now asks for; "
+            f"use another --out, or delete {path.parent} to rerun that cell"
+        )
+
+
 def finished(out: Path, run: PlannedRun) -> bool:
     """True when the run has a result (or a recorded failure) for exactly this config."""
     directory = run_dir(out, run)
     for name in (RESULT_NAME, FAILED_NAME):
         path = directory / name
         if path.is_file():
-            stored = json.loads(path.read_text(encoding="utf-8")).get("config", {})
-            if _comparable(stored) != _comparable(run.config):
-                raise ConfigError(
-                    f"{path} was produced by a different config than the study now asks for; "
-                    f"use another --out, or delete {directory} to rerun that cell"
-                )
+            _check_same_config(path, run)
             return True
     return False
 
 
-def _train_one(job: tuple[str, dict[str, Any], str, Any]) -> RunOutcome:
+def reset_failed(out: Path, run: PlannedRun) -> bool:
+    """Forget a recorded failure of this run so it trains again from epoch 1; True if there was one.
+
+    The checkpoint goes too: it holds the state just before the failure, and resuming from
+    it would replay the same last epoch instead of retrying the run (a retry is for after
+    something outside the config changed: the code, the data directory, the machine).
+    A failure recorded for another config is refused like a mismatched result.
+    """
+    directory = run_dir(out, run)
+    failed = directory / FAILED_NAME
+    if not failed.is_file():
+        return False
+    _check_same_config(failed, run)
+    failed.unlink()
+    (directory / CHECKPOINT_NAME).unlink(missing_ok=True)
+    return True
+
+
+class TrainJob(NamedTuple):
+    """What a worker process needs to train one run (picklable: sent to spawned workers)."""
+
+    run_id: str
+    raw: dict[str, Any]  # the run config data to validate and train
+    resolved: dict[str, Any]  # the resolved config, stored with a failure record
+    directory: str  # the run's output directory
+    progress: Any  # a Manager queue proxy for (run_id, epoch) ticks, or None
+
+
+def _train_one(job: TrainJob) -> RunOutcome:
     """Worker: train one run (resuming from its checkpoint), report epochs on the queue."""
     run_id, config_data, resolved, directory_name, progress = job
     from securevfl.config import validate_config
@@ -78,7 +113,7 @@ def _train_one(job: tuple[str, dict[str, Any], str, Any]) -> RunOutcome:
 
     directory = Path(directory_name)
     started = time.perf_counter()
-    resume = (directory / "checkpoint.pt").is_file()
+    resume = (directory / CHECKPOINT_NAME).is_file()
 
     def tick(record: EpochRecord) -> None:
         if progress is not None:
@@ -97,7 +132,7 @@ def _train_one(job: tuple[str, dict[str, Any], str, Any]) -> RunOutcome:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "crash.txt").write_text(traceback.format_exc(), encoding="utf-8")
         return RunOutcome(run_id, "crashed", time.perf_counter() - started, traceback.format_exc(limit=3))
-    (directory / "checkpoint.pt").unlink(missing_ok=True)  # finished: the result is what counts
+    (directory / CHECKPOINT_NAME).unlink(missing_ok=True)  # finished: the result is what counts
     shown = f"main {result['main_accuracy']:.4f}"
     if result.get("backdoor_accuracy") is not None:
         shown += f", backdoor {result['backdoor_accuracy']:.4f}"
@@ -116,17 +151,21 @@ def run_study(
     show_progress: bool = True,
     retry_failed: bool = False,
 ) -> list[RunOutcome]:
-    """Train every run that has no result yet; return what happened to each, in plan order."""
+    """Train every run that has no result yet; return what happened to each, in plan order.
+
+    ``retry_failed`` resets the runs with a recorded failure first (see :func:`reset_failed`).
+    """
     if workers < 1:
         raise ConfigError("study --workers must be at least 1")
     outcomes: dict[str, RunOutcome] = {}
     pending: list[PlannedRun] = []
+    reset = 0
     for run in runs:
         if run.refused is not None:
             outcomes[run.run_id] = RunOutcome(run.run_id, "refused", 0.0, run.refused)
             continue
-        if retry_failed and (run_dir(out, run) / FAILED_NAME).is_file():
-            (run_dir(out, run) / FAILED_NAME).unlink()
+        if retry_failed:
+            reset += reset_failed(out, run)
         if finished(out, run):
             outcomes[run.run_id] = RunOutcome(run.run_id, "skipped", 0.0, "finished earlier")
             continue
@@ -134,7 +173,8 @@ def run_study(
     log(
         f"{len(runs)} runs: {len(pending)} to train, "
         f"{sum(o.status == 'skipped' for o in outcomes.values())} finished earlier, "
-        f"{sum(o.status == 'refused' for o in outcomes.values())} refused by the config rules; "
+        f"{sum(o.status == 'refused' for o in outcomes.values())} refused by the config rules"
+        f"{f', {reset} failed earlier and reset' if retry_failed else ''}; "
         f"{min(workers, max(len(pending), 1))} worker(s) -> {out}"
     )
     if pending:
@@ -154,7 +194,7 @@ def _train_pending(
     with context.Manager() as manager, context.Pool(min(workers, len(pending))) as pool:
         progress = manager.Queue()
         handles = {
-            run.run_id: pool.apply_async(_train_one, ((run.run_id, run.raw, run.config, str(run_dir(out, run)), progress),))
+            run.run_id: pool.apply_async(_train_one, (TrainJob(run.run_id, run.raw, run.config, str(run_dir(out, run)), progress),))
             for run in pending
         }
         bar = tqdm(
@@ -195,7 +235,7 @@ def _train_pending(
 
 def _epochs_done(directory: Path) -> int:
     """Epochs an interrupted run already has in its checkpoint (for the progress display)."""
-    checkpoint = directory / "checkpoint.pt"
+    checkpoint = directory / CHECKPOINT_NAME
     if not checkpoint.is_file():
         return 0
     try:
