@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,26 +147,18 @@ def _train_epoch(
         leave=False,
         disable=None if train_cfg.progress else True,
     )
-    first_step = (epoch - 1) * steps_per_epoch
-    for index, sample_ids in enumerate(progress):
-        step = first_step + index
-        try:
+    first_step = step = (epoch - 1) * steps_per_epoch
+    with _stopped_cleanly(epoch, "training", lambda: step):
+        for index, sample_ids in enumerate(progress):
+            step = first_step + index
             loss = federation.train_batch(step, sample_ids)
-        except NonFiniteError as exc:
-            raise TrainingDiverged(
-                f"training diverged at epoch {epoch}, step {step}: {exc}; try a smaller train.lr"
-            ) from None
-        except PayloadRangeError as exc:
-            raise TrainingDiverged(
-                f"a message left CKKS's precise range at epoch {epoch}, step {step}: {exc}; "
-                "try a smaller train.lr or a larger protection bound / preset"
-            ) from None
-        total_loss += loss * len(sample_ids)
-        if index % 50 == 0:
-            progress.set_postfix(loss=f"{loss:.4f}")
-    eval_step = first_step + len(batches)
-    accuracy = federation.evaluate(n_test, train_cfg.eval_batch_size, step=eval_step)
-    attack_metrics = federation.attack_metrics(train_cfg.eval_batch_size, step=eval_step)
+            total_loss += loss * len(sample_ids)
+            if index % 50 == 0:
+                progress.set_postfix(loss=f"{loss:.4f}")
+    step = first_step + len(batches)
+    with _stopped_cleanly(epoch, "evaluation", lambda: step):
+        accuracy = federation.evaluate(n_test, train_cfg.eval_batch_size, step=step)
+        attack_metrics = federation.attack_metrics(train_cfg.eval_batch_size, step=step)
     return EpochRecord(
         epoch=epoch,
         main_accuracy=accuracy,
@@ -173,6 +166,26 @@ def _train_epoch(
         seconds=time.perf_counter() - started,
         attack_metrics=attack_metrics,
     )
+
+
+@contextmanager
+def _stopped_cleanly(epoch: int, stage: str, step: Callable[[], int]) -> Iterator[None]:
+    """Turn a diverged value or one outside CKKS's precise range into :class:`TrainingDiverged`.
+
+    Both are outcomes of a run, not bugs, wherever they happen: in a training step or while
+    evaluating (a backdoor's triggered samples can leave the range too).
+    """
+    suffix = "" if stage == "training" else f" ({stage})"
+    try:
+        yield
+    except NonFiniteError as exc:
+        where = f"at epoch {epoch}, step {step()}{suffix}"
+        raise TrainingDiverged(f"training diverged {where}: {exc}; try a smaller train.lr") from None
+    except PayloadRangeError as exc:
+        where = f"at epoch {epoch}, step {step()}{suffix}"
+        raise TrainingDiverged(
+            f"a message left CKKS's precise range {where}: {exc}; try a smaller train.lr or a larger protection bound / preset"
+        ) from None
 
 
 def _result_record(

@@ -41,6 +41,9 @@ class AttackConfigBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    table_columns: ClassVar[dict[str, str]] = {}
+    """Study-table column -> config field, for the knobs a study table shows (e.g. ``gamma``)."""
+
     kind: str
     party: str | None = Field(default=None, description="the attacking party; default: the last passive (passive attacks)")
 

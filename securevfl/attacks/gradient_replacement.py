@@ -54,6 +54,8 @@ class GradientReplacementConfig(BackdoorConfig):
     its poisoned samples during training, the variant the paper uses against a trainable top.
     """
 
+    table_columns: ClassVar[dict[str, str]] = {"gamma": "gamma", "blur": "blur_activations"}
+
     kind: Literal["gradient_replacement"] = "gradient_replacement"
     gamma: float = Field(default=10.0, gt=0, description="amplification of the replaced gradient rows")
     record: Literal["latest", "first"] = Field(

@@ -21,12 +21,16 @@ class MetricSpec:
         meaning: one line for reports and docs.
         success: ``"higher"`` if a larger value means the attack succeeds more, ``"lower"`` otherwise.
         short: a short label for table cells and plot legends.
+        peak_column: when set, study tables also report the best epoch's value under this
+            column (and the epoch under ``<peak_column>_epoch``): an attack whose success fades
+            as training goes on is reported at its last epoch *and* at its best.
     """
 
     name: str
     meaning: str
     success: Literal["higher", "lower"] = "higher"
     short: str = ""
+    peak_column: str | None = None
 
     @property
     def label(self) -> str:

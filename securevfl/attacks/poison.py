@@ -28,6 +28,7 @@ BACKDOOR_ACCURACY = MetricSpec(
     "fraction of the triggered test samples (none of the target class) classified as the target label",
     "higher",
     "backdoor",
+    peak_column="backdoor_peak",
 )
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "attack_class",
     "attack_kinds",
     "attack_metrics",
+    "attack_table_columns",
     "parse_attack_config",
     "register_attack",
     "success_metric",
@@ -115,3 +116,11 @@ def success_metric(kind: str) -> str | None:
     """The metric that measures how well attack ``kind`` succeeded (None for ``none``/unknown)."""
     cls = ATTACKS.get(kind)
     return None if cls is None else cls.success_metric
+
+
+def attack_table_columns() -> dict[str, str]:
+    """Every registered attack config's study-table knob columns (column -> config field)."""
+    columns: dict[str, str] = {}
+    for cls in ATTACKS.values():
+        columns.update(cls.config_type.table_columns)
+    return columns

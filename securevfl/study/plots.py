@@ -11,15 +11,21 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.study.spec import GridSpec
 
 __all__ = ["plot_epochs", "plot_versus_axis"]
 
 MAIN_STYLE = {"linestyle": "-", "marker": "o"}
-BACKDOOR_STYLE = {"linestyle": "--", "marker": "s"}
-LABEL_STYLE = {"linestyle": ":", "marker": "^"}
-CURVES = (("main_accuracy", "main", MAIN_STYLE), ("backdoor_accuracy", "backdoor", BACKDOOR_STYLE),
-          ("label_inference_accuracy", "label inference", LABEL_STYLE))
+#: Styles of the attack metrics' curves, in registry order (the backdoor dashed, label inference dotted...).
+ATTACK_STYLES = ({"linestyle": "--", "marker": "s"}, {"linestyle": ":", "marker": "^"}, {"linestyle": "-.", "marker": "v"},
+                 {"linestyle": (0, (1, 4)), "marker": "D"})
+
+
+def curves() -> list[tuple[str, str, dict[str, Any]]]:
+    """(metric, legend label, style) of every curve: the main task, then each registered attack metric."""
+    attack = [(spec.name, spec.label, ATTACK_STYLES[index % len(ATTACK_STYLES)]) for index, spec in enumerate(attack_metrics())]
+    return [(MAIN_ACCURACY.name, MAIN_ACCURACY.label, MAIN_STYLE), *attack]
 
 
 def _pyplot() -> Any:
@@ -50,7 +56,7 @@ def _not_drawn(rows: list[dict[str, Any]]) -> str:
 
 
 def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]], path: Path) -> Path | None:
-    """One panel per scheme; per cell, main (solid) and backdoor (dashed) accuracy per epoch."""
+    """One panel per scheme; per cell, main accuracy (solid) and each attack metric (dashed, dotted...) per epoch."""
     rows = [row for row in rows if row["grid"] == grid.name]
     schemes = list(dict.fromkeys(row["axis:scheme"] for row in rows))
     if not any(row["run_id"] in histories for row in rows):
@@ -65,7 +71,7 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
                 cells.setdefault(_level_label(row), []).append(histories[row["run_id"]])
         for index, (label, runs) in enumerate(cells.items()):
             color = colors[index % len(colors)]
-            for metric, name, style in CURVES:
+            for metric, name, style in curves():
                 series = _by_epoch(runs, metric)
                 if not series:
                     continue
@@ -103,7 +109,7 @@ def _by_epoch(runs: list[list[dict[str, Any]]], metric: str) -> dict[int, list[f
 
 
 def plot_versus_axis(grid: GridSpec, rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Last-epoch main and backdoor accuracy against the grid's ``x`` axis, one colour per scheme."""
+    """Last-epoch main and attack metrics against the grid's ``x`` axis, one colour per scheme."""
     if grid.x is None:
         return None
     rows = [row for row in rows if row["grid"] == grid.name]
@@ -123,7 +129,7 @@ def plot_versus_axis(grid: GridSpec, rows: list[dict[str, Any]], path: Path) -> 
         color = colors[index % len(colors)]
         xs = sorted(by_x)
         xs_all += xs
-        for metric, name, style in CURVES[:2]:
+        for metric, name, style in curves():
             values = [[float(r[metric]) * 100 for r in by_x[x] if r.get(metric) is not None] for x in xs]
             points = [(x, v) for x, v in zip(xs, values, strict=True) if v]
             if not points:

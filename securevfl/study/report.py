@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.study.plots import plot_epochs, plot_versus_axis
 from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
 from securevfl.study.survival import (
@@ -111,7 +112,8 @@ def _grid_section(
     level_names = [name for name in _levels_of(mine[0][1]) if name != "scheme"]
     schemes = list(dict.fromkeys(_levels_of(summary)["scheme"] for _, summary in mine))
     header = level_names or ["setting"]
-    lines.append("| " + " | ".join(header) + " | " + " | ".join(f"{s} main | {s} backdoor | {s} peak backdoor" for s in schemes) + " |")
+    first, *others = attack_metrics()  # the first attack metric has its own column; others show in it, labelled
+    lines.append("| " + " | ".join(header) + " | " + " | ".join(f"{s} main | {s} {first.label} | {s} peak {first.label}" for s in schemes) + " |")
     lines.append("|" + "---|" * (len(header) + 3 * len(schemes)))
     by_levels: dict[tuple[str, ...], dict[str, CellSummary]] = {}
     for _, summary in mine:
@@ -124,11 +126,12 @@ def _grid_section(
             if summary is None:
                 cells_text += ["not run"] * 3
                 continue
-            backdoor = summary.cell_text("backdoor_accuracy")
-            if backdoor == "-" and summary.mean("label_inference_accuracy") is not None:
-                backdoor = "label inference " + summary.cell_text("label_inference_accuracy")
-            peak = summary.mean("backdoor_peak")
-            cells_text += [summary.cell_text("main_accuracy"), backdoor, "-" if peak is None else f"{100 * peak:.0f}"]
+            attack = summary.cell_text(first.name)
+            for other in others:
+                if attack == "-" and summary.mean(other.name) is not None:
+                    attack = f"{other.label} {summary.cell_text(other.name)}"
+            peak = summary.mean(first.peak_column) if first.peak_column else None
+            cells_text += [summary.cell_text(MAIN_ACCURACY.name), attack, "-" if peak is None else f"{100 * peak:.0f}"]
         lines.append("| " + " | ".join(level_values or ("-",)) + " | " + " | ".join(cells_text) + " |")
     lines.append("")
     for path in (plot_epochs(grid, rows, histories, plots / f"{grid.name}_epochs.png"), plot_versus_axis(grid, rows, plots / f"{grid.name}_vs_{_file_safe(grid.x)}.png")):

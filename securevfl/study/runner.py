@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.study.spec import PlannedRun
 
@@ -133,11 +134,10 @@ def _train_one(job: TrainJob) -> RunOutcome:
         (directory / "crash.txt").write_text(traceback.format_exc(), encoding="utf-8")
         return RunOutcome(run_id, "crashed", time.perf_counter() - started, traceback.format_exc(limit=3))
     (directory / CHECKPOINT_NAME).unlink(missing_ok=True)  # finished: the result is what counts
-    shown = f"main {result['main_accuracy']:.4f}"
-    if result.get("backdoor_accuracy") is not None:
-        shown += f", backdoor {result['backdoor_accuracy']:.4f}"
-    if result.get("label_inference_accuracy") is not None:
-        shown += f", label inference {result['label_inference_accuracy']:.4f}"
+    shown = f"main {result[MAIN_ACCURACY.name]:.4f}"
+    for spec in attack_metrics():
+        if result.get(spec.name) is not None:
+            shown += f", {spec.label} {result[spec.name]:.4f}"
     if result.get("attack_feasible") is False:
         shown += ", attack infeasible"
     return RunOutcome(run_id, "ok", time.perf_counter() - started, shown)

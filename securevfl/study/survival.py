@@ -30,6 +30,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from securevfl.attacks import MAIN_ACCURACY, success_metric
 from securevfl.study.spec import PlannedRun
 from securevfl.study.table import describe_defenses
 
@@ -44,7 +45,7 @@ WORKS_SHARE = 0.5
 
 
 def _attack_metric(attack_kind: str) -> str | None:
-    return {"gradient_replacement": "backdoor_accuracy", "label_inference": "label_inference_accuracy"}.get(attack_kind)
+    return success_metric(attack_kind)
 
 
 def _attack_key(config: dict[str, Any]) -> str:
@@ -158,7 +159,7 @@ def _cell_text(outcome: _Outcome | None, metric: str | None) -> str:
     status = outcome.status()
     if status != "ok":
         return f"{status} ({_short(outcome.reason())})" if outcome.reason() else status
-    main = _pct(outcome.mean("main_accuracy"))
+    main = _pct(outcome.mean(MAIN_ACCURACY.name))
     stopped = [row for row in outcome.rows if row["status"] != "ok"]
     partial = f" [{len(outcome.ok)}/{len(outcome.rows)} seeds; {len(stopped)} {stopped[0]['status']}]" if stopped else ""
     if metric is None:
@@ -228,12 +229,12 @@ def _undefended(config: dict[str, Any], index: dict[tuple[str, str, str], tuple[
 
 def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
     plain = per_scheme.get("plain")
-    base = plain.mean("main_accuracy") if plain is not None else None
+    base = plain.mean(MAIN_ACCURACY.name) if plain is not None else None
     parts = []
     for scheme, outcome in per_scheme.items():
         if scheme == "plain" or outcome.status() != "ok" or base is None:
             continue
-        delta = (outcome.mean("main_accuracy") or 0.0) - base
+        delta = (outcome.mean(MAIN_ACCURACY.name) or 0.0) - base
         parts.append(f"{scheme} {100 * delta:+.2f}")
     return ("main accuracy vs plaintext: " + ", ".join(parts)) if parts else "clean baseline"
 
@@ -283,7 +284,7 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
         return state, state
     if not with_defense.feasible() or not without.feasible():
         return "n/a", "attack infeasible"
-    paired, main = _paired(without, with_defense, metric), _paired(without, with_defense, "main_accuracy")
+    paired, main = _paired(without, with_defense, metric), _paired(without, with_defense, MAIN_ACCURACY.name)
     if paired is None or main is None:
         return "no common seed", "no seed finished with and without the defense"
     before, after, _, note = paired

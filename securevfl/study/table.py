@@ -2,8 +2,8 @@
 
 Rows are built from the files the runs left (``result.json`` / ``failed.json``) and from the
 plan (refused runs have no files), so the table can be rebuilt at any time — mid-study
-included — without training anything. Accuracies are last-epoch values; ``backdoor_peak``
-and its epoch are the one exception, labelled as such.
+included — without training anything. Metrics (named by the attack registry) are last-epoch
+values; a metric with a ``peak_column`` (``backdoor_peak``) also reports its best epoch, labelled as such.
 """
 
 from __future__ import annotations
@@ -16,23 +16,41 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from securevfl.attacks import MAIN_ACCURACY, attack_metrics
+from securevfl.attacks.registry import attack_table_columns
 from securevfl.config import ProtectionConfig
 from securevfl.defenses.registry import parse_defense_config
 from securevfl.schemes import Scheme, scheme_for
 from securevfl.study.runner import FAILED_NAME, RESULT_NAME, run_dir
 from securevfl.study.spec import PlannedRun
 
-__all__ = ["BASE_COLUMNS", "CellSummary", "collect_rows", "summarize_cells", "write_table"]
+__all__ = ["CellSummary", "base_columns", "collect_rows", "metric_names", "summarize_cells", "write_table"]
 
-#: Columns every row has, in this order (axis columns follow ``run_id``..``seed``).
-BASE_COLUMNS = [
-    "run_id", "grid", "cell", "seed", "status", "reason",
-    "scheme_label", "scheme", "key_holder", "preset", "top", "attack", "gamma", "blur", "defenses",
-    "epochs", "main_accuracy", "backdoor_accuracy", "backdoor_peak", "backdoor_peak_epoch",
-    "label_inference_accuracy", "attack_feasible", "attack_infeasible_reason",
-    "mean_epoch_seconds", "train_seconds", "bytes_total", "bytes_per_epoch", "messages_total",
-]
-METRICS = ("main_accuracy", "backdoor_accuracy", "label_inference_accuracy")
+def metric_names() -> list[str]:
+    """The main task's metric, then every registered attack's (the registry names them)."""
+    return [MAIN_ACCURACY.name, *(spec.name for spec in attack_metrics())]
+
+
+def _metric_columns() -> list[str]:
+    columns = [MAIN_ACCURACY.name]
+    for spec in attack_metrics():
+        columns.append(spec.name)
+        if spec.peak_column:
+            columns += [spec.peak_column, f"{spec.peak_column}_epoch"]
+    return columns
+
+
+def base_columns() -> list[str]:
+    """Columns every row has, in this order (axis columns follow ``run_id``..``seed``).
+
+    Built from the registries each time, so an attack registered at run time gets its columns.
+    """
+    return [
+        "run_id", "grid", "cell", "seed", "status", "reason",
+        "scheme_label", "scheme", "key_holder", "preset", "top", "attack", *attack_table_columns(), "defenses",
+        "epochs", *_metric_columns(), "attack_feasible", "attack_infeasible_reason",
+        "mean_epoch_seconds", "train_seconds", "bytes_total", "bytes_per_epoch", "messages_total",
+    ]
 
 
 def scheme_of(config: dict[str, Any]) -> Scheme:
@@ -57,7 +75,6 @@ def describe_defenses(defenses: Iterable[Mapping[str, Any]]) -> str:
 def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     attack = config.get("attack", {"kind": "none"})
     protection, scheme = config["protection"], scheme_of(config)
-    replacement = attack["kind"] == "gradient_replacement"
     return {
         "scheme_label": scheme.label(),
         "scheme": protection["scheme"],
@@ -65,8 +82,7 @@ def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
         "preset": protection["preset"] if scheme.capabilities.ciphertexts else "",
         "top": config["model"]["top"],
         "attack": attack["kind"],
-        "gamma": attack.get("gamma") if replacement else None,
-        "blur": attack.get("blur_activations") if replacement else None,
+        **{column: attack.get(field) for column, field in attack_table_columns().items()},
         "defenses": describe_defenses(config.get("defense", [])),
         "epochs": config["train"]["epochs"],
     }
@@ -74,17 +90,18 @@ def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
 
 def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
     history = result.get("history", [])
-    backdoor = [(h["backdoor_accuracy"], h["epoch"]) for h in history if h.get("backdoor_accuracy") is not None]
-    peak = max(backdoor) if backdoor else (None, None)
+    metrics: dict[str, Any] = {MAIN_ACCURACY.name: result.get(MAIN_ACCURACY.name)}
+    for spec in attack_metrics():
+        metrics[spec.name] = result.get(spec.name)
+        if spec.peak_column:
+            values = [(h[spec.name], h["epoch"]) for h in history if h.get(spec.name) is not None]
+            best = (max if spec.success == "higher" else min)(values) if values else (None, None)
+            metrics[spec.peak_column], metrics[f"{spec.peak_column}_epoch"] = best
     timing = result.get("timing", {})
     total_bytes = sum(result.get("bytes_sent", {}).values())
     epochs = max(1, len(history))
     return {
-        "main_accuracy": result.get("main_accuracy"),
-        "backdoor_accuracy": result.get("backdoor_accuracy"),
-        "backdoor_peak": peak[0],
-        "backdoor_peak_epoch": peak[1],
-        "label_inference_accuracy": result.get("label_inference_accuracy"),
+        **metrics,
         "attack_feasible": result.get("attack_feasible"),
         "attack_infeasible_reason": result.get("attack_infeasible_reason"),
         "mean_epoch_seconds": timing.get("mean_epoch_seconds"),
@@ -128,9 +145,9 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
 
 def columns_of(rows: list[dict[str, Any]]) -> list[str]:
     axis = sorted({key for row in rows for key in row if key.startswith("axis:")})
-    extra = sorted({key for row in rows for key in row if key.startswith("bytes_") and key not in BASE_COLUMNS})
-    head = BASE_COLUMNS[:4]
-    return head + axis + BASE_COLUMNS[4:] + extra
+    base = base_columns()
+    extra = sorted({key for row in rows for key in row if key.startswith("bytes_") and key not in base})
+    return base[:4] + axis + base[4:] + extra
 
 
 def write_table(rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]], out: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
@@ -183,7 +200,7 @@ class CellSummary:
         """``92.58 ± 0.41`` over seeds; or what stopped the cell."""
         if not self.ok:
             return min(self.statuses)
-        if metric != "main_accuracy" and not self.feasible():
+        if metric != MAIN_ACCURACY.name and not self.feasible():
             return "infeasible"
         mean, std = self.mean(metric), self.std(metric)
         if mean is None or std is None or math.isnan(mean):
