@@ -18,3 +18,23 @@ class ConfigError(SecureVFLError, ValueError):
 
 class DataError(SecureVFLError, ValueError):
     """A data set is missing, corrupt, or cannot be partitioned as asked."""
+
+
+class PlacementError(ConfigError):
+    """A defense was asked to run where it cannot; the message says why.
+
+    A :class:`ValueError` (through :class:`ConfigError`), so the CLI reports it as a
+    configuration error in one line.
+    """
+
+
+class TrainingDiverged(SecureVFLError):
+    """Training produced NaN/Inf, or a value left CKKS's precise range: an outcome of the run, reported in one line."""
+
+
+class BenchChildError(SecureVFLError):
+    """A benchmark measurement process stopped on a user error (e.g. no MNIST files in ``--data-dir``)."""
+
+
+class BenchCrashError(RuntimeError):
+    """A benchmark measurement process failed on a bug; the message carries the child's traceback."""

@@ -128,7 +128,8 @@ class Federation:
 
     def audits(self) -> dict[str, VisibilityLog]:
         """Every party's record of the plaintext values it has held (a key holder's under its name)."""
-        logs = {party.name: party.audit for party in [*self.passives, self.active]}
+        logs = {party.name: party.audit for party in self.passives}
+        logs[self.active.name] = self.active.audit
         if self.key_holder is not None:
             logs.setdefault(self.key_holder.name, self.key_holder.audit)
         return logs

@@ -23,15 +23,11 @@ from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.checkpoint import load_checkpoint, save_checkpoint
 from securevfl.config import RunConfig
 from securevfl.data import VFLDataset, load_dataset, partition_columns
-from securevfl.errors import SecureVFLError
+from securevfl.errors import SecureVFLError, TrainingDiverged
 from securevfl.federation import Federation, build_federation
 from securevfl.seeding import epoch_batches
 
 RESULT_NAME = "result.json"
-
-
-class TrainingDiverged(SecureVFLError):
-    """Training produced NaN/Inf; the message layer refused to ship it."""
 
 
 @dataclass(frozen=True)

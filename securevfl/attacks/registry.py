@@ -92,8 +92,8 @@ def parse_attack_config(raw: Any) -> AttackConfigBase:
     if not isinstance(raw, dict):
         raise ValueError(f"the [attack] section must be a table, got {type(raw).__name__}")
     kind = raw.get("kind", "none")
-    config_type = NoAttackConfig if kind == "none" else None
-    if config_type is None:
+    config_type: type[AttackConfigBase] = NoAttackConfig
+    if kind != "none":
         if kind not in ATTACKS:
             close = difflib.get_close_matches(str(kind), attack_kinds(), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -22,19 +22,11 @@ from typing import Any
 
 from securevfl.bench.schemes import SchemeSpec, Top
 from securevfl.bench.workload import EpochShape
-from securevfl.errors import SecureVFLError
+from securevfl.errors import BenchChildError, BenchCrashError, SecureVFLError
 
 __all__ = ["BenchChildError", "BenchCrashError", "measure_scheme", "peak_rss_mb", "run_isolated"]
 
 MEMORY_METHOD = "resource.getrusage(RUSAGE_SELF).ru_maxrss of a fresh spawned process per scheme"
-
-
-class BenchChildError(SecureVFLError):
-    """A measurement process stopped on a user error (e.g. no MNIST files in ``--data-dir``)."""
-
-
-class BenchCrashError(RuntimeError):
-    """A measurement process failed on a bug; the message carries the child's traceback."""
 
 
 def peak_rss_mb() -> float:
@@ -66,7 +58,7 @@ class _Counters:
 
 
 def _difference(later: Counter[str], earlier: Counter[str], digits: int | None = None) -> dict[str, float]:
-    out = {}
+    out: dict[str, float] = {}
     for key in sorted(later):
         value = later[key] - earlier.get(key, 0)
         if value:

@@ -15,6 +15,7 @@ from typing import Any
 from securevfl.bench.paillier import OPERATIONS
 from securevfl.bench.workload import EpochShape
 from securevfl.protocols.phases import PHASE_GROUPS, cost_summary
+from securevfl.schemes import PlainScheme
 
 __all__ = [
     "PAILLIER_KEY",
@@ -26,6 +27,7 @@ __all__ = [
     "render_markdown",
     "write_outputs",
 ]
+
 
 PAILLIER_KEY = "paillier/receiver/2048"
 #: The issue's targets: receiver-scheme epoch at most 3x plaintext; CKKS at least 5000x faster
@@ -160,7 +162,7 @@ def paillier_row(comparison: dict[str, Any], plain: dict[str, Any], shape: Epoch
 
 def add_ratios(rows: dict[str, dict[str, Any]]) -> None:
     """Encrypted / plaintext step and epoch seconds and bytes, for every row (in place)."""
-    plain = rows.get("plain")
+    plain = rows.get(PlainScheme.name)
     for row in rows.values():
         if plain is None:
             row["ratio_to_plain"] = None
@@ -392,7 +394,7 @@ def _plot(report: dict[str, Any], path: Path) -> str | None:
         (axes[1], [rows[n]["bytes_per_step_total"] for n in names], "bytes per training step (log)", "bytes_per_step"),
     ]
     for axis, values, title, ratio_key in panels:
-        colors = ["#4c72b0" if n == "plain" else "#8c8c8c" if n == PAILLIER_KEY else "#dd8452" for n in names]
+        colors = ["#4c72b0" if n == PlainScheme.name else "#8c8c8c" if n == PAILLIER_KEY else "#dd8452" for n in names]
         bars = axis.barh(names, values, color=colors)
         for bar, hatch, name in zip(bars, hatches, names, strict=True):
             bar.set_hatch(hatch)

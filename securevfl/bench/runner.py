@@ -23,8 +23,10 @@ from securevfl.bench.report import PAILLIER_KEY, add_ratios, derive_scheme, eval
 from securevfl.bench.schemes import PAILLIER, QUICK_ROWS, SchemeSpec, Top, scheme_matrix, select_schemes
 from securevfl.bench.workload import MNIST_EPOCH, EpochShape
 from securevfl.errors import ConfigError
+from securevfl.schemes import PlainScheme
 
 __all__ = ["BenchSettings", "run_bench"]
+
 
 FEATURES_PER_PARTY = 392
 PAILLIER_SHAPES = [(64, 10), (64, 32)]
@@ -118,8 +120,8 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] = print) -> di
         values = settings.paillier_values or (8 if settings.quick else 64)
         log(f"measuring Paillier (2048-bit; {values} value(s) per message timed) vs CKKS ...")
         comparison = paillier_vs_ckks(PAILLIER_SHAPES, values)
-        if "plain" in rows and message in comparison["messages"]:
-            rows[PAILLIER_KEY] = paillier_row(comparison, rows["plain"], shape)
+        if PlainScheme.name in rows and message in comparison["messages"]:
+            rows[PAILLIER_KEY] = paillier_row(comparison, rows[PlainScheme.name], shape)
     add_ratios(rows)
     report["schemes"] = rows
     report["paillier"] = comparison

@@ -236,7 +236,8 @@ def _finish(name: str, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray | No
     # The assignment is checked before any splitting so that a typo is reported first.
     if parties is None:
         groups: dict[str, tuple[int, ...]] = {"features": tuple(range(len(names)))}
-        partition, order = None, ()
+        partition = None
+        order: tuple[str, ...] = ()
     else:
         groups, partition, order = _assignment(parties, names, lookup, name)
     if x_te is None or y_te is None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from securevfl.errors import ConfigError
+from securevfl.errors import PlacementError
 
 if TYPE_CHECKING:
     from securevfl.crypto import EncryptedTensor
@@ -41,14 +41,6 @@ class Placement(str, Enum):
     """By a party holding only the ciphertext, with homomorphic operations."""
     POST_DECRYPTION = "post_decryption"
     """By the party that decrypts, on plaintext."""
-
-
-class PlacementError(ConfigError):
-    """A defense was asked to run where it cannot; the message says why.
-
-    A :class:`ValueError` (through :class:`~securevfl.errors.ConfigError`), so the CLI reports it
-    as a configuration error in one line.
-    """
 
 
 class DefenseConfigBase(BaseModel):

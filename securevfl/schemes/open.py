@@ -142,7 +142,7 @@ class OpenPassiveWire:
             raise ProtocolError(f"{party.name} received a gradient without having sent activations")
         received = np.asarray(self.protection.open(message), dtype=np.float32)
         party.audit.saw(MessageKind.GRADIENT, tuple(received.shape), per_sample=True, masked=False, source=message.sender)
-        if party.attack is not None and received.shape == tuple(self._pending.shape):
+        if party.attack is not None and self._batch_ids is not None and received.shape == tuple(self._pending.shape):
             received = np.asarray(party.attack.incoming_gradient(step, self._batch_ids, received), dtype=np.float32)
         gradient = torch.from_numpy(received)
         if gradient.shape != self._pending.shape:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
+from securevfl.schemes import PlainScheme
 from securevfl.study.plots import plot_epochs, plot_versus_axis
 from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
 from securevfl.study.survival import (
@@ -23,6 +24,7 @@ from securevfl.study.survival import (
 from securevfl.study.table import CellSummary, summarize_cells
 
 __all__ = ["REPORT_NAME", "write_report"]
+
 
 REPORT_NAME = "report.md"
 PLOTS_DIR = "plots"
@@ -122,16 +124,16 @@ def _grid_section(
     for level_values, per_scheme in by_levels.items():
         cells_text = []
         for scheme in schemes:
-            summary = per_scheme.get(scheme)
-            if summary is None:
+            found = per_scheme.get(scheme)
+            if found is None:
                 cells_text += ["not run"] * 3
                 continue
-            attack = summary.cell_text(first.name)
+            attack = found.cell_text(first.name)
             for other in others:
-                if attack == "-" and summary.mean(other.name) is not None:
-                    attack = f"{other.label} {summary.cell_text(other.name)}"
-            peak = summary.mean(first.peak_column) if first.peak_column else None
-            cells_text += [summary.cell_text(MAIN_ACCURACY.name), attack, "-" if peak is None else f"{100 * peak:.0f}"]
+                if attack == "-" and found.mean(other.name) is not None:
+                    attack = f"{other.label} {found.cell_text(other.name)}"
+            peak = found.mean(first.peak_column) if first.peak_column else None
+            cells_text += [found.cell_text(MAIN_ACCURACY.name), attack, "-" if peak is None else f"{100 * peak:.0f}"]
         lines.append("| " + " | ".join(level_values or ("-",)) + " | " + " | ".join(cells_text) + " |")
     lines.append("")
     for path in (plot_epochs(grid, rows, histories, plots / f"{grid.name}_epochs.png"), plot_versus_axis(grid, rows, plots / f"{grid.name}_vs_{_file_safe(grid.x)}.png")):
@@ -160,7 +162,7 @@ def _cost_section(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
         per_scheme: dict[str, list[dict[str, Any]]] = {}
         for row in ok:
             per_scheme.setdefault(row["axis:scheme"], []).append(row)
-        plain_rows = per_scheme.get("plain", [])
+        plain_rows = per_scheme.get(PlainScheme.name, [])
         plain_seconds = statistics.median(r["mean_epoch_seconds"] for r in plain_rows) if plain_rows else None
         plain_bytes = statistics.median(r["bytes_per_epoch"] for r in plain_rows) if plain_rows else None
         for scheme, group in per_scheme.items():

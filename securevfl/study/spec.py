@@ -217,8 +217,8 @@ def plan_runs(spec: StudySpec) -> list[PlannedRun]:
         dims.append(("scheme", [(label, label, scheme_overrides(label)) for label in schemes]))
         if grid.variants:
             dims.append(("variant", [(label, label, flatten(settings)) for label, settings in grid.variants.items()]))
-        for key, values in grid.axes.items():
-            dims.append((key, [(_label(value), value, {key: value}) for value in values]))
+        for key, axis_values in grid.axes.items():
+            dims.append((key, [(_label(value), value, {key: value}) for value in axis_values]))
         for combo in itertools.product(*(levels for _, levels in dims)):
             levels = {name: level[0] for (name, _), level in zip(dims, combo, strict=True)}
             values = {name: level[1] for (name, _), level in zip(dims, combo, strict=True)}

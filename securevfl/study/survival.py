@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from securevfl.attacks import MAIN_ACCURACY, success_metric
+from securevfl.schemes import PlainScheme
 from securevfl.study.spec import PlannedRun
 from securevfl.study.table import describe_defenses
 
 __all__ = ["ATTACK_FLOOR", "SAME_TOLERANCE", "SurvivalLine", "survival_lines"]
+
 
 #: Largest difference in mean attack success (fraction) still called "the same".
 SAME_TOLERANCE = 0.05
@@ -228,11 +230,11 @@ def _undefended(config: dict[str, Any], index: dict[tuple[str, str, str], tuple[
 
 
 def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
-    plain = per_scheme.get("plain")
+    plain = per_scheme.get(PlainScheme.name)
     base = plain.mean(MAIN_ACCURACY.name) if plain is not None else None
     parts = []
     for scheme, outcome in per_scheme.items():
-        if scheme == "plain" or outcome.status() != "ok" or base is None:
+        if scheme == PlainScheme.name or outcome.status() != "ok" or base is None:
             continue
         delta = (outcome.mean(MAIN_ACCURACY.name) or 0.0) - base
         parts.append(f"{scheme} {100 * delta:+.2f}")
@@ -240,12 +242,15 @@ def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
 
 
 def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
-    plain = per_scheme.get("plain")
+    plain = per_scheme.get(PlainScheme.name)
     if plain is None or plain.status() != "ok":
         return "no plaintext run to compare with"
-    survives, changed, infeasible, stopped = [], [], [], []
+    survives: list[str] = []
+    changed: list[str] = []
+    infeasible: list[str] = []
+    stopped: list[str] = []
     for scheme, outcome in per_scheme.items():
-        if scheme == "plain":
+        if scheme == PlainScheme.name:
             continue
         if outcome.status() == "pending":
             continue
@@ -299,12 +304,13 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
 def _defense_verdict(defended: dict[str, _Outcome], undefended: dict[str, _Outcome], metric: str) -> str:
     effects = {scheme: _defense_effect(outcome, undefended.get(scheme), metric) for scheme, outcome in defended.items()}
     parts = [f"{scheme}: {word} ({detail})" if word != detail else f"{scheme}: {word}" for scheme, (word, detail) in effects.items()]
-    plain = defended.get("plain")
-    if plain is None or effects["plain"][0] not in ("works", "does not work"):
+    plain = defended.get(PlainScheme.name)
+    if plain is None or effects[PlainScheme.name][0] not in ("works", "does not work"):
         return "; ".join(parts)
-    same, different = [], []
+    same: list[str] = []
+    different: list[str] = []
     for scheme, outcome in defended.items():
-        if scheme == "plain" or effects[scheme][0] not in ("works", "does not work", "nothing to stop"):
+        if scheme == PlainScheme.name or effects[scheme][0] not in ("works", "does not work", "nothing to stop"):
             continue
         paired = _paired(plain, outcome, metric)
         if paired is None:
@@ -312,10 +318,10 @@ def _defense_verdict(defended: dict[str, _Outcome], undefended: dict[str, _Outco
         base, value, spread, _ = paired
         (same if abs(value - base) <= max(SAME_TOLERANCE, 2 * spread) else different).append(scheme)
     if same and not different:
-        if any(effects[scheme][0] != effects["plain"][0] for scheme in same):
+        if any(effects[scheme][0] != effects[PlainScheme.name][0] for scheme in same):
             parts.append("same attack success as plaintext within the seed spread")
         else:
-            parts.append("keeps working under encryption" if effects["plain"][0] == "works" else "fails in plaintext and under encryption")
+            parts.append("keeps working under encryption" if effects[PlainScheme.name][0] == "works" else "fails in plaintext and under encryption")
     elif different:
         parts.append("the attack's success with the defense differs from plaintext's under " + ", ".join(different))
     return "; ".join(parts)

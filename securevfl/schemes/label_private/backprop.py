@@ -60,7 +60,8 @@ def linear_stack(model: nn.Module) -> list[tuple[nn.Linear, bool]]:
 @torch.no_grad()
 def cached_forward(stack: list[tuple[nn.Linear, bool]], x: torch.Tensor, batch: int) -> tuple[torch.Tensor, ForwardCache]:
     rows = x.shape[0]
-    inputs, masks = [], []
+    inputs: list[np.ndarray] = []
+    masks: list[np.ndarray | None] = []
     activations = x
     for linear, relu in stack:
         inputs.append(_pad(activations.double().numpy(), batch))

@@ -133,6 +133,6 @@ class LabelPrivateScheme(Scheme):
         else:
             service = KeyHolder(COORDINATOR_NAME, secret, builder.timer, VisibilityLog(COORDINATOR_NAME))
             active_wire.link = link
-        clients = [party.name for party in (*passives, active) if party.name != self.key_holder_party]
+        clients = [name for name in (*builder.passive_names, active.name) if name != self.key_holder_party]
         key_holder = KeyHolderParty(service, builder.channel, clients)
         return Federation(passives=passives, active=active, channel=builder.channel, timer=builder.timer, key_holder=key_holder)
