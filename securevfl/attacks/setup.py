@@ -64,8 +64,10 @@ def prepare_attack(
         return setup
     cls = attack_class(config.kind)
     candidates = parties.get(cls.role, [])
-    if not candidates:
-        raise ConfigError(f"attack {config.kind!r} runs at the {cls.role.value} role, which this run has no party for")
+    if not candidates:  # e.g. a key holder's attack under a scheme without a single key holder
+        setup.feasible = False
+        setup.infeasible_reason = f"the attack runs at the {cls.role.value} role, which this scheme has no party for"
+        return setup
     party = config.party or candidates[-1]
     if party not in candidates:
         raise ConfigError(

@@ -1,0 +1,179 @@
+"""Adding an attack is one class (config beside it), its test and one registry line: here from outside the package.
+
+The attacks below are registered by this test module only, run at the active party, the key
+holder and the channel, and must reach training, the result record and the study table
+without any other file knowing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pytest
+
+from helpers import random_dataset
+from securevfl.attacks import (
+    ATTACKS,
+    Attack,
+    AttackConfigBase,
+    AttackSetting,
+    AttackTruth,
+    MetricSpec,
+    attack_metrics,
+    parse_attack_config,
+    register_attack,
+    success_metric,
+    unregister_attack,
+)
+from securevfl.config import validate_config
+from securevfl.errors import ConfigError
+from securevfl.protocols.wire import peek_route
+from securevfl.roles import Capability, Role
+from securevfl.study.table import base_columns
+from securevfl.training import run_training
+
+ROWS_SEEN = MetricSpec("activation_rows_seen", "fraction of training samples whose H_k rows the active party read", "higher")
+
+
+class RowsSeenConfig(AttackConfigBase):
+    kind: Literal["test_rows_seen"] = "test_rows_seen"
+
+
+class RowsSeen(Attack):
+    """A curious active party that records which samples' individual activation rows it read."""
+
+    name: ClassVar[str] = "test_rows_seen"
+    config_type = RowsSeenConfig
+    role = Role.ACTIVE
+    requires = (frozenset({Capability.PLAINTEXT_ACTIVATION_ROWS}),)
+    infeasible_because = "the active party only decrypts a combination of the activations"
+    metrics = (ROWS_SEEN,)
+    success_metric = ROWS_SEEN.name
+
+    def __init__(self, party: str, n_train: int) -> None:
+        super().__init__(party)
+        self.seen = np.zeros(n_train, dtype=bool)
+
+    @classmethod
+    def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> RowsSeen:
+        return cls(setting.party, len(setting.dataset.y_train))
+
+    def received_activations(self, step: int, sample_ids: np.ndarray, sender: str, values: np.ndarray) -> None:
+        assert values.shape[0] == len(sample_ids)
+        self.seen[sample_ids] = True
+
+    def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
+        return {ROWS_SEEN.name: float(self.seen.mean())}
+
+
+class FramesConfig(AttackConfigBase):
+    kind: Literal["test_frames"] = "test_frames"
+
+
+class Frames(Attack):
+    """An eavesdropper on the channel that counts the gradient frames it saw."""
+
+    name: ClassVar[str] = "test_frames"
+    config_type = FramesConfig
+    role = Role.OBSERVER
+    requires = (frozenset({Capability.FRAMES}),)
+    infeasible_because = "no frames"
+    metrics = (MetricSpec("gradient_frames_seen", "gradient frames the eavesdropper saw"),)
+
+    def __init__(self, party: str) -> None:
+        super().__init__(party)
+        self.frames = 0
+
+    def observed_frame(self, frame: bytes) -> None:
+        self.frames += peek_route(frame)[0] == "gradient"
+
+    def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
+        return {"gradient_frames_seen": float(self.frames)}
+
+
+class HolderConfig(AttackConfigBase):
+    kind: Literal["test_holder"] = "test_holder"
+
+
+class Holder(Attack):
+    """A curious key holder that keeps the largest magnitude it decrypted (masked values: large)."""
+
+    name: ClassVar[str] = "test_holder"
+    config_type = HolderConfig
+    role = Role.KEY_HOLDER
+    requires = (frozenset(),)
+    infeasible_because = "never"
+    metrics = (MetricSpec("largest_decrypted", "largest magnitude the key holder decrypted"),)
+
+    def __init__(self, party: str) -> None:
+        super().__init__(party)
+        self.largest = 0.0
+
+    def decrypted_request(self, step: int, requester: str, values: np.ndarray) -> None:
+        self.largest = max(self.largest, float(np.abs(values).max()))
+
+    def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
+        return {"largest_decrypted": self.largest}
+
+
+@pytest.fixture
+def registered() -> Iterator[None]:
+    for cls in (RowsSeen, Frames, Holder):
+        register_attack(cls)
+    try:
+        yield
+    finally:
+        for cls in (RowsSeen, Frames, Holder):
+            unregister_attack(cls.name)
+
+
+DATA = random_dataset(n_train=64, n_test=16, n_features=6, num_classes=3, seed=1)
+
+
+def _run(protection: dict, kind: str) -> dict[str, Any]:
+    raw = {
+        "parties": {"passive": 2, "split": "even"},
+        "train": {"epochs": 1, "batch_size": 32, "progress": False},
+        "protection": protection,
+        "attack": {"kind": kind},
+    }
+    return run_training(validate_config(raw), dataset=DATA)
+
+
+def test_an_active_party_attack_runs_reports_and_is_infeasible_where_the_scheme_hides_rows(registered: None) -> None:
+    assert success_metric("test_rows_seen") == ROWS_SEEN.name and ROWS_SEEN in attack_metrics()
+    plain = _run({"scheme": "plain"}, "test_rows_seen")
+    assert plain["attack"]["party"] == "active" and plain["attack_feasible"] is True
+    assert plain["history"][-1][ROWS_SEEN.name] == 1.0 and plain[ROWS_SEEN.name] == 1.0  # every sample's rows, one epoch
+    blind = _run({"scheme": "ckks", "key_holder": "active"}, "test_rows_seen")
+    assert blind["attack_feasible"] is False and "only decrypts a combination" in blind["attack_infeasible_reason"]
+    assert ROWS_SEEN.name not in blind["history"][-1]
+    assert ROWS_SEEN.name in base_columns()  # the study table has its column
+
+
+def test_an_observer_sees_every_frame_and_a_key_holder_every_request(registered: None) -> None:
+    frames = _run({"scheme": "ckks", "key_holder": "receiver"}, "test_frames")
+    assert frames["history"][-1]["gradient_frames_seen"] == frames["messages_sent"]["gradient"] == 2 * 2  # 2 passives x 2 batches
+    holder = _run({"scheme": "ckks", "key_holder": "coordinator"}, "test_holder")
+    assert holder["attack"]["party"] == "coordinator"
+    assert holder["history"][-1]["largest_decrypted"] > 100  # the values it decrypts are masked (half-width 16384)
+    nobody = _run({"scheme": "plain"}, "test_holder")
+    assert nobody["attack_feasible"] is False and "no party for" in nobody["attack_infeasible_reason"]
+
+
+def test_registration_is_checked_and_undone(registered: None) -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_attack(RowsSeen)
+    with pytest.raises(ValueError, match="built-in"):
+        unregister_attack("label_inference")
+    assert type(parse_attack_config({"kind": "test_rows_seen"})) is RowsSeenConfig
+    with pytest.raises(ConfigError, match="unknown key 'attack.gamm'; did you mean 'gamma'"):
+        validate_config({"attack": {"kind": "test_rows_seen", "gamm": 1}})
+
+
+def test_the_registry_is_back_to_the_built_in_attacks() -> None:
+    assert set(ATTACKS) == {"gradient_replacement", "label_inference"}
+    with pytest.raises(ConfigError, match="unknown attack kind 'test_rows_seen'"):
+        validate_config({"attack": {"kind": "test_rows_seen"}})
