@@ -11,16 +11,16 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from securevfl.attacks.base import AttackConfigBase, NoAttackConfig
 from securevfl.attacks.registry import attack_keys, parse_attack_config
 from securevfl.data import DataConfig, PartitionConfig
-from securevfl.defenses.base import PlacementError
-from securevfl.defenses.registry import DefenseConfig
+from securevfl.defenses.base import DefenseConfigBase, PlacementError
 from securevfl.defenses.pipeline import DefensePipeline
+from securevfl.defenses.registry import parse_defense_config
 from securevfl.errors import ConfigError
 from securevfl.schemes import Scheme, default_preset, scheme_for
 
@@ -124,6 +124,11 @@ class ProtectionConfig(_Section):
         return self
 
 
+def _defense_of_its_kind(raw: Any) -> DefenseConfigBase:
+    """Validate one ``[[defense]]`` table against the registry as it is now (so registered defenses count)."""
+    return raw if isinstance(raw, DefenseConfigBase) else parse_defense_config(raw)
+
+
 class RunConfig(_Section):
     """A whole run: data, parties, models, training, protection, attack and defenses.
 
@@ -141,7 +146,9 @@ class RunConfig(_Section):
     attack: SerializeAsAny[AttackConfigBase] = Field(
         default_factory=NoAttackConfig, description="[attack] table; its kind selects the attack's own config"
     )
-    defense: list[DefenseConfig] = Field(default_factory=list, description="[[defense]] tables, applied in order")
+    defense: list[Annotated[SerializeAsAny[DefenseConfigBase], BeforeValidator(_defense_of_its_kind)]] = Field(
+        default_factory=list, description="[[defense]] tables, applied in order; each kind's config validates its table"
+    )
 
     @field_validator("attack", mode="before")
     @classmethod

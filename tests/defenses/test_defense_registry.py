@@ -20,7 +20,7 @@ import pytest
 from pydantic import Field, TypeAdapter, ValidationError
 
 import securevfl.defenses as defenses_package
-from securevfl.config import ProtectionConfig
+from securevfl.config import ProtectionConfig, validate_config
 from securevfl.schemes import scheme_for
 from securevfl.defenses import (
     DEFENSES,
@@ -254,11 +254,15 @@ def test_a_defense_registered_from_outside_parses_builds_and_runs(with_shift: ty
         build_defense(config.model_copy(update={"placement": Placement.UNDER_ENCRYPTION}), np.random.default_rng(0), preset_depth=2)
     pipeline = DefensePipeline.build([config], scheme_for(ProtectionConfig(scheme="ckks", key_holder="receiver")), seed=0)
     assert pipeline.defenses[0].name == "test_shift"
-    # the built-in kinds are unaffected; the union a run configuration was declared with is fixed at import
+    # the built-in kinds are unaffected; the DefenseConfig union declared at import keeps the built-in kinds,
+    # while a run configuration validates each [[defense]] table against the registry as it is now
     assert type(parse_defense_config({"kind": "gaussian_noise", "variance": 1.0})).__name__ == "GaussianNoiseConfig"
     assert TypeAdapter(config_union()).validate_python({"kind": "test_shift", "shift": 1.0}) == ShiftConfig(shift=1.0)
     with pytest.raises(ValidationError):
         TypeAdapter(DefenseConfig).validate_python({"kind": "test_shift", "shift": 1.0})
+    run = validate_config({"defense": [{"kind": "test_shift", "shift": 2.0, "on": "activation", "placement": "post_decryption"}]})
+    assert run.defense == [ShiftConfig(shift=2.0, on="activation", placement="post_decryption")]
+    assert run.resolved()["defense"][0]["shift"] == 2.0
 
 
 def test_registration_is_undone_after_the_test() -> None:
