@@ -20,6 +20,7 @@ from securevfl.study.report import write_report
 from securevfl.study.runner import run_study
 from securevfl.study.spec import PlannedRun, StudySpec, load_study, plan_runs
 from securevfl.study.table import collect_rows, write_table
+from securevfl.study.status import RunStatus
 
 __all__ = ["PlannedRun", "StudySpec", "load_study", "plan_runs", "run_and_report", "run_study"]
 
@@ -54,7 +55,7 @@ def run_and_report(
         outcomes = run_study(
             training_order(spec, runs), out, workers=workers, log=log, show_progress=show_progress, retry_failed=retry_failed
         )
-        crashed = [o for o in outcomes if o.status == "crashed"]
+        crashed = [o for o in outcomes if o.status == RunStatus.CRASHED]
         for outcome in crashed:
             log(f"crashed: {outcome.run_id}: {outcome.detail}")
     rows, histories = collect_rows(runs, out)

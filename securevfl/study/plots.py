@@ -13,6 +13,7 @@ from typing import Any
 
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.study.spec import GridSpec
+from securevfl.study.status import RunStatus
 
 __all__ = ["plot_epochs", "plot_versus_axis"]
 
@@ -51,7 +52,7 @@ def _level_label(row: dict[str, Any]) -> str:
 
 
 def _not_drawn(rows: list[dict[str, Any]]) -> str:
-    stopped = sorted({f"{r['axis:scheme']} {_level_label(r)}: {r['status']}" for r in rows if r["status"] not in ("ok", "pending")})
+    stopped = sorted({f"{r['axis:scheme']} {_level_label(r)}: {r['status']}" for r in rows if r["status"] not in (RunStatus.OK, RunStatus.PENDING)})
     return ("not drawn: " + "; ".join(stopped)) if stopped else ""
 
 
@@ -121,7 +122,7 @@ def plot_versus_axis(grid: GridSpec, rows: list[dict[str, Any]], path: Path) -> 
     xs_all: list[float] = []
     groups: dict[tuple[str, str], dict[float, list[dict[str, Any]]]] = {}
     for row in rows:
-        if row["status"] != "ok":
+        if row["status"] != RunStatus.OK:
             continue
         others = ", ".join(f"{k.removeprefix('axis:')}={v}" for k, v in row.items() if k.startswith("axis:") and k not in (key, "axis:scheme"))
         groups.setdefault((row["axis:scheme"], others), {}).setdefault(float(row[key]), []).append(row)

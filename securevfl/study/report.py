@@ -22,6 +22,7 @@ from securevfl.study.survival import (
     survival_lines,
 )
 from securevfl.study.table import CellSummary, summarize_cells
+from securevfl.study.status import RunStatus
 
 __all__ = ["REPORT_NAME", "write_report"]
 
@@ -158,7 +159,7 @@ def _cost_section(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for grid in spec.grids:
-        ok = [row for row in rows if row["grid"] == grid.name and row["status"] == "ok" and row.get("mean_epoch_seconds")]
+        ok = [row for row in rows if row["grid"] == grid.name and row["status"] == RunStatus.OK and row.get("mean_epoch_seconds")]
         per_scheme: dict[str, list[dict[str, Any]]] = {}
         for row in ok:
             per_scheme.setdefault(row["axis:scheme"], []).append(row)
@@ -175,8 +176,8 @@ def _cost_section(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _stopped_section(rows: list[dict[str, Any]]) -> list[str]:
-    stopped = [row for row in rows if row["status"] in ("failed", "refused")]
-    pending = [row for row in rows if row["status"] == "pending"]
+    stopped = [row for row in rows if row["status"] in (RunStatus.FAILED, RunStatus.REFUSED)]
+    pending = [row for row in rows if row["status"] == RunStatus.PENDING]
     if not stopped and not pending:
         return []
     lines = ["## Runs without a result", ""]

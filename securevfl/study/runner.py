@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.study.spec import PlannedRun
+from securevfl.study.status import RunStatus
 
 __all__ = ["RunOutcome", "TrainJob", "reset_failed", "run_dir", "run_study"]
 
@@ -40,7 +41,7 @@ CONFIG_KEYS_IGNORED = ("train.progress",)
 @dataclass(frozen=True)
 class RunOutcome:
     run_id: str
-    status: str  # "ok" | "failed" | "crashed" | "refused" | "skipped" (finished earlier)
+    status: RunStatus
     seconds: float
     detail: str = ""
 
@@ -127,12 +128,12 @@ def _train_one(job: TrainJob) -> RunOutcome:
         directory.mkdir(parents=True, exist_ok=True)
         record = {"error": str(exc), "type": type(exc).__name__, "config": resolved}
         (directory / FAILED_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        return RunOutcome(run_id, "failed", time.perf_counter() - started, str(exc))
+        return RunOutcome(run_id, RunStatus.FAILED, time.perf_counter() - started, str(exc))
     except Exception:  # noqa: BLE001 - any bug in one run must not stop the others
         # a bug, not a finding: keep the traceback next to the run, record nothing as finished
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "crash.txt").write_text(traceback.format_exc(), encoding="utf-8")
-        return RunOutcome(run_id, "crashed", time.perf_counter() - started, traceback.format_exc(limit=3))
+        return RunOutcome(run_id, RunStatus.CRASHED, time.perf_counter() - started, traceback.format_exc(limit=3))
     (directory / CHECKPOINT_NAME).unlink(missing_ok=True)  # finished: the result is what counts
     shown = f"main {result[MAIN_ACCURACY.name]:.4f}"
     for spec in attack_metrics():
@@ -140,7 +141,7 @@ def _train_one(job: TrainJob) -> RunOutcome:
             shown += f", {spec.label} {result[spec.name]:.4f}"
     if result.get("attack_feasible") is False:
         shown += ", attack infeasible"
-    return RunOutcome(run_id, "ok", time.perf_counter() - started, shown)
+    return RunOutcome(run_id, RunStatus.OK, time.perf_counter() - started, shown)
 
 
 def run_study(
@@ -162,12 +163,12 @@ def run_study(
     reset = 0
     for run in runs:
         if run.refused is not None:
-            outcomes[run.run_id] = RunOutcome(run.run_id, "refused", 0.0, run.refused)
+            outcomes[run.run_id] = RunOutcome(run.run_id, RunStatus.REFUSED, 0.0, run.refused)
             continue
         if retry_failed:
             reset += reset_failed(out, run)
         if finished(out, run):
-            outcomes[run.run_id] = RunOutcome(run.run_id, "skipped", 0.0, "finished earlier")
+            outcomes[run.run_id] = RunOutcome(run.run_id, RunStatus.SKIPPED, 0.0, "finished earlier")
             continue
         pending.append(run)
     log(

@@ -34,6 +34,7 @@ from securevfl.attacks import MAIN_ACCURACY, success_metric
 from securevfl.schemes import PlainScheme
 from securevfl.study.spec import PlannedRun
 from securevfl.study.table import describe_defenses
+from securevfl.study.status import RunStatus
 
 __all__ = ["ATTACK_FLOOR", "SAME_TOLERANCE", "SurvivalLine", "survival_lines"]
 
@@ -94,11 +95,11 @@ class _Outcome:
 
     @property
     def ok(self) -> list[dict[str, Any]]:
-        return [row for row in self.rows if row["status"] == "ok"]
+        return [row for row in self.rows if row["status"] == RunStatus.OK]
 
     def status(self) -> str:
         if self.ok:
-            return "ok"
+            return RunStatus.OK
         return min({row["status"] for row in self.rows})
 
     def reason(self) -> str:
@@ -159,10 +160,10 @@ def _cell_text(outcome: _Outcome | None, metric: str | None) -> str:
     if outcome is None:
         return "not run"
     status = outcome.status()
-    if status != "ok":
+    if status != RunStatus.OK:
         return f"{status} ({_short(outcome.reason())})" if outcome.reason() else status
     main = _pct(outcome.mean(MAIN_ACCURACY.name))
-    stopped = [row for row in outcome.rows if row["status"] != "ok"]
+    stopped = [row for row in outcome.rows if row["status"] != RunStatus.OK]
     partial = f" [{len(outcome.ok)}/{len(outcome.rows)} seeds; {len(stopped)} {stopped[0]['status']}]" if stopped else ""
     if metric is None:
         return f"main {main}{partial}"
@@ -234,7 +235,7 @@ def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
     base = plain.mean(MAIN_ACCURACY.name) if plain is not None else None
     parts = []
     for scheme, outcome in per_scheme.items():
-        if scheme == PlainScheme.name or outcome.status() != "ok" or base is None:
+        if scheme == PlainScheme.name or outcome.status() != RunStatus.OK or base is None:
             continue
         delta = (outcome.mean(MAIN_ACCURACY.name) or 0.0) - base
         parts.append(f"{scheme} {100 * delta:+.2f}")
@@ -243,7 +244,7 @@ def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
 
 def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
     plain = per_scheme.get(PlainScheme.name)
-    if plain is None or plain.status() != "ok":
+    if plain is None or plain.status() != RunStatus.OK:
         return "no plaintext run to compare with"
     survives: list[str] = []
     changed: list[str] = []
@@ -252,9 +253,9 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
     for scheme, outcome in per_scheme.items():
         if scheme == PlainScheme.name:
             continue
-        if outcome.status() == "pending":
+        if outcome.status() == RunStatus.PENDING:
             continue
-        if outcome.status() != "ok":
+        if outcome.status() != RunStatus.OK:
             stopped.append(f"{scheme} {outcome.status()}")
         elif not outcome.feasible():
             infeasible.append(scheme)
@@ -280,12 +281,12 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
 
 def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: str) -> tuple[str, str]:
     """(verdict word, detail) for one scheme."""
-    if with_defense.status() == "refused":
-        return "refused", "cannot be placed"
-    if with_defense.status() == "pending" or (without is not None and without.status() == "pending"):
-        return "pending", "pending"
-    if without is None or without.status() != "ok" or with_defense.status() != "ok":
-        state = with_defense.status() if with_defense.status() != "ok" else "undefended run missing"
+    if with_defense.status() == RunStatus.REFUSED:
+        return RunStatus.REFUSED, "cannot be placed"
+    if with_defense.status() == RunStatus.PENDING or (without is not None and without.status() == RunStatus.PENDING):
+        return RunStatus.PENDING, RunStatus.PENDING
+    if without is None or without.status() != RunStatus.OK or with_defense.status() != RunStatus.OK:
+        state = with_defense.status() if with_defense.status() != RunStatus.OK else "undefended run missing"
         return state, state
     if not with_defense.feasible() or not without.feasible():
         return "n/a", "attack infeasible"

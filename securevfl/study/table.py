@@ -23,6 +23,7 @@ from securevfl.defenses.registry import parse_defense_config
 from securevfl.schemes import Scheme, scheme_for
 from securevfl.study.runner import FAILED_NAME, RESULT_NAME, run_dir
 from securevfl.study.spec import PlannedRun
+from securevfl.study.status import RunStatus
 
 __all__ = ["CellSummary", "base_columns", "collect_rows", "metric_names", "summarize_cells", "write_table"]
 
@@ -122,21 +123,21 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
         row.update({f"axis:{name}": level for name, level in run.levels.items()})
         directory = run_dir(out, run)
         if run.refused is not None:
-            row.update(status="refused", reason=run.refused)
+            row.update(status=RunStatus.REFUSED, reason=run.refused)
             if run.config:
                 row.update(_config_columns(run.config))
         elif (directory / RESULT_NAME).is_file():
             result = json.loads((directory / RESULT_NAME).read_text(encoding="utf-8"))
-            row.update(status="ok", reason=result.get("attack_infeasible_reason") or "")
+            row.update(status=RunStatus.OK, reason=result.get("attack_infeasible_reason") or "")
             row.update(_config_columns(result["config"]))
             row.update(_result_columns(result))
             histories[run.run_id] = result.get("history", [])
         elif (directory / FAILED_NAME).is_file():
             failure = json.loads((directory / FAILED_NAME).read_text(encoding="utf-8"))
-            row.update(status="failed", reason=failure["error"])
+            row.update(status=RunStatus.FAILED, reason=failure["error"])
             row.update(_config_columns(failure["config"]))
         else:
-            row.update(status="pending", reason="")
+            row.update(status=RunStatus.PENDING, reason="")
         if run.config and "scheme_label" not in row:
             row.update(_config_columns(run.config))
         rows.append(row)
@@ -169,7 +170,7 @@ class CellSummary:
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
-        self.ok = [row for row in rows if row["status"] == "ok"]
+        self.ok = [row for row in rows if row["status"] == RunStatus.OK]
         self.first = rows[0]
 
     @property

@@ -1,0 +1,26 @@
+"""The outcome of one planned run of a study, named once.
+
+``StrEnum``: tables and JSON carry the plain strings (``ok``, ``failed`` ...), code compares
+against these members, so a misspelt status is an ``AttributeError``, not a silent mismatch.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["RunStatus"]
+
+
+class RunStatus(StrEnum):
+    OK = "ok"
+    """Trained to the last epoch; ``result.json`` exists."""
+    FAILED = "failed"
+    """Stopped on a user-level outcome (diverged, left CKKS's range, missing data): ``failed.json``."""
+    CRASHED = "crashed"
+    """Stopped on a bug (a traceback); rerun after the fix."""
+    REFUSED = "refused"
+    """The configuration rules refuse this combination (e.g. a placement the scheme cannot carry)."""
+    SKIPPED = "skipped"
+    """Finished in an earlier invocation; not trained again."""
+    PENDING = "pending"
+    """Nothing on disk yet."""
