@@ -23,28 +23,14 @@ Layers import downwards only: ``securevfl`` -> ``securevfl.protocols`` (folder `
 
 from __future__ import annotations
 
-# Defined before the imports below: securevfl.training reads it while this package initialises.
-__version__ = "0.1.0"
-"""The installed version, recorded in every ``result.json`` (``version``)."""
+from securevfl.api import EpochSummary, Timing, TrainingResult, bottom_model_shapes, resolve_config, train
+from securevfl.config import RunConfig, load_config
+from securevfl.data import PartitionedDataset, VFLDataset, dataset_from_arrays, dataset_from_dataframe, load_dataset
+from securevfl.errors import ConfigError, DataError, SecureVFLError, TrainingDiverged
+from securevfl.version import __version__ as _installed
 
-from securevfl.api import (  # noqa: E402
-    EpochSummary,
-    Timing,
-    TrainingResult,
-    bottom_model_shapes,
-    resolve_config,
-    train,
-)
-from securevfl.config import RunConfig, load_config  # noqa: E402
-from securevfl.data import (  # noqa: E402
-    PartitionedDataset,
-    VFLDataset,
-    dataset_from_arrays,
-    dataset_from_dataframe,
-    load_dataset,
-)
-from securevfl.errors import ConfigError, DataError, SecureVFLError  # noqa: E402
-from securevfl.training import TrainingDiverged  # noqa: E402
+__version__ = _installed
+"""The installed version, recorded in every ``result.json`` (``version``)."""
 
 __all__ = [
     "ConfigError",

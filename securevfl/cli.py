@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from securevfl import __version__
+from securevfl.version import __version__
 from securevfl.errors import SecureVFLError
 
 EXIT_USER_ERROR = 2

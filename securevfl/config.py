@@ -11,9 +11,9 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from securevfl.attacks.base import AttackConfigBase, NoAttackConfig
 from securevfl.attacks.registry import attack_keys, parse_attack_config
@@ -23,105 +23,17 @@ from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.defenses.registry import parse_defense_config
 from securevfl.errors import ConfigError
 from securevfl.schemes import Scheme, default_preset, scheme_for
+from securevfl.sections import ModelConfig, ProtectionConfig, TrainConfig, ConfigSection
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ModelConfig(_Section):
-    """Bottom models (one per passive party) and the active party's top model.
-
-    Bottom models are Linear+ReLU stacks. ``top = "sum"`` is the paper's non-trainable top
-    (sum the bottom outputs, softmax): every bottom output then has one unit per class.
-    ``top = "trainable"`` concatenates the bottom outputs and applies dense layers.
-    """
-
-    top: Literal["sum", "trainable"] = "sum"
-    bottom_hidden: list[int] = Field(default_factory=lambda: [32])
-    bottom_output: int | None = Field(
-        default=None, description="width of each bottom output; default classes (sum) or 32"
-    )
-    bottom_output_activation: Literal["none", "relu"] | None = Field(
-        default=None, description="default 'none' for the sum top (logits), 'relu' for trainable"
-    )
-    top_hidden: list[int] = Field(default_factory=lambda: [32])
-
-    @model_validator(mode="after")
-    def _check_widths(self) -> ModelConfig:
-        for name in ("bottom_hidden", "top_hidden"):
-            if any(width < 1 for width in getattr(self, name)):
-                raise ValueError(f"{name} widths must be positive, got {getattr(self, name)}")
-        if self.bottom_output is not None and self.bottom_output < 1:
-            raise ValueError(f"bottom_output must be positive, got {self.bottom_output}")
-        if self.top == "sum" and "top_hidden" in self.model_fields_set:
-            raise ValueError("top_hidden applies only to top = 'trainable'; the sum top has no layers")
-        return self
-
-    def resolved_bottom_output(self, num_classes: int) -> int:
-        if self.top == "sum":
-            return num_classes if self.bottom_output is None else self.bottom_output
-        return 32 if self.bottom_output is None else self.bottom_output
-
-    def resolved_output_activation(self) -> Literal["none", "relu"]:
-        if self.bottom_output_activation is not None:
-            return self.bottom_output_activation
-        return "none" if self.top == "sum" else "relu"
-
-
-class TrainConfig(_Section):
-    """SGD training; defaults follow the seed paper (lr 0.01, batch 64, plain SGD)."""
-
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=64, ge=1)
-    lr: float = Field(default=0.01, gt=0)
-    momentum: float = Field(default=0.0, ge=0, lt=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    seed: int = Field(default=0, ge=0)
-    eval_batch_size: int = Field(default=1024, ge=1)
-    progress: bool = True
-    checkpoint: bool = True
-    threads: int = Field(default=1, ge=1, description="torch intra-op threads per process")
-
-
-class ProtectionConfig(_Section):
-    """How messages are protected on the wire, and who holds the CKKS secret key.
-
-    ``plain``: arrays as they are. ``ckks`` with ``key_holder``:
-
-    - ``receiver``: every party has its own key pair; each message is encrypted under the
-      public key of the party that receives it.
-    - ``active``: only the active party holds a key. Passives encrypt their activations under
-      it and train from encrypted gradients (label-private: no passive ever holds a plaintext
-      per-sample gradient); the active party decrypts only combined activations.
-    - ``coordinator``: as ``active``, but a coordinator holds the key and only ever decrypts
-      values hidden by random masks.
-
-    ``key_holder``, ``preset`` and the bounds are ignored by the plain scheme, so a study can
-    sweep ``scheme`` over plain and ckks from one base config.
-    """
-
-    scheme: Literal["plain", "ckks"] = "plain"
-    key_holder: Literal["receiver", "active", "coordinator"] = "receiver"
-    preset: str = Field(default="transport", description="default: transport (receiver), compute (active, coordinator)")
-    activation_bound: float = Field(default=64.0, gt=0, description="public bound on |activation| values")
-    gradient_bound: float = Field(default=4.0, gt=0, description="public bound on |dL/dH| values")
-    mask_half_width: float = Field(default=16384.0, gt=0, description="masks for masked decryption: uniform on [-w, w]")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_preset(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and "preset" not in raw:
-            return {**raw, "preset": default_preset(raw.get("scheme", "plain"), raw.get("key_holder", "receiver"))}
-        return raw
-
-    @model_validator(mode="after")
-    def _check_scheme(self) -> ProtectionConfig:
-        from securevfl.crypto import preset_names
-
-        if self.preset not in preset_names():
-            raise ValueError(f"unknown CKKS preset {self.preset!r} (known: {', '.join(preset_names())})")
-        return self
+__all__ = [
+    "ModelConfig",
+    "ProtectionConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_override",
+    "load_config",
+    "validate_config",
+]
 
 
 def _defense_of_its_kind(raw: Any) -> DefenseConfigBase:
@@ -129,7 +41,7 @@ def _defense_of_its_kind(raw: Any) -> DefenseConfigBase:
     return raw if isinstance(raw, DefenseConfigBase) else parse_defense_config(raw)
 
 
-class RunConfig(_Section):
+class RunConfig(ConfigSection):
     """A whole run: data, parties, models, training, protection, attack and defenses.
 
     Build one from a TOML file with :func:`load_config`, from a dict with :func:`validate_config`,
@@ -142,7 +54,7 @@ class RunConfig(_Section):
     parties: PartitionConfig = Field(default_factory=PartitionConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    protection: ProtectionConfig = Field(default_factory=ProtectionConfig)
+    protection: ProtectionConfig = Field(default_factory=lambda: ProtectionConfig(preset=default_preset("plain", "receiver")))
     attack: SerializeAsAny[AttackConfigBase] = Field(
         default_factory=NoAttackConfig, description="[attack] table; its kind selects the attack's own config"
     )
@@ -154,6 +66,16 @@ class RunConfig(_Section):
     @classmethod
     def _attack_of_its_kind(cls, raw: Any) -> AttackConfigBase:
         return parse_attack_config(raw)
+
+    @field_validator("protection", mode="before")
+    @classmethod
+    def _scheme_default_preset(cls, raw: Any) -> Any:
+        """Fill in the scheme's default preset, so the resolved config names the preset it ran with."""
+        if isinstance(raw, dict) and raw.get("preset") is None:
+            return {**raw, "preset": default_preset(raw.get("scheme", "plain"), raw.get("key_holder", "receiver"))}
+        if isinstance(raw, ProtectionConfig) and raw.preset is None:
+            return raw.model_copy(update={"preset": default_preset(raw.scheme, raw.key_holder)})
+        return raw
 
     @property
     def scheme(self) -> Scheme:

@@ -44,7 +44,7 @@ def build_federation(
     granted = {role: scheme.capabilities.granted(role) for role in Role}
     setup = prepare_attack(config.attack, dataset, blocks, parties, granted, models.bottom_out, config.train.seed)
     data = setup.dataset if setup.dataset is not None else dataset
-    federation = scheme.assemble(config, data, blocks, models)
+    federation = scheme.assemble(config.model, config.train, data, blocks, models)
     federation.connect()
     federation.active.defenses = DefensePipeline.build(config.defense, scheme, config.train.seed)
     federation.run_attack(setup)

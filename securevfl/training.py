@@ -18,7 +18,7 @@ from tqdm import tqdm
 from securevfl.protocols import NonFiniteError
 from securevfl.protocols.phases import CostGroup, cost_summary
 from securevfl.protocols.errors import PayloadRangeError
-from securevfl import __version__
+from securevfl.version import __version__
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.checkpoint import load_checkpoint, save_checkpoint
 from securevfl.config import RunConfig

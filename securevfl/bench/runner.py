@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from securevfl import __version__
+from securevfl.version import __version__
 from securevfl.bench.measure import MEMORY_METHOD, measure_scheme, run_isolated
 from securevfl.bench.paillier import paillier_vs_ckks
 from securevfl.bench.report import PAILLIER_KEY, add_ratios, derive_scheme, evaluate_targets, paillier_row

@@ -22,7 +22,7 @@ Defenses act on training messages; inference messages pass unchanged.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -32,7 +32,6 @@ from securevfl.seeding import derived_seed
 
 if TYPE_CHECKING:
     from securevfl.crypto import EncryptedTensor
-    from securevfl.schemes import Scheme
 
 __all__ = ["DefensePipeline", "UNDER_ENCRYPTION_DEPTH", "check_scheme_placement"]
 
@@ -40,7 +39,13 @@ __all__ = ["DefensePipeline", "UNDER_ENCRYPTION_DEPTH", "check_scheme_placement"
 UNDER_ENCRYPTION_DEPTH = 0
 
 
-def check_scheme_placement(config: DefenseConfigBase, scheme: Scheme) -> None:
+class PlacementRules(Protocol):
+    """What the pipeline asks of a protection scheme (a :class:`~securevfl.schemes.base.Scheme` is one)."""
+
+    def placement_refusal(self, on: str, placement: str) -> str | None: ...
+
+
+def check_scheme_placement(config: DefenseConfigBase, scheme: PlacementRules) -> None:
     """Raise :class:`PlacementError` if ``config`` cannot run under this protection scheme.
 
     Two reasons hold under every scheme (the active party runs every defense, so it cannot run
@@ -71,7 +76,7 @@ class DefensePipeline:
         self.defenses = list(defenses)
 
     @classmethod
-    def build(cls, configs: Sequence[DefenseConfigBase], scheme: Scheme, seed: int) -> DefensePipeline:
+    def build(cls, configs: Sequence[DefenseConfigBase], scheme: PlacementRules, seed: int) -> DefensePipeline:
         """Check every placement for the scheme and give each defense its own random stream."""
         defenses = []
         for index, config in enumerate(configs):

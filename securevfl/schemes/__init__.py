@@ -15,7 +15,7 @@ from securevfl.schemes.label_private import LabelPrivateScheme
 from securevfl.schemes.open import PlainScheme, ReceiverKeyScheme
 
 if TYPE_CHECKING:
-    from securevfl.config import ProtectionConfig
+    from securevfl.sections import ProtectionConfig
 
 __all__ = [
     "Capability",

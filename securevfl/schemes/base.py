@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from securevfl.roles import Capability, Role
 
 if TYPE_CHECKING:
-    from securevfl.config import ModelConfig, ProtectionConfig, RunConfig
     from securevfl.data import VFLDataset
+    from securevfl.sections import ModelConfig, ProtectionConfig, TrainConfig
     from securevfl.parties import PartyModels
     from securevfl.scheduler import Federation
 
@@ -68,11 +68,16 @@ class Scheme(ABC):
     def capabilities(self) -> SchemeCapabilities:
         """What the scheme hides and exposes, per role."""
 
+    @property
+    def preset(self) -> str:
+        """The CKKS preset this scheme runs with: the configured one, else the scheme's default."""
+        return self.protection.preset or self.default_preset
+
     def label(self, with_preset: bool = False) -> str:
         """Name for tables: ``plain``, ``ckks/<key_holder>`` and, if asked, ``/<preset>``."""
         if not self.capabilities.ciphertexts or not with_preset:
             return self.name
-        return f"{self.name}/{self.protection.preset}"
+        return f"{self.name}/{self.preset}"
 
     @property
     def key_holder_party(self) -> str | None:
@@ -102,5 +107,7 @@ class Scheme(ABC):
         return None
 
     @abstractmethod
-    def assemble(self, config: RunConfig, dataset: VFLDataset, blocks: list, models: PartyModels) -> Federation:
-        """Every party of the run, wired to one channel, keys exchanged."""
+    def assemble(
+        self, model: ModelConfig, train: TrainConfig, dataset: VFLDataset, blocks: list, models: PartyModels
+    ) -> Federation:
+        """Every party of the run, wired to one channel (keys are exchanged by :meth:`Federation.connect`)."""

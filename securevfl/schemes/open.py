@@ -23,7 +23,7 @@ from securevfl.scheduler import Federation
 from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
 
 if TYPE_CHECKING:
-    from securevfl.config import RunConfig
+    from securevfl.sections import ModelConfig, TrainConfig
     from securevfl.crypto import EncryptedTensor
     from securevfl.data import VFLDataset
     from securevfl.parties import ActiveParty, PassiveParty
@@ -54,8 +54,10 @@ class PlainScheme(Scheme):
             grants={**_OPEN_GRANTS, Role.OBSERVER: frozenset({Capability.FRAMES, Capability.PLAINTEXT_GRADIENT_ROWS})},
         )
 
-    def assemble(self, config: RunConfig, dataset: VFLDataset, blocks: list, models: PartyModels) -> Federation:
-        return assemble_open(config, dataset, blocks, models, lambda party, timer: PlainProtection())
+    def assemble(
+        self, model: ModelConfig, train: TrainConfig, dataset: VFLDataset, blocks: list, models: PartyModels
+    ) -> Federation:
+        return assemble_open(dataset, blocks, models, lambda party, timer: PlainProtection())
 
 
 class ReceiverKeyScheme(Scheme):
@@ -72,13 +74,14 @@ class ReceiverKeyScheme(Scheme):
             grants={**_OPEN_GRANTS, Role.OBSERVER: frozenset({Capability.FRAMES})},
         )
 
-    def assemble(self, config: RunConfig, dataset: VFLDataset, blocks: list, models: PartyModels) -> Federation:
-        preset = config.protection.preset
-        return assemble_open(config, dataset, blocks, models, lambda party, timer: ReceiverKeyProtection(party, preset, timer))
+    def assemble(
+        self, model: ModelConfig, train: TrainConfig, dataset: VFLDataset, blocks: list, models: PartyModels
+    ) -> Federation:
+        preset = self.preset
+        return assemble_open(dataset, blocks, models, lambda party, timer: ReceiverKeyProtection(party, preset, timer))
 
 
 def assemble_open(
-    config: RunConfig,
     dataset: VFLDataset,
     blocks: list,
     models: PartyModels,

@@ -17,7 +17,7 @@ from securevfl.schemes.label_private.plan import BottomPlan, TopPlan, plan_for_s
 from securevfl.schemes.label_private.wires import BlindActiveWire, BlindPassiveWire, Bounds, KeyHolderLink
 
 if TYPE_CHECKING:
-    from securevfl.config import ModelConfig, RunConfig
+    from securevfl.sections import ModelConfig, TrainConfig
     from securevfl.data import VFLDataset
 
 __all__ = ["LabelPrivateScheme"]
@@ -62,7 +62,7 @@ class LabelPrivateScheme(Scheme):
         protection = self.protection
         output_relu = model.resolved_output_activation() == "relu"
         needed = required_depth(model.bottom_hidden, output_relu, model.top == "trainable")
-        offered = get_preset(protection.preset).depth
+        offered = get_preset(self.preset).depth
         if needed <= offered:
             return
         widths = [*model.bottom_hidden, model.bottom_output or ("classes" if model.top == "sum" else 32)]
@@ -74,7 +74,7 @@ class LabelPrivateScheme(Scheme):
         hint = f"; preset {fits[0]!r} (depth {get_preset(fits[0]).depth}) fits" if fits else "; no preset fits"
         raise ValueError(
             f"protection: key_holder = {protection.key_holder!r} backpropagates through the bottom model under "
-            f"encryption; layer {layer} needs {needed} multiplicative level(s) but preset {protection.preset!r} "
+            f"encryption; layer {layer} needs {needed} multiplicative level(s) but preset {self.preset!r} "
             f"offers {offered}{hint}"
         )
 
@@ -96,28 +96,30 @@ class LabelPrivateScheme(Scheme):
             )
         return super().placement_refusal(on, placement)
 
-    def assemble(self, config: RunConfig, dataset: VFLDataset, blocks: list, models: PartyModels) -> Federation:
-        protection, builder = self.protection, PartyBuilder(dataset, blocks, models)
-        batch = config.train.batch_size
+    def assemble(
+        self, model: ModelConfig, train: TrainConfig, dataset: VFLDataset, blocks: list, models: PartyModels
+    ) -> Federation:
+        protection, builder, preset = self.protection, PartyBuilder(dataset, blocks, models), self.preset
+        batch = train.batch_size
         plans: dict[str, BottomPlan] = {
             name: plan_for_stack(batch, linear_stack(models.bottoms[index][0])) for index, name in enumerate(builder.passive_names)
         }
-        depth = get_preset(protection.preset).depth
+        depth = get_preset(preset).depth
         for name, plan in plans.items():
             if plan.depth() > depth:
                 raise ConfigError(
                     f"{name}'s bottom model needs {plan.depth()} multiplicative level(s) per backpropagation segment "
-                    f"but preset {protection.preset!r} offers {depth}"
+                    f"but preset {preset!r} offers {depth}"
                 )
         top_plan = None
-        if config.model.top == "trainable":
-            hidden = config.model.top_hidden[0] if config.model.top_hidden else dataset.num_classes
+        if model.top == "trainable":
+            hidden = model.top_hidden[0] if model.top_hidden else dataset.num_classes
             top_plan = TopPlan(batch=batch, part_width=models.bottom_out, hidden=hidden)
         steps: set[int] = set().union(*(plan.rotation_steps() for plan in plans.values()))
         if top_plan is not None:
             steps |= top_plan.rotation_steps()
         with builder.timer.phase(Phase.KEYGEN):
-            secret = SecretKeyring.generate(get_preset(protection.preset), rotation_steps=sorted(steps))
+            secret = SecretKeyring.generate(get_preset(preset), rotation_steps=sorted(steps))
 
         bounds = Bounds(activation=protection.activation_bound, gradient=protection.gradient_bound)
         link = KeyHolderLink(self.key_holder_party, protection.mask_half_width)
