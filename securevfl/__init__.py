@@ -55,7 +55,26 @@ _PUBLIC = {
     "train": "securevfl.api",
 }
 
-__all__ = [*_PUBLIC, "__version__"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "EpochSummary",
+    "PartitionedDataset",
+    "RunConfig",
+    "SecureVFLError",
+    "Timing",
+    "TrainingDiverged",
+    "TrainingResult",
+    "VFLDataset",
+    "__version__",
+    "bottom_model_shapes",
+    "dataset_from_arrays",
+    "dataset_from_dataframe",
+    "load_config",
+    "load_dataset",
+    "resolve_config",
+    "train",
+]
 
 if TYPE_CHECKING:
     from securevfl.api import EpochSummary, Timing, TrainingResult, bottom_model_shapes, resolve_config, train

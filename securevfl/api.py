@@ -296,17 +296,8 @@ def bottom_model_shapes(data: DataLike, config: ConfigLike = None) -> list[tuple
 
 
 def _config_from_resolved(resolved: Mapping[str, Any]) -> RunConfig:
-    """Validate a resolved configuration (``result.json``'s ``config``) back into a RunConfig.
-
-    The resolved form lists every key, including ``model.top_hidden`` under the sum top, which
-    :class:`~securevfl.config.ModelConfig` refuses when set explicitly (there it has no
-    effect); it is dropped so that every recorded configuration loads again.
-    """
-    raw = copy.deepcopy(dict(resolved))
-    model = raw.get("model")
-    if isinstance(model, dict) and model.get("top", "sum") == "sum":
-        model.pop("top_hidden", None)
-    return validate_config(raw)
+    """Validate a resolved configuration (``result.json``'s ``config``) back into a RunConfig."""
+    return validate_config(copy.deepcopy(dict(resolved)))
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,22 @@ def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
     os.replace(temporary, target)
 
 
-def load_checkpoint(out_dir: Path, resolved_config: dict[str, Any]) -> dict[str, Any]:
-    """Load the checkpoint in ``out_dir`` and check it belongs to the same experiment."""
+def load_checkpoint(
+    out_dir: Path, resolved_config: dict[str, Any], normalize: Callable[[dict[str, Any]], dict[str, Any]] = lambda c: c
+) -> dict[str, Any]:
+    """Load the checkpoint in ``out_dir`` and check it belongs to the same experiment.
+
+    ``normalize`` maps the stored config to the form this version resolves configs in
+    (:func:`securevfl.config.comparable_config`), so an earlier version's checkpoint of the same
+    experiment still resumes.
+    """
     path = checkpoint_path(out_dir)
     if not path.is_file():
         raise ConfigError(f"--resume: no checkpoint to resume from at {path}")
     state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"--resume: {path} is not a securevfl checkpoint of format {CHECKPOINT_FORMAT}")
-    differences = _config_differences(state["config"], resolved_config)
+    differences = _config_differences(normalize(state["config"]), resolved_config)
     blocking = [key for key in differences if key not in RESUMABLE_DIFFERENCES]
     if blocking:
         names = ", ".join(".".join(key) for key in blocking)

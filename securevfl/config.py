@@ -8,6 +8,7 @@ before exiting with status 2.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import tomllib
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "apply_override",
+    "comparable_config",
     "load_config",
     "validate_config",
 ]
@@ -54,7 +56,7 @@ class RunConfig(ConfigSection):
     parties: PartitionConfig = Field(default_factory=PartitionConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    protection: ProtectionConfig = Field(default_factory=lambda: ProtectionConfig(preset=default_preset("plain", "receiver")))
+    protection: ProtectionConfig = Field(default_factory=lambda: ProtectionConfig(preset=default_preset("receiver")))
     attack: SerializeAsAny[AttackConfigBase] = Field(
         default_factory=NoAttackConfig, description="[attack] table; its kind selects the attack's own config"
     )
@@ -72,9 +74,9 @@ class RunConfig(ConfigSection):
     def _scheme_default_preset(cls, raw: Any) -> Any:
         """Fill in the scheme's default preset, so the resolved config names the preset it ran with."""
         if isinstance(raw, dict) and raw.get("preset") is None:
-            return {**raw, "preset": default_preset(raw.get("scheme", "plain"), raw.get("key_holder", "receiver"))}
+            return {**raw, "preset": default_preset(raw.get("key_holder", "receiver"))}
         if isinstance(raw, ProtectionConfig) and raw.preset is None:
-            return raw.model_copy(update={"preset": default_preset(raw.scheme, raw.key_holder)})
+            return raw.model_copy(update={"preset": default_preset(raw.key_holder)})
         return raw
 
     @property
@@ -99,6 +101,19 @@ class RunConfig(ConfigSection):
     def resolved(self) -> dict[str, Any]:
         """The fully resolved configuration as JSON-ready data (paths as strings)."""
         return self.model_dump(mode="json")
+
+
+def comparable_config(resolved: dict[str, Any]) -> dict[str, Any]:
+    """A stored resolved config as this version resolves it, for checking that a run is the same run.
+
+    Result and checkpoint files of earlier versions keep every attack kind's fields in
+    ``[attack]``; validating them again keeps only the selected kind's, as a config resolves
+    now. A stored config that no longer validates is compared as it is (and so differs).
+    """
+    try:
+        return validate_config(copy.deepcopy(resolved)).resolved()
+    except ConfigError:
+        return resolved
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

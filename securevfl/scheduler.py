@@ -135,13 +135,25 @@ class Federation:
         return logs
 
     def state_dict(self) -> dict[str, object]:
-        return {
+        """Every party's training state, and the attack's (whatever role it runs at)."""
+        state: dict[str, object] = {
             "passives": {party.name: party.state_dict() for party in self.passives},
             "active": self.active.state_dict(),
         }
+        attack = None if self.attack_setup is None else self.attack_setup.attack
+        if attack is not None:
+            state["attack"] = attack.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        passives = state["passives"]
+        passives: dict[str, dict[str, object]] = state["passives"]  # type: ignore[assignment]
         for party in self.passives:
-            party.load_state_dict(passives[party.name])  # type: ignore[index]
+            party.load_state_dict(passives[party.name])
         self.active.load_state_dict(state["active"])  # type: ignore[arg-type]
+        attack = None if self.attack_setup is None else self.attack_setup.attack
+        if attack is not None:
+            # checkpoints of v0.1 kept a (passive) attack's state with its party
+            saved = state.get("attack") or passives.get(str(self.attack_setup.party), {}).get("attack")  # type: ignore[union-attr]
+            if saved is None:
+                raise ProtocolError("the checkpoint holds no state for the run's attack")
+            attack.load_state_dict(saved)  # type: ignore[arg-type]

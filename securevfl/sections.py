@@ -15,6 +15,8 @@ from securevfl.crypto import preset_names
 
 __all__ = ["ConfigSection", "ModelConfig", "ProtectionConfig", "TrainConfig"]
 
+_DEFAULT_TOP_HIDDEN = (32,)
+
 
 class ConfigSection(BaseModel):
     """A table of the run configuration: unknown keys refused, every assignment validated."""
@@ -38,7 +40,7 @@ class ModelConfig(ConfigSection):
     bottom_output_activation: Literal["none", "relu"] | None = Field(
         default=None, description="default 'none' for the sum top (logits), 'relu' for trainable"
     )
-    top_hidden: list[int] = Field(default_factory=lambda: [32])
+    top_hidden: list[int] = Field(default_factory=lambda: list(_DEFAULT_TOP_HIDDEN))
 
     @model_validator(mode="after")
     def _check_widths(self) -> ModelConfig:
@@ -47,7 +49,8 @@ class ModelConfig(ConfigSection):
                 raise ValueError(f"{name} widths must be positive, got {getattr(self, name)}")
         if self.bottom_output is not None and self.bottom_output < 1:
             raise ValueError(f"bottom_output must be positive, got {self.bottom_output}")
-        if self.top == "sum" and "top_hidden" in self.model_fields_set:
+        # the resolved form of every config lists the default top_hidden, so that one loads again
+        if self.top == "sum" and "top_hidden" in self.model_fields_set and self.top_hidden != list(_DEFAULT_TOP_HIDDEN):
             raise ValueError("top_hidden applies only to top = 'trainable'; the sum top has no layers")
         return self
 

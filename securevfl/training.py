@@ -21,7 +21,7 @@ from securevfl.protocols.errors import PayloadRangeError
 from securevfl.version import __version__
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.checkpoint import load_checkpoint, save_checkpoint
-from securevfl.config import RunConfig
+from securevfl.config import RunConfig, comparable_config
 from securevfl.data import VFLDataset, load_dataset, partition_columns
 from securevfl.errors import SecureVFLError, TrainingDiverged
 from securevfl.federation import Federation, build_federation
@@ -80,7 +80,7 @@ def run_training(
     if resume:
         if out_dir is None:
             raise SecureVFLError("--resume needs the output directory of the interrupted run")
-        state = load_checkpoint(out_dir, resolved)
+        state = load_checkpoint(out_dir, resolved, normalize=comparable_config)
         federation.load_state_dict(state["federation"])
         federation.channel.stats.load(state["traffic"])
         federation.timer.load(state["timing"])

@@ -45,3 +45,10 @@ def test_every_public_name_has_its_own_docstring() -> None:
         assert fields == [], f"{name}: undocumented {[m.name for m in fields]}"
     for name in ("api", "data.arrays"):
         assert importlib.import_module(f"securevfl.{name}").__doc__
+
+
+def test_every_public_name_resolves_from_the_lazy_table() -> None:
+    """``securevfl`` imports its public names on first use; the table and ``__all__`` must agree."""
+    assert set(securevfl.__all__) == set(securevfl._PUBLIC) | {"__version__"}
+    for name in securevfl.__all__:
+        assert getattr(securevfl, name) is not None

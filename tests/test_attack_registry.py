@@ -7,7 +7,7 @@ without any other file knowing them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -91,6 +91,13 @@ class Frames(Attack):
 
     def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
         return {"gradient_frames_seen": float(self.frames)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "frames": self.frames}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.frames = int(state["frames"])
 
 
 class HolderConfig(AttackConfigBase):
@@ -177,3 +184,22 @@ def test_the_registry_is_back_to_the_built_in_attacks() -> None:
     assert set(ATTACKS) == {"gradient_replacement", "label_inference"}
     with pytest.raises(ConfigError, match="unknown attack kind 'test_rows_seen'"):
         validate_config({"attack": {"kind": "test_rows_seen"}})
+
+
+def test_an_observer_attacks_state_survives_an_interruption(registered: None, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    raw = {
+        "parties": {"passive": 2, "split": "even"},
+        "train": {"epochs": 2, "batch_size": 32, "progress": False},
+        "attack": {"kind": "test_frames"},
+    }
+    config = validate_config(raw)
+    uninterrupted = run_training(config, dataset=DATA)
+
+    def stop_after_first(record) -> None:  # type: ignore[no-untyped-def]
+        if record.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, out_dir=tmp_path, on_epoch_end=[stop_after_first], dataset=DATA)
+    resumed = run_training(config, out_dir=tmp_path, resume=True, dataset=DATA)
+    assert [h["gradient_frames_seen"] for h in resumed["history"]] == [h["gradient_frames_seen"] for h in uninterrupted["history"]] == [4.0, 8.0]

@@ -10,6 +10,7 @@ import pytest
 
 from securevfl.cli import main
 from securevfl.config import load_config
+from securevfl.errors import SecureVFLError
 from securevfl.training import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +108,42 @@ def test_real_mnist_short_training(tmp_path: Path) -> None:
     result = run_training(config)
     assert result["dataset"]["block_columns"] == [392, 392]
     assert result["main_accuracy"] > 0.6
+
+
+def _interrupted_after(epoch: int):  # type: ignore[no-untyped-def]
+    def stop(record) -> None:  # type: ignore[no-untyped-def]
+        if record.epoch == epoch:
+            raise KeyboardInterrupt
+
+    return stop
+
+
+def test_a_checkpoint_of_the_previous_layout_still_resumes(tmp_path: Path) -> None:
+    """v0.1 kept every attack kind's fields in the stored [attack] and a passive attack's state with its party."""
+    import torch
+
+    config = load_config(DIGITS, ["train.epochs=2", "train.progress=false", "attack.kind=label_inference"])
+    uninterrupted = run_training(config)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, out_dir=tmp_path, on_epoch_end=[_interrupted_after(1)])
+    path = tmp_path / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    state["config"]["attack"].update(gamma=10.0, record="latest", poison_train=600, blur_activations=False)
+    state["federation"]["passives"]["passive_2"]["attack"] = state["federation"].pop("attack")
+    torch.save(state, path)
+    resumed = run_training(config, out_dir=tmp_path, resume=True)
+    assert resumed["history"] == uninterrupted["history"]
+    assert resumed["label_inference_accuracy"] == uninterrupted["label_inference_accuracy"]
+
+
+def test_resuming_a_ciphertext_replacement_that_recorded_a_row_is_refused_in_one_line(tmp_path: Path) -> None:
+    overrides = [
+        "train.epochs=2", "train.progress=false", "data.train_limit=96", "data.test_limit=32", "train.batch_size=32",
+        "protection.scheme=ckks", "protection.key_holder=active", "protection.preset=compute", "attack.kind=gradient_replacement",
+        "attack.poison_train=8", "attack.poison_test=8", "attack.known_target_samples=4",
+    ]
+    config = load_config(ROOT / "examples" / "digits_ckks.toml", overrides)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, out_dir=tmp_path, on_epoch_end=[_interrupted_after(1)])
+    with pytest.raises(SecureVFLError, match="cannot resume a gradient-replacement run on ciphertext rows"):
+        run_training(config, out_dir=tmp_path, resume=True)

@@ -51,6 +51,10 @@ class AttackConfigBase(BaseModel):
     def active(self) -> bool:
         return self.kind != "none"
 
+    def label(self) -> str:
+        """How reports name this attack with its settings (override to show the knobs that matter)."""
+        return self.kind.replace("_", " ")
+
 
 class NoAttackConfig(AttackConfigBase):
     """Every party follows the protocol."""

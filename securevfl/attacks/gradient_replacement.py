@@ -37,6 +37,7 @@ from pydantic import Field
 from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting
 from securevfl.attacks.hooks import EncryptedBackprop, EncryptedGradientRows
 from securevfl.attacks.poison import BACKDOOR_ACCURACY, BackdoorConfig, BackdoorData, BackdoorPlan, plan_backdoor
+from securevfl.errors import SecureVFLError
 from securevfl.roles import Capability
 from securevfl.seeding import derived_seed
 
@@ -64,6 +65,11 @@ class GradientReplacementConfig(BackdoorConfig):
     )
     blur_activations: bool = Field(default=False, description="send random rows for poisoned samples while training")
     blur_variance: float = Field(default=1e-6, gt=0, description="variance of the random rows (Algorithm 3)")
+
+    def label(self) -> str:
+        extra = " + blurring" if self.blur_activations else ""
+        extra += ", first row" if self.record == "first" else ""
+        return f"gradient replacement, gamma {self.gamma:g}{extra}"
 
 
 class GradientReplacement(Attack):
@@ -100,7 +106,6 @@ class GradientReplacement(Attack):
         self._known = backdoor.known_target
         self._recorded: np.ndarray | None = None
         self._recorded_encrypted: tuple[EncryptedGradientRows, int] | None = None
-        self._pending_encrypted_state: dict[str, Any] | None = None
         self.replaced_rows = 0
 
     # ------------------------------------------------------------------ preparation
@@ -156,7 +161,6 @@ class GradientReplacement(Attack):
 
     # ------------------------------------------------------------------ Algorithm 2, ciphertext rows
     def encrypted_gradients(self, step: int, sample_ids: np.ndarray, backprop: EncryptedBackprop) -> list[EncryptedTensor]:
-        self._restore_encrypted(backprop)
         targets = self._positions(sample_ids, self._known)
         if targets.size and (self.record == "latest" or self._recorded_encrypted is None):
             self._recorded_encrypted = (backprop.gradient, int(targets[-1]))
@@ -184,7 +188,7 @@ class GradientReplacement(Attack):
             "rng": dict(self._rng.bit_generator.state),
             "recorded": None if self._recorded is None else self._recorded.copy(),
             "replaced_rows": self.replaced_rows,
-            "recorded_encrypted": self._pending_encrypted_state,
+            "recorded_encrypted": None,
         }
         if self._recorded_encrypted is not None:
             recorded, row = self._recorded_encrypted
@@ -197,13 +201,9 @@ class GradientReplacement(Attack):
         self._recorded = None if state["recorded"] is None else np.array(state["recorded"], copy=True)
         self.replaced_rows = int(state["replaced_rows"])
         self._recorded_encrypted = None
-        self._pending_encrypted_state = state["recorded_encrypted"]
-
-    def _restore_encrypted(self, backprop: EncryptedBackprop) -> None:
-        """Deserialize the recorded ciphertexts of a checkpoint, under the party's keyring."""
-        pending = self._pending_encrypted_state
-        if pending is None:
-            return
-        rows = backprop.restore({"feature_major": pending["feature_major"], "batch_major": pending["batch_major"]})
-        self._recorded_encrypted = (rows, int(pending["row"]))
-        self._pending_encrypted_state = None
+        if state["recorded_encrypted"] is not None:
+            raise SecureVFLError(
+                "cannot resume a gradient-replacement run on ciphertext rows after it recorded a row: the recorded "
+                "ciphertexts are under the key of the interrupted process, and checkpoints keep no secret keys; "
+                "rerun it from the start"
+            )

@@ -44,7 +44,7 @@ class EncryptedGradientRows:
     batch_major: EncryptedTensor | None
 
     def to_state(self) -> dict[str, bytes | None]:
-        """Serialized ciphertexts, for a checkpoint (restore with :meth:`EncryptedBackprop.restore`)."""
+        """Serialized ciphertexts, for a checkpoint."""
         return {
             "feature_major": self.feature_major.to_bytes(),
             "batch_major": None if self.batch_major is None else self.batch_major.to_bytes(),
@@ -72,8 +72,4 @@ class EncryptedBackprop(Protocol):
         ``source[r]`` is the batch position whose inputs and ReLU masks row ``r`` is
         backpropagated through (default: ``r`` itself). Rows of weight 0 contribute nothing.
         """
-        ...
-
-    def restore(self, state: dict[str, bytes | None]) -> EncryptedGradientRows:
-        """Gradient rows from :meth:`EncryptedGradientRows.to_state`, under this party's keyring."""
         ...

@@ -141,8 +141,6 @@ class ActiveParty:
             state["local_optimizer"] = self.local_block.optimizer.state_dict()
         if self.defenses:
             state["defenses"] = self.defenses.state_dict()
-        if self.attack is not None:
-            state["attack"] = self.attack.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, object]) -> None:
@@ -154,5 +152,3 @@ class ActiveParty:
             self.local_block.optimizer.load_state_dict(state["local_optimizer"])  # type: ignore[arg-type]
         if self.defenses:
             self.defenses.load_state_dict(state["defenses"])  # type: ignore[arg-type]
-        if self.attack is not None:
-            self.attack.load_state_dict(state["attack"])  # type: ignore[arg-type]

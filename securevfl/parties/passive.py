@@ -101,13 +101,9 @@ class PassiveParty:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, object]:
-        state: dict[str, object] = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-        if self.attack is not None:
-            state["attack"] = self.attack.state_dict()
-        return state
+        """Model and optimizer (an attack's state is the federation's: it may run at any role)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.model.load_state_dict(state["model"])  # type: ignore[arg-type]
         self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[arg-type]
-        if self.attack is not None:
-            self.attack.load_state_dict(state["attack"])  # type: ignore[arg-type]

@@ -46,9 +46,13 @@ def scheme_for(protection: ProtectionConfig) -> Scheme:
     return scheme_class(protection.scheme, protection.key_holder)(protection)
 
 
-def default_preset(scheme: str, key_holder: str) -> str:
-    """The CKKS preset a scheme uses when the config names none."""
-    return scheme_class(scheme, key_holder).default_preset
+def default_preset(key_holder: str) -> str:
+    """The CKKS preset of ``key_holder``'s scheme when the config names none.
+
+    Recorded even under ``scheme = "plain"`` (which ignores it), so a study that sweeps
+    ``protection.scheme`` from one base config resolves the same preset in every cell.
+    """
+    return scheme_class("ckks", key_holder).default_preset
 
 
 def protection_from_label(label: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
+from securevfl.config import comparable_config
 from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.study.spec import PlannedRun
 from securevfl.study.status import RunStatus
@@ -51,7 +52,7 @@ def run_dir(out: Path, run: PlannedRun) -> Path:
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    trimmed = json.loads(json.dumps(config))
+    trimmed = comparable_config(json.loads(json.dumps(config)))
     for dotted in CONFIG_KEYS_IGNORED:
         section, key = dotted.split(".")
         trimmed.get(section, {}).pop(key, None)

@@ -30,7 +30,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from securevfl.attacks import MAIN_ACCURACY, success_metric
+from securevfl.attacks import MAIN_ACCURACY, AttackConfigBase, parse_attack_config, success_metric
 from securevfl.schemes import PlainScheme
 from securevfl.study.spec import PlannedRun
 from securevfl.study.table import describe_defenses
@@ -52,19 +52,16 @@ def _attack_metric(attack_kind: str) -> str | None:
 
 
 def _attack_key(config: dict[str, Any]) -> str:
-    attack = config.get("attack", {"kind": "none"})
-    if attack["kind"] == "gradient_replacement":
-        return json.dumps(attack, sort_keys=True)
-    return json.dumps({"kind": attack["kind"], "party": attack.get("party")}, sort_keys=True)
+    """Every setting of the run's attack (its config holds only its own kind's fields)."""
+    return json.dumps(_attack_of(config).model_dump(mode="json"), sort_keys=True)
 
 
 def describe_attack(config: dict[str, Any]) -> str:
-    attack = config.get("attack", {"kind": "none"})
-    if attack["kind"] == "gradient_replacement":
-        extra = " + blurring" if attack.get("blur_activations") else ""
-        extra += ", first row" if attack.get("record") == "first" else ""
-        return f"gradient replacement, gamma {attack['gamma']:g}{extra}"
-    return attack["kind"].replace("_", " ")
+    return _attack_of(config).label()
+
+
+def _attack_of(config: dict[str, Any]) -> AttackConfigBase:
+    return parse_attack_config(config.get("attack", {"kind": "none"}))
 
 
 def describe_defense(config: dict[str, Any]) -> str:

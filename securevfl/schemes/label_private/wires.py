@@ -202,12 +202,6 @@ class _BatchBackprop:
             wire._stack, wire.plan, cache, gradient.feature_major, gradient.batch_major, self._client, self._step, wire.bounds.gradient
         )
 
-    def restore(self, state: dict[str, bytes | None]) -> EncryptedGradientRows:
-        public = self._client.public
-        feature_major = EncryptedTensor.from_bytes(public, state["feature_major"])  # type: ignore[arg-type]
-        batch_major = None if state["batch_major"] is None else EncryptedTensor.from_bytes(public, state["batch_major"])
-        return EncryptedGradientRows(feature_major, batch_major)
-
 
 class BlindActiveWire:
     """The active party when it never holds an individual passive activation.
