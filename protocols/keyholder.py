@@ -45,8 +45,8 @@ class KeyHolder:
         self._secret = secret
         self.timer = timer
         self.audit = audit
-        self.observer: Callable[[Message, np.ndarray], None] | None = None
-        """Sees every request and the value decrypted for it (a study's curious key holder)."""
+        self.observers: list[Callable[[Message, np.ndarray], None]] = []
+        """See every request and the value decrypted for it, after it is audited (a study's curious key holder)."""
 
     @property
     def keyring(self) -> SecretKeyring:
@@ -68,8 +68,6 @@ class KeyHolder:
                 values = encrypted.decrypt()
         except CryptoError as exc:
             raise ProtocolError(f"{self.name} could not decrypt a request from {requester}: {exc}") from exc
-        if self.observer is not None:
-            self.observer(message, values.copy())
         self.audit.saw(
             str(message.meta.get("what", "unknown")),
             values.shape,
@@ -77,6 +75,8 @@ class KeyHolder:
             masked=True,
             source=requester,
         )
+        for observer in self.observers:
+            observer(message, values.copy())
         if message.kind == DECRYPT_REQUEST:
             channel.send(Message(DECRYPT_REPLY, self.name, requester, message.step, values.astype(np.float64)))
             return

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from securevfl.crypto import PrecisionError
 from securevfl.protocols import NonFiniteError
 from securevfl.protocols.phases import CostGroup, cost_summary
 from securevfl.protocols.errors import PayloadRangeError
@@ -176,8 +177,8 @@ def _stopped_cleanly(epoch: int, stage: str, step: Callable[[], int]) -> Iterato
         yield
     except NonFiniteError as exc:
         where = f"at epoch {epoch}, step {step()}{suffix}"
-        raise TrainingDiverged(f"training diverged {where}: {exc}; try a smaller train.lr") from None
-    except PayloadRangeError as exc:
+        raise TrainingDiverged(f"{stage} diverged {where}: {exc}; try a smaller train.lr") from None
+    except (PayloadRangeError, PrecisionError) as exc:  # PrecisionError: a kernel's result bound, or a refresh
         where = f"at epoch {epoch}, step {step()}{suffix}"
         raise TrainingDiverged(
             f"a message left CKKS's precise range {where}: {exc}; try a smaller train.lr or a larger protection bound / preset"

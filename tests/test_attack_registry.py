@@ -203,3 +203,28 @@ def test_an_observer_attacks_state_survives_an_interruption(registered: None, tm
         run_training(config, out_dir=tmp_path, on_epoch_end=[stop_after_first], dataset=DATA)
     resumed = run_training(config, out_dir=tmp_path, resume=True, dataset=DATA)
     assert [h["gradient_frames_seen"] for h in resumed["history"]] == [h["gradient_frames_seen"] for h in uninterrupted["history"]] == [4.0, 8.0]
+
+
+def test_an_attack_that_does_not_fit_the_others_is_refused() -> None:
+    class Clash(Attack):
+        name: ClassVar[str] = "test_clash"
+        config_type = RowsSeenConfig  # kind "test_rows_seen"
+        requires = (frozenset(),)
+        infeasible_because = "never"
+
+    with pytest.raises(ValueError, match="config's kind is 'test_rows_seen'"):
+        register_attack(Clash)
+
+    class WrongMetric(RowsSeen):
+        metrics = (MetricSpec("backdoor_accuracy", "something else entirely"),)
+        success_metric = "backdoor_accuracy"
+
+    with pytest.raises(ValueError, match="declares metric 'backdoor_accuracy' differently"):
+        register_attack(WrongMetric)
+
+    class NoSuchMetric(RowsSeen):
+        success_metric = "missing"
+
+    with pytest.raises(ValueError, match="success_metric 'missing' is not one of its metrics"):
+        register_attack(NoSuchMetric)
+    assert "test_rows_seen" not in ATTACKS

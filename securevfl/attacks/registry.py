@@ -9,6 +9,7 @@ study's tables use come from :func:`attack_metrics`.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from typing import Any
 
 from securevfl.attacks.base import Attack, AttackConfigBase, NoAttackConfig
@@ -35,18 +36,41 @@ BUILT_IN: tuple[type[Attack], ...] = (
     LabelInference,
 )
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in BUILT_IN}
+ATTACKS: dict[str, type[Attack]] = {}
 
 
 def register_attack(cls: type[Attack]) -> type[Attack]:
-    """Add an attack class (usable as a decorator); its ``name`` must be its config's ``kind``."""
+    """Add an attack class (usable as a decorator), after checking it fits the others.
+
+    Its ``name`` must be its config's ``kind``; its ``success_metric`` one of its own metrics; a
+    metric name another attack declared must mean the same thing (same spec); its table columns
+    must not be another attack's with another field.
+    """
+    if cls.name in ATTACKS or cls.name == "none":
+        raise ValueError(f"an attack of kind {cls.name!r} is already registered")
+    _check_fits(cls, ATTACKS.values())
+    ATTACKS[cls.name] = cls
+    return cls
+
+
+def _check_fits(cls: type[Attack], others: Iterable[type[Attack]]) -> None:
     kind = cls.config_type.model_fields["kind"].default
     if cls.name != kind:
         raise ValueError(f"attack class {cls.__name__} is named {cls.name!r} but its config's kind is {kind!r}")
-    if cls.name in ATTACKS or cls.name == "none":
-        raise ValueError(f"an attack of kind {cls.name!r} is already registered")
-    ATTACKS[cls.name] = cls
-    return cls
+    if cls.success_metric is not None and cls.success_metric not in {spec.name for spec in cls.metrics}:
+        raise ValueError(f"attack {cls.name!r}: success_metric {cls.success_metric!r} is not one of its metrics")
+    for other in others:
+        known = {spec.name: spec for spec in other.metrics}
+        for spec in cls.metrics:
+            if spec.name in known and known[spec.name] != spec:
+                raise ValueError(f"attack {cls.name!r} declares metric {spec.name!r} differently from {other.name!r}")
+        for column, field in cls.config_type.table_columns.items():
+            if other.config_type.table_columns.get(column, field) != field:
+                raise ValueError(f"attack {cls.name!r}: table column {column!r} is {other.name!r}'s with another field")
+
+
+for _built_in in BUILT_IN:
+    register_attack(_built_in)
 
 
 def unregister_attack(kind: str) -> None:

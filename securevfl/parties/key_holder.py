@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from securevfl.attacks.base import Attack
-from securevfl.protocols import Channel, Message, MessageKind
+from securevfl.protocols import Channel, Message, MessageKind, ProtocolError
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import REQUEST_KINDS, KeyHolder
 
@@ -32,7 +32,7 @@ class KeyHolderParty:
     def run_attack(self, attack: Attack) -> None:
         """Attach an attack: it observes every value this key holder decrypts."""
         self.attack = attack
-        self.service.observer = lambda message, values: attack.decrypted_request(message.step, message.sender, values)
+        self.service.observers.append(lambda message, values: attack.decrypted_request(message.step, message.sender, values))
 
     @property
     def audit(self) -> VisibilityLog:
@@ -50,6 +50,10 @@ class KeyHolderParty:
     def serve_pending(self) -> bool:
         served = False
         while (request := self.channel.poll(self.name, REQUEST_KINDS)) is not None:
+            if request.sender not in self.clients:
+                raise ProtocolError(
+                    f"{self.name} refused a {request.kind} from {request.sender!r}: not a party it announced its key to"
+                )
             self.service.handle(self.channel, request)
             served = True
         return served

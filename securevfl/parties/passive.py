@@ -16,10 +16,16 @@ import torch
 from torch import nn
 
 from securevfl.attacks.base import Attack
-from securevfl.protocols import Channel, PhaseTimer
+from securevfl.protocols import Channel, PhaseTimer, ProtocolError
 from securevfl.protocols.audit import VisibilityLog
 
-__all__ = ["PassiveParty", "PassiveWire"]
+__all__ = ["PassiveParty", "PassiveWire", "check_same_batch"]
+
+
+def check_same_batch(party: str, sent: np.ndarray, answered: np.ndarray) -> None:
+    """A backward step answers the batch of the forward step before it (the schedule guarantees it)."""
+    if not np.array_equal(sent, answered):
+        raise ProtocolError(f"{party} is asked to update for another batch than the one it sent activations for")
 
 
 class PassiveWire(Protocol):
@@ -34,8 +40,8 @@ class PassiveWire(Protocol):
     def forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
         """Compute H_k for a training batch and send it."""
 
-    def backward(self, party: PassiveParty, step: int) -> None:
-        """Receive the answer to the last forward and update the bottom model."""
+    def backward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
+        """Receive the answer to this round's forward (of ``sample_ids``) and update the bottom model."""
 
     def eval_forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray, split: str) -> None:
         """Compute and send H_k of an evaluation batch."""
@@ -88,8 +94,8 @@ class PassiveParty:
         self.wire.forward(self, step, sample_ids)
 
     def backward(self, step: int, sample_ids: np.ndarray) -> None:
-        """Receive the answer to this round's forward and update (``sample_ids``: the same batch)."""
-        self.wire.backward(self, step)
+        """Receive the answer to this round's forward (of the same ``sample_ids``) and update."""
+        self.wire.backward(self, step, sample_ids)
 
     def eval_forward(self, step: int, sample_ids: np.ndarray, split: str = "test") -> None:
         self.wire.eval_forward(self, step, sample_ids, split)

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from securevfl.defenses.base import MessageContext, Placement
 from securevfl.parties import PartyBuilder, PartyModels
+from securevfl.parties.passive import check_same_batch
 from securevfl.protocols import Message, MessageKind, Phase, PhaseTimer, ProtocolError
 from securevfl.protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
 from securevfl.scheduler import Federation
@@ -139,14 +140,15 @@ class OpenPassiveWire:
         self._pending, self._batch_ids = activations, sample_ids
         self._send(party, MessageKind.ACTIVATION, step, party.outgoing(step, sample_ids, activations.detach().numpy()))
 
-    def backward(self, party: PassiveParty, step: int) -> None:
+    def backward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
         message = party.channel.receive(party.name, MessageKind.GRADIENT, sender=party.active_name)
-        if self._pending is None:
+        if self._pending is None or self._batch_ids is None:
             raise ProtocolError(f"{party.name} received a gradient without having sent activations")
+        check_same_batch(party.name, self._batch_ids, sample_ids)
         received = np.asarray(self.protection.open(message), dtype=np.float32)
         party.audit.saw(MessageKind.GRADIENT, tuple(received.shape), per_sample=True, masked=False, source=message.sender)
-        if party.attack is not None and self._batch_ids is not None and received.shape == tuple(self._pending.shape):
-            received = np.asarray(party.attack.incoming_gradient(step, self._batch_ids, received), dtype=np.float32)
+        if party.attack is not None and received.shape == tuple(self._pending.shape):
+            received = np.asarray(party.attack.incoming_gradient(step, sample_ids, received), dtype=np.float32)
         gradient = torch.from_numpy(received)
         if gradient.shape != self._pending.shape:
             raise ProtocolError(

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from securevfl.attacks import MAIN_ACCURACY, attack_metrics
+from securevfl.attacks import ATTACKS, MAIN_ACCURACY, MetricSpec, attack_metrics
 from securevfl.schemes import PlainScheme
 from securevfl.study.plots import plot_epochs, plot_versus_axis
 from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
@@ -71,12 +71,23 @@ def write_report(
     return path
 
 
+def success_metrics() -> list[tuple[str, MetricSpec]]:
+    """(attack kind, the metric its success is measured by) for every registered attack."""
+    pairs = []
+    for kind, cls in ATTACKS.items():
+        spec = next((spec for spec in cls.metrics if spec.name == cls.success_metric), None)
+        if spec is not None:
+            pairs.append((kind, spec))
+    return pairs
+
+
 def _survival_section(runs: list[PlannedRun], rows: list[dict[str, Any]], schemes: list[str]) -> list[str]:
     lines = [
         "## Survival: attacks and defenses under each scheme",
         "",
-        ("Each cell: attack success / main accuracy (%) — backdoor accuracy on triggered test samples for gradient "
-        "replacement, label-inference accuracy for label inference — or why there is no number. Verdicts compare like "
+        ("Each cell: attack success / main accuracy (%) — "
+        + "; ".join(f"{kind.replace('_', ' ')}: {spec.meaning}" for kind, spec in success_metrics())
+        + " — or why there is no number. Verdicts compare like "
         f"with like: an attack *survives* encryption when its success under a CKKS scheme is within {100 * SAME_TOLERANCE:.0f} "
         "points (or two standard deviations over seeds) of plaintext's; a defense *works* when it removes at least "
         f"{100 * WORKS_SHARE:.0f} % of the success of the same attack without it, in the same setting and scheme (arrows: "

@@ -30,7 +30,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from securevfl.attacks import MAIN_ACCURACY, AttackConfigBase, parse_attack_config, success_metric
+from securevfl.attacks import MAIN_ACCURACY, AttackConfigBase, attack_metrics, parse_attack_config, success_metric
 from securevfl.schemes import PlainScheme
 from securevfl.study.spec import PlannedRun
 from securevfl.study.table import describe_defenses
@@ -49,6 +49,10 @@ WORKS_SHARE = 0.5
 
 def _attack_metric(attack_kind: str) -> str | None:
     return success_metric(attack_kind)
+
+
+def _lower_is_success(metric: str) -> bool:
+    return any(spec.name == metric and spec.success == "lower" for spec in attack_metrics())
 
 
 def _attack_key(config: dict[str, Any]) -> str:
@@ -293,6 +297,8 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
     before, after, _, note = paired
     cost = main[1] - main[0]
     detail = f"{_pct(before)}→{_pct(after)}, main {100 * cost:+.1f}{note}"
+    if _lower_is_success(metric):  # the floor and the share below are defined for success rates
+        return "no verdict", f"{detail}; {metric} is lower-is-success, which these thresholds do not cover"
     if before < ATTACK_FLOOR:
         return "nothing to stop", detail
     word = "works" if after <= before * (1 - WORKS_SHARE) else "does not work"

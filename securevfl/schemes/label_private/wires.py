@@ -25,7 +25,7 @@ from securevfl.attacks.hooks import EncryptedGradientRows
 from securevfl.crypto import CryptoError, EncryptedTensor, Keyring, Layout, PrecisionError, PublicKeyring
 from securevfl.defenses.base import MessageContext, Placement
 from securevfl.parties.active import ActiveParty
-from securevfl.parties.passive import PassiveParty
+from securevfl.parties.passive import PassiveParty, check_same_batch
 from securevfl.protocols import Channel, Message, MessageKind, Phase, PhaseTimer, ProtocolError
 from securevfl.protocols.errors import PayloadRangeError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
@@ -139,9 +139,10 @@ class BlindPassiveWire:
                 payload = tensor.to_bytes()
             party.channel.send(Message(message_kind, party.name, party.active_name, step, payload, codec="ckks"))
 
-    def backward(self, party: PassiveParty, step: int) -> None:
-        if self._cache is None or self.client is None:
+    def backward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
+        if self._cache is None or self.client is None or self._batch_ids is None:
             raise ProtocolError(f"{party.name} received a gradient without having sent activations")
+        check_same_batch(party.name, self._batch_ids, sample_ids)
         receive = party.channel.receive
         gradient_t = _load(self._public, receive(party.name, MessageKind.GRADIENT, sender=party.active_name), party.name)
         gradient = None
@@ -153,7 +154,7 @@ class BlindPassiveWire:
             if party.attack is None:
                 encrypted = batch.backprop(batch.gradient, batch.row_weight)
             else:
-                encrypted = party.attack.encrypted_gradients(step, self._batch_ids, batch)  # type: ignore[arg-type]
+                encrypted = party.attack.encrypted_gradients(step, sample_ids, batch)
         party.optimizer.zero_grad(set_to_none=True)
         revealed = []
         for (linear, _), enc in zip(self._stack, encrypted, strict=True):
@@ -163,7 +164,7 @@ class BlindPassiveWire:
             linear.bias.grad = torch.from_numpy(values[:, -1]).to(linear.bias.dtype)
             revealed.append(values)
         if party.attack is not None:
-            party.attack.revealed_parameter_gradients(step, self._batch_ids, revealed)  # type: ignore[arg-type]
+            party.attack.revealed_parameter_gradients(step, sample_ids, revealed)
         with party.timer.phase(Phase.BOTTOM_BACKWARD):
             party.optimizer.step()
         self._cache = None
