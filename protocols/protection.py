@@ -32,6 +32,8 @@ class PartyProtection(Protocol):
     """One party's view of a protection scheme."""
 
     scheme: str
+    announces: bool
+    """Whether this party has public material to announce (and so expects its peers' too)."""
 
     def announcement(self) -> bytes | None:
         """Public material peers need before they can send to this party (None: nothing)."""
@@ -56,6 +58,7 @@ class PlainProtection:
     """No protection: the array is the payload."""
 
     scheme = "plain"
+    announces = False
 
     def announcement(self) -> bytes | None:
         return None
@@ -88,6 +91,7 @@ class ReceiverKeyProtection:
     """
 
     scheme = "ckks"
+    announces = True
 
     def __init__(self, party: str, preset: str, timer: PhaseTimer, layout: Layout = Layout.FLAT) -> None:
         self.party = party

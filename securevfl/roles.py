@@ -41,3 +41,5 @@ class Capability(StrEnum):
     """It holds only a combination of all passives' activations (their sum or the first dense layer)."""
     FRAMES = "frames"
     """It sees every frame's header and (possibly encrypted) payload bytes on the channel."""
+    MASKED_DECRYPTIONS = "masked_decryptions"
+    """It decrypts whatever it is asked to (the key holder), seeing the values as the requester masked them."""

@@ -202,3 +202,26 @@ def test_the_key_holder_refuses_a_request_from_a_party_it_never_announced_its_ke
     federation.channel.send(Message(MessageKind.DECRYPT_REQUEST, "mallory", "coordinator", 0, b"\x00", codec="ckks"))
     with pytest.raises(ProtocolError, match="refused a decrypt_request from 'mallory'"):
         federation.key_holder.serve_pending()
+
+
+@pytest.mark.parametrize("top", ["sum", "trainable"])
+@pytest.mark.parametrize("label", list(SCHEMES))
+def test_what_each_party_held_is_what_its_scheme_says_it_sees(label: str, top: str) -> None:
+    """The audit of one training round and one evaluation, held against ``scheme.capabilities.sees``."""
+    dataset = random_dataset(24, 8, 6, 3, seed=0)
+    model = {"top": "trainable", "bottom_hidden": [], "bottom_output": 4, "top_hidden": [5]} if top == "trainable" else {"top": "sum", "bottom_hidden": [4]}
+    run = config(parties={"passive": 2, "split": "even"}, model=model, train={"batch_size": 8, "seed": 0}, protection=SCHEMES[label])
+    federation = build_federation(run, dataset, [np.arange(0, 3), np.arange(3, 6)])
+    federation.train_batch(0, np.arange(8))
+    federation.evaluate(8, 8, step=1)
+    sees = run.scheme.capabilities.sees
+    roles = {party.name: Role.PASSIVE for party in federation.passives} | {"active": Role.ACTIVE}
+    if federation.key_holder is not None and federation.key_holder.name not in roles:
+        roles[federation.key_holder.name] = Role.KEY_HOLDER
+    for name, log in federation.audits().items():
+        held = log.kinds(masked=False)
+        if roles[name] is Role.KEY_HOLDER:
+            assert log.kinds(masked=True), "the key holder decrypted nothing: the check would be empty"
+        else:
+            assert held, f"{name} held nothing: the check would be empty"
+        assert held <= set(sees.get(roles[name], ())), (name, held)

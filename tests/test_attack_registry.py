@@ -110,7 +110,7 @@ class Holder(Attack):
     name: ClassVar[str] = "test_holder"
     config_type = HolderConfig
     role = Role.KEY_HOLDER
-    requires = (frozenset(),)
+    requires = (frozenset({Capability.MASKED_DECRYPTIONS}),)
     infeasible_because = "never"
     metrics = (MetricSpec("largest_decrypted", "largest magnitude the key holder decrypted"),)
 

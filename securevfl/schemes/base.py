@@ -32,8 +32,9 @@ class SchemeCapabilities:
         ciphertexts: messages travel as CKKS ciphertexts (so under-encryption placements exist).
         key_holder: the role holding the only secret key, or None (plain: no key; receiver:
             every party its own).
-        sees: per role, the plaintext values a party of that role holds from the protocol
-            (the protection table of ``docs/protection.md``; the visibility audit checks it).
+        sees: per role, the kinds of *unmasked* plaintext values a party of that role holds from
+            the protocol (the protection table of ``docs/protection.md``);
+            ``tests/test_architecture.py`` checks every party's visibility audit against it.
         grants: per role, the capabilities attacks at that role may rely on.
     """
 

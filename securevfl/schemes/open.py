@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from securevfl.defenses.base import MessageContext, Placement
 from securevfl.parties import PartyBuilder, PartyModels
 from securevfl.parties.passive import check_same_batch
-from securevfl.protocols import Message, MessageKind, Phase, PhaseTimer, ProtocolError
+from securevfl.protocols import Channel, Message, MessageKind, Phase, PhaseTimer, ProtocolError
 from securevfl.protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
 from securevfl.scheduler import Federation
 from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
@@ -98,16 +98,17 @@ def assemble_open(
     return Federation(passives=passives, active=active, channel=builder.channel, timer=builder.timer)
 
 
-def _announce(protection: PartyProtection, sender: str, receivers: list[str], channel) -> None:  # type: ignore[no-untyped-def]
-    announcement = protection.announcement()
-    if announcement is None:
+def _announce(protection: PartyProtection, sender: str, receivers: list[str], channel: Channel) -> None:
+    if not protection.announces:
         return
+    announcement = protection.announcement()
+    assert announcement is not None
     for receiver in receivers:
         channel.send(Message(MessageKind.PUBLIC_KEY, sender, receiver, 0, announcement, codec="key"))
 
 
-def _learn(protection: PartyProtection, receiver: str, senders: list[str], channel) -> None:  # type: ignore[no-untyped-def]
-    if protection.announcement() is None:  # open schemes are symmetric: no key of mine, none of theirs
+def _learn(protection: PartyProtection, receiver: str, senders: list[str], channel: Channel) -> None:
+    if not protection.announces:  # open schemes are symmetric: no key of mine, none of theirs
         return
     for sender in senders:
         message = channel.receive(receiver, MessageKind.PUBLIC_KEY, sender=sender)

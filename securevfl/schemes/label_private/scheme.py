@@ -39,20 +39,27 @@ class LabelPrivateScheme(Scheme):
 
     @property
     def capabilities(self) -> SchemeCapabilities:
-        active_sees = ("activation_sum", "first_layer_preactivation", "top_weight_gradient")
+        active_sees = (
+            "activation_sum",
+            "first_layer_preactivation",
+            "top_weight_gradient",
+            "eval_activation_sum",
+            "eval_first_layer_preactivation",
+        )
         return SchemeCapabilities(
             ciphertexts=True,
             key_holder=Role.ACTIVE if self.protection.key_holder == "active" else Role.KEY_HOLDER,
             sees={
                 Role.PASSIVE: ("parameter_gradient",),
                 Role.ACTIVE: active_sees,
-                Role.KEY_HOLDER: ("masked values",),
+                Role.KEY_HOLDER: (),  # only values masked by their requesters
             },
             grants={
                 Role.PASSIVE: frozenset(
                     {Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS}
                 ),
                 Role.ACTIVE: frozenset({Capability.COMBINED_ACTIVATIONS}),
+                Role.KEY_HOLDER: frozenset({Capability.MASKED_DECRYPTIONS}),
                 Role.OBSERVER: frozenset({Capability.FRAMES}),
             },
         )
