@@ -14,7 +14,7 @@ from securevfl.attacks import parse_attack_config
 from securevfl.cli import main
 from securevfl.config import validate_config
 from securevfl.errors import ConfigError
-from securevfl.study import load_study, plan_runs, run_study
+from securevfl.study import load_study, plan_runs, run_and_report, run_study
 from securevfl.study.runner import CHECKPOINT_NAME, FAILED_NAME, RESULT_NAME, reset_failed, run_dir
 from securevfl.study.spec import flatten, scheme_overrides, set_path
 from securevfl.study.survival import survival_lines
@@ -402,3 +402,29 @@ def test_the_attacks_defenses_study_plans_exactly_the_committed_sweeps() -> None
         assert len(candidates) == 1, (name, candidates)
         matched.update(candidates)
     assert len(matched) == sum("failed" not in record for record in committed.values()) == 52
+
+
+def test_a_study_plugin_registers_its_attack_in_the_study_and_in_every_worker(tmp_path: Path) -> None:
+    from securevfl.attacks import unregister_attack
+
+    study = _write(tmp_path, """
+[study]
+name = "plugin"
+plugins = ["study_plugin_attack"]
+[study.set]
+"data.name" = "digits"
+"data.train_limit" = 200
+"data.test_limit" = 50
+"train.epochs" = 1
+"attack.kind" = "test_plugin_rows"
+[[grid]]
+name = "probe"
+""")
+    try:
+        summary = run_and_report(study, tmp_path / "out", workers=1, show_progress=False, log=lambda _: None)
+        rows = json.loads((tmp_path / "out" / "study_runs.json").read_text())["rows"]
+        assert "1 ok" in summary and rows[0]["status"] == "ok" and rows[0]["plugin_rows_seen"] == 1.0
+    finally:
+        unregister_attack("test_plugin_rows")
+    with pytest.raises(ConfigError, match="study plugin 'no_such_module_xyz' cannot be imported"):
+        load_study(_write(tmp_path, '[study]\nname = "x"\nplugins = ["no_such_module_xyz"]\n[[grid]]\nname = "g"\n', "bad.toml"))

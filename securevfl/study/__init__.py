@@ -53,7 +53,13 @@ def run_and_report(
     (out / "plan.json").write_text(json.dumps(plan, indent=1) + "\n", encoding="utf-8")
     if train:
         outcomes = run_study(
-            training_order(spec, runs), out, workers=workers, log=log, show_progress=show_progress, retry_failed=retry_failed
+            training_order(spec, runs),
+            out,
+            workers=workers,
+            log=log,
+            show_progress=show_progress,
+            retry_failed=retry_failed,
+            plugins=spec.plugins,
         )
         crashed = [o for o in outcomes if o.status == RunStatus.CRASHED]
         for outcome in crashed:

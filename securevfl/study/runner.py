@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.config import comparable_config
 from securevfl.errors import ConfigError, SecureVFLError
-from securevfl.study.spec import PlannedRun
+from securevfl.study.spec import PlannedRun, import_plugins
 from securevfl.study.status import RunStatus
 
 __all__ = ["RunOutcome", "TrainJob", "reset_failed", "run_dir", "run_study"]
@@ -152,10 +152,12 @@ def run_study(
     log: Callable[[str], None] = print,
     show_progress: bool = True,
     retry_failed: bool = False,
+    plugins: list[str] | tuple[str, ...] = (),
 ) -> list[RunOutcome]:
     """Train every run that has no result yet; return what happened to each, in plan order.
 
-    ``retry_failed`` resets the runs with a recorded failure first (see :func:`reset_failed`).
+    ``retry_failed`` resets the runs with a recorded failure first (see :func:`reset_failed`);
+    ``plugins`` are imported in every worker (attacks and defenses registered outside securevfl).
     """
     if workers < 1:
         raise ConfigError("study --workers must be at least 1")
@@ -180,12 +182,17 @@ def run_study(
         f"{min(workers, max(len(pending), 1))} worker(s) -> {out}"
     )
     if pending:
-        outcomes.update(_train_pending(pending, out, workers, log, show_progress))
+        outcomes.update(_train_pending(pending, out, workers, log, show_progress, tuple(plugins)))
     return [outcomes[run.run_id] for run in runs]
 
 
 def _train_pending(
-    pending: list[PlannedRun], out: Path, workers: int, log: Callable[[str], None], show_progress: bool
+    pending: list[PlannedRun],
+    out: Path,
+    workers: int,
+    log: Callable[[str], None],
+    show_progress: bool,
+    plugins: tuple[str, ...],
 ) -> dict[str, RunOutcome]:
     from tqdm import tqdm
 
@@ -193,7 +200,7 @@ def _train_pending(
     total_epochs = sum(int(run.config["train"]["epochs"]) for run in pending)
     done_epochs = {run.run_id: _epochs_done(run_dir(out, run)) for run in pending}
     outcomes: dict[str, RunOutcome] = {}
-    with context.Manager() as manager, context.Pool(min(workers, len(pending))) as pool:
+    with context.Manager() as manager, context.Pool(min(workers, len(pending)), initializer=import_plugins, initargs=(plugins,)) as pool:
         progress = manager.Queue()
         handles = {
             run.run_id: pool.apply_async(_train_one, (TrainJob(run.run_id, run.raw, run.config, str(run_dir(out, run)), progress),))

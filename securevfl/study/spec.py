@@ -18,13 +18,14 @@ that refusal is itself a finding of the study.
 from __future__ import annotations
 
 import copy
+import importlib
 import itertools
 import json
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -121,6 +122,10 @@ class StudySpec(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     schemes: list[str] = Field(default_factory=lambda: ["plain"], min_length=1)
     set: dict[str, Any] = Field(default_factory=dict)
+    plugins: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]] = Field(
+        default_factory=list,
+        description="importable modules that register attacks or defenses; imported here and in every worker",
+    )
     grids: list[GridSpec] = Field(min_length=1)
     #: filled by load_study: the base config's data and the study file's own text
     base_raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
@@ -133,6 +138,19 @@ class StudySpec(BaseModel):
         if duplicated:
             raise ValueError(f"grid names must be unique: {duplicated}")
         return self
+
+
+def import_plugins(modules: list[str] | tuple[str, ...]) -> None:
+    """Import the modules a study names, so the attacks and defenses they register exist here.
+
+    Spawned workers start with the built-in registries only; the runner calls this in each of
+    them too. Only importable module names are accepted (never a path to run).
+    """
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"study plugin {module!r} cannot be imported: {exc}") from None
 
 
 def load_study(path: Path, extra_set: list[str] | tuple[str, ...] = ()) -> StudySpec:
@@ -154,6 +172,7 @@ def load_study(path: Path, extra_set: list[str] | tuple[str, ...] = ()) -> Study
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise ConfigError(f"{path}: study error at '{where}': {error['msg']}") from None
+    import_plugins(spec.plugins)
     base_raw: dict[str, Any] = {}
     if spec.base is not None:
         base_path = (path.parent / spec.base).resolve()
