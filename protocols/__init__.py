@@ -1,7 +1,7 @@
 """Messages, wire format, channels and byte/time accounting. Knows roles, not models or data."""
 
 from securevfl.protocols.accounting import PhaseTimer, TrafficStats
-from securevfl.protocols.channel import Channel, InProcessChannel
+from securevfl.protocols.channel import Channel, ChannelEndpoint, InProcessChannel, Server
 from securevfl.protocols.codecs import CodecRegistry, NdarrayCodec, PayloadCodec
 from securevfl.protocols.errors import NonFiniteError, PayloadRangeError, ProtocolError, WireFormatError
 from securevfl.protocols.messages import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Message, MessageKind
@@ -14,6 +14,7 @@ __all__ = [
     "GRADIENT",
     "WIRE_VERSION",
     "Channel",
+    "ChannelEndpoint",
     "CodecRegistry",
     "InProcessChannel",
     "Message",
@@ -27,6 +28,7 @@ __all__ = [
     "PayloadRangeError",
     "PayloadCodec",
     "PhaseTimer",
+    "Server",
     "ProtocolError",
     "TrafficStats",
     "WireFormatError",

@@ -64,6 +64,10 @@ class InProcessChannel:
         self.taps: list[Callable[[bytes], None]] = []
         """Observers of every frame sent (a relay's or eavesdropper's view; studies attach attacks here)."""
 
+    def endpoint(self, party: str) -> ChannelEndpoint:
+        """The channel as ``party`` may use it: send as itself, receive its own mail, nothing else."""
+        return ChannelEndpoint(self, party)
+
     def attach_server(self, server: Server) -> None:
         """Let ``server`` answer its queued requests whenever a receive would otherwise fail."""
         self._servers.append(server)
@@ -130,3 +134,37 @@ class InProcessChannel:
             return any([server.serve_pending() for server in self._servers])
         finally:
             self._serving = False
+
+
+class ChannelEndpoint:
+    """One party's handle on an :class:`InProcessChannel`, the way a network connection is one's own.
+
+    A party holds its endpoint, never the channel: it cannot send under another name, read
+    another party's mailbox, tap the traffic or attach servers; the federation that owns the
+    channel does those. The network transport gives each party the same interface.
+    """
+
+    def __init__(self, hub: InProcessChannel, party: str) -> None:
+        self._hub = hub
+        self.party = party
+
+    @property
+    def stats(self) -> TrafficStats:
+        return self._hub.stats
+
+    def send(self, message: Message) -> None:
+        if message.sender != self.party:
+            raise ProtocolError(f"{self.party} cannot send a message as {message.sender!r}")
+        self._hub.send(message)
+
+    def receive(self, receiver: str, kind: MessageKind, sender: str | None = None) -> Message:
+        self._own(receiver)
+        return self._hub.receive(receiver, kind, sender)
+
+    def poll(self, receiver: str, kinds: Collection[MessageKind]) -> Message | None:
+        self._own(receiver)
+        return self._hub.poll(receiver, kinds)
+
+    def _own(self, receiver: str) -> None:
+        if receiver != self.party:
+            raise ProtocolError(f"{self.party} cannot receive the messages addressed to {receiver!r}")

@@ -15,7 +15,7 @@ from helpers import config, random_dataset
 from securevfl.config import ProtectionConfig, validate_config
 from securevfl.federation import build_federation
 from securevfl.parties import ActiveParty, KeyHolderParty, PassiveParty
-from securevfl.protocols import InProcessChannel
+from securevfl.protocols import ChannelEndpoint, InProcessChannel, Message, MessageKind, ProtocolError
 from securevfl.roles import Capability, Role
 from securevfl.scheduler import EVALUATION_ROUND, SETUP, TRAINING_ROUND
 from securevfl.schemes import LabelPrivateScheme, PlainScheme, ReceiverKeyScheme, protection_from_label, scheme_for
@@ -117,14 +117,14 @@ def _federation(protection: dict) -> object:
 
 
 def _reachable_parties(root: object) -> list[object]:
-    """Party objects reachable from ``root``'s attributes, not crossing the channel (the transport)."""
+    """Party objects reachable from ``root``'s attributes, not crossing its channel endpoint (the transport)."""
     parties = (PassiveParty, ActiveParty, KeyHolderParty)
     seen: set[int] = {id(root)}
     found: list[object] = []
     todo = list(vars(root).values())
     while todo:
         value = todo.pop()
-        if id(value) in seen or isinstance(value, (InProcessChannel, torch.nn.Module, torch.optim.Optimizer, torch.Tensor, np.ndarray, str, bytes, int, float)):
+        if id(value) in seen or isinstance(value, (InProcessChannel, ChannelEndpoint, torch.nn.Module, torch.optim.Optimizer, torch.Tensor, np.ndarray, str, bytes, int, float)):
             continue
         seen.add(id(value))
         if isinstance(value, parties):
@@ -145,6 +145,14 @@ def test_no_party_holds_another_party(label: str) -> None:
     parties = [*federation.passives, federation.active] + ([federation.key_holder] if federation.key_holder else [])
     for party in parties:
         assert _reachable_parties(party) == [], f"{party.name} reaches another party outside the channel"
+        # the channel a party holds is its own endpoint: it sends as itself and reads its own mail only
+        assert isinstance(party.channel, ChannelEndpoint) and party.channel.party == party.name
+        with pytest.raises(ProtocolError, match="cannot send a message as"):
+            party.channel.send(Message(MessageKind.GRADIENT, "someone_else", party.name, 0, np.zeros(1, np.float32)))
+        other = "active" if party.name != "active" else "passive_1"
+        with pytest.raises(ProtocolError, match="cannot receive the messages addressed to"):
+            party.channel.receive(other, MessageKind.GRADIENT)
+        assert not hasattr(party.channel, "taps") and not hasattr(party.channel, "attach_server")
 
 
 def test_every_scheduled_phase_is_a_method_of_its_role() -> None:
@@ -195,8 +203,6 @@ def test_the_key_holder_answers_through_the_channel_only() -> None:
 
 
 def test_the_key_holder_refuses_a_request_from_a_party_it_never_announced_its_key_to() -> None:
-    from securevfl.protocols import Message, MessageKind, ProtocolError
-
     federation = _federation(SCHEMES["ckks/coordinator"])
     assert federation.key_holder is not None
     federation.channel.send(Message(MessageKind.DECRYPT_REQUEST, "mallory", "coordinator", 0, b"\x00", codec="ckks"))

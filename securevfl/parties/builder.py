@@ -39,7 +39,10 @@ class PartyModels:
 
 @dataclass
 class PartyBuilder:
-    """Builds the passive and active parties of one run around the wires a scheme chooses."""
+    """Builds the passive and active parties of one run around the wires a scheme chooses.
+
+    ``channel`` is the federation's; each party gets only its own endpoint of it.
+    """
 
     dataset: VFLDataset
     blocks: list[np.ndarray]
@@ -61,7 +64,7 @@ class PartyBuilder:
             x_test=self.dataset.x_test[:, self.blocks[index]],
             model=model,
             optimizer=optimizer,
-            channel=self.channel,
+            channel=self.channel.endpoint(passive_name(index)),
             active_name=self.active_name,
             timer=self.timer,
             wire=wire,
@@ -76,7 +79,7 @@ class PartyBuilder:
             top=self.models.top,
             top_optimizer=self.models.top_optimizer,
             passive_names=self.passive_names,
-            channel=self.channel,
+            channel=self.channel.endpoint(self.active_name),
             timer=self.timer,
             wire=wire,
             local_block=self.models.local_block,

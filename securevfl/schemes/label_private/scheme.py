@@ -143,5 +143,5 @@ class LabelPrivateScheme(Scheme):
             service = KeyHolder(COORDINATOR_NAME, secret, builder.timer, VisibilityLog(COORDINATOR_NAME))
             active_wire.link = link
         clients = [name for name in (*builder.passive_names, active.name) if name != self.key_holder_party]
-        key_holder = KeyHolderParty(service, builder.channel, clients)
+        key_holder = KeyHolderParty(service, builder.channel.endpoint(service.name), clients)
         return Federation(passives=passives, active=active, channel=builder.channel, timer=builder.timer, key_holder=key_holder)
