@@ -52,7 +52,12 @@ class PlainScheme(Scheme):
             ciphertexts=False,
             key_holder=None,
             sees=_OPEN_SEES,
-            grants={**_OPEN_GRANTS, Role.OBSERVER: frozenset({Capability.FRAMES, Capability.PLAINTEXT_GRADIENT_ROWS})},
+            grants={
+                **_OPEN_GRANTS,
+                Role.OBSERVER: frozenset(
+                    {Capability.FRAMES, Capability.PLAINTEXT_GRADIENT_ROWS, Capability.PLAINTEXT_ACTIVATION_ROWS}
+                ),
+            },
         )
 
     def assemble(
