@@ -416,15 +416,15 @@ plugins = ["study_plugin_attack"]
 "data.train_limit" = 200
 "data.test_limit" = 50
 "train.epochs" = 1
-"attack.kind" = "test_plugin_rows"
+"attack.kind" = "test_rows_seen"
 [[grid]]
 name = "probe"
 """)
     try:
         summary = run_and_report(study, tmp_path / "out", workers=1, show_progress=False, log=lambda _: None)
         rows = json.loads((tmp_path / "out" / "study_runs.json").read_text())["rows"]
-        assert "1 ok" in summary and rows[0]["status"] == "ok" and rows[0]["plugin_rows_seen"] == 1.0
+        assert "1 ok" in summary and rows[0]["status"] == "ok" and rows[0]["activation_rows_seen"] == 1.0
     finally:
-        unregister_attack("test_plugin_rows")
+        unregister_attack("test_rows_seen")
     with pytest.raises(ConfigError, match="study plugin 'no_such_module_xyz' cannot be imported"):
         load_study(_write(tmp_path, '[study]\nname = "x"\nplugins = ["no_such_module_xyz"]\n[[grid]]\nname = "g"\n', "bad.toml"))
