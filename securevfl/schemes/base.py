@@ -57,8 +57,8 @@ class Scheme(ABC):
     label_private: bool = False
     """Whether the scheme's design keeps per-sample gradients from the passive parties.
 
-    This is the design intent; whether a passive can *derive* them anyway is the threat model's
-    question (``docs/threat-model.md``), answered by attacks, not by this flag.
+    This is the design intent; whether a passive can *derive* them anyway (it can: see
+    ``docs/roadmap.md``, issue 12) is answered by attacks, not by this flag.
     """
 
     def __init__(self, protection: ProtectionConfig) -> None:
