@@ -42,7 +42,9 @@ def build_federation(
     if scheme.key_holder_party is not None:
         parties[Role.KEY_HOLDER] = [scheme.key_holder_party]
     granted = {role: scheme.capabilities.granted(role) for role in Role}
-    setup = prepare_attack(config.attack, dataset, blocks, parties, granted, models.bottom_out, config.train.seed)
+    setup = prepare_attack(
+        config.attack, dataset, blocks, parties, granted, models.bottom_out, config.train.seed, top=config.model.top
+    )
     data = setup.dataset if setup.dataset is not None else dataset
     federation = scheme.assemble(config.model, config.train, data, blocks, models)
     federation.connect()

@@ -13,6 +13,27 @@ from typing import Literal
 import torch
 from torch import nn
 
+__all__ = ["SumTop", "TrainableTop", "build_bottom_model", "build_top_model", "linear_stack"]
+
+
+def linear_stack(model: nn.Module) -> list[tuple[nn.Linear, bool]]:
+    """The model as (Linear, followed-by-ReLU) pairs; any other layer is refused by name."""
+    modules = list(model.children()) if isinstance(model, nn.Sequential) else [model]
+    stack: list[tuple[nn.Linear, bool]] = []
+    for module in modules:
+        if isinstance(module, nn.Linear):
+            stack.append((module, False))
+        elif isinstance(module, nn.ReLU) and stack and not stack[-1][1]:
+            stack[-1] = (stack[-1][0], True)
+        else:
+            raise ValueError(
+                f"layer {module.__class__.__name__} cannot be backpropagated under encryption "
+                "(supported: Linear, each optionally followed by one ReLU)"
+            )
+    if not stack:
+        raise ValueError("the bottom model has no Linear layer")
+    return stack
+
 
 def build_bottom_model(
     in_features: int,

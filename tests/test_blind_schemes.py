@@ -22,7 +22,7 @@ from securevfl.protocols import InProcessChannel, Message, PhaseTimer
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import DECRYPT_REPLY, KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
-from securevfl.schemes.label_private.backprop import linear_stack
+from securevfl.models import linear_stack
 from securevfl.config import load_config
 from securevfl.errors import ConfigError
 from securevfl.parties import KeyHolderParty

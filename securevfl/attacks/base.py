@@ -29,6 +29,8 @@ from securevfl.attacks.metrics import MetricSpec
 from securevfl.roles import Capability, Role
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from securevfl.attacks.hooks import EncryptedBackprop
     from securevfl.crypto import EncryptedTensor
     from securevfl.data import VFLDataset
@@ -79,6 +81,8 @@ class AttackSetting:
     """The attacking party's global feature columns (passive attackers), else None."""
     bottom_output: int
     seed: int
+    top: str = "sum"
+    """The active party's top model (``sum`` or ``trainable``): public, agreed architecture."""
 
 
 @dataclass
@@ -152,8 +156,15 @@ class Attack(ABC):
         """Encrypted parameter gradients from encrypted gradient rows (default: honest backprop)."""
         return backprop.backprop(backprop.gradient, backprop.row_weight)
 
-    def revealed_parameter_gradients(self, step: int, sample_ids: np.ndarray, gradients: list[np.ndarray]) -> None:
-        """The batch-summed ``[dW | db]`` per layer a passive learnt by masked decryption (observe only)."""
+    def revealed_parameter_gradients(
+        self, step: int, sample_ids: np.ndarray, gradients: list[np.ndarray], model: nn.Module
+    ) -> None:
+        """The batch-summed ``[dW | db]`` of each Linear layer of the passive's ``model``, before its update.
+
+        Under the label-private schemes the passive learns them by masked decryption; under the open
+        schemes it computes them itself. ``model`` is the attacker's own (weights not yet updated).
+        Observe only.
+        """
 
     # ------------------------------------------------------------------ active hooks
     def received_activations(self, step: int, sample_ids: np.ndarray, sender: str, values: np.ndarray) -> None:

@@ -61,6 +61,8 @@ class LabelInference(Attack):
                 f"the gradient rows have {setting.bottom_output} entries, not one per class ({classes}): "
                 "with a trainable top the sign pattern no longer names the label"
             )
+        elif reason is None and setting.top != "sum":
+            reason = "with a trainable top the gradient rows are dL/dH of its first layer: their signs name no label"
         return reason
 
     @classmethod

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from securevfl.attacks.base import Attack, AttackConfigBase, NoAttackConfig
+from securevfl.attacks.gradient_inversion import GradientInversion
 from securevfl.attacks.gradient_replacement import GradientReplacement
 from securevfl.attacks.label_inference import LabelInference
 from securevfl.attacks.metrics import MetricSpec
@@ -34,6 +35,7 @@ __all__ = [
 BUILT_IN: tuple[type[Attack], ...] = (
     GradientReplacement,
     LabelInference,
+    GradientInversion,
 )
 
 ATTACKS: dict[str, type[Attack]] = {}

@@ -52,6 +52,7 @@ def prepare_attack(
     granted: dict[Role, frozenset[Capability]],
     bottom_output: int,
     seed: int,
+    top: str = "sum",
 ) -> AttackSetup:
     """Resolve the attacking party, plan the attack's data changes, check feasibility, create it.
 
@@ -76,7 +77,7 @@ def prepare_attack(
     setup.party, setup.role = party, cls.role
     passives = parties.get(Role.PASSIVE, [])
     columns = blocks[passives.index(party)] if cls.role is Role.PASSIVE else None
-    setting = AttackSetting(dataset=dataset, party=party, columns=columns, bottom_output=bottom_output, seed=seed)
+    setting = AttackSetting(dataset=dataset, party=party, columns=columns, bottom_output=bottom_output, seed=seed, top=top)
     setup.plan = cls.plan(config, setting)
     if setup.plan.dataset is not None:
         setup.dataset = setup.plan.dataset

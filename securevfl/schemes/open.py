@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from securevfl.defenses.base import MessageContext, Placement
+from securevfl.models import linear_stack
 from securevfl.parties import PartyBuilder, PartyModels
 from securevfl.parties.passive import check_same_batch
 from securevfl.protocols import Channel, Message, MessageKind, Phase, PhaseTimer, ProtocolError
@@ -36,7 +37,9 @@ _OPEN_SEES = {
     Role.ACTIVE: ("activation", "eval_activation"),
 }
 _OPEN_GRANTS = {
-    Role.PASSIVE: frozenset({Capability.PLAINTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT}),
+    Role.PASSIVE: frozenset(
+        {Capability.PLAINTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS}
+    ),
     Role.ACTIVE: frozenset({Capability.PLAINTEXT_ACTIVATION_ROWS}),
 }
 
@@ -164,6 +167,9 @@ class OpenPassiveWire:
         with party.timer.phase(Phase.BOTTOM_BACKWARD):
             party.optimizer.zero_grad(set_to_none=True)
             self._pending.backward(gradient)
+        if party.attack is not None:
+            _reveal_parameter_gradients(party, step, sample_ids)
+        with party.timer.phase(Phase.BOTTOM_BACKWARD):
             party.optimizer.step()
         self._pending = None
 
@@ -250,6 +256,22 @@ class OpenActiveWire:
         if payload.ndim != 2 or payload.shape[0] != rows:
             raise ProtocolError(f"{party.name} expected {rows} activation rows from {sender}, got shape {payload.shape}")
         return torch.from_numpy(payload)
+
+
+def _reveal_parameter_gradients(party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
+    """Show the attack the ``[dW | db]`` the passive just computed, as the label-private wire does.
+
+    Only for Linear/ReLU bottom models (what the hook speaks of); any other model shows nothing.
+    """
+    try:
+        stack = linear_stack(party.model)
+    except ValueError:
+        return
+    gradients = [
+        torch.cat([linear.weight.grad, linear.bias.grad[:, None]], dim=1).double().numpy()  # type: ignore[index]
+        for linear, _ in stack
+    ]
+    party.attack.revealed_parameter_gradients(step, sample_ids, gradients, party.model)  # type: ignore[union-attr]
 
 
 def _under_encryption(party: ActiveParty, ctx: MessageContext) -> Callable[[EncryptedTensor], EncryptedTensor] | None:

@@ -94,6 +94,6 @@ def required_depth(hidden: Sequence[int], output_relu: bool, trainable_top: bool
 
 
 def plan_for_stack(batch: int, stack: Sequence[tuple[nn.Linear, bool]]) -> BottomPlan:
-    """The plan of an actual Linear/ReLU stack (see :func:`securevfl.schemes.label_private.backprop.linear_stack`)."""
+    """The plan of an actual Linear/ReLU stack (see :func:`securevfl.models.linear_stack`)."""
     widths = (stack[0][0].in_features, *(linear.out_features for linear, _ in stack))
     return BottomPlan(batch=batch, widths=widths, relu_after=tuple(relu for _, relu in stack))

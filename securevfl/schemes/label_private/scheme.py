@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 from securevfl.crypto import SecretKeyring, get_preset, preset_names
 from securevfl.errors import ConfigError
+from securevfl.models import linear_stack
 from securevfl.parties import ACTIVE_NAME, COORDINATOR_NAME, KeyHolderParty, PartyBuilder, PartyModels
 from securevfl.protocols import Phase
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import KeyHolder
 from securevfl.scheduler import Federation
 from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
-from securevfl.schemes.label_private.backprop import linear_stack
 from securevfl.schemes.label_private.plan import BottomPlan, TopPlan, plan_for_stack, required_depth
 from securevfl.schemes.label_private.wires import BlindActiveWire, BlindPassiveWire, Bounds, KeyHolderLink
 

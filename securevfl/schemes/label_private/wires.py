@@ -30,7 +30,8 @@ from securevfl.protocols import Channel, Message, MessageKind, Phase, PhaseTimer
 from securevfl.protocols.errors import PayloadRangeError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
-from securevfl.schemes.label_private.backprop import ForwardCache, cached_forward, encrypted_parameter_gradients, linear_stack
+from securevfl.models import linear_stack
+from securevfl.schemes.label_private.backprop import ForwardCache, cached_forward, encrypted_parameter_gradients
 from securevfl.schemes.label_private.plan import BottomPlan, TopPlan
 
 __all__ = ["BlindActiveWire", "BlindPassiveWire", "Bounds", "KeyHolderLink"]
@@ -164,7 +165,7 @@ class BlindPassiveWire:
             linear.bias.grad = torch.from_numpy(values[:, -1]).to(linear.bias.dtype)
             revealed.append(values)
         if party.attack is not None:
-            party.attack.revealed_parameter_gradients(step, sample_ids, revealed)
+            party.attack.revealed_parameter_gradients(step, sample_ids, revealed, party.model)
         with party.timer.phase(Phase.BOTTOM_BACKWARD):
             party.optimizer.step()
         self._cache = None
