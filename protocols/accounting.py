@@ -62,9 +62,9 @@ class TrafficStats:
         return sum(self.bytes_by_kind.values())
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "bytes_by_kind": dict(sorted(self.bytes_by_kind.items())),
-            "messages_by_kind": dict(sorted(self.messages_by_kind.items())),
+        return {  # plain strings: result files and checkpoints hold no enum objects
+            "bytes_by_kind": {str(kind): n for kind, n in sorted(self.bytes_by_kind.items())},
+            "messages_by_kind": {str(kind): n for kind, n in sorted(self.messages_by_kind.items())},
             "seconds_by_phase": self.timer.to_dict(),
         }
 

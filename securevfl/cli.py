@@ -1,4 +1,4 @@
-"""Command line: ``securevfl train --config FILE.toml [--set KEY=VALUE ...] [--out DIR] [--resume]``
+"""Command line: ``securevfl train --config FILE.toml [--set KEY=VALUE ...] [--out DIR] [--resume | --overwrite]``
 ``securevfl bench [--out DIR] [--quick]`` and ``securevfl study --config STUDY.toml [--out DIR] [--workers N]``.
 
 User errors (bad config, missing data, impossible partition) print one ``error:`` line and
@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory (default runs/latest)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (refused without it or --resume)"
+    )
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
 
     bench = commands.add_parser(
@@ -121,7 +124,7 @@ def _train(args: argparse.Namespace) -> int:
                 f"test accuracy {record.main_accuracy:.2%}  ({record.seconds:.1f} s)"
             )
 
-    result = run_training(config, out_dir=args.out, resume=args.resume, on_epoch_end=[report])
+    result = run_training(config, out_dir=args.out, resume=args.resume, on_epoch_end=[report], overwrite=args.overwrite)
     print(_summary(result))
     print(f"result: {args.out / RESULT_NAME}")
     return 0

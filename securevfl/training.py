@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,18 +17,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from securevfl.crypto import PrecisionError
-from securevfl.protocols import NonFiniteError
-from securevfl.protocols.phases import CostGroup, cost_summary
-from securevfl.protocols.errors import PayloadRangeError
-from securevfl.version import __version__
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
-from securevfl.checkpoint import load_checkpoint, save_checkpoint
+from securevfl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from securevfl.config import RunConfig, comparable_config
+from securevfl.crypto import PrecisionError
 from securevfl.data import VFLDataset, load_dataset, partition_columns
-from securevfl.errors import SecureVFLError, TrainingDiverged
+from securevfl.errors import ConfigError, SecureVFLError, TrainingDiverged
 from securevfl.federation import Federation, build_federation
+from securevfl.files import atomic_write_text
+from securevfl.protocols import NonFiniteError
+from securevfl.protocols.errors import PayloadRangeError
+from securevfl.protocols.phases import CostGroup, cost_summary
 from securevfl.seeding import epoch_batches
+from securevfl.version import __version__
 
 RESULT_NAME = "result.json"
 
@@ -55,6 +58,7 @@ def run_training(
     *,
     dataset: VFLDataset | None = None,
     bottom_models: Sequence[nn.Module] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train as configured; write ``result.json`` (and checkpoints) into ``out_dir`` if given.
 
@@ -65,8 +69,12 @@ def run_training(
             the active party's own block last when it holds one), instead of the Linear/ReLU
             stacks ``config.model`` describes. Their output width must be the configured bottom
             output. The label-private schemes accept only Linear/ReLU stacks and refuse others.
+        overwrite: replace a finished or interrupted run in ``out_dir`` (refused otherwise, so a
+            result is never lost by a repeated command).
     """
     started = time.perf_counter()
+    if out_dir is not None:
+        check_output_directory(out_dir, resume=resume, overwrite=overwrite)
     torch.set_num_threads(config.train.threads)
     resolved = config.resolved()
 
@@ -82,11 +90,18 @@ def run_training(
         if out_dir is None:
             raise SecureVFLError("--resume needs the output directory of the interrupted run")
         state = load_checkpoint(out_dir, resolved, normalize=comparable_config)
-        federation.load_state_dict(state["federation"])
-        federation.channel.stats.load(state["traffic"])
-        federation.timer.load(state["timing"])
-        history, epoch_seconds = state["history"], state["epoch_seconds"]
-        first_epoch = state["epoch"] + 1
+        try:
+            federation.load_state_dict(state["federation"])
+            federation.channel.stats.load(state["traffic"])
+            federation.timer.load(state["timing"])
+            history, epoch_seconds = list(state["history"]), list(state["epoch_seconds"])
+            first_epoch = int(state["epoch"]) + 1
+        except SecureVFLError:
+            raise
+        except Exception as exc:  # missing keys, wrong shapes or types inside a loadable file
+            raise ConfigError(
+                f"--resume: the checkpoint in {out_dir} does not fit this run ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+            ) from None
 
     train_cfg = config.train
     n_train = len(dataset.y_train)
@@ -115,9 +130,28 @@ def run_training(
     result["timing"]["wall_this_invocation"] = round(time.perf_counter() - started, 4)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / RESULT_NAME).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(out_dir / RESULT_NAME, json.dumps(result, indent=2) + "\n")
         _write_attack_artifacts(federation, out_dir)
     return result
+
+
+def check_output_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse, before any training, an output directory that would lose a run or cannot be written.
+
+    A directory holding a run (``result.json`` or a checkpoint) is continued with ``resume`` or
+    replaced with ``overwrite``, never silently; a path that is a file, or a directory this
+    process cannot write, is refused at once rather than after the first epoch.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a directory")
+    holds = [name for name in (RESULT_NAME, CHECKPOINT_NAME) if (out_dir / name).exists()]
+    if holds and not (resume or overwrite):
+        raise ConfigError(
+            f"--out {out_dir} already holds a run ({', '.join(holds)}); use --resume to continue it or --overwrite to replace it"
+        )
+    existing = out_dir if out_dir.exists() else next((p for p in out_dir.parents if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_dir}: {existing} is not writable")
 
 
 def _write_attack_artifacts(federation: Federation, out_dir: Path) -> None:
@@ -126,8 +160,9 @@ def _write_attack_artifacts(federation: Federation, out_dir: Path) -> None:
     if setup is None or setup.attack is None or setup.truth is None:
         return
     for stem, rows in setup.attack.artifacts(setup.truth).items():
-        with (out_dir / f"{stem}.csv").open("w", newline="", encoding="utf-8") as handle:
-            csv.writer(handle).writerows(rows)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(rows)
+        atomic_write_text(out_dir / f"{stem}.csv", text.getvalue())
 
 
 def _train_epoch(

@@ -16,11 +16,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from securevfl.files import atomic_write_text
 from securevfl.study.report import write_report
 from securevfl.study.runner import run_study
 from securevfl.study.spec import PlannedRun, StudySpec, load_study, plan_runs
-from securevfl.study.table import collect_rows, write_table
 from securevfl.study.status import RunStatus
+from securevfl.study.table import collect_rows, write_table
 
 __all__ = ["PlannedRun", "StudySpec", "load_study", "plan_runs", "run_and_report", "run_study"]
 
@@ -48,9 +49,9 @@ def run_and_report(
     runs = plan_runs(spec)
     out = out or Path("runs") / f"study-{spec.name}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.toml").write_text(spec.source, encoding="utf-8")
+    atomic_write_text(out / "study.toml", spec.source)
     plan = [{"run_id": r.run_id, "grid": r.grid, "cell": r.cell, "seed": r.seed, "levels": r.levels, "refused": r.refused} for r in runs]
-    (out / "plan.json").write_text(json.dumps(plan, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(out / "plan.json", json.dumps(plan, indent=1) + "\n")
     if train:
         outcomes = run_study(
             training_order(spec, runs),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from securevfl.attacks import ATTACKS, MAIN_ACCURACY, MetricSpec, attack_metrics
+from securevfl.files import atomic_write_text
 from securevfl.schemes import PlainScheme
 from securevfl.study.plots import plot_epochs, plot_versus_axis
 from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
@@ -67,7 +68,7 @@ def write_report(
     lines += _cost_section(spec, rows)
     lines += _stopped_section(rows)
     path = out / REPORT_NAME
-    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
 
 

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.config import comparable_config
 from securevfl.errors import ConfigError, SecureVFLError
+from securevfl.files import atomic_write_text
 from securevfl.study.spec import PlannedRun, import_plugins
 from securevfl.study.status import RunStatus
 
@@ -128,12 +129,12 @@ def _train_one(job: TrainJob) -> RunOutcome:
     except SecureVFLError as exc:
         directory.mkdir(parents=True, exist_ok=True)
         record = {"error": str(exc), "type": type(exc).__name__, "config": resolved}
-        (directory / FAILED_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        atomic_write_text(directory / FAILED_NAME, json.dumps(record, indent=1) + "\n")
         return RunOutcome(run_id, RunStatus.FAILED, time.perf_counter() - started, str(exc))
     except Exception:  # noqa: BLE001 - any bug in one run must not stop the others
         # a bug, not a finding: keep the traceback next to the run, record nothing as finished
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "crash.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        atomic_write_text(directory / "crash.txt", traceback.format_exc())
         return RunOutcome(run_id, RunStatus.CRASHED, time.perf_counter() - started, traceback.format_exc(limit=3))
     (directory / CHECKPOINT_NAME).unlink(missing_ok=True)  # finished: the result is what counts
     shown = f"main {result[MAIN_ACCURACY.name]:.4f}"

@@ -9,6 +9,7 @@ values; a metric with a ``peak_column`` (``backdoor_peak``) also reports its bes
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import statistics
@@ -20,6 +21,7 @@ from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.attacks.registry import attack_table_columns
 from securevfl.config import ProtectionConfig
 from securevfl.defenses.registry import parse_defense_config
+from securevfl.files import atomic_write_text
 from securevfl.schemes import Scheme, scheme_for
 from securevfl.study.runner import FAILED_NAME, RESULT_NAME, run_dir
 from securevfl.study.spec import PlannedRun
@@ -155,13 +157,14 @@ def write_table(rows: list[dict[str, Any]], histories: dict[str, list[dict[str, 
     """``study_runs.csv`` (flat) and ``study_runs.json`` (rows, per-epoch histories, study metadata)."""
     columns = columns_of(rows)
     csv_path, json_path = out / "study_runs.csv", out / "study_runs.json"
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in columns})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in columns})
+    atomic_write_text(csv_path, text.getvalue())
     payload = {**meta, "columns": columns, "rows": rows, "histories": histories}
-    json_path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(json_path, json.dumps(payload, indent=1) + "\n")
     return csv_path, json_path
 
 

@@ -1,0 +1,55 @@
+"""Writing result files so that a crash, a kill -9 or a power cut never leaves a torn one.
+
+Every file a run or a study produces (``result.json``, checkpoints, tables, reports, failure
+records) goes through :func:`atomic_write`: the bytes go to a fresh temporary file in the same
+directory (created exclusively, so no existing file or symlink is ever opened for writing),
+are flushed to disk, and then the temporary file is renamed over the target. Readers therefore
+see either the old file or the new one, never half of either.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["atomic_write", "atomic_write_text"]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (same directory, fsync, rename)."""
+    path = Path(path)
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    descriptor = os.open(temporary, flags, 0o644)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(directory)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write` for UTF-8 text."""
+    atomic_write(path, text.encode("utf-8"))
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (where the platform allows opening a directory)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
