@@ -6,25 +6,45 @@ The key holder sees f(x) + R: when |f(x)| is far below the mask half-width r, th
 statistically close to a uniform draw on [-r, r] (total variation distance at most
 |f(x)| / (2r) per value), and independent of f(x) for every practical purpose.
 
-Masks come from the operating system's entropy unless a seed is given (tests only): a mask
-derivable from the run seed would be known to everybody who knows the config.
+Masks are drawn from the operating system's CSPRNG (``os.urandom``) for every value, never from
+a seeded pseudo-random stream: a mask derivable from the run seed, or from earlier masks (a
+PCG64 state can be recovered from its outputs), would be known to whoever learns them. A seed
+is accepted for tests only, and then the masks are reproducible and *not* secret.
 """
 
 from __future__ import annotations
 
-import secrets
+import math
+import os
 
 import numpy as np
 
+__all__ = ["MaskSampler", "csprng_uniform"]
+
+
+def csprng_uniform(low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform doubles on [low, high) from ``os.urandom``: 53 random bits per value."""
+    count = math.prod(shape)
+    bits = np.frombuffer(os.urandom(8 * count), dtype=np.uint64) >> np.uint64(11)
+    unit = bits.astype(np.float64) * (1.0 / (1 << 53))
+    return (low + (high - low) * unit).reshape(shape)
+
 
 class MaskSampler:
-    """Draws uniform masks on [-half_width, half_width]."""
+    """Draws uniform masks on [-half_width, half_width] from the OS CSPRNG (or a test seed)."""
 
     def __init__(self, half_width: float, seed: int | None = None) -> None:
         if not half_width > 0:
             raise ValueError(f"mask half-width must be positive, got {half_width}")
         self.half_width = float(half_width)
-        self._rng = np.random.default_rng(secrets.randbits(128) if seed is None else seed)
+        self._test_rng = None if seed is None else np.random.default_rng(seed)
+
+    @property
+    def secret(self) -> bool:
+        """Whether the masks are secret (drawn from the OS CSPRNG, not from a test seed)."""
+        return self._test_rng is None
 
     def draw(self, shape: tuple[int, ...]) -> np.ndarray:
-        return self._rng.uniform(-self.half_width, self.half_width, size=shape)
+        if self._test_rng is not None:
+            return self._test_rng.uniform(-self.half_width, self.half_width, size=shape)
+        return csprng_uniform(-self.half_width, self.half_width, shape)

@@ -28,6 +28,7 @@ from securevfl.files import atomic_write_text
 from securevfl.protocols import NonFiniteError
 from securevfl.protocols.errors import PayloadRangeError
 from securevfl.protocols.phases import CostGroup, cost_summary
+from securevfl.provenance import provenance
 from securevfl.seeding import epoch_batches
 from securevfl.version import __version__
 
@@ -262,5 +263,6 @@ def _result_record(
             "block_columns": [int(len(block)) for block in blocks],
         },
         "visibility": {party: log.to_rows() for party, log in federation.audits().items()},
+        "provenance": provenance(),
         "config": config.resolved(),
     }

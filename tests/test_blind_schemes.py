@@ -191,3 +191,23 @@ def test_digits_blind_training_tracks_plaintext(key_holder: str) -> None:
         assert abs(enc["main_accuracy"] - ref["main_accuracy"]) <= 0.01
     assert blind["timing"]["homomorphic_backprop"] > 0
     assert "activation" in blind["bytes_sent"] and "decrypt_request" in blind["bytes_sent"]
+
+
+def test_masks_come_from_the_operating_systems_csprng(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os as os_module
+
+    calls: list[int] = []
+    real = os_module.urandom
+
+    def counting(n: int) -> bytes:
+        calls.append(n)
+        return real(n)
+
+    monkeypatch.setattr(os_module, "urandom", counting)
+    sampler = MaskSampler(16384.0)
+    masks = sampler.draw((64, 33))
+    assert sampler.secret and calls == [8 * 64 * 33]  # every value from the OS, none from a seeded stream
+    assert masks.shape == (64, 33) and np.all(np.abs(masks) <= 16384.0)
+    draws = np.concatenate([sampler.draw((4096,)) for _ in range(4)])
+    assert stats.kstest(draws, stats.uniform(loc=-16384.0, scale=2 * 16384.0).cdf).pvalue > 0.01
+    assert not MaskSampler(1.0, seed=3).secret

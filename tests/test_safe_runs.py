@@ -137,3 +137,14 @@ def test_a_kill_during_the_result_write_never_leaves_a_torn_file(tmp_path: Path)
         assert len(content["rows"]) == (100 if content["version"] == "old" else 400_000)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "result.json"]
     assert all(name.startswith(".result.json.") and name.endswith(".tmp") for name in leftovers)
+
+
+def test_a_result_records_where_it_came_from(tmp_path: Path) -> None:
+    assert main(["train", *DIGITS, "--out", str(tmp_path / "run")]) == 0
+    record = json.loads((tmp_path / "run" / "result.json").read_text())["provenance"]
+    assert record["versions"]["securevfl"] == json.loads((tmp_path / "run" / "result.json").read_text())["version"]
+    assert record["versions"]["torch"] == torch.__version__
+    assert record["versions"]["numpy"] == np.__version__ and record["versions"]["tenseal"]
+    assert record["cpu_count"] == os.cpu_count() and isinstance(record["command"], list)
+    commit = record["git_commit"]
+    assert commit is None or (len(commit) == 40 and all(c in "0123456789abcdef" for c in commit))
