@@ -98,9 +98,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("\ninterrupted; rerun with --resume to continue from the last finished epoch", file=sys.stderr)
+        print(f"\ninterrupted; {_how_to_resume(args, list(sys.argv[1:] if argv is None else argv))}", file=sys.stderr)
         return 130
     return EXIT_USER_ERROR
+
+
+def _how_to_resume(args: argparse.Namespace, argv: list[str]) -> str:
+    """The exact command that continues what was interrupted."""
+    if args.command == "train":
+        again = [arg for arg in argv if arg != "--overwrite"]
+        if "--resume" not in again:
+            again.append("--resume")
+        return f"continue from the last finished epoch with: {shlex.join(['securevfl', *again])}"
+    if args.command == "study":
+        return f"finished runs are kept; continue with the same command: {shlex.join(['securevfl', *argv])}"
+    return "nothing was kept; run the command again"
 
 
 def _train(args: argparse.Namespace) -> int:

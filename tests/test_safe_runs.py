@@ -148,3 +148,16 @@ def test_a_result_records_where_it_came_from(tmp_path: Path) -> None:
     assert record["cpu_count"] == os.cpu_count() and isinstance(record["command"], list)
     commit = record["git_commit"]
     assert commit is None or (len(commit) == 40 and all(c in "0123456789abcdef" for c in commit))
+
+
+def test_an_interruption_prints_the_exact_command_that_continues(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import securevfl.training as training
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "run_training", interrupted)
+    argv = ["train", *DIGITS, "--out", str(tmp_path / "run")]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "securevfl train --config" in err and err.strip().endswith("--resume")
