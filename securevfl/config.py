@@ -87,6 +87,7 @@ class RunConfig(ConfigSection):
     @model_validator(mode="after")
     def _check_model_for_scheme(self) -> RunConfig:
         self.scheme.check_model(self.model)
+        self.scheme.check_train(self.train)
         return self
 
     @model_validator(mode="after")
@@ -129,6 +130,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             raise ConfigError(f"config file not found: {path}")
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for override in overrides:

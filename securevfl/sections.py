@@ -16,6 +16,8 @@ from securevfl.crypto import preset_names
 __all__ = ["ConfigSection", "ModelConfig", "ProtectionConfig", "TrainConfig"]
 
 _DEFAULT_TOP_HIDDEN = (32,)
+#: Widest layer a config may ask for: a larger one is a typo or an attack on memory, not a model.
+MAX_WIDTH = 65_536
 
 
 class ConfigSection(BaseModel):
@@ -47,8 +49,10 @@ class ModelConfig(ConfigSection):
         for name in ("bottom_hidden", "top_hidden"):
             if any(width < 1 for width in getattr(self, name)):
                 raise ValueError(f"{name} widths must be positive, got {getattr(self, name)}")
-        if self.bottom_output is not None and self.bottom_output < 1:
-            raise ValueError(f"bottom_output must be positive, got {self.bottom_output}")
+            if any(width > MAX_WIDTH for width in getattr(self, name)):
+                raise ValueError(f"{name} widths must be at most {MAX_WIDTH} (refused before allocating), got {getattr(self, name)}")
+        if self.bottom_output is not None and not 1 <= self.bottom_output <= MAX_WIDTH:
+            raise ValueError(f"bottom_output must be between 1 and {MAX_WIDTH}, got {self.bottom_output}")
         # the resolved form of every config lists the default top_hidden, so that one loads again
         if self.top == "sum" and "top_hidden" in self.model_fields_set and self.top_hidden != list(_DEFAULT_TOP_HIDDEN):
             raise ValueError("top_hidden applies only to top = 'trainable'; the sum top has no layers")

@@ -211,3 +211,16 @@ def test_masks_come_from_the_operating_systems_csprng(monkeypatch: pytest.Monkey
     draws = np.concatenate([sampler.draw((4096,)) for _ in range(4)])
     assert stats.kstest(draws, stats.uniform(loc=-16384.0, scale=2 * 16384.0).cdf).pvalue > 0.01
     assert not MaskSampler(1.0, seed=3).secret
+
+
+def test_a_batch_the_ciphertexts_cannot_hold_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="train.batch_size = 1000000000.*4096 slots"):
+        load_config(DIGITS_CKKS, ["protection.key_holder=active", "protection.preset=compute", "train.batch_size=1000000000"])
+    dataset = random_dataset(n_train=32, n_test=8, n_features=8, num_classes=3, seed=0)
+    run = config(
+        parties={"passive": 2, "split": "even"},
+        train={"batch_size": 4096},
+        protection={"scheme": "ckks", "key_holder": "coordinator"},
+    )
+    with pytest.raises(ConfigError, match="needs ciphertext rows of .* slots but preset 'compute' has 4096"):
+        build_federation(run, dataset, [np.arange(0, 4), np.arange(4, 8)])

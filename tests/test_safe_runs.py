@@ -161,3 +161,23 @@ def test_an_interruption_prints_the_exact_command_that_continues(tmp_path: Path,
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert "securevfl train --config" in err and err.strip().endswith("--resume")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "model.bottom_hidden=[1e9]"], "widths must be at most 65536"),
+        (["--set", "model.bottom_output=1000000000"], "bottom_output must be between 1 and 65536"),
+        (["--set", "data.name=synthetic", "--set", "data.synthetic.n_samples=1000000000"], "n_samples"),
+    ],
+)
+def test_absurd_sizes_are_refused_before_allocation(args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", *DIGITS, *args, "--out", str(tmp_path / "run")]) == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"[train]\nepochs = 1 # \xff\xfe\n")
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "run")]) == 2
+    assert "not UTF-8 text" in _one_error_line(capsys)

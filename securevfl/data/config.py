@@ -27,8 +27,9 @@ class SyntheticConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_samples: int = Field(2000, gt=0)
-    n_features: int = Field(20, gt=0)
+    # size caps: refused before anything is allocated (10^9 samples would exhaust memory silently)
+    n_samples: int = Field(2000, gt=0, le=10_000_000)
+    n_features: int = Field(20, gt=0, le=100_000)
     n_classes: int = Field(2, ge=2)
     n_informative: int = Field(10, gt=0)
     seed: int = 0

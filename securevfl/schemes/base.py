@@ -93,6 +93,9 @@ class Scheme(ABC):
     def check_model(self, model: ModelConfig) -> None:
         """Raise ``ValueError`` (reported as a config error) if the scheme cannot train ``model``."""
 
+    def check_train(self, train: TrainConfig) -> None:
+        """Raise ``ValueError`` if the scheme cannot run the training settings (e.g. a batch it cannot pack)."""
+
     def check_bottom_model(self, index: int, model: object) -> None:
         """Raise ``ValueError`` if a user's bottom model ``index`` cannot run under this scheme."""
 

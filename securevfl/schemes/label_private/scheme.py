@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from securevfl.crypto import SecretKeyring, get_preset, preset_names
+from securevfl.crypto import SecretKeyring, get_preset, preset_names, rotations
 from securevfl.errors import ConfigError
 from securevfl.models import linear_stack
 from securevfl.parties import ACTIVE_NAME, COORDINATOR_NAME, KeyHolderParty, PartyBuilder, PartyModels
@@ -85,6 +85,15 @@ class LabelPrivateScheme(Scheme):
             f"offers {offered}{hint}"
         )
 
+    def check_train(self, train: TrainConfig) -> None:
+        """A batch is packed into one ciphertext per message: its padded size must fit the slots."""
+        slots = get_preset(self.preset).slots
+        if rotations.next_power_of_two(train.batch_size) > slots:
+            raise ValueError(
+                f"train.batch_size = {train.batch_size}: key_holder = {self.protection.key_holder!r} packs a batch into "
+                f"one ciphertext row block, and preset {self.preset!r} has {slots} slots; use a batch of at most {slots}"
+            )
+
     def check_bottom_model(self, index: int, model: object) -> None:
         """A user's bottom model must be a Linear/ReLU stack (``ValueError`` naming the layer otherwise)."""
         try:
@@ -111,12 +120,18 @@ class LabelPrivateScheme(Scheme):
         plans: dict[str, BottomPlan] = {
             name: plan_for_stack(batch, linear_stack(models.bottoms[index][0])) for index, name in enumerate(builder.passive_names)
         }
-        depth = get_preset(preset).depth
+        depth, slots = get_preset(preset).depth, get_preset(preset).slots
         for name, plan in plans.items():
             if plan.depth() > depth:
                 raise ConfigError(
                     f"{name}'s bottom model needs {plan.depth()} multiplicative level(s) per backpropagation segment "
                     f"but preset {preset!r} offers {depth}"
+                )
+            widest = max(max(plan.feature_major_stride(layer), plan.batch_major_stride(layer)) for layer in range(plan.layers))
+            if widest > slots:
+                raise ConfigError(
+                    f"{name}: a batch of {batch} with layer widths {list(plan.widths)} needs ciphertext rows of {widest} "
+                    f"slots but preset {preset!r} has {slots}; use a smaller train.batch_size or a larger preset"
                 )
         top_plan = None
         if model.top == "trainable":
