@@ -10,7 +10,7 @@ import pytest
 from securevfl.crypto import EncryptedTensor, KeystoreError, SecretKeyring, load_secret_keyring, save_secret_keyring
 from securevfl.crypto.keystore import open_secret_keyring, seal_secret_keyring
 
-FAST = 14  # lowest scrypt cost the keystore accepts; keeps the tests quick
+FAST = 17  # lowest scrypt cost the keystore accepts (OWASP's minimum)
 
 
 def test_round_trip_keeps_the_key_pair(tmp_path: Path, compute_secret: SecretKeyring) -> None:
@@ -57,3 +57,32 @@ def test_truncated_or_foreign_files_are_refused(tmp_path: Path, transport_secret
         load_secret_keyring(tmp_path / "missing.svk", "pw")
     with pytest.raises(KeystoreError, match="empty"):
         seal_secret_keyring(transport_secret, "", log2_n=FAST)
+
+
+@pytest.mark.parametrize(("offset", "value"), [(9, 30), (9, 13), (10, 255), (11, 16)], ids=["huge N", "weak N", "r", "p"])
+def test_a_header_asking_for_other_costs_is_refused_before_any_derivation(
+    transport_secret: SecretKeyring, monkeypatch: pytest.MonkeyPatch, offset: int, value: int
+) -> None:
+    data = bytearray(seal_secret_keyring(transport_secret, "pw", log2_n=FAST))
+    data[offset] = value
+
+    def no_derivation(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a key was derived for a refused header")
+
+    monkeypatch.setattr("securevfl.crypto.keystore._derive_key", no_derivation)
+    with pytest.raises(KeystoreError, match="refused before deriving anything"):
+        open_secret_keyring(bytes(data), "pw")
+
+
+def test_sealing_below_owasps_minimum_is_refused_and_memory_errors_are_the_keystores(
+    transport_secret: SecretKeyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(KeystoreError, match="OWASP"):
+        seal_secret_keyring(transport_secret, "pw", log2_n=15)
+
+    def out_of_memory(self, passphrase):  # type: ignore[no-untyped-def]
+        raise MemoryError
+
+    monkeypatch.setattr("securevfl.crypto.keystore.Scrypt.derive", out_of_memory)
+    with pytest.raises(KeystoreError, match="not enough memory"):
+        seal_secret_keyring(transport_secret, "pw", log2_n=FAST)
