@@ -32,6 +32,8 @@ WIRE_VERSION = 1
 _PREFIX = struct.Struct("<4sBBIQ")
 _CRC = struct.Struct("<I")
 _KINDS = frozenset(kind.value for kind in MessageKind)
+#: No header of the protocol comes near this; a larger one is refused before it is parsed.
+MAX_HEADER_BYTES = 64 * 1024
 _RESERVED_HEADER_KEYS = {"kind", "sender", "receiver", "step", "codec", "meta"}
 
 
@@ -107,10 +109,14 @@ def peek_route(data: bytes) -> tuple[str, str]:
 
 
 def _parse_header(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_HEADER_BYTES:
+        raise WireFormatError(f"message header of {len(raw)} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WireFormatError(f"message header is not valid JSON: {exc}") from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep; integers too long to convert
+        raise WireFormatError(f"message header is not a well-formed frame header: {type(exc).__name__}") from None
     if not isinstance(header, dict):
         raise WireFormatError("message header is not a JSON object")
     for key in ("kind", "sender", "receiver", "codec"):

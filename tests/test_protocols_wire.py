@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 import numpy as np
@@ -118,3 +119,52 @@ def test_unknown_kinds_are_refused_when_built_and_when_decoded() -> None:
     forged += zlib.crc32(forged).to_bytes(4, "little")
     with pytest.raises(WireFormatError, match="unknown kind 'gradientX'"):
         decode_message(forged, CODECS)
+
+
+def test_two_thousand_mutated_frames_raise_only_the_wire_layers_errors() -> None:
+    """Random flips, cuts and splices, with the checksum recomputed half the time so the parser goes deeper."""
+    rng = np.random.default_rng(2026)
+    seeds = [
+        encode_message(Message(MessageKind.GRADIENT, "active", "passive_1", 3, rng.normal(size=(4, 3)).astype(np.float32)), CODECS),
+        encode_message(Message(MessageKind.DECRYPT_REQUEST, "passive_1", "coordinator", 9, b"\x01\x02" * 40, codec="ckks", meta={"what": "x"}), CODECS),
+    ]
+    outcomes = {"decoded": 0, "refused": 0}
+    for trial in range(2000):
+        frame = bytearray(seeds[trial % 2])
+        for _ in range(int(rng.integers(1, 6))):
+            action = rng.integers(0, 4)
+            position = int(rng.integers(0, len(frame)))
+            if action == 0:
+                frame[position] ^= 1 << int(rng.integers(0, 8))
+            elif action == 1:
+                frame = frame[: max(1, position)]
+            elif action == 2:
+                frame[position:position] = rng.integers(0, 256, size=int(rng.integers(1, 9))).astype(np.uint8).tobytes()
+            elif len(frame) > 18:  # a character of the JSON header (it starts after the 18-byte prefix)
+                frame[18 + position % (len(frame) - 18)] = ord(rng.choice(list('{}[]",:0123456789-e')))
+        if trial % 2 and len(frame) > 22:  # a well-formed checksum: the header and payload checks must hold alone
+            body = bytes(frame[:-4])
+            frame = bytearray(body + zlib.crc32(body).to_bytes(4, "little"))
+        try:
+            decode_message(bytes(frame), CODECS)
+            outcomes["decoded"] += 1
+        except ProtocolError:  # WireFormatError, NonFiniteError: the documented ones
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 1500, outcomes
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"[" * 20000 + b"]" * 20000,  # nesting deep enough for a RecursionError below
+        b'{"kind":"gradient","sender":"a","receiver":"b","step":1' + b"0" * 5000 + b',"codec":"ndarray","meta":{}}',
+        b"[" * 40000 + b"]" * 40000,  # larger than any header the protocol writes
+        b'{"kind":"gradient","sender":"a","receiver":"b","step":1,"codec":"ndarray","meta":{},"dtype":"<f4","shape":[1000000000,1000000000]}',
+    ],
+    ids=["deep", "huge-integer", "oversized", "absurd-shape"],
+)
+def test_hostile_headers_are_wire_errors(header: bytes) -> None:
+    body = b"\x00" * 24
+    frame = struct.pack("<4sBBIQ", b"SVFL", 1, 0, len(header), len(body)) + header + body
+    with pytest.raises(WireFormatError):
+        decode_message(frame + zlib.crc32(frame).to_bytes(4, "little"), CODECS)
