@@ -54,3 +54,19 @@ def test_a_users_own_crypto_and_protocols_modules_do_not_shadow_the_library(tmp_
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "securevfl.crypto"
+
+
+def test_the_wheel_ships_only_securevfl_with_its_license_and_type_marker(tmp_path: Path) -> None:
+    import zipfile
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("securevfl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"securevfl"}
+    assert "securevfl/py.typed" in names and "securevfl/crypto/keys.py" in names and "securevfl/protocols/wire.py" in names
+    assert any(name.endswith(".dist-info/licenses/LICENSE") or name.endswith(".dist-info/LICENSE") for name in names)
