@@ -25,6 +25,7 @@ import torch
 from pydantic import Field
 
 from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting, AttackTruth
+from securevfl.attacks.label_guesses import LabelGuesses
 from securevfl.attacks.metrics import MetricSpec
 from securevfl.models import linear_stack
 from securevfl.roles import Capability
@@ -69,8 +70,7 @@ class GradientInversion(Attack):
         super().__init__(party)
         self._x = np.asarray(own_x, dtype=np.float64)
         self.rcond = rcond
-        self._inferred = np.full(len(own_x), -1, dtype=np.int64)
-        self._seen = np.zeros(len(own_x), dtype=bool)
+        self._guesses = LabelGuesses(len(own_x))
         self._batches = 0
         self._full_rank = 0
 
@@ -94,39 +94,27 @@ class GradientInversion(Attack):
         self, step: int, sample_ids: np.ndarray, gradients: list[np.ndarray], model: nn.Module
     ) -> None:
         rows = invert_gradient_rows(self._x[sample_ids], gradients, model, self.rcond)
-        self._inferred[sample_ids] = np.argmin(rows.gradient, axis=1)
-        self._seen[sample_ids] = True
+        self._guesses.guess(sample_ids, np.argmin(rows.gradient, axis=1))
         self._batches += 1
         self._full_rank += int(rows.exact)
 
     def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
-        if not self._seen.any():
+        accuracy = self._guesses.epoch_accuracy(truth.y_train)
+        if accuracy is None:
             return {}
-        accuracy = float(np.mean(self._inferred[self._seen] == truth.y_train[self._seen]))
         metrics = {INVERSION_LABEL_ACCURACY.name: accuracy, INVERSION_FULL_RANK.name: self._full_rank / self._batches}
-        self._seen[:] = False
         self._batches = self._full_rank = 0
         return metrics
 
     def artifacts(self, truth: AttackTruth) -> Mapping[str, list[list[Any]]]:
-        rows: list[list[Any]] = [["sample_id", "inverted_label", "true_label"]]
-        for sample in np.flatnonzero(self._inferred >= 0):
-            rows.append([int(sample), int(self._inferred[sample]), int(truth.y_train[sample])])
-        return {"inverted_labels": rows}
+        return {"inverted_labels": self._guesses.rows(truth.y_train, "inverted_label")}
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            **super().state_dict(),
-            "inferred": self._inferred.copy(),
-            "seen": self._seen.copy(),
-            "batches": self._batches,
-            "full_rank": self._full_rank,
-        }
+        return {**super().state_dict(), **self._guesses.state_dict(), "batches": self._batches, "full_rank": self._full_rank}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
-        self._inferred = np.array(state["inferred"], copy=True)
-        self._seen = np.array(state["seen"], copy=True)
+        self._guesses.load_state_dict(state)
         self._batches, self._full_rank = int(state["batches"]), int(state["full_rank"])
 
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting, AttackTruth
+from securevfl.attacks.label_guesses import LabelGuesses
 from securevfl.attacks.metrics import MetricSpec
 from securevfl.roles import Capability
 
@@ -49,8 +50,7 @@ class LabelInference(Attack):
 
     def __init__(self, party: str, n_train: int) -> None:
         super().__init__(party)
-        self._inferred = np.full(n_train, -1, dtype=np.int64)
-        self._seen_this_epoch = np.zeros(n_train, dtype=bool)
+        self._guesses = LabelGuesses(n_train)
 
     @classmethod
     def infeasibility(cls, granted: frozenset[Capability], setting: AttackSetting) -> str | None:
@@ -70,29 +70,20 @@ class LabelInference(Attack):
         return cls(setting.party, len(setting.dataset.y_train))
 
     def incoming_gradient(self, step: int, sample_ids: np.ndarray, gradient: np.ndarray) -> np.ndarray:
-        self._inferred[sample_ids] = np.argmin(gradient, axis=1)
-        self._seen_this_epoch[sample_ids] = True
+        self._guesses.guess(sample_ids, np.argmin(gradient, axis=1))
         return gradient
 
     def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
         """Accuracy of the labels inferred during the epoch just finished."""
-        seen = self._seen_this_epoch
-        if not seen.any():
-            return {}
-        accuracy = float(np.mean(self._inferred[seen] == truth.y_train[seen]))
-        self._seen_this_epoch = np.zeros_like(seen)
-        return {LABEL_INFERENCE_ACCURACY.name: accuracy}
+        accuracy = self._guesses.epoch_accuracy(truth.y_train)
+        return {} if accuracy is None else {LABEL_INFERENCE_ACCURACY.name: accuracy}
 
     def artifacts(self, truth: AttackTruth) -> Mapping[str, list[list[Any]]]:
-        rows: list[list[Any]] = [["sample_id", "inferred_label", "true_label"]]
-        for sample in np.flatnonzero(self._inferred >= 0):
-            rows.append([int(sample), int(self._inferred[sample]), int(truth.y_train[sample])])
-        return {"inferred_labels": rows}
+        return {"inferred_labels": self._guesses.rows(truth.y_train, "inferred_label")}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "inferred": self._inferred.copy(), "seen": self._seen_this_epoch.copy()}
+        return {**super().state_dict(), **self._guesses.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
-        self._inferred = np.array(state["inferred"], copy=True)
-        self._seen_this_epoch = np.array(state["seen"], copy=True)
+        self._guesses.load_state_dict(state)

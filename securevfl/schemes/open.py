@@ -44,23 +44,26 @@ _OPEN_GRANTS = {
 }
 
 
+def _open_capabilities(ciphertexts: bool, observer: set[Capability]) -> SchemeCapabilities:
+    """Every receiver reads its own mail; the schemes differ in ciphertexts and what a channel observer holds."""
+    return SchemeCapabilities(
+        ciphertexts=ciphertexts,
+        key_holder=None,
+        sees=_OPEN_SEES,
+        grants={**_OPEN_GRANTS, Role.OBSERVER: frozenset(observer)},
+    )
+
+
 class PlainScheme(Scheme):
     """Arrays travel as they are (still framed and byte-counted like every other scheme)."""
 
     name = "plain"
 
     @property
-    def capabilities(self) -> SchemeCapabilities:
-        return SchemeCapabilities(
+    def capabilities(self) -> SchemeCapabilities:  # an observer reads every frame in the clear
+        return _open_capabilities(
             ciphertexts=False,
-            key_holder=None,
-            sees=_OPEN_SEES,
-            grants={
-                **_OPEN_GRANTS,
-                Role.OBSERVER: frozenset(
-                    {Capability.FRAMES, Capability.PLAINTEXT_GRADIENT_ROWS, Capability.PLAINTEXT_ACTIVATION_ROWS}
-                ),
-            },
+            observer={Capability.FRAMES, Capability.PLAINTEXT_GRADIENT_ROWS, Capability.PLAINTEXT_ACTIVATION_ROWS},
         )
 
     def assemble(
@@ -75,13 +78,8 @@ class ReceiverKeyScheme(Scheme):
     name = "ckks/receiver"
 
     @property
-    def capabilities(self) -> SchemeCapabilities:
-        return SchemeCapabilities(
-            ciphertexts=True,
-            key_holder=None,
-            sees=_OPEN_SEES,
-            grants={**_OPEN_GRANTS, Role.OBSERVER: frozenset({Capability.FRAMES})},
-        )
+    def capabilities(self) -> SchemeCapabilities:  # an observer sees only ciphertext frames
+        return _open_capabilities(ciphertexts=True, observer={Capability.FRAMES})
 
     def assemble(
         self, model: ModelConfig, train: TrainConfig, dataset: VFLDataset, blocks: list, models: PartyModels
