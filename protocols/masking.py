@@ -14,20 +14,11 @@ is accepted for tests only, and then the masks are reproducible and *not* secret
 
 from __future__ import annotations
 
-import math
-import os
-
 import numpy as np
 
+from securevfl.crypto.randomness import csprng_uniform
+
 __all__ = ["MaskSampler", "csprng_uniform"]
-
-
-def csprng_uniform(low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
-    """Uniform doubles on [low, high) from ``os.urandom``: 53 random bits per value."""
-    count = math.prod(shape)
-    bits = np.frombuffer(os.urandom(8 * count), dtype=np.uint64) >> np.uint64(11)
-    unit = bits.astype(np.float64) * (1.0 / (1 << 53))
-    return (low + (high - low) * unit).reshape(shape)
 
 
 class MaskSampler:

@@ -15,6 +15,7 @@ from typing import Any
 from securevfl.attacks.base import Attack, AttackConfigBase, NoAttackConfig
 from securevfl.attacks.gradient_inversion import GradientInversion
 from securevfl.attacks.gradient_replacement import GradientReplacement
+from securevfl.attacks.key_recovery import KeyRecovery
 from securevfl.attacks.label_inference import LabelInference
 from securevfl.attacks.metrics import MetricSpec
 
@@ -36,6 +37,7 @@ BUILT_IN: tuple[type[Attack], ...] = (
     GradientReplacement,
     LabelInference,
     GradientInversion,
+    KeyRecovery,
 )
 
 ATTACKS: dict[str, type[Attack]] = {}

@@ -1,0 +1,231 @@
+"""Key recovery through the key holder's decryptions (Li and Micciancio, EUROCRYPT 2021).
+
+A malicious passive under a label-private scheme holds the key holder's public key and the
+encrypted gradient rows it is sent, and it may have values decrypted: that is how it learns its
+parameter gradients. It abuses exactly that request slot, so no decryption policy can tell:
+
+1. In place of its first layer's encrypted ``[dW | db]`` it submits ``k * Enc(0)`` (``k = 64``
+   keeps the honest client's mask rounding and double precision below half a coefficient), then at the next step
+   the same ciphertext times ``X^(N/2)``, which turns the imaginary parts of the slots into real
+   ones. The key holder decrypts both; the replies, unmasked by the passive as usual, are the
+   real and imaginary parts of ``k * (c0 + c1 * s)`` decoded.
+2. Inverting the CKKS embedding gives the integer polynomial ``p = c0 + c1 * s mod q`` exactly,
+   and ``s = (p - c0) / c1`` in ``Z_q[X]/(X^N + 1)``. The attacker checks the key on an
+   encryption it makes itself: the check needs nothing the attacker does not have.
+3. With the key it decrypts every gradient ciphertext it is sent: ``G = dL/dH`` row by row and,
+   under the sum top, each label as ``argmin G_b``.
+
+Its layer-0 update in the two steps is ~0 (the decryptions of ``k * Enc(0)``); training goes on.
+Against a key holder that floods its decryptions (:mod:`securevfl.crypto.flooding`) the solved
+``s`` is garbage: the key check fails and the "labels" it reads are at chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import tenseal.sealapi as sealapi
+from pydantic import Field
+
+from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting, AttackTruth
+from securevfl.attacks.label_guesses import LabelGuesses
+from securevfl.attacks.metrics import MetricSpec
+from securevfl.crypto import EncryptedTensor, Keyring, Layout, kernels, ring
+from securevfl.roles import Capability
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from securevfl.attacks.hooks import EncryptedBackprop
+
+__all__ = ["KEY_RECOVERED", "KEY_RECOVERY_LABEL_ACCURACY", "KeyRecovery", "KeyRecoveryConfig", "recover_secret_key"]
+
+KEY_RECOVERED = MetricSpec(
+    "key_recovered",
+    "1 if the passive recovered the key holder's secret key (checked on an encryption of its own), else 0",
+    "higher",
+    "key recovered",
+)
+KEY_RECOVERY_LABEL_ACCURACY = MetricSpec(
+    "key_recovery_label_accuracy",
+    "fraction of the epoch's training samples whose label the passive read by decrypting its gradient rows with the key it recovered",
+    "higher",
+    "labels via key",
+)
+
+#: Integer factor on the zero encryption. The honest client's mask is encoded with rounding (< 1/2
+#: per coefficient) and a masked value of ~2^14 at scale 2^40 decodes with ~2 units of double
+#: rounding; divided by 64 both stay far below half a coefficient.
+AMPLIFICATION = 64
+
+
+class KeyRecoveryConfig(AttackConfigBase):
+    """Recover the key holder's secret key from two decryptions it answers, then read labels."""
+
+    kind: Literal["key_recovery"] = "key_recovery"
+    start_step: int = Field(default=0, ge=0, description="training step of the first of the two crafted requests")
+
+
+class KeyRecovery(Attack):
+    """A malicious passive turning its parameter-gradient decryptions into a key-recovery oracle."""
+
+    name: ClassVar[str] = "key_recovery"
+    config_type = KeyRecoveryConfig
+    requires = (frozenset({Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS}),)
+    infeasible_because = "the attacker has nothing decrypted by another party's key (no key holder answers it)"
+    metrics = (KEY_RECOVERED, KEY_RECOVERY_LABEL_ACCURACY)
+    success_metric = KEY_RECOVERY_LABEL_ACCURACY.name
+
+    def __init__(self, party: str, n_samples: int, start_step: int, sum_top: bool) -> None:
+        super().__init__(party)
+        self.start_step = start_step
+        self.sum_top = sum_top
+        self._guesses = LabelGuesses(n_samples)
+        self._probe: EncryptedTensor | None = None
+        self._real_parts: np.ndarray | None = None
+        self._stage = 0  # 0: waiting, 1: first probe sent, 2: second probe sent, 3: done
+        self.secret: np.ndarray | None = None
+        self.key_verified = False
+        self._pending: tuple[np.ndarray, EncryptedTensor] | None = None
+        self.unusable: str | None = None
+
+    @classmethod
+    def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> KeyRecovery:
+        assert isinstance(config, KeyRecoveryConfig)
+        sum_top = setting.top == "sum" and setting.bottom_output == setting.dataset.num_classes
+        return cls(setting.party, len(setting.dataset.y_train), config.start_step, sum_top)
+
+    # ------------------------------------------------------------------ hooks
+    def encrypted_gradients(self, step: int, sample_ids: np.ndarray, backprop: EncryptedBackprop) -> list[EncryptedTensor]:
+        honest = backprop.backprop(backprop.gradient, backprop.row_weight)
+        rows = backprop.gradient.feature_major
+        self._pending = (np.asarray(sample_ids), rows)
+        if step < self.start_step or self._stage >= 2:
+            return honest
+        keyring = rows.keyring
+        if honest[0].size < keyring.params.slots:
+            self.unusable = (
+                f"its first layer's gradient has {honest[0].size} values, fewer than the {keyring.params.slots} slots "
+                "one decryption must reveal (this attack does not combine partial decryptions)"
+            )
+            self._stage = 3
+            return honest
+        if self._stage == 0:
+            self._probe = _zero_probe(keyring, honest[0].shape)
+            crafted = self._probe
+        else:
+            crafted = _times_monomial(keyring, self._probe, keyring.params.poly_modulus_degree // 2)  # type: ignore[arg-type]
+        self._stage += 1
+        return [crafted, *honest[1:]]
+
+    def revealed_parameter_gradients(
+        self, step: int, sample_ids: np.ndarray, gradients: list[np.ndarray], model: nn.Module
+    ) -> None:
+        if self._pending is None:
+            return
+        ids, rows = self._pending
+        self._pending = None
+        keyring = rows.keyring
+        slots = keyring.params.slots
+        if self._stage == 1 and self._real_parts is None:
+            self._real_parts = np.asarray(gradients[0]).ravel()[:slots].copy()
+            return
+        if self._stage == 2 and self.secret is None:
+            imaginary = np.asarray(gradients[0]).ravel()[:slots]
+            self.secret = recover_secret_key(keyring, self._probe, self._real_parts, imaginary)  # type: ignore[arg-type]
+            self.key_verified = verify_secret_key(keyring, self.secret)
+            self._stage = 3
+        if self.secret is not None:
+            gradient = decrypt_with_secret(keyring, rows, self.secret).T[: len(ids)]
+            labels = np.argmin(gradient, axis=1) if self.sum_top else np.argmax(np.abs(gradient), axis=1)
+            self._guesses.guess(ids, labels)
+
+    # ------------------------------------------------------------------ results
+    def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
+        if self.unusable is not None:
+            return {}
+        metrics = {KEY_RECOVERED.name: float(self.key_verified)}
+        accuracy = self._guesses.epoch_accuracy(truth.y_train)
+        if accuracy is not None and self.sum_top:
+            metrics[KEY_RECOVERY_LABEL_ACCURACY.name] = accuracy
+        return metrics
+
+    def summary(self) -> dict[str, Any]:
+        if self.unusable is not None:
+            return {"not_run": self.unusable}
+        return {"key_recovered": self.key_verified, "requests_crafted": min(self._stage, 2)}
+
+    def artifacts(self, truth: AttackTruth) -> Mapping[str, list[list[Any]]]:
+        return {"key_recovery_labels": self._guesses.rows(truth.y_train, "label_read")}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), **self._guesses.state_dict(), "stage": self._stage, "key_verified": self.key_verified}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._guesses.load_state_dict(state)
+        # the key and the probe are not checkpointed: a resumed attack starts over at its next step
+        self._stage = 0 if int(state["stage"]) < 3 else 0
+        self.key_verified = bool(state["key_verified"])
+
+
+# ---------------------------------------------------------------------- the algebra
+def _zero_probe(keyring: Keyring, shape: tuple[int, ...]) -> EncryptedTensor:
+    """``k * Enc(0)`` at the last level, FLAT, shaped like the request it replaces."""
+    probe = EncryptedTensor.encrypt(keyring, np.zeros(shape), Layout.FLAT, bound=1.0, levels=0)
+    amplify = sealapi.Plaintext()
+    sealapi.CKKSEncoder(keyring.seal_context).encode(float(AMPLIFICATION), probe.ciphertexts[0].parms_id(), 1.0, amplify)
+    for ciphertext in probe.ciphertexts:
+        keyring.evaluator.multiply_plain_inplace(ciphertext, amplify)
+    return probe
+
+
+def _times_monomial(keyring: Keyring, probe: EncryptedTensor, power: int) -> EncryptedTensor:
+    """The same ciphertexts times ``X**power`` (exact): slot j is multiplied by ``zeta_j**power``."""
+    copy = EncryptedTensor.from_bytes(keyring, probe.to_bytes())
+    plain = ring.monomial_plaintext(keyring, copy.ciphertexts[0].parms_id(), power)
+    for ciphertext in copy.ciphertexts:
+        keyring.evaluator.multiply_plain_inplace(ciphertext, plain)
+    return copy
+
+
+def recover_secret_key(keyring: Keyring, probe: EncryptedTensor, real: np.ndarray, rotated: np.ndarray) -> np.ndarray:
+    """``s`` (centred coefficients) from the decryptions of ``probe`` and of ``probe * X^(N/2)``.
+
+    ``probe`` decrypts to ``P = k * e`` for a small ``e``; dividing the slots by ``k`` before
+    rounding absorbs errors below ``k / 2`` coefficient units (mask encoding, double precision).
+    """
+    n = keyring.params.poly_modulus_degree
+    factors = np.exp(1j * np.pi * ((ring.slot_roots(n) * (n // 2)) % (2 * n)) / n)  # +-i
+    imaginary = -np.asarray(rotated) / factors.imag  # Re(+-i z) = -+Im z
+    slots = (np.asarray(real) + 1j * imaginary) / AMPLIFICATION
+    ciphertext = probe.ciphertexts[0]
+    p = ring.slots_to_coefficients(slots, ciphertext.scale, n).astype(object) * AMPLIFICATION
+    c0, c1, q = ring.ciphertext_coefficients(keyring, ciphertext)
+    field = ring.NegacyclicRing(n, q)
+    try:
+        return field.center(field.mul(field.sub(p, c0), field.invert(c1)))
+    except ZeroDivisionError:
+        return np.zeros(n, dtype=np.int64)
+
+
+def verify_secret_key(keyring: Keyring, secret: np.ndarray) -> bool:
+    """Whether ``secret`` decrypts a fresh encryption of random values made under the public key."""
+    values = np.random.default_rng().uniform(-1, 1, keyring.params.slots)
+    probe = EncryptedTensor.encrypt(keyring, values, Layout.FLAT, bound=1.0, levels=0)
+    decrypted = ring.coefficients_to_slots(
+        ring.decrypt_coefficients(keyring, probe.ciphertexts[0], secret), probe.ciphertexts[0].scale
+    ).real
+    return bool(np.max(np.abs(decrypted - values)) < 1e-3)
+
+
+def decrypt_with_secret(keyring: Keyring, tensor: EncryptedTensor, secret: np.ndarray) -> np.ndarray:
+    """Decrypt any tensor under ``keyring``'s key pair with a secret key given as coefficients."""
+    slot_vectors = []
+    for ciphertext in tensor.ciphertexts:
+        last = kernels.mod_switch_to_level(keyring, ciphertext, 0)
+        coefficients = ring.decrypt_coefficients(keyring, last, secret)
+        slot_vectors.append(ring.coefficients_to_slots(coefficients, last.scale).real)
+    return tensor.packing.unpack(np.stack(slot_vectors))
