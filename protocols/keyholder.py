@@ -15,16 +15,18 @@ things a deep homomorphic backpropagation cannot do on its own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from securevfl.crypto import CryptoError, EncryptedTensor, Layout, PublicKeyring, SecretKeyring
+from securevfl.crypto.flooding import NoiseFlooding, flooded_decrypt
 from securevfl.protocols.accounting import PhaseTimer
 from securevfl.protocols.phases import Phase
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.channel import Channel
+from securevfl.protocols.decryption_policy import DecryptionPolicy, RequestRefused, parse_layouts
 from securevfl.protocols.errors import ProtocolError
 from securevfl.protocols.masking import MaskSampler
 from securevfl.protocols.messages import Message, MessageKind
@@ -36,17 +38,50 @@ REFRESH_REPLY = MessageKind.REFRESH_REPLY
 #: What a key holder answers.
 REQUEST_KINDS = (DECRYPT_REQUEST, REFRESH_REQUEST)
 
+_LOG = logging.getLogger("securevfl.keyholder")
+
 
 class KeyHolder:
-    """Holds the only secret key; decrypts masked values and re-encrypts them on request."""
+    """Holds the only secret key; answers the masked requests its policy admits, flooded.
 
-    def __init__(self, name: str, secret: SecretKeyring, timer: PhaseTimer, audit: VisibilityLog) -> None:
+    Three rules make it something other than a decryption oracle (docs/threat-model.md):
+
+    - a :class:`~securevfl.protocols.decryption_policy.DecryptionPolicy` admits only the request
+      kinds, senders, shapes, layouts and counts per step the protocol expects;
+    - every decryption that leaves is noise-flooded (:mod:`securevfl.crypto.flooding`), so no
+      answer reveals the key;
+    - the audit records the key holder's own description of each value (from the rule it
+      matched) and whether it *was* masked (measured), never what the request claims.
+
+    A request that fails any check is refused with a logged reason and no reply; a hostile
+    request never stops the key holder. ``policy=None`` and ``NoiseFlooding(0)`` give the
+    unhardened key holder, kept only to measure the attacks that motivate the rules.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        secret: SecretKeyring,
+        timer: PhaseTimer,
+        audit: VisibilityLog,
+        *,
+        policy: DecryptionPolicy | None = None,
+        flooding: NoiseFlooding | None = None,
+        mask_half_width: float | None = None,
+    ) -> None:
         self.name = name
         self._secret = secret
         self.timer = timer
         self.audit = audit
+        self.policy = policy
+        self.flooding = flooding if flooding is not None else NoiseFlooding()
+        self.mask_half_width = mask_half_width
+        self.refusals: list[str] = []
+        """Every refused request, as one line naming sender, kind, step and reason."""
+        self.flooding_sigmas: list[float] = []
+        """The flooding standard deviation of every answer (slot units), for reports."""
         self.observers: list[Callable[[Message, np.ndarray], None]] = []
-        """See every request and the value decrypted for it, after it is audited (a study's curious key holder)."""
+        """See every admitted request and the exact value decrypted for it (a study's curious key holder)."""
 
     @property
     def keyring(self) -> SecretKeyring:
@@ -56,64 +91,79 @@ class KeyHolder:
     def announcement(self) -> bytes:
         return self._secret.public_keyring().to_bytes()
 
-    def handle(self, channel: Channel, message: Message) -> None:
-        """Answer one request (decrypt or refresh) that ``message`` carries."""
+    def handle(self, channel: Channel, message: Message) -> bool:
+        """Answer one request if admitted; otherwise log why and send nothing. True if answered."""
+        try:
+            self._answer(channel, message)
+            return True
+        except RequestRefused as exc:
+            reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a hostile request must never stop the key holder
+            reason = f"malformed request ({type(exc).__name__}: {str(exc)[:200]})"
+        if self.policy is not None:
+            self.policy.release_last()  # an unanswered request does not use up its sender's slot
+        self.refuse(message, reason)
+        return False
+
+    def refuse(self, message: Message, reason: str) -> None:
+        """Record (and log) a request left unanswered, naming sender, kind, step and reason."""
+        kind, sender, step = (getattr(message, field, "?") for field in ("kind", "sender", "step"))
+        line = f"{self.name} refused {kind} from {sender!r} at step {step}: {reason}"
+        self.refusals.append(line)
+        _LOG.warning(line)
+
+    def _answer(self, channel: Channel, message: Message) -> None:
         requester = message.sender
         if message.kind not in REQUEST_KINDS:
-            raise ProtocolError(f"{self.name} expected a decrypt or refresh request from {requester}, got {message.kind!r}")
+            raise RequestRefused(f"expected a decrypt or refresh request, got {message.kind!r}")
+        half_width = self.mask_half_width or 0.0
+        if self.policy is not None:
+            rule, _ = self.policy.admit(message)
+            what, per_sample, layouts, bound = rule.what, rule.per_sample, rule.layouts, rule.value_bound
+        else:
+            what = str(message.meta.get("what", "unknown"))
+            per_sample = bool(message.meta.get("per_sample", False))
+            layouts = parse_layouts(message) if message.kind == REFRESH_REQUEST else ()
+            bound = max(float(message.meta.get("bound", 0.0)) - half_width, 1.0)
         try:
             with self.timer.phase(Phase.CIPHERTEXT_DESERIALIZE):
                 encrypted = EncryptedTensor.from_bytes(self._secret, message.payload)
             with self.timer.phase(Phase.DECRYPT):
-                values = encrypted.decrypt()
+                decrypted = flooded_decrypt(encrypted, self._secret, self.flooding)
         except CryptoError as exc:
-            raise ProtocolError(f"{self.name} could not decrypt a request from {requester}: {exc}") from exc
-        self.audit.saw(
-            str(message.meta.get("what", "unknown")),
-            values.shape,
-            per_sample=bool(message.meta.get("per_sample", False)),
-            masked=True,
-            source=requester,
-        )
+            raise RequestRefused(f"could not decrypt: {exc}") from None
+        masked = self._looks_masked(decrypted.exact)
+        if self.policy is not None and masked is False:
+            raise RequestRefused(f"{what} is not masked: a requester must hide its value behind a fresh mask")
+        self.audit.saw(what, decrypted.values.shape, per_sample=per_sample, masked=masked is not False, source=requester)
+        self.flooding_sigmas.append(decrypted.sigma)
         for observer in self.observers:
-            observer(message, values.copy())
+            observer(message, decrypted.exact.copy())
+        values = decrypted.values
         if message.kind == DECRYPT_REQUEST:
             channel.send(Message(DECRYPT_REPLY, self.name, requester, message.step, values.astype(np.float64)))
             return
-        for index, layout in enumerate(_layouts(message)):
-            values_out = values.T if layout.transpose else values
+        for index, (kind, stride) in enumerate(layouts):
+            values_out = values.T if kind == "rows_t" else values
             with self.timer.phase(Phase.ENCRYPT):
-                fresh = EncryptedTensor.encrypt(
-                    self._secret, values_out, Layout.ROWS, stride=layout.stride, bound=layout.bound
-                )
+                fresh = EncryptedTensor.encrypt(self._secret, values_out, Layout.ROWS, stride=stride, bound=bound + half_width)
             with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
                 payload = fresh.to_bytes()
             channel.send(
                 Message(REFRESH_REPLY, self.name, requester, message.step, payload, codec="ckks", meta={"index": index})
             )
 
+    def _looks_masked(self, values: np.ndarray) -> bool | None:
+        """Whether ``values`` look like uniform masks of the agreed half-width (None: too few to tell).
 
-@dataclass(frozen=True)
-class RefreshLayout:
-    """One re-encryption the requester wants: ROWS with ``stride``, of the value or its transpose."""
-
-    stride: int
-    transpose: bool
-    bound: float
-
-
-def _layouts(message: Message) -> list[RefreshLayout]:
-    strides = str(message.meta.get("strides", ""))
-    if not strides:
-        raise ProtocolError(f"refresh request from {message.sender} names no layouts")
-    bound = float(message.meta.get("bound", 0.0))
-    layouts = []
-    for item in strides.split(","):
-        kind, _, stride = item.partition(":")
-        if kind not in ("rows", "rows_t") or not stride.isdigit():
-            raise ProtocolError(f"refresh request from {message.sender} has a malformed layout {item!r}")
-        layouts.append(RefreshLayout(int(stride), kind == "rows_t", bound))
-    return layouts
+        A masked value is uniform on [-r, r] shifted by at most its public bound (far below r/2), so
+        each of ``n`` masked values exceeds r/2 in magnitude with probability ~1/2 and all of them
+        stay below with probability ~2^-n; an unmasked value never exceeds its bound. With 20
+        values or more an honest request is refused with probability below 1e-6.
+        """
+        if self.mask_half_width is None or values.size < 20:
+            return None
+        return bool(np.max(np.abs(values)) > self.mask_half_width / 2)
 
 
 class MaskedKeyHolderClient:

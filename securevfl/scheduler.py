@@ -78,12 +78,16 @@ class Federation:
                     loss = outcome
         return loss
 
-    def evaluate(self, n_test: int, batch_size: int, step: int = 0) -> float:
-        """Clean test accuracy, computed through the same message path as training."""
+    def evaluate(self, n_test: int, batch_size: int, step: int) -> float:
+        """Clean test accuracy, computed through the same message path as training.
+
+        ``step`` is the last training step: evaluation requests carry it, and a key holder refuses
+        requests from a step behind one it already served.
+        """
         predictions = self.predict_split("test", n_test, batch_size, step)
         return float((predictions == self.active.test_labels(np.arange(n_test))).double().mean())
 
-    def predict_split(self, split: str, n_samples: int, batch_size: int, step: int = 0) -> torch.Tensor:
+    def predict_split(self, split: str, n_samples: int, batch_size: int, step: int) -> torch.Tensor:
         """The active party's predictions for every sample of an evaluation split, in order."""
         batches = []
         for start in range(0, n_samples, batch_size):
@@ -112,7 +116,7 @@ class Federation:
         else:
             raise ProtocolError(f"no party of role {setup.role} can run attack {setup.config.kind!r} in this federation")
 
-    def attack_metrics(self, batch_size: int, step: int = 0) -> dict[str, float]:
+    def attack_metrics(self, batch_size: int, step: int) -> dict[str, float]:
         """The attack's metrics: those of its evaluation splits (e.g. the backdoor), then its own."""
         setup = self.attack_setup
         if setup is None or not setup.config.active:

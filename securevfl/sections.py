@@ -109,6 +109,16 @@ class ProtectionConfig(ConfigSection):
     activation_bound: float = Field(default=64.0, gt=0, description="public bound on |activation| values")
     gradient_bound: float = Field(default=4.0, gt=0, description="public bound on |dL/dH| values")
     mask_half_width: float = Field(default=16384.0, gt=0, description="masks for masked decryption: uniform on [-w, w]")
+    flooding_bits: int = Field(
+        default=30,
+        ge=0,
+        le=80,
+        description="key holder's noise flooding, bits of statistical security (0: off, its decryptions leak its key)",
+    )
+    decryption_policy: Literal["protocol", "none"] = Field(
+        default="protocol",
+        description="requests the key holder answers: those the protocol expects ('none': any, a decryption oracle)",
+    )
 
     @model_validator(mode="after")
     def _check_scheme(self) -> ProtectionConfig:

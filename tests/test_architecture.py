@@ -206,8 +206,11 @@ def test_the_key_holder_refuses_a_request_from_a_party_it_never_announced_its_ke
     federation = _federation(SCHEMES["ckks/coordinator"])
     assert federation.key_holder is not None
     federation.channel.send(Message(MessageKind.DECRYPT_REQUEST, "mallory", "coordinator", 0, b"\x00", codec="ckks"))
-    with pytest.raises(ProtocolError, match="refused a decrypt_request from 'mallory'"):
-        federation.key_holder.serve_pending()
+    assert federation.key_holder.serve_pending() is False  # refused: no reply, and the key holder goes on
+    assert federation.channel.pending("mallory") == 0
+    (refusal,) = federation.key_holder.service.refusals
+    assert "refused decrypt_request from 'mallory' at step 0: not a party it announced its key to" in refusal
+    federation.train_batch(0, np.arange(8))  # still serving the parties it knows
 
 
 @pytest.mark.parametrize("top", ["sum", "trainable"])

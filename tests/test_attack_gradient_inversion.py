@@ -59,10 +59,18 @@ def _run(protection: dict, batch: int) -> dict:
 
 @pytest.mark.parametrize(
     "protection",
-    [{"scheme": "plain"}, {"scheme": "ckks", "key_holder": "active"}, {"scheme": "ckks", "key_holder": "coordinator"}],
+    [
+        {"scheme": "plain"},
+        {"scheme": "ckks", "key_holder": "active", "flooding_bits": 0},
+        {"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": 0},
+    ],
 )
 def test_a_curious_passive_reads_every_label_when_its_batch_fits_its_features(protection: dict) -> None:
-    """8 features per passive, batch 8 <= 9 = rank of [X|1]: every row, so every label, comes back."""
+    """8 features per passive, batch 8 <= 9 = rank of [X|1]: every row, so every label, comes back.
+
+    Without the key holder's noise flooding, which perturbs the revealed gradients as a side effect
+    (its effect on this attack is measured in docs/threat-model.md, not assumed).
+    """
     result = _run(protection, batch=8)
     assert result["attack_feasible"] is True
     history = result["history"][-1]

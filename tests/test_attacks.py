@@ -76,7 +76,10 @@ def test_ciphertext_replacement_equals_plaintext_replacement(
     }
     common = {"parties": {"passive": 2, "split": "even"}, "model": model, "train": {"lr": 0.3, "seed": seed, "batch_size": batch}, "attack": attack}
     plain = build_federation(config(**common), dataset, blocks)
-    blind = build_federation(config(**common, protection={"scheme": "ckks", "key_holder": key_holder, "preset": "compute"}), dataset, blocks)
+    # the mechanics of replacement on ciphertexts: a key holder that answers every refresh, unflooded
+    # (under the protocol's decryption policy the extra refreshes are refused: tested below)
+    unguarded = {"scheme": "ckks", "key_holder": key_holder, "preset": "compute", "flooding_bits": 0, "decryption_policy": "none"}
+    blind = build_federation(config(**common, protection=unguarded), dataset, blocks)
     order = np.random.default_rng(seed).permutation(n_train)
     for step in range(2 * n_train // batch):
         ids = order[(step % 3) * batch : (step % 3 + 1) * batch]
@@ -89,6 +92,33 @@ def test_ciphertext_replacement_equals_plaintext_replacement(
         np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), atol=2e-4)
     for a, b in zip(plain.active.top.parameters(), blind.active.top.parameters(), strict=True):
         np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), atol=2e-4)
+
+
+@pytest.mark.parametrize("hidden", [[], [3]])
+def test_the_key_holders_policy_refuses_the_extra_refreshes_of_replacement(hidden: list[int]) -> None:
+    """With hidden layers every replaced row costs a refresh beyond the protocol's one per step."""
+    features, n_train, batch = 3, 24, 8
+    dataset = random_dataset(n_train, 12, 2 * features, 3, 0)
+    blocks = [np.arange(0, features), np.arange(features, 2 * features)]
+    attack = {
+        "kind": "gradient_replacement", "gamma": 2.0, "poison_train": 6, "poison_test": 2, "known_target_samples": 2,
+        "trigger_features": [features, features + 2], "trigger_values": [2.0, -1.0],
+    }
+    cfg = config(
+        parties={"passive": 2, "split": "even"}, model={"top": "sum", "bottom_hidden": hidden},
+        train={"lr": 0.3, "seed": 0, "batch_size": batch}, attack=attack,
+        protection={"scheme": "ckks", "key_holder": "coordinator", "preset": "compute"},
+    )
+    federation = build_federation(cfg, dataset, blocks)
+    for step in range(n_train // batch * 2):
+        federation.train_batch(step, np.arange(n_train)[(step % 3) * batch : (step % 3 + 1) * batch])
+    attack_state = federation.attack_setup.attack
+    assert isinstance(attack_state, GradientReplacement)
+    if hidden:
+        assert attack_state.replaced_rows == 0 and attack_state.refused_rows > 0
+        assert federation.key_holder is not None and federation.key_holder.service.refusals
+    else:  # no refresh needed: replacement is pure homomorphic work the key holder never sees
+        assert attack_state.replaced_rows > 0 and attack_state.refused_rows == 0
 
 
 def test_plaintext_replacement_writes_gamma_times_the_recorded_row() -> None:

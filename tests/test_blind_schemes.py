@@ -21,6 +21,7 @@ from securevfl.crypto import EncryptedTensor, SecretKeyring, get_preset
 from securevfl.protocols import InProcessChannel, Message, PhaseTimer
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import DECRYPT_REPLY, KeyHolder, MaskedKeyHolderClient
+from securevfl.crypto.flooding import NoiseFlooding
 from securevfl.protocols.masking import MaskSampler
 from securevfl.models import linear_stack
 from securevfl.config import load_config
@@ -46,7 +47,10 @@ def _federations(key_holder: str, n_passive: int, features: int, hidden: list[in
     blocks = [np.arange(k * features, (k + 1) * features) for k in range(n_blocks)]
     plain = build_federation(config(**common), dataset, blocks)
     blind = build_federation(
-        config(**common, protection={"scheme": "ckks", "key_holder": key_holder, "preset": "compute"}), dataset, blocks
+        # the protocol itself, without the key holder's deliberate flooding noise (tested on its own)
+        config(**common, protection={"scheme": "ckks", "key_holder": key_holder, "preset": "compute", "flooding_bits": 0}),
+        dataset,
+        blocks,
     )
     return plain, blind
 
@@ -96,7 +100,7 @@ def _audited(key_holder: str, top: str) -> dict[str, VisibilityLog]:
     federation = build_federation(cfg, random_dataset(16, 6, 6, 3, seed=0), [np.arange(3), np.arange(3, 6)])
     federation.train_batch(0, np.arange(8))
     federation.train_batch(1, np.arange(8, 16))
-    federation.evaluate(6, 6)
+    federation.evaluate(6, 6, step=1)
     return federation.audits()
 
 
@@ -135,8 +139,8 @@ def test_masked_decryptions_are_indistinguishable_from_the_mask_distribution() -
     """Kolmogorov-Smirnov at significance level 0.01, with a check that the test has power."""
     secret = SecretKeyring.generate(get_preset("compute"))
     channel, timer = InProcessChannel(), PhaseTimer()
-    holder = KeyHolder("coordinator", secret, timer, VisibilityLog("coordinator"))
     half_width = 16384.0
+    holder = KeyHolder("coordinator", secret, timer, VisibilityLog("coordinator"), flooding=NoiseFlooding(0))
     channel.attach_server(KeyHolderParty(holder, channel, clients=["passive_1"]))
     client = MaskedKeyHolderClient(
         "passive_1", "coordinator", secret.public_keyring(), channel, MaskSampler(half_width, seed=7), timer,
@@ -184,11 +188,15 @@ def test_unsupported_layers_are_refused_by_name() -> None:
 @pytest.mark.parametrize("key_holder", ["active", "coordinator"])
 def test_digits_blind_training_tracks_plaintext(key_holder: str) -> None:
     quick = ["train.epochs=2", "train.progress=false", "data.train_limit=320", "data.test_limit=100"]
-    blind = run_training(load_config(DIGITS_CKKS, [*quick, f"protection.key_holder={key_holder}", "protection.preset=compute"]))
+    blind_setting = [*quick, f"protection.key_holder={key_holder}", "protection.preset=compute"]
+    unflooded = run_training(load_config(DIGITS_CKKS, [*blind_setting, "protection.flooding_bits=0"]))
+    blind = run_training(load_config(DIGITS_CKKS, blind_setting))
     plain = run_training(load_config(DIGITS_CKKS, [*quick, "protection.scheme=plain"]))
-    for enc, ref in zip(blind["history"], plain["history"], strict=True):
-        assert abs(enc["loss"] - ref["loss"]) < 1e-4
-        assert abs(enc["main_accuracy"] - ref["main_accuracy"]) <= 0.01
+    for exact, enc, ref in zip(unflooded["history"], blind["history"], plain["history"], strict=True):
+        assert abs(exact["loss"] - ref["loss"]) < 1e-4  # the protocol: CKKS noise only
+        assert abs(exact["main_accuracy"] - ref["main_accuracy"]) <= 0.01
+        assert abs(enc["loss"] - ref["loss"]) < 0.02  # with flooding: noisier updates, same course
+        assert abs(enc["main_accuracy"] - ref["main_accuracy"]) <= 0.05
     assert blind["timing"]["homomorphic_backprop"] > 0
     assert "activation" in blind["bytes_sent"] and "decrypt_request" in blind["bytes_sent"]
 

@@ -77,7 +77,7 @@ def test_every_training_message_travels_encrypted_and_keys_are_announced() -> No
 
     federation.channel.send = spy  # type: ignore[method-assign]
     federation.train_batch(0, np.arange(8))
-    federation.evaluate(10, 5)
+    federation.evaluate(10, 5, step=0)
     assert {m.kind for m in sent} == {"activation", "gradient", "eval_activation"}
     assert all(m.codec == "ckks" and isinstance(m.payload, bytes) for m in sent)
 

@@ -22,8 +22,8 @@ from tests.helpers import config, random_dataset
 
 PLAIN = {"scheme": "plain"}
 RECEIVER = {"scheme": "ckks", "key_holder": "receiver"}
-ACTIVE = {"scheme": "ckks", "key_holder": "active", "preset": "compute"}
-COORDINATOR = {"scheme": "ckks", "key_holder": "coordinator", "preset": "compute"}
+ACTIVE = {"scheme": "ckks", "key_holder": "active", "preset": "compute", "flooding_bits": 0}  # mechanics, without the deliberate flooding noise
+COORDINATOR = {"scheme": "ckks", "key_holder": "coordinator", "preset": "compute", "flooding_bits": 0}
 
 
 @pytest.mark.parametrize(

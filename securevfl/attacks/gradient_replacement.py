@@ -38,6 +38,7 @@ from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting
 from securevfl.attacks.hooks import EncryptedBackprop, EncryptedGradientRows
 from securevfl.attacks.poison import BACKDOOR_ACCURACY, BackdoorConfig, BackdoorData, BackdoorPlan, plan_backdoor
 from securevfl.errors import SecureVFLError
+from securevfl.protocols.errors import ProtocolError
 from securevfl.roles import Capability
 from securevfl.seeding import derived_seed
 
@@ -107,6 +108,8 @@ class GradientReplacement(Attack):
         self._recorded: np.ndarray | None = None
         self._recorded_encrypted: tuple[EncryptedGradientRows, int] | None = None
         self.replaced_rows = 0
+        self.refused_rows = 0
+        """Rows it could not replace because the key holder refused the extra refresh they need."""
 
     # ------------------------------------------------------------------ preparation
     @classmethod
@@ -129,6 +132,7 @@ class GradientReplacement(Attack):
             "record": self.record,
             "blur_activations": self.blur_std is not None,
             "replaced_rows": self.replaced_rows,
+            "refused_rows": self.refused_rows,
         }
 
     # ------------------------------------------------------------------ helpers
@@ -176,9 +180,15 @@ class GradientReplacement(Attack):
             single[row] = self.gamma
             source = np.full(single.shape, row)
             source[row] = sample_row
-            extra = backprop.backprop(recorded, single, source)
+            try:
+                extra = backprop.backprop(recorded, single, source)
+            except ProtocolError:
+                # a bottom with hidden layers needs a refresh per extra backprop; a key holder that
+                # enforces the protocol's decryption policy answers only one per step
+                self.refused_rows += 1
+                continue
             results = [total + part for total, part in zip(results, extra, strict=True)]
-        self.replaced_rows += int(poisoned.size)
+            self.replaced_rows += 1
         return results
 
     # ------------------------------------------------------------------ checkpointing
@@ -188,6 +198,7 @@ class GradientReplacement(Attack):
             "rng": dict(self._rng.bit_generator.state),
             "recorded": None if self._recorded is None else self._recorded.copy(),
             "replaced_rows": self.replaced_rows,
+            "refused_rows": self.refused_rows,
             "recorded_encrypted": None,
         }
         if self._recorded_encrypted is not None:
@@ -200,6 +211,7 @@ class GradientReplacement(Attack):
         self._rng.bit_generator.state = dict(state["rng"])
         self._recorded = None if state["recorded"] is None else np.array(state["recorded"], copy=True)
         self.replaced_rows = int(state["replaced_rows"])
+        self.refused_rows = int(state.get("refused_rows", 0))
         self._recorded_encrypted = None
         if state["recorded_encrypted"] is not None:
             raise SecureVFLError(

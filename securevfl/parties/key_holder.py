@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from securevfl.attacks.base import Attack
-from securevfl.protocols import Channel, Message, MessageKind, ProtocolError
+from securevfl.protocols import Channel, Message, MessageKind
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import REQUEST_KINDS, KeyHolder
 
@@ -51,9 +51,7 @@ class KeyHolderParty:
         served = False
         while (request := self.channel.poll(self.name, REQUEST_KINDS)) is not None:
             if request.sender not in self.clients:
-                raise ProtocolError(
-                    f"{self.name} refused a {request.kind} from {request.sender!r}: not a party it announced its key to"
-                )
-            self.service.handle(self.channel, request)
-            served = True
+                self.service.refuse(request, "not a party it announced its key to")
+                continue
+            served = self.service.handle(self.channel, request) or served
         return served

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from securevfl.crypto import SecretKeyring, get_preset, preset_names, rotations
+from securevfl.crypto.flooding import NoiseFlooding
 from securevfl.errors import ConfigError
 from securevfl.models import linear_stack
 from securevfl.parties import ACTIVE_NAME, COORDINATOR_NAME, KeyHolderParty, PartyBuilder, PartyModels
@@ -13,6 +14,7 @@ from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import KeyHolder
 from securevfl.scheduler import Federation
 from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
+from securevfl.schemes.label_private.policy import label_private_policy
 from securevfl.schemes.label_private.plan import BottomPlan, TopPlan, plan_for_stack, required_depth
 from securevfl.schemes.label_private.wires import BlindActiveWire, BlindPassiveWire, Bounds, KeyHolderLink
 
@@ -151,11 +153,22 @@ class LabelPrivateScheme(Scheme):
         ]
         active_wire = BlindActiveWire(plans, top_plan, bounds)
         active = builder.active(active_wire)
+        policy = None
+        if protection.decryption_policy == "protocol":
+            policy = label_private_policy(
+                plans=plans, top_plan=top_plan, active=active.name, key_holder=self.key_holder_party,
+                combined_width=models.bottom_out if top_plan is None else top_plan.hidden,
+                bounds=(bounds.activation, bounds.gradient), eval_batch=train.eval_batch_size,
+                samples=len(dataset.y_train) + len(dataset.y_test), params=get_preset(preset),
+            )
+        audit = active.audit if self.key_holder_party == ACTIVE_NAME else VisibilityLog(COORDINATOR_NAME)
+        service = KeyHolder(
+            self.key_holder_party, secret, builder.timer, audit, policy=policy,
+            flooding=NoiseFlooding(protection.flooding_bits), mask_half_width=protection.mask_half_width,
+        )
         if self.key_holder_party == ACTIVE_NAME:
-            service = KeyHolder(ACTIVE_NAME, secret, builder.timer, active.audit)
             active_wire.key_holder = service
         else:
-            service = KeyHolder(COORDINATOR_NAME, secret, builder.timer, VisibilityLog(COORDINATOR_NAME))
             active_wire.link = link
         clients = [name for name in (*builder.passive_names, active.name) if name != self.key_holder_party]
         key_holder = KeyHolderParty(service, builder.channel.endpoint(service.name), clients)

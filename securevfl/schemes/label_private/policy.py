@@ -1,0 +1,102 @@
+"""The label-private protocol's requests to its key holder, written as a decryption policy.
+
+Derived from the public plan only (models, batch sizes, dataset sizes): the key holder needs no
+secret of anybody's to know what it should be asked in a step. Per step:
+
+- each passive: one decryption of ``[dW_l | db_l]`` per bottom layer (shape ``out_l x in_l+1``),
+  and one refresh of the gradient below every layer but the first, in the plan's layouts;
+- the active party, when a coordinator holds the key: one decryption of the combined
+  activations (sum top: their sum; trainable top: the first layer's pre-activation), with the
+  trainable top one ``H_k^T delta`` per passive, and at an epoch's end the evaluation batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from securevfl.crypto import CkksParameters
+from securevfl.protocols.decryption_policy import DecryptionPolicy, RequestRule
+from securevfl.protocols.messages import MessageKind
+from securevfl.schemes.label_private.plan import BottomPlan, TopPlan
+
+__all__ = ["EVALUATION_PASSES", "label_private_policy"]
+
+#: Evaluation passes over (train + test) an epoch end may make: the test split and an attack's
+#: evaluation splits, with room to spare; it only bounds a count.
+EVALUATION_PASSES = 4
+
+
+def _passive_rules(plan: BottomPlan, gradient_bound: float) -> list[RequestRule]:
+    rules = []
+    for layer in range(plan.layers):
+        rules.append(
+            RequestRule(
+                MessageKind.DECRYPT_REQUEST, "parameter_gradient", rows=plan.widths[layer + 1], columns=plan.widths[layer] + 1,
+                per_step=1, per_sample=False, value_bound=gradient_bound,
+            )
+        )
+        if layer == 0:
+            continue
+        layouts = [("rows_t", plan.feature_major_stride(layer - 1))]
+        if layer - 1 > 0:
+            layouts.append(("rows", plan.batch_major_stride(layer - 1)))
+        rules.append(
+            RequestRule(
+                MessageKind.REFRESH_REQUEST, "backprop_gradient", rows=plan.batch, columns=plan.widths[layer],
+                per_step=1, per_sample=True, value_bound=gradient_bound, layouts=tuple(layouts),
+            )
+        )
+    return rules
+
+
+def _active_rules(
+    plans: Mapping[str, BottomPlan], top_plan: TopPlan | None, batch: int, combined_width: int,
+    activation_bound: float, evaluation_batches: int, eval_batch: int,
+) -> list[RequestRule]:
+    combined = "activation_sum" if top_plan is None else "first_layer_preactivation"
+    rules = [
+        RequestRule(
+            MessageKind.DECRYPT_REQUEST, combined, rows=batch, columns=combined_width, per_step=1,
+            per_sample=True, value_bound=activation_bound, rows_up_to=True,
+        ),
+        RequestRule(
+            MessageKind.DECRYPT_REQUEST, f"eval_{combined}", rows=eval_batch, columns=combined_width,
+            per_step=evaluation_batches, per_sample=True, value_bound=activation_bound, rows_up_to=True,
+        ),
+    ]
+    if top_plan is not None:
+        rules.append(
+            RequestRule(
+                MessageKind.DECRYPT_REQUEST, "top_weight_gradient", rows=top_plan.part_width, columns=top_plan.hidden,
+                per_step=len(plans), per_sample=False, value_bound=activation_bound,
+            )
+        )
+    return rules
+
+
+def label_private_policy(
+    *,
+    plans: Mapping[str, BottomPlan],
+    top_plan: TopPlan | None,
+    active: str,
+    key_holder: str,
+    combined_width: int,
+    bounds: tuple[float, float],
+    eval_batch: int,
+    samples: int,
+    params: CkksParameters,
+) -> DecryptionPolicy:
+    """The policy of one federation. ``bounds`` = (activation, gradient); ``samples`` = train + test."""
+    activation_bound, gradient_bound = bounds
+    batch = next(iter(plans.values())).batch
+    rules: dict[str, list[RequestRule]] = {name: _passive_rules(plan, gradient_bound) for name, plan in plans.items()}
+    if key_holder != active:
+        evaluation_batches = EVALUATION_PASSES * math.ceil(samples / eval_batch)
+        rules[active] = _active_rules(
+            plans, top_plan, batch, combined_width, activation_bound, evaluation_batches, eval_batch
+        )
+    largest = max(rule.rows * rule.columns for sender_rules in rules.values() for rule in sender_rules)
+    ciphertexts = math.ceil(4 * largest / params.slots) + 1
+    ciphertext_bytes = 16 * params.poly_modulus_degree * len(params.coeff_modulus_bits) + 4096
+    return DecryptionPolicy(rules, max_payload_bytes=ciphertexts * ciphertext_bytes)

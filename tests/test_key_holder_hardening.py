@@ -1,0 +1,214 @@
+"""The key holder is not a decryption oracle: key recovery before and after flooding, hostile requests.
+
+The attack is written first (:mod:`securevfl.attacks.key_recovery`) and must succeed against the
+unhardened key holder; the same attack must fail against the default one. Every hostile request
+is refused without a reply, and the key holder goes on serving honest ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import random_dataset
+from securevfl.attacks.key_recovery import _times_monomial, _zero_probe, decrypt_with_secret, recover_secret_key, verify_secret_key
+from securevfl.config import validate_config
+from securevfl.crypto import EncryptedTensor, Layout, SecretKeyring, get_preset, ring
+from securevfl.crypto.flooding import NoiseFlooding, flooded_decrypt
+from securevfl.parties.key_holder import KeyHolderParty
+from securevfl.protocols import InProcessChannel, Message, MessageKind, PhaseTimer
+from securevfl.protocols.audit import VisibilityLog
+from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
+from securevfl.protocols.masking import MaskSampler
+from securevfl.schemes.label_private.plan import BottomPlan
+from securevfl.schemes.label_private.policy import label_private_policy
+from securevfl.training import run_training
+
+SECRET = SecretKeyring.generate(get_preset("compute"))
+PUBLIC = SECRET.public_keyring()
+N = PUBLIC.params.poly_modulus_degree
+
+
+def true_secret_key(secret: SecretKeyring) -> np.ndarray:
+    """The key holder's own key as coefficients: from one exact decryption it makes (a test oracle)."""
+    probe = EncryptedTensor.encrypt(secret, np.zeros(secret.params.slots), Layout.FLAT, bound=1.0, levels=0).ciphertexts[0]
+    p = ring.slots_to_coefficients(secret.decrypt_vector_complex(probe), probe.scale, N)
+    c0, c1, q = ring.ciphertext_coefficients(secret, probe)
+    field = ring.NegacyclicRing(N, q)
+    return field.center(field.mul(field.sub(p, c0), field.invert(c1)))
+
+
+# ---------------------------------------------------------------------- the algebra, checked by hand
+def test_negacyclic_ring_matches_schoolbook_multiplication() -> None:
+    n, q = 16, 97  # 97 = 1 mod 32
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, q, n), rng.integers(0, q, n)
+    expected = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        for j in range(n):
+            sign = 1 if i + j < n else -1  # X^n = -1
+            expected[(i + j) % n] += sign * a[i] * b[j]
+    field = ring.NegacyclicRing(n, q)
+    assert [int(v) for v in field.mul(a, b)] == [int(v) % q for v in expected]
+    inverse = field.invert(a)
+    assert [int(v) for v in field.mul(a, inverse)] == [1] + [0] * (n - 1)
+
+
+def test_slots_and_coefficients_invert_each_other() -> None:
+    coefficients = np.random.default_rng(1).integers(-50, 50, N)
+    slots = ring.coefficients_to_slots(coefficients, 2.0**40)
+    assert np.array_equal(ring.slots_to_coefficients(slots, 2.0**40, N), coefficients)
+
+
+def test_the_ring_decrypts_like_seal() -> None:
+    values = np.random.default_rng(2).uniform(-1, 1, PUBLIC.params.slots)
+    tensor = EncryptedTensor.encrypt(PUBLIC, values, Layout.FLAT, bound=1.0)
+    np.testing.assert_allclose(decrypt_with_secret(PUBLIC, tensor, true_secret_key(SECRET)), values, atol=1e-6)
+    np.testing.assert_allclose(tensor.decrypt(SECRET), values, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- flooding
+def test_flooding_noise_is_two_to_the_half_kappa_times_the_measured_noise() -> None:
+    values = np.random.default_rng(3).uniform(-1, 1, PUBLIC.params.slots)
+    tensor = EncryptedTensor.encrypt(PUBLIC, values, Layout.FLAT, bound=1.0).mod_switch_to_last()
+    flooded = flooded_decrypt(tensor, SECRET, NoiseFlooding(30))
+    assert flooded.sigma == pytest.approx(2.0**15 * flooded.noise_bound)
+    error = flooded.values - values
+    assert np.std(error) == pytest.approx(flooded.sigma, rel=0.05)  # 4096 draws: 5 % is > 4 standard errors
+    np.testing.assert_allclose(flooded.exact, values, atol=1e-6)  # what the key holder itself sees
+    assert np.array_equal(flooded_decrypt(tensor, SECRET, NoiseFlooding(0)).values, flooded.exact)
+
+
+def test_amplifying_a_ciphertext_amplifies_its_flooding() -> None:
+    """The measured noise is the ciphertext's own: scaling it up cannot buy a relatively smaller flood."""
+    probe = _zero_probe(PUBLIC, (PUBLIC.params.slots,))  # 64 * Enc(0)
+    plain = EncryptedTensor.encrypt(PUBLIC, np.zeros(PUBLIC.params.slots), Layout.FLAT, bound=1.0, levels=0)
+    small = flooded_decrypt(plain, SECRET, NoiseFlooding(30)).noise_bound
+    large = flooded_decrypt(probe, SECRET, NoiseFlooding(30)).noise_bound
+    assert 16 < large / small < 256
+
+
+# ---------------------------------------------------------------------- key recovery, before and after
+def _key_holder_answers(flooding: NoiseFlooding) -> tuple[np.ndarray, np.ndarray, EncryptedTensor]:
+    """The two decryptions the attack asks for, answered by a key holder, through the honest client."""
+    channel, timer = InProcessChannel(), PhaseTimer()
+    holder = KeyHolder("coordinator", SECRET, timer, VisibilityLog("coordinator"), flooding=flooding, mask_half_width=16384.0)
+    channel.attach_server(KeyHolderParty(holder, channel, clients=["passive_1"]))
+    client = MaskedKeyHolderClient("passive_1", "coordinator", PUBLIC, channel, MaskSampler(16384.0), timer)
+    probe = _zero_probe(PUBLIC, (PUBLIC.params.slots,))
+    real = client.reveal(probe, 0, "parameter_gradient", per_sample=False)
+    rotated = client.reveal(_times_monomial(PUBLIC, probe, N // 2), 1, "parameter_gradient", per_sample=False)
+    return real, rotated, probe
+
+
+def test_two_unflooded_decryptions_give_away_the_secret_key() -> None:
+    real, rotated, probe = _key_holder_answers(NoiseFlooding(0))
+    recovered = recover_secret_key(PUBLIC, probe, real, rotated)
+    assert np.array_equal(recovered, true_secret_key(SECRET))  # all 8192 coefficients
+    assert verify_secret_key(PUBLIC, recovered)
+
+
+def test_flooded_decryptions_do_not() -> None:
+    real, rotated, probe = _key_holder_answers(NoiseFlooding(30))
+    recovered = recover_secret_key(PUBLIC, probe, real, rotated)
+    truth = true_secret_key(SECRET)
+    assert np.mean(recovered == truth) < 0.01  # a ternary guess would match a third; this is noise mod q
+    assert not verify_secret_key(PUBLIC, recovered)
+
+
+DATA = random_dataset(n_train=48, n_test=16, n_features=400, num_classes=4, seed=3)
+
+
+def _key_recovery_run(key_holder: str, flooding_bits: int) -> dict:
+    raw = {
+        "parties": {"passive": 2, "split": "even"},
+        "model": {"top": "sum", "bottom_hidden": [32]},  # first layer 32 x 201: its gradient fills a ciphertext
+        "train": {"epochs": 1, "batch_size": 8, "lr": 0.05, "progress": False},
+        "protection": {"scheme": "ckks", "key_holder": key_holder, "flooding_bits": flooding_bits},
+        "attack": {"kind": "key_recovery"},
+    }
+    return run_training(validate_config(raw), dataset=DATA)
+
+
+@pytest.mark.parametrize("key_holder", ["active", "coordinator"])
+def test_a_malicious_passive_reads_every_label_unless_the_key_holder_floods(key_holder: str) -> None:
+    undefended = _key_recovery_run(key_holder, 0)["history"][-1]
+    assert undefended["key_recovered"] == 1.0 and undefended["key_recovery_label_accuracy"] == 1.0
+    hardened = _key_recovery_run(key_holder, 30)["history"][-1]
+    assert hardened["key_recovered"] == 0.0
+    assert hardened["key_recovery_label_accuracy"] < 0.6  # chance is 1/4; 40 samples
+
+
+# ---------------------------------------------------------------------- hostile requests
+PLAN = BottomPlan(batch=4, widths=(7, 4, 2), relu_after=(True, False))
+
+
+def _guarded() -> tuple[InProcessChannel, KeyHolder, MaskedKeyHolderClient]:
+    channel, timer = InProcessChannel(), PhaseTimer()
+    policy = label_private_policy(
+        plans={"passive_1": PLAN}, top_plan=None, active="active", key_holder="coordinator", combined_width=2,
+        bounds=(64.0, 4.0), eval_batch=4, samples=8, params=PUBLIC.params,
+    )
+    holder = KeyHolder("coordinator", SECRET, timer, VisibilityLog("coordinator"), policy=policy, mask_half_width=16384.0)
+    channel.attach_server(KeyHolderParty(holder, channel, clients=["passive_1", "active"]))
+    client = MaskedKeyHolderClient("passive_1", "coordinator", PUBLIC, channel, MaskSampler(16384.0), timer)
+    return channel, holder, client
+
+
+def _request(kind: MessageKind, sender: str, step: int, payload: object, meta: dict | None = None) -> Message:
+    return Message(kind, sender, "coordinator", step, payload, codec="ckks", meta=meta or {})
+
+
+def _masked(shape: tuple[int, ...]) -> bytes:
+    values = np.random.default_rng(4).uniform(-1, 1, shape) + MaskSampler(16384.0).draw(shape)
+    return EncryptedTensor.encrypt(PUBLIC, values, Layout.FLAT, bound=16400.0).to_bytes()
+
+
+HOSTILE = {
+    "wrong kind": lambda: _request(MessageKind.GRADIENT, "passive_1", 0, _masked((4, 8))),
+    "wrong sender": lambda: _request(MessageKind.DECRYPT_REQUEST, "active", 0, _masked((4, 8))),
+    "wrong shape": lambda: _request(MessageKind.DECRYPT_REQUEST, "passive_1", 0, _masked((5, 8))),
+    "oversized": lambda: _request(MessageKind.DECRYPT_REQUEST, "passive_1", 0, b"\x00" * (64 << 20)),
+    "garbage bytes": lambda: _request(MessageKind.DECRYPT_REQUEST, "passive_1", 0, b"SVET" + b"\x01" * 200),
+    "payload not bytes": lambda: _request(MessageKind.DECRYPT_REQUEST, "passive_1", 0, {"a": 1}),
+    "40 layouts": lambda: _request(
+        MessageKind.REFRESH_REQUEST, "passive_1", 0, _masked((4, 4)), {"strides": ",".join(["rows_t:8"] * 40)}
+    ),
+    "malformed layout": lambda: _request(MessageKind.REFRESH_REQUEST, "passive_1", 0, _masked((4, 4)), {"strides": "rows:x"}),
+    "meta not a table": lambda: _request(MessageKind.REFRESH_REQUEST, "passive_1", 0, _masked((4, 4)), ["strides"]),  # type: ignore[arg-type]
+    "unmasked value": lambda: _request(
+        MessageKind.DECRYPT_REQUEST, "passive_1", 0, EncryptedTensor.encrypt(PUBLIC, np.ones((4, 8)), bound=1.0).to_bytes()
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_hostile_request_is_refused_without_a_reply_and_the_key_holder_goes_on(name: str) -> None:
+    channel, holder, client = _guarded()
+    assert holder.handle(channel, HOSTILE[name]()) is False
+    assert channel.pending("passive_1") == 0 and channel.pending("active") == 0  # nothing sent back
+    assert len(holder.refusals) == 1 and "refused" in holder.refusals[0]
+    # the honest request of the same step is still answered
+    value = np.random.default_rng(5).uniform(-1, 1, (4, 8))
+    revealed = client.reveal(EncryptedTensor.encrypt(PUBLIC, value, bound=4.0), 0, "parameter_gradient", per_sample=False)
+    assert revealed.shape == (4, 8) and np.max(np.abs(revealed - value)) < 0.05
+
+
+def test_one_request_per_expected_slot_per_step_and_no_replays() -> None:
+    channel, holder, client = _guarded()
+    value = EncryptedTensor.encrypt(PUBLIC, np.zeros((2, 5)), bound=4.0)
+    client.reveal(value, 3, "parameter_gradient", per_sample=False)
+    with pytest.raises(Exception, match="none is queued"):
+        client.reveal(value, 3, "parameter_gradient", per_sample=False)  # the layer-1 slot of step 3 is used
+    assert "matches no request left for step 3" in holder.refusals[-1]
+    with pytest.raises(Exception, match="none is queued"):
+        client.reveal(value, 2, "parameter_gradient", per_sample=False)
+    assert "behind step 3" in holder.refusals[-1]
+    client.reveal(value, 4, "parameter_gradient", per_sample=False)  # a new step has a new budget
+
+
+def test_the_audit_is_the_key_holders_own_description() -> None:
+    channel, holder, client = _guarded()
+    client.reveal(EncryptedTensor.encrypt(PUBLIC, np.zeros((4, 8)), bound=4.0), 0, "anything the requester says", per_sample=True)
+    (sighting,) = holder.audit.sightings()
+    assert (sighting.kind, sighting.per_sample, sighting.masked, sighting.shape) == ("parameter_gradient", False, True, (4, 8))
