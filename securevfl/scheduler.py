@@ -105,6 +105,8 @@ class Federation:
         attack = setup.attack
         if attack is None:
             return
+        if setup.truth is not None and setup.truth.gradient_rows is not None:  # evaluation only: see GradientRowTruth
+            self.active.gradient_taps.append(setup.truth.gradient_rows.record)
         if setup.role is Role.PASSIVE:
             next(party for party in self.passives if party.name == setup.party).attack = attack
         elif setup.role is Role.ACTIVE:

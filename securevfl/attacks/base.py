@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from securevfl.attacks.metrics import MetricSpec
+from securevfl.attacks.row_truth import GradientRowTruth
 from securevfl.roles import Capability, Role
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class AttackTruth:
     """Ground truth the *evaluator* compares an attack's outputs with (never given to the attacker)."""
 
     y_train: np.ndarray
+    gradient_rows: GradientRowTruth | None = None
+    """The true rows dL/dH the attacking passive was answered with (attacks with ``scores_gradient_rows``)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class Attack(ABC):
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     success_metric: ClassVar[str | None] = None
     """The metric that says how well the attack succeeded (survival verdicts compare it)."""
+    scores_gradient_rows: ClassVar[bool] = False
+    """Its truth records the attacking passive's true gradient rows (:class:`GradientRowTruth`)."""
 
     def __init__(self, party: str) -> None:
         self.party = party

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from securevfl.attacks.base import Attack, AttackConfigBase, AttackPlan, AttackSetting, AttackTruth
 from securevfl.attacks.registry import attack_class
+from securevfl.attacks.row_truth import GradientRowTruth
 from securevfl.data import VFLDataset
 from securevfl.errors import ConfigError
 from securevfl.roles import Capability, Role
@@ -86,4 +87,6 @@ def prepare_attack(
         setup.feasible, setup.infeasible_reason = False, reason
         return setup
     setup.attack = cls.create(config, setting, setup.plan)
+    if cls.scores_gradient_rows and cls.role is Role.PASSIVE:
+        setup.truth = replace(setup.truth, gradient_rows=GradientRowTruth(party, len(setup.dataset.y_train)))  # type: ignore[arg-type]
     return setup

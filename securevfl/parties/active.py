@@ -8,7 +8,7 @@ label-private ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -83,6 +83,9 @@ class ActiveParty:
         """Defenses on the messages this party receives and sends (configured placements only)."""
         self.attack: Attack | None = None
         """The attack this party runs, if it is the attacker (hooks only; the protocol is unchanged)."""
+        self.gradient_taps: list[Callable[[int, np.ndarray, str, np.ndarray], None]] = []
+        """Evaluation only: called with ``(step, ids, passive, dL/dH_k)`` before defenses and encryption, so an
+        attack's reconstructed rows can be scored (``attacks.row_truth``); no message, no party sees them."""
 
     def add_eval_split(self, name: str, labels: np.ndarray, local_x: np.ndarray | None = None) -> None:
         """Another evaluation set: its labels, and this party's own columns when it holds a block."""
@@ -110,6 +113,11 @@ class ActiveParty:
         return self.eval_labels[split][sample_ids]
 
     # ------------------------------------------------------------------ helpers for wires
+    def computed_gradient(self, step: int, sample_ids: np.ndarray, passive: str, rows: np.ndarray) -> None:
+        """Show the gradient taps ``dL/dH`` computed for ``passive`` (evaluation only)."""
+        for tap in self.gradient_taps:
+            tap(step, sample_ids, passive, rows)
+
     def context(self, kind: Literal["gradient", "activation"], peer: str, step: int, rows: int) -> MessageContext:
         """The defense context of a message between this party and ``peer`` (direction from ``kind``)."""
         sender, receiver = (self.name, peer) if kind == "gradient" else (peer, self.name)

@@ -216,6 +216,7 @@ class OpenActiveWire:
                 optimizer.step()
         for sender, activations in zip(party.passive_names, received, strict=True):
             ctx = party.context("gradient", sender, step, rows)
+            party.computed_gradient(step, sample_ids, sender, activations.grad.numpy())  # type: ignore[union-attr]
             gradient = party.defenses.plaintext(Placement.PRE_ENCRYPTION, activations.grad.numpy(), ctx)  # type: ignore[union-attr]
             codec, payload = self.protection.seal(gradient, sender, transform=_under_encryption(party, ctx))
             party.channel.send(Message(MessageKind.GRADIENT, party.name, sender, step, payload, codec=codec))

@@ -331,6 +331,7 @@ class BlindActiveWire:
                 optimizer.step()
         for sender, gradient in zip(party.passive_names, gradients, strict=True):
             ctx = party.context("gradient", sender, step, len(sample_ids))
+            party.computed_gradient(step, sample_ids, sender, gradient)
             self._send_gradient(party, sender, party.defenses.plaintext(Placement.PRE_ENCRYPTION, gradient, ctx), ctx)
         return float(loss.detach())
 
