@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from securevfl.attacks.activation_truth import ActivationTruth
 from securevfl.attacks.metrics import MetricSpec
 from securevfl.roles import Capability, Role
 
@@ -69,6 +70,8 @@ class AttackTruth:
     """Ground truth the *evaluator* compares an attack's outputs with (never given to the attacker)."""
 
     y_train: np.ndarray
+    activations: ActivationTruth | None = None
+    """The passives' true training activations (attacks with ``scores_activations``; see :mod:`.activation_truth`)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class AttackSetting:
     seed: int
     top: str = "sum"
     """The active party's top model (``sum`` or ``trainable``): public, agreed architecture."""
+    passives: tuple[str, ...] = ()
+    """The passive parties, in block order: public membership of the federation."""
 
 
 @dataclass
@@ -117,6 +122,8 @@ class Attack(ABC):
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     success_metric: ClassVar[str | None] = None
     """The metric that says how well the attack succeeded (survival verdicts compare it)."""
+    scores_activations: ClassVar[bool] = False
+    """Its truth records every passive's true training activations (:class:`ActivationTruth`)."""
 
     def __init__(self, party: str) -> None:
         self.party = party
@@ -172,6 +179,17 @@ class Attack(ABC):
 
     def combined_activations(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> None:
         """The combination of activations the active party decrypts under a label-private scheme."""
+
+    def revealed_top_weight_gradient(
+        self, step: int, sample_ids: np.ndarray, passive: str, values: np.ndarray, delta: np.ndarray, weight: np.ndarray
+    ) -> None:
+        """The batch-summed ``H_k^T delta`` (bottom output x top width) the active party decrypts for ``passive``.
+
+        Label-private schemes with a trainable top: it is passive ``k``'s block of the first top
+        layer's weight gradient. ``delta`` (batch x top width) is dL/d(first-layer pre-activation),
+        which the active party computed itself; ``weight`` (top width x bottom output) is its own
+        weight block for ``passive``, at which the combined pre-activation was taken. Observe only.
+        """
 
     # ------------------------------------------------------------------ key holder and observer hooks
     def decrypted_request(self, step: int, requester: str, values: np.ndarray) -> None:

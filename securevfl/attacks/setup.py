@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from securevfl.attacks.activation_truth import ActivationTruth
 from securevfl.attacks.base import Attack, AttackConfigBase, AttackPlan, AttackSetting, AttackTruth
 from securevfl.attacks.registry import attack_class
 from securevfl.data import VFLDataset
@@ -77,7 +78,9 @@ def prepare_attack(
     setup.party, setup.role = party, cls.role
     passives = parties.get(Role.PASSIVE, [])
     columns = blocks[passives.index(party)] if cls.role is Role.PASSIVE else None
-    setting = AttackSetting(dataset=dataset, party=party, columns=columns, bottom_output=bottom_output, seed=seed, top=top)
+    setting = AttackSetting(
+        dataset=dataset, party=party, columns=columns, bottom_output=bottom_output, seed=seed, top=top, passives=tuple(passives)
+    )
     setup.plan = cls.plan(config, setting)
     if setup.plan.dataset is not None:
         setup.dataset = setup.plan.dataset
@@ -86,4 +89,6 @@ def prepare_attack(
         setup.feasible, setup.infeasible_reason = False, reason
         return setup
     setup.attack = cls.create(config, setting, setup.plan)
+    if cls.scores_activations:
+        setup.truth = replace(setup.truth, activations=ActivationTruth(tuple(passives), len(setup.dataset.y_train)))  # type: ignore[arg-type]
     return setup
