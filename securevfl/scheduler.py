@@ -105,8 +105,11 @@ class Federation:
         attack = setup.attack
         if attack is None:
             return
-        if setup.truth is not None and setup.truth.gradient_rows is not None:  # evaluation only: see GradientRowTruth
+        if setup.truth is not None and setup.truth.gradient_rows is not None:  # evaluation only: see attacks/truth.py
             self.active.gradient_taps.append(setup.truth.gradient_rows.record)
+        if setup.truth is not None and setup.truth.activations is not None:  # evaluation only: see attacks/truth.py
+            for passive in self.passives:
+                passive.activation_taps.append(setup.truth.activations.record)
         if setup.role is Role.PASSIVE:
             next(party for party in self.passives if party.name == setup.party).attack = attack
         elif setup.role is Role.ACTIVE:

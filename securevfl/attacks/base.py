@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from securevfl.attacks.metrics import MetricSpec
-from securevfl.attacks.row_truth import GradientRowTruth
+from securevfl.attacks.truth import RowTruth
 from securevfl.roles import Capability, Role
 
 if TYPE_CHECKING:
@@ -70,8 +70,10 @@ class AttackTruth:
     """Ground truth the *evaluator* compares an attack's outputs with (never given to the attacker)."""
 
     y_train: np.ndarray
-    gradient_rows: GradientRowTruth | None = None
+    gradient_rows: RowTruth | None = None
     """The true rows dL/dH the attacking passive was answered with (attacks with ``scores_gradient_rows``)."""
+    activations: RowTruth | None = None
+    """The passives' true training activations (attacks with ``scores_activations``; see :mod:`.truth`)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ class AttackSetting:
     seed: int
     top: str = "sum"
     """The active party's top model (``sum`` or ``trainable``): public, agreed architecture."""
+    passives: tuple[str, ...] = ()
+    """The passive parties, in block order: public membership of the federation."""
 
 
 @dataclass
@@ -121,7 +125,9 @@ class Attack(ABC):
     success_metric: ClassVar[str | None] = None
     """The metric that says how well the attack succeeded (survival verdicts compare it)."""
     scores_gradient_rows: ClassVar[bool] = False
-    """Its truth records the attacking passive's true gradient rows (:class:`GradientRowTruth`)."""
+    """Its truth records the attacking passive's true gradient rows (:class:`~securevfl.attacks.truth.RowTruth`)."""
+    scores_activations: ClassVar[bool] = False
+    """Its truth records every passive's true training activations (:class:`~securevfl.attacks.truth.RowTruth`)."""
 
     def __init__(self, party: str) -> None:
         self.party = party
@@ -177,6 +183,17 @@ class Attack(ABC):
 
     def combined_activations(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> None:
         """The combination of activations the active party decrypts under a label-private scheme."""
+
+    def revealed_top_weight_gradient(
+        self, step: int, sample_ids: np.ndarray, passive: str, values: np.ndarray, delta: np.ndarray, weight: np.ndarray
+    ) -> None:
+        """The batch-summed ``H_k^T delta`` (bottom output x top width) the active party decrypts for ``passive``.
+
+        Label-private schemes with a trainable top: it is passive ``k``'s block of the first top
+        layer's weight gradient. ``delta`` (batch x top width) is dL/d(first-layer pre-activation),
+        which the active party computed itself; ``weight`` (top width x bottom output) is its own
+        weight block for ``passive``, at which the combined pre-activation was taken. Observe only.
+        """
 
     # ------------------------------------------------------------------ key holder and observer hooks
     def decrypted_request(self, step: int, requester: str, values: np.ndarray) -> None:

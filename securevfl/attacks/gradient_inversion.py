@@ -218,7 +218,7 @@ class GradientInversion(Attack):
         Where the passive's own output ReLU is off, dL/dH never reaches its parameters, so no
         inversion can return it and those entries are left out of both rows.
         """
-        true = None if truth.gradient_rows is None else truth.gradient_rows.rows(ids)
+        true = None if truth.gradient_rows is None else truth.gradient_rows.rows(self.party, ids)
         if true is None or true.shape != self._rows.rows[ids].shape:
             return None
         observable = self._rows.observable[ids]

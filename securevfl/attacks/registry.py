@@ -12,6 +12,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
+from securevfl.attacks.activation_inversion import ActivationInversion
 from securevfl.attacks.base import Attack, AttackConfigBase, NoAttackConfig
 from securevfl.attacks.gradient_inversion import GradientInversion
 from securevfl.attacks.gradient_replacement import GradientReplacement
@@ -38,6 +39,7 @@ BUILT_IN: tuple[type[Attack], ...] = (
     LabelInference,
     GradientInversion,
     KeyRecovery,
+    ActivationInversion,
 )
 
 ATTACKS: dict[str, type[Attack]] = {}

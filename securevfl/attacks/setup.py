@@ -9,7 +9,7 @@ import numpy as np
 
 from securevfl.attacks.base import Attack, AttackConfigBase, AttackPlan, AttackSetting, AttackTruth
 from securevfl.attacks.registry import attack_class
-from securevfl.attacks.row_truth import GradientRowTruth
+from securevfl.attacks.truth import RowTruth
 from securevfl.data import VFLDataset
 from securevfl.errors import ConfigError
 from securevfl.roles import Capability, Role
@@ -78,7 +78,9 @@ def prepare_attack(
     setup.party, setup.role = party, cls.role
     passives = parties.get(Role.PASSIVE, [])
     columns = blocks[passives.index(party)] if cls.role is Role.PASSIVE else None
-    setting = AttackSetting(dataset=dataset, party=party, columns=columns, bottom_output=bottom_output, seed=seed, top=top)
+    setting = AttackSetting(
+        dataset=dataset, party=party, columns=columns, bottom_output=bottom_output, seed=seed, top=top, passives=tuple(passives)
+    )
     setup.plan = cls.plan(config, setting)
     if setup.plan.dataset is not None:
         setup.dataset = setup.plan.dataset
@@ -88,5 +90,7 @@ def prepare_attack(
         return setup
     setup.attack = cls.create(config, setting, setup.plan)
     if cls.scores_gradient_rows and cls.role is Role.PASSIVE:
-        setup.truth = replace(setup.truth, gradient_rows=GradientRowTruth(party, len(setup.dataset.y_train)))  # type: ignore[arg-type]
+        setup.truth = replace(setup.truth, gradient_rows=RowTruth((party,), len(setup.dataset.y_train)))  # type: ignore[arg-type]
+    if cls.scores_activations:
+        setup.truth = replace(setup.truth, activations=RowTruth(tuple(passives), len(setup.dataset.y_train)))  # type: ignore[arg-type]
     return setup

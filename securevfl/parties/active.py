@@ -85,7 +85,7 @@ class ActiveParty:
         """The attack this party runs, if it is the attacker (hooks only; the protocol is unchanged)."""
         self.gradient_taps: list[Callable[[int, np.ndarray, str, np.ndarray], None]] = []
         """Evaluation only: called with ``(step, ids, passive, dL/dH_k)`` before defenses and encryption, so an
-        attack's reconstructed rows can be scored (``attacks.row_truth``); no message, no party sees them."""
+        attack's reconstructed rows can be scored (``attacks.truth``); no message, no party sees them."""
 
     def add_eval_split(self, name: str, labels: np.ndarray, local_x: np.ndarray | None = None) -> None:
         """Another evaluation set: its labels, and this party's own columns when it holds a block."""

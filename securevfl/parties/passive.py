@@ -9,6 +9,7 @@ process with every other party or alone in its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -74,6 +75,9 @@ class PassiveParty:
         self.audit = VisibilityLog(name)
         self.attack: Attack | None = None
         """The attack this party runs, if it is the attacker (hooks only; the protocol is unchanged)."""
+        self.activation_taps: list[Callable[[int, np.ndarray, str, np.ndarray], None]] = []
+        """Evaluation only: called with ``(step, ids, this party, H_k)`` as a training batch's rows leave, so an
+        attack's reconstructed activations can be scored (``attacks.truth``); no message, no party sees them."""
 
     def add_eval_split(self, name: str, x: np.ndarray) -> None:
         """Another evaluation set (e.g. triggered test samples), this party's columns only."""
@@ -103,7 +107,11 @@ class PassiveParty:
     # ------------------------------------------------------------------ attack hooks
     def outgoing(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
         """The activation rows to send for a training batch: the attack's, if this party attacks."""
-        return values if self.attack is None else self.attack.outgoing_activations(step, sample_ids, values)
+        if self.attack is not None:
+            values = self.attack.outgoing_activations(step, sample_ids, values)
+        for tap in self.activation_taps:
+            tap(step, sample_ids, self.name, values)
+        return values
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, object]:

@@ -325,7 +325,7 @@ class BlindActiveWire:
             delta = combined.grad.double().numpy()  # type: ignore[union-attr]
         gradients = self._passive_gradients(party, delta)
         if self.top_plan is not None:
-            self._first_layer_weight_gradient(party, transposed, delta, step)
+            self._first_layer_weight_gradient(party, transposed, delta, step, sample_ids)
         with party.timer.phase(Phase.TOP):
             for optimizer in party.optimizers():
                 optimizer.step()
@@ -341,8 +341,10 @@ class BlindActiveWire:
             return [delta for _ in party.passive_names]
         return [delta @ block for block in self._first_layer_blocks(party, _first_layer(party).weight)]
 
-    def _first_layer_weight_gradient(self, party: ActiveParty, transposed: list[EncryptedTensor], delta: np.ndarray, step: int) -> None:
-        """dW1_k = H_k^T delta under encryption; only the batch-summed product is decrypted."""
+    def _first_layer_weight_gradient(
+        self, party: ActiveParty, transposed: list[EncryptedTensor], delta: np.ndarray, step: int, sample_ids: np.ndarray
+    ) -> None:
+        """dW1_k = H_k^T delta under encryption; only the batch-summed product is decrypted (and shown to an attack)."""
         first = _first_layer(party)
         if first.weight.grad is None:
             first.weight.grad = torch.zeros_like(first.weight)
@@ -352,6 +354,8 @@ class BlindActiveWire:
             with party.timer.phase(Phase.TOP_ENCRYPTED):
                 product = enc @ padded
             values = self._reveal(party, product, step, "top_weight_gradient", per_sample=False)
+            if party.attack is not None:  # its own delta and weight block (not yet updated): what it holds
+                party.attack.revealed_top_weight_gradient(step, sample_ids, party.passive_names[k], values.copy(), delta.copy(), first.weight.detach().double().numpy()[:, k * width : (k + 1) * width])
             first.weight.grad[:, k * width : (k + 1) * width] += torch.from_numpy(values.T.astype(np.float32))
 
     def _send_gradient(self, party: ActiveParty, receiver: str, gradient: np.ndarray, ctx: MessageContext) -> None:
