@@ -212,3 +212,30 @@ def test_the_audit_is_the_key_holders_own_description() -> None:
     client.reveal(EncryptedTensor.encrypt(PUBLIC, np.zeros((4, 8)), bound=4.0), 0, "anything the requester says", per_sample=True)
     (sighting,) = holder.audit.sightings()
     assert (sighting.kind, sighting.per_sample, sighting.masked, sighting.shape) == ("parameter_gradient", False, True, (4, 8))
+
+
+# ---------------------------------------------------------------------- the derivable column
+def _derivable(protection: dict, batch: int, n_features: int = 400, top: str = "sum") -> dict:
+    data = random_dataset(n_train=48, n_test=16, n_features=n_features, num_classes=4, seed=3)
+    model = {"top": "sum", "bottom_hidden": [4]} if top == "sum" else {"top": "trainable", "bottom_hidden": [], "bottom_output": 4, "top_hidden": [5]}
+    raw = {
+        "parties": {"passive": 2, "split": "even"}, "model": model,
+        "train": {"epochs": 1, "batch_size": batch, "lr": 0.05, "progress": False}, "protection": protection,
+    }
+    return run_training(validate_config(raw), dataset=data)["derivable"]
+
+
+def test_the_derivable_column_is_computed_from_the_run() -> None:
+    # 200 features per passive, batch 8: every batch has full row rank, flooding off: the key too
+    open_holder = _derivable({"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": 0}, batch=8)
+    rows = {d["attack"]: d for d in open_holder["passive_1"]}
+    assert rows["gradient_inversion"]["measure"] == 1.0 and "every label" in rows["gradient_inversion"]["what"]
+    assert "key_recovery" in rows and "key_recovery" in {d["attack"] for d in open_holder["active"]}
+    # 3 features per passive, batch 8 > rank 4: never exact; default flooding: no key
+    hardened = _derivable({"scheme": "ckks", "key_holder": "coordinator"}, batch=8, n_features=6)
+    (inversion,) = hardened["passive_1"]
+    assert inversion["measure"] == 0.0 and inversion["attack"] == "gradient_inversion"
+    # the active key holder can decrypt every passive's activations it receives
+    active = _derivable({"scheme": "ckks", "key_holder": "active"}, batch=8, n_features=6)
+    assert any(d["what"].startswith("each passive's activation rows") and d["measure"] == 1.0 for d in active["active"])
+    assert _derivable({"scheme": "plain"}, batch=8)["passive_1"] == []  # it holds the rows themselves
