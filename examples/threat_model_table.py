@@ -6,6 +6,8 @@ Every cell is one training run of the paper's MNIST models (batch 64) with one a
   batch-summed parameter gradients it learns;
 - ``key_recovery`` (malicious passive; same models): key recovered from two decryptions, then labels
   read by decrypting its gradient rows;
+- ``row_request`` (malicious passive; same models): its own encrypted gradient rows decrypted in
+  its last layer's request slot;
 - ``activation_inversion`` (curious active party; trainable top, bottom 392 -> 32, top 64 -> 32 -> 10):
   passives' activation rows recovered.
 
@@ -52,6 +54,7 @@ HARDENING = {
 ATTACKS = {
     "gradient_inversion": (SUM_TOP, ["inversion_label_accuracy"]),
     "key_recovery": (SUM_TOP, ["key_recovered", "key_recovery_label_accuracy"]),
+    "row_request": (SUM_TOP, ["row_request_label_accuracy", "row_request_coverage"]),
     "activation_inversion": (TRAINABLE_TOP, ["activation_rows_recovered", "activation_recovery_error"]),
 }
 EVALUATION_KINDS = {"eval_activation", "public_key"}

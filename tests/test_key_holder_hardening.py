@@ -239,3 +239,19 @@ def test_the_derivable_column_is_computed_from_the_run() -> None:
     active = _derivable({"scheme": "ckks", "key_holder": "active"}, batch=8, n_features=6)
     assert any(d["what"].startswith("each passive's activation rows") and d["measure"] == 1.0 for d in active["active"])
     assert _derivable({"scheme": "plain"}, batch=8)["passive_1"] == []  # it holds the rows themselves
+
+
+# ---------------------------------------------------------------------- what the policy cannot see
+@pytest.mark.parametrize("key_holder", ["active", "coordinator"])
+def test_a_malicious_passive_reads_labels_through_an_expected_request_even_when_hardened(key_holder: str) -> None:
+    """The policy checks shapes, not contents: Enc(G^T) relabelled as the last layer's gradient passes."""
+    data = random_dataset(n_train=48, n_test=16, n_features=16, num_classes=4, seed=3)
+    raw = {
+        "parties": {"passive": 2, "split": "even"}, "model": {"top": "sum", "bottom_hidden": [6]},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 0.05, "progress": False},
+        "protection": {"scheme": "ckks", "key_holder": key_holder},  # default hardening
+        "attack": {"kind": "row_request"},
+    }
+    last = run_training(validate_config(raw), dataset=data)["history"][-1]
+    assert last["row_request_coverage"] == 7 / 8  # the last layer's request has 6 + 1 columns: 7 of each batch of 8
+    assert last["row_request_label_accuracy"] >= 0.95  # chance is 1/4

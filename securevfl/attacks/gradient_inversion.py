@@ -200,7 +200,10 @@ class GradientInversion(Attack):
         unknown = ~np.isin(ids, self.known.ids)
         guesses: dict[str, np.ndarray] = {}
         if self.top == "sum":
-            guesses["argmin"] = np.argmin(rows[unknown], axis=1)
+            # the sum over epochs, not the latest row: a row perturbed by noise (the key holder's
+            # flooding, a defense) still has its label's entry negative in expectation every epoch
+            guesses["argmin"] = np.argmin(self._rows.accumulated[ids][unknown], axis=1)
+            guesses["argmin_latest"] = np.argmin(rows[unknown], axis=1)
         classes = self.known.classes
         if len(known_labels):
             guesses["direction"] = direction_labels(rows[unknown], known_rows, known_labels, classes)
@@ -230,12 +233,20 @@ class GradientInversion(Attack):
         return {"inverted_labels": self._guesses.rows(truth.y_train, "inverted_label")}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), **self._guesses.state_dict(), "batches": self._batches, "full_rank": self._full_rank}
+        return {
+            **super().state_dict(), **self._guesses.state_dict(), "batches": self._batches, "full_rank": self._full_rank,
+            "accumulated_rows": self._rows.accumulated.copy(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self._guesses.load_state_dict(state)
         self._batches, self._full_rank = int(state["batches"]), int(state["full_rank"])
+        accumulated = np.array(state.get("accumulated_rows", np.zeros((self._rows.n_samples, 0))), dtype=np.float64)
+        self._rows.accumulated = accumulated
+        if self._rows.rows.shape[1] != accumulated.shape[1]:
+            self._rows.rows = np.zeros_like(accumulated)
+            self._rows.observable = np.zeros(accumulated.shape, dtype=bool)
 
 
 #: Which metric each scorer's accuracy goes to (argmin is the headline under the sum top).
@@ -270,13 +281,17 @@ class EpochRows:
         self.n_samples = n_samples
         self.rows = np.zeros((n_samples, 0))
         self.observable = np.zeros((n_samples, 0), dtype=bool)
+        self.accumulated = np.zeros((n_samples, 0))
+        """Every sample's inverted rows summed over all epochs: noise on a row averages out, its label's sign stays."""
         self.seen = np.zeros(n_samples, dtype=bool)
 
     def keep(self, sample_ids: np.ndarray, rows: np.ndarray, observable: np.ndarray) -> None:
         if self.rows.shape[1] != rows.shape[1]:
             self.rows = np.zeros((self.n_samples, rows.shape[1]))
             self.observable = np.zeros((self.n_samples, rows.shape[1]), dtype=bool)
+            self.accumulated = np.zeros((self.n_samples, rows.shape[1]))
         self.rows[sample_ids], self.observable[sample_ids] = rows, observable
+        self.accumulated[sample_ids] += rows
         self.seen[sample_ids] = True
 
     def epoch_ids(self) -> np.ndarray:

@@ -17,6 +17,7 @@ from securevfl.attacks.base import Attack, AttackConfigBase, NoAttackConfig
 from securevfl.attacks.gradient_inversion import GradientInversion
 from securevfl.attacks.gradient_replacement import GradientReplacement
 from securevfl.attacks.key_recovery import KeyRecovery
+from securevfl.attacks.row_request import RowRequest
 from securevfl.attacks.label_inference import LabelInference
 from securevfl.attacks.metrics import MetricSpec
 
@@ -39,6 +40,7 @@ BUILT_IN: tuple[type[Attack], ...] = (
     LabelInference,
     GradientInversion,
     KeyRecovery,
+    RowRequest,
     ActivationInversion,
 )
 
