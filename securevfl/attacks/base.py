@@ -76,6 +76,12 @@ class AttackTruth:
     """The passives' true training activations (attacks with ``scores_activations``; see :mod:`.truth`)."""
 
 
+#: What a malicious passive needs to abuse the key holder: ciphertext rows of its own and a request
+#: slot in which another party's key decrypts for it (the label-private schemes' passives).
+DECRYPTION_REQUESTS = frozenset({Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS})
+NO_DECRYPTION_REQUESTS = "the attacker has no decryption request of its own to spend (no key holder decrypts for it)"
+
+
 @dataclass(frozen=True)
 class AttackSetting:
     """What an attack is prepared from: the data, who attacks, and the run's public facts."""

@@ -29,11 +29,10 @@ import numpy as np
 import tenseal.sealapi as sealapi
 from pydantic import Field
 
-from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting, AttackTruth
+from securevfl.attacks.base import DECRYPTION_REQUESTS, NO_DECRYPTION_REQUESTS, Attack, AttackConfigBase, AttackSetting, AttackTruth
 from securevfl.attacks.label_guesses import LabelGuesses
 from securevfl.attacks.metrics import MetricSpec
 from securevfl.crypto import EncryptedTensor, Keyring, Layout, kernels, ring
-from securevfl.roles import Capability
 
 if TYPE_CHECKING:
     from torch import nn
@@ -73,8 +72,8 @@ class KeyRecovery(Attack):
 
     name: ClassVar[str] = "key_recovery"
     config_type = KeyRecoveryConfig
-    requires = (frozenset({Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS}),)
-    infeasible_because = "the attacker has nothing decrypted by another party's key (no key holder answers it)"
+    requires = (DECRYPTION_REQUESTS,)
+    infeasible_because = NO_DECRYPTION_REQUESTS
     metrics = (KEY_RECOVERED, KEY_RECOVERY_LABEL_ACCURACY)
     success_metric = KEY_RECOVERY_LABEL_ACCURACY.name
 

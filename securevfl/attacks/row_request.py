@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting, AttackTruth
+from securevfl.attacks.base import DECRYPTION_REQUESTS, NO_DECRYPTION_REQUESTS, Attack, AttackConfigBase, AttackSetting, AttackTruth
 from securevfl.attacks.label_guesses import LabelGuesses
 from securevfl.attacks.metrics import MetricSpec
 from securevfl.crypto import EncryptedTensor, Layout, LayoutError, Packing
@@ -60,8 +60,8 @@ class RowRequest(Attack):
 
     name: ClassVar[str] = "row_request"
     config_type = RowRequestConfig
-    requires = (frozenset({Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS}),)
-    infeasible_because = "the attacker has no decryption request of its own to spend (nothing it holds is decrypted for it)"
+    requires = (DECRYPTION_REQUESTS,)
+    infeasible_because = NO_DECRYPTION_REQUESTS
     metrics = (ROW_REQUEST_LABEL_ACCURACY, ROW_REQUEST_COVERAGE)
     success_metric = ROW_REQUEST_LABEL_ACCURACY.name
 
