@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from securevfl.crypto import preset_names
+from securevfl.crypto import get_preset, preset_names
 
 __all__ = ["ConfigSection", "ModelConfig", "ProtectionConfig", "TrainConfig"]
 
@@ -124,4 +124,27 @@ class ProtectionConfig(ConfigSection):
     def _check_scheme(self) -> ProtectionConfig:
         if self.preset is not None and self.preset not in preset_names():
             raise ValueError(f"unknown CKKS preset {self.preset!r} (known: {', '.join(preset_names())})")
+        if self.scheme == "ckks" and self.key_holder != "receiver":
+            self._check_mask_width()
         return self
+
+    def _check_mask_width(self) -> None:
+        """Masks must hide the values (wide) and still decrypt precisely at the last level (not too wide).
+
+        A masked value ``v + R`` is within total variation ``|v| / (2w)`` of the mask alone: ``w`` at
+        least 16 times the larger public bound keeps that below 1/32 per value (the default 16384
+        against 64 gives 1/512). It must also decrypt at the last level: ``w + bound`` at most half
+        the preset's decryptable ceiling, so CKKS precision is not spent on the mask.
+        """
+        bound = max(self.activation_bound, self.gradient_bound)
+        if self.mask_half_width < 16 * bound:
+            raise ValueError(
+                f"mask_half_width = {self.mask_half_width:g} hides nothing: it must be at least 16 x the larger value "
+                f"bound ({bound:g}), since a masked value is within |v| / (2w) of the mask alone"
+            )
+        preset = get_preset(self.preset or "compute")
+        if self.mask_half_width + bound > preset.decrypt_ceiling / 2:
+            raise ValueError(
+                f"mask_half_width = {self.mask_half_width:g} loses precision: masked values up to {self.mask_half_width + bound:g} "
+                f"must stay within half the decryptable ceiling of preset {preset.name!r} ({preset.decrypt_ceiling:g})"
+            )

@@ -181,3 +181,16 @@ def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path, capsys: pytest.Ca
     bad.write_bytes(b"[train]\nepochs = 1 # \xff\xfe\n")
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "run")]) == 2
     assert "not UTF-8 text" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("width", "reason"),
+    [(100.0, "hides nothing: it must be at least 16 x the larger value bound (64)"), (1e6, "loses precision")],
+)
+def test_mask_half_width_is_validated_with_its_reason(width: float, reason: str) -> None:
+    from securevfl.config import validate_config
+    from securevfl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        validate_config({"protection": {"scheme": "ckks", "key_holder": "coordinator", "mask_half_width": width}})
+    validate_config({"protection": {"scheme": "ckks", "key_holder": "receiver", "mask_half_width": width}})  # unused there
