@@ -225,6 +225,10 @@ class Keyring:
             raise SerializationError(f"ciphertext rejected by SEAL: {exc}") from exc
         if not sealapi.is_valid_for(ciphertext, self._context) or ciphertext.size() != 2:
             raise SerializationError("ciphertext is not valid for this keyring's parameter set")
+        if not ciphertext.is_ntt_form():
+            # SEAL accepts a CKKS ciphertext flagged as coefficient form; every kernel and the
+            # decryptor would then read its polynomials in the wrong domain: silent garbage
+            raise SerializationError("ciphertext is not in NTT form, as every CKKS ciphertext must be")
         return ciphertext
 
     # ----------------------------------------------------------------- public export

@@ -1,0 +1,69 @@
+"""SEAL objects at the edge of what the library accepts (issue 14, item 7).
+
+Values that pass the library's bound check always pass SEAL's encoder: the check (``value_bound <= decrypt_ceiling``) must be at least as strict as SEAL's own "encoded
+values are too large" check, for every preset, level and slot pattern: a value the library accepts
+must never reach SEAL and fail there with SEAL's error type.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from securevfl.crypto import EncryptedTensor, Layout, PrecisionError, SecretKeyring, get_preset, preset_names
+
+KEYS = {name: SecretKeyring.generate(get_preset(name)) for name in preset_names()}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(KEYS)),
+    level_fraction=st.floats(0, 1),
+    pattern=st.sampled_from(["constant", "alternating", "random", "spike"]),
+    scale=st.floats(0.5, 1.5),
+    seed=st.integers(0, 2**16),
+)
+def test_accepted_values_always_encode(name: str, level_fraction: float, pattern: str, scale: float, seed: int) -> None:
+    keyring = KEYS[name]
+    params = keyring.params
+    levels = round(level_fraction * params.depth)
+    ceiling = params.decrypt_ceiling
+    n = 64
+    rng = np.random.default_rng(seed)
+    values = {
+        "constant": np.full(n, ceiling),
+        "alternating": ceiling * (-1.0) ** np.arange(n),
+        "random": rng.uniform(-ceiling, ceiling, n),
+        "spike": np.where(np.arange(n) == 0, ceiling, 0.0),
+    }[pattern] * scale
+    bound = float(np.max(np.abs(values)))
+    try:
+        tensor = EncryptedTensor.encrypt(keyring, values, Layout.FLAT, bound=bound, levels=levels)
+    except PrecisionError:
+        assert bound > ceiling  # refused by the library's own check, with its own error type
+        return
+    assert bound <= ceiling
+    np.testing.assert_allclose(tensor.decrypt(), values, atol=1e-6 * ceiling)
+
+
+def test_a_bound_above_the_ceiling_is_refused_before_seal() -> None:
+    keyring = KEYS["compute"]
+    with pytest.raises(PrecisionError, match="decryptable ceiling"):
+        EncryptedTensor.encrypt(keyring, np.zeros(4), Layout.FLAT, bound=keyring.params.decrypt_ceiling * 2)
+
+
+def test_a_ciphertext_flagged_out_of_ntt_form_is_refused_at_load() -> None:
+    import tenseal.sealapi as sealapi
+
+    from securevfl.crypto import SerializationError
+    from securevfl.crypto._sealio import save_to_bytes
+
+    keyring = KEYS["compute"]
+    tensor = EncryptedTensor.encrypt(keyring, np.ones(8), Layout.FLAT, bound=1.0)
+    coefficient_form = sealapi.Ciphertext()
+    keyring.evaluator.transform_from_ntt(tensor.ciphertexts[0], coefficient_form)
+    with pytest.raises(SerializationError, match="not in NTT form"):
+        keyring.load_ciphertext(save_to_bytes(coefficient_form))
+    assert keyring.load_ciphertext(save_to_bytes(tensor.ciphertexts[0])).is_ntt_form()
