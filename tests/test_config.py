@@ -13,9 +13,20 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
-def test_every_example_config_validates(path: Path) -> None:
+def test_every_example_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECUREVFL_DATA_DIR", "/data/root")  # no example names a path of anybody's machine
     config = load_config(path)
     assert config.train.epochs >= 1
+    if config.data.name == "mnist":
+        assert config.data.dir == Path("/data/root/mnist")
+
+
+def test_a_file_backed_data_set_needs_a_dir_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SECUREVFL_DATA_DIR", raising=False)
+    with pytest.raises(ConfigError, match=r"set data.dir \(--set data.dir=PATH\) or SECUREVFL_DATA_DIR to a folder holding mnist/"):
+        load_config(EXAMPLES / "mnist_plain_sum.toml")
+    monkeypatch.setenv("SECUREVFL_DATA_DIR", "/data/root")
+    assert load_config(EXAMPLES / "mnist_plain_sum.toml", ["data.dir=/elsewhere"]).data.dir == Path("/elsewhere")
 
 
 def test_overrides_parse_toml_literals_and_fall_back_to_strings() -> None:

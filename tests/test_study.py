@@ -374,9 +374,10 @@ def _agrees(committed: Any, planned: Any) -> bool:
     return bool(committed == planned)
 
 
-def test_the_attacks_defenses_study_plans_exactly_the_committed_sweeps() -> None:
+def test_the_attacks_defenses_study_plans_exactly_the_committed_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
     """examples/studies/attacks_defenses_mnist.toml replaced the sweep script behind docs/results/attacks_defenses.json:
     one planned run per committed run, with the config that run recorded, and nothing else trained."""
+    monkeypatch.setenv("SECUREVFL_DATA_DIR", "../shared/data")  # where the committed runs read MNIST from
     root = Path(__file__).resolve().parent.parent
     runs = plan_runs(load_study(root / "examples" / "studies" / "attacks_defenses_mnist.toml"))
     committed = json.loads((root / "docs" / "results" / "attacks_defenses.json").read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ counts, group names) happen in the loaders and in :func:`securevfl.data.partitio
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +53,12 @@ class SyntheticConfig(BaseModel):
         return self
 
 
+#: Environment variable naming a folder that holds every data set's folder (see :data:`DATA_FOLDERS`).
+DATA_DIR_ENV = "SECUREVFL_DATA_DIR"
+#: The folder of each file-backed data set under ``$SECUREVFL_DATA_DIR``.
+DATA_FOLDERS = {"mnist": "mnist", "nuswide": "nus-wide", "nuswide_fate": "nus-wide-fate-subset"}
+
+
 class DataConfig(BaseModel):
     """Which data set to load and how to prepare it (the ``[data]`` section)."""
 
@@ -88,9 +95,17 @@ class DataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _dir_when_needed(self) -> DataConfig:
-        if self.name in DATASETS_NEEDING_DIR and self.dir is None:
-            raise ValueError(f"data set {self.name!r} is read from files: set data.dir to the "
-                             f"directory that holds them")
+        """Files come from ``data.dir`` or, when it is unset, from ``$SECUREVFL_DATA_DIR/<folder>``.
+
+        Configs stay machine-independent: a shared example names no path of anybody's machine.
+        """
+        if self.name not in DATASETS_NEEDING_DIR or self.dir is not None:
+            return self
+        root = os.environ.get(DATA_DIR_ENV)
+        if not root:
+            raise ValueError(f"data set {self.name!r} is read from files: set data.dir (--set data.dir=PATH) or "
+                             f"{DATA_DIR_ENV} to a folder holding {DATA_FOLDERS[self.name]}/")
+        self.dir = Path(root).expanduser() / DATA_FOLDERS[self.name]
         return self
 
 
