@@ -33,6 +33,7 @@ __all__ = [
     "coefficients_to_slots",
     "decrypt_coefficients",
     "monomial_plaintext",
+    "secret_key_coefficients",
     "slot_roots",
     "slots_to_coefficients",
 ]
@@ -179,3 +180,20 @@ class NegacyclicRing:
         odd = self._cyclic(a[1::2], omega_squared)
         twiddled = odd * self._powers(omega, n // 2) % self.q
         return np.concatenate([(even + twiddled) % self.q, (even - twiddled) % self.q])
+
+
+def secret_key_coefficients(secret: Any) -> np.ndarray:
+    """The key holder's own secret key as centred coefficients, from one exact decryption it makes.
+
+    For evaluation and tests (how many coefficients did an attack get right?); it needs the
+    :class:`~securevfl.crypto.keys.SecretKeyring` and never leaves the key holder.
+    """
+    from securevfl.crypto.layout import Layout
+    from securevfl.crypto.tensor import EncryptedTensor
+
+    n = secret.params.poly_modulus_degree
+    probe = EncryptedTensor.encrypt(secret, np.zeros(secret.params.slots), Layout.FLAT, bound=1.0, levels=0).ciphertexts[0]
+    p = slots_to_coefficients(secret.decrypt_vector_complex(probe), probe.scale, n)
+    c0, c1, q = ciphertext_coefficients(secret, probe)
+    field = NegacyclicRing(n, q)
+    return field.center(field.mul(field.sub(p, c0), field.invert(c1)))

@@ -30,12 +30,7 @@ N = PUBLIC.params.poly_modulus_degree
 
 
 def true_secret_key(secret: SecretKeyring) -> np.ndarray:
-    """The key holder's own key as coefficients: from one exact decryption it makes (a test oracle)."""
-    probe = EncryptedTensor.encrypt(secret, np.zeros(secret.params.slots), Layout.FLAT, bound=1.0, levels=0).ciphertexts[0]
-    p = ring.slots_to_coefficients(secret.decrypt_vector_complex(probe), probe.scale, N)
-    c0, c1, q = ring.ciphertext_coefficients(secret, probe)
-    field = ring.NegacyclicRing(N, q)
-    return field.center(field.mul(field.sub(p, c0), field.invert(c1)))
+    return ring.secret_key_coefficients(secret)
 
 
 # ---------------------------------------------------------------------- the algebra, checked by hand
