@@ -184,7 +184,7 @@ def _study(args: argparse.Namespace, argv: list[str]) -> int:
         log=log,
     )
     print(summary)
-    return 0
+    return summary.exit_code
 
 
 def _summary(result: dict[str, object]) -> str:

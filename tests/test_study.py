@@ -146,8 +146,10 @@ def _write_fate_sample(directory: Path, rows: int = 60) -> None:
     (directory / "nus_wide_train_host.csv").write_text("\n".join(host) + "\n", encoding="utf-8")
 
 
-def test_retry_failed_reruns_a_failed_run_once_its_cause_is_gone(tmp_path: Path) -> None:
-    """The failure is outside the config (its data directory was missing), as when a retry makes sense."""
+def test_missing_data_is_one_line_before_any_worker_and_a_failed_run_exits_3_until_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The data is checked once before training; a run that failed earlier is a kept outcome until retried."""
     data = tmp_path / "fate"
     study = _write(
         tmp_path,
@@ -158,14 +160,17 @@ def test_retry_failed_reruns_a_failed_run_once_its_cause_is_gone(tmp_path: Path)
     (run,) = plan_runs(load_study(study))
     command = ["study", "--config", str(study), "--out", str(out), "--quiet"]
 
-    assert main(command) == 0
-    failed = run_dir(out, run) / FAILED_NAME
-    assert "does not exist" in json.loads(failed.read_text())["error"]
-    assert not (run_dir(out, run) / RESULT_NAME).exists()
+    assert main(command) == 2  # before any worker: nothing trained, nothing recorded
+    err = capsys.readouterr().err
+    assert "its data cannot be loaded" in err and "does not exist" in err
+    assert not run_dir(out, run).exists()
 
     _write_fate_sample(data)
+    failed = run_dir(out, run) / FAILED_NAME  # as an earlier invocation records a run that stopped
+    failed.parent.mkdir(parents=True)
+    failed.write_text(json.dumps({"error": "a message left CKKS's precise range", "type": "TrainingDiverged", "config": run.config}))
     recorded = failed.read_text()
-    assert main(command) == 0  # without --retry-failed a failure is a kept outcome: not trained again
+    assert main(command) == 3  # without --retry-failed a failure is a kept outcome: not trained again
     assert failed.read_text() == recorded and not (run_dir(out, run) / RESULT_NAME).exists()
 
     assert main([*command, "--retry-failed"]) == 0

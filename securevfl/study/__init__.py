@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.files import atomic_write_text
 from securevfl.study.report import write_report
 from securevfl.study.runner import run_study
@@ -23,7 +24,7 @@ from securevfl.study.spec import PlannedRun, StudySpec, load_study, plan_runs
 from securevfl.study.status import RunStatus
 from securevfl.study.table import collect_rows, write_table
 
-__all__ = ["PlannedRun", "StudySpec", "load_study", "plan_runs", "run_and_report", "run_study"]
+__all__ = ["PlannedRun", "StudySpec", "StudySummary", "load_study", "plan_runs", "run_and_report", "run_study"]
 
 
 def training_order(spec: StudySpec, runs: list[PlannedRun]) -> list[PlannedRun]:
@@ -43,7 +44,7 @@ def run_and_report(
     show_progress: bool = True,
     command: str = "securevfl study",
     log: Callable[[str], None] = print,
-) -> str:
+) -> StudySummary:
     """Train what is missing (unless ``train`` is false), then write table and report; return a summary."""
     spec = load_study(study_path, overrides)
     runs = plan_runs(spec)
@@ -53,6 +54,7 @@ def run_and_report(
     plan = [{"run_id": r.run_id, "grid": r.grid, "cell": r.cell, "seed": r.seed, "levels": r.levels, "refused": r.refused} for r in runs]
     atomic_write_text(out / "plan.json", json.dumps(plan, indent=1) + "\n")
     if train:
+        check_data(runs)
         outcomes = run_study(
             training_order(spec, runs),
             out,
@@ -73,4 +75,50 @@ def run_and_report(
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    return f"study {spec.name}: {len(rows)} runs ({shown})\ntable: {csv_path}, {json_path}\nreport: {report_path}"
+    return StudySummary(
+        f"study {spec.name}: {len(rows)} runs ({shown})\ntable: {csv_path}, {json_path}\nreport: {report_path}", counts
+    )
+
+
+class StudySummary(str):
+    """The summary line of a study, with how many runs ended in each status (for the exit code)."""
+
+    counts: dict[str, int]
+
+    def __new__(cls, text: str, counts: dict[str, int]) -> StudySummary:
+        summary = super().__new__(cls, text)
+        summary.counts = dict(counts)
+        return summary
+
+    @property
+    def exit_code(self) -> int:
+        """0: every run trained (or was refused/skipped by design); 1: a run crashed (a bug); 3: a run stopped."""
+        if self.counts.get(RunStatus.CRASHED, 0):
+            return 1
+        if self.counts.get(RunStatus.FAILED, 0):
+            return 3
+        return 0
+
+
+def check_data(runs: list[PlannedRun]) -> None:
+    """Load every distinct data set the runs need once, before any worker starts.
+
+    A missing or corrupt data folder is one ``ConfigError`` line now, not one failed run per cell
+    after the workers have started.
+    """
+    from securevfl.data import load_dataset
+    from securevfl.data.config import DataConfig
+
+    seen: set[str] = set()
+    for run in runs:
+        if run.refused is not None or "data" not in run.config:
+            continue
+        data = DataConfig.model_validate(run.config["data"])
+        key = data.model_dump_json()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_dataset(data)
+        except SecureVFLError as exc:
+            raise ConfigError(f"study run {run.run_id}: its data cannot be loaded: {exc}") from None
