@@ -82,6 +82,12 @@ class TrainConfig(ConfigSection):
     progress: bool = True
     checkpoint: bool = True
     threads: int = Field(default=1, ge=1, description="torch intra-op threads per process")
+    max_loss: float | None = Field(
+        default=None, gt=0, description="stop as diverged when an epoch's training loss exceeds this (default 10 x ln(classes))"
+    )
+    collapse_epochs: int = Field(
+        default=3, ge=1, description="a run no more than 5 points above chance accuracy for this many last epochs is 'collapsed'"
+    )
 
 
 class ProtectionConfig(ConfigSection):

@@ -30,6 +30,7 @@ from securevfl.protocols.errors import PayloadRangeError
 from securevfl.protocols.phases import CostGroup, cost_summary
 from securevfl.provenance import provenance
 from securevfl.derivable import derivable
+from securevfl.divergence import check_loss, loss_bound, outcome
 from securevfl.seeding import epoch_batches
 from securevfl.version import __version__
 
@@ -108,8 +109,10 @@ def run_training(
     train_cfg = config.train
     n_train = len(dataset.y_train)
     steps_per_epoch = -(-n_train // train_cfg.batch_size)
+    bound = loss_bound(train_cfg.max_loss, dataset.num_classes)
     for epoch in range(first_epoch, train_cfg.epochs + 1):
         record = _train_epoch(federation, config, epoch, steps_per_epoch, n_train, len(dataset.y_test))
+        check_loss(record.loss, bound, epoch)  # every scheme: the same definition of diverged
         history.append(record.history_entry())
         epoch_seconds.append(round(record.seconds, 4))
         if out_dir is not None and train_cfg.checkpoint:
@@ -251,6 +254,7 @@ def _result_record(
         "attack": attack,
         "defenses": [defense.model_dump(mode="json") for defense in config.defense],
         "epochs_completed": len(history),
+        **outcome(history, dataset.y_test, config.train.collapse_epochs),
         "history": history,
         "bytes_sent": traffic["bytes_by_kind"],
         "messages_sent": traffic["messages_by_kind"],

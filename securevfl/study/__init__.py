@@ -95,7 +95,7 @@ class StudySummary(str):
         """0: every run trained (or was refused/skipped by design); 1: a run crashed (a bug); 3: a run stopped."""
         if self.counts.get(RunStatus.CRASHED, 0):
             return 1
-        if self.counts.get(RunStatus.FAILED, 0):
+        if self.counts.get(RunStatus.FAILED, 0) or self.counts.get(RunStatus.DIVERGED, 0):
             return 3
         return 0
 

@@ -188,11 +188,11 @@ def _cost_section(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _stopped_section(rows: list[dict[str, Any]]) -> list[str]:
-    stopped = [row for row in rows if row["status"] in (RunStatus.FAILED, RunStatus.REFUSED)]
+    stopped = [row for row in rows if row["status"] in (RunStatus.FAILED, RunStatus.DIVERGED, RunStatus.COLLAPSED, RunStatus.REFUSED)]
     pending = [row for row in rows if row["status"] == RunStatus.PENDING]
     if not stopped and not pending:
         return []
-    lines = ["## Runs without a result", ""]
+    lines = ["## Runs without a result (stopped, collapsed, refused or pending)", ""]
     if pending:
         lines += [f"{len(pending)} run(s) not trained yet: rerun the command to continue.", ""]
     if stopped:

@@ -15,7 +15,13 @@ class RunStatus(StrEnum):
     OK = "ok"
     """Trained to the last epoch; ``result.json`` exists."""
     FAILED = "failed"
-    """Stopped on a user-level outcome (diverged, left CKKS's range, missing data): ``failed.json``."""
+    """Stopped on a user-level error other than divergence (e.g. missing data): ``failed.json``."""
+    DIVERGED = "diverged"
+    """Stopped diverged (non-finite, loss above ``train.max_loss``, left CKKS's range): ``failed.json``.
+
+    An outcome of the setting, reported per seed as such (see :mod:`securevfl.divergence`)."""
+    COLLAPSED = "collapsed"
+    """Trained to the end at chance accuracy: its attack numbers are not successes (``result.json``)."""
     CRASHED = "crashed"
     """Stopped on a bug (a traceback); rerun after the fix."""
     REFUSED = "refused"

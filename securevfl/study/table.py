@@ -130,13 +130,17 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
                 row.update(_config_columns(run.config))
         elif (directory / RESULT_NAME).is_file():
             result = json.loads((directory / RESULT_NAME).read_text(encoding="utf-8"))
-            row.update(status=RunStatus.OK, reason=result.get("attack_infeasible_reason") or "")
+            if result.get("outcome") == "collapsed":
+                row.update(status=RunStatus.COLLAPSED, reason=result.get("outcome_reason", ""))
+            else:
+                row.update(status=RunStatus.OK, reason=result.get("attack_infeasible_reason") or "")
             row.update(_config_columns(result["config"]))
             row.update(_result_columns(result))
             histories[run.run_id] = result.get("history", [])
         elif (directory / FAILED_NAME).is_file():
             failure = json.loads((directory / FAILED_NAME).read_text(encoding="utf-8"))
-            row.update(status=RunStatus.FAILED, reason=failure["error"])
+            diverged = failure.get("type") == "TrainingDiverged"
+            row.update(status=RunStatus.DIVERGED if diverged else RunStatus.FAILED, reason=failure["error"])
             row.update(_config_columns(failure["config"]))
         else:
             row.update(status=RunStatus.PENDING, reason="")

@@ -1,0 +1,78 @@
+"""Diverged and collapsed, defined once and applied to every scheme (issue 14, item 9)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import random_dataset
+from securevfl.config import load_config, validate_config
+from securevfl.divergence import chance_accuracy, check_loss, loss_bound, outcome
+from securevfl.errors import TrainingDiverged
+from securevfl.study.status import RunStatus
+from securevfl.training import run_training
+
+DATA = random_dataset(n_train=48, n_test=20, n_features=8, num_classes=4, seed=1)
+
+
+def test_the_rules_by_hand() -> None:
+    assert loss_bound(None, 10) == pytest.approx(10 * math.log(10))
+    assert loss_bound(3.0, 10) == 3.0
+    check_loss(2.3, 23.0, 1)
+    for bad in (23.1, float("nan"), float("inf")):
+        with pytest.raises(TrainingDiverged, match="training diverged at epoch 4"):
+            check_loss(bad, 23.0, 4)
+    labels = np.array([0, 0, 0, 1, 2])
+    assert chance_accuracy(labels) == pytest.approx(0.6)
+    at_chance = [{"main_accuracy": a} for a in (0.9, 0.62, 0.2, 0.6)]  # below chance is no better
+    assert outcome(at_chance, labels, 3)["outcome"] == "collapsed"
+    assert outcome(at_chance, labels, 4)["outcome"] == "ok"  # the first epoch was far from chance
+    assert outcome(at_chance[:2], labels, 3)["outcome"] == "ok"  # too few epochs to tell
+
+
+def _run(protection: dict, **train: object) -> dict:
+    raw = {
+        "parties": {"passive": 2, "split": "even"}, "model": {"top": "sum", "bottom_hidden": [4]},
+        "train": {"epochs": 3, "batch_size": 8, "progress": False, **train}, "protection": protection,
+    }
+    return run_training(validate_config(raw), dataset=DATA)
+
+
+@pytest.mark.parametrize("protection", [{"scheme": "plain"}, {"scheme": "ckks", "key_holder": "receiver"}])
+def test_a_run_above_the_loss_bound_stops_as_diverged_in_every_scheme(protection: dict) -> None:
+    with pytest.raises(TrainingDiverged, match="training diverged at epoch 1: loss .* above the bound 0.01"):
+        _run(protection, max_loss=0.01)
+
+
+def test_a_run_at_chance_is_collapsed_and_the_study_says_so(tmp_path: Path) -> None:
+    result = _run({"scheme": "plain"}, lr=1e-9, collapse_epochs=2)  # it cannot learn anything
+    assert result["outcome"] == "collapsed" and "above chance" in result["outcome_reason"]
+    digits = Path(__file__).resolve().parents[1] / "examples" / "digits_plain.toml"
+    healthy = run_training(load_config(digits, ["train.epochs=3", "train.progress=false"]))
+    assert healthy["main_accuracy"] > 0.5 and healthy["outcome"] == "ok" and healthy["outcome_reason"] == ""
+    assert RunStatus("collapsed") is RunStatus.COLLAPSED and RunStatus("diverged") is RunStatus.DIVERGED
+    json.dumps(result)  # the record stays JSON
+
+
+def test_the_study_table_gives_diverged_and_collapsed_their_own_status(tmp_path: Path) -> None:
+    from securevfl.study import load_study, plan_runs
+    from securevfl.study.runner import FAILED_NAME, RESULT_NAME, run_dir
+    from securevfl.study.table import collect_rows
+
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "s"\nseeds = [0, 1]\n[study.set]\n"train.epochs" = 3\n[[grid]]\nname = "g"\n', encoding="utf-8")
+    first, second = plan_runs(load_study(study))
+    out = tmp_path / "out"
+    result = _run({"scheme": "plain"}, lr=1e-9, collapse_epochs=2) | {"config": first.config}
+    run_dir(out, first).mkdir(parents=True)
+    (run_dir(out, first) / RESULT_NAME).write_text(json.dumps(result), encoding="utf-8")
+    run_dir(out, second).mkdir(parents=True)
+    failure = {"error": "training diverged at epoch 2: loss 7574 is above the bound 23", "type": "TrainingDiverged", "config": second.config}
+    (run_dir(out, second) / FAILED_NAME).write_text(json.dumps(failure), encoding="utf-8")
+    rows, _ = collect_rows([first, second], out)
+    assert [row["status"] for row in rows] == [RunStatus.COLLAPSED, RunStatus.DIVERGED]
+    assert "above chance" in rows[0]["reason"] and "diverged" in rows[1]["reason"]
