@@ -31,6 +31,7 @@ from securevfl.protocols.phases import CostGroup, cost_summary
 from securevfl.provenance import provenance
 from securevfl.derivable import derivable
 from securevfl.divergence import check_loss, loss_bound, outcome
+from securevfl.promises import promises
 from securevfl.seeding import epoch_batches
 from securevfl.version import __version__
 
@@ -268,6 +269,7 @@ def _result_record(
             "block_columns": [int(len(block)) for block in blocks],
         },
         "visibility": {party: log.to_rows() for party, log in federation.audits().items()},
+        "promises": promises(config),
         "derivable": derivable(federation, config.train.batch_size, config.train.seed, sum_top=config.model.top == "sum"),
         "provenance": provenance(),
         "config": config.resolved(),

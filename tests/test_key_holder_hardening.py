@@ -250,3 +250,23 @@ def test_a_malicious_passive_reads_labels_through_an_expected_request_even_when_
     last = run_training(validate_config(raw), dataset=data)["history"][-1]
     assert last["row_request_coverage"] == 7 / 8  # the last layer's request has 6 + 1 columns: 7 of each batch of 8
     assert last["row_request_label_accuracy"] >= 0.95  # chance is 1/4
+
+
+def test_every_result_says_what_its_configuration_promises() -> None:
+    data = random_dataset(n_train=16, n_test=8, n_features=6, num_classes=3, seed=0)
+
+    def promised(protection: dict) -> dict[tuple[str, str], dict]:
+        raw = {"parties": {"passive": 2}, "model": {"top": "sum"}, "train": {"epochs": 1, "batch_size": 8, "progress": False},
+               "protection": protection}
+        rows = run_training(validate_config(raw), dataset=data)["promises"]
+        return {(row["asset"], row["adversary"]): row for row in rows}
+
+    default = promised({"scheme": "ckks", "key_holder": "coordinator"})
+    labels = default[("labels", "semi-honest passive")]
+    assert labels["holds"] is False and labels["why"].startswith("NOT label-private") and labels["attack"] == "gradient_inversion"
+    assert default[("the key holder's secret key", "malicious passive")]["holds"] is True
+    assert default[("labels", "malicious passive")]["holds"] is False
+    unflooded = promised({"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": 0})
+    assert unflooded[("the key holder's secret key", "malicious passive")]["holds"] is False
+    assert promised({"scheme": "ckks", "key_holder": "active"})[("activations", "semi-honest active")]["holds"] is False
+    assert promised({"scheme": "plain"})[("labels", "semi-honest passive")]["holds"] is False

@@ -1,0 +1,80 @@
+"""What a run's configuration promises, against whom — written into every result record.
+
+docs/threat-model.md is the reasoning; this is the same table evaluated for one configuration,
+so a result can never be read as more private than it is. Each promise names the asset, the
+adversary, whether it holds in this configuration, and the attack in the project that tests it
+(``holds`` is ``False`` where that attack succeeds, ``True`` where it fails, ``None`` where the
+project has no attack that settles it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from securevfl.config import RunConfig
+
+__all__ = ["Promise", "promises"]
+
+
+@dataclass(frozen=True)
+class Promise:
+    asset: str
+    adversary: str
+    holds: bool | None
+    attack: str
+    why: str
+
+
+def _label_dp(config: RunConfig) -> bool:
+    """A label-DP defense whose epsilon is claimed (sum top, no active feature block: see docs/defenses.md)."""
+    present = any(getattr(defense, "kind", "") == "label_dp" for defense in config.defense)
+    return present and config.model.top == "sum" and not config.parties.active_block
+
+
+def promises(config: RunConfig) -> list[dict[str, Any]]:
+    """The promises of ``config``'s scheme and hardening, as JSON-ready rows."""
+    scheme = config.scheme
+    protection = config.protection
+    out: list[Promise] = []
+    if not scheme.label_private:
+        out.append(Promise("labels", "semi-honest passive", False, "label_inference",
+                           "the passive receives its per-sample gradient rows"))
+        out.append(Promise("activations", "semi-honest active", False, "activation_inversion",
+                           "the active party holds each passive's activation rows"))
+        return [asdict(p) for p in out]
+    sealed = getattr(protection, "passive_layer", "open") == "sealed"
+    flooded = protection.flooding_bits > 0
+    if sealed:
+        out.append(Promise("labels", "semi-honest passive", True, "gradient_inversion",
+                           "sealed source layer: the passive decrypts nothing (the attack is infeasible)"))
+    elif _label_dp(config):
+        out.append(Promise("labels", "semi-honest passive", True, "gradient_inversion",
+                           "label-DP noise on the gradient rows: the bound is the run's 'privacy' record (epsilon, delta)"))
+    else:
+        out.append(Promise("labels", "semi-honest passive", False, "gradient_inversion",
+                           "NOT label-private: the passive derives its gradient rows from the batch-summed gradients it "
+                           "learns (see 'derivable'); harden with a label_dp defense or protection.passive_layer = 'sealed'"))
+    out.append(Promise("labels", "malicious passive", True if sealed else False, "row_request",
+                       "sealed: no decryption slot to spend" if sealed
+                       else "a request of an expected shape may hold the passive's own encrypted gradient rows"))
+    out.append(Promise("the key holder's secret key", "malicious passive", flooded, "key_recovery",
+                       "every decryption that leaves the key holder is flooded" if flooded
+                       else "unflooded decryptions: two requests give the key away (protection.flooding_bits = 0)"))
+    if protection.key_holder == "active":
+        out.append(Promise("activations", "semi-honest active", False, "none needed",
+                           "the active party holds the key for every Enc(H_k) it receives"))
+    elif config.model.top == "trainable":
+        out.append(Promise("activations", "semi-honest active", False, "activation_inversion",
+                           "H_k follows from H_k^T delta when delta has full row rank (small batches)"))
+    else:
+        many = config.parties.passive + int(config.parties.active_block) >= 2
+        out.append(Promise("activations", "semi-honest active", True if many else False, "activation_inversion",
+                           "the active party decrypts only the sum of the activations" if many
+                           else "with one passive party the sum is its activations"))
+    if protection.key_holder == "coordinator":
+        out.append(Promise("values sent to the key holder", "curious coordinator", True,
+                           "none: a statistical test (tests/test_blind_schemes.py)",
+                           "it decrypts only values under uniform masks of half-width protection.mask_half_width"))
+    return [asdict(p) for p in out]
