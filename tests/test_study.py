@@ -434,3 +434,19 @@ name = "probe"
         unregister_attack("test_rows_seen")
     with pytest.raises(ConfigError, match="study plugin 'no_such_module_xyz' cannot be imported"):
         load_study(_write(tmp_path, '[study]\nname = "x"\nplugins = ["no_such_module_xyz"]\n[[grid]]\nname = "g"\n', "bad.toml"))
+
+
+def test_a_torn_run_record_is_named_moved_aside_and_trained_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = _write(tmp_path, '[study]\nname = "torn"\n[study.set]\n"train.epochs" = 1\n"data.train_limit" = 64\n"data.test_limit" = 32\n[[grid]]\nname = "g"\n')
+    out = tmp_path / "out"
+    (run,) = plan_runs(load_study(study))
+    command = ["study", "--config", str(study), "--out", str(out), "--quiet"]
+    assert main(command) == 0
+    result = run_dir(out, run) / RESULT_NAME
+    whole = result.read_text()
+    result.write_text(whole[: len(whole) // 2])  # torn, as by a crash outside our atomic writes
+    capsys.readouterr()
+    assert main(command) == 0
+    assert f"{result} is torn or unreadable: moved aside" in capsys.readouterr().err
+    assert json.loads(result.read_text())["epochs_completed"] == 1
+    assert (result.parent / (RESULT_NAME + ".unreadable")).read_text() == whole[: len(whole) // 2]

@@ -70,15 +70,32 @@ def _check_same_config(path: Path, run: PlannedRun) -> None:
         )
 
 
-def finished(out: Path, run: PlannedRun) -> bool:
-    """True when the run has a result (or a recorded failure) for exactly this config."""
+def finished(out: Path, run: PlannedRun, log: Callable[[str], None] | None = None) -> bool:
+    """True when the run has a result (or a recorded failure) for exactly this config.
+
+    A record that cannot be read (torn by a crash of another tool, truncated, not UTF-8) is moved
+    aside as ``<name>.unreadable`` and named, and the run trains again: it is not a result.
+    """
     directory = run_dir(out, run)
     for name in (RESULT_NAME, FAILED_NAME):
         path = directory / name
         if path.is_file():
+            if readable_record(path) is None:
+                path.replace(path.with_name(path.name + ".unreadable"))
+                (log or print)(f"{path} is torn or unreadable: moved aside, {run.run_id} trains again")
+                return False
             _check_same_config(path, run)
             return True
     return False
+
+
+def readable_record(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None if it is torn, truncated or not JSON."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and "config" in record else None
 
 
 def reset_failed(out: Path, run: PlannedRun) -> bool:
@@ -91,7 +108,7 @@ def reset_failed(out: Path, run: PlannedRun) -> bool:
     """
     directory = run_dir(out, run)
     failed = directory / FAILED_NAME
-    if not failed.is_file():
+    if not failed.is_file() or readable_record(failed) is None:  # an unreadable one is moved aside by `finished`
         return False
     _check_same_config(failed, run)
     failed.unlink()
@@ -171,7 +188,7 @@ def run_study(
             continue
         if retry_failed:
             reset += reset_failed(out, run)
-        if finished(out, run):
+        if finished(out, run, log):
             outcomes[run.run_id] = RunOutcome(run.run_id, RunStatus.SKIPPED, 0.0, "finished earlier")
             continue
         pending.append(run)

@@ -23,7 +23,7 @@ from securevfl.config import ProtectionConfig
 from securevfl.defenses.registry import parse_defense_config
 from securevfl.files import atomic_write_text
 from securevfl.schemes import Scheme, scheme_for
-from securevfl.study.runner import FAILED_NAME, RESULT_NAME, run_dir
+from securevfl.study.runner import FAILED_NAME, RESULT_NAME, readable_record, run_dir
 from securevfl.study.spec import PlannedRun
 from securevfl.study.status import RunStatus
 
@@ -128,8 +128,7 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
             row.update(status=RunStatus.REFUSED, reason=run.refused)
             if run.config:
                 row.update(_config_columns(run.config))
-        elif (directory / RESULT_NAME).is_file():
-            result = json.loads((directory / RESULT_NAME).read_text(encoding="utf-8"))
+        elif (directory / RESULT_NAME).is_file() and (result := readable_record(directory / RESULT_NAME)) is not None:
             if result.get("outcome") == "collapsed":
                 row.update(status=RunStatus.COLLAPSED, reason=result.get("outcome_reason", ""))
             else:
@@ -137,8 +136,7 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
             row.update(_config_columns(result["config"]))
             row.update(_result_columns(result))
             histories[run.run_id] = result.get("history", [])
-        elif (directory / FAILED_NAME).is_file():
-            failure = json.loads((directory / FAILED_NAME).read_text(encoding="utf-8"))
+        elif (directory / FAILED_NAME).is_file() and (failure := readable_record(directory / FAILED_NAME)) is not None:
             diverged = failure.get("type") == "TrainingDiverged"
             row.update(status=RunStatus.DIVERGED if diverged else RunStatus.FAILED, reason=failure["error"])
             row.update(_config_columns(failure["config"]))

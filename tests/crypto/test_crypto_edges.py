@@ -67,3 +67,38 @@ def test_a_ciphertext_flagged_out_of_ntt_form_is_refused_at_load() -> None:
     with pytest.raises(SerializationError, match="not in NTT form"):
         keyring.load_ciphertext(save_to_bytes(coefficient_form))
     assert keyring.load_ciphertext(save_to_bytes(tensor.ciphertexts[0])).is_ntt_form()
+
+
+def test_two_thousand_mutated_ciphertexts_raise_only_the_crypto_layers_errors() -> None:
+    """Flips, cuts and splices of encrypted-tensor bytes, with the digest recomputed half the time so
+    SEAL's loader and the header checks see the damage: only ``CryptoError`` subclasses escape."""
+    from securevfl.crypto import CryptoError
+    from securevfl.crypto.wire import _DIGEST_BYTES, _digest
+
+    keyring = KEYS["transport"]
+    rng = np.random.default_rng(2026)
+    seeds = [
+        EncryptedTensor.encrypt(keyring, rng.normal(size=(4, 3)), Layout.ROWS, bound=8.0).to_bytes(),
+        EncryptedTensor.encrypt(keyring, rng.normal(size=20), Layout.FLAT, bound=8.0).to_bytes(),
+    ]
+    outcomes = {"loaded": 0, "refused": 0}
+    for trial in range(2000):
+        data = bytearray(seeds[trial % 2])
+        for _ in range(int(rng.integers(1, 4))):
+            action = rng.integers(0, 3)
+            position = int(rng.integers(0, len(data)))
+            if action == 0:
+                data[position] ^= 1 << int(rng.integers(0, 8))
+            elif action == 1:
+                data = data[: max(1, position)]
+            else:
+                data[position:position] = rng.integers(0, 256, size=int(rng.integers(1, 9))).astype(np.uint8).tobytes()
+        if trial % 2 and len(data) > _DIGEST_BYTES:
+            body = bytes(data[:-_DIGEST_BYTES])
+            data = bytearray(body + _digest(body))
+        try:
+            EncryptedTensor.from_bytes(keyring, bytes(data))
+            outcomes["loaded"] += 1
+        except CryptoError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 1500, outcomes
