@@ -51,8 +51,8 @@ from securevfl.defenses.label_dp import DEFAULT_DELTA  # noqa: E402
 from securevfl.files import atomic_write, atomic_write_text  # noqa: E402
 from securevfl.training import run_training  # noqa: E402
 
-NOISE_MULTIPLIERS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-CKKS_NOISE_MULTIPLIERS = (0.0, 1.0)
+NOISE_MULTIPLIERS = (0.0, 0.03, 0.1, 0.3, 0.5, 1.0, 2.0, 3.0, 10.0)
+CKKS_NOISE_MULTIPLIERS = (0.0, 0.3, 1.0)
 SCHEMES: dict[str, dict[str, Any]] = {
     "plain": {"scheme": "plain"},
     "ckks/active": {"scheme": "ckks", "key_holder": "active", "preset": "compute", "flooding_bits": 0},
