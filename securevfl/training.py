@@ -22,6 +22,7 @@ from securevfl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoi
 from securevfl.config import RunConfig, comparable_config
 from securevfl.crypto import PrecisionError
 from securevfl.data import VFLDataset, load_dataset, partition_columns
+from securevfl.defenses.accounting import label_dp_record
 from securevfl.errors import ConfigError, SecureVFLError, TrainingDiverged
 from securevfl.federation import Federation, build_federation
 from securevfl.files import atomic_write_text
@@ -254,6 +255,9 @@ def _result_record(
         "attack_infeasible_reason": attack.get("infeasible_reason"),
         "attack": attack,
         "defenses": [defense.model_dump(mode="json") for defense in config.defense],
+        # epsilon per completed epoch of a label_dp defense (null without one); kept out of
+        # ``history``, whose extra keys the public API reads as attack metrics (floats)
+        "privacy": label_dp_record(config, len(history)),
         "epochs_completed": len(history),
         **outcome(history, dataset.y_test, config.train.collapse_epochs),
         "history": history,

@@ -1,4 +1,4 @@
-"""Defenses: transforms applied to the messages between parties (noise, sparsification, clipping).
+"""Defenses: transforms applied to the messages between parties (noise, sparsification, clipping, label-DP).
 
 Each defense is configured by one ``[defense]`` table whose ``kind`` selects it, declares where
 in the message pipeline it can run (:class:`Placement`), and refuses an impossible placement
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from securevfl.defenses.base import Defense, DefenseConfigBase, MessageContext, Placement, PlacementError
 from securevfl.defenses.clipping import NormClipping, NormClippingConfig
+from securevfl.defenses.label_dp import LabelDP, LabelDPConfig
 from securevfl.defenses.noise import AdditiveNoise, GaussianNoise, GaussianNoiseConfig, LaplaceNoise, LaplaceNoiseConfig
 from securevfl.defenses.registry import (
     DEFENSES,
@@ -39,6 +40,8 @@ __all__ = [
     "DefenseConfigBase",
     "GaussianNoise",
     "GaussianNoiseConfig",
+    "LabelDP",
+    "LabelDPConfig",
     "LaplaceNoise",
     "LaplaceNoiseConfig",
     "MessageContext",

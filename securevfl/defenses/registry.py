@@ -25,6 +25,7 @@ from pydantic import Field, TypeAdapter
 
 from securevfl.defenses.base import Defense, DefenseConfigBase
 from securevfl.defenses.clipping import NormClipping
+from securevfl.defenses.label_dp import LabelDP
 from securevfl.defenses.noise import GaussianNoise, LaplaceNoise
 from securevfl.defenses.sparsification import Sparsification
 
@@ -44,6 +45,7 @@ BUILT_IN: tuple[type[Defense], ...] = (
     LaplaceNoise,
     Sparsification,
     NormClipping,
+    LabelDP,
 )
 """Every defense of the package, one line each, in the order they are documented."""
 

@@ -20,6 +20,7 @@ from typing import Any
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.attacks.registry import attack_table_columns
 from securevfl.config import ProtectionConfig
+from securevfl.defenses.accounting import PRIVACY_COLUMNS, privacy_columns
 from securevfl.defenses.registry import parse_defense_config
 from securevfl.files import atomic_write_text
 from securevfl.schemes import Scheme, scheme_for
@@ -51,7 +52,7 @@ def base_columns() -> list[str]:
     return [
         "run_id", "grid", "cell", "seed", "status", "reason",
         "scheme_label", "scheme", "key_holder", "preset", "top", "attack", *attack_table_columns(), "defenses",
-        "epochs", *_metric_columns(), "attack_feasible", "attack_infeasible_reason",
+        "epochs", *_metric_columns(), "attack_feasible", "attack_infeasible_reason", *PRIVACY_COLUMNS,
         "mean_epoch_seconds", "train_seconds", "bytes_total", "bytes_per_epoch", "messages_total",
     ]
 
@@ -107,6 +108,7 @@ def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
         **metrics,
         "attack_feasible": result.get("attack_feasible"),
         "attack_infeasible_reason": result.get("attack_infeasible_reason"),
+        **privacy_columns(result.get("privacy")),
         "mean_epoch_seconds": timing.get("mean_epoch_seconds"),
         "train_seconds": round(sum(timing.get("epoch_seconds", [])), 3),
         "bytes_total": total_bytes,

@@ -101,7 +101,7 @@ def test_configs_are_immutable() -> None:
 
 
 def test_registry_matches_config_kinds() -> None:
-    assert set(DEFENSES) == {"gaussian_noise", "laplace_noise", "sparsification", "norm_clipping"}
+    assert set(DEFENSES) == {"gaussian_noise", "laplace_noise", "sparsification", "norm_clipping", "label_dp"}
     with pytest.raises(KeyError, match="known: gaussian_noise"):
         defense_class("dropout")
 

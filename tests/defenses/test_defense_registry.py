@@ -120,7 +120,7 @@ def test_the_cycle_check_sees_lazy_imports() -> None:
 # ---------------------------------------------------------------------- the registry and the union
 def test_registry_is_the_built_in_list() -> None:
     assert tuple(DEFENSES.values()) == BUILT_IN
-    assert list(DEFENSES) == ["gaussian_noise", "laplace_noise", "sparsification", "norm_clipping"]
+    assert list(DEFENSES) == ["gaussian_noise", "laplace_noise", "sparsification", "norm_clipping", "label_dp"]
 
 
 @pytest.mark.parametrize("cls", BUILT_IN, ids=lambda cls: cls.name)
@@ -138,7 +138,7 @@ def test_the_union_accepts_exactly_the_registered_kinds() -> None:
     assert set(typing.get_args(union)) == {cls.config_type for cls in BUILT_IN}
     mapping = TypeAdapter(DefenseConfig).json_schema()["discriminator"]["mapping"]
     assert set(mapping) == set(DEFENSES)
-    with pytest.raises(ValidationError, match="'gaussian_noise', 'laplace_noise', 'sparsification', 'norm_clipping'"):
+    with pytest.raises(ValidationError, match="'gaussian_noise', 'laplace_noise', 'sparsification', 'norm_clipping', 'label_dp'"):
         parse_defense_config({"kind": "dropout", "rate": 0.5})
 
 
