@@ -28,9 +28,11 @@ class Promise:
 
 
 def _label_dp(config: RunConfig) -> bool:
-    """A label-DP defense whose epsilon is claimed (sum top, no active feature block: see docs/defenses.md)."""
+    """A label-DP defense whose epsilon the accountant claims (its conditions: docs/defenses.md)."""
+    from securevfl.defenses.accounting import claim_refusals
+
     present = any(getattr(defense, "kind", "") == "label_dp" for defense in config.defense)
-    return present and config.model.top == "sum" and not config.parties.active_block
+    return present and not claim_refusals(config)
 
 
 def promises(config: RunConfig) -> list[dict[str, Any]]:
@@ -39,26 +41,34 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
     protection = config.protection
     out: list[Promise] = []
     if not scheme.label_private:
-        out.append(Promise("labels", "semi-honest passive", False, "label_inference",
-                           "the passive receives its per-sample gradient rows"))
+        if _label_dp(config):
+            out.append(Promise("labels", "semi-honest passive", True, "label_inference",
+                               "it receives label-DP noisy gradient rows: the bound is the run's 'privacy' record"))
+        else:
+            out.append(Promise("labels", "semi-honest passive", False, "label_inference",
+                               "the passive receives its per-sample gradient rows"))
         out.append(Promise("activations", "semi-honest active", False, "activation_inversion",
                            "the active party holds each passive's activation rows"))
         return [asdict(p) for p in out]
     sealed = getattr(protection, "passive_layer", "open") == "sealed"
     flooded = protection.flooding_bits > 0
+    dp = _label_dp(config)
     if sealed:
         out.append(Promise("labels", "semi-honest passive", True, "gradient_inversion",
                            "sealed source layer: the passive decrypts nothing (the attack is infeasible)"))
-    elif _label_dp(config):
+    elif dp:
         out.append(Promise("labels", "semi-honest passive", True, "gradient_inversion",
                            "label-DP noise on the gradient rows: the bound is the run's 'privacy' record (epsilon, delta)"))
     else:
         out.append(Promise("labels", "semi-honest passive", False, "gradient_inversion",
                            "NOT label-private: the passive derives its gradient rows from the batch-summed gradients it "
                            "learns (see 'derivable'); harden with a label_dp defense or protection.passive_layer = 'sealed'"))
-    out.append(Promise("labels", "malicious passive", True if sealed else False, "row_request",
-                       "sealed: no decryption slot to spend" if sealed
-                       else "a request of an expected shape may hold the passive's own encrypted gradient rows"))
+    if sealed or dp:
+        why = "sealed: no decryption slot to spend" if sealed else "whatever it decrypts is post-processing of label-DP noisy rows"
+        out.append(Promise("labels", "malicious passive", True, "row_request", why))
+    else:
+        out.append(Promise("labels", "malicious passive", False, "row_request",
+                           "a request of an expected shape may hold the passive's own encrypted gradient rows"))
     out.append(Promise("the key holder's secret key", "malicious passive", flooded, "key_recovery",
                        "every decryption that leaves the key holder is flooded" if flooded
                        else "unflooded decryptions: two requests give the key away (protection.flooding_bits = 0)"))

@@ -270,3 +270,18 @@ def test_every_result_says_what_its_configuration_promises() -> None:
     assert unflooded[("the key holder's secret key", "malicious passive")]["holds"] is False
     assert promised({"scheme": "ckks", "key_holder": "active"})[("activations", "semi-honest active")]["holds"] is False
     assert promised({"scheme": "plain"})[("labels", "semi-honest passive")]["holds"] is False
+
+
+def test_label_dp_turns_the_label_promises_on_where_its_epsilon_is_claimed() -> None:
+    from securevfl.promises import promises
+
+    def labels(raw: dict) -> tuple[bool | None, bool | None]:
+        rows = {(r["asset"], r["adversary"]): r["holds"] for r in promises(validate_config(raw))}
+        return rows[("labels", "semi-honest passive")], rows.get(("labels", "malicious passive"))
+
+    dp = [{"kind": "label_dp", "on": "gradient", "noise_multiplier": 1.0}]
+    private = {"protection": {"scheme": "ckks", "key_holder": "coordinator"}, "model": {"top": "sum"}}
+    assert labels(private) == (False, False)
+    assert labels({**private, "defense": dp}) == (True, True)
+    assert labels({**private, "defense": dp, "model": {"top": "trainable"}})[0] is False  # no epsilon claimed there
+    assert labels({"protection": {"scheme": "plain"}, "defense": dp})[0] is True
