@@ -119,9 +119,21 @@ class ProtectionConfig(ConfigSection):
         default="protocol",
         description="requests the key holder answers: those the protocol expects ('none': any, a decryption oracle)",
     )
+    passive_layer: Literal["open", "sealed"] = Field(
+        default="open",
+        description=(
+            "the passives' bottom: 'open' (plaintext weights, batch-summed gradients revealed) or 'sealed' (one Linear "
+            "whose weights exist only encrypted under the key holder's key; key_holder active or coordinator only)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _check_scheme(self) -> ProtectionConfig:
         if self.preset is not None and self.preset not in preset_names():
             raise ValueError(f"unknown CKKS preset {self.preset!r} (known: {', '.join(preset_names())})")
+        if self.passive_layer == "sealed" and (self.scheme != "ckks" or self.key_holder == "receiver"):
+            raise ValueError(
+                f"passive_layer = 'sealed' needs scheme = 'ckks' with key_holder 'active' or 'coordinator' (got scheme = "
+                f"{self.scheme!r}, key_holder = {self.key_holder!r}): only there does one key holder refresh the sealed weights"
+            )
         return self

@@ -8,6 +8,11 @@ secret of anybody's to know what it should be asked in a step. Per step:
 - the active party, when a coordinator holds the key: one decryption of the combined
   activations (sum top: their sum; trainable top: the first layer's pre-activation), with the
   trainable top one ``H_k^T delta`` per passive, and at an epoch's end the evaluation batches.
+
+With sealed source layers (:mod:`.sealed`) a passive may send one thing only: at most one
+refresh of its sealed ``[W | b]`` per step. It has no decryption rule, so any decryption it
+asks for is refused. The active party's combined activations then arrive transposed (``S^T``,
+padded to the batch), and evaluation is decrypted in chunks of one training batch.
 """
 
 from __future__ import annotations
@@ -18,13 +23,38 @@ from collections.abc import Mapping
 from securevfl.crypto import CkksParameters
 from securevfl.protocols.decryption_policy import DecryptionPolicy, RequestRule
 from securevfl.protocols.messages import MessageKind
-from securevfl.schemes.label_private.plan import BottomPlan, TopPlan
+from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan
+from securevfl.schemes.label_private.sealed import SEALED_WEIGHTS
 
 __all__ = ["EVALUATION_PASSES", "label_private_policy"]
 
 #: Evaluation passes over (train + test) an epoch end may make: the test split and an attack's
 #: evaluation splits, with room to spare; it only bounds a count.
 EVALUATION_PASSES = 4
+
+
+def _sealed_rules(plan: SealedPlan, weight_bound: float) -> list[RequestRule]:
+    """A sealed passive: one refresh of its weights per step at most, and no decryption of any kind."""
+    return [
+        RequestRule(
+            MessageKind.REFRESH_REQUEST, SEALED_WEIGHTS, rows=plan.widths[1], columns=plan.widths[0] + 1,
+            per_step=1, per_sample=False, value_bound=weight_bound, layouts=(("rows", plan.stride),),
+        )
+    ]
+
+
+def _sealed_active_rules(batch: int, combined_width: int, activation_bound: float, evaluation_chunks: int) -> list[RequestRule]:
+    """The active party over sealed passives: ``S^T`` (width x padded batch), per step and per evaluation chunk."""
+    return [
+        RequestRule(
+            MessageKind.DECRYPT_REQUEST, "activation_sum", rows=combined_width, columns=batch, per_step=1,
+            per_sample=True, value_bound=activation_bound,
+        ),
+        RequestRule(
+            MessageKind.DECRYPT_REQUEST, "eval_activation_sum", rows=combined_width, columns=batch,
+            per_step=evaluation_chunks, per_sample=True, value_bound=activation_bound,
+        ),
+    ]
 
 
 def _passive_rules(plan: BottomPlan, gradient_bound: float) -> list[RequestRule]:
@@ -90,8 +120,15 @@ def label_private_policy(
     """The policy of one federation. ``bounds`` = (activation, gradient); ``samples`` = train + test."""
     activation_bound, gradient_bound = bounds
     batch = next(iter(plans.values())).batch
-    rules: dict[str, list[RequestRule]] = {name: _passive_rules(plan, gradient_bound) for name, plan in plans.items()}
-    if key_holder != active:
+    sealed = all(isinstance(plan, SealedPlan) for plan in plans.values())
+    rules: dict[str, list[RequestRule]] = {
+        name: _sealed_rules(plan, activation_bound) if isinstance(plan, SealedPlan) else _passive_rules(plan, gradient_bound)
+        for name, plan in plans.items()
+    }
+    if key_holder != active and sealed:
+        chunks = EVALUATION_PASSES * (math.ceil(samples / eval_batch) + math.ceil(samples / batch))
+        rules[active] = _sealed_active_rules(batch, combined_width, activation_bound, chunks)
+    elif key_holder != active:
         evaluation_batches = EVALUATION_PASSES * math.ceil(samples / eval_batch)
         rules[active] = _active_rules(
             plans, top_plan, batch, combined_width, activation_bound, evaluation_batches, eval_batch
