@@ -12,10 +12,13 @@ key, so there is no gradient for it to learn (``protection.passive_layer = "seal
   active party, which adds the passives' ``Enc(H_k^T)`` and decrypts only their sum (as today);
 - update: ``Enc([W|b]) += Enc(G^T) @ (-lr [X|1])`` with ``-lr`` folded into the plaintext, so
   the update costs the same single level as today's gradient product and is never decrypted;
-- the weights stay at one level between steps (forward takes a copy to zero, the update lands
-  on one); a masked refresh through the key holder (it sees ``W + R`` only, the passive gets
-  fresh ciphertexts) runs only when the tracked public worst case of the weights has doubled
-  since they were last asserted, or when no level is left.
+- every step ends with a masked refresh of the weights through the key holder (it sees
+  ``W + R`` only; the passive gets a fresh ciphertext, never plaintext). Levels alone would not
+  need it (the weights could stay at one level), but the public worst-case bound of the
+  weights grows with every update and the ciphertext noise accumulates; the key holder floods
+  what it decrypts in proportion to that noise, so the noise must be small *and* refreshed
+  often: the total flooding over T steps refreshed every R steps grows like sqrt(T R), least
+  at R = 1 (see ``_update`` for how the update's own noise is kept small).
 
 The key holder's policy gives a sealed passive only that refresh (no decryption at all), so
 the passive never holds any plaintext from the protocol, even if it deviates from it.
@@ -23,6 +26,7 @@ the passive never holds any plaintext from the protocol, even if it deviates fro
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -44,8 +48,8 @@ __all__ = ["SEALED_WEIGHTS", "SealedActiveWire", "SealedLinear", "SealedPassiveW
 #: What the key holder's policy and audit call a sealed passive's weight refresh.
 SEALED_WEIGHTS = "sealed_weights"
 
-#: The weights are refreshed once their tracked worst case passes this multiple of the public bound.
-REFRESH_GROWTH = 2.0
+#: At most this many bits of amplification for the update product (see ``SealedPassiveWire._update``).
+AMPLIFY_BITS = 16
 
 
 def sealed_layer_refusal(stack: list[tuple[nn.Linear, bool]]) -> str | None:
@@ -193,11 +197,27 @@ class SealedPassiveWire:
         message = party.channel.receive(party.name, MessageKind.GRADIENT, sender=party.active_name)
         gradient_t = _load(self.client.public, message, party.name)  # type: ignore[union-attr]
         with party.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
-            weights = sealed.weights + gradient_t @ (-self.lr * self._inputs)
-            if weights.levels_left < 1 or weights.value_bound > REFRESH_GROWTH * self.weight_bound:
-                weights = self._refresh(weights, step)
+            weights = self._refresh(sealed.weights + self._update(gradient_t), step)
         sealed.weights = weights
         self._inputs = None
+
+    def _update(self, gradient_t: EncryptedTensor) -> EncryptedTensor:
+        """``Enc(G^T) @ (-lr [X|1])``, computed ``amplify`` times larger and scaled back under encryption.
+
+        The product's key-switching noise is absolute (rotations after the rescale), and the key
+        holder floods a refresh in proportion to the noise it measures: unamplified, every
+        refresh would add ~2^15 x 2.5e-7 = 8e-3 of noise to every weight, every step. Computing
+        the product with the plaintext amplified by a power of two (as far as the public bounds
+        allow) and scaling the result back divides that noise by the same factor, for one
+        scalar product per ciphertext and the level the refresh restores anyway.
+        """
+        plain = -self.lr * self._inputs  # type: ignore[operator]
+        if gradient_t.levels_left < 2:
+            return gradient_t @ plain
+        worst = gradient_t.value_bound * float(np.abs(plain).sum(axis=0).max())
+        ceiling = gradient_t.keyring.params.decrypt_ceiling
+        amplify = 2.0 ** min(AMPLIFY_BITS, max(0, math.floor(math.log2(ceiling / (4.0 * worst))))) if worst > 0 else 1.0
+        return (gradient_t @ (amplify * plain)).scale(1.0 / amplify)
 
     def _refresh(self, weights: EncryptedTensor, step: int) -> EncryptedTensor:
         """Fresh ``Enc([W|b])`` at one level, its bound re-asserted; the key holder sees only ``W + R``."""
