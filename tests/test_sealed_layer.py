@@ -206,3 +206,12 @@ def test_digits_trains_within_a_few_points_of_the_open_layer(tmp_path: Path) -> 
         accuracy[layer] = result["history"][-1]["main_accuracy"]
     assert accuracy["open"] > 0.8
     assert abs(accuracy["sealed"] - accuracy["open"]) < 0.05, accuracy
+
+
+def test_an_attack_scoring_the_passives_activations_is_refused_with_one_line(tmp_path: Path) -> None:
+    overrides = [
+        "model.bottom_hidden=[]", "protection.passive_layer='sealed'", "attack.kind='activation_inversion'",
+        "train.epochs=1", "data.train_limit=64", "train.progress=false",
+    ]
+    with pytest.raises(ConfigError, match="never holds its activations in plaintext"):
+        run_training(load_config(DIGITS_ACTIVE, overrides), tmp_path / "run")

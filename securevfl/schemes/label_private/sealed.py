@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from securevfl.crypto import EncryptedTensor, Layout
+from securevfl.errors import ConfigError
 from securevfl.models import linear_stack
 from securevfl.parties.active import ActiveParty
 from securevfl.parties.passive import PassiveParty, check_same_batch
@@ -174,9 +175,9 @@ class SealedPassiveWire:
 
     def forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
         if party.attack is not None or party.activation_taps:
-            raise ProtocolError(
-                f"{party.name} has a sealed source layer and never holds its activations in plaintext: no attack hook "
-                "or evaluation truth can see them"
+            raise ConfigError(
+                f"protection.passive_layer = 'sealed': {party.name} never holds its activations in plaintext, so no "
+                "attack that hooks or scores them (e.g. activation_inversion's truth) can run"
             )
         self._inputs = self._augmented(party.x_train[sample_ids])
         self._batch_ids = sample_ids
