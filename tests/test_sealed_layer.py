@@ -33,10 +33,13 @@ def _sealed(key_holder: str, **protection: object) -> dict:
     return {"scheme": "ckks", "key_holder": key_holder, "preset": "compute", "passive_layer": "sealed", **protection}
 
 
-def _pair(key_holder: str, flooding_bits: int, seed: int = 3, batch: int = 6, lr: float = 0.5):  # type: ignore[no-untyped-def]
+TRAINABLE = {"top": "trainable", "bottom_hidden": [], "bottom_output": 4, "top_hidden": [5], "bottom_output_activation": "none"}
+
+
+def _pair(key_holder: str, flooding_bits: int, seed: int = 3, batch: int = 6, lr: float = 0.5, top: str = "sum"):  # type: ignore[no-untyped-def]
     common = {
         "parties": {"passive": 2, "split": "even"},
-        "model": {"top": "sum", "bottom_hidden": []},
+        "model": TRAINABLE if top == "trainable" else {"top": "sum", "bottom_hidden": []},
         "train": {"lr": lr, "batch_size": batch, "seed": seed},
     }
     dataset = random_dataset(24, 6, 2 * FEATURES, 3, seed)
@@ -61,9 +64,10 @@ def _sealed_weights(federation) -> list[np.ndarray]:  # type: ignore[no-untyped-
     return [party.model.weights.decrypt(secret) for party in federation.passives]
 
 
+@pytest.mark.parametrize("top", ["sum", "trainable"])
 @pytest.mark.parametrize("key_holder", ["active", "coordinator"])
-def test_one_sealed_step_updates_the_weights_like_the_plaintext_step(key_holder: str) -> None:
-    plain, sealed = _pair(key_holder, flooding_bits=0)
+def test_one_sealed_step_updates_the_weights_like_the_plaintext_step(key_holder: str, top: str) -> None:
+    plain, sealed = _pair(key_holder, flooding_bits=0, top=top)
     before = _plain_weights(plain)
     for a, b in zip(before, _sealed_weights(sealed), strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)  # same seed: the same initial weights, sealed
@@ -82,6 +86,8 @@ def test_one_sealed_step_updates_the_weights_like_the_plaintext_step(key_holder:
         sealed.train_batch(step, short)
     for a, b in zip(_plain_weights(plain), _sealed_weights(sealed), strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
+    for a, b in zip(plain.active.top.parameters(), sealed.active.top.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
     labels = sealed.evaluate(6, 4, step=2)  # evaluation runs the encrypted forward, in chunks of the batch
     assert labels == plain.evaluate(6, 4, step=2)
 
@@ -109,9 +115,10 @@ def test_the_passive_holds_no_plaintext_weights_after_setup() -> None:
             party.model(torch.zeros(1, FEATURES))
 
 
+@pytest.mark.parametrize("top", ["sum", "trainable"])
 @pytest.mark.parametrize("key_holder", ["active", "coordinator"])
-def test_the_passive_sees_no_plaintext_and_the_key_holder_only_masks(key_holder: str) -> None:
-    _, sealed = _pair(key_holder, flooding_bits=30)
+def test_the_passive_sees_no_plaintext_and_the_key_holder_only_masks(key_holder: str, top: str) -> None:
+    _, sealed = _pair(key_holder, flooding_bits=30, top=top)
     sealed.train_batch(0, np.arange(6))
     sealed.train_batch(1, np.arange(6, 12))
     sealed.evaluate(6, 4, step=1)
@@ -119,10 +126,14 @@ def test_the_passive_sees_no_plaintext_and_the_key_holder_only_masks(key_holder:
     for name in ("passive_1", "passive_2"):
         assert audits[name].kinds() == set(), f"{name} held a plaintext value"
     active = audits["active"]
-    assert active.kinds(masked=False) == {"activation_sum", "eval_activation_sum"}
+    combined = {"activation_sum", "eval_activation_sum"} if top == "sum" else {
+        "first_layer_preactivation", "eval_first_layer_preactivation", "top_weight_gradient"
+    }
+    assert active.kinds(masked=False) == combined
     holder = audits["coordinator" if key_holder == "coordinator" else "active"]
     served = [s for s in holder.sightings() if s.source in ("passive_1", "passive_2")]
-    assert served and all(s.masked and s.kind == "sealed_weights" for s in served)
+    refreshed = {"sealed_weights"} | ({"sealed_activation", "eval_sealed_activation"} if top == "trainable" else set())
+    assert served and all(s.masked for s in served) and {s.kind for s in served} == refreshed
     assert sealed.key_holder.service.refusals == []
 
 
@@ -167,7 +178,7 @@ def _refusal(**sections: object) -> str:
     [
         ({"model": {"bottom_hidden": [8]}}, "exactly one Linear"),
         ({"model": {"bottom_output_activation": "relu"}}, "exactly one Linear"),
-        ({"model": {"top": "trainable", "bottom_output_activation": "none"}}, "only model.top = 'sum'"),
+        ({"model": {"top": "trainable"}}, "bottom_output_activation = 'none'"),
         ({"train": {"momentum": 0.9}}, "train.momentum"),
         ({"train": {"weight_decay": 1e-4}}, "train.weight_decay"),
         ({"protection": {"scheme": "plain"}}, "needs scheme = 'ckks'"),

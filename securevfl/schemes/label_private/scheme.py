@@ -101,19 +101,15 @@ class LabelPrivateScheme(Scheme):
         )
 
     def _check_sealed_model(self, model: ModelConfig) -> None:
-        """A sealed source layer is one Linear under the sum top (see :func:`.sealed.sealed_layer_refusal` for why)."""
-        if model.top != "sum":
-            raise ValueError(
-                "protection.passive_layer = 'sealed' supports only model.top = 'sum' so far: the trainable top would need "
-                "a masked refresh of each passive's Enc(H^T) into Enc(H) and Enc(H^T), which is not built"
-            )
+        """A sealed source layer is one Linear without activation (see :func:`.sealed.sealed_layer_refusal` for why)."""
         if model.bottom_hidden or model.resolved_output_activation() != "none":
             layers = [f"Linear(->{width}) + ReLU" for width in model.bottom_hidden]
             layers.append("Linear(->classes)" + (" + ReLU" if model.resolved_output_activation() == "relu" else ""))
             raise ValueError(
                 f"protection.passive_layer = 'sealed' needs a bottom of exactly one Linear layer without activation (got "
                 f"{' -> '.join(layers)}): a hidden layer or an activation needs the plaintext pre-activation X W^T, which "
-                "reveals W (hence the gradients) to the passive; set model.bottom_hidden = []"
+                "reveals W (hence the gradients) to the passive; set model.bottom_hidden = [] (and, with the trainable "
+                "top, model.bottom_output_activation = 'none': the top's first layer is followed by a ReLU anyway)"
             )
 
     def check_train(self, train: TrainConfig) -> None:
@@ -190,10 +186,10 @@ class LabelPrivateScheme(Scheme):
         link = KeyHolderLink(self.key_holder_party, protection.mask_half_width)
         if self.sealed:
             passives = [
-                builder.passive(index, SealedPassiveWire(models.bottoms[index][0], plans[name], bounds, link, train.lr))  # type: ignore[arg-type]
+                builder.passive(index, SealedPassiveWire(models.bottoms[index][0], plans[name], top_plan, bounds, link, train.lr))  # type: ignore[arg-type]
                 for index, name in enumerate(builder.passive_names)
             ]
-            active_wire: BlindActiveWire = SealedActiveWire(plans, bounds)  # type: ignore[arg-type]
+            active_wire: BlindActiveWire = SealedActiveWire(plans, top_plan, bounds)  # type: ignore[arg-type]
         else:
             passives = [
                 builder.passive(index, BlindPassiveWire(models.bottoms[index][0], plans[name], top_plan, bounds, link))

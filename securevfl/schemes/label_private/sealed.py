@@ -41,13 +41,19 @@ from securevfl.parties.active import ActiveParty
 from securevfl.parties.passive import PassiveParty, check_same_batch
 from securevfl.protocols import Message, MessageKind, Phase, ProtocolError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
-from securevfl.schemes.label_private.plan import SealedPlan
+from securevfl.schemes.label_private.plan import SealedPlan, TopPlan
 from securevfl.schemes.label_private.wires import BlindActiveWire, Bounds, KeyHolderLink, _encrypt, _load, _pad_rows
 
-__all__ = ["SEALED_WEIGHTS", "SealedActiveWire", "SealedLinear", "SealedPassiveWire", "sealed_layer_refusal"]
+__all__ = [
+    "EVAL_SEALED_ACTIVATION", "SEALED_ACTIVATION", "SEALED_WEIGHTS", "SealedActiveWire", "SealedLinear", "SealedPassiveWire",
+    "sealed_layer_refusal",
+]
 
 #: What the key holder's policy and audit call a sealed passive's weight refresh.
 SEALED_WEIGHTS = "sealed_weights"
+#: ... and the refresh of its ``Enc(H^T)`` into the trainable top's packings (training, evaluation).
+SEALED_ACTIVATION = "sealed_activation"
+EVAL_SEALED_ACTIVATION = "eval_sealed_activation"
 
 #: At most this many bits of amplification for the update product (see ``SealedPassiveWire._update``).
 AMPLIFY_BITS = 16
@@ -113,13 +119,16 @@ def _forget(linear: nn.Linear) -> None:
 class SealedPassiveWire:
     """A passive with a sealed source layer: it computes only on ciphertexts and decrypts nothing."""
 
-    def __init__(self, model: nn.Module, plan: SealedPlan, bounds: Bounds, link: KeyHolderLink, lr: float) -> None:
+    def __init__(
+        self, model: nn.Module, plan: SealedPlan, top_plan: TopPlan | None, bounds: Bounds, link: KeyHolderLink, lr: float
+    ) -> None:
         stack = linear_stack(model)
         refusal = sealed_layer_refusal(stack)
         if refusal is not None:
             raise ProtocolError(refusal)
         self._linear: nn.Linear | None = stack[0][0]
         self.plan = plan
+        self.top_plan = top_plan
         self.bounds = bounds
         self.link = link
         self.lr = float(lr)
@@ -166,12 +175,30 @@ class SealedPassiveWire:
         return _pad_rows(np.hstack([values, np.ones((values.shape[0], 1))]), self.plan.batch)
 
     def _send(self, party: PassiveParty, kind: MessageKind, step: int, inputs: np.ndarray) -> None:
+        """Sum top: ``Enc(H^T)`` as computed. Trainable top: refreshed into the packings the top's product needs.
+
+        The trainable top multiplies ``Enc(H)`` (and ``Enc(H^T)`` for its weight gradient) by
+        plaintext blocks, which needs a level and other strides than the product leaves; a
+        masked refresh provides both (the key holder sees ``H + R`` only, as for every refresh).
+        """
         weights = self._weights(party).weights
         with party.timer.phase(Phase.BOTTOM_FORWARD):
             activations_t = weights @ np.ascontiguousarray(inputs.T)
-        with party.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
-            payload = activations_t.to_bytes(mod_switch_to_last=True)  # only added and decrypted from here
-        party.channel.send(Message(kind, party.name, party.active_name, step, payload, codec="ckks"))
+        tensors = [(kind, activations_t)]
+        if self.top_plan is not None:
+            training = kind is MessageKind.ACTIVATION
+            layouts = [("rows_t", self.top_plan.activation_stride())]
+            if training:
+                layouts.append(("rows", self.top_plan.transposed_activation_stride()))
+            what = SEALED_ACTIVATION if training else EVAL_SEALED_ACTIVATION
+            with party.timer.phase(Phase.BOTTOM_FORWARD):
+                fresh = self.client.refresh(activations_t, step, what, layouts, bound=self.bounds.activation)  # type: ignore[union-attr]
+            kinds = [kind, MessageKind.ACTIVATION_T][: len(fresh)]
+            tensors = [(k, tensor.mod_switch_to(1)) for k, tensor in zip(kinds, fresh, strict=True)]
+        for message_kind, tensor in tensors:
+            with party.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
+                payload = tensor.to_bytes(mod_switch_to_last=self.top_plan is None)  # sum top: only added and decrypted
+            party.channel.send(Message(message_kind, party.name, party.active_name, step, payload, codec="ckks"))
 
     def forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
         if party.attack is not None or party.activation_taps:
@@ -231,22 +258,25 @@ class SealedPassiveWire:
 
 
 class SealedActiveWire(BlindActiveWire):
-    """The active party (sum top) when every passive's source layer is sealed.
+    """The active party when every passive's source layer is sealed.
 
-    The passives send ``Enc(H_k^T)`` (out x batch, ROWS in the shared sealed stride) instead of
-    ``Enc(H_k)``; the active party adds them and decrypts (or has decrypted) only ``S^T``, as with
-    open passives; the gradient goes back as ``Enc(G^T)`` in the same stride (the base class's
-    feature-major form, which the plan sets to the sealed stride).
+    Sum top: the passives send ``Enc(H_k^T)`` (out x padded batch, ROWS in the shared sealed
+    stride) instead of ``Enc(H_k)``; the active party adds them and decrypts (or has decrypted)
+    only ``S^T``, as with open passives. Trainable top: the passives send ``Enc(H_k)`` and
+    ``Enc(H_k^T)`` as open passives do, padded to the batch. Either way the gradient goes back
+    as ``Enc(G^T)`` in the sealed stride (the base class's feature-major form, which the plan
+    sets), and evaluation arrives in chunks of one training batch.
     """
 
     def __init__(
         self,
         passive_plans: dict[str, SealedPlan],
+        top_plan: TopPlan | None,
         bounds: Bounds,
         key_holder: KeyHolder | None = None,
         link: KeyHolderLink | None = None,
     ) -> None:
-        super().__init__(dict(passive_plans), None, bounds, key_holder=key_holder, link=link)
+        super().__init__(dict(passive_plans), top_plan, bounds, key_holder=key_holder, link=link)
         self._rows = 0
 
     @property
@@ -255,6 +285,8 @@ class SealedActiveWire(BlindActiveWire):
 
     def _received_activations(self, party: ActiveParty, step: int, rows: int) -> tuple[list[EncryptedTensor], list[EncryptedTensor]]:
         self._rows = rows
+        if self.top_plan is not None:
+            return super()._received_activations(party, step, rows)
         received = []
         for sender in party.passive_names:
             ctx = replace(party.context("activation", sender, step, rows), sample_axis=1)
@@ -264,18 +296,21 @@ class SealedActiveWire(BlindActiveWire):
         return received, []
 
     def _combined(self, party: ActiveParty, received: list[EncryptedTensor], step: int, what: str) -> torch.Tensor:
-        """Decrypt only ``S^T = sum_k H_k^T`` and return ``S`` for the batch's real rows."""
+        """Only the combination is decrypted (``S^T``, or the first layer's pre-activation), cut to the real rows."""
+        if self.top_plan is not None:
+            return super()._combined(party, received, step, what)[: self._rows]
         with party.timer.phase(Phase.TOP_ENCRYPTED):
             combined = EncryptedTensor.sum_of(received)
         values = self._reveal(party, combined, step, what, per_sample=True)
         return torch.from_numpy(np.ascontiguousarray(values.T[: self._rows], dtype=np.float32))
 
     def predict(self, party: ActiveParty, step: int, sample_ids: np.ndarray, split: str) -> torch.Tensor:
+        what = "eval_activation_sum" if self.top_plan is None else "eval_first_layer_preactivation"
         parts = []
         for start in range(0, len(sample_ids), self.batch):
             received = [self._receive(party, MessageKind.EVAL_ACTIVATION, sender) for sender in party.passive_names]
             self._rows = min(self.batch, len(sample_ids) - start)
-            parts.append(self._combined(party, received, step, "eval_activation_sum"))
+            parts.append(self._combined(party, received, step, what))
         with party.timer.phase(Phase.EVALUATE):
             local_x = party.local_input(sample_ids, split)
             party.top.eval()
