@@ -8,8 +8,10 @@ key, so there is no gradient for it to learn (``protection.passive_layer = "seal
 
 - setup: the passive encrypts its freshly seeded ``[W | b]`` (the same initial weights as the
   open variant) under the key holder's public keyring and forgets the plaintext;
-- forward: ``Enc(H^T) = Enc([W|b]) @ [X|1]^T``, a ciphertext-by-plaintext product, sent to the
-  active party, which adds the passives' ``Enc(H_k^T)`` and decrypts only their sum (as today);
+- forward: ``Enc(H^T) = Enc([W|b]) @ [X|1]^T``, a ciphertext-by-plaintext product. Sum top: sent
+  to the active party, which adds the passives' ``Enc(H_k^T)`` and decrypts only their sum (as
+  today). Trainable top: first refreshed through the key holder (masked) into the ``Enc(H)`` and
+  ``Enc(H^T)`` packings the open protocol sends, so the active party's first layer is unchanged;
 - update: ``Enc([W|b]) += Enc(G^T) @ (-lr [X|1])`` with ``-lr`` folded into the plaintext, so
   the update costs the same single level as today's gradient product and is never decrypted;
 - every step ends with a masked refresh of the weights through the key holder (it sees
