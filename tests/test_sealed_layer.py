@@ -92,10 +92,11 @@ def test_one_sealed_step_updates_the_weights_like_the_plaintext_step(key_holder:
     assert labels == plain.evaluate(6, 4, step=2)
 
 
+@pytest.mark.parametrize("top", ["sum", "trainable"])
 @pytest.mark.parametrize("key_holder", ["active", "coordinator"])
-def test_with_the_key_holders_flooding_the_step_is_close_but_noisy(key_holder: str) -> None:
-    """Flooding perturbs each refreshed weight by N(0, sigma^2) (and, coordinator, the decrypted sum): 6 sigma at most."""
-    plain, sealed = _pair(key_holder, flooding_bits=30, lr=0.1)
+def test_with_the_key_holders_flooding_the_step_is_close_but_noisy(key_holder: str, top: str) -> None:
+    """Flooding perturbs each refreshed value by N(0, sigma^2) (and, coordinator, the decrypted combination): 6 sigma at most."""
+    plain, sealed = _pair(key_holder, flooding_bits=30, lr=0.1, top=top)
     ids = np.array([0, 3, 5, 8, 13, 21])
     plain.train_batch(0, ids)
     sealed.train_batch(0, ids)
