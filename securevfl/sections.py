@@ -125,6 +125,13 @@ class ProtectionConfig(ConfigSection):
         default="protocol",
         description="requests the key holder answers: those the protocol expects ('none': any, a decryption oracle)",
     )
+    passive_layer: Literal["open", "sealed"] = Field(
+        default="open",
+        description=(
+            "the passives' bottom: 'open' (plaintext weights, batch-summed gradients revealed) or 'sealed' (one Linear "
+            "whose weights exist only encrypted under the key holder's key; key_holder active or coordinator only)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _check_scheme(self) -> ProtectionConfig:
@@ -132,6 +139,11 @@ class ProtectionConfig(ConfigSection):
             raise ValueError(f"unknown CKKS preset {self.preset!r} (known: {', '.join(preset_names())})")
         if self.scheme == "ckks" and self.key_holder != "receiver":
             self._check_mask_width()
+        if self.passive_layer == "sealed" and (self.scheme != "ckks" or self.key_holder == "receiver"):
+            raise ValueError(
+                f"passive_layer = 'sealed' needs scheme = 'ckks' with key_holder 'active' or 'coordinator' (got scheme = "
+                f"{self.scheme!r}, key_holder = {self.key_holder!r}): only there does one key holder refresh the sealed weights"
+            )
         return self
 
     def _check_mask_width(self) -> None:

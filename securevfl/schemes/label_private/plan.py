@@ -79,6 +79,60 @@ class TopPlan:
         ) | set(rotations.matmul_steps(self.batch, self.hidden, stride=self.transposed_activation_stride()))
 
 
+@dataclass(frozen=True)
+class SealedPlan(BottomPlan):
+    """A sealed source layer: ``Enc([W | b])`` (out x in+1) packed as ROWS with one shared ``stride``.
+
+    Two products touch the sealed weights, and both keep the input's stride:
+
+    - forward: ``Enc([W|b]) @ [X|1]^T`` (inner dimension in+1, output width = batch);
+    - update: ``Enc(G^T) @ (-lr [X|1])`` (inner dimension = batch, output width in+1), added onto
+      the weights, so ``Enc(G^T)`` must arrive in the weights' stride.
+
+    ``stride`` is shared by every sealed passive (:func:`sealed_stride`) so that the active party
+    can add their ``Enc(H_k^T)`` directly, whatever each passive's number of features.
+    """
+
+    stride: int
+
+    def feature_major_stride(self, layer: int) -> int:
+        return self.stride
+
+    def rotation_steps(self) -> set[int]:
+        inputs = self.widths[0] + 1
+        return set(rotations.matmul_steps(inputs, self.batch, stride=self.stride)) | set(
+            rotations.matmul_steps(self.batch, inputs, stride=self.stride)
+        )
+
+    def depth(self) -> int:
+        """One product per kernel: the forward's and the update's (the weights are refreshed before they run out)."""
+        return 1
+
+
+def sealed_stride(batch: int, in_features: Sequence[int], out_features: int, slots: int) -> int:
+    """The one row stride every sealed passive's weights, activations and gradients use.
+
+    The update product needs at least ``matmul_stride(batch, in+1)`` (its fast replicated path;
+    a narrower row could not hold the in+1 outputs). The forward product runs replicated from
+    ``matmul_stride(in+1, batch)`` on, or on the diagonal path (in + batch diagonals instead of
+    in+1) below it. A wider stride means more ciphertexts per tensor, so of the two candidates
+    the one with fewer encoded diagonals over both products wins (for MNIST halves at batch 64:
+    512, the diagonal forward on 2 ciphertexts, over 1024 and 3 ciphertexts).
+    """
+
+    def cost(stride: int) -> int:
+        total = 0
+        for d in in_features:
+            ciphertexts = -(-out_features * stride // slots)
+            forward = d + 1 if stride >= rotations.matmul_stride(d + 1, batch) else d + batch
+            total += ciphertexts * (forward + batch)
+        return total
+
+    narrow = max(rotations.matmul_stride(batch, d + 1) for d in in_features)
+    wide = max(narrow, *(rotations.matmul_stride(d + 1, batch) for d in in_features))
+    return min((narrow, wide), key=cost)
+
+
 def bottom_plan(
     batch: int, in_features: int, hidden: Sequence[int], out_features: int, output_relu: bool
 ) -> BottomPlan:

@@ -8,6 +8,12 @@ secret of anybody's to know what it should be asked in a step. Per step:
 - the active party, when a coordinator holds the key: one decryption of the combined
   activations (sum top: their sum; trainable top: the first layer's pre-activation), with the
   trainable top one ``H_k^T delta`` per passive, and at an epoch's end the evaluation batches.
+
+With sealed source layers (:mod:`.sealed`) a passive may send one thing only: at most one
+refresh of its sealed ``[W | b]`` per step (with the trainable top also one refresh of its
+``Enc(H^T)`` per step and per evaluation chunk). It has no decryption rule, so any decryption
+it asks for is refused. Under the sum top the active party's combined activations arrive
+transposed (``S^T``, padded to the batch); evaluation is decrypted in chunks of one training batch.
 """
 
 from __future__ import annotations
@@ -18,13 +24,58 @@ from collections.abc import Mapping
 from securevfl.crypto import CkksParameters
 from securevfl.protocols.decryption_policy import DecryptionPolicy, RequestRule
 from securevfl.protocols.messages import MessageKind
-from securevfl.schemes.label_private.plan import BottomPlan, TopPlan
+from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan
+from securevfl.schemes.label_private.sealed import EVAL_SEALED_ACTIVATION, SEALED_ACTIVATION, SEALED_WEIGHTS
 
 __all__ = ["EVALUATION_PASSES", "label_private_policy"]
 
 #: Evaluation passes over (train + test) an epoch end may make: the test split and an attack's
 #: evaluation splits, with room to spare; it only bounds a count.
 EVALUATION_PASSES = 4
+
+
+def _sealed_rules(
+    plan: SealedPlan, top_plan: TopPlan | None, weight_bound: float, activation_bound: float, evaluation_chunks: int
+) -> list[RequestRule]:
+    """A sealed passive: one refresh of its weights per step at most, and no decryption of any kind.
+
+    With the trainable top also one refresh of its ``Enc(H^T)`` per step into the top's two
+    packings, and one per evaluation chunk into ``Enc(H)``'s.
+    """
+    rules = [
+        RequestRule(
+            MessageKind.REFRESH_REQUEST, SEALED_WEIGHTS, rows=plan.widths[1], columns=plan.widths[0] + 1,
+            per_step=1, per_sample=False, value_bound=weight_bound, layouts=(("rows", plan.stride),),
+        )
+    ]
+    if top_plan is not None:
+        forward = ("rows_t", top_plan.activation_stride())
+        rules += [
+            RequestRule(
+                MessageKind.REFRESH_REQUEST, SEALED_ACTIVATION, rows=plan.widths[1], columns=plan.batch, per_step=1,
+                per_sample=True, value_bound=activation_bound,
+                layouts=(forward, ("rows", top_plan.transposed_activation_stride())),
+            ),
+            RequestRule(
+                MessageKind.REFRESH_REQUEST, EVAL_SEALED_ACTIVATION, rows=plan.widths[1], columns=plan.batch,
+                per_step=evaluation_chunks, per_sample=True, value_bound=activation_bound, layouts=(forward,),
+            ),
+        ]
+    return rules
+
+
+def _sealed_active_rules(batch: int, combined_width: int, activation_bound: float, evaluation_chunks: int) -> list[RequestRule]:
+    """The active party over sealed passives: ``S^T`` (width x padded batch), per step and per evaluation chunk."""
+    return [
+        RequestRule(
+            MessageKind.DECRYPT_REQUEST, "activation_sum", rows=combined_width, columns=batch, per_step=1,
+            per_sample=True, value_bound=activation_bound,
+        ),
+        RequestRule(
+            MessageKind.DECRYPT_REQUEST, "eval_activation_sum", rows=combined_width, columns=batch,
+            per_step=evaluation_chunks, per_sample=True, value_bound=activation_bound,
+        ),
+    ]
 
 
 def _passive_rules(plan: BottomPlan, gradient_bound: float) -> list[RequestRule]:
@@ -90,8 +141,20 @@ def label_private_policy(
     """The policy of one federation. ``bounds`` = (activation, gradient); ``samples`` = train + test."""
     activation_bound, gradient_bound = bounds
     batch = next(iter(plans.values())).batch
-    rules: dict[str, list[RequestRule]] = {name: _passive_rules(plan, gradient_bound) for name, plan in plans.items()}
-    if key_holder != active:
+    sealed = all(isinstance(plan, SealedPlan) for plan in plans.values())
+    # sealed passives evaluate in chunks of one training batch: at most one more chunk than full batches per pass
+    chunks = EVALUATION_PASSES * (math.ceil(samples / eval_batch) + math.ceil(samples / batch))
+    rules: dict[str, list[RequestRule]] = {
+        name: _sealed_rules(plan, top_plan, activation_bound, activation_bound, chunks)
+        if isinstance(plan, SealedPlan)
+        else _passive_rules(plan, gradient_bound)
+        for name, plan in plans.items()
+    }
+    if key_holder != active and sealed and top_plan is None:
+        rules[active] = _sealed_active_rules(batch, combined_width, activation_bound, chunks)
+    elif key_holder != active and sealed:
+        rules[active] = _active_rules(plans, top_plan, batch, combined_width, activation_bound, chunks, max(eval_batch, batch))
+    elif key_holder != active:
         evaluation_batches = EVALUATION_PASSES * math.ceil(samples / eval_batch)
         rules[active] = _active_rules(
             plans, top_plan, batch, combined_width, activation_bound, evaluation_batches, eval_batch

@@ -15,7 +15,8 @@ from securevfl.protocols.keyholder import KeyHolder
 from securevfl.scheduler import Federation
 from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
 from securevfl.schemes.label_private.policy import label_private_policy
-from securevfl.schemes.label_private.plan import BottomPlan, TopPlan, plan_for_stack, required_depth
+from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan, plan_for_stack, required_depth, sealed_stride
+from securevfl.schemes.label_private.sealed import SealedActiveWire, SealedPassiveWire, sealed_layer_refusal
 from securevfl.schemes.label_private.wires import BlindActiveWire, BlindPassiveWire, Bounds, KeyHolderLink
 
 if TYPE_CHECKING:
@@ -40,6 +41,11 @@ class LabelPrivateScheme(Scheme):
         return ACTIVE_NAME if self.protection.key_holder == "active" else COORDINATOR_NAME
 
     @property
+    def sealed(self) -> bool:
+        """Whether the passives' source layers are sealed (``protection.passive_layer = "sealed"``, :mod:`.sealed`)."""
+        return self.protection.passive_layer == "sealed"
+
+    @property
     def capabilities(self) -> SchemeCapabilities:
         active_sees = (
             "activation_sum",
@@ -48,18 +54,23 @@ class LabelPrivateScheme(Scheme):
             "eval_activation_sum",
             "eval_first_layer_preactivation",
         )
+        # A sealed passive decrypts nothing, and computes even its own activations only under
+        # encryption: it holds its features and ciphertexts, nothing else (no OWN_PLAINTEXT).
+        passive_grants = (
+            {Capability.CIPHERTEXT_GRADIENT_ROWS}
+            if self.sealed
+            else {Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS}
+        )
         return SchemeCapabilities(
             ciphertexts=True,
             key_holder=Role.ACTIVE if self.protection.key_holder == "active" else Role.KEY_HOLDER,
             sees={
-                Role.PASSIVE: ("parameter_gradient",),
+                Role.PASSIVE: () if self.sealed else ("parameter_gradient",),
                 Role.ACTIVE: active_sees,
                 Role.KEY_HOLDER: (),  # only values masked by their requesters
             },
             grants={
-                Role.PASSIVE: frozenset(
-                    {Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS}
-                ),
+                Role.PASSIVE: frozenset(passive_grants),
                 Role.ACTIVE: frozenset({Capability.COMBINED_ACTIVATIONS}),
                 Role.KEY_HOLDER: frozenset({Capability.MASKED_DECRYPTIONS}),
                 Role.OBSERVER: frozenset({Capability.FRAMES}),
@@ -69,6 +80,8 @@ class LabelPrivateScheme(Scheme):
     def check_model(self, model: ModelConfig) -> None:
         """Refuse, at load time, a bottom model the preset cannot backpropagate under encryption."""
         protection = self.protection
+        if self.sealed:
+            self._check_sealed_model(model)
         output_relu = model.resolved_output_activation() == "relu"
         needed = required_depth(model.bottom_hidden, output_relu, model.top == "trainable")
         offered = get_preset(self.preset).depth
@@ -87,8 +100,26 @@ class LabelPrivateScheme(Scheme):
             f"offers {offered}{hint}"
         )
 
+    def _check_sealed_model(self, model: ModelConfig) -> None:
+        """A sealed source layer is one Linear without activation (see :func:`.sealed.sealed_layer_refusal` for why)."""
+        if model.bottom_hidden or model.resolved_output_activation() != "none":
+            layers = [f"Linear(->{width}) + ReLU" for width in model.bottom_hidden]
+            layers.append("Linear(->classes)" + (" + ReLU" if model.resolved_output_activation() == "relu" else ""))
+            raise ValueError(
+                f"protection.passive_layer = 'sealed' needs a bottom of exactly one Linear layer without activation (got "
+                f"{' -> '.join(layers)}): a hidden layer or an activation needs the plaintext pre-activation X W^T, which "
+                "reveals W (hence the gradients) to the passive; set model.bottom_hidden = [] (and, with the trainable "
+                "top, model.bottom_output_activation = 'none': the top's first layer is followed by a ReLU anyway)"
+            )
+
     def check_train(self, train: TrainConfig) -> None:
         """A batch is packed into one ciphertext per message: its padded size must fit the slots."""
+        if self.sealed and (train.momentum != 0 or train.weight_decay != 0):
+            setting = "train.momentum" if train.momentum != 0 else "train.weight_decay"
+            raise ValueError(
+                f"protection.passive_layer = 'sealed' trains with plain SGD only ({setting} is set): momentum or weight "
+                "decay would need the sealed weights (or a velocity) scaled under encryption every step"
+            )
         slots = get_preset(self.preset).slots
         if rotations.next_power_of_two(train.batch_size) > slots:
             raise ValueError(
@@ -99,12 +130,15 @@ class LabelPrivateScheme(Scheme):
     def check_bottom_model(self, index: int, model: object) -> None:
         """A user's bottom model must be a Linear/ReLU stack (``ValueError`` naming the layer otherwise)."""
         try:
-            linear_stack(model)  # type: ignore[arg-type]
+            stack = linear_stack(model)  # type: ignore[arg-type]
         except ValueError as exc:
             raise ValueError(
                 f"bottom_models[{index}]: key_holder = {self.protection.key_holder!r} backpropagates the bottom "
                 f"model under encryption: {exc}"
             ) from None
+        refusal = sealed_layer_refusal(stack) if self.sealed else None
+        if refusal is not None:
+            raise ValueError(f"bottom_models[{index}]: {refusal}")
 
     def placement_refusal(self, on: str, placement: str) -> str | None:
         if on == "activation" and placement == "post_decryption":
@@ -119,10 +153,13 @@ class LabelPrivateScheme(Scheme):
     ) -> Federation:
         protection, builder, preset = self.protection, PartyBuilder(dataset, blocks, models), self.preset
         batch = train.batch_size
+        depth, slots = get_preset(preset).depth, get_preset(preset).slots
         plans: dict[str, BottomPlan] = {
             name: plan_for_stack(batch, linear_stack(models.bottoms[index][0])) for index, name in enumerate(builder.passive_names)
         }
-        depth, slots = get_preset(preset).depth, get_preset(preset).slots
+        if self.sealed:
+            stride = sealed_stride(batch, [plan.widths[0] for plan in plans.values()], models.bottom_out, slots)
+            plans = {name: SealedPlan(plan.batch, plan.widths, plan.relu_after, stride=stride) for name, plan in plans.items()}
         for name, plan in plans.items():
             if plan.depth() > depth:
                 raise ConfigError(
@@ -147,11 +184,18 @@ class LabelPrivateScheme(Scheme):
 
         bounds = Bounds(activation=protection.activation_bound, gradient=protection.gradient_bound)
         link = KeyHolderLink(self.key_holder_party, protection.mask_half_width)
-        passives = [
-            builder.passive(index, BlindPassiveWire(models.bottoms[index][0], plans[name], top_plan, bounds, link))
-            for index, name in enumerate(builder.passive_names)
-        ]
-        active_wire = BlindActiveWire(plans, top_plan, bounds)
+        if self.sealed:
+            passives = [
+                builder.passive(index, SealedPassiveWire(models.bottoms[index][0], plans[name], top_plan, bounds, link, train.lr))  # type: ignore[arg-type]
+                for index, name in enumerate(builder.passive_names)
+            ]
+            active_wire: BlindActiveWire = SealedActiveWire(plans, top_plan, bounds)  # type: ignore[arg-type]
+        else:
+            passives = [
+                builder.passive(index, BlindPassiveWire(models.bottoms[index][0], plans[name], top_plan, bounds, link))
+                for index, name in enumerate(builder.passive_names)
+            ]
+            active_wire = BlindActiveWire(plans, top_plan, bounds)
         active = builder.active(active_wire)
         policy = None
         if protection.decryption_policy == "protocol":
