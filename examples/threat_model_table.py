@@ -60,14 +60,20 @@ ATTACKS = {
 EVALUATION_KINDS = {"eval_activation", "public_key"}
 
 
-def cells(extra: dict[str, list[str]]) -> list[tuple[str, str, str, list[str]]]:
-    """(attack, scheme, hardening, overrides) for every cell of the table."""
+def cells(extra: dict[str, list[str]], level_attacks: dict[str, set[str]] | None = None) -> list[tuple[str, str, str, list[str]]]:
+    """(attack, scheme, hardening, overrides) for every cell of the table.
+
+    ``level_attacks`` restricts a hardening level to some attacks (e.g. a multi-epoch row for one attack).
+    """
     hardening = {**HARDENING, **extra}
+    level_attacks = level_attacks or {}
     out = []
     for attack, (model, _) in ATTACKS.items():
         for scheme, scheme_overrides in SCHEMES.items():
             levels = hardening if scheme in ("ckks/active", "ckks/coordinator") else {"-": []}
             for level, level_overrides in levels.items():
+                if level in level_attacks and attack not in level_attacks[level]:
+                    continue
                 out.append((attack, scheme, level, [*scheme_overrides, *model, *level_overrides, f"attack.kind={attack}"]))
     return out
 
@@ -129,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=500)
     parser.add_argument("--only", default=None, help="run only cells whose key contains this text")
     parser.add_argument("--extra", action="append", default=[], help="NAME=override;override: another hardening row")
+    parser.add_argument("--level-attacks", action="append", default=[], help="NAME=attack,attack: run hardening NAME only for these")
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
         print(f"error: no MNIST data at {args.data}", file=sys.stderr)
@@ -136,9 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     extra = {}
     for item in args.extra:
         name, _, overrides = item.partition("=")
-        extra[name] = [o for o in overrides.split(";") if o]
+        extra[name] = [o for o in overrides.split(";") if o]  # the name ends at the first '=' 
+    level_attacks = {}
+    for item in args.level_attacks:
+        name, _, attacks = item.partition("=")
+        level_attacks[name] = set(attacks.split(","))
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
-    for attack, scheme, level, overrides in cells(extra):
+    for attack, scheme, level, overrides in cells(extra, level_attacks):
         key = f"{attack} | {scheme} | {level}"
         if key in results or (args.only and args.only not in key):
             continue
