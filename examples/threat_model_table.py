@@ -60,19 +60,27 @@ ATTACKS = {
 EVALUATION_KINDS = {"eval_activation", "public_key"}
 
 
-def cells(extra: dict[str, list[str]], level_attacks: dict[str, set[str]] | None = None) -> list[tuple[str, str, str, list[str]]]:
+def cells(
+    extra: dict[str, list[str]],
+    level_attacks: dict[str, set[str]] | None = None,
+    level_schemes: dict[str, set[str]] | None = None,
+) -> list[tuple[str, str, str, list[str]]]:
     """(attack, scheme, hardening, overrides) for every cell of the table.
 
-    ``level_attacks`` restricts a hardening level to some attacks (e.g. a multi-epoch row for one attack).
+    ``level_attacks`` / ``level_schemes`` restrict a hardening level to some attacks or schemes
+    (e.g. a multi-epoch row for one attack, a costly variant under one key holder).
     """
     hardening = {**HARDENING, **extra}
     level_attacks = level_attacks or {}
+    level_schemes = level_schemes or {}
     out = []
     for attack, (model, _) in ATTACKS.items():
         for scheme, scheme_overrides in SCHEMES.items():
             levels = hardening if scheme in ("ckks/active", "ckks/coordinator") else {"-": []}
             for level, level_overrides in levels.items():
                 if level in level_attacks and attack not in level_attacks[level]:
+                    continue
+                if level in level_schemes and scheme not in level_schemes[level]:
                     continue
                 out.append((attack, scheme, level, [*scheme_overrides, *model, *level_overrides, f"attack.kind={attack}"]))
     return out
@@ -136,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="run only cells whose key contains this text")
     parser.add_argument("--extra", action="append", default=[], help="NAME=override;override: another hardening row")
     parser.add_argument("--level-attacks", action="append", default=[], help="NAME=attack,attack: run hardening NAME only for these")
+    parser.add_argument("--level-schemes", action="append", default=[], help="NAME=scheme,scheme: run hardening NAME only under these")
+    parser.add_argument("--skip-schemes", default="", help="comma-separated schemes to leave out (e.g. ckks/receiver)")
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
         print(f"error: no MNIST data at {args.data}", file=sys.stderr)
@@ -144,14 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.extra:
         name, _, overrides = item.partition("=")
         extra[name] = [o for o in overrides.split(";") if o]  # the name ends at the first '=' 
-    level_attacks = {}
+    level_attacks: dict[str, set[str]] = {}
     for item in args.level_attacks:
         name, _, attacks = item.partition("=")
         level_attacks[name] = set(attacks.split(","))
+    level_schemes: dict[str, set[str]] = {}
+    for item in args.level_schemes:
+        name, _, schemes = item.partition("=")
+        level_schemes[name] = set(schemes.split(","))
+    skipped = {scheme for scheme in args.skip_schemes.split(",") if scheme}
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
-    for attack, scheme, level, overrides in cells(extra, level_attacks):
+    for attack, scheme, level, overrides in cells(extra, level_attacks, level_schemes):
         key = f"{attack} | {scheme} | {level}"
-        if key in results or (args.only and args.only not in key):
+        if key in results or (args.only and args.only not in key) or scheme in skipped:
             continue
         print(f"running {key}", flush=True)
         try:

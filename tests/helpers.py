@@ -24,3 +24,15 @@ def random_dataset(n_train: int, n_test: int, n_features: int, num_classes: int,
 
 def config(**sections: dict) -> RunConfig:
     return validate_config({key: value for key, value in sections.items()})
+
+
+def assert_passives_updated_alike(encrypted, reference, baseline) -> None:  # type: ignore[no-untyped-def]
+    """Every passive parameter of ``encrypted`` equals ``reference``'s (CKKS tolerance), and the
+    reference moved away from ``baseline`` (the run without the noise): otherwise the comparison
+    would prove nothing."""
+    moved = False
+    for party_e, party_r, party_b in zip(encrypted.passives, reference.passives, baseline.passives, strict=True):
+        for e, r, b in zip(party_e.model.parameters(), party_r.model.parameters(), party_b.model.parameters(), strict=True):
+            np.testing.assert_allclose(e.detach().numpy(), r.detach().numpy(), atol=1e-4)
+            moved |= not np.allclose(r.detach().numpy(), b.detach().numpy(), atol=1e-3)
+    assert moved, "the noise had no effect; the comparison would prove nothing"
