@@ -36,7 +36,9 @@ def run(name: str, seed: int, epochs: int, args: argparse.Namespace) -> dict[str
     if not (folder / "result.json").is_file():
         overrides = [f"data.dir={args.data}", f"data.train_limit={args.train}", f"data.test_limit={args.test}",
                      f"train.epochs={epochs}", f"train.seed={seed}", "train.progress=false", *extra]
-        command = ["securevfl", "train", "--config", str(ROOT / "examples" / config), "--out", str(folder), "--overwrite"]
+        beside = Path(sys.executable).parent / "securevfl"  # the console script of this environment
+        command = [str(beside) if beside.exists() else "securevfl", "train", "--config", str(ROOT / "examples" / config),
+                   "--out", str(folder), "--overwrite"]
         for item in overrides:
             command += ["--set", item]
         print("running", name, "seed", seed, flush=True)
