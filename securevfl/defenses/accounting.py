@@ -48,12 +48,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from securevfl.defenses.label_dp import DEFAULT_DELTA, LabelDP, LabelDPConfig
 
 if TYPE_CHECKING:
-    from securevfl.config import RunConfig
+    from securevfl.data.config import PartitionConfig
+    from securevfl.sections import ModelConfig
     from securevfl.defenses.base import DefenseConfigBase
 
 __all__ = [
@@ -137,7 +138,18 @@ def gaussian_epsilon(noise_multiplier: float, releases: int, delta: float = DEFA
     )
 
 
-def claim_refusals(config: RunConfig) -> list[str]:
+class AccountedRun(Protocol):
+    """What the accountant reads of a run's configuration (a ``RunConfig`` has it; this layer sits below it)."""
+
+    @property
+    def model(self) -> ModelConfig: ...
+    @property
+    def parties(self) -> PartitionConfig: ...
+    @property
+    def defense(self) -> Sequence[DefenseConfigBase]: ...
+
+
+def claim_refusals(config: AccountedRun) -> list[str]:
     """Why no epsilon can be claimed for this run's ``label_dp`` defense (empty: it can).
 
     See the module docstring for the argument behind each condition.
@@ -185,7 +197,7 @@ def _gradient_execution_order(defenses: Sequence[DefenseConfigBase]) -> list[int
     return first + [index for index in gradient if index not in first]
 
 
-def label_dp_record(config: RunConfig, epochs_completed: int) -> dict[str, Any] | None:
+def label_dp_record(config: AccountedRun, epochs_completed: int) -> dict[str, Any] | None:
     """The ``privacy`` record of ``result.json``: epsilon per completed epoch, or null with the reason.
 
     ``None`` when the run has no ``label_dp`` defense. The noise multiplier and delta are those of
