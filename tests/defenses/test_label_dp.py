@@ -327,9 +327,14 @@ def _federation(defense: list[dict[str, Any]], batch: int = 48, top: str = "sum"
 
 
 def test_each_passive_receives_the_true_rows_plus_one_shared_calibrated_draw() -> None:
-    """End to end, plain scheme: received minus computed rows, over 30 steps, is N(0, (z sqrt(2)/B)^2), same for both passives."""
+    """End to end, plain scheme: received minus computed rows, over 30 steps, is N(0, (z sqrt(2)/B)^2), same for both passives.
+
+    With the reproducible noise source, so the statistical check is deterministic here (one chance
+    rejection at alpha 1e-4 once failed CI); the CSPRNG draw is the same code path but the source and
+    is checked on its own in ``test_noise_is_gaussian_with_sigma_z_sqrt2_over_real_rows``.
+    """
     z, batch = 0.5, 48
-    federation = _federation([{"kind": "label_dp", "noise_multiplier": z}], batch=batch)
+    federation = _federation([{"kind": "label_dp", "noise_multiplier": z, "noise_source": "run_seed"}], batch=batch)
     computed: dict[tuple[int, str], np.ndarray] = {}
     federation.active.gradient_taps.append(lambda step, ids, passive, rows: computed.__setitem__((step, passive), rows.copy()))
     ids = np.arange(batch)
@@ -343,8 +348,8 @@ def test_each_passive_receives_the_true_rows_plus_one_shared_calibrated_draw() -
         noise.append((received["passive_1"] - computed[(step, "passive_1")]).ravel())
         np.testing.assert_array_equal(computed[(step, "passive_1")], computed[(step, "passive_2")])  # sum top: same rows
     standardised = np.concatenate(noise).astype(np.float64) / (z * math.sqrt(2) / batch)
-    assert _rejections(standardised, CSPRNG_ALPHA) == []  # the default noise source
-    assert "variance" in _rejections(standardised * 1.15, CSPRNG_ALPHA)  # and the test would see a 15 % error
+    assert _rejections(standardised) == []
+    assert "variance" in _rejections(standardised * 1.15)  # and the test would see a 15 % error
 
 
 def _run_config(**overrides: Any) -> Any:
