@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from securevfl.defenses.accounting import claim_refusals
+
 if TYPE_CHECKING:
     from securevfl.config import RunConfig
 
@@ -29,8 +31,6 @@ class Promise:
 
 def _label_dp(config: RunConfig) -> bool:
     """A label-DP defense whose epsilon the accountant claims (its conditions: docs/defenses.md)."""
-    from securevfl.defenses.accounting import claim_refusals
-
     present = any(getattr(defense, "kind", "") == "label_dp" for defense in config.defense)
     return present and not claim_refusals(config)
 

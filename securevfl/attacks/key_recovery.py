@@ -166,7 +166,7 @@ class KeyRecovery(Attack):
         super().load_state_dict(state)
         self._guesses.load_state_dict(state)
         # the key and the probe are not checkpointed: a resumed attack starts over at its next step
-        self._stage = 0 if int(state["stage"]) < 3 else 0
+        self._stage = 0
         self.key_verified = bool(state["key_verified"])
 
 
