@@ -232,12 +232,15 @@ class MatmulPlan:
     ``D_t[b*s + c] = W[(c + t) mod d, c]``: only ``d`` diagonals. Writing ``t = G_j + i`` with
     ``G_j = j * n_in``::
 
-        Y = sum_j rot_{G_j}( rescale( sum_i rot_i(X) * roll(D_{G_j + i}, G_j) ) )
+        Y = rescale( sum_j rot_{G_j}( sum_i rot_i(X) * roll(D_{G_j + i}, G_j) ) )
 
-    ``n_in - 1`` rotations of the input (``rot_1`` chained), then per group one rescale, and the
-    groups are summed by Horner's rule with ``rot_{n_in}`` one level lower (cheaper: a key switch
-    costs ~ the number of primes squared). For d = k = 32: 32 encodings, 1 + 3 + 7 = 11
-    rotations with three Galois keys (-32, 1, 4).
+    ``n_in - 1`` rotations of the input (``rot_1`` chained), and the groups summed by Horner's
+    rule with ``rot_{n_in}`` before the one rescale, so their key-switch noise is divided by the
+    prime. For d = k = 32: 32 encodings, 1 + 3 + 7 = 11 rotations with three Galois keys
+    (-32, 1, 4). The input's own rotations add absolute noise (~4.5e-7 at the ``compute``
+    preset) that the product multiplies like the values: a caller that needs precision sends
+    the input amplified and folds the inverse into the plaintext (see
+    ``securevfl.schemes.label_private.precision``).
 
     **diagonal** (any stride >= k, or a tensor whose padding is not known to be zero):
     ``d + k - 1`` offsets ``t = -(k-1) .. d-1`` with ``diag_t[b*s + c] = W[c + t, c]``,
@@ -426,14 +429,19 @@ class MatmulPlan:
         for _ in range(self.copies.bit_length() - 1):  # row copies [x, x, ...] by doubling
             source = add(keyring, source, rotate(keyring, source, -step))
             step *= 2
-        sums = self._group_sums(source, plains, inputs, groups, chained=True, rescale=True)
-        # Horner over the groups: sum_j rot_{j*inputs}(S_j) = S_0 + rot(S_1 + rot(S_2 + ...)), all by one key
+        sums = self._group_sums(source, plains, inputs, groups, chained=True, rescale=False)
+        # Horner over the groups: sum_j rot_{j*inputs}(S_j) = S_0 + rot(S_1 + rot(S_2 + ...)), all by one key,
+        # before the (single) rescale: the key-switch noise of these rotations is then divided by the prime
+        # (rescaling each group first runs them one level lower, ~10 % faster, but adds ~2-5e-7 at the
+        # working scale -- which noise flooding multiplies by 2**15)
         total = None
         for inner in reversed(sums):
             if total is not None:
                 total = rotate(keyring, total, inputs)
             if inner is not None:
                 total = inner if total is None else add(keyring, total, inner)
+        keyring.evaluator.rescale_to_next_inplace(total)
+        total.scale = keyring.params.scale
         return total
 
     def _group_sums(

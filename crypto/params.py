@@ -141,6 +141,17 @@ class CkksParameters:
         """Largest magnitude any result may reach and still decrypt at the last level."""
         return float(2.0**self.headroom_bits)
 
+    def ceiling_at(self, levels_left: int) -> float:
+        """Largest magnitude a ciphertext with ``levels_left`` multiplications left may hold.
+
+        Each prime above the first adds its bits of room: a value above :attr:`decrypt_ceiling`
+        may travel at the top levels (e.g. amplified for precision) as long as the products that
+        bring it down to the last level bring it back under the ceiling.
+        """
+        if not 0 <= levels_left <= self.depth:
+            raise ValueError(f"levels_left must be in [0, {self.depth}], got {levels_left}")
+        return float(2.0 ** (self.headroom_bits + sum(self.coeff_modulus_bits[1 : 1 + levels_left])))
+
     @property
     def max_magnitude(self) -> float:
         """Default input bound: sqrt of the ceiling, so one product of inputs still fits."""

@@ -125,10 +125,12 @@ class EncryptedTensor:
         values = array.astype(np.float64, copy=False)
         _check_finite(values, "input")
         limit = params.max_magnitude if bound is None else float(bound)
-        if not (math.isfinite(limit) and 0 < limit <= params.decrypt_ceiling):
+        at_level = params.depth if levels is None else min(max(int(levels), 0), params.depth)
+        ceiling = params.ceiling_at(at_level)
+        if not (math.isfinite(limit) and 0 < limit <= ceiling):
             raise PrecisionError(
                 f"bound={bound!r} must be positive and at most the decryptable ceiling "
-                f"{params.decrypt_ceiling:g} (2^{params.headroom_bits}) of preset {params.name!r}"
+                f"{ceiling:g} (2^{math.log2(ceiling):.0f}) of preset {params.name!r} at {at_level} level(s) left"
             )
         peak = float(np.max(np.abs(values))) if values.size else 0.0
         if peak > limit:
@@ -266,6 +268,7 @@ class EncryptedTensor:
         else:
             cts = self.ciphertexts
             if mod_switch_to_last:
+                self._checked_bound(self._value_bound, "to_bytes(mod_switch_to_last=True)", levels_used=self.levels_left)
                 cts = [kernels.mod_switch_to_level(self._keyring, c, 0) for c in cts]
             payloads = [save_to_bytes(c) for c in cts]
         header = WireHeader(
@@ -300,8 +303,8 @@ class EncryptedTensor:
                 f"ciphertexts were encrypted under a different key pair (key id {header.key_id.hex()[:12]}, "
                 f"this keyring {keyring.key_id.hex()[:12]})"
             )
-        if header.value_bound > params.decrypt_ceiling:
-            raise SerializationError("encrypted tensor declares a value bound above the decryptable ceiling")
+        if not 0 <= header.levels_left <= params.depth or header.value_bound > params.ceiling_at(header.levels_left):
+            raise SerializationError("encrypted tensor declares a value bound above the decryptable ceiling of its level")
         try:
             packing = Packing.create(
                 header.shape, _LAYOUTS_BY_CODE[header.layout_code], params.slots,
@@ -344,15 +347,21 @@ class EncryptedTensor:
             padding_clean=self._padding_clean if padding_clean is None else padding_clean,
         )
 
-    def _checked_bound(self, bound: float, what: str) -> float:
+    def _checked_bound(self, bound: float, what: str, levels_used: int = 0) -> float:
+        """``bound`` if a result that far from zero still decrypts at its level (``levels_used`` below this one)."""
         params = self._keyring.params
-        if not bound <= params.decrypt_ceiling:
+        ceiling = params.ceiling_at(max(self.levels_left - levels_used, 0))
+        if not bound <= ceiling:
             raise PrecisionError(
                 f"{what}: the worst-case result magnitude {bound:.6g} would exceed the decryptable ceiling "
-                f"{params.decrypt_ceiling:g} (2^{params.headroom_bits}) of preset {params.name!r}; encrypt with a "
+                f"{ceiling:g} (2^{math.log2(ceiling):.0f}) of preset {params.name!r}; encrypt with a "
                 "tighter `bound=` or scale the operands down"
             )
         return bound
+
+    def _levels_below(self, other: EncryptedTensor) -> int:
+        """How far below this tensor's level a result with ``other`` lands (operands are aligned down)."""
+        return max(self.levels_left - other.levels_left, 0)
 
     def _check_same_key(self, keyring: Keyring) -> None:
         if keyring.key_id != self._keyring.key_id or keyring.params != self._keyring.params:
@@ -397,7 +406,7 @@ class EncryptedTensor:
         if isinstance(other, EncryptedTensor):
             self._check_compatible(other, "add")
             cts = [kernels.add(self._keyring, a, b) for a, b in zip(self.ciphertexts, other.ciphertexts)]
-            bound = self._checked_bound(self._value_bound + other._value_bound, "add")
+            bound = self._checked_bound(self._value_bound + other._value_bound, "add", self._levels_below(other))
             return self._derive(cts, bound=bound, padding_clean=self._padding_clean and other._padding_clean)
         return self.add_plain(other)
 
@@ -407,7 +416,7 @@ class EncryptedTensor:
         if isinstance(other, EncryptedTensor):
             self._check_compatible(other, "subtract")
             cts = [kernels.subtract(self._keyring, a, b) for a, b in zip(self.ciphertexts, other.ciphertexts)]
-            bound = self._checked_bound(self._value_bound + other._value_bound, "subtract")
+            bound = self._checked_bound(self._value_bound + other._value_bound, "subtract", self._levels_below(other))
             return self._derive(cts, bound=bound, padding_clean=self._padding_clean and other._padding_clean)
         return self.add_plain(-self._plain_operand(other, "subtract"))
 
@@ -451,14 +460,14 @@ class EncryptedTensor:
         factor = float(factor)
         if not math.isfinite(factor):
             raise PrecisionError("scale factor is NaN or Inf")
-        bound = self._checked_bound(self._value_bound * abs(factor), "scale")
+        bound = self._checked_bound(self._value_bound * abs(factor), "scale", levels_used=1)
         cts = [kernels.multiply_plain(self._keyring, c, factor, "scaling") for c in self.ciphertexts]
         return self._derive(cts, bound=bound)
 
     def multiply_plain(self, values: Any) -> EncryptedTensor:
         """Elementwise product with a plaintext tensor, e.g. a 0/1 sparsification mask (one level)."""
         plain = self._plain_operand(values, "multiply_plain")
-        bound = self._checked_bound(self._value_bound * float(np.max(np.abs(plain))), "multiply_plain")
+        bound = self._checked_bound(self._value_bound * float(np.max(np.abs(plain))), "multiply_plain", levels_used=1)
         vectors = self._packing.pack(np.ascontiguousarray(plain))
         cts = [kernels.multiply_plain(self._keyring, c, v, "a plaintext mask") for c, v in zip(self.ciphertexts, vectors)]
         # padding slots were multiplied by zero, so they are clean even if they were not before
@@ -473,7 +482,9 @@ class EncryptedTensor:
         first = tensors[0]
         for other in tensors[1:]:
             first._check_compatible(other, "sum_of")
-        bound = first._checked_bound(sum(t._value_bound for t in tensors), "sum_of")
+        bound = first._checked_bound(
+            sum(t._value_bound for t in tensors), "sum_of", first.levels_left - min(t.levels_left for t in tensors)
+        )
         keyring = first._keyring
         summed = []
         for column in zip(*(t.ciphertexts for t in tensors)):
@@ -490,6 +501,7 @@ class EncryptedTensor:
         """Drop primes until ``levels_left`` multiplications remain (cheaper kernels, smaller bytes)."""
         if not 0 <= levels_left <= self.levels_left:
             raise ValueError(f"levels_left must be in [0, {self.levels_left}], got {levels_left}")
+        self._checked_bound(self._value_bound, "mod_switch_to", levels_used=self.levels_left - levels_left)
         return self._derive([kernels.mod_switch_to_level(self._keyring, c, levels_left) for c in self.ciphertexts])
 
     def mod_switch_to_last(self) -> EncryptedTensor:
@@ -566,7 +578,7 @@ class EncryptedTensor:
                 raise LayoutError("this MatmulPlan was built for another packing or key pair")
         else:
             plan = kernels.MatmulPlan(self._keyring, packing, self._plain_operand_matrix(weights))
-        bound = self._checked_bound(self._value_bound * plan.column_l1_max, "matmul")
+        bound = self._checked_bound(self._value_bound * plan.column_l1_max, "matmul", levels_used=1)
         cts = plan.apply_all(self.ciphertexts, padding_clean=self._padding_clean)
         return self._derive(cts, packing=plan.out_packing, bound=bound, padding_clean=True)
 
@@ -606,7 +618,7 @@ class EncryptedTensor:
         scale = float(scale)
         if not math.isfinite(scale):
             raise PrecisionError("scale factor is NaN or Inf")
-        bound = self._checked_bound(self._value_bound * abs(scale), "gather_row")
+        bound = self._checked_bound(self._value_bound * abs(scale), "gather_row", levels_used=1)
         which, local = divmod(index, packing.blocks_per_ciphertext)
         start = local * packing.stride
         mask = np.zeros(packing.slots)
@@ -643,7 +655,10 @@ class EncryptedTensor:
         scale = float(scale)
         if not math.isfinite(scale):
             raise PrecisionError("scale factor is NaN or Inf")
-        bound = self._checked_bound(max(self._value_bound, row._value_bound * abs(scale)), "replace_rows")
+        result_level = max(min(self.levels_left, row.levels_left) - 1, 0)
+        bound = self._checked_bound(
+            max(self._value_bound, row._value_bound * abs(scale)), "replace_rows", levels_used=self.levels_left - result_level
+        )
         keyring = self._keyring
         per = packing.blocks_per_ciphertext
         row_ct = row.ciphertexts[0]

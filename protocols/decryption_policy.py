@@ -34,7 +34,8 @@ class RequestRule:
 
     ``rows`` is exact unless ``rows_up_to`` (a last batch may be shorter). ``what`` and
     ``per_sample`` are what the key holder records in its audit: its own description of the
-    value, never the requester's.
+    value, never the requester's. ``amplification`` is the public factor a refresh re-encrypts
+    its values with (the protocol's choice for precision, never the requester's).
     """
 
     kind: MessageKind
@@ -46,6 +47,7 @@ class RequestRule:
     value_bound: float
     rows_up_to: bool = False
     layouts: tuple[tuple[str, int], ...] = ()
+    amplification: float = 1.0
 
     def fits(self, shape: tuple[int, ...]) -> bool:
         if len(shape) != 2 or shape[1] != self.columns:

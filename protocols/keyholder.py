@@ -38,6 +38,9 @@ REFRESH_REPLY = MessageKind.REFRESH_REPLY
 #: What a key holder answers.
 REQUEST_KINDS = (DECRYPT_REQUEST, REFRESH_REQUEST)
 
+#: Largest re-encryption factor a requester may name without a policy (the top levels' room).
+MAX_AMPLIFICATION = 2.0**20
+
 _LOG = logging.getLogger("securevfl.keyholder")
 
 
@@ -120,11 +123,15 @@ class KeyHolder:
         if self.policy is not None:
             rule, _ = self.policy.admit(message)
             what, per_sample, layouts, bound = rule.what, rule.per_sample, rule.layouts, rule.value_bound
+            amplification = rule.amplification
         else:
             what = str(message.meta.get("what", "unknown"))
             per_sample = bool(message.meta.get("per_sample", False))
             layouts = parse_layouts(message) if message.kind == REFRESH_REQUEST else ()
             bound = max(float(message.meta.get("bound", 0.0)) - half_width, 1.0)
+            amplification = float(message.meta.get("amplification", 1.0))
+            if not 1.0 <= amplification <= MAX_AMPLIFICATION:
+                raise RequestRefused(f"amplification must be in [1, {MAX_AMPLIFICATION:g}], got {amplification!r}")
         try:
             with self.timer.phase(Phase.CIPHERTEXT_DESERIALIZE):
                 encrypted = EncryptedTensor.from_bytes(self._secret, message.payload)
@@ -144,9 +151,11 @@ class KeyHolder:
             channel.send(Message(DECRYPT_REPLY, self.name, requester, message.step, values.astype(np.float64)))
             return
         for index, (kind, stride) in enumerate(layouts):
-            values_out = values.T if kind == "rows_t" else values
+            values_out = (values.T if kind == "rows_t" else values) * amplification
             with self.timer.phase(Phase.ENCRYPT):
-                fresh = EncryptedTensor.encrypt(self._secret, values_out, Layout.ROWS, stride=stride, bound=bound + half_width)
+                fresh = EncryptedTensor.encrypt(
+                    self._secret, values_out, Layout.ROWS, stride=stride, bound=(bound + half_width) * amplification
+                )
             with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
                 payload = fresh.to_bytes()
             channel.send(
@@ -200,23 +209,35 @@ class MaskedKeyHolderClient:
         return values - mask
 
     def refresh(
-        self, encrypted: EncryptedTensor, step: int, what: str, layouts: list[tuple[str, int]], bound: float
+        self,
+        encrypted: EncryptedTensor,
+        step: int,
+        what: str,
+        layouts: list[tuple[str, int]],
+        bound: float,
+        amplification: float = 1.0,
     ) -> list[EncryptedTensor]:
         """Fresh ciphertexts of ``encrypted`` (or its transpose) in the named ROWS strides.
 
         ``bound`` is the public bound on the unmasked value; the key holder encrypts the masked
         value under ``bound + half_width`` and the result, once unmasked, carries ``bound`` again.
+        With ``amplification`` (the protocol's public factor, see the decryption policy's rules)
+        the fresh ciphertexts hold the value times that factor.
         """
         mask = self.masks.draw(encrypted.shape)
         spec = ",".join(f"{kind}:{stride}" for kind, stride in layouts)
-        meta = {"what": what, "per_sample": True, "strides": spec, "bound": bound + self.masks.half_width}
+        meta = {
+            "what": what, "per_sample": True, "strides": spec, "bound": bound + self.masks.half_width,
+            "amplification": amplification,
+        }
         self._request(REFRESH_REQUEST, encrypted.add_plain(mask), step, meta)
         fresh = []
         for kind, _ in layouts:
             reply = self.channel.receive(self.party, REFRESH_REPLY, sender=self.key_holder)
             with self.timer.phase(Phase.CIPHERTEXT_DESERIALIZE):
                 tensor = EncryptedTensor.from_bytes(self.public, reply.payload)
-            fresh.append(tensor.add_plain(-(mask.T if kind == "rows_t" else mask), result_bound=bound))
+            unmask = -(mask.T if kind == "rows_t" else mask) * amplification
+            fresh.append(tensor.add_plain(unmask, result_bound=bound * amplification))
         return fresh
 
     def _request(self, kind: str, masked: EncryptedTensor, step: int, meta: dict[str, object]) -> None:

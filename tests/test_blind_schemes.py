@@ -195,9 +195,10 @@ def test_digits_blind_training_tracks_plaintext(key_holder: str) -> None:
     for exact, enc, ref in zip(unflooded["history"], blind["history"], plain["history"], strict=True):
         assert abs(exact["loss"] - ref["loss"]) < 1e-4  # the protocol: CKKS noise only
         assert abs(exact["main_accuracy"] - ref["main_accuracy"]) <= 0.01
-        # with flooding: noisier updates, same course (the training loss averages 320 samples; accuracy on
-        # 100 test samples of a barely trained model is too coarse to compare a noisy run by)
-        assert abs(enc["loss"] - ref["loss"]) < 0.02
+        # with flooding (sigma ~3e-4 on per-sample, amplified gradients; measured within 2e-5 of the plaintext
+        # loss over 4 runs): the same course, 50x inside this margin
+        assert abs(enc["loss"] - ref["loss"]) < 1e-3
+        assert abs(enc["main_accuracy"] - ref["main_accuracy"]) <= 0.01
     assert blind["timing"]["homomorphic_backprop"] > 0
     assert "activation" in blind["bytes_sent"] and "decrypt_request" in blind["bytes_sent"]
 

@@ -87,7 +87,7 @@ class KeyRecovery(Attack):
         self._stage = 0  # 0: waiting, 1: first probe sent, 2: second probe sent, 3: done
         self.secret: np.ndarray | None = None
         self.key_verified = False
-        self._pending: tuple[np.ndarray, EncryptedTensor] | None = None
+        self._pending: tuple[np.ndarray, EncryptedTensor, float] | None = None
         self.unusable: str | None = None
 
     @classmethod
@@ -100,7 +100,7 @@ class KeyRecovery(Attack):
     def encrypted_gradients(self, step: int, sample_ids: np.ndarray, backprop: EncryptedBackprop) -> list[EncryptedTensor]:
         honest = backprop.backprop(backprop.gradient, backprop.row_weight)
         rows = backprop.gradient.feature_major
-        self._pending = (np.asarray(sample_ids), rows)
+        self._pending = (np.asarray(sample_ids), rows, backprop.revealed_scale)
         if step < self.start_step or self._stage >= 2:
             return honest
         keyring = rows.keyring
@@ -124,15 +124,15 @@ class KeyRecovery(Attack):
     ) -> None:
         if self._pending is None:
             return
-        ids, rows = self._pending
+        ids, rows, scale = self._pending  # the passive divided its decryptions by the public scale
         self._pending = None
         keyring = rows.keyring
         slots = keyring.params.slots
         if self._stage == 1 and self._real_parts is None:
-            self._real_parts = np.asarray(gradients[0]).ravel()[:slots].copy()
+            self._real_parts = np.asarray(gradients[0]).ravel()[:slots] * scale
             return
         if self._stage == 2 and self.secret is None:
-            imaginary = np.asarray(gradients[0]).ravel()[:slots]
+            imaginary = np.asarray(gradients[0]).ravel()[:slots] * scale
             self.secret = recover_secret_key(keyring, self._probe, self._real_parts, imaginary)  # type: ignore[arg-type]
             self.key_verified = verify_secret_key(keyring, self.secret)
             self._stage = 3

@@ -104,6 +104,10 @@ class MessageContext:
         sample_axis: the axis that indexes samples: 0 for a B x d message (the usual case), 1
             for a feature-major d x B message such as the transposed gradient the label-private
             schemes encrypt.
+        value_scale: the public factor a ciphertext's values carry (the one-key-holder schemes send
+            per-sample gradients, the mean-loss gradient times the batch's sample count, for CKKS
+            precision). A defense under encryption that adds something scales it by this factor,
+            so its effect on the gradient the receiver ends up with is the configured one.
     """
 
     kind: Literal["gradient", "activation"]
@@ -112,6 +116,7 @@ class MessageContext:
     step: int
     rows: int
     sample_axis: Literal[0, 1] = 0
+    value_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("gradient", "activation"):
@@ -122,6 +127,8 @@ class MessageContext:
             raise ValueError(f"step must be non-negative, got {self.step}")
         if self.sample_axis not in (0, 1):
             raise ValueError(f"sample_axis must be 0 or 1, got {self.sample_axis!r}")
+        if not self.value_scale > 0:
+            raise ValueError(f"value_scale must be positive, got {self.value_scale!r}")
 
 
 class Defense(ABC):

@@ -152,4 +152,4 @@ class LabelDP(Defense):
         if ctx.rows == 0:
             return tensor
         width = tensor.shape[1 - ctx.sample_axis]
-        return tensor.add_plain(embed_real(self.step_noise(ctx, width), tensor.shape, ctx))
+        return tensor.add_plain(embed_real(self.step_noise(ctx, width) * ctx.value_scale, tensor.shape, ctx))

@@ -65,7 +65,7 @@ class AdditiveNoise(Defense):
         """``tensor + noise``, the noise drawn by the ciphertext holder; consumes no level."""
         check_rows(tensor.shape, ctx)
         width = tensor.shape[1 - ctx.sample_axis]
-        noise = self.draw((ctx.rows, width))
+        noise = self.draw((ctx.rows, width)) * ctx.value_scale
         return tensor.add_plain(embed_real(noise, tensor.shape, ctx))
 
 

@@ -1,6 +1,7 @@
 """SEAL objects at the edge of what the library accepts (issue 14, item 7).
 
-Values that pass the library's bound check always pass SEAL's encoder: the check (``value_bound <= decrypt_ceiling``) must be at least as strict as SEAL's own "encoded
+Values that pass the library's bound check always pass SEAL's encoder: the check (``value_bound <= ceiling_at(level)``, the
+decryptable ceiling plus the bits of every prime still above the first) must be at least as strict as SEAL's own "encoded
 values are too large" check, for every preset, level and slot pattern: a value the library accepts
 must never reach SEAL and fail there with SEAL's error type.
 """
@@ -29,7 +30,7 @@ def test_accepted_values_always_encode(name: str, level_fraction: float, pattern
     keyring = KEYS[name]
     params = keyring.params
     levels = round(level_fraction * params.depth)
-    ceiling = params.decrypt_ceiling
+    ceiling = params.ceiling_at(levels)
     n = 64
     rng = np.random.default_rng(seed)
     values = {
@@ -50,8 +51,32 @@ def test_accepted_values_always_encode(name: str, level_fraction: float, pattern
 
 def test_a_bound_above_the_ceiling_is_refused_before_seal() -> None:
     keyring = KEYS["compute"]
+    params = keyring.params
     with pytest.raises(PrecisionError, match="decryptable ceiling"):
-        EncryptedTensor.encrypt(keyring, np.zeros(4), Layout.FLAT, bound=keyring.params.decrypt_ceiling * 2)
+        EncryptedTensor.encrypt(keyring, np.zeros(4), Layout.FLAT, bound=params.ceiling_at(params.depth) * 2)
+    with pytest.raises(PrecisionError, match="decryptable ceiling"):
+        EncryptedTensor.encrypt(keyring, np.zeros(4), Layout.FLAT, bound=params.decrypt_ceiling * 2, levels=0)
+
+
+def test_a_large_value_may_travel_high_but_must_come_down_before_the_last_level() -> None:
+    """Above the last level's ceiling at the top levels: products must bring it back before it can drop."""
+    keyring = KEYS["compute"]
+    params = keyring.params
+    assert params.ceiling_at(0) == params.decrypt_ceiling and params.ceiling_at(2) == params.decrypt_ceiling * 2.0**80
+    big = params.decrypt_ceiling * 256
+    values = np.array([big, -big / 2, 3.0, 0.0])
+    tensor = EncryptedTensor.encrypt(keyring, values, Layout.FLAT, bound=big)
+    np.testing.assert_allclose(tensor.decrypt(), values, atol=1e-3)
+    with pytest.raises(PrecisionError, match="mod_switch_to"):
+        tensor.mod_switch_to_last()
+    with pytest.raises(PrecisionError, match="mod_switch_to_last"):
+        tensor.to_bytes(mod_switch_to_last=True)
+    one_down = tensor.multiply_plain(np.ones(4))  # one level lower the room is still 2**40 times larger
+    with pytest.raises(PrecisionError, match="multiply_plain"):
+        one_down.multiply_plain(np.ones(4))  # at the last level the result would exceed its ceiling
+    back = tensor.scale(1 / 256).scale(1.0)  # 2 levels down, the value back under the last ceiling
+    assert back.levels_left == 0
+    np.testing.assert_allclose(back.decrypt(), values / 256, atol=1e-3)
 
 
 def test_a_ciphertext_flagged_out_of_ntt_form_is_refused_at_load() -> None:

@@ -131,9 +131,14 @@ def test_matmul_needs_its_rotation_keys(batch: np.ndarray) -> None:
 def test_matmul_overflow_is_refused(compute_secret: SecretKeyring, batch: np.ndarray) -> None:
     from securevfl.crypto import PrecisionError
 
-    tensor = EncryptedTensor.encrypt(compute_secret, batch, ROWS)  # default bound 512
+    weights = np.full((32, 32), 50.0)  # worst case 512 x 32 x 50 = 819,200 > 2^19, the last level's ceiling
+    last = EncryptedTensor.encrypt(compute_secret, batch, ROWS, levels=1)  # default bound 512
     with pytest.raises(PrecisionError, match="matmul"):
-        tensor @ np.full((32, 32), 50.0)
+        last @ weights
+    # from the top level the result lands one level higher, where 40 more bits of room remain
+    high = EncryptedTensor.encrypt(compute_secret, batch, ROWS) @ weights
+    assert high.levels_left == 1
+    np.testing.assert_allclose(high.decrypt(compute_secret), batch @ weights, rtol=1e-6, atol=1e-3)
 
 
 @pytest.mark.parametrize("row", [0, 5, 63])

@@ -119,15 +119,19 @@ def test_out_of_range_values_are_refused_naming_the_bound(compute_secret: Secret
     with pytest.raises(PrecisionError, match="exceeds the bound 2"):
         EncryptedTensor.encrypt(compute_secret, np.array([3.0]), bound=2.0)
     with pytest.raises(PrecisionError, match="ceiling"):
-        EncryptedTensor.encrypt(compute_secret, np.array([3.0]), bound=1e9)
+        EncryptedTensor.encrypt(compute_secret, np.array([3.0]), bound=1e9, levels=0)  # last level: 2^19
+    EncryptedTensor.encrypt(compute_secret, np.array([3.0]), bound=1e9)  # top level: 2^99 of room
+    with pytest.raises(PrecisionError, match="ceiling"):
+        EncryptedTensor.encrypt(compute_secret, np.array([3.0]), bound=1e31)
 
 
 def test_worst_case_growth_is_refused_before_computing(compute_secret: SecretKeyring) -> None:
-    tensor = EncryptedTensor.encrypt(compute_secret, np.ones(4))  # bound 512
+    tensor = EncryptedTensor.encrypt(compute_secret, np.ones(4), levels=1)  # bound 512
     with pytest.raises(PrecisionError, match="ceiling"):
-        tensor * 2000.0
+        tensor * 2000.0  # lands on the last level, above its 2^19
+    last = EncryptedTensor.encrypt(compute_secret, np.ones(4), levels=0)
     with pytest.raises(PrecisionError, match="ceiling"):
-        EncryptedTensor.sum_of([tensor] * 1100)
+        EncryptedTensor.sum_of([last] * 1100)
     small = EncryptedTensor.encrypt(compute_secret, np.ones(4), bound=1.0)
     assert (small * 2000.0).value_bound == 2000.0
 

@@ -11,6 +11,10 @@ gradient, a chain of ciphertext-by-plaintext products:
 
 The parameter gradients stay encrypted until the passive party has them decrypted behind a
 fresh random mask: it only ever learns batch-summed values.
+
+The incoming gradient travels amplified (:data:`.precision.AMPLIFICATION`); every product's
+plaintext factor carries the inverse, so products leave at their true scale (per-sample
+gradients summed over the batch) and refreshed gradients come back amplified again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch import nn
 from securevfl.crypto import EncryptedTensor
 from securevfl.protocols.keyholder import MaskedKeyHolderClient
 from securevfl.schemes.label_private.plan import BottomPlan
+from securevfl.schemes.label_private.precision import AMPLIFICATION
 
 
 @dataclass
@@ -78,17 +83,17 @@ def encrypted_parameter_gradients(
             if g is not None:
                 g = g.multiply_plain(mask)
         augmented = np.hstack([cache.layer_inputs[layer], np.ones((plan.batch, 1))]) * cache.row_weight[:, None]
-        results[layer] = g_t @ augmented
+        results[layer] = g_t @ (augmented / AMPLIFICATION)
         if layer == 0:
             break
         if g is None:
             raise ValueError("a bottom model with hidden layers needs the batch-major gradient too")
         weight = stack[layer][0].weight.detach().double().numpy()
-        below = g @ weight
+        below = g @ (weight / AMPLIFICATION)
         layouts = [("rows_t", plan.feature_major_stride(layer - 1))]
         if layer - 1 > 0:
             layouts.append(("rows", plan.batch_major_stride(layer - 1)))
-        refreshed = client.refresh(below, step, "backprop_gradient", layouts, bound=gradient_bound)
+        refreshed = client.refresh(below, step, "backprop_gradient", layouts, bound=gradient_bound, amplification=AMPLIFICATION)
         g_t = refreshed[0]
         g = refreshed[1] if len(refreshed) > 1 else None
     return [r for r in results if r is not None]

@@ -25,6 +25,7 @@ from securevfl.crypto import CkksParameters
 from securevfl.protocols.decryption_policy import DecryptionPolicy, RequestRule
 from securevfl.protocols.messages import MessageKind
 from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan
+from securevfl.schemes.label_private.precision import AMPLIFICATION
 from securevfl.schemes.label_private.sealed import EVAL_SEALED_ACTIVATION, SEALED_ACTIVATION, SEALED_WEIGHTS
 
 __all__ = ["EVALUATION_PASSES", "label_private_policy"]
@@ -96,6 +97,7 @@ def _passive_rules(plan: BottomPlan, gradient_bound: float) -> list[RequestRule]
             RequestRule(
                 MessageKind.REFRESH_REQUEST, "backprop_gradient", rows=plan.batch, columns=plan.widths[layer],
                 per_step=1, per_sample=True, value_bound=gradient_bound, layouts=tuple(layouts),
+                amplification=AMPLIFICATION,
             )
         )
     return rules

@@ -44,6 +44,7 @@ from securevfl.parties.passive import PassiveParty, check_same_batch
 from securevfl.protocols import Message, MessageKind, Phase, ProtocolError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.schemes.label_private.plan import SealedPlan, TopPlan
+from securevfl.schemes.label_private.precision import AMPLIFICATION, gradient_scale
 from securevfl.schemes.label_private.wires import BlindActiveWire, Bounds, KeyHolderLink, _encrypt, _load, _pad_rows
 
 __all__ = [
@@ -227,12 +228,15 @@ class SealedPassiveWire:
         message = party.channel.receive(party.name, MessageKind.GRADIENT, sender=party.active_name)
         gradient_t = _load(self.client.public, message, party.name)  # type: ignore[union-attr]
         with party.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
-            weights = self._refresh(sealed.weights + self._update(gradient_t), step)
+            weights = self._refresh(sealed.weights + self._update(gradient_t, gradient_scale(len(sample_ids)) * AMPLIFICATION), step)
         sealed.weights = weights
         self._inputs = None
 
-    def _update(self, gradient_t: EncryptedTensor) -> EncryptedTensor:
-        """``Enc(G^T) @ (-lr [X|1])``, computed ``amplify`` times larger and scaled back under encryption.
+    def _update(self, gradient_t: EncryptedTensor, scale: float) -> EncryptedTensor:
+        """``Enc(G^T) @ (-lr / scale [X|1])``, computed ``amplify`` times larger and scaled back under encryption.
+
+        ``G`` arrives ``scale`` times the mean-loss gradient (per-sample and amplified, see
+        :mod:`.precision`); the public ``1 / scale`` goes into the plaintext factor.
 
         The product's key-switching noise is absolute (rotations after the rescale), and the key
         holder floods a refresh in proportion to the noise it measures: unamplified, every
@@ -241,7 +245,7 @@ class SealedPassiveWire:
         allow) and scaling the result back divides that noise by the same factor, for one
         scalar product per ciphertext and the level the refresh restores anyway.
         """
-        plain = -self.lr * self._inputs  # type: ignore[operator]
+        plain = -(self.lr / scale) * self._inputs  # type: ignore[operator]
         if gradient_t.levels_left < 2:
             return gradient_t @ plain
         worst = gradient_t.value_bound * float(np.abs(plain).sum(axis=0).max())

@@ -33,6 +33,7 @@ from securevfl.protocols.masking import MaskSampler
 from securevfl.models import linear_stack
 from securevfl.schemes.label_private.backprop import ForwardCache, cached_forward, encrypted_parameter_gradients
 from securevfl.schemes.label_private.plan import BottomPlan, TopPlan
+from securevfl.schemes.label_private.precision import AMPLIFICATION, gradient_scale
 
 __all__ = ["BlindActiveWire", "BlindPassiveWire", "Bounds", "KeyHolderLink"]
 
@@ -159,7 +160,7 @@ class BlindPassiveWire:
         party.optimizer.zero_grad(set_to_none=True)
         revealed = []
         for (linear, _), enc in zip(self._stack, encrypted, strict=True):
-            values = client.reveal(enc, step, "parameter_gradient", per_sample=False)
+            values = client.reveal(enc, step, "parameter_gradient", per_sample=False) / batch.revealed_scale
             party.audit.saw("parameter_gradient", values.shape, per_sample=False, masked=False, source=client.key_holder)
             linear.weight.grad = torch.from_numpy(values[:, :-1]).to(linear.weight.dtype)
             linear.bias.grad = torch.from_numpy(values[:, -1]).to(linear.bias.dtype)
@@ -182,6 +183,7 @@ class _BatchBackprop:
         self._wire, self._cache, self._client, self._step = wire, cache, client, step
         self.gradient = gradient
         self.row_weight = cache.row_weight.copy()
+        self.revealed_scale = gradient_scale(cache.rows)
 
     def backprop(self, gradient: EncryptedGradientRows, row_weight: np.ndarray, source: np.ndarray | None = None) -> list[EncryptedTensor]:
         cache = replace(self._cache, row_weight=np.asarray(row_weight, dtype=np.float64))
@@ -348,12 +350,13 @@ class BlindActiveWire:
         first = _first_layer(party)
         if first.weight.grad is None:
             first.weight.grad = torch.zeros_like(first.weight)
-        padded = _pad_rows(delta, self.top_plan.batch)  # type: ignore[union-attr]
+        scale = gradient_scale(len(sample_ids))  # per-sample delta: the product's absolute noise matters less
+        padded = _pad_rows(delta * scale, self.top_plan.batch)  # type: ignore[union-attr]
         width = self.top_plan.part_width  # type: ignore[union-attr]
         for k, enc in enumerate(transposed):
             with party.timer.phase(Phase.TOP_ENCRYPTED):
                 product = enc @ padded
-            values = self._reveal(party, product, step, "top_weight_gradient", per_sample=False)
+            values = self._reveal(party, product, step, "top_weight_gradient", per_sample=False) / scale
             if party.attack is not None:  # its own delta and weight block (not yet updated): what it holds
                 party.attack.revealed_top_weight_gradient(step, sample_ids, party.passive_names[k], values.copy(), delta.copy(), first.weight.detach().double().numpy()[:, k * width : (k + 1) * width])
             first.weight.grad[:, k * width : (k + 1) * width] += torch.from_numpy(values.T.astype(np.float32))
@@ -361,15 +364,18 @@ class BlindActiveWire:
     def _send_gradient(self, party: ActiveParty, receiver: str, gradient: np.ndarray, ctx: MessageContext) -> None:
         plan, step = self.passive_plans[receiver], ctx.step
         top_layer = plan.layers - 1
-        padded = _pad_rows(gradient, plan.batch)
+        scale = gradient_scale(ctx.rows) * AMPLIFICATION  # see .precision: per-sample values, amplified
+        padded = _pad_rows(gradient * scale, plan.batch)
+        bound = self.bounds.gradient * AMPLIFICATION
         what = f"gradient for {receiver}"
         with party.timer.phase(Phase.ENCRYPT):
-            tensors = [(MessageKind.GRADIENT, _encrypt(self._keyring, padded.T, what, self.bounds.gradient, layout=Layout.ROWS, stride=plan.feature_major_stride(top_layer)))]
+            tensors = [(MessageKind.GRADIENT, _encrypt(self._keyring, padded.T, what, bound, layout=Layout.ROWS, stride=plan.feature_major_stride(top_layer)))]
             if plan.layers > 1:
                 tensors.append(
-                    (MessageKind.GRADIENT_BM, _encrypt(self._keyring, padded, what, self.bounds.gradient, layout=Layout.ROWS, stride=plan.batch_major_stride(top_layer)))
+                    (MessageKind.GRADIENT_BM, _encrypt(self._keyring, padded, what, bound, layout=Layout.ROWS, stride=plan.batch_major_stride(top_layer)))
                 )
         if party.defenses.wants_encrypted(ctx):
+            ctx = replace(ctx, value_scale=scale)  # additive defenses scale their draws to the values as sent
             contexts = [replace(ctx, sample_axis=1), ctx][: len(tensors)]
             with party.timer.phase(Phase.DEFENSE_ENCRYPTED):
                 defended = party.defenses.encrypted([(tensor, c) for (_, tensor), c in zip(tensors, contexts, strict=True)])
