@@ -41,5 +41,7 @@ class Capability(StrEnum):
     """It holds only a combination of all passives' activations (their sum or the first dense layer)."""
     FRAMES = "frames"
     """It sees every frame's header and (possibly encrypted) payload bytes on the channel."""
+    DECRYPTION_REQUESTS = "decryption_requests"
+    """It asks another party's key to decrypt values it computed (masked requests, replies it reads in full)."""
     MASKED_DECRYPTIONS = "masked_decryptions"
     """It decrypts whatever it is asked to (the key holder), seeing the values as the requester masked them."""

@@ -134,6 +134,40 @@ def test_a_malicious_passive_reads_every_label_unless_the_key_holder_floods(key_
     assert hardened["key_recovery_label_accuracy"] < 0.6  # chance is 1/4; 40 samples
 
 
+#: 1,100 test samples: an evaluation request (1,024 x 4 values) fills a whole ciphertext.
+EVAL_DATA = random_dataset(n_train=32, n_test=1100, n_features=40, num_classes=4, seed=4)
+
+
+def _active_run(key_holder: str, flooding_bits: int, attack: str = "active_key_recovery") -> dict:
+    raw = {
+        "parties": {"passive": 2, "split": "even"},
+        "model": {"top": "sum", "bottom_hidden": [8]},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "progress": False},
+        "protection": {"scheme": "ckks", "key_holder": key_holder, "flooding_bits": flooding_bits},
+        "attack": {"kind": attack},
+    }
+    return run_training(validate_config(raw), dataset=EVAL_DATA)
+
+
+def test_a_malicious_active_reads_every_passives_activations_unless_the_coordinator_floods() -> None:
+    """Two spare evaluation requests give the coordinator's key away; flooding keeps it."""
+    undefended = _active_run("coordinator", 0)
+    first, second = undefended["history"]
+    assert first["key_recovered"] == 1.0 and first["key_recovery_activation_rows"] == 0.0  # the key arrives at the epoch's end
+    assert second["key_recovered"] == 1.0 and second["key_recovery_activation_rows"] == 1.0  # then every H_k row, every passive
+    assert undefended["attack"]["requests_crafted"] == 2 and undefended["attack"]["last_refusal"] is None
+    hardened = _active_run("coordinator", 30)
+    assert [h["key_recovered"] for h in hardened["history"]] == [0.0, 0.0]
+    assert [h["key_recovery_activation_rows"] for h in hardened["history"]] == [0.0, 0.0]
+    # the spare requests leave the attacker's own predictions intact: the same accuracy as an honest run
+    assert undefended["main_accuracy"] == _active_run("coordinator", 0, attack="none")["main_accuracy"]
+
+
+def test_an_active_key_holder_has_nothing_to_recover() -> None:
+    result = _active_run("active", 0)
+    assert result["attack"]["feasible"] is False and "holds the key itself" in result["attack"]["infeasible_reason"]
+
+
 # ---------------------------------------------------------------------- hostile requests
 PLAN = BottomPlan(batch=4, widths=(7, 4, 2), relu_after=(True, False))
 

@@ -18,7 +18,7 @@ behaviour. Adding an attack is one module with its config and class, its test, a
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -189,6 +189,17 @@ class Attack(ABC):
 
     def combined_activations(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> None:
         """The combination of activations the active party decrypts under a label-private scheme."""
+
+    def encrypted_activations(self, step: int, sender: str, tensor: EncryptedTensor) -> None:
+        """One passive's encrypted activations as the active party receives them (label-private schemes). Observe only."""
+
+    def extra_requests(self, step: int, what: str, honest: EncryptedTensor, reveal: Callable[[EncryptedTensor], np.ndarray]) -> None:
+        """Before the active party has ``honest`` decrypted by the key holder (a coordinator).
+
+        ``reveal`` sends another request of the same kind (``what``) and returns its reply: a
+        malicious active party may spend whatever request budget the key holder leaves it. It
+        raises :class:`~securevfl.protocols.errors.ProtocolError` when the key holder refuses.
+        """
 
     def revealed_top_weight_gradient(
         self, step: int, sample_ids: np.ndarray, passive: str, values: np.ndarray, delta: np.ndarray, weight: np.ndarray

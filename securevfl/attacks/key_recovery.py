@@ -29,21 +29,35 @@ import numpy as np
 import tenseal.sealapi as sealapi
 from pydantic import Field
 
+from securevfl.attacks.activation_inversion import relative_row_errors
 from securevfl.attacks.base import DECRYPTION_REQUESTS, NO_DECRYPTION_REQUESTS, Attack, AttackConfigBase, AttackSetting, AttackTruth
 from securevfl.attacks.label_guesses import LabelGuesses
 from securevfl.attacks.metrics import MetricSpec
 from securevfl.crypto import EncryptedTensor, Keyring, Layout, kernels, ring
+from securevfl.protocols.errors import ProtocolError
+from securevfl.roles import Capability, Role
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from torch import nn
 
     from securevfl.attacks.hooks import EncryptedBackprop
 
-__all__ = ["KEY_RECOVERED", "KEY_RECOVERY_LABEL_ACCURACY", "KeyRecovery", "KeyRecoveryConfig", "recover_secret_key"]
+__all__ = [
+    "ACTIVE_KEY_RECOVERY_ROWS",
+    "KEY_RECOVERED",
+    "KEY_RECOVERY_LABEL_ACCURACY",
+    "ActiveKeyRecovery",
+    "ActiveKeyRecoveryConfig",
+    "KeyRecovery",
+    "KeyRecoveryConfig",
+    "recover_secret_key",
+]
 
 KEY_RECOVERED = MetricSpec(
     "key_recovered",
-    "1 if the passive recovered the key holder's secret key (checked on an encryption of its own), else 0",
+    "1 if the attacker recovered the key holder's secret key (checked on an encryption of its own), else 0",
     "higher",
     "key recovered",
 )
@@ -52,6 +66,14 @@ KEY_RECOVERY_LABEL_ACCURACY = MetricSpec(
     "fraction of the epoch's training samples whose label the passive read by decrypting its gradient rows with the key it recovered",
     "higher",
     "labels via key",
+)
+
+ACTIVE_KEY_RECOVERY_ROWS = MetricSpec(
+    "key_recovery_activation_rows",
+    "fraction of the epoch's per-sample activation rows (all passives) the active party read by decrypting them with "
+    "the key it recovered (within the relative tolerance)",
+    "higher",
+    "activations via key",
 )
 
 #: Integer factor on the zero encryption. The honest client's mask is encoded with rounding (< 1/2
@@ -168,6 +190,140 @@ class KeyRecovery(Attack):
         # the key and the probe are not checkpointed: a resumed attack starts over at its next step
         self._stage = 0
         self.key_verified = bool(state["key_verified"])
+
+
+class ActiveKeyRecoveryConfig(AttackConfigBase):
+    """Recover the coordinator's secret key with spare decryption requests, then read every passive's activations."""
+
+    kind: Literal["active_key_recovery"] = "active_key_recovery"
+    start_step: int = Field(default=0, ge=0, description="first training step at which the crafted requests may be sent")
+    tolerance: float = Field(
+        default=1e-3, gt=0, lt=1, description="an activation row counts as read when its relative L2 error is at most this"
+    )
+
+
+class ActiveKeyRecovery(Attack):
+    """A malicious active party turning its request budget at the coordinator into a key-recovery oracle.
+
+    When a coordinator holds the key, the active party has its combined activations decrypted
+    by masked requests; the key holder's policy admits, per step, the requests the protocol
+    needs, counted with room to spare for evaluation passes (:data:`EVALUATION_PASSES`). Its
+    evaluation requests (``eval_batch_size`` x width values, 10,240 at the defaults) fill a whole
+    ciphertext, which is what the Li-Micciancio algebra of :class:`KeyRecovery` needs; it spends
+    two spare ones on ``k * Enc(0)`` and ``k * Enc(0) * X^(N/2)`` before its honest request, so
+    its own predictions stay intact. With the key it decrypts each passive's ``Enc(H_k)`` as it
+    arrives: the individual activations the scheme promises it never holds. Against a flooding
+    key holder the solved key fails its check and nothing is read.
+    """
+
+    name: ClassVar[str] = "active_key_recovery"
+    config_type = ActiveKeyRecoveryConfig
+    role: ClassVar[Role] = Role.ACTIVE
+    requires = (frozenset({Capability.DECRYPTION_REQUESTS, Capability.COMBINED_ACTIVATIONS}),)
+    infeasible_because = (
+        "the active party sends no decryption request another party's key answers (it holds the key itself, or "
+        "receives the activations in the clear)"
+    )
+    metrics = (KEY_RECOVERED, ACTIVE_KEY_RECOVERY_ROWS)
+    success_metric = ACTIVE_KEY_RECOVERY_ROWS.name
+    scores_activations = True
+
+    def __init__(self, party: str, n_samples: int, passives: tuple[str, ...], start_step: int, tolerance: float) -> None:
+        super().__init__(party)
+        self.start_step = start_step
+        self.tolerance = tolerance
+        self.passives = passives
+        self._n_samples = n_samples
+        self._stage = 0  # 0: nothing sent, 1: first probe answered, 2: key solved (verified or not)
+        self._probe: EncryptedTensor | None = None
+        self._real_parts: np.ndarray | None = None
+        self._keyring: Keyring | None = None
+        self.secret: np.ndarray | None = None
+        self.key_verified = False
+        self.refused: str | None = None
+        self._pending: list[tuple[str, EncryptedTensor]] = []
+        self._read: dict[str, np.ndarray] = {}
+        self._read_this_epoch: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> ActiveKeyRecovery:
+        assert isinstance(config, ActiveKeyRecoveryConfig)
+        return cls(setting.party, len(setting.dataset.y_train), setting.passives, config.start_step, config.tolerance)
+
+    # ------------------------------------------------------------------ hooks
+    def extra_requests(self, step: int, what: str, honest: EncryptedTensor, reveal: Callable[[EncryptedTensor], np.ndarray]) -> None:
+        keyring = honest.keyring
+        slots = keyring.params.slots
+        if self._stage >= 2 or step < self.start_step or honest.size < slots:
+            return
+        try:
+            if self._stage == 0:
+                self._probe = _zero_probe(keyring, honest.shape)
+                self._real_parts = np.asarray(reveal(self._probe)).ravel()[:slots].copy()
+                self._stage = 1
+            rotated = _times_monomial(keyring, self._probe, keyring.params.poly_modulus_degree // 2)  # type: ignore[arg-type]
+            imaginary = np.asarray(reveal(rotated)).ravel()[:slots]
+        except ProtocolError as exc:  # the key holder refused (budget spent, policy): try again at a later request
+            self.refused = str(exc)
+            return
+        self.secret = recover_secret_key(keyring, self._probe, self._real_parts, imaginary)  # type: ignore[arg-type]
+        self.key_verified = verify_secret_key(keyring, self.secret)
+        self._keyring = keyring
+        self._stage = 2
+
+    def encrypted_activations(self, step: int, sender: str, tensor: EncryptedTensor) -> None:
+        if self.key_verified:
+            self._pending.append((sender, tensor))
+
+    def combined_activations(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> None:
+        pending, self._pending = self._pending, []
+        if self.secret is None or self._keyring is None:
+            return
+        n = len(sample_ids)
+        for sender, tensor in pending:
+            plain = decrypt_with_secret(self._keyring, tensor, self.secret)
+            rows = plain if plain.shape[0] == n else plain.T[:n]  # a sealed passive sends H^T, padded to the batch
+            if sender not in self._read:
+                self._read[sender] = np.zeros((self._n_samples, rows.shape[1]))
+                self._read_this_epoch[sender] = np.zeros(self._n_samples, dtype=bool)
+            self._read[sender][sample_ids] = rows
+            self._read_this_epoch[sender][sample_ids] = True
+
+    # ------------------------------------------------------------------ results
+    def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
+        metrics = {KEY_RECOVERED.name: float(self.key_verified)}
+        recovered, total = 0, 0
+        record = truth.activations
+        for sender in self.passives:
+            total += self._n_samples
+            read = self._read_this_epoch.get(sender)
+            if record is None or read is None or not read.any():
+                continue
+            ids = np.flatnonzero(read)
+            true_rows = record.rows(sender, ids)
+            if true_rows is None:
+                continue
+            errors = relative_row_errors(self._read[sender][ids], true_rows)
+            recovered += int(np.sum(errors <= self.tolerance))
+            read[:] = False
+        metrics[ACTIVE_KEY_RECOVERY_ROWS.name] = recovered / total if total else 0.0
+        return metrics
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "key_recovered": self.key_verified,
+            "requests_crafted": {0: 0, 1: 1, 2: 2}[self._stage],
+            "last_refusal": self.refused,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "key_verified": self.key_verified}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        # the key is not checkpointed: a resumed attack starts over at its next eligible request
+        self._stage = 0
+        self.key_verified = False
 
 
 # ---------------------------------------------------------------------- the algebra

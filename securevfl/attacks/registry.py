@@ -16,7 +16,7 @@ from securevfl.attacks.activation_inversion import ActivationInversion
 from securevfl.attacks.base import Attack, AttackConfigBase, NoAttackConfig
 from securevfl.attacks.gradient_inversion import GradientInversion
 from securevfl.attacks.gradient_replacement import GradientReplacement
-from securevfl.attacks.key_recovery import KeyRecovery
+from securevfl.attacks.key_recovery import ActiveKeyRecovery, KeyRecovery
 from securevfl.attacks.row_request import RowRequest
 from securevfl.attacks.label_inference import LabelInference
 from securevfl.attacks.metrics import MetricSpec
@@ -40,6 +40,7 @@ BUILT_IN: tuple[type[Attack], ...] = (
     LabelInference,
     GradientInversion,
     KeyRecovery,
+    ActiveKeyRecovery,
     RowRequest,
     ActivationInversion,
 )

@@ -59,8 +59,14 @@ class LabelPrivateScheme(Scheme):
         passive_grants = (
             {Capability.CIPHERTEXT_GRADIENT_ROWS}
             if self.sealed
-            else {Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS}
+            else {
+                Capability.CIPHERTEXT_GRADIENT_ROWS, Capability.OWN_PLAINTEXT, Capability.BATCH_SUMMED_PARAMETER_GRADIENTS,
+                Capability.DECRYPTION_REQUESTS,
+            }
         )
+        active_grants = {Capability.COMBINED_ACTIVATIONS}
+        if self.protection.key_holder == "coordinator":  # it has its combination decrypted by the coordinator's key
+            active_grants.add(Capability.DECRYPTION_REQUESTS)
         return SchemeCapabilities(
             ciphertexts=True,
             key_holder=Role.ACTIVE if self.protection.key_holder == "active" else Role.KEY_HOLDER,
@@ -71,7 +77,7 @@ class LabelPrivateScheme(Scheme):
             },
             grants={
                 Role.PASSIVE: frozenset(passive_grants),
-                Role.ACTIVE: frozenset({Capability.COMBINED_ACTIVATIONS}),
+                Role.ACTIVE: frozenset(active_grants),
                 Role.KEY_HOLDER: frozenset({Capability.MASKED_DECRYPTIONS}),
                 Role.OBSERVER: frozenset({Capability.FRAMES}),
             },

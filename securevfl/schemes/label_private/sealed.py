@@ -297,6 +297,8 @@ class SealedActiveWire(BlindActiveWire):
         for sender in party.passive_names:
             ctx = replace(party.context("activation", sender, step, rows), sample_axis=1)
             tensor = self._receive(party, MessageKind.ACTIVATION, sender)
+            if party.attack is not None:
+                party.attack.encrypted_activations(step, sender, tensor)
             with party.timer.phase(Phase.DEFENSE_ENCRYPTED):
                 received.append(party.defenses.encrypted([(tensor, ctx)])[0])
         return received, []

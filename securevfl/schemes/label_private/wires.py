@@ -253,8 +253,11 @@ class BlindActiveWire:
                 values = encrypted.decrypt(self.key_holder.keyring)
             source = party.name
         elif self.client is not None:
-            values = self.client.reveal(encrypted, step, what, per_sample)
-            source = self.client.key_holder
+            client = self.client
+            if party.attack is not None:
+                party.attack.extra_requests(step, what, encrypted, lambda crafted: client.reveal(crafted, step, what, per_sample))
+            values = client.reveal(encrypted, step, what, per_sample)
+            source = client.key_holder
         else:
             raise ProtocolError(f"{party.name} cannot decrypt")
         party.audit.saw(what, values.shape, per_sample=per_sample, masked=False, source=source)
@@ -282,6 +285,8 @@ class BlindActiveWire:
         for sender in party.passive_names:
             ctx = party.context("activation", sender, step, rows)
             packings = [(self._receive(party, MessageKind.ACTIVATION, sender), ctx)]
+            if party.attack is not None:
+                party.attack.encrypted_activations(step, sender, packings[0][0])
             if self.top_plan is not None:
                 packings.append((self._receive(party, MessageKind.ACTIVATION_T, sender), replace(ctx, sample_axis=1)))
             with party.timer.phase(Phase.DEFENSE_ENCRYPTED):
