@@ -9,7 +9,9 @@ Every cell is one training run of the paper's MNIST models (batch 64) with one a
 - ``row_request`` (malicious passive; same models): its own encrypted gradient rows decrypted in
   its last layer's request slot;
 - ``activation_inversion`` (curious active party; trainable top, bottom 392 -> 32, top 64 -> 32 -> 10):
-  passives' activation rows recovered.
+  passives' activation rows recovered;
+- ``active_key_recovery`` (malicious active party, coordinator scheme; sum top): the coordinator's
+  key from two spare requests, then every passive's activation rows decrypted.
 
 Schemes: plain, ckks/receiver, ckks/active, ckks/coordinator. Hardening of the label-private
 schemes: ``none`` (no flooding, no decryption policy: the key holder of v0.1) and ``key holder``
@@ -56,6 +58,7 @@ ATTACKS = {
     "key_recovery": (SUM_TOP, ["key_recovered", "key_recovery_label_accuracy"]),
     "row_request": (SUM_TOP, ["row_request_label_accuracy", "row_request_coverage"]),
     "activation_inversion": (TRAINABLE_TOP, ["activation_rows_recovered", "activation_recovery_error"]),
+    "active_key_recovery": (SUM_TOP, ["key_recovered", "key_recovery_activation_rows"]),
 }
 EVALUATION_KINDS = {"eval_activation", "public_key"}
 

@@ -84,6 +84,10 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
                            "the active party decrypts only the sum of the activations" if many
                            else "with one passive party the sum is its activations"))
     if protection.key_holder == "coordinator":
+        out.append(Promise("the key holder's secret key", "malicious active", flooded, "active_key_recovery",
+                           "every decryption that leaves the key holder is flooded" if flooded
+                           else "unflooded decryptions: two spare evaluation requests give the key away, and with it "
+                           "every passive's activations"))
         out.append(Promise("values sent to the key holder", "curious coordinator", True,
                            "none: a statistical test (tests/test_blind_schemes.py)",
                            "it decrypts only values under uniform masks of half-width protection.mask_half_width"))

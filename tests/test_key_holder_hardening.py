@@ -134,8 +134,7 @@ def test_a_malicious_passive_reads_every_label_unless_the_key_holder_floods(key_
     assert hardened["key_recovery_label_accuracy"] < 0.6  # chance is 1/4; 40 samples
 
 
-#: 1,100 test samples: an evaluation request (1,024 x 4 values) fills a whole ciphertext.
-EVAL_DATA = random_dataset(n_train=32, n_test=1100, n_features=40, num_classes=4, seed=4)
+EVAL_DATA = random_dataset(n_train=32, n_test=16, n_features=40, num_classes=4, seed=4)
 
 
 def _active_run(key_holder: str, flooding_bits: int, attack: str = "active_key_recovery") -> dict:
@@ -150,11 +149,16 @@ def _active_run(key_holder: str, flooding_bits: int, attack: str = "active_key_r
 
 
 def test_a_malicious_active_reads_every_passives_activations_unless_the_coordinator_floods() -> None:
-    """Two spare evaluation requests give the coordinator's key away; flooding keeps it."""
+    """Two spare evaluation-sized requests give the coordinator's key away; flooding keeps it.
+
+    The policy admits an evaluation-sized request at any step (it counts requests per step, it
+    does not know where epochs end), so the key arrives in the first step, after that step's
+    activations: 3 of the first epoch's 4 batches are read, then every row.
+    """
     undefended = _active_run("coordinator", 0)
     first, second = undefended["history"]
-    assert first["key_recovered"] == 1.0 and first["key_recovery_activation_rows"] == 0.0  # the key arrives at the epoch's end
-    assert second["key_recovered"] == 1.0 and second["key_recovery_activation_rows"] == 1.0  # then every H_k row, every passive
+    assert first["key_recovered"] == 1.0 and first["key_recovery_activation_rows"] == 0.75
+    assert second["key_recovered"] == 1.0 and second["key_recovery_activation_rows"] == 1.0  # every H_k row, every passive
     assert undefended["attack"]["requests_crafted"] == 2 and undefended["attack"]["last_refusal"] is None
     hardened = _active_run("coordinator", 30)
     assert [h["key_recovered"] for h in hardened["history"]] == [0.0, 0.0]
@@ -302,7 +306,12 @@ def test_every_result_says_what_its_configuration_promises() -> None:
     assert default[("labels", "malicious passive")]["holds"] is False
     unflooded = promised({"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": 0})
     assert unflooded[("the key holder's secret key", "malicious passive")]["holds"] is False
-    assert promised({"scheme": "ckks", "key_holder": "active"})[("activations", "semi-honest active")]["holds"] is False
+    assert default[("the key holder's secret key", "malicious active")] == {
+        **default[("the key holder's secret key", "malicious active")], "holds": True, "attack": "active_key_recovery"}
+    assert unflooded[("the key holder's secret key", "malicious active")]["holds"] is False
+    active_holder = promised({"scheme": "ckks", "key_holder": "active"})
+    assert active_holder[("activations", "semi-honest active")]["holds"] is False
+    assert ("the key holder's secret key", "malicious active") not in active_holder  # it holds the key itself
     assert promised({"scheme": "plain"})[("labels", "semi-honest passive")]["holds"] is False
 
 

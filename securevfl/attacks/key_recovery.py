@@ -207,10 +207,12 @@ class ActiveKeyRecovery(Attack):
 
     When a coordinator holds the key, the active party has its combined activations decrypted
     by masked requests; the key holder's policy admits, per step, the requests the protocol
-    needs, counted with room to spare for evaluation passes (:data:`EVALUATION_PASSES`). Its
-    evaluation requests (``eval_batch_size`` x width values, 10,240 at the defaults) fill a whole
-    ciphertext, which is what the Li-Micciancio algebra of :class:`KeyRecovery` needs; it spends
-    two spare ones on ``k * Enc(0)`` and ``k * Enc(0) * X^(N/2)`` before its honest request, so
+    needs, counted with room to spare for evaluation passes, each of up to ``eval_batch_size``
+    rows (a last batch may be shorter, so the rule bounds rows from above). Declared at
+    ``ceil(slots / width)`` rows (410 at MNIST's width 10, within the default 1,024) a request
+    fills a whole ciphertext, which is what the Li-Micciancio algebra of :class:`KeyRecovery`
+    needs, however small the evaluation split. The policy counts requests per step and does not
+    know where epochs end, so such a request is admitted at any step. It spends two spare ones on ``k * Enc(0)`` and ``k * Enc(0) * X^(N/2)`` before its honest request, so
     its own predictions stay intact. With the key it decrypts each passive's ``Enc(H_k)`` as it
     arrives: the individual activations the scheme promises it never holds. Against a flooding
     key holder the solved key fails its check and nothing is read.
@@ -254,11 +256,15 @@ class ActiveKeyRecovery(Attack):
     def extra_requests(self, step: int, what: str, honest: EncryptedTensor, reveal: Callable[[EncryptedTensor], np.ndarray]) -> None:
         keyring = honest.keyring
         slots = keyring.params.slots
-        if self._stage >= 2 or step < self.start_step or honest.size < slots:
+        if self._stage >= 2 or step < self.start_step or len(honest.shape) != 2:
             return
+        # a request may declare up to the rule's row count (evaluation: train.eval_batch_size rows, whatever the split's
+        # size): enough rows to fill one ciphertext, or the honest request's if it is larger
+        rows, width = honest.shape
+        shape = (max(rows, -(-slots // width)), width)
         try:
             if self._stage == 0:
-                self._probe = _zero_probe(keyring, honest.shape)
+                self._probe = _zero_probe(keyring, shape)
                 self._real_parts = np.asarray(reveal(self._probe)).ravel()[:slots].copy()
                 self._stage = 1
             rotated = _times_monomial(keyring, self._probe, keyring.params.poly_modulus_degree // 2)  # type: ignore[arg-type]
