@@ -1,12 +1,21 @@
-"""Messages, wire format, channels and byte/time accounting. Knows roles, not models or data."""
+"""Messages, signed wire frames, channels and byte/time accounting. Knows roles, not models or data."""
 
 from securevfl.protocols.accounting import PhaseTimer, TrafficStats
-from securevfl.protocols.channel import Channel, ChannelEndpoint, InProcessChannel, Server
+from securevfl.protocols.channel import Channel, ChannelEndpoint, FrameRefusal, InProcessChannel, Interceptor, Server
 from securevfl.protocols.codecs import CodecRegistry, NdarrayCodec, PayloadCodec
-from securevfl.protocols.errors import NonFiniteError, PayloadRangeError, ProtocolError, WireFormatError
+from securevfl.protocols.errors import (
+    FrameAuthenticationError,
+    IdentityError,
+    NonFiniteError,
+    PayloadRangeError,
+    ProtocolError,
+    WireFormatError,
+)
+from securevfl.protocols.framing import FrameSigner, FrameVerifier, new_session_id
+from securevfl.protocols.identity import Identity, Roster, fingerprint, fresh_identities
 from securevfl.protocols.messages import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Message, MessageKind
 from securevfl.protocols.phases import PHASE_GROUPS, CostGroup, Phase, cost_summary
-from securevfl.protocols.wire import WIRE_VERSION, decode_message, encode_message
+from securevfl.protocols.wire import WIRE_VERSION, parse_frame, peek_route
 
 __all__ = [
     "ACTIVATION",
@@ -16,7 +25,14 @@ __all__ = [
     "Channel",
     "ChannelEndpoint",
     "CodecRegistry",
+    "FrameAuthenticationError",
+    "FrameRefusal",
+    "FrameSigner",
+    "FrameVerifier",
+    "Identity",
+    "IdentityError",
     "InProcessChannel",
+    "Interceptor",
     "Message",
     "MessageKind",
     "PHASE_GROUPS",
@@ -28,10 +44,14 @@ __all__ = [
     "PayloadRangeError",
     "PayloadCodec",
     "PhaseTimer",
+    "Roster",
     "Server",
     "ProtocolError",
     "TrafficStats",
     "WireFormatError",
-    "decode_message",
-    "encode_message",
+    "fingerprint",
+    "fresh_identities",
+    "new_session_id",
+    "parse_frame",
+    "peek_route",
 ]

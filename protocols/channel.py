@@ -1,23 +1,56 @@
-"""Channels move framed messages between named parties and account for every byte.
+"""Channels move signed frames between named parties and account for every byte.
 
 :class:`InProcessChannel` keeps one FIFO mailbox per receiver inside a single process but
-still serializes every message to bytes and back, so the receiver gets an independent
-copy (no shared tensors, no autograd graph leaking across a party boundary) and the byte
-counts equal what a network transport would carry.
+still frames every message to bytes (:mod:`.framing`: signed by its sender, checked by its
+receiver) and back, so the receiver gets an independent copy (no shared tensors, no autograd
+graph leaking across a party boundary), the byte counts equal what a network transport would
+carry, and every run exercises the same authentication a network transport uses.
+
+**Where frames are checked.** A frame is verified when it is delivered to its receiver's
+mailbox, in delivery order, by that receiver's :class:`~.framing.FrameVerifier`; only admitted
+messages are queued, so what a party receives and in which order it asks for it cannot undo
+the order checks.
+
+**What a refusal does to the receiver.** The frame is dropped, appended to
+:attr:`InProcessChannel.refusals` and logged (logger ``securevfl.channel``, one warning line);
+the party is not interrupted. A later ``receive`` that finds nothing to return raises the
+refusal's error (preferring one that claimed the kind and sender it waits for) instead of
+"none is queued": the message it waited for was refused, never silently replaced. ``poll``
+never raises for a refused frame, so a server (the key holder) keeps serving the frames that
+were admitted.
+
+**A network attacker, for studies and tests.** The federation (never a party: a party holds
+only its :class:`ChannelEndpoint`) may set :attr:`InProcessChannel.interceptor`, which sees
+every frame after it was signed and decides what is delivered in its place (nothing: dropped;
+another frame: replaced; several: injected or reordered), and may :meth:`InProcessChannel.inject`
+bytes into any party's mailbox. Neither holds a party's identity key, which is exactly a
+network attacker's position.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from securevfl.protocols.accounting import TrafficStats
 from securevfl.protocols.codecs import CodecRegistry
-from securevfl.protocols.errors import ProtocolError
+from securevfl.protocols.errors import ProtocolError, WireFormatError
+from securevfl.protocols.framing import FrameSigner, FrameVerifier, new_session_id
+from securevfl.protocols.identity import Identity, Roster
 from securevfl.protocols.messages import Message, MessageKind
-from securevfl.protocols.wire import decode_message, encode_message, peek_route
 from securevfl.protocols.phases import Phase
+from securevfl.protocols.wire import peek_route
+
+__all__ = ["Channel", "ChannelEndpoint", "FrameRefusal", "InProcessChannel", "Interceptor", "Server"]
+
+_LOG = logging.getLogger("securevfl.channel")
+
+#: A network attacker's hook: given a frame as signed by its sender, the frames delivered to that
+#: frame's receiver instead (in order; empty to drop it).
+Interceptor = Callable[[bytes], Iterable[bytes]]
 
 
 class Channel(Protocol):
@@ -46,8 +79,30 @@ class Server(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FrameRefusal:
+    """A frame a receiver refused: what it claimed to be (if readable) and the error that refused it."""
+
+    receiver: str
+    claimed_kind: str | None
+    claimed_sender: str | None
+    error: ProtocolError
+
+    def waited_for(self, kind: str, sender: str | None) -> int:
+        """How closely this refusal matches a receive of ``kind`` from ``sender`` (2: both, 1: sender, 0: neither)."""
+        same_sender = sender is None or self.claimed_sender == sender
+        return (self.claimed_kind == kind and same_sender) + same_sender
+
+
 class InProcessChannel:
-    """Serialize-on-send, deserialize-on-receive mailboxes for a single-process simulation.
+    """Signed frames and per-receiver mailboxes for a single-process simulation of every party.
+
+    ``identities`` are the parties of the run (it holds them all: it simulates every party, and
+    gives each only its endpoint); the roster they form is fixed once the first frame travels
+    (:meth:`enrol` adds a party before that). Without ``identities`` the channel enrols every
+    party it is told about (by :meth:`endpoint` or :meth:`send`) with a fresh identity: a
+    convenience for unit tests and tools that drive several parties through one object; frames
+    alone never enrol anybody. ``session`` defaults to a fresh random session id.
 
     Parties run one after another in one thread, so a party that waits for a reply (a masked
     decryption) cannot block: when its message is not queued yet, the channel lets the attached
@@ -55,75 +110,160 @@ class InProcessChannel:
     the servers' own loops on a network; no party ever calls another party.
     """
 
-    def __init__(self, codecs: CodecRegistry | None = None) -> None:
+    def __init__(
+        self,
+        codecs: CodecRegistry | None = None,
+        *,
+        identities: Mapping[str, Identity] | None = None,
+        session: str | None = None,
+    ) -> None:
         self.codecs = codecs if codecs is not None else CodecRegistry()
         self.stats = TrafficStats()
-        self._mailboxes: dict[str, deque[bytes]] = {}
+        self.session = session if session is not None else new_session_id()
+        """This run's session id: in every frame's header, checked by every receiver."""
+        for name, identity in (identities or {}).items():
+            if identity.name != name:
+                raise ProtocolError(f"identity of {identity.name!r} was given for party {name!r}")
+        self._identities: dict[str, Identity] = dict(identities or {})
+        self._enrols_on_demand = identities is None
+        self.roster = Roster.of(self._identities.values())
+        """The public keys every receiver checks signers against."""
+        self._signers: dict[str, FrameSigner] = {}
+        self._verifiers: dict[str, FrameVerifier] = {}
+        self._started = False
+        self._mailboxes: dict[str, deque[Message]] = {}
+        self._unreported: dict[str, list[FrameRefusal]] = {}
         self._servers: list[Server] = []
         self._serving = False
         self.taps: list[Callable[[bytes], None]] = []
-        """Observers of every frame sent (a relay's or eavesdropper's view; studies attach attacks here)."""
+        """Observers of every frame as its sender signed it (an eavesdropper's view; observer attacks attach here)."""
+        self.interceptor: Interceptor | None = None
+        """A network attacker between the parties (module docstring); None delivers every frame as sent."""
+        self.refusals: list[FrameRefusal] = []
+        """Every frame a receiver refused, in the order they arrived."""
+
+    # ------------------------------------------------------------------ parties
+    def enrol(self, identity: Identity) -> None:
+        """Add a party to the roster; only before the first frame travels (the roster is then fixed)."""
+        if self._started:
+            raise ProtocolError(f"cannot enrol {identity.name!r}: the session has started and its roster is fixed")
+        self._add(identity)
 
     def endpoint(self, party: str) -> ChannelEndpoint:
         """The channel as ``party`` may use it: send as itself, receive its own mail, nothing else."""
+        self._known(party)
         return ChannelEndpoint(self, party)
 
     def attach_server(self, server: Server) -> None:
         """Let ``server`` answer its queued requests whenever a receive would otherwise fail."""
         self._servers.append(server)
 
+    # ------------------------------------------------------------------ sending
     def send(self, message: Message) -> None:
+        """Sign ``message`` as its sender (whose identity this channel holds) and deliver it."""
+        self._known(message.sender)
+        self._known(message.receiver)
+        signer = self._signers.setdefault(message.sender, FrameSigner(self._identities[message.sender], self.session))
         with self.stats.timer.phase(Phase.SERIALIZE):
-            frame = encode_message(message, self.codecs)
+            frame = signer.seal(message, self.codecs)
+        self._started = True
         self.stats.record(message.kind, len(frame))
         for tap in self.taps:
             tap(frame)
-        self._mailboxes.setdefault(message.receiver, deque()).append(frame)
+        delivered = [frame] if self.interceptor is None else list(self.interceptor(frame))
+        for data in delivered:
+            self._deliver(message.receiver, data)
 
+    def inject(self, receiver: str, frame: bytes) -> None:
+        """Deliver raw bytes to ``receiver`` as if they came off the network (a network attacker's injection)."""
+        if receiver not in self.roster:
+            raise ProtocolError(f"cannot inject a frame for {receiver!r}: not a party of this run")
+        self._deliver(receiver, frame)
+
+    # ------------------------------------------------------------------ receiving
     def receive(self, receiver: str, kind: MessageKind, sender: str | None = None) -> Message:
-        """The oldest message for ``receiver`` of ``kind`` (from ``sender``, if given).
+        """The oldest admitted message for ``receiver`` of ``kind`` (from ``sender``, if given).
 
         Messages from one sender keep their order; messages from different senders do not
-        block each other, as on separate network connections.
+        block each other, as on separate network connections. When none is queued, the refusal
+        of the frame it waited for is raised, if there was one.
         """
-        frame = self._take(receiver, (kind,), sender)
-        while frame is None and self._run_servers():
-            frame = self._take(receiver, (kind,), sender)
-        if frame is None:
-            mailbox = self._mailboxes.get(receiver)
-            origin = f" from {sender!r}" if sender is not None else ""
-            if not mailbox:
-                raise ProtocolError(f"{receiver} expected a {kind!r} message{origin} but none is queued")
-            queued = ", ".join(f"{k!r} from {s!r}" for k, s in map(peek_route, mailbox))
-            raise ProtocolError(f"{receiver} expected a {kind!r} message{origin}, got only {queued}")
-        return self._decode(frame, receiver)
+        message = self._take(receiver, (kind,), sender)
+        while message is None and self._run_servers():
+            message = self._take(receiver, (kind,), sender)
+        if message is not None:
+            return message
+        refusal = self._pop_refusal(receiver, kind, sender)
+        if refusal is not None:
+            raise refusal.error
+        mailbox = self._mailboxes.get(receiver)
+        origin = f" from {sender!r}" if sender is not None else ""
+        if not mailbox:
+            raise ProtocolError(f"{receiver} expected a {kind!r} message{origin} but none is queued")
+        queued = ", ".join(f"{m.kind!r} from {m.sender!r}" for m in mailbox)
+        raise ProtocolError(f"{receiver} expected a {kind!r} message{origin}, got only {queued}")
 
     def poll(self, receiver: str, kinds: Collection[MessageKind]) -> Message | None:
-        """The oldest message for ``receiver`` whose kind is one of ``kinds``, or None (never waits)."""
-        frame = self._take(receiver, tuple(kinds), None)
-        return None if frame is None else self._decode(frame, receiver)
+        """The oldest admitted message for ``receiver`` whose kind is one of ``kinds``, or None (never waits, never raises for a refused frame)."""
+        return self._take(receiver, tuple(kinds), None)
 
     def pending(self, receiver: str) -> int:
-        """Messages queued for ``receiver`` and not yet received."""
+        """Admitted messages queued for ``receiver`` and not yet received."""
         return len(self._mailboxes.get(receiver, ()))
 
-    def _take(self, receiver: str, kinds: tuple[MessageKind, ...], sender: str | None) -> bytes | None:
+    # ------------------------------------------------------------------ internals
+    def _known(self, party: str) -> None:
+        """Make sure ``party`` is on the roster: enrol it on demand, or refuse a stranger."""
+        if party in self.roster:
+            return
+        if not self._enrols_on_demand:
+            raise ProtocolError(f"{party!r} is not a party of this run (roster: {', '.join(self.roster)})")
+        self._add(Identity.generate(party))
+
+    def _add(self, identity: Identity) -> None:
+        self.roster = self.roster.with_party(identity)
+        self._identities[identity.name] = identity
+        for verifier in self._verifiers.values():
+            verifier.roster = self.roster
+
+    def _deliver(self, receiver: str, data: bytes) -> None:
+        """Verify ``data`` as ``receiver`` would on arrival; queue the message or record the refusal."""
+        verifier = self._verifiers.setdefault(receiver, FrameVerifier(receiver, self.roster, self.session))
+        try:
+            with self.stats.timer.phase(Phase.DESERIALIZE):
+                message = verifier.open(data, self.codecs)
+        except ProtocolError as exc:  # FrameAuthenticationError, WireFormatError, NonFiniteError
+            self._refuse(receiver, data, exc)
+            return
+        self._mailboxes.setdefault(receiver, deque()).append(message)
+
+    def _refuse(self, receiver: str, data: bytes, error: ProtocolError) -> None:
+        try:
+            kind, sender = peek_route(data)
+        except WireFormatError:
+            kind = sender = None
+        refusal = FrameRefusal(receiver, kind, sender, error)
+        self.refusals.append(refusal)
+        self._unreported.setdefault(receiver, []).append(refusal)
+        _LOG.warning("%s", error)
+
+    def _pop_refusal(self, receiver: str, kind: str, sender: str | None) -> FrameRefusal | None:
+        """The unreported refusal that best explains a failed receive (oldest first among equals)."""
+        pending = self._unreported.get(receiver)
+        if not pending:
+            return None
+        best = max(range(len(pending)), key=lambda i: (pending[i].waited_for(kind, sender), -i))
+        return pending.pop(best)
+
+    def _take(self, receiver: str, kinds: tuple[MessageKind, ...], sender: str | None) -> Message | None:
         mailbox = self._mailboxes.get(receiver)
         if not mailbox:
             return None
-        for index, frame in enumerate(mailbox):
-            frame_kind, frame_sender = peek_route(frame)
-            if frame_kind in kinds and (sender is None or frame_sender == sender):
+        for index, message in enumerate(mailbox):
+            if message.kind in kinds and (sender is None or message.sender == sender):
                 del mailbox[index]
-                return frame
+                return message
         return None
-
-    def _decode(self, frame: bytes, receiver: str) -> Message:
-        with self.stats.timer.phase(Phase.DESERIALIZE):
-            message = decode_message(frame, self.codecs)
-        if message.receiver != receiver:
-            raise ProtocolError(f"message addressed to {message.receiver!r} was delivered to {receiver!r}")
-        return message
 
     def _run_servers(self) -> bool:
         """Let every attached server answer its queue once; True if any answered something."""
@@ -139,9 +279,10 @@ class InProcessChannel:
 class ChannelEndpoint:
     """One party's handle on an :class:`InProcessChannel`, the way a network connection is one's own.
 
-    A party holds its endpoint, never the channel: it cannot send under another name, read
-    another party's mailbox, tap the traffic or attach servers; the federation that owns the
-    channel does those. The network transport gives each party the same interface.
+    A party holds its endpoint, never the channel: it signs as itself only, reads its own
+    mailbox only, and cannot tap or intercept the traffic, inject frames or attach servers; the
+    federation that owns the channel does those. The network transport gives each party the
+    same interface.
     """
 
     def __init__(self, hub: InProcessChannel, party: str) -> None:

@@ -1,4 +1,4 @@
-"""The byte frame every message travels in.
+"""The byte frame every message travels in: layout and structural checks only, no keys.
 
 Layout (all integers little-endian)::
 
@@ -7,64 +7,156 @@ Layout (all integers little-endian)::
     reserved                   1 byte   (zero)
     header length              4 bytes
     body length                8 bytes
-    header                     UTF-8 JSON: kind, sender, receiver, step, codec, meta, codec fields
+    header                     UTF-8 JSON: session, kind, sender, receiver, step, sequence,
+                               codec, meta, codec fields
     body                       codec-specific payload bytes
-    crc32                      4 bytes over everything before it
+    signature                  64 bytes: Ed25519 by the sender over everything before it
 
-The CRC catches corruption and truncation, not an adversary: integrity against an active
-attacker is the transport's job (TLS for the network channel). Every malformed frame is
-rejected with :class:`~securevfl.protocols.errors.WireFormatError` before any payload is decoded.
+Version 2 replaced version 1's CRC32 trailer with the signature: a checksum catches corruption
+but not an adversary, the signature catches both. This module writes the part a signature covers
+(:func:`encode_unsigned`) and splits a received frame into header, body, signed bytes and
+signature (:func:`parse_frame`), refusing every structurally malformed frame with
+:class:`~securevfl.protocols.errors.WireFormatError`. Who may sign, and which frames a receiver
+admits, is :mod:`securevfl.protocols.framing`'s job; payloads are decoded
+(:func:`decode_payload`) only from frames it admitted.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
-import zlib
+from dataclasses import dataclass
 from typing import Any
 
 from securevfl.protocols.codecs import CodecRegistry
 from securevfl.protocols.errors import WireFormatError
+from securevfl.protocols.identity import SIGNATURE_BYTES
 from securevfl.protocols.messages import Message, MessageKind
 
 MAGIC = b"SVFL"
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 _PREFIX = struct.Struct("<4sBBIQ")
-_CRC = struct.Struct("<I")
 _KINDS = frozenset(kind.value for kind in MessageKind)
 #: No header of the protocol comes near this; a larger one is refused before it is parsed.
 MAX_HEADER_BYTES = 64 * 1024
-_RESERVED_HEADER_KEYS = {"kind", "sender", "receiver", "step", "codec", "meta"}
+#: Session ids are 16 random bytes, written as 32 lower-case hex digits.
+_SESSION = re.compile(r"[0-9a-f]{32}")
+_RESERVED_HEADER_KEYS = {"session", "kind", "sender", "receiver", "step", "sequence", "codec", "meta"}
+#: Bytes before the header: magic, version, reserved, header length, body length.
+PREFIX_BYTES = _PREFIX.size
+#: Bytes every frame carries besides its payload and its header's JSON (prefix and signature).
+FIXED_OVERHEAD_BYTES = PREFIX_BYTES + SIGNATURE_BYTES
 
 
-def encode_message(message: Message, codecs: CodecRegistry) -> bytes:
-    """Frame ``message`` as bytes using the codec it names."""
+@dataclass(frozen=True)
+class FrameHeader:
+    """The routing facts of a frame: all of them are covered by its signature."""
+
+    session: str
+    kind: MessageKind
+    sender: str
+    receiver: str
+    step: int
+    sequence: int
+    codec: str
+    meta: dict[str, Any]
+    codec_fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ParsedFrame:
+    """A structurally well-formed frame, not yet authenticated: its signature is still to check."""
+
+    header: FrameHeader
+    body: bytes
+    signed: bytes
+    """Everything the signature covers (prefix, header and body)."""
+    signature: bytes
+
+    @property
+    def header_bytes(self) -> bytes:
+        """The header's JSON exactly as it travelled (what an attacker would splice)."""
+        return self.signed[PREFIX_BYTES : len(self.signed) - len(self.body)]
+
+
+def encode_unsigned(message: Message, codecs: CodecRegistry, *, session: str, sequence: int) -> bytes:
+    """Prefix, header and body of ``message``'s frame: the bytes its sender signs.
+
+    The codec runs first, so a payload it refuses (NaN, wrong type) raises before anything else.
+    """
     codec_fields, body = codecs.get(message.codec).encode(message.payload)
     clash = _RESERVED_HEADER_KEYS & codec_fields.keys()
     if clash:
         raise ValueError(f"codec {message.codec!r} used reserved header keys {sorted(clash)}")
+    if not _SESSION.fullmatch(session):
+        raise ValueError(f"session id must be 32 lower-case hex digits, got {session!r}")
+    if not isinstance(sequence, int) or sequence < 0:
+        raise ValueError(f"sequence number must be a non-negative int, got {sequence!r}")
     header = {
+        "session": session,
         "kind": message.kind,
         "sender": message.sender,
         "receiver": message.receiver,
         "step": message.step,
+        "sequence": sequence,
         "codec": message.codec,
         "meta": dict(message.meta),
         **codec_fields,
     }
     header_bytes = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     prefix = _PREFIX.pack(MAGIC, WIRE_VERSION, 0, len(header_bytes), len(body))
-    frame = b"".join((prefix, header_bytes, body))
-    return frame + _CRC.pack(zlib.crc32(frame))
+    return b"".join((prefix, header_bytes, body))
 
 
-def decode_message(data: bytes, codecs: CodecRegistry) -> Message:
-    """Parse and validate a frame produced by :func:`encode_message`."""
+def parse_frame(data: bytes) -> ParsedFrame:
+    """Split a frame into header, body, signed bytes and signature; WireFormatError if malformed."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise WireFormatError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    if len(data) < _PREFIX.size + _CRC.size:
+    if len(data) < FIXED_OVERHEAD_BYTES:
         raise WireFormatError(f"frame of {len(data)} bytes is shorter than the minimal frame")
+    header_len, body_len = _check_prefix(data)
+    expected_len = _PREFIX.size + header_len + body_len + SIGNATURE_BYTES
+    if len(data) != expected_len:
+        raise WireFormatError(
+            f"frame length {len(data)} does not match its declared length {expected_len} (truncated or padded)"
+        )
+    header_end = _PREFIX.size + header_len
+    header = _parse_header(data[_PREFIX.size : header_end])
+    signed_end = header_end + body_len
+    return ParsedFrame(header=header, body=data[header_end:signed_end], signed=data[:signed_end], signature=data[signed_end:])
+
+
+def decode_payload(frame: ParsedFrame, codecs: CodecRegistry) -> Message:
+    """The message a frame carries (call only on a frame :mod:`.framing` admitted)."""
+    header = frame.header
+    payload = codecs.get(header.codec).decode(header.codec_fields, frame.body)
+    return Message(
+        kind=header.kind,
+        sender=header.sender,
+        receiver=header.receiver,
+        step=header.step,
+        payload=payload,
+        codec=header.codec,
+        meta=header.meta,
+    )
+
+
+def peek_route(data: bytes) -> tuple[str, str]:
+    """(kind, sender) of a frame, read from its header without decoding the payload or checking the signature.
+
+    For observers of the traffic (an eavesdropper reads headers); a receiver trusts nothing it
+    has not authenticated.
+    """
+    if len(data) < _PREFIX.size:
+        raise WireFormatError("frame too short to hold a header")
+    header_len, _ = _check_prefix(bytes(data[: _PREFIX.size]))
+    header = _parse_header(bytes(data[_PREFIX.size : _PREFIX.size + header_len]))
+    return header.kind, header.sender
+
+
+def _check_prefix(data: bytes) -> tuple[int, int]:
     magic, version, reserved, header_len, body_len = _PREFIX.unpack_from(data)
     if magic != MAGIC:
         raise WireFormatError(f"bad magic {magic!r}: not a securevfl message")
@@ -72,43 +164,10 @@ def decode_message(data: bytes, codecs: CodecRegistry) -> Message:
         raise WireFormatError(f"unsupported wire version {version} (this build reads {WIRE_VERSION})")
     if reserved != 0:
         raise WireFormatError("reserved byte is not zero")
-    expected_len = _PREFIX.size + header_len + body_len + _CRC.size
-    if len(data) != expected_len:
-        raise WireFormatError(
-            f"frame length {len(data)} does not match its declared length {expected_len} "
-            "(truncated or padded)"
-        )
-    (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
-    if zlib.crc32(data[: -_CRC.size]) != crc:
-        raise WireFormatError("checksum mismatch: the message was corrupted or altered")
-    header_end = _PREFIX.size + header_len
-    header = _parse_header(data[_PREFIX.size : header_end])
-    body = data[header_end : header_end + body_len]
-    codec_fields = {k: v for k, v in header.items() if k not in _RESERVED_HEADER_KEYS}
-    payload = codecs.get(header["codec"]).decode(codec_fields, body)
-    return Message(
-        kind=header["kind"],
-        sender=header["sender"],
-        receiver=header["receiver"],
-        step=header["step"],
-        payload=payload,
-        codec=header["codec"],
-        meta=header["meta"],
-    )
+    return header_len, body_len
 
 
-def peek_route(data: bytes) -> tuple[str, str]:
-    """(kind, sender) of a frame, read from its header without decoding the payload."""
-    if len(data) < _PREFIX.size:
-        raise WireFormatError("frame too short to hold a header")
-    magic, version, _, header_len, _ = _PREFIX.unpack_from(data)
-    if magic != MAGIC or version != WIRE_VERSION:
-        raise WireFormatError("not a securevfl message of this wire version")
-    header = _parse_header(bytes(data[_PREFIX.size : _PREFIX.size + header_len]))
-    return header["kind"], header["sender"]
-
-
-def _parse_header(raw: bytes) -> dict[str, Any]:
+def _parse_header(raw: bytes) -> FrameHeader:
     if len(raw) > MAX_HEADER_BYTES:
         raise WireFormatError(f"message header of {len(raw)} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
     try:
@@ -119,14 +178,27 @@ def _parse_header(raw: bytes) -> dict[str, Any]:
         raise WireFormatError(f"message header is not a well-formed frame header: {type(exc).__name__}") from None
     if not isinstance(header, dict):
         raise WireFormatError("message header is not a JSON object")
-    for key in ("kind", "sender", "receiver", "codec"):
+    for key in ("session", "kind", "sender", "receiver", "codec"):
         if not isinstance(header.get(key), str) or not header[key]:
             raise WireFormatError(f"message header field {key!r} is missing or not a string")
+    if not _SESSION.fullmatch(header["session"]):
+        raise WireFormatError(f"message header field 'session' is not a session id: {header['session']!r:.80}")
     if header["kind"] not in _KINDS:
-        raise WireFormatError(f"message header names an unknown kind {header['kind']!r}")
-    step = header.get("step")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise WireFormatError(f"message header field 'step' is malformed: {step!r}")
+        raise WireFormatError(f"message header names an unknown kind {header['kind']!r:.80}")
+    for key in ("step", "sequence"):
+        value = header.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise WireFormatError(f"message header field {key!r} is malformed: {value!r:.80}")
     if not isinstance(header.get("meta"), dict):
         raise WireFormatError("message header field 'meta' is missing or not an object")
-    return header
+    return FrameHeader(
+        session=header["session"],
+        kind=MessageKind(header["kind"]),
+        sender=header["sender"],
+        receiver=header["receiver"],
+        step=header["step"],
+        sequence=header["sequence"],
+        codec=header["codec"],
+        meta=header["meta"],
+        codec_fields={k: v for k, v in header.items() if k not in _RESERVED_HEADER_KEYS},
+    )

@@ -15,7 +15,16 @@ from helpers import config, random_dataset
 from securevfl.config import ProtectionConfig, validate_config
 from securevfl.federation import build_federation
 from securevfl.parties import ActiveParty, KeyHolderParty, PassiveParty
-from securevfl.protocols import ChannelEndpoint, InProcessChannel, Message, MessageKind, ProtocolError
+from securevfl.protocols import (
+    ChannelEndpoint,
+    FrameAuthenticationError,
+    FrameSigner,
+    Identity,
+    InProcessChannel,
+    Message,
+    MessageKind,
+    ProtocolError,
+)
 from securevfl.roles import Capability, Role
 from securevfl.scheduler import EVALUATION_ROUND, SETUP, TRAINING_ROUND
 from securevfl.schemes import LabelPrivateScheme, PlainScheme, ReceiverKeyScheme, protection_from_label, scheme_for
@@ -152,7 +161,9 @@ def test_no_party_holds_another_party(label: str) -> None:
         other = "active" if party.name != "active" else "passive_1"
         with pytest.raises(ProtocolError, match="cannot receive the messages addressed to"):
             party.channel.receive(other, MessageKind.GRADIENT)
-        assert not hasattr(party.channel, "taps") and not hasattr(party.channel, "attach_server")
+        # nor can it tap, intercept or inject frames, attach servers or reach the identity keys
+        for power in ("taps", "attach_server", "interceptor", "inject", "enrol", "roster", "_identities"):
+            assert not hasattr(party.channel, power), power
 
 
 def test_every_scheduled_phase_is_a_method_of_its_role() -> None:
@@ -202,15 +213,22 @@ def test_the_key_holder_answers_through_the_channel_only() -> None:
     assert federation.channel.stats.messages_by_kind["decrypt_request"] == federation.channel.stats.messages_by_kind["decrypt_reply"] > 0
 
 
-def test_the_key_holder_refuses_a_request_from_a_party_it_never_announced_its_key_to() -> None:
+def test_the_key_holder_never_sees_a_request_from_a_party_outside_the_roster() -> None:
     federation = _federation(SCHEMES["ckks/coordinator"])
     assert federation.key_holder is not None
-    federation.channel.send(Message(MessageKind.DECRYPT_REQUEST, "mallory", "coordinator", 0, b"\x00", codec="ckks"))
-    assert federation.key_holder.serve_pending() is False  # refused: no reply, and the key holder goes on
-    assert federation.channel.pending("mallory") == 0
-    (refusal,) = federation.key_holder.service.refusals
-    assert "refused decrypt_request from 'mallory' at step 0: not a party it announced its key to" in refusal
+    channel = federation.channel
+    with pytest.raises(ProtocolError, match="'mallory' is not a party of this run"):  # the channel signs for its parties only
+        channel.send(Message(MessageKind.DECRYPT_REQUEST, "mallory", "coordinator", 0, b"\x00", codec="ckks"))
+    # a stranger with a key of its own reaches the coordinator's mailbox from the network: refused on arrival
+    stranger = FrameSigner(Identity.generate("mallory"), channel.session)
+    channel.inject("coordinator", stranger.seal(Message(MessageKind.DECRYPT_REQUEST, "mallory", "coordinator", 0, b"\x00", codec="ckks"), channel.codecs))
+    (refusal,) = channel.refusals
+    assert isinstance(refusal.error, FrameAuthenticationError)
+    assert str(refusal.error) == "coordinator refused decrypt_request #0 (step 0) from 'mallory': 'mallory' is not on the roster"
+    assert federation.key_holder.serve_pending() is False  # nothing admitted, nothing answered, the key holder goes on
+    assert federation.key_holder.service.refusals == [] and channel.pending("coordinator") == 0
     federation.train_batch(0, np.arange(8))  # still serving the parties it knows
+    assert channel.stats.messages_by_kind["decrypt_reply"] > 0
 
 
 @pytest.mark.parametrize("top", ["sum", "trainable"])

@@ -236,7 +236,10 @@ def test_one_request_per_expected_slot_per_step_and_no_replays() -> None:
     assert "matches no request left for step 3" in holder.refusals[-1]
     with pytest.raises(Exception, match="none is queued"):
         client.reveal(value, 2, "parameter_gradient", per_sample=False)
-    assert "behind step 3" in holder.refusals[-1]
+    # refused before the key holder sees it: no frame whose step goes back is admitted (protocols/framing.py)
+    assert str(channel.refusals[-1].error) == "coordinator refused decrypt_request #2 (step 2) from 'passive_1': step 2 goes back from step 3"
+    assert holder.handle(channel, _request(MessageKind.DECRYPT_REQUEST, "passive_1", 2, _masked((2, 5)))) is False
+    assert "behind step 3" in holder.refusals[-1]  # and the key holder's own rule still refuses it
     client.reveal(value, 4, "parameter_gradient", per_sample=False)  # a new step has a new budget
 
 

@@ -1,9 +1,14 @@
-"""Wire format and channel: round trips, accounting, and refusal of malformed frames."""
+"""Wire format and channel: round trips, accounting, and refusal of malformed frames.
+
+Frames are signed (wire version 2); the authentication rules themselves are tested in
+tests/test_protocols_framing.py. Here every frame is sealed by a fresh signer and opened by a
+fresh verifier, so each is the first (sequence 0) of its link.
+"""
 
 from __future__ import annotations
 
+import json
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -12,18 +17,28 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from securevfl.protocols import (
+    WIRE_VERSION,
     CodecRegistry,
+    FrameAuthenticationError,
+    FrameSigner,
+    FrameVerifier,
     InProcessChannel,
     Message,
     MessageKind,
     NonFiniteError,
     ProtocolError,
+    Roster,
     WireFormatError,
-    decode_message,
-    encode_message,
+    fresh_identities,
+    new_session_id,
+    parse_frame,
 )
+from securevfl.protocols.identity import SIGNATURE_BYTES
 
 CODECS = CodecRegistry()
+IDENTITIES = fresh_identities(["passive_1", "passive_2", "active", "coordinator"])
+ROSTER = Roster.of(IDENTITIES.values())
+SESSION = new_session_id()
 finite_floats = st.floats(-1e6, 1e6, allow_nan=False, width=32)
 arrays = hnp.arrays(
     dtype=st.sampled_from([np.float32, np.float64]),
@@ -32,43 +47,62 @@ arrays = hnp.arrays(
 )
 
 
+def seal(message: Message) -> bytes:
+    return FrameSigner(IDENTITIES[message.sender], SESSION).seal(message, CODECS)
+
+
+def open_frame(frame: bytes, receiver: str, codecs: CodecRegistry = CODECS) -> Message:
+    return FrameVerifier(receiver, ROSTER, SESSION).open(frame, codecs)
+
+
+def signed_raw(header: bytes, body: bytes, signer: str = "active") -> bytes:
+    """A frame with any header bytes, validly signed by a roster party (an insider's hostile frame)."""
+    unsigned = struct.pack("<4sBBIQ", b"SVFL", WIRE_VERSION, 0, len(header), len(body)) + header + body
+    return unsigned + IDENTITIES[signer].sign(unsigned)
+
+
 @given(payload=arrays, step=st.integers(0, 2**40), kind=st.sampled_from(list(MessageKind)))
 def test_round_trip_preserves_payload_and_header(payload: np.ndarray, step: int, kind: str) -> None:
     message = Message(kind, "passive_1", "active", step, payload, meta={"rows": 3})
-    decoded = decode_message(encode_message(message, CODECS), CODECS)
+    frame = seal(message)
+    decoded = open_frame(frame, "active")
     assert (decoded.kind, decoded.sender, decoded.receiver, decoded.step) == (kind, "passive_1", "active", step)
     assert decoded.meta == {"rows": 3}
     assert decoded.payload.dtype == payload.dtype and decoded.payload.shape == payload.shape
     np.testing.assert_array_equal(decoded.payload, payload)
+    header = parse_frame(frame).header
+    assert (header.session, header.sequence) == (SESSION, 0)
 
 
 @settings(max_examples=200)
 @given(data=st.data())
-def test_any_single_byte_change_is_rejected(data: st.DataObject) -> None:
-    frame = bytearray(encode_message(Message("gradient", "active", "passive_2", 7, np.ones((4, 3), np.float32)), CODECS))
+def test_any_single_byte_change_is_refused(data: st.DataObject) -> None:
+    frame = bytearray(seal(Message("gradient", "active", "passive_2", 7, np.ones((4, 3), np.float32))))
     position = data.draw(st.integers(0, len(frame) - 1))
     flip = data.draw(st.integers(1, 255))
     frame[position] ^= flip
-    with pytest.raises(WireFormatError):
-        decode_message(bytes(frame), CODECS)
+    with pytest.raises((WireFormatError, FrameAuthenticationError)):
+        open_frame(bytes(frame), "passive_2")
 
 
 @given(cut=st.integers(0, 200))
 def test_truncated_or_extended_frames_are_rejected(cut: int) -> None:
-    frame = encode_message(Message("activation", "p", "a", 0, np.zeros((5, 5), np.float32)), CODECS)
-    with pytest.raises(WireFormatError):
-        decode_message(frame[: max(0, len(frame) - 1 - cut)], CODECS)
-    with pytest.raises(WireFormatError):
-        decode_message(frame + b"\0" * (cut + 1), CODECS)
+    frame = seal(Message("activation", "passive_1", "active", 0, np.zeros((5, 5), np.float32)))
+    with pytest.raises(WireFormatError, match="shorter than the minimal frame|does not match its declared length"):
+        open_frame(frame[: max(0, len(frame) - 1 - cut)], "active")
+    with pytest.raises(WireFormatError, match="does not match its declared length"):
+        open_frame(frame + b"\0" * (cut + 1), "active")
 
 
-def test_foreign_bytes_and_unknown_codec_are_rejected() -> None:
-    with pytest.raises(WireFormatError, match="magic"):
-        decode_message(b"GARBAGE-GARBAGE-GARBAGE-GARBAGE", CODECS)
-    message = Message("activation", "p", "a", 0, np.zeros(3, np.float32))
-    frame = encode_message(message, CODECS)
-    with pytest.raises(WireFormatError, match="unknown payload codec"):
-        decode_message(frame, CodecRegistry(codecs=[]))
+def test_foreign_bytes_old_versions_and_unknown_codec_are_rejected() -> None:
+    with pytest.raises(WireFormatError, match="bad magic"):
+        open_frame(b"GARBAGE-GARBAGE-GARBAGE-GARBAGE" * 4, "active")
+    frame = seal(Message("activation", "passive_1", "active", 0, np.zeros(3, np.float32)))
+    version_1 = frame[:4] + bytes([1]) + frame[5:]
+    with pytest.raises(WireFormatError, match="unsupported wire version 1 \\(this build reads 2\\)"):
+        open_frame(version_1, "active")
+    with pytest.raises(WireFormatError, match="unknown payload codec"):  # decoded only once admitted
+        open_frame(frame, "active", CodecRegistry(codecs=[]))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -79,10 +113,14 @@ def test_non_finite_payloads_never_leave_the_sender(bad: float) -> None:
     with pytest.raises(NonFiniteError, match="NaN/Inf"):
         channel.send(Message("activation", "p", "a", 0, payload))
     assert channel.pending("a") == 0 and channel.stats.total_bytes == 0
+    channel.send(Message("activation", "p", "a", 0, np.zeros((2, 2), np.float32)))  # the refused send used up no sequence number
+    assert channel.receive("a", "activation").sender == "p" and channel.refusals == []
 
 
-def test_channel_delivers_copies_and_accounts_bytes_per_kind() -> None:
+def test_channel_delivers_copies_and_accounts_the_signed_frames_bytes() -> None:
     channel = InProcessChannel()
+    frames: list[bytes] = []
+    channel.taps.append(frames.append)
     payload = np.arange(6, dtype=np.float32).reshape(2, 3)
     channel.send(Message("activation", "passive_1", "active", 0, payload))
     channel.send(Message("gradient", "active", "passive_1", 0, payload * 2))
@@ -92,8 +130,9 @@ def test_channel_delivers_copies_and_accounts_bytes_per_kind() -> None:
     np.testing.assert_array_equal(channel.receive("passive_1", "gradient").payload, np.arange(6).reshape(2, 3) * 2)
     stats = channel.stats.to_dict()
     assert stats["messages_by_kind"] == {"activation": 1, "gradient": 1}
-    # 24 payload bytes + frame overhead per message, counted from the actual frames
-    assert all(n > 24 for n in stats["bytes_by_kind"].values())
+    # counted from the actual frames: 24 payload bytes, the header and the 64-byte signature
+    assert stats["bytes_by_kind"] == {"activation": len(frames[0]), "gradient": len(frames[1])}
+    assert all(len(frame) > 24 + SIGNATURE_BYTES for frame in frames)
     assert channel.stats.total_bytes == sum(stats["bytes_by_kind"].values())
 
 
@@ -109,62 +148,78 @@ def test_channel_enforces_expected_kind_and_sender() -> None:
         channel.receive("passive_1", "gradient", sender="coordinator")
 
 
-def test_unknown_kinds_are_refused_when_built_and_when_decoded() -> None:
+def test_unknown_kinds_are_refused_when_built_and_when_parsed() -> None:
     with pytest.raises(ValueError, match="not a protocol message kind"):
         Message("activations", "p", "a", 0, np.zeros(2, np.float32))
-    frame = encode_message(Message(MessageKind.GRADIENT, "p", "a", 0, np.zeros(2, np.float32)), CODECS)
-    forged = frame.replace(b'"kind":"gradient"', b'"kind":"gradientX"')
-    header_len = int.from_bytes(forged[6:10], "little") + 1
-    forged = forged[:6] + header_len.to_bytes(4, "little") + forged[10:-4]
-    forged += zlib.crc32(forged).to_bytes(4, "little")
+    frame = parse_frame(seal(Message(MessageKind.GRADIENT, "active", "passive_1", 0, np.zeros(2, np.float32))))
+    header = json.loads(frame.signed[18 : len(frame.signed) - len(frame.body)])
+    forged = signed_raw(json.dumps({**header, "kind": "gradientX"}).encode(), frame.body)
     with pytest.raises(WireFormatError, match="unknown kind 'gradientX'"):
-        decode_message(forged, CODECS)
+        open_frame(forged, "passive_1")
+
+
+def _mutate(frame: bytearray, rng: np.random.Generator) -> bytearray:
+    for _ in range(int(rng.integers(1, 6))):
+        action = rng.integers(0, 4)
+        position = int(rng.integers(0, len(frame)))
+        if action == 0:
+            frame[position] ^= 1 << int(rng.integers(0, 8))
+        elif action == 1:
+            frame = frame[: max(1, position)]
+        elif action == 2:
+            frame[position:position] = rng.integers(0, 256, size=int(rng.integers(1, 9))).astype(np.uint8).tobytes()
+        elif len(frame) > 18:  # a character of the JSON header (it starts after the 18-byte prefix)
+            frame[18 + position % (len(frame) - 18)] = ord(rng.choice(list('{}[]",:0123456789-e')))
+    return frame
 
 
 def test_two_thousand_mutated_frames_raise_only_the_wire_layers_errors() -> None:
-    """Random flips, cuts and splices, with the checksum recomputed half the time so the parser goes deeper."""
+    """Random flips, cuts and splices. Half are re-signed by the genuine sender (an insider's
+    malformed frames), so the header and payload checks must hold without the signature's help."""
     rng = np.random.default_rng(2026)
     seeds = [
-        encode_message(Message(MessageKind.GRADIENT, "active", "passive_1", 3, rng.normal(size=(4, 3)).astype(np.float32)), CODECS),
-        encode_message(Message(MessageKind.DECRYPT_REQUEST, "passive_1", "coordinator", 9, b"\x01\x02" * 40, codec="ckks", meta={"what": "x"}), CODECS),
+        seal(Message(MessageKind.GRADIENT, "active", "passive_1", 3, rng.normal(size=(4, 3)).astype(np.float32))),
+        seal(Message(MessageKind.DECRYPT_REQUEST, "passive_1", "coordinator", 9, b"\x01\x02" * 40, codec="ckks", meta={"what": "x"})),
     ]
-    outcomes = {"decoded": 0, "refused": 0}
+    receivers, signers = ["passive_1", "coordinator"], ["active", "passive_1"]
+    outcomes = {"admitted": 0, "wire": 0, "authentication": 0, "non_finite": 0}
     for trial in range(2000):
-        frame = bytearray(seeds[trial % 2])
-        for _ in range(int(rng.integers(1, 6))):
-            action = rng.integers(0, 4)
-            position = int(rng.integers(0, len(frame)))
-            if action == 0:
-                frame[position] ^= 1 << int(rng.integers(0, 8))
-            elif action == 1:
-                frame = frame[: max(1, position)]
-            elif action == 2:
-                frame[position:position] = rng.integers(0, 256, size=int(rng.integers(1, 9))).astype(np.uint8).tobytes()
-            elif len(frame) > 18:  # a character of the JSON header (it starts after the 18-byte prefix)
-                frame[18 + position % (len(frame) - 18)] = ord(rng.choice(list('{}[]",:0123456789-e')))
-        if trial % 2 and len(frame) > 22:  # a well-formed checksum: the header and payload checks must hold alone
-            body = bytes(frame[:-4])
-            frame = bytearray(body + zlib.crc32(body).to_bytes(4, "little"))
+        frame = _mutate(bytearray(seeds[trial % 2]), rng)
+        resigned = trial % 4 >= 2 and len(frame) > SIGNATURE_BYTES
+        if resigned:
+            body = bytes(frame[:-SIGNATURE_BYTES])
+            frame = bytearray(body + IDENTITIES[signers[trial % 2]].sign(body))
         try:
-            decode_message(bytes(frame), CODECS)
-            outcomes["decoded"] += 1
-        except ProtocolError:  # WireFormatError, NonFiniteError: the documented ones
-            outcomes["refused"] += 1
-    assert outcomes["refused"] > 1500, outcomes
+            open_frame(bytes(frame), receivers[trial % 2])
+            assert resigned or bytes(frame) == seeds[trial % 2], "a mutated frame was admitted without a valid signature"
+            outcomes["admitted"] += 1
+        except WireFormatError:
+            outcomes["wire"] += 1
+        except FrameAuthenticationError:
+            outcomes["authentication"] += 1
+        except NonFiniteError:  # only an authentic frame gets its payload decoded
+            assert resigned, "a payload was decoded from a frame nobody signed"
+            outcomes["non_finite"] += 1
+    assert outcomes["wire"] + outcomes["authentication"] > 1900, outcomes
+    assert outcomes["authentication"] > 50 and outcomes["wire"] > 1000, outcomes  # both layers were exercised
 
 
 @pytest.mark.parametrize(
     "header",
     [
         b"[" * 20000 + b"]" * 20000,  # nesting deep enough for a RecursionError below
-        b'{"kind":"gradient","sender":"a","receiver":"b","step":1' + b"0" * 5000 + b',"codec":"ndarray","meta":{}}',
+        b'{"session":"' + b"0" * 32 + b'","kind":"gradient","sender":"active","receiver":"passive_1","step":1' + b"0" * 5000
+        + b',"sequence":0,"codec":"ndarray","meta":{}}',
         b"[" * 40000 + b"]" * 40000,  # larger than any header the protocol writes
-        b'{"kind":"gradient","sender":"a","receiver":"b","step":1,"codec":"ndarray","meta":{},"dtype":"<f4","shape":[1000000000,1000000000]}',
+        b'{"session":"' + b"0" * 32 + b'","kind":"gradient","sender":"active","receiver":"passive_1","step":1,"sequence":0,'
+        b'"codec":"ndarray","meta":{},"dtype":"<f4","shape":[1000000000,1000000000]}',
+        b'{"session":"not-a-session","kind":"gradient","sender":"active","receiver":"passive_1","step":1,"sequence":0,"codec":"ndarray","meta":{}}',
+        b'{"session":"' + b"0" * 32 + b'","kind":"gradient","sender":"active","receiver":"passive_1","step":1,"sequence":-1,"codec":"ndarray","meta":{}}',
     ],
-    ids=["deep", "huge-integer", "oversized", "absurd-shape"],
+    ids=["deep", "huge-integer", "oversized", "absurd-shape", "bad-session", "negative-sequence"],
 )
-def test_hostile_headers_are_wire_errors(header: bytes) -> None:
-    body = b"\x00" * 24
-    frame = struct.pack("<4sBBIQ", b"SVFL", 1, 0, len(header), len(body)) + header + body
+def test_hostile_headers_are_wire_errors_even_when_signed(header: bytes) -> None:
+    """Signed by a roster party, so nothing but the header and payload checks stand in the way."""
+    verifier = FrameVerifier("passive_1", ROSTER, "0" * 32)
     with pytest.raises(WireFormatError):
-        decode_message(frame + zlib.crc32(frame).to_bytes(4, "little"), CODECS)
+        verifier.open(signed_raw(header, b"\x00" * 24), CODECS)

@@ -14,7 +14,7 @@ import torch
 from securevfl.data import VFLDataset
 from securevfl.parties.active import ActiveParty, ActiveWire, LocalBlock
 from securevfl.parties.passive import PassiveParty, PassiveWire
-from securevfl.protocols import InProcessChannel, PhaseTimer
+from securevfl.protocols import ChannelEndpoint, Identity, InProcessChannel, PhaseTimer, fresh_identities
 
 __all__ = ["ACTIVE_NAME", "COORDINATOR_NAME", "PartyBuilder", "PartyModels", "passive_name"]
 
@@ -41,19 +41,31 @@ class PartyModels:
 class PartyBuilder:
     """Builds the passive and active parties of one run around the wires a scheme chooses.
 
-    ``channel`` is the federation's; each party gets only its own endpoint of it.
+    ``channel`` is the federation's, with a fresh identity key for every party of the run and a
+    fresh session id (:mod:`securevfl.protocols.framing`): every frame is signed by its sender
+    and checked by its receiver. Each party gets only its own endpoint of it.
     """
 
     dataset: VFLDataset
     blocks: list[np.ndarray]
     models: PartyModels
-    channel: InProcessChannel = field(default_factory=InProcessChannel)
     timer: PhaseTimer = field(default_factory=PhaseTimer)
     active_name: str = ACTIVE_NAME
+    channel: InProcessChannel = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.channel = InProcessChannel(identities=fresh_identities([*self.passive_names, self.active_name]))
 
     @property
     def passive_names(self) -> list[str]:
         return [passive_name(index) for index in range(len(self.models.bottoms))]
+
+    def key_holder_endpoint(self, name: str) -> ChannelEndpoint:
+        """The key holder's endpoint: the active party's own identity when it holds the key, else
+        a coordinator's, enrolled with a fresh identity key (before any frame travels)."""
+        if name not in self.channel.roster:
+            self.channel.enrol(Identity.generate(name))
+        return self.channel.endpoint(name)
 
     def passive(self, index: int, wire: PassiveWire) -> PassiveParty:
         """Passive ``index`` with only its own columns and bottom model."""

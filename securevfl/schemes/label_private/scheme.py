@@ -221,5 +221,5 @@ class LabelPrivateScheme(Scheme):
         else:
             active_wire.link = link
         clients = [name for name in (*builder.passive_names, active.name) if name != self.key_holder_party]
-        key_holder = KeyHolderParty(service, builder.channel.endpoint(service.name), clients)
+        key_holder = KeyHolderParty(service, builder.key_holder_endpoint(service.name), clients)
         return Federation(passives=passives, active=active, channel=builder.channel, timer=builder.timer, key_holder=key_holder)
