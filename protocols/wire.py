@@ -109,6 +109,12 @@ def encode_unsigned(message: Message, codecs: CodecRegistry, *, session: str, se
     return b"".join((prefix, header_bytes, body))
 
 
+def encode_raw(header: bytes, body: bytes) -> bytes:
+    """Prefix, ``header`` and ``body`` exactly as given, unchecked: for tests and attack studies
+    that craft frames (a receiver still checks everything; the protocol never calls this)."""
+    return _PREFIX.pack(MAGIC, WIRE_VERSION, 0, len(header), len(body)) + header + body
+
+
 def parse_frame(data: bytes) -> ParsedFrame:
     """Split a frame into header, body, signed bytes and signature; WireFormatError if malformed."""
     if not isinstance(data, bytes | bytearray | memoryview):

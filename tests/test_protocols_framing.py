@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import struct
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -18,7 +17,6 @@ from helpers import config, random_dataset
 from securevfl.crypto import SecretKeyring, get_preset
 from securevfl.federation import build_federation
 from securevfl.protocols import (
-    WIRE_VERSION,
     CodecRegistry,
     FrameAuthenticationError,
     FrameSigner,
@@ -36,6 +34,7 @@ from securevfl.protocols import (
     new_session_id,
     parse_frame,
 )
+from securevfl.protocols.wire import encode_raw
 from securevfl.scheduler import Federation
 
 CODECS = CodecRegistry()
@@ -66,7 +65,7 @@ def rebuilt(frame: bytes, *, body: bytes | None = None, header: bytes | None = N
     parsed = parse_frame(frame)
     header = parsed.header_bytes if header is None else header
     body = parsed.body if body is None else body
-    unsigned = struct.pack("<4sBBIQ", b"SVFL", WIRE_VERSION, 0, len(header), len(body)) + header + body
+    unsigned = encode_raw(header, body)
     return unsigned + (parsed.signature if key is None else key.sign(unsigned))
 
 

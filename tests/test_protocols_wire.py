@@ -8,7 +8,6 @@ fresh verifier, so each is the first (sequence 0) of its link.
 from __future__ import annotations
 
 import json
-import struct
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from securevfl.protocols import (
-    WIRE_VERSION,
     CodecRegistry,
     FrameAuthenticationError,
     FrameSigner,
@@ -34,6 +32,7 @@ from securevfl.protocols import (
     parse_frame,
 )
 from securevfl.protocols.identity import SIGNATURE_BYTES
+from securevfl.protocols.wire import PREFIX_BYTES, encode_raw
 
 CODECS = CodecRegistry()
 IDENTITIES = fresh_identities(["passive_1", "passive_2", "active", "coordinator"])
@@ -57,7 +56,7 @@ def open_frame(frame: bytes, receiver: str, codecs: CodecRegistry = CODECS) -> M
 
 def signed_raw(header: bytes, body: bytes, signer: str = "active") -> bytes:
     """A frame with any header bytes, validly signed by a roster party (an insider's hostile frame)."""
-    unsigned = struct.pack("<4sBBIQ", b"SVFL", WIRE_VERSION, 0, len(header), len(body)) + header + body
+    unsigned = encode_raw(header, body)
     return unsigned + IDENTITIES[signer].sign(unsigned)
 
 
@@ -152,7 +151,7 @@ def test_unknown_kinds_are_refused_when_built_and_when_parsed() -> None:
     with pytest.raises(ValueError, match="not a protocol message kind"):
         Message("activations", "p", "a", 0, np.zeros(2, np.float32))
     frame = parse_frame(seal(Message(MessageKind.GRADIENT, "active", "passive_1", 0, np.zeros(2, np.float32))))
-    header = json.loads(frame.signed[18 : len(frame.signed) - len(frame.body)])
+    header = json.loads(frame.header_bytes)
     forged = signed_raw(json.dumps({**header, "kind": "gradientX"}).encode(), frame.body)
     with pytest.raises(WireFormatError, match="unknown kind 'gradientX'"):
         open_frame(forged, "passive_1")
@@ -168,8 +167,8 @@ def _mutate(frame: bytearray, rng: np.random.Generator) -> bytearray:
             frame = frame[: max(1, position)]
         elif action == 2:
             frame[position:position] = rng.integers(0, 256, size=int(rng.integers(1, 9))).astype(np.uint8).tobytes()
-        elif len(frame) > 18:  # a character of the JSON header (it starts after the 18-byte prefix)
-            frame[18 + position % (len(frame) - 18)] = ord(rng.choice(list('{}[]",:0123456789-e')))
+        elif len(frame) > PREFIX_BYTES:  # a character of the JSON header (it starts after the prefix)
+            frame[PREFIX_BYTES + position % (len(frame) - PREFIX_BYTES)] = ord(rng.choice(list('{}[]",:0123456789-e')))
     return frame
 
 
