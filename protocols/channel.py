@@ -163,7 +163,9 @@ class InProcessChannel:
         """Sign ``message`` as its sender (whose identity this channel holds) and deliver it."""
         self._known(message.sender)
         self._known(message.receiver)
-        signer = self._signers.setdefault(message.sender, FrameSigner(self._identities[message.sender], self.session))
+        signer = self._signers.get(message.sender)
+        if signer is None:
+            signer = self._signers[message.sender] = FrameSigner(self._identities[message.sender], self.session)
         with self.stats.timer.phase(Phase.SERIALIZE):
             frame = signer.seal(message, self.codecs)
         self._started = True
@@ -228,7 +230,9 @@ class InProcessChannel:
 
     def _deliver(self, receiver: str, data: bytes) -> None:
         """Verify ``data`` as ``receiver`` would on arrival; queue the message or record the refusal."""
-        verifier = self._verifiers.setdefault(receiver, FrameVerifier(receiver, self.roster, self.session))
+        verifier = self._verifiers.get(receiver)
+        if verifier is None:
+            verifier = self._verifiers[receiver] = FrameVerifier(receiver, self.roster, self.session)
         try:
             with self.stats.timer.phase(Phase.DESERIALIZE):
                 message = verifier.open(data, self.codecs)

@@ -39,7 +39,14 @@ EVALUATION_ROUND: tuple[tuple[Role, str], ...] = ((Role.PASSIVE, "eval_forward")
 
 @dataclass
 class Federation:
-    """All parties of one simulated deployment, wired to one channel, and the order they run in."""
+    """All parties of one simulated deployment, wired to one channel, and the order they run in.
+
+    The channel signs every frame as its sender and checks it at its receiver
+    (:mod:`securevfl.protocols.framing`); a frame it refuses fails the receive that waited for it
+    with :class:`~securevfl.protocols.errors.FrameAuthenticationError`, which a run propagates
+    like any other protocol error. ``channel.interceptor`` and ``channel.inject`` let a study
+    play a network attacker (never a party: each holds only its endpoint).
+    """
 
     passives: list[PassiveParty]
     active: ActiveParty
@@ -62,7 +69,11 @@ class Federation:
         return []
 
     def connect(self) -> None:
-        """Exchange public keys over the channel (counted under ``public_key``)."""
+        """Exchange public keys over the channel (counted under ``public_key``).
+
+        Each announcement is signed by its owner's identity key, so a substituted key is refused
+        by its receiver and this raises instead of training under an attacker's key.
+        """
         for roles, phase in SETUP:
             for role in roles:
                 for party in self.parties(role):
