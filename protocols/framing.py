@@ -1,8 +1,8 @@
 """Authenticated framing: every frame is signed by its sender and admitted by its receiver in order.
 
 A party's :class:`FrameSigner` numbers the frames it sends to each receiver (0, 1, 2, ... per
-(sender, receiver) pair) and signs each whole frame (:mod:`.wire`: header with session, kind,
-sender, receiver, step, sequence, codec and meta; and the body) with its identity key
+(sender, receiver) pair) and signs each whole frame (:mod:`.wire`: session id, sequence number,
+the header with kind, sender, receiver, step, codec and meta, and the body) with its identity key
 (:mod:`.identity`). A party's :class:`FrameVerifier` checks every frame on arrival, in arrival
 order, and admits it only if
 

@@ -5,15 +5,17 @@ Layout (all integers little-endian)::
     magic  b"SVFL"            4 bytes
     version                    1 byte   (WIRE_VERSION)
     reserved                   1 byte   (zero)
+    session id                16 bytes  (random per run)
+    sequence number            8 bytes  (per sender and receiver, from 0)
     header length              4 bytes
     body length                8 bytes
-    header                     UTF-8 JSON: session, kind, sender, receiver, step, sequence,
-                               codec, meta, codec fields
+    header                     UTF-8 JSON: kind, sender, receiver, step, codec, meta, codec fields
     body                       codec-specific payload bytes
     signature                  64 bytes: Ed25519 by the sender over everything before it
 
-Version 2 replaced version 1's CRC32 trailer with the signature: a checksum catches corruption
-but not an adversary, the signature catches both. This module writes the part a signature covers
+Version 2 added the session id and sequence number (fixed width, so a frame's size does not
+depend on how far into a session it travels) and replaced version 1's CRC32 trailer with the
+signature: a checksum catches corruption but not an adversary, the signature catches both. This module writes the part a signature covers
 (:func:`encode_unsigned`) and splits a received frame into header, body, signed bytes and
 signature (:func:`parse_frame`), refusing every structurally malformed frame with
 :class:`~securevfl.protocols.errors.WireFormatError`. Who may sign, and which frames a receiver
@@ -36,14 +38,14 @@ from securevfl.protocols.messages import Message, MessageKind
 
 MAGIC = b"SVFL"
 WIRE_VERSION = 2
-_PREFIX = struct.Struct("<4sBBIQ")
+_PREFIX = struct.Struct("<4sBB16sQIQ")
 _KINDS = frozenset(kind.value for kind in MessageKind)
 #: No header of the protocol comes near this; a larger one is refused before it is parsed.
 MAX_HEADER_BYTES = 64 * 1024
-#: Session ids are 16 random bytes, written as 32 lower-case hex digits.
+#: Session ids are 16 random bytes, written as 32 lower-case hex digits outside the frame.
 _SESSION = re.compile(r"[0-9a-f]{32}")
-_RESERVED_HEADER_KEYS = {"session", "kind", "sender", "receiver", "step", "sequence", "codec", "meta"}
-#: Bytes before the header: magic, version, reserved, header length, body length.
+_RESERVED_HEADER_KEYS = {"kind", "sender", "receiver", "step", "codec", "meta"}
+#: Bytes before the header: magic, version, reserved, session id, sequence number, header length, body length.
 PREFIX_BYTES = _PREFIX.size
 #: Bytes every frame carries besides its payload and its header's JSON (prefix and signature).
 FIXED_OVERHEAD_BYTES = PREFIX_BYTES + SIGNATURE_BYTES
@@ -54,6 +56,7 @@ class FrameHeader:
     """The routing facts of a frame: all of them are covered by its signature."""
 
     session: str
+    """32 hex digits."""
     kind: MessageKind
     sender: str
     receiver: str
@@ -89,30 +92,28 @@ def encode_unsigned(message: Message, codecs: CodecRegistry, *, session: str, se
     clash = _RESERVED_HEADER_KEYS & codec_fields.keys()
     if clash:
         raise ValueError(f"codec {message.codec!r} used reserved header keys {sorted(clash)}")
-    if not _SESSION.fullmatch(session):
-        raise ValueError(f"session id must be 32 lower-case hex digits, got {session!r}")
-    if not isinstance(sequence, int) or sequence < 0:
-        raise ValueError(f"sequence number must be a non-negative int, got {sequence!r}")
     header = {
-        "session": session,
         "kind": message.kind,
         "sender": message.sender,
         "receiver": message.receiver,
         "step": message.step,
-        "sequence": sequence,
         "codec": message.codec,
         "meta": dict(message.meta),
         **codec_fields,
     }
     header_bytes = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    prefix = _PREFIX.pack(MAGIC, WIRE_VERSION, 0, len(header_bytes), len(body))
-    return b"".join((prefix, header_bytes, body))
+    return encode_raw(header_bytes, body, session=session, sequence=sequence)
 
 
-def encode_raw(header: bytes, body: bytes) -> bytes:
-    """Prefix, ``header`` and ``body`` exactly as given, unchecked: for tests and attack studies
-    that craft frames (a receiver still checks everything; the protocol never calls this)."""
-    return _PREFIX.pack(MAGIC, WIRE_VERSION, 0, len(header), len(body)) + header + body
+def encode_raw(header: bytes, body: bytes, *, session: str, sequence: int) -> bytes:
+    """Prefix, ``header`` and ``body`` as given, the header unchecked: what :func:`encode_unsigned`
+    writes, and what tests and attack studies use to craft frames (a receiver checks everything)."""
+    if not _SESSION.fullmatch(session):
+        raise ValueError(f"session id must be 32 lower-case hex digits, got {session!r}")
+    if not isinstance(sequence, int) or not 0 <= sequence < 2**64:
+        raise ValueError(f"sequence number must be an int in [0, 2**64), got {sequence!r}")
+    prefix = _PREFIX.pack(MAGIC, WIRE_VERSION, 0, bytes.fromhex(session), sequence, len(header), len(body))
+    return b"".join((prefix, header, body))
 
 
 def parse_frame(data: bytes) -> ParsedFrame:
@@ -122,14 +123,14 @@ def parse_frame(data: bytes) -> ParsedFrame:
     data = bytes(data)
     if len(data) < FIXED_OVERHEAD_BYTES:
         raise WireFormatError(f"frame of {len(data)} bytes is shorter than the minimal frame")
-    header_len, body_len = _check_prefix(data)
+    session, sequence, header_len, body_len = _check_prefix(data)
     expected_len = _PREFIX.size + header_len + body_len + SIGNATURE_BYTES
     if len(data) != expected_len:
         raise WireFormatError(
             f"frame length {len(data)} does not match its declared length {expected_len} (truncated or padded)"
         )
     header_end = _PREFIX.size + header_len
-    header = _parse_header(data[_PREFIX.size : header_end])
+    header = _parse_header(data[_PREFIX.size : header_end], session, sequence)
     signed_end = header_end + body_len
     return ParsedFrame(header=header, body=data[header_end:signed_end], signed=data[:signed_end], signature=data[signed_end:])
 
@@ -157,23 +158,24 @@ def peek_route(data: bytes) -> tuple[str, str]:
     """
     if len(data) < _PREFIX.size:
         raise WireFormatError("frame too short to hold a header")
-    header_len, _ = _check_prefix(bytes(data[: _PREFIX.size]))
-    header = _parse_header(bytes(data[_PREFIX.size : _PREFIX.size + header_len]))
+    session, sequence, header_len, _ = _check_prefix(bytes(data[: _PREFIX.size]))
+    header = _parse_header(bytes(data[_PREFIX.size : _PREFIX.size + header_len]), session, sequence)
     return header.kind, header.sender
 
 
-def _check_prefix(data: bytes) -> tuple[int, int]:
-    magic, version, reserved, header_len, body_len = _PREFIX.unpack_from(data)
+def _check_prefix(data: bytes) -> tuple[str, int, int, int]:
+    """(session id, sequence number, header length, body length) of a frame's prefix."""
+    magic, version, reserved, session, sequence, header_len, body_len = _PREFIX.unpack_from(data)
     if magic != MAGIC:
         raise WireFormatError(f"bad magic {magic!r}: not a securevfl message")
     if version != WIRE_VERSION:
         raise WireFormatError(f"unsupported wire version {version} (this build reads {WIRE_VERSION})")
     if reserved != 0:
         raise WireFormatError("reserved byte is not zero")
-    return header_len, body_len
+    return session.hex(), sequence, header_len, body_len
 
 
-def _parse_header(raw: bytes) -> FrameHeader:
+def _parse_header(raw: bytes, session: str, sequence: int) -> FrameHeader:
     if len(raw) > MAX_HEADER_BYTES:
         raise WireFormatError(f"message header of {len(raw)} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
     try:
@@ -184,26 +186,23 @@ def _parse_header(raw: bytes) -> FrameHeader:
         raise WireFormatError(f"message header is not a well-formed frame header: {type(exc).__name__}") from None
     if not isinstance(header, dict):
         raise WireFormatError("message header is not a JSON object")
-    for key in ("session", "kind", "sender", "receiver", "codec"):
+    for key in ("kind", "sender", "receiver", "codec"):
         if not isinstance(header.get(key), str) or not header[key]:
             raise WireFormatError(f"message header field {key!r} is missing or not a string")
-    if not _SESSION.fullmatch(header["session"]):
-        raise WireFormatError(f"message header field 'session' is not a session id: {header['session']!r:.80}")
     if header["kind"] not in _KINDS:
         raise WireFormatError(f"message header names an unknown kind {header['kind']!r:.80}")
-    for key in ("step", "sequence"):
-        value = header.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise WireFormatError(f"message header field {key!r} is malformed: {value!r:.80}")
+    step = header.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise WireFormatError(f"message header field 'step' is malformed: {step!r:.80}")
     if not isinstance(header.get("meta"), dict):
         raise WireFormatError("message header field 'meta' is missing or not an object")
     return FrameHeader(
-        session=header["session"],
+        session=session,
         kind=MessageKind(header["kind"]),
         sender=header["sender"],
         receiver=header["receiver"],
-        step=header["step"],
-        sequence=header["sequence"],
+        step=step,
+        sequence=sequence,
         codec=header["codec"],
         meta=header["meta"],
         codec_fields={k: v for k, v in header.items() if k not in _RESERVED_HEADER_KEYS},

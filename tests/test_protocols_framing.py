@@ -65,7 +65,7 @@ def rebuilt(frame: bytes, *, body: bytes | None = None, header: bytes | None = N
     parsed = parse_frame(frame)
     header = parsed.header_bytes if header is None else header
     body = parsed.body if body is None else body
-    unsigned = encode_raw(header, body)
+    unsigned = encode_raw(header, body, session=parsed.header.session, sequence=parsed.header.sequence)
     return unsigned + (parsed.signature if key is None else key.sign(unsigned))
 
 
