@@ -44,7 +44,7 @@ from securevfl.parties.passive import PassiveParty, check_same_batch
 from securevfl.protocols import Message, MessageKind, Phase, ProtocolError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.schemes.label_private.plan import SealedPlan, TopPlan
-from securevfl.schemes.label_private.precision import AMPLIFICATION, gradient_scale
+from securevfl.schemes.label_private.precision import AMPLIFICATION, received_gradient_scale
 from securevfl.schemes.label_private.wires import BlindActiveWire, Bounds, KeyHolderLink, _encrypt, _load, _pad_rows
 
 __all__ = [
@@ -226,10 +226,11 @@ class SealedPassiveWire:
         check_same_batch(party.name, self._batch_ids, sample_ids)
         sealed = self._weights(party)
         message = party.channel.receive(party.name, MessageKind.GRADIENT, sender=party.active_name)
+        scale = received_gradient_scale(message.meta, len(sample_ids), party.active_name)
         gradient_t = _load(self.client.public, message, party.name)  # type: ignore[union-attr]
         with party.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
             current = sealed.weights.scale(1.0 / AMPLIFICATION)  # the key holder sees W + R at its true scale
-            weights = self._refresh(current + self._update(gradient_t, gradient_scale(len(sample_ids)) * AMPLIFICATION), step)
+            weights = self._refresh(current + self._update(gradient_t, scale * AMPLIFICATION), step)
         sealed.weights = weights
         self._inputs = None
 
