@@ -158,10 +158,17 @@ class CertificateInfo:
 # --- creating -------------------------------------------------------------------------------------
 
 
-def create_ca(*, days: int = DEFAULT_DAYS, common_name: str = CA_COMMON_NAME, now: dt.datetime | None = None) -> CertificateAuthority:
-    """A fresh self-signed CA that may sign party certificates and nothing else (path length 0)."""
+def create_ca(*, days: int = DEFAULT_DAYS, common_name: str | None = None, now: dt.datetime | None = None) -> CertificateAuthority:
+    """A fresh self-signed CA that may sign party certificates and nothing else (path length 0).
+
+    Without ``common_name`` the name is ``securevfl development CA`` and 8 random hex digits, so two
+    development CAs never share a name: a certificate from the other one is then reported as
+    "not issued by this CA" rather than as a bad signature, and ``pki show`` tells them apart.
+    """
     moment = _utc(now)
     _check_days(days)
+    if common_name is None:
+        common_name = f"{CA_COMMON_NAME} {secrets.token_hex(4)}"
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
