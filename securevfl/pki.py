@@ -34,9 +34,9 @@ from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PrivateKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from securevfl.errors import PKIError
@@ -79,6 +79,11 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 
 _PARTY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _DNS_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+MIN_RSA_BITS = 2048
+_ACCEPTED_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+_EXTENSION_NAMES = {
+    oid.dotted_string: name.lower().replace("_", " ") for name, oid in vars(ExtensionOID).items() if isinstance(oid, x509.ObjectIdentifier)
+}
 _TLS_USAGES = {ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth", ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth"}
 _PRIVATE_MODE = 0o600
 _PUBLIC_MODE = 0o644
@@ -299,6 +304,7 @@ def load_ca_bundle(path: Path) -> list[x509.Certificate]:
     certificates = load_certificates(path)
     for certificate in certificates:
         _check_is_ca(certificate, Path(path))
+        _check_key_strength(certificate, f"CA certificate {certificate.subject.rfc4514_string()} in {path}")
     return certificates
 
 
@@ -411,6 +417,7 @@ def verify_party_certificate(
     if name != party:
         raise PKIError(f"{label} is for party {name!r}, not {party!r}")
     _check_within_validity(leaf, moment, label)
+    _check_key_strength(leaf, label)
     constraints = _extension(leaf, x509.BasicConstraints)
     if constraints is not None and constraints.ca:
         raise PKIError(f"{label} is a CA certificate, not a party certificate")
@@ -560,6 +567,15 @@ def _check_within_validity(certificate: x509.Certificate, moment: dt.datetime, l
         raise PKIError(f"{label} expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
 
 
+def _check_key_strength(certificate: x509.Certificate, label: str) -> None:
+    """RSA of at least 2048 bits or a NIST curve: ``cryptography``'s verifier alone lets RSA-1024 through."""
+    key = certificate.public_key()
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        raise PKIError(f"{label} has a {key.key_size}-bit RSA key; at least {MIN_RSA_BITS} bits are needed")
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in _ACCEPTED_CURVES:
+        raise PKIError(f"{label} has a key on curve {key.curve.name}; use P-256, P-384 or P-521")
+
+
 def _check_key_matches(certificate: x509.Certificate, key: PrivateKeyTypes, certificate_path: Path, key_path: Path) -> None:
     def spki(public_key: x509.CertificatePublicKeyTypes | object) -> bytes:
         return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[union-attr]
@@ -575,7 +591,11 @@ def _chain_failure(exc: VerificationError) -> str:
         return "no CA in the bundle issued it"
     if "signature does not match" in text:
         return "its signature does not verify (altered, or signed by another CA of the same name)"
-    return text.split(" (encountered processing")[0]
+    text = text.split(" (encountered processing")[0]
+    missing = re.fullmatch(r"invalid extension: ([0-9.]+): Certificate is missing required extension", text)
+    if missing:
+        return f"a certificate in the chain lacks the required {_EXTENSION_NAMES.get(missing[1], missing[1])} extension"
+    return text
 
 
 def _one_line(exc: BaseException) -> str:

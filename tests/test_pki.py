@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from securevfl import pki
@@ -61,9 +61,14 @@ def _verify(credentials: pki.PartyCredentials, ca: pki.CertificateAuthority, par
     return pki.verify_party_certificate([credentials.certificate], [ca.certificate], party, **kwargs)  # type: ignore[arg-type]
 
 
-def _leaf_signed_by(ca: pki.CertificateAuthority, party: str, usages: list[x509.ObjectIdentifier]) -> x509.Certificate:
-    """A certificate the CA signed but ``pki`` would never issue (other usages): what another tool might make."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def _leaf_signed_by(
+    ca: pki.CertificateAuthority,
+    party: str,
+    usages: list[x509.ObjectIdentifier],
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
+) -> x509.Certificate:
+    """A certificate the CA signed but ``pki`` would never issue (no key identifiers, any usages or key): what another tool might make."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)]))
@@ -171,6 +176,20 @@ def test_a_certificate_without_both_tls_usages_is_refused(
 ) -> None:
     certificate = _leaf_signed_by(ca, "active", usages)
     with pytest.raises(PKIError, match=f"lacks extended key usage {missing} "):
+        pki.verify_party_certificate([certificate], [ca.certificate], "active")
+
+
+def test_a_weak_rsa_key_is_refused(ca: pki.CertificateAuthority) -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    certificate = _leaf_signed_by(ca, "active", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], weak)
+    with pytest.raises(PKIError, match="has a 1024-bit RSA key; at least 2048 bits are needed"):
+        pki.verify_party_certificate([certificate], [ca.certificate], "active")
+
+
+def test_a_missing_required_extension_is_named(ca: pki.CertificateAuthority) -> None:
+    """What an organisation's CA might leave out: RFC 5280 wants the authority key identifier (``pki`` writes it)."""
+    certificate = _leaf_signed_by(ca, "active", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+    with pytest.raises(PKIError, match="lacks the required authority key identifier extension"):
         pki.verify_party_certificate([certificate], [ca.certificate], "active")
 
 
