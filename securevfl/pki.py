@@ -35,7 +35,7 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
@@ -96,7 +96,7 @@ class CertificateAuthority:
     """A CA certificate with its private key, able to sign party certificates."""
 
     certificate: x509.Certificate
-    private_key: CertificateIssuerPrivateKeyTypes = field(repr=False)
+    private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,9 @@ def issue_party_certificate(
             "issue for fewer days or create a new CA"
         )
     key = ec.generate_private_key(ec.SECP256R1())
-    ca_key_id = x509.SubjectKeyIdentifier.from_public_key(ca_certificate.public_key())
+    ca_key_id = _extension(ca_certificate, x509.SubjectKeyIdentifier) or x509.SubjectKeyIdentifier.from_public_key(
+        ca_certificate.public_key()
+    )
     certificate = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)]))
@@ -282,8 +284,8 @@ def load_ca(ca_dir: Path, *, passphrase: bytes | None = None, now: dt.datetime |
     key_path = ca_dir / CA_KEY_NAME
     key = load_private_key(key_path, passphrase)
     _check_key_matches(certificate, key, certificate_path, key_path)
-    if not isinstance(key, CertificateIssuerPrivateKeyTypes):
-        raise PKIError(f"{key_path} holds a key that cannot sign certificates")
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise PKIError(f"{key_path} holds a {type(key).__name__}; a CA key here must be ECDSA or RSA (signed with SHA-256)")
     return CertificateAuthority(certificate, key)
 
 
@@ -411,9 +413,12 @@ def verify_party_certificate(
         raise PKIError(f"{label}: no certificate to check")
     if not trusted:
         raise PKIError(f"{label}: no CA certificate to check it against")
+    pin = None if pinned_fingerprint is None else normalize_fingerprint(pinned_fingerprint)
     leaf, intermediates = chain[0], list(chain[1:])
     moment = _utc(now)
     name = _common_name(leaf)
+    if name is None:
+        raise PKIError(f"{label} has no single subject common name (CN) to name its party; {party!r} was expected")
     if name != party:
         raise PKIError(f"{label} is for party {name!r}, not {party!r}")
     _check_within_validity(leaf, moment, label)
@@ -433,14 +438,14 @@ def verify_party_certificate(
         verifier.verify(leaf, intermediates)
     except VerificationError as exc:
         raise PKIError(f"{label} does not chain to the federation's CA: {_chain_failure(exc)}") from None
-    if pinned_fingerprint is not None and fingerprint(leaf) != normalize_fingerprint(pinned_fingerprint):
-        raise PKIError(f"{label} has fingerprint {fingerprint(leaf)}, but the plan pins {normalize_fingerprint(pinned_fingerprint)}")
+    if pin is not None and fingerprint(leaf) != pin:
+        raise PKIError(f"{label} has fingerprint {fingerprint(leaf)}, but the plan pins {pin}")
     return describe_certificate(leaf)
 
 
 def verify_peer_certificate(
     peer_certificate_pem: bytes,
-    ca_bundle: Path,
+    ca_bundle: Path | Sequence[x509.Certificate],
     expected_party: str,
     *,
     pinned_fingerprint: str | None = None,
@@ -451,7 +456,8 @@ def verify_peer_certificate(
     ``peer_certificate_pem`` is what gRPC reports for the peer (``context.auth_context()
     ["x509_pem_cert"][0]``). TLS already checked that the peer holds the certificate's key; this
     checks that the certificate is ``expected_party``'s under the CA bundle (and the plan's pin),
-    so a party cannot speak in another's name with its own valid certificate.
+    so a party cannot speak in another's name with its own valid certificate. ``ca_bundle`` is
+    the bundle's file, or its certificates from :func:`load_ca_bundle` (a server loads them once).
     """
     try:
         presented = x509.load_pem_x509_certificates(peer_certificate_pem)
@@ -459,7 +465,7 @@ def verify_peer_certificate(
         raise PKIError("the peer's certificate is not readable PEM") from None
     return verify_party_certificate(
         presented,
-        load_ca_bundle(ca_bundle),
+        load_ca_bundle(ca_bundle) if isinstance(ca_bundle, (str, os.PathLike)) else ca_bundle,
         expected_party,
         pinned_fingerprint=pinned_fingerprint,
         now=now,
@@ -617,7 +623,7 @@ def _read(path: Path, what: str) -> bytes:
 
 def _write_pair(
     certificate: x509.Certificate,
-    key: CertificateIssuerPrivateKeyTypes,
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
     out_dir: Path,
     names: tuple[str, str],
     *,

@@ -217,8 +217,8 @@ def test_a_pinned_fingerprint_must_match(ca: pki.CertificateAuthority, active: p
     reissued = pki.issue_party_certificate(ca, "active")  # valid, right name, but not the one the plan pinned
     with pytest.raises(PKIError, match=f"but the plan pins {pin}"):
         _verify(reissued, ca, "active", pinned_fingerprint=pin)
-    with pytest.raises(PKIError, match="is not a SHA-256 fingerprint"):
-        pki.normalize_fingerprint("abc")
+    with pytest.raises(PKIError, match="'abc' is not a SHA-256 fingerprint"):
+        _verify(active, ca, "active", pinned_fingerprint="abc")
 
 
 # --- files, keys, passphrases --------------------------------------------------------------------
@@ -294,6 +294,8 @@ def test_tls_material_is_what_grpc_takes_after_checking_the_party_itself(
     # the peer side: a server ties the certificate a TLS peer presented to the party the plan expects
     info = pki.verify_peer_certificate(material.certificate_chain, ca_files.certificate, "active", pinned_fingerprint=own.fingerprint)
     assert info.fingerprint == own.fingerprint
+    loaded_once = pki.load_ca_bundle(ca_files.certificate)
+    assert pki.verify_peer_certificate(material.certificate_chain, loaded_once, "active").fingerprint == own.fingerprint
     with pytest.raises(PKIError, match="the peer's certificate is for party 'active', not 'coordinator'"):
         pki.verify_peer_certificate(material.certificate_chain, ca_files.certificate, "coordinator")
     with pytest.raises(PKIError, match="not readable PEM"):
