@@ -10,9 +10,10 @@ The exchange (a *client* that learns the intersection, a *server* that answers):
 
     client -> server  PSI_REQUEST   H(c)^a for each client id c, in the client's order
                                     (a: the client's one-time key); meta: the false-positive rate
-    server -> client  PSI_SETUP     {H(s)^b} for the server's ids s, as a GCS sized for that rate
-                                    and the request's length (b: the server's one-time key);
-                                    meta: how many ids the server holds
+    server -> client  PSI_SETUP     {H(s)^b} for the server's ids s (b: the server's one-time
+                                    key), as a GCS sized for that rate and the request's length,
+                                    or as the exact sorted list (see below); meta: how many ids
+                                    the server holds
     server -> client  PSI_RESPONSE  (H(c)^a)^b for each request element, in request order
     client                          removes a: H(c)^b, and looks each up in the set
 
@@ -29,7 +30,11 @@ False positives: the GCS is a probabilistic set. ``false_positive_rate`` is the 
 *any* of the client's ids not held by the server is nevertheless reported as held (the library's
 definition: for the whole request, not per id). The client chooses it and checks that the
 server's set really is that precise (from its hash range). Each factor of 1000 costs about ten
-bits per server id in the setup message.
+bits per server id in the setup message. The library keeps the GCS's hash range,
+``server ids x client ids / rate``, in a signed 64-bit integer and silently overflows beyond it
+(e.g. 100,000 ids each at 1e-9); the server then sends the exact set instead (the blinded
+elements themselves, sorted: ~33 bytes per id instead of ~6, no false positives at all), as it
+does when the client asks for a rate of 0. The client accepts either and refuses anything else.
 """
 
 from __future__ import annotations
@@ -60,12 +65,16 @@ __all__ = [
     "validate_ids",
 ]
 
-DEFAULT_FALSE_POSITIVE_RATE = 1e-12
+DEFAULT_FALSE_POSITIVE_RATE = 1e-9
 """Probability that one PSI run reports any id as shared that the server does not hold.
 
-About 2^-40: a false positive would put an id into the alignment that a passive does not hold
-(it refuses the alignment, see :mod:`securevfl.alignment`); at 60,000 ids this rate costs ~3 %
-more setup bytes than 1e-9."""
+A false positive would put an id into the alignment that a passive does not hold (it refuses the
+alignment, see :mod:`securevfl.alignment`). 1e-9 keeps the compact GCS up to ~96,000 ids on each
+side (the library's 64-bit hash range); larger sets, or a rate of 0, use the exact set."""
+
+GCS_HASH_RANGE_LIMIT = 2**62
+"""The server uses a GCS only while ``server ids x client ids / rate`` stays below this (half the
+library's signed 64-bit range, a margin for its float arithmetic); beyond it, the exact set."""
 
 PSI_CODEC = "psi"
 """Payload codec of the library's serialized messages (opaque bytes to the wire layer)."""
@@ -124,8 +133,8 @@ def validate_ids(ids: Sequence[str], owner: str) -> tuple[str, ...]:
 
 
 def _check_rate(rate: object) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or not 0 < rate < 1:
-        raise ValueError(f"false_positive_rate must be a number strictly between 0 and 1, got {rate!r}")
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or not 0 <= rate < 1:
+        raise ValueError(f"false_positive_rate must be a number in [0, 1) (0: exact set), got {rate!r}")
     return float(rate)
 
 
@@ -208,8 +217,13 @@ class PsiClient:
         kind = MessageKind.PSI_SETUP
         if isinstance(announced, bool) or not isinstance(announced, int) or announced < 0:
             raise PsiMessageError(f"{peer}'s {kind} must announce its set size as meta 'ids' (a non-negative int), got {announced!r}")
-        if setup.WhichOneof("data_structure") != "gcs":
-            raise PsiMessageError(f"{peer}'s {kind} must hold a Golomb-compressed set, got {setup.WhichOneof('data_structure')!r}")
+        structure = setup.WhichOneof("data_structure")
+        if structure == "raw":  # exact: no false positives, as long as it holds one element per announced id
+            if len(setup.raw.encrypted_elements) != announced:
+                raise PsiMessageError(f"{peer}'s {kind} holds {len(setup.raw.encrypted_elements)} elements but announces {announced} ids")
+            return announced
+        if structure != "gcs":
+            raise PsiMessageError(f"{peer}'s {kind} must hold a Golomb-compressed or an exact set, got {structure!r}")
         if setup.gcs.hash_range <= 0 or (announced > 0 and not setup.gcs.bits):
             raise PsiMessageError(f"{peer}'s {kind} holds a degenerate set (hash range {setup.gcs.hash_range}, {len(setup.gcs.bits)} bytes)")
         # A GCS over n server ids, queried with m client ids, errs with probability about n * m / hash_range.
@@ -260,12 +274,18 @@ class PsiServer:
             response = self._server.ProcessRequest(parsed).SerializeToString()
         except RuntimeError as exc:
             raise _library_failure(MessageKind.PSI_REQUEST, peer, exc) from None
-        setup = self._server.CreateSetupMessage(rate, count, list(self.ids), openmined_psi.DataStructure.GCS).SerializeToString()
+        setup = self._server.CreateSetupMessage(rate, count, list(self.ids), self._structure(rate, count)).SerializeToString()
         self.client_size = count
         self.seconds += time.perf_counter() - start
         channel.send(Message(MessageKind.PSI_SETUP, me, peer, 0, setup, codec=PSI_CODEC, meta={"ids": len(self.ids)}))
         channel.send(Message(MessageKind.PSI_RESPONSE, me, peer, 0, response, codec=PSI_CODEC))
         return count
+
+    def _structure(self, rate: float, client_ids: int) -> Any:
+        """The compact GCS while its hash range fits the library's integer, else the exact set."""
+        if rate > 0 and len(self.ids) * client_ids / rate < GCS_HASH_RANGE_LIMIT:
+            return openmined_psi.DataStructure.GCS
+        return openmined_psi.DataStructure.RAW
 
     def serve(self, channel: Channel, me: str, peer: str) -> int:
         """Wait for ``peer``'s request and answer it (a blocking transport's server loop, one request)."""

@@ -10,7 +10,7 @@ import numpy as np
 import private_set_intersection.python as openmined_psi
 import pytest
 
-from securevfl.protocols import InProcessChannel, Message, MessageKind, WireFormatError
+from securevfl.protocols import CodecRegistry, InProcessChannel, Message, MessageKind, WireFormatError, decode_message
 from securevfl.protocols.codecs import IdListCodec
 from securevfl.protocols.psi import (
     PSI_CODEC,
@@ -26,12 +26,19 @@ def _ids(numbers: list[int]) -> list[str]:
     return [f"customer-{n:07d}" for n in numbers]
 
 
-def _exchange(client_ids: list[str], server_ids: list[str], rate: float = 1e-12) -> tuple[list[int], PsiClient, PsiServer]:
+def _exchange(client_ids: list[str], server_ids: list[str], rate: float = 1e-9) -> tuple[list[int], PsiClient, PsiServer, str]:
+    """Run one exchange; also returns which set form the server's setup used (read off the wire)."""
     hub = InProcessChannel()
+    frames: list[bytes] = []
+    hub.taps.append(frames.append)
     client, server = PsiClient(client_ids, rate), PsiServer(server_ids)
     client.send_request(hub.endpoint("c"), "c", "s")
     server.serve(hub.endpoint("s"), "s", "c")
-    return client.receive_intersection(hub.endpoint("c"), "c", "s"), client, server
+    positions = client.receive_intersection(hub.endpoint("c"), "c", "s")
+    (setup,) = [m for m in (decode_message(f, CodecRegistry()) for f in frames) if m.kind == MessageKind.PSI_SETUP]
+    parsed = openmined_psi.ServerSetup()
+    parsed.ParseFromString(setup.payload)
+    return positions, client, server, str(parsed.WhichOneof("data_structure"))
 
 
 @pytest.mark.parametrize(
@@ -49,12 +56,27 @@ def test_the_client_learns_exactly_its_ids_the_server_holds(client_n: int, serve
     rng.shuffle(client_ids)
     rng.shuffle(server_ids)
 
-    positions, client, server = _exchange(client_ids, server_ids)
+    positions, client, server, structure = _exchange(client_ids, server_ids)
 
+    assert structure == "gcs"
     assert positions == sorted(positions)
     assert {client_ids[p] for p in positions} == set(client_ids) & set(server_ids)
     assert len(positions) == overlap
     assert client.server_size == server_n and server.client_size == client_n  # the sizes each side learns
+
+
+@pytest.mark.parametrize(
+    ("rate", "structure"),
+    [(1e-9, "gcs"), (0.0, "raw"), (1e-14, "raw")],
+    ids=["default rate: compressed set", "rate 0: exact set", "hash range beyond 64 bits: exact set"],
+)
+def test_the_server_sends_the_exact_set_when_asked_or_when_the_compressed_one_would_overflow(rate: float, structure: str) -> None:
+    rng = random.Random(1)
+    client_ids = _ids(rng.sample(range(5000), 300))
+    server_ids = _ids(rng.sample(range(5000), 400))  # 300 x 400 / 1e-14 = 1.2e19 ids: beyond the library's int64
+    positions, _, _, used = _exchange(client_ids, server_ids, rate)
+    assert used == structure
+    assert {client_ids[p] for p in positions} == set(client_ids) & set(server_ids)
 
 
 def _request(ids: list[str], reveal: bool = True) -> bytes:
@@ -74,6 +96,7 @@ BAD_REQUESTS: dict[str, Callable[[], Message]] = {
     "point off the curve": lambda: Message(MessageKind.PSI_REQUEST, "c", "s", 0, _tampered_request(), codec=PSI_CODEC, meta={"false_positive_rate": 1e-9}),
     "cardinality only": lambda: Message(MessageKind.PSI_REQUEST, "c", "s", 0, _request(_ids([1]), reveal=False), codec=PSI_CODEC, meta={"false_positive_rate": 1e-9}),
     "no rate": lambda: Message(MessageKind.PSI_REQUEST, "c", "s", 0, _request(_ids([1])), codec=PSI_CODEC),
+    "negative rate": lambda: Message(MessageKind.PSI_REQUEST, "c", "s", 0, _request(_ids([1])), codec=PSI_CODEC, meta={"false_positive_rate": -1e-9}),
     "rate of 1": lambda: Message(MessageKind.PSI_REQUEST, "c", "s", 0, _request(_ids([1])), codec=PSI_CODEC, meta={"false_positive_rate": 1}),
     "empty request": lambda: Message(MessageKind.PSI_REQUEST, "c", "s", 0, b"", codec=PSI_CODEC, meta={"false_positive_rate": 1e-9}),
 }
@@ -140,6 +163,11 @@ def _corrupted_response(setup: Message, response: Message) -> tuple[Message, Mes
     return setup, _with_payload(response, parsed.SerializeToString())
 
 
+def _short_exact_setup(setup: Message, response: Message) -> tuple[Message, Message]:
+    exact = openmined_psi.server.CreateWithNewKey(True).CreateSetupMessage(0.0, 3, _ids([1, 2]), openmined_psi.DataStructure.RAW)
+    return _with_payload(setup, exact.SerializeToString()), response  # 2 elements, 3 ids announced
+
+
 def _degenerate_setup(setup: Message, response: Message) -> tuple[Message, Message]:
     parsed = openmined_psi.ServerSetup()
     parsed.ParseFromString(setup.payload)
@@ -149,7 +177,8 @@ def _degenerate_setup(setup: Message, response: Message) -> tuple[Message, Messa
 
 BAD_REPLIES: dict[str, tuple[Callable[[Message, Message], tuple[Message, Message]], str]] = {
     "coarser than asked": (_coarse_setup, "too coarse"),
-    "bloom filter": (_bloom_setup, "Golomb-compressed set"),
+    "bloom filter": (_bloom_setup, "Golomb-compressed or an exact set"),
+    "exact set short of its ids": (_short_exact_setup, "holds 2 elements but announces 3 ids"),
     "no announced size": (lambda s, r: (_with_payload(s, s.payload, meta={}), r), "set size"),
     "setup garbage": (lambda s, r: (_with_payload(s, b"\xff\xff\xff"), r), "not a well-formed"),
     "degenerate set": (_degenerate_setup, "degenerate"),
@@ -162,7 +191,7 @@ BAD_REPLIES: dict[str, tuple[Callable[[Message, Message], tuple[Message, Message
 def test_a_client_refuses_a_malformed_or_coarse_reply_in_one_line(case: str) -> None:
     forge, reason = BAD_REPLIES[case]
     hub = InProcessChannel()
-    client = PsiClient(_ids([1, 2, 4]), 1e-12)
+    client = PsiClient(_ids([1, 2, 4]), 1e-9)
     _reply(_ids([1, 2, 3]), client, hub, forge)
     with pytest.raises(PsiMessageError, match=reason) as caught:
         client.receive_intersection(hub.endpoint("c"), "c", "s")
