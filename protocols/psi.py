@@ -69,7 +69,7 @@ DEFAULT_FALSE_POSITIVE_RATE = 1e-9
 """Probability that one PSI run reports any id as shared that the server does not hold.
 
 A false positive would put an id into the alignment that a passive does not hold (it refuses the
-alignment, see :mod:`securevfl.alignment`). 1e-9 keeps the compact GCS up to ~96,000 ids on each
+alignment, see :mod:`securevfl.alignment`). 1e-9 keeps the compact GCS up to ~68,000 ids on each
 side (the library's 64-bit hash range); larger sets, or a rate of 0, use the exact set."""
 
 GCS_HASH_RANGE_LIMIT = 2**62

@@ -46,8 +46,8 @@ False positives: the PSI's compressed set admits a false positive with probabili
 ``Pi`` holds an id it does not. Only if that id is also held by every other passive does it reach
 ``Pi`` in the alignment; ``Pi`` then sees that one id, refuses the alignment
 (:class:`AlignmentMessageError`) and the parties align again with fresh keys. A rate of 0 (and,
-automatically, sets too large for the compressed form: beyond ~96,000 ids on each side at 1e-9)
-uses the exact set instead: no false positives, about 27 more bytes per passive id. There are no
+automatically, sets too large for the compressed form: beyond ~68,000 ids on each side at 1e-9)
+uses the exact set instead: no false positives, about 29 more bytes per passive id. There are no
 false negatives.
 
 Beyond honest parties: a malicious active party can put guessed ids into its request to test
