@@ -93,6 +93,8 @@ __all__ = [
     "align_as_active",
     "align_as_passive",
     "align_in_process",
+    "ids_digest",
+    "order_tag",
 ]
 
 IDS_CODEC = "ids"
