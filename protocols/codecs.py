@@ -8,6 +8,7 @@ never interprets ciphertext bytes as plaintext or the other way round.
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any, Protocol
 
 import numpy as np
@@ -92,6 +93,56 @@ class BytesCodec:
         return body
 
 
+class IdListCodec:
+    """An ordered list of sample ids (text), e.g. the aligned ids of a private set intersection.
+
+    Body: per id, its UTF-8 length as 4 little-endian bytes, then the UTF-8 bytes; the header
+    carries the count. A length-prefixed form rather than a separator, because an id may hold
+    any character; a body that does not split into exactly ``count`` well-formed ids is refused.
+    """
+
+    name = "ids"
+    _LENGTH = struct.Struct("<I")
+
+    def encode(self, payload: Any) -> tuple[HeaderFields, bytes]:
+        if isinstance(payload, str | bytes) or not isinstance(payload, list | tuple):
+            raise TypeError(f"ids codec ships a list or tuple of str, got {type(payload).__name__}")
+        parts = []
+        for position, item in enumerate(payload):
+            if not isinstance(item, str):
+                raise TypeError(f"ids codec ships str ids, got {type(item).__name__} at position {position}")
+            try:
+                raw = item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"ids codec: id at position {position} is not encodable as UTF-8") from None
+            parts += [self._LENGTH.pack(len(raw)), raw]
+        return {"count": len(payload)}, b"".join(parts)
+
+    def decode(self, header: HeaderFields, body: bytes) -> tuple[str, ...]:
+        count = header.get("count")
+        if set(header) != {"count"} or not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise WireFormatError(f"ids payload needs exactly a non-negative 'count' header field, got {header!r}")
+        if count * self._LENGTH.size > len(body):
+            raise WireFormatError(f"ids payload declares {count} ids but has only {len(body)} bytes")
+        ids = []
+        offset = 0
+        for position in range(count):
+            if offset + self._LENGTH.size > len(body):
+                raise WireFormatError(f"ids payload ends inside the length of id {position} of {count}")
+            (length,) = self._LENGTH.unpack_from(body, offset)
+            offset += self._LENGTH.size
+            if offset + length > len(body):
+                raise WireFormatError(f"ids payload ends inside id {position} of {count}")
+            try:
+                ids.append(body[offset : offset + length].decode("utf-8"))
+            except UnicodeDecodeError:
+                raise WireFormatError(f"ids payload: id {position} is not valid UTF-8") from None
+            offset += length
+        if offset != len(body):
+            raise WireFormatError(f"ids payload has {len(body) - offset} bytes after its {count} ids")
+        return tuple(ids)
+
+
 class CodecRegistry:
     """Codecs by name; a channel looks the codec up from the message or the wire header."""
 
@@ -112,5 +163,6 @@ class CodecRegistry:
 
 
 def default_codecs() -> list[PayloadCodec]:
-    """Plain arrays, CKKS ciphertext bytes and key material: what every endpoint understands."""
-    return [NdarrayCodec(), BytesCodec("ckks"), BytesCodec("key")]
+    """Plain arrays, CKKS ciphertext bytes, key material, private-set-intersection messages (the
+    PSI library's own serialized messages) and id lists: what every endpoint understands."""
+    return [NdarrayCodec(), BytesCodec("ckks"), BytesCodec("key"), BytesCodec("psi"), IdListCodec()]

@@ -36,6 +36,21 @@ class MessageKind(StrEnum):
     DECRYPT_REPLY = "decrypt_reply"
     REFRESH_REQUEST = "refresh_request"
     REFRESH_REPLY = "refresh_reply"
+    PSI_REQUEST = "psi_request"
+    """Sample alignment: the active party's ids hashed onto the curve and blinded with its one-time
+    ECDH key (one fresh key per passive), active -> passive. Reveals their count, nothing else."""
+    PSI_SETUP = "psi_setup"
+    """Sample alignment: the passive's own ids blinded with its one-time key, in a Golomb-compressed
+    set sized for the requested false-positive rate, passive -> active."""
+    PSI_RESPONSE = "psi_response"
+    """Sample alignment: the request's elements blinded again with the passive's key, in request
+    order (so the active party can tell which of its own ids the passive holds), passive -> active."""
+    ALIGNMENT = "alignment"
+    """Sample alignment: the ids every party holds, in the agreed training order, active -> passive.
+    Only ids of the intersection travel in plaintext, and each passive checks they are its own."""
+    ALIGNMENT_ACK = "alignment_ack"
+    """Sample alignment: a passive's confirmation that it holds every aligned id (the SHA-256 of the
+    list it received), passive -> active, so no party trains on a partial alignment."""
 
 
 ACTIVATION = MessageKind.ACTIVATION

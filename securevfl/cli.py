@@ -1,5 +1,6 @@
 """Command line: ``securevfl train --config FILE.toml [--set KEY=VALUE ...] [--out DIR] [--resume | --overwrite]``
-``securevfl bench [--out DIR] [--quick]`` and ``securevfl study --config STUDY.toml [--out DIR] [--workers N]``.
+``securevfl bench [--out DIR] [--quick]``, ``securevfl study --config STUDY.toml [--out DIR] [--workers N]`` and
+``securevfl pki init|issue|show`` (certificates for mutual TLS between parties, see docs/deployment.md).
 
 User errors (bad config, missing data, impossible partition) print one ``error:`` line and
 exit with status 2; anything else is a bug and keeps its traceback.
@@ -12,11 +13,15 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from securevfl.version import __version__
 from securevfl.errors import SecureVFLError
+
+if TYPE_CHECKING:
+    from securevfl.pki import WrittenFiles
 
 EXIT_USER_ERROR = 2
 
@@ -82,7 +87,44 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--report-only", action="store_true", help="train nothing; rebuild the table and report from what is there")
     study.add_argument("--retry-failed", action="store_true", help="reset the runs that stopped with an error and train them again from epoch 1")
     study.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_pki_parser(commands)
     return parser
+
+
+def _add_pki_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``securevfl pki``: a development CA and party certificates for mutual TLS (docs/deployment.md)."""
+    pki = commands.add_parser("pki", help="create a development CA and party certificates for mutual TLS between parties")
+    actions = pki.add_subparsers(dest="pki_command", required=True)
+
+    init = actions.add_parser("init", help="create a development CA: ca.crt (give to every party) and ca.key (keep secret)")
+    init.add_argument("--out", type=Path, required=True, help="directory for ca.crt and ca.key")
+    init.add_argument("--days", type=int, help="validity in days (default 365)")
+    _add_passphrase_options(init, "", "encrypt ca.key with the passphrase in")
+    init.add_argument("--overwrite", action="store_true", help="replace ca.crt and ca.key in --out (refused without it)")
+
+    issue = actions.add_parser("issue", help="issue a party certificate signed by the CA; prints the fingerprint for the plan")
+    issue.add_argument("--ca", type=Path, required=True, help="directory holding ca.crt and ca.key (from pki init)")
+    issue.add_argument("--party", required=True, help="party name, as the plan names it (e.g. active, passive_1, coordinator)")
+    issue.add_argument("--out", type=Path, required=True, help="directory for PARTY.crt and PARTY.key")
+    issue.add_argument(
+        "--dns", nargs="+", action="extend", default=[], metavar="NAME",
+        help="DNS names peers dial this party by (default, when neither --dns nor --ip is given: localhost and 127.0.0.1)",
+    )
+    issue.add_argument("--ip", nargs="+", action="extend", default=[], metavar="ADDRESS", help="IP addresses peers dial this party at")
+    issue.add_argument("--days", type=int, help="validity in days (default 365, or until the CA expires if sooner)")
+    _add_passphrase_options(issue, "ca-", "unlock ca.key with the passphrase in")
+    _add_passphrase_options(issue, "", "encrypt PARTY.key with the passphrase in")
+    issue.add_argument("--overwrite", action="store_true", help="replace PARTY.crt and PARTY.key in --out (refused without it)")
+
+    show = actions.add_parser("show", help="print a certificate's subject, SAN, usages, validity and fingerprint")
+    show.add_argument("file", type=Path, help="PEM certificate file (every certificate in it is shown)")
+
+
+def _add_passphrase_options(parser: argparse.ArgumentParser, prefix: str, purpose: str) -> None:
+    """A passphrase comes from an environment variable or a file: never argv, which ``ps`` shows every user."""
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument(f"--{prefix}passphrase-env", metavar="VAR", help=f"{purpose} environment variable VAR")
+    choice.add_argument(f"--{prefix}passphrase-file", type=Path, metavar="FILE", help=f"{purpose} FILE (one trailing newline ignored)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args, list(sys.argv[1:] if argv is None else argv))
         if args.command == "study":
             return _study(args, list(sys.argv[1:] if argv is None else argv))
+        if args.command == "pki":
+            return _pki(args)
     except SecureVFLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -185,6 +229,44 @@ def _study(args: argparse.Namespace, argv: list[str]) -> int:
     )
     print(summary)
     return summary.exit_code
+
+
+def _pki(args: argparse.Namespace) -> int:
+    # Imported here so `securevfl --help` stays instant.
+    from securevfl import pki
+
+    if args.pki_command == "init":
+        passphrase = pki.passphrase_from(environment_variable=args.passphrase_env, file=args.passphrase_file)
+        ca = pki.create_ca(days=pki.DEFAULT_DAYS if args.days is None else args.days)
+        written = pki.write_ca(ca, args.out, passphrase=passphrase, overwrite=args.overwrite)
+        print(_written_lines(written, "give ca.crt to every party; ca.key signs party certificates"))
+        return 0
+    if args.pki_command == "issue":
+        ca_passphrase = pki.passphrase_from(environment_variable=args.ca_passphrase_env, file=args.ca_passphrase_file)
+        passphrase = pki.passphrase_from(environment_variable=args.passphrase_env, file=args.passphrase_file)
+        chosen = bool(args.dns or args.ip)
+        credentials = pki.issue_party_certificate(
+            pki.load_ca(args.ca, passphrase=ca_passphrase),
+            args.party,
+            dns_names=args.dns if chosen else pki.DEFAULT_DNS_NAMES,
+            ip_addresses=args.ip if chosen else pki.DEFAULT_IP_ADDRESSES,
+            days=args.days,
+        )
+        written = pki.write_party_credentials(credentials, args.out, passphrase=passphrase, overwrite=args.overwrite)
+        print(_written_lines(written, f"party {args.party}: pin this fingerprint in the plan"))
+        return 0
+    shown = [pki.describe_certificate(certificate).lines() for certificate in pki.load_certificates(args.file)]
+    print("\n\n".join("\n".join(lines) for lines in shown))
+    return 0
+
+
+def _written_lines(written: WrittenFiles, note: str) -> str:
+    protection = "encrypted with the passphrase" if written.encrypted else "NOT encrypted: keep it on this machine, mode 0600"
+    return (
+        f"wrote {written.certificate} and {written.private_key} ({protection})\n"
+        f"{note}\n"
+        f"fingerprint: {written.fingerprint}"
+    )
 
 
 def _summary(result: dict[str, object]) -> str:

@@ -28,6 +28,15 @@ class PlacementError(ConfigError):
     """
 
 
+class PKIError(SecureVFLError, ValueError):
+    """A certificate, private key or passphrase is missing or unreadable, or fails a check.
+
+    The checks are the ones mutual TLS between parties rests on: the certificate chains to the
+    federation's CA, is within its validity, names the party the plan expects and may be used
+    for both TLS sides. The message names the file and the check, in one line.
+    """
+
+
 class TrainingDiverged(SecureVFLError):
     """Training produced NaN/Inf, or a value left CKKS's precise range: an outcome of the run, reported in one line."""
 

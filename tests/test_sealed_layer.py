@@ -58,10 +58,12 @@ def _plain_weights(federation) -> list[np.ndarray]:  # type: ignore[no-untyped-d
 
 
 def _sealed_weights(federation) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
-    """The test (not any party) decrypts the sealed weights with the key holder's secret key."""
+    """The test (not any party) decrypts the sealed weights with the key holder's secret key (kept amplified)."""
+    from securevfl.schemes.label_private.precision import AMPLIFICATION
+
     secret = federation.key_holder.service.keyring if federation.key_holder is not None else None
     assert secret is not None
-    return [party.model.weights.decrypt(secret) for party in federation.passives]
+    return [party.model.weights.decrypt(secret) / AMPLIFICATION for party in federation.passives]
 
 
 @pytest.mark.parametrize("top", ["sum", "trainable"])

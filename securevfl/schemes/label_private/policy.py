@@ -47,6 +47,7 @@ def _sealed_rules(
         RequestRule(
             MessageKind.REFRESH_REQUEST, SEALED_WEIGHTS, rows=plan.widths[1], columns=plan.widths[0] + 1,
             per_step=1, per_sample=False, value_bound=weight_bound, layouts=(("rows", plan.stride),),
+            amplification=AMPLIFICATION,
         )
     ]
     if top_plan is not None:

@@ -15,7 +15,11 @@ gradients themselves. Two public factors fix that, measured in docs/threat-model
 
 - :func:`gradient_scale`: the active party sends per-sample gradients (the mean-loss gradient
   times the batch's sample count, which the public ``gradient_bound`` bounds); receivers
-  divide decrypted batch sums by the same count in plaintext, where it costs nothing;
+  divide decrypted batch sums by the same factor in plaintext, where it costs nothing. When a
+  defense has pushed the rows past the bound (label-DP noise is unbounded), the factor halves
+  until they fit; it travels with the message (``meta["scale"]``), so it is public: a power-of-
+  two fraction of the batch size, computed from the rows as sent, i.e. after every defense
+  (for label-DP noise, post-processing of the noisy rows);
 - :data:`AMPLIFICATION`: every gradient ciphertext a passive multiplies by a plaintext matrix
   travels ``2**8`` times larger (the active party encrypts it so, the key holder re-encrypts
   refreshed gradients so), and the plaintext factor of the product carries ``2**-8``. The
@@ -28,17 +32,53 @@ gradients themselves. Two public factors fix that, measured in docs/threat-model
 
 from __future__ import annotations
 
-__all__ = ["AMPLIFICATION", "gradient_scale"]
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from securevfl.protocols.errors import ProtocolError
+
+__all__ = ["AMPLIFICATION", "SCALE_META", "gradient_scale", "received_gradient_scale"]
 
 #: Public factor of every gradient ciphertext a passive multiplies by a plaintext matrix.
 AMPLIFICATION = 2.0**8
 
+#: The gradient message's meta field carrying :func:`gradient_scale`.
+SCALE_META = "scale"
 
-def gradient_scale(rows: int) -> float:
+#: Halvings of the batch size allowed before the rows count as out of range anyway.
+_MAX_HALVINGS = 40
+
+
+def gradient_scale(rows: int, values: np.ndarray | None = None, bound: float | None = None) -> float:
     """What the active party multiplies ``dL/dH`` by before encrypting it: the batch's sample count.
 
     The training loss is a mean, so each entry of ``dL/dH`` is a per-sample gradient divided by
     the batch size; multiplied back, the values fill the range the public ``gradient_bound``
     (a bound on per-sample gradients) allows, and the flooding noise becomes small beside them.
+    With ``values`` and ``bound``, the count is halved until ``max|values| x factor <= bound``.
     """
-    return float(max(rows, 1))
+    factor = float(max(rows, 1))
+    if values is None or bound is None or values.size == 0:
+        return factor
+    peak = float(np.max(np.abs(values)))
+    halvings = 0
+    while peak * factor > bound and halvings < _MAX_HALVINGS:
+        factor /= 2.0
+        halvings += 1
+    return factor
+
+
+def received_gradient_scale(meta: Mapping[str, object], rows: int, sender: str) -> float:
+    """The factor a gradient message announces, checked: ``rows / 2^k`` for some ``k`` in [0, 40]."""
+    value = meta.get(SCALE_META)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ProtocolError(f"the gradient from {sender} announces no valid scale (meta {SCALE_META!r} = {value!r})")
+    ratio = max(rows, 1) / float(value)
+    halvings = math.log2(ratio) if ratio >= 1 else -1.0
+    if not (0 <= halvings <= _MAX_HALVINGS and halvings == int(halvings)):
+        raise ProtocolError(
+            f"the gradient from {sender} announces scale {value!r}: not the batch size {rows} halved 0 to {_MAX_HALVINGS} times"
+        )
+    return float(value)

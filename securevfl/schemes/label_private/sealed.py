@@ -44,7 +44,7 @@ from securevfl.parties.passive import PassiveParty, check_same_batch
 from securevfl.protocols import Message, MessageKind, Phase, ProtocolError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.schemes.label_private.plan import SealedPlan, TopPlan
-from securevfl.schemes.label_private.precision import AMPLIFICATION, gradient_scale
+from securevfl.schemes.label_private.precision import AMPLIFICATION, received_gradient_scale
 from securevfl.schemes.label_private.wires import BlindActiveWire, Bounds, KeyHolderLink, _encrypt, _load, _pad_rows
 
 __all__ = [
@@ -156,9 +156,9 @@ class SealedPassiveWire:
         if linear is None:
             raise ProtocolError(f"{party.name}'s weights are sealed already")
         plain = np.hstack([linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy()[:, None]])
-        with party.timer.phase(Phase.ENCRYPT):
+        with party.timer.phase(Phase.ENCRYPT):  # kept amplified (see .precision): its products' rotations add less
             sealed = _encrypt(
-                self.client.public, plain, f"{party.name} sealed weights", self.weight_bound,
+                self.client.public, plain * AMPLIFICATION, f"{party.name} sealed weights", self.weight_bound * AMPLIFICATION,
                 layout=Layout.ROWS, stride=self.plan.stride, levels=1,
             )
         del plain
@@ -186,7 +186,7 @@ class SealedPassiveWire:
         """
         weights = self._weights(party).weights
         with party.timer.phase(Phase.BOTTOM_FORWARD):
-            activations_t = weights @ np.ascontiguousarray(inputs.T)
+            activations_t = weights @ (np.ascontiguousarray(inputs.T) / AMPLIFICATION)
         tensors = [(kind, activations_t)]
         if self.top_plan is not None:
             training = kind is MessageKind.ACTIVATION
@@ -226,9 +226,11 @@ class SealedPassiveWire:
         check_same_batch(party.name, self._batch_ids, sample_ids)
         sealed = self._weights(party)
         message = party.channel.receive(party.name, MessageKind.GRADIENT, sender=party.active_name)
+        scale = received_gradient_scale(message.meta, len(sample_ids), party.active_name)
         gradient_t = _load(self.client.public, message, party.name)  # type: ignore[union-attr]
         with party.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
-            weights = self._refresh(sealed.weights + self._update(gradient_t, gradient_scale(len(sample_ids)) * AMPLIFICATION), step)
+            current = sealed.weights.scale(1.0 / AMPLIFICATION)  # the key holder sees W + R at its true scale
+            weights = self._refresh(current + self._update(gradient_t, scale * AMPLIFICATION), step)
         sealed.weights = weights
         self._inputs = None
 
@@ -258,7 +260,9 @@ class SealedPassiveWire:
         client = self.client
         if client is None:
             raise ProtocolError("no key holder connection")
-        fresh = client.refresh(weights, step, SEALED_WEIGHTS, [("rows", self.plan.stride)], bound=self.weight_bound)[0]
+        fresh = client.refresh(
+            weights, step, SEALED_WEIGHTS, [("rows", self.plan.stride)], bound=self.weight_bound, amplification=AMPLIFICATION
+        )[0]
         self.refreshes += 1
         return fresh.mod_switch_to(1)
 

@@ -33,7 +33,7 @@ from securevfl.protocols.masking import MaskSampler
 from securevfl.models import linear_stack
 from securevfl.schemes.label_private.backprop import ForwardCache, cached_forward, encrypted_parameter_gradients
 from securevfl.schemes.label_private.plan import BottomPlan, TopPlan
-from securevfl.schemes.label_private.precision import AMPLIFICATION, gradient_scale
+from securevfl.schemes.label_private.precision import AMPLIFICATION, SCALE_META, gradient_scale, received_gradient_scale
 
 __all__ = ["BlindActiveWire", "BlindPassiveWire", "Bounds", "KeyHolderLink"]
 
@@ -146,12 +146,14 @@ class BlindPassiveWire:
             raise ProtocolError(f"{party.name} received a gradient without having sent activations")
         check_same_batch(party.name, self._batch_ids, sample_ids)
         receive = party.channel.receive
-        gradient_t = _load(self._public, receive(party.name, MessageKind.GRADIENT, sender=party.active_name), party.name)
+        message = receive(party.name, MessageKind.GRADIENT, sender=party.active_name)
+        scale = received_gradient_scale(message.meta, len(sample_ids), party.active_name)
+        gradient_t = _load(self._public, message, party.name)
         gradient = None
         if self.plan.layers > 1:
             gradient = _load(self._public, receive(party.name, MessageKind.GRADIENT_BM, sender=party.active_name), party.name)
         client = self.client
-        batch = _BatchBackprop(self, self._cache, EncryptedGradientRows(gradient_t, gradient), client, step)
+        batch = _BatchBackprop(self, self._cache, EncryptedGradientRows(gradient_t, gradient), client, step, scale)
         with party.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
             if party.attack is None:
                 encrypted = batch.backprop(batch.gradient, batch.row_weight)
@@ -179,11 +181,14 @@ class _BatchBackprop:
     forward cache, which never leaves this module.
     """
 
-    def __init__(self, wire: BlindPassiveWire, cache: ForwardCache, gradient: EncryptedGradientRows, client: MaskedKeyHolderClient, step: int) -> None:
+    def __init__(
+        self, wire: BlindPassiveWire, cache: ForwardCache, gradient: EncryptedGradientRows, client: MaskedKeyHolderClient,
+        step: int, scale: float,
+    ) -> None:
         self._wire, self._cache, self._client, self._step = wire, cache, client, step
         self.gradient = gradient
         self.row_weight = cache.row_weight.copy()
-        self.revealed_scale = gradient_scale(cache.rows)
+        self.revealed_scale = scale
 
     def backprop(self, gradient: EncryptedGradientRows, row_weight: np.ndarray, source: np.ndarray | None = None) -> list[EncryptedTensor]:
         cache = replace(self._cache, row_weight=np.asarray(row_weight, dtype=np.float64))
@@ -369,7 +374,8 @@ class BlindActiveWire:
     def _send_gradient(self, party: ActiveParty, receiver: str, gradient: np.ndarray, ctx: MessageContext) -> None:
         plan, step = self.passive_plans[receiver], ctx.step
         top_layer = plan.layers - 1
-        scale = gradient_scale(ctx.rows) * AMPLIFICATION  # see .precision: per-sample values, amplified
+        announced = gradient_scale(ctx.rows, gradient, self.bounds.gradient)  # see .precision: per-sample values
+        scale = announced * AMPLIFICATION  # ... amplified
         padded = _pad_rows(gradient * scale, plan.batch)
         bound = self.bounds.gradient * AMPLIFICATION
         what = f"gradient for {receiver}"
@@ -388,7 +394,7 @@ class BlindActiveWire:
         for kind, tensor in tensors:
             with party.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
                 payload = tensor.to_bytes()
-            party.channel.send(Message(kind, party.name, receiver, step, payload, codec="ckks"))
+            party.channel.send(Message(kind, party.name, receiver, step, payload, codec="ckks", meta={SCALE_META: announced}))
 
     def predict(self, party: ActiveParty, step: int, sample_ids: np.ndarray, split: str) -> torch.Tensor:
         what = "eval_activation_sum" if self.top_plan is None else "eval_first_layer_preactivation"

@@ -1,0 +1,305 @@
+"""Private sample alignment (securevfl.alignment): every party ends with rows whose ids agree
+position by position, equal to Python's set intersection; no party receives an id outside the
+intersection in plaintext; the same party code runs on a blocking, one-thread-per-party channel;
+bad ids and forged alignment messages are refused in one line."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import threading
+import time
+from collections.abc import Collection, Mapping
+
+import numpy as np
+import pytest
+
+from securevfl.alignment import (
+    AlignmentError,
+    AlignmentMessageError,
+    EmptyIntersectionError,
+    PassiveAlignment,
+    align_as_active,
+    align_as_passive,
+    align_in_process,
+    ids_digest,
+)
+from securevfl.errors import DataError
+from securevfl.protocols import CodecRegistry, InProcessChannel, Message, MessageKind, ProtocolError, decode_message
+from securevfl.protocols.psi import PSI_CODEC, PsiClient
+
+KEY = b"k" * 32
+
+
+def _ids(numbers: Collection[int], rng: random.Random) -> list[str]:
+    """Distinctive ids (a plaintext one can be found in a frame by substring), in a random row order."""
+    ids = [f"patient-{n:08d}" for n in numbers]
+    rng.shuffle(ids)
+    return ids
+
+
+def _scenario(sizes: Mapping[str, int], shared: int, seed: int) -> dict[str, list[str]]:
+    """``shared`` ids every party holds plus ids of each party's own (some shared with one other party)."""
+    rng = random.Random(seed)
+    pool = iter(rng.sample(range(10**7), 10 * sum(sizes.values())))
+    common = [next(pool) for _ in range(shared)]
+    pairwise = [next(pool) for _ in range(30)]  # held by the active party and one passive only
+    parties = {}
+    for index, (name, size) in enumerate(sizes.items()):
+        extra = pairwise[index % 2 * 15 : index % 2 * 15 + 15] if name != "active" else pairwise
+        own = [*common, *extra][:size]
+        own += [next(pool) for _ in range(size - len(own))]
+        parties[name] = _ids(own, rng)
+    return parties
+
+
+def _expected_order(ids: set[str]) -> list[str]:
+    """The agreed order computed independently: HMAC-SHA256 under the alignment's key."""
+    return sorted(ids, key=lambda i: hmac.new(KEY, i.encode(), hashlib.sha256).digest())
+
+
+def _assert_aligned(parties: Mapping[str, list[str]], results: Mapping) -> None:  # type: ignore[type-arg]
+    expected = set.intersection(*(set(ids) for ids in parties.values()))
+    order = _expected_order(expected)
+    assert set(results) == set(parties)
+    for name, ids in parties.items():
+        result = results[name]
+        assert result.rows.dtype == np.int64 and len(set(result.rows.tolist())) == len(result.rows)
+        assert [ids[row] for row in result.rows] == order, name  # its own rows, position by position
+        assert list(result.ids) == order
+        assert result.take(np.array(ids)).tolist() == order
+
+
+@pytest.mark.parametrize(
+    ("sizes", "shared"),
+    [
+        ({"active": 300, "bank": 300, "insurer": 300}, 300),
+        ({"active": 250, "bank": 400, "insurer": 120}, 80),
+        ({"active": 60, "bank": 500}, 40),
+        ({"active": 500, "bank": 90, "insurer": 200, "telco": 150}, 50),
+        ({"active": 100, "bank": 100, "insurer": 100}, 1),
+    ],
+    ids=["full overlap", "different sizes", "one passive", "three passives", "one shared id"],
+)
+def test_every_party_gets_the_set_intersection_in_one_order(sizes: dict[str, int], shared: int) -> None:
+    parties = _scenario(sizes, shared, seed=sum(sizes.values()) + shared)
+    results = align_in_process(parties, order_key=KEY)
+    _assert_aligned(parties, results)
+    active = results["active"]
+    for name, ids in parties.items():
+        if name == "active":
+            continue
+        # what each side learned beyond the intersection: set sizes and, for the active party, A ∩ Pi
+        assert active.peer_set_sizes[name] == len(ids)
+        assert active.pairwise_intersection_sizes[name] == len(set(parties["active"]) & set(ids))
+        assert results[name].peer_set_sizes == {"active": len(parties["active"])}
+        assert results[name].pairwise_intersection_sizes == {}
+
+
+def test_the_order_depends_on_the_key_only_not_on_row_order() -> None:
+    parties = _scenario({"active": 200, "bank": 200}, 150, seed=3)
+    first = align_in_process(parties, order_key=KEY)["bank"].ids
+    reordered = {name: random.Random(9).sample(ids, len(ids)) for name, ids in parties.items()}
+    assert align_in_process(reordered, order_key=KEY)["bank"].ids == first
+    fresh = align_in_process(parties)  # a random key per alignment
+    assert set(fresh["bank"].ids) == set(first) and fresh["bank"].ids != first
+    assert fresh["active"].ids == fresh["bank"].ids
+
+
+@pytest.mark.parametrize(
+    "parties",
+    [
+        {"active": ["patient-1", "patient-2"], "bank": ["patient-3", "patient-4"]},
+        {"active": ["patient-1", "patient-2"], "bank": ["patient-1", "patient-2"], "insurer": ["patient-9"]},
+        {"active": ["patient-1", "patient-2"], "bank": ["patient-1"], "insurer": ["patient-2"]},
+    ],
+    ids=["no overlap", "one passive disjoint", "pairwise overlaps only"],
+)
+def test_an_empty_intersection_is_refused_in_one_line(parties: dict[str, list[str]]) -> None:
+    with pytest.raises(EmptyIntersectionError) as caught:
+        align_in_process(parties)
+    message = str(caught.value)
+    assert "no sample id is held by every party" in message and "\n" not in message
+    assert isinstance(caught.value, DataError)
+
+
+def _frames_by_receiver(hub: InProcessChannel) -> dict[str, list[bytes]]:
+    delivered: dict[str, list[bytes]] = {}
+    codecs = CodecRegistry()
+    hub.taps.append(lambda frame: delivered.setdefault(decode_message(frame, codecs).receiver, []).append(frame))
+    return delivered
+
+
+def test_no_party_receives_an_id_outside_the_intersection_in_plaintext() -> None:
+    parties = _scenario({"active": 200, "bank": 260, "insurer": 150}, 60, seed=11)
+    hub = InProcessChannel()
+    delivered = _frames_by_receiver(hub)
+    results = align_in_process(parties, order_key=KEY, channel=hub)
+    intersection = set(results["active"].ids)
+    outside = set().union(*map(set, parties.values())) - intersection
+    # ids the active party shares with one passive only exist, and must still not reach that passive
+    assert min(results["active"].pairwise_intersection_sizes.values()) > len(intersection)
+    codecs = CodecRegistry()
+    for receiver, frames in delivered.items():
+        kinds = set()
+        for frame in frames:
+            message = decode_message(frame, codecs)
+            kinds.add(message.kind)
+            leaked = [i for i in outside if i.encode() in frame]
+            assert leaked == [], f"{receiver} received {len(leaked)} id(s) outside the intersection in a {message.kind}"
+            if message.kind == MessageKind.ALIGNMENT:
+                assert set(message.payload) == intersection  # the only plaintext ids it gets
+            else:
+                assert not any(i.encode() in frame for i in intersection)  # PSI messages carry no id in plaintext
+        expected = {MessageKind.PSI_REQUEST, MessageKind.ALIGNMENT} if receiver != "active" else {
+            MessageKind.PSI_SETUP, MessageKind.PSI_RESPONSE, MessageKind.ALIGNMENT_ACK}
+        assert kinds == expected, receiver
+    # the check can see a plaintext id: the alignment frames do carry the intersection's
+    assert all(any(i.encode() in f for f in delivered["bank"]) for i in intersection)
+
+
+class BlockingChannel:
+    """A network transport's behaviour in one process: one thread per party, ``receive`` waits."""
+
+    def __init__(self) -> None:
+        self.hub = InProcessChannel()
+        self.stats = self.hub.stats
+        self._arrived = threading.Condition()
+
+    def send(self, message: Message) -> None:
+        with self._arrived:
+            self.hub.send(message)
+            self._arrived.notify_all()
+
+    def receive(self, receiver: str, kind: MessageKind, sender: str | None = None) -> Message:
+        deadline = time.monotonic() + 30
+        with self._arrived:
+            while True:
+                try:
+                    return self.hub.receive(receiver, kind, sender)
+                except ProtocolError as exc:
+                    if type(exc) is not ProtocolError or time.monotonic() > deadline:  # a real refusal, or a hang
+                        raise
+                self._arrived.wait(0.5)
+
+    def poll(self, receiver: str, kinds: Collection[MessageKind]) -> Message | None:
+        with self._arrived:
+            return self.hub.poll(receiver, kinds)
+
+
+def test_the_party_functions_run_one_thread_per_party_on_a_blocking_channel() -> None:
+    parties = _scenario({"active": 220, "bank": 180, "insurer": 240}, 70, seed=5)
+    channel = BlockingChannel()
+    results: dict[str, object] = {}
+
+    def passive(name: str) -> None:
+        try:
+            results[name] = align_as_passive(channel, name, "active", parties[name])
+        except Exception as exc:  # reported by the assertion below
+            results[name] = exc
+
+    threads = [threading.Thread(target=passive, args=(name,)) for name in ("bank", "insurer")]
+    for thread in threads:
+        thread.start()
+    results["active"] = align_as_active(channel, "active", ["bank", "insurer"], parties["active"], order_key=KEY)
+    for thread in threads:
+        thread.join(timeout=30)
+    _assert_aligned(parties, results)
+    assert channel.stats.messages_by_kind[MessageKind.ALIGNMENT_ACK] == 2
+
+
+@pytest.mark.parametrize(
+    ("parties", "reason"),
+    [
+        ({"active": ["a", "b", "a"], "bank": ["a"]}, "active: sample id 'a' appears at positions 0 and 2"),
+        ({"active": ["a", "b"], "bank": [1, 2]}, "bank: sample ids must be str, got int 1"),
+        ({"active": ["a"], "bank": []}, "bank: has no sample ids"),
+        ({"active": ["a"]}, "at least one passive party"),
+        ({"bank": ["a"], "insurer": ["a"]}, "the active party 'active' included"),
+    ],
+    ids=["repeated id", "numbers", "no ids", "no passive", "no active"],
+)
+def test_unusable_input_is_refused_in_one_line_before_any_message(parties: dict, reason: str) -> None:
+    hub = InProcessChannel()
+    with pytest.raises(AlignmentError, match=reason) as caught:
+        align_in_process(parties, channel=hub)
+    assert "\n" not in str(caught.value) and isinstance(caught.value, DataError)
+    assert hub.stats.total_bytes == 0
+
+
+def test_a_short_order_key_is_refused() -> None:
+    with pytest.raises(AlignmentError, match="at least 16 bytes"):
+        align_in_process({"active": ["a"], "bank": ["a"]}, order_key=b"short")
+
+
+def _passive_after_psi(ids: list[str]) -> tuple[InProcessChannel, PassiveAlignment]:
+    """A bank that has answered the active party's PSI request (so an alignment may come next)."""
+    hub = InProcessChannel()
+    bank = PassiveAlignment(hub.endpoint("bank"), "bank", "active", ids)
+    PsiClient(["x-1", "x-2"]).send_request(hub.endpoint("active"), "active", "bank")
+    assert bank.serve_pending()
+    return hub, bank
+
+
+def _alignment(payload: object, sender: str = "active", codec: str = "ids") -> Message:
+    return Message(MessageKind.ALIGNMENT, sender, "bank", 0, payload, codec=codec)
+
+
+@pytest.mark.parametrize(
+    ("message", "error", "reason"),
+    [
+        (_alignment(("x-1", "x-9")), AlignmentMessageError, "1 id\\(s\\) bank does not hold \\(first at position 1\\)"),
+        (_alignment(("x-1", "x-1")), AlignmentMessageError, "repeats an id"),
+        (_alignment(("x-1",), sender="insurer"), AlignmentMessageError, "only from the active party"),
+        (_alignment(np.zeros(2), codec="ndarray"), AlignmentMessageError, "must carry an id list"),
+        (_alignment(()), EmptyIntersectionError, "reports that no sample id is held by every party"),
+    ],
+    ids=["id not held", "repeated id", "wrong sender", "wrong codec", "empty"],
+)
+def test_a_passive_refuses_a_forged_alignment_in_one_line(message: Message, error: type, reason: str) -> None:
+    hub, bank = _passive_after_psi(["x-1", "x-2", "x-3"])
+    hub.send(message)
+    with pytest.raises(error, match=reason) as caught:
+        bank.serve_pending()
+    assert "\n" not in str(caught.value)
+    assert bank.result is None and hub.pending("active") == 2  # only the PSI setup and response: no confirmation
+    assert "x-9" not in str(caught.value)  # the error does not repeat the foreign id
+
+
+def test_a_passive_refuses_an_alignment_before_the_psi_and_a_second_one() -> None:
+    hub = InProcessChannel()
+    bank = PassiveAlignment(hub.endpoint("bank"), "bank", "active", ["x-1"])
+    hub.send(_alignment(("x-1",)))
+    with pytest.raises(AlignmentMessageError, match="before answering"):
+        bank.serve_pending()
+    hub, bank = _passive_after_psi(["x-1", "x-2"])
+    hub.send(_alignment(("x-2",)))
+    hub.send(_alignment(("x-1",)))
+    with pytest.raises(AlignmentMessageError, match="second alignment"):
+        bank.serve_pending()
+    assert bank.result is not None and bank.result.ids == ("x-2",)
+
+
+def test_the_active_party_refuses_a_confirmation_of_another_list() -> None:
+    hub = InProcessChannel()
+
+    class LyingBank:
+        name = "bank"
+
+        def __init__(self) -> None:
+            self.honest = PassiveAlignment(hub.endpoint("bank"), "bank", "active", ["x-1", "x-2"])
+
+        def serve_pending(self) -> bool:
+            request = hub.poll("bank", (MessageKind.PSI_REQUEST,))
+            if request is not None:
+                self.honest.handle(request)
+                return True
+            if hub.poll("bank", (MessageKind.ALIGNMENT,)) is not None:
+                hub.send(Message(MessageKind.ALIGNMENT_ACK, "bank", "active", 0, ids_digest(["x-2", "x-1"]), codec=PSI_CODEC))
+                return True
+            return False
+
+    hub.attach_server(LyingBank())
+    with pytest.raises(AlignmentMessageError, match="does not confirm the 2 ids"):
+        align_as_active(hub.endpoint("active"), "active", ["bank"], ["x-1", "x-2", "x-3"], order_key=KEY)
