@@ -15,7 +15,7 @@ from securevfl.protocols.framing import FrameSigner, FrameVerifier, new_session_
 from securevfl.protocols.identity import Identity, Roster, fingerprint, fresh_identities
 from securevfl.protocols.messages import ACTIVATION, EVAL_ACTIVATION, GRADIENT, Message, MessageKind
 from securevfl.protocols.phases import PHASE_GROUPS, CostGroup, Phase, cost_summary
-from securevfl.protocols.wire import WIRE_VERSION, parse_frame, peek_route
+from securevfl.protocols.wire import WIRE_VERSION, decode_message, parse_frame, peek_route
 
 __all__ = [
     "ACTIVATION",
@@ -39,6 +39,7 @@ __all__ = [
     "CostGroup",
     "Phase",
     "cost_summary",
+    "decode_message",
     "NdarrayCodec",
     "NonFiniteError",
     "PayloadRangeError",

@@ -150,6 +150,13 @@ def decode_payload(frame: ParsedFrame, codecs: CodecRegistry) -> Message:
     )
 
 
+def decode_message(data: bytes, codecs: CodecRegistry) -> Message:
+    """The message in a frame, read the way an eavesdropper reads it: parsed and decoded with no
+    signature or order check. For observers of the traffic and tests; a receiver only opens frames
+    through :class:`~securevfl.protocols.framing.FrameVerifier`."""
+    return decode_payload(parse_frame(data), codecs)
+
+
 def peek_route(data: bytes) -> tuple[str, str]:
     """(kind, sender) of a frame, read from its header without decoding the payload or checking the signature.
 
