@@ -29,6 +29,7 @@ from securevfl.protocols import (
     ProtocolError,
     Roster,
     WireFormatError,
+    decode_message,
     fingerprint,
     fresh_identities,
     new_session_id,
@@ -304,6 +305,8 @@ def test_taps_and_the_interceptor_see_the_signed_frames_the_stats_count() -> Non
     channel.endpoint("active").send(message())
     assert tapped == intercepted and channel.stats.total_bytes == len(tapped[0])
     assert parse_frame(tapped[0]).header.session == channel.session and len(parse_frame(tapped[0]).signature) == 64
+    # signing hides nothing: an eavesdropper reads the payload (TLS's job, not the frame's)
+    np.testing.assert_array_equal(decode_message(tapped[0], channel.codecs).payload, np.arange(4))
 
 
 # ---------------------------------------------------------------------------------------------- attacks on a federation
