@@ -167,6 +167,31 @@ def test_a_malicious_active_reads_every_passives_activations_unless_the_coordina
     assert undefended["main_accuracy"] == _active_run("coordinator", 0, attack="none")["main_accuracy"]
 
 
+def test_over_sealed_passives_the_policy_alone_keeps_the_key_and_no_activation_row_exists_to_score() -> None:
+    """Sealed passives: the active party's requests are exactly one batch wide (S^T), too small to hold a probe.
+
+    With the policy on, the probes are refused even without flooding; without a policy the key
+    goes. Either way nobody holds an activation row in plaintext, so none is scored.
+    """
+
+    def run(policy: str) -> dict:
+        raw = {
+            "parties": {"passive": 2, "split": "even"},
+            "model": {"top": "sum", "bottom_hidden": []},
+            "train": {"epochs": 1, "batch_size": 8, "lr": 0.05, "progress": False},
+            "protection": {"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": 0, "passive_layer": "sealed",
+                           "decryption_policy": policy},
+            "attack": {"kind": "active_key_recovery"},
+        }
+        return run_training(validate_config(raw), dataset=EVAL_DATA)
+
+    guarded = run("protocol")
+    assert guarded["history"][-1]["key_recovered"] == 0.0 and guarded["attack"]["requests_crafted"] == 0
+    assert "decrypt_reply" in guarded["attack"]["last_refusal"]  # the key holder refused the probe: no reply
+    open_door = run("none")["history"][-1]
+    assert open_door["key_recovered"] == 1.0 and open_door.get("key_recovery_activation_rows") is None
+
+
 def test_an_active_key_holder_has_nothing_to_recover() -> None:
     result = _active_run("active", 0)
     assert result["attack"]["feasible"] is False and "holds the key itself" in result["attack"]["infeasible_reason"]

@@ -134,6 +134,8 @@ class Attack(ABC):
     """Its truth records the attacking passive's true gradient rows (:class:`~securevfl.attacks.truth.RowTruth`)."""
     scores_activations: ClassVar[bool] = False
     """Its truth records every passive's true training activations (:class:`~securevfl.attacks.truth.RowTruth`)."""
+    activation_truth_optional: ClassVar[bool] = False
+    """It still runs, unscored on activations, where no passive holds its activations in plaintext (sealed layers)."""
 
     def __init__(self, party: str) -> None:
         self.party = party

@@ -229,6 +229,7 @@ class ActiveKeyRecovery(Attack):
     metrics = (KEY_RECOVERED, ACTIVE_KEY_RECOVERY_ROWS)
     success_metric = ACTIVE_KEY_RECOVERY_ROWS.name
     scores_activations = True
+    activation_truth_optional = True  # sealed passives hold no activations: the key is still scored
 
     def __init__(self, party: str, n_samples: int, passives: tuple[str, ...], start_step: int, tolerance: float) -> None:
         super().__init__(party)
@@ -298,8 +299,10 @@ class ActiveKeyRecovery(Attack):
     # ------------------------------------------------------------------ results
     def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
         metrics = {KEY_RECOVERED.name: float(self.key_verified)}
-        recovered, total = 0, 0
         record = truth.activations
+        if record is None:  # nobody holds the activations in plaintext (sealed layers): nothing to score them by
+            return metrics
+        recovered, total = 0, 0
         for sender in self.passives:
             total += self._n_samples
             read = self._read_this_epoch.get(sender)

@@ -91,6 +91,7 @@ def prepare_attack(
     setup.attack = cls.create(config, setting, setup.plan)
     if cls.scores_gradient_rows and cls.role is Role.PASSIVE:
         setup.truth = replace(setup.truth, gradient_rows=RowTruth((party,), len(setup.dataset.y_train)))  # type: ignore[arg-type]
-    if cls.scores_activations:
+    passives_hold_activations = Capability.OWN_PLAINTEXT in granted.get(Role.PASSIVE, frozenset())
+    if cls.scores_activations and (passives_hold_activations or not cls.activation_truth_optional):
         setup.truth = replace(setup.truth, activations=RowTruth(tuple(passives), len(setup.dataset.y_train)))  # type: ignore[arg-type]
     return setup
