@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -134,6 +135,45 @@ def run_point(point: Point, dataset: VFLDataset, args: argparse.Namespace) -> di
     }
 
 
+def time_points(points: list[Point], data_dir: Path, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Protocol seconds per step of every point, measured back to back in ``args.timing_rounds`` interleaved rounds.
+
+    The sweep's own runs share the machine with whatever else runs over their hours, so their
+    times are not comparable with each other. Here every point trains ``args.timing_steps`` steps
+    without the attack (64 test samples), round-robin, and keeps the median: points measured
+    under the same load. Stored as ``timed_seconds_per_step`` (with the load average seen).
+    """
+    samples = args.timing_steps * args.batch
+    dataset = load_dataset(DataConfig(name="mnist", dir=str(data_dir), train_limit=samples, test_limit=64))
+    seen: dict[str, list[float]] = {point.key: [] for point in points}
+    loads = []
+    for _ in range(args.timing_rounds):
+        for point in points:
+            raw: dict[str, Any] = {
+                "parties": {"passive": 2, "split": "rows"},
+                "model": MODELS[args.model],
+                "train": {"epochs": 1, "batch_size": args.batch, "lr": args.lr, "seed": args.seed, "progress": False, "checkpoint": False},
+                "protection": SCHEMES[point.scheme],
+            }
+            if point.z > 0:
+                raw["defense"] = [{"kind": "label_dp", "noise_multiplier": point.z}]
+            result = run_training(validate_config(raw), dataset=dataset)
+            seen[point.key].append(sum(result["timing"]["summary"].values()) / args.timing_steps)
+            loads.append(os.getloadavg()[0])
+    for key, values in seen.items():
+        ordered = sorted(values)
+        results["points"][key]["timed_seconds_per_step"] = round(ordered[len(ordered) // 2], 4)
+        results["points"][key]["timed_runs"] = [round(v, 4) for v in values]
+    results["meta"]["timing"] = {
+        "rounds": args.timing_rounds, "steps": args.timing_steps, "load_average_1min": [round(x, 2) for x in loads],
+    }
+
+
+def seconds(point: dict[str, Any]) -> float:
+    """The point's protocol seconds per step: the back-to-back measurement when there is one."""
+    return point.get("timed_seconds_per_step", point["protocol_seconds_per_step"])
+
+
 def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"points": {}}
 
@@ -186,17 +226,20 @@ def markdown(results: dict[str, Any]) -> str:
         "`rows`: the attack's label accuracy, its best scorer in hindsight, and rows recovered within 1e-3, at the last "
         "epoch (`infeasible`: the attacker holds no parameter gradient to invert). `protocol s/step`: the federation's "
         "own phases per training step (training and evaluation rounds); `wall s/step`: everything, the attack's least "
-        "squares included. Two busy shared cores: read times as ratios.",
+        "squares included. Two busy shared cores: read times as ratios. `timed s/step`: the same protocol time, every "
+        "point measured back to back in interleaved rounds without the attack (median; see `meta.timing`), the only "
+        "times comparable across points; the plots use it when present.",
         "",
-        "| scheme | z | epsilon (delta 1e-5) | main acc | labels | best | rows | protocol s/step | wall s/step |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scheme | z | epsilon (delta 1e-5) | main acc | labels | best | rows | protocol s/step | wall s/step | timed s/step |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     ordered = sorted(results["points"].values(), key=lambda p: (p["scheme"] != "plain", p["scheme"], p["z"]))
     for p in ordered:
         lines.append(
             f"| {p['scheme']} | {p['z']:g} | {_epsilon(p)} | {_percent(p['main_accuracy'])} | "
             f"{_labels(p)} | {_labels(p, 'inversion_best_label_accuracy')} | "
-            f"{_labels(p, 'inversion_rows_recovered')} | {p['protocol_seconds_per_step']} | {p['wall_seconds_per_step']} |"
+            f"{_labels(p, 'inversion_rows_recovered')} | {p['protocol_seconds_per_step']} | {p['wall_seconds_per_step']} | "
+            f"{p.get('timed_seconds_per_step', '—')} |"
         )
     if compare:
         lines += ["", "## Reading", "", *comparison(results), ""]
@@ -221,7 +264,7 @@ def comparison(results: dict[str, Any]) -> list[str]:
     if plain is not None:
         out.append(
             f"- Undefended default key holder: labels {_labels(base)}, main accuracy {_percent(base['main_accuracy'])} "
-            f"(plaintext {_percent(plain['main_accuracy'])}), {base['protocol_seconds_per_step']} s/step."
+            f"(plaintext {_percent(plain['main_accuracy'])}), {seconds(base)} s/step."
         )
     for p in sorted(points.values(), key=lambda p: (p["scheme"], p["z"])):
         if p is base or p["scheme"] == "plain":
@@ -230,7 +273,7 @@ def comparison(results: dict[str, Any]) -> list[str]:
         out.append(
             f"- {what}: labels {_labels(p)}, main accuracy {_percent(p['main_accuracy'])} "
             f"({100 * (p['main_accuracy'] - base['main_accuracy']):+.1f} points), "
-            f"{p['protocol_seconds_per_step'] / base['protocol_seconds_per_step']:.1f}x the protocol time per step."
+            f"{seconds(p) / seconds(base):.1f}x the protocol time per step."
         )
     return out
 
@@ -273,8 +316,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     compare = meta.get("compare", False)
     fig, axes = plt.subplots(1, 2 if compare else 1, figsize=(14, 6) if compare else (8.5, 6), squeeze=False)
     ax = axes[0][0]
-    seconds = [p["protocol_seconds_per_step"] for p in points]
-    norm = matplotlib.colors.LogNorm(vmin=min(seconds), vmax=max(max(seconds), min(seconds) * 1.01))
+    times = [seconds(p) for p in points]
+    norm = matplotlib.colors.LogNorm(vmin=min(times), vmax=max(max(times), min(times) * 1.01))
     xs_all = [p["main_accuracy"] for p in points]
     left, right = min(xs_all) - 0.08, max(xs_all) + 0.08
     middle = (left + right) / 2
@@ -290,7 +333,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         if annotated:
             ax.plot(xs, ys, color="0.75", zorder=1, linewidth=1)
         scatter = ax.scatter(
-            xs, ys, c=[p["protocol_seconds_per_step"] for p in chosen], cmap="viridis", norm=norm, marker=marker,
+            xs, ys, c=[seconds(p) for p in chosen], cmap="viridis", norm=norm, marker=marker,
             s=60 if annotated else 150 if marker != "*" else 300, edgecolors="black", zorder=3 if annotated else 2,
             label=LEGEND[scheme],
         )
@@ -335,12 +378,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
             if not chosen:
                 continue
             cost.scatter(
-                [p["protocol_seconds_per_step"] for p in chosen], [p["main_accuracy"] for p in chosen], marker=marker,
+                [seconds(p) for p in chosen], [p["main_accuracy"] for p in chosen], marker=marker,
                 s=150 if marker == "*" else 60, edgecolors="black", label=LEGEND[scheme],
             )
             for p in chosen:
                 tag = "sealed" if scheme.endswith("sealed") else f"z={p['z']:g}"
-                cost.annotate(tag, (p["protocol_seconds_per_step"], p["main_accuracy"]), textcoords="offset points", xytext=(7, 4), fontsize=7)
+                cost.annotate(tag, (seconds(p), p["main_accuracy"]), textcoords="offset points", xytext=(7, 4), fontsize=7)
         cost.set_xscale("log")
         cost.set_xlabel("protocol seconds per training step (log)")
         cost.set_ylabel("main (clean test) accuracy")
@@ -359,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=None, help="default docs/results/label_dp_tradeoff (--compare: label_protection_tradeoff)")
     parser.add_argument("--model", choices=sorted(MODELS), default=None, help="default paper (--compare: linear)")
     parser.add_argument("--compare", action="store_true", help="both label options under the default key holder (see above)")
+    parser.add_argument("--timing-rounds", type=int, default=0, help="interleaved back-to-back timing rounds (0: none)")
+    parser.add_argument("--timing-steps", type=int, default=10, help="training steps per timing run")
     parser.add_argument("--samples", type=int, default=4096, help="training samples per run")
     parser.add_argument("--test-samples", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=2)
@@ -398,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         save(out, results)
         found = results["points"][point.key]
         print(point.key, {k: found[k] for k in ("main_accuracy", "inversion_label_accuracy", "epsilon_pld", "protocol_seconds_per_step")}, flush=True)
+    if args.timing_rounds > 0:
+        time_points(points, args.data, args, results)
     save(out, results)
     atomic_write_text(args.out_dir / "results.md", markdown(results))
     plot(results, args.out_dir / "tradeoff.png")

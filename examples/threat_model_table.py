@@ -121,7 +121,7 @@ def table(results: dict[str, Any], train: int, test: int) -> str:
         "| attack | scheme | hardening | attack result | main acc. | s/step | MB/step |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key, entry in results.items():
+    for key, entry in sorted(results.items()):
         attack, scheme, level = key.split(" | ")
         if "error" in entry:
             lines.append(f"| {attack} | {scheme} | {level} | run failed: {entry['error']} | | | |")
@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level-attacks", action="append", default=[], help="NAME=attack,attack: run hardening NAME only for these")
     parser.add_argument("--level-schemes", action="append", default=[], help="NAME=scheme,scheme: run hardening NAME only under these")
     parser.add_argument("--skip-schemes", default="", help="comma-separated schemes to leave out (e.g. ckks/receiver)")
+    parser.add_argument("--retry-failed", action="store_true", help="run again the cells recorded as failed (says which)")
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
         print(f"error: no MNIST data at {args.data}", file=sys.stderr)
@@ -169,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     for attack, scheme, level, overrides in cells(extra, level_attacks, level_schemes):
         key = f"{attack} | {scheme} | {level}"
-        if key in results or (args.only and args.only not in key) or scheme in skipped:
+        retry = args.retry_failed and "error" in results.get(key, {})
+        if (key in results and not retry) or (args.only and args.only not in key) or scheme in skipped:
             continue
+        if retry:
+            print(f"retrying {key} (recorded failure: {results[key]['error'][:120]})", flush=True)
         print(f"running {key}", flush=True)
         try:
             results[key] = run_cell(overrides, args.data, args.train, args.test)
