@@ -16,20 +16,30 @@ from pathlib import Path
 __all__ = ["atomic_write", "atomic_write_text"]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (same directory, fsync, rename)."""
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, replace: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (same directory, fsync, rename).
+
+    ``mode`` is given to ``open`` when the temporary file is created (the umask can only narrow
+    it), so a private key never exists, even briefly, with a wider mode. With ``replace=False``
+    the file is published with ``link``, which raises :class:`FileExistsError` instead of
+    replacing a file that appeared meanwhile (no clobbering, no race between a check and a write).
+    """
     path = Path(path)
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     temporary = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    descriptor = os.open(temporary, flags, 0o644)
+    descriptor = os.open(temporary, flags, mode)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
+            temporary.unlink()
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

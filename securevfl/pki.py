@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from securevfl.files import atomic_write
 from securevfl.errors import PKIError
 
 __all__ = [
@@ -650,44 +651,10 @@ def _write_pair(
 
 
 def _write_atomically(path: Path, data: bytes, mode: int, *, overwrite: bool) -> None:
-    """:func:`securevfl.files.atomic_write` with the file's mode set at creation, and no-clobber unless ``overwrite``.
-
-    A key must never exist with a wider mode, not even as a temporary file, so the mode is given
-    to ``open`` (the umask can only narrow it) rather than set afterwards. Without ``overwrite`` the
-    file is published with ``link``, which fails instead of replacing a file that appeared since
-    the check.
-    """
-    directory = path.parent
-    temporary = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    descriptor = os.open(temporary, flags, mode)
+    """:func:`securevfl.files.atomic_write` with the file's mode set at creation, and no-clobber unless ``overwrite``."""
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(temporary, path)
-        else:
-            try:
-                os.link(temporary, path)
-            except FileExistsError:
-                raise PKIError(f"{path} already exists; use --overwrite to replace it") from None
-            temporary.unlink()
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
+        atomic_write(path, data, mode=mode, replace=overwrite)
+    except FileExistsError:
+        raise PKIError(f"{path} already exists; use --overwrite to replace it") from None
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

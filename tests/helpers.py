@@ -36,3 +36,11 @@ def assert_passives_updated_alike(encrypted, reference, baseline) -> None:  # ty
             np.testing.assert_allclose(e.detach().numpy(), r.detach().numpy(), atol=1e-4)
             moved |= not np.allclose(r.detach().numpy(), b.detach().numpy(), atol=1e-3)
     assert moved, "the noise had no effect; the comparison would prove nothing"
+
+
+def signed_session(parties: tuple[str, ...] = ("passive_1", "passive_2", "active", "coordinator")):  # type: ignore[no-untyped-def]
+    """Codecs, fresh Ed25519 identities, their roster and a session id: what framed-channel tests share."""
+    from securevfl.protocols import CodecRegistry, Roster, fresh_identities, new_session_id
+
+    identities = fresh_identities(list(parties))
+    return CodecRegistry(), identities, Roster.of(identities.values()), new_session_id()

@@ -17,7 +17,6 @@ from helpers import config, random_dataset
 from securevfl.crypto import SecretKeyring, get_preset
 from securevfl.federation import build_federation
 from securevfl.protocols import (
-    CodecRegistry,
     FrameAuthenticationError,
     FrameSigner,
     FrameVerifier,
@@ -35,13 +34,11 @@ from securevfl.protocols import (
     new_session_id,
     parse_frame,
 )
+from helpers import signed_session
 from securevfl.protocols.wire import encode_raw
 from securevfl.scheduler import Federation
 
-CODECS = CodecRegistry()
-IDENTITIES = fresh_identities(["passive_1", "passive_2", "active", "coordinator"])
-ROSTER = Roster.of(IDENTITIES.values())
-SESSION = new_session_id()
+CODECS, IDENTITIES, ROSTER, SESSION = signed_session()
 STRANGER = Identity.generate("mallory")
 """A network attacker's own key: not on any roster."""
 

@@ -25,19 +25,14 @@ from securevfl.protocols import (
     MessageKind,
     NonFiniteError,
     ProtocolError,
-    Roster,
     WireFormatError,
-    fresh_identities,
-    new_session_id,
     parse_frame,
 )
 from securevfl.protocols.identity import SIGNATURE_BYTES
+from helpers import signed_session
 from securevfl.protocols.wire import PREFIX_BYTES, encode_raw
 
-CODECS = CodecRegistry()
-IDENTITIES = fresh_identities(["passive_1", "passive_2", "active", "coordinator"])
-ROSTER = Roster.of(IDENTITIES.values())
-SESSION = new_session_id()
+CODECS, IDENTITIES, ROSTER, SESSION = signed_session()
 finite_floats = st.floats(-1e6, 1e6, allow_nan=False, width=32)
 arrays = hnp.arrays(
     dtype=st.sampled_from([np.float32, np.float64]),
