@@ -11,6 +11,7 @@ key holder's key. Writes ``docs/results/key_recovery.json``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -55,13 +56,17 @@ def attempt(secret: SecretKeyring, bits: int) -> dict[str, object]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT, help="where the JSON record goes (replaced)")
+    args = parser.parse_args(argv)
     secret = SecretKeyring.generate(get_preset("compute"))
     results = [attempt(secret, bits) for bits in (0, 30)]
-    atomic_write_text(OUT, json.dumps({"preset": "compute", "attempts": results}, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps({"preset": "compute", "attempts": results}, indent=2) + "\n")
     for row in results:
         print(row)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
