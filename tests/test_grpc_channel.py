@@ -11,8 +11,11 @@ a test that outlives :data:`TEST_SECONDS`.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -303,6 +306,67 @@ def test_a_stopped_peer_ends_the_wait_and_the_send_within_the_timeouts(ca: Pki) 
         assert time.monotonic() - started < 3.0
         assert one_line(unreachable.value).startswith("active cannot reach passive_1 at 127.0.0.1:") and unreachable.value.peer == "passive_1"
         assert active.check_peer("passive_1").liveness is Liveness.GONE
+
+
+# A party in a process of its own: prints its port, sends one activation to its peer, then lingers until killed (or stops by itself).
+PARTY_PROCESS = """
+import json, sys, time
+import numpy as np
+from cryptography import x509
+from securevfl import pki
+from securevfl.protocols import Identity, Message, MessageKind, Roster
+from securevfl.protocols.grpc_channel import GrpcChannel
+from securevfl.protocols.grpc_settings import ChannelTimeouts, PeerAddress
+
+plan = json.loads(sys.stdin.readline())
+ca = x509.load_pem_x509_certificate(plan["ca"].encode())
+identity = Identity.from_private_bytes(plan["party"], bytes.fromhex(plan["key"]))
+roster = Roster({name: bytes.fromhex(key) for name, key in plan["roster"].items()})
+tls = pki.TLSMaterial(plan["ca"].encode(), plan["chain"].encode(), plan["private_key"].encode())
+with GrpcChannel(
+    identity, roster, plan["session"], listen="127.0.0.1:0", tls=tls,
+    peer_check=lambda pem, party: pki.verify_peer_certificate(pem, [ca], party),
+    peers={plan["peer"]: PeerAddress(plan["peer_address"], "localhost")}, timeouts=ChannelTimeouts(connect=5.0),
+) as channel:
+    print(channel.port, flush=True)
+    channel.send(Message(MessageKind.ACTIVATION, plan["party"], plan["peer"], 0, np.ones(4, np.float32)))
+    time.sleep(plan["linger"])
+"""
+
+
+def test_a_party_process_that_hangs_then_crashes_is_reported_each_time_in_one_line(ca: Pki) -> None:
+    identities = fresh_identities(["active", "passive_1"])
+    roster, session = Roster.of(identities.values()), new_session_id()
+    quick = ChannelTimeouts(receive=2.0, connect=2.0, liveness_interval=0.2, liveness_timeout=0.5, gone_after=2)
+    tls = ca.material("passive_1")
+    with GrpcChannel(identities["active"], roster, session, listen="127.0.0.1:0", tls=ca.material("active"),
+                     peer_check=ca.peer_check, timeouts=quick) as active:  # fmt: skip
+        child = subprocess.Popen([sys.executable, "-c", PARTY_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            plan = {
+                "party": "passive_1", "key": identities["passive_1"].private_bytes().hex(), "session": session,
+                "roster": {name: identity.public_key.hex() for name, identity in identities.items()},
+                "ca": _pem(ca.ca.certificate).decode(), "chain": tls.certificate_chain.decode(), "private_key": tls.private_key.decode(),
+                "peer": "active", "peer_address": f"127.0.0.1:{active.port}", "linger": TEST_SECONDS,
+            }  # fmt: skip
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write(json.dumps(plan) + "\n")
+            child.stdin.flush()
+            port = int(child.stdout.readline())  # (the alarm ends a child that never answers)
+            active.add_peer("passive_1", PeerAddress(f"127.0.0.1:{port}", "localhost"))
+            assert active.receive("active", MessageKind.ACTIVATION, "passive_1").step == 0  # the child is up and sent
+            child.send_signal(signal.SIGSTOP)  # hangs: its connections stay open, nothing answers
+            with pytest.raises(PeerTimeoutError) as hung:
+                active.receive("active", MessageKind.ACTIVATION, "passive_1")
+            assert "(passive_1 not answering: no answer to a ping within 0.5 s" in one_line(hung.value)
+            child.kill()  # crashes
+            started = time.monotonic()
+            with pytest.raises(PeerUnavailableError) as crashed:
+                active.receive("active", MessageKind.ACTIVATION, "passive_1")
+            assert time.monotonic() - started < 2.0 and "passive_1 at 127.0.0.1:" in one_line(crashed.value) and "is gone" in str(crashed.value)
+        finally:
+            child.kill()
+            child.wait(10)
 
 
 def test_closing_wakes_a_waiting_receive_and_is_idempotent(ca: Pki) -> None:
