@@ -38,6 +38,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ def measure_channel(sizes: list[int], seconds: float) -> dict[str, Any]:
 
 def row(size: int, frames: int, elapsed: float, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     delta = {key: (after[key] - before[key]) if after[key] is not None and before[key] is not None else None for key in after}
-    accounted = delta["accounted_sent"]
+    accounted = int(after["accounted_sent"] - before["accounted_sent"])
     return {
         "frame_bytes": accounted // frames,
         "frames": frames,
@@ -238,9 +239,9 @@ def measure_streaming(sizes: list[int], seconds: float) -> list[dict[str, Any]]:
             for size in sizes:
                 data = payload_for(size)
                 methods: dict[str, Callable[[], bytes]] = {
-                    "unary": lambda: unary(data, timeout=120),
-                    "stream 1 MiB chunks": lambda: stream(_chunks(data, 1 << 20), timeout=120),
-                    "stream 4 MiB chunks": lambda: stream(_chunks(data, 4 << 20), timeout=120),
+                    "unary": partial(unary, data, timeout=120),
+                    "stream 1 MiB chunks": partial(_stream_in_chunks, stream, data, 1 << 20),
+                    "stream 4 MiB chunks": partial(_stream_in_chunks, stream, data, 4 << 20),
                 }
                 for method, call in methods.items():
                     call()
@@ -260,6 +261,10 @@ def measure_streaming(sizes: list[int], seconds: float) -> list[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             child.kill()
     return rows
+
+
+def _stream_in_chunks(stream: grpc.StreamUnaryMultiCallable, data: bytes, size: int) -> bytes:
+    return stream(_chunks(data, size), timeout=120)  # type: ignore[no-any-return]
 
 
 def _chunks(data: bytes, size: int) -> Iterator[bytes]:

@@ -55,6 +55,7 @@ import threading
 import time
 from collections.abc import Collection, Mapping
 from types import TracebackType
+from typing import Self
 
 from securevfl.protocols.accounting import TrafficStats
 from securevfl.protocols.channel import FrameRefusal
@@ -203,7 +204,7 @@ class GrpcChannel:
         for client in clients:
             client.close()
 
-    def __enter__(self) -> GrpcChannel:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
@@ -259,7 +260,7 @@ class GrpcChannel:
                 now = time.monotonic()
                 if watch is not None:
                     watch.update(now)
-                    if watch.gone:
+                    if watch.gone and sender is not None:  # (a watch exists only for a named sender)
                         raise self._explained(kind, sender, self._gone_error(kind, sender, watch, now))
                 if now >= deadline:
                     raise self._explained(kind, sender, self._timeout_error(kind, sender, watch, now - started, now))

@@ -92,10 +92,10 @@ class PeerClient:
         self._channel = grpc.secure_channel(address.target, credentials, options=client_options(max_frame_bytes, address.tls_name))
         self._deliver = self._channel.unary_unary(DELIVER_METHOD, request_serializer=_identity, response_deserializer=_identity)
         self._ping = self._channel.unary_unary(PING_METHOD, request_serializer=_identity, response_deserializer=_identity)
-        # gRPC reports the connection's state from its own thread; a send reads it instead of
-        # waiting on a fresh "ready" future (which starts a thread) every time
-        self._state = grpc.ChannelConnectivity.IDLE
-        self._channel.subscribe(self._on_state, try_to_connect=False)
+        # True once the peer answered over this connection, False again after the connection failed.
+        # (Not gRPC's connectivity subscription: its polling thread can outlive close() and die with a
+        # traceback, and a "ready" future starts a thread per call.)
+        self._answered = False
 
     @property
     def where(self) -> str:
@@ -103,17 +103,18 @@ class PeerClient:
 
     def wait_connected(self) -> None:
         """Return once a TLS connection to the peer is up; retry for at most ``connect`` seconds."""
-        if self._state is grpc.ChannelConnectivity.READY:
+        if self._answered:
             return
-        ready = grpc.channel_ready_future(self._channel)
-        try:
-            ready.result(timeout=self._timeouts.connect)
-        except grpc.FutureTimeoutError:
-            ready.cancel()
+        try:  # a ping that waits for the connection: gRPC retries it with a short backoff until the deadline
+            name = self._ping(b"", timeout=self._timeouts.connect, wait_for_ready=True)
+        except grpc.RpcError:
             # one fail-fast call fetches gRPC's last connection error (refused, TLS handshake, name resolution)
             status = self.ping()
-            cause = status.cause if status.liveness is Liveness.GONE else "its process is down, the address is wrong, or TLS was refused"
+            if status.liveness is Liveness.ALIVE:  # it came up just now
+                return
+            cause = status.cause if status.liveness is Liveness.GONE else "connected, but it did not answer"
             raise PeerUnavailableError(self.peer, f"{self.party} cannot reach {self.where} within {self._timeouts.connect:g} s: {cause}") from None
+        self._check_name(name)
 
     def deliver(self, frame: bytes, what: str) -> None:
         """Send ``frame`` (described by ``what`` in errors) and return once the peer admitted it."""
@@ -122,6 +123,8 @@ class PeerClient:
         try:
             acknowledgement = self._deliver(frame, timeout=self._timeouts.send)
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                self._answered = False
             raise self._delivery_error(exc, frame, what) from None
         self.counter.add(received=len(acknowledgement))
 
@@ -143,18 +146,25 @@ class PeerClient:
             code = exc.code()  # type: ignore[attr-defined]
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return PeerStatus(Liveness.NOT_ANSWERING, f"no answer to a ping within {self._timeouts.liveness_timeout:g} s")
+            self._answered = False
             return PeerStatus(Liveness.GONE, _one_line(exc.details()))  # type: ignore[attr-defined]
-        self.counter.add(received=len(name))
-        if name != self.peer.encode("utf-8"):
-            return PeerStatus(Liveness.GONE, f"{self.address.target} is served by {name.decode('utf-8', 'replace')!r}, not by {self.peer!r}")
+        try:
+            self._check_name(name)
+        except PeerUnavailableError as exc:
+            return PeerStatus(Liveness.GONE, str(exc))
         return PeerStatus(Liveness.ALIVE)
 
     def close(self) -> None:
-        self._channel.unsubscribe(self._on_state)
         self._channel.close()
 
-    def _on_state(self, state: grpc.ChannelConnectivity) -> None:
-        self._state = state
+    def _check_name(self, name: bytes) -> None:
+        """Note a ping's answer; the party serving the address must be the expected peer."""
+        self.counter.add(received=len(name))
+        if name != self.peer.encode("utf-8"):
+            self._answered = False
+            served_by = name.decode("utf-8", "replace")
+            raise PeerUnavailableError(self.peer, f"{self.party} dialled {self.where}, but {served_by!r} answers there: check the address")
+        self._answered = True
 
     def _delivery_error(self, exc: grpc.RpcError, frame: bytes, what: str) -> ProtocolError:
         code = exc.code()  # type: ignore[attr-defined]

@@ -71,7 +71,7 @@ class LivenessWatch:
             return "not pinged yet"
         if self.last.liveness is Liveness.ALIVE and self._last_alive is not None:
             return f"alive: answered a ping {now - self._last_alive:.1f} s ago"
-        answered = f"; last answered {now - self._last_alive:.1f} s ago" if self._last_alive is not None else "; never answered"
+        answered = f"; last answered {now - self._last_alive:.1f} s ago" if self._last_alive is not None else "; no answer while waiting"
         return f"{self.last.liveness.value}: {self.last.cause}{answered}"
 
     def _record(self, status: PeerStatus, now: float) -> None:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TypeVar
 
 import grpc
@@ -201,11 +202,13 @@ def test_two_parties_exchange_signed_frames_both_ways(ca: Pki) -> None:
 
 def test_three_parties_keep_order_per_sender_and_senders_do_not_block_each_other(ca: Pki) -> None:
     with federation(ca, "active", "passive_1", "passive_2") as parties:
-        senders = {
-            name: in_thread(lambda name=name: [parties[name].send(message(MessageKind.ACTIVATION, name, "active", step)) for step in range(6)])
-            for name in ("passive_1", "passive_2")
-        }
-        for join in senders.values():
+
+        def send_six(sender: str) -> None:
+            for step in range(6):
+                parties[sender].send(message(MessageKind.ACTIVATION, sender, "active", step))
+
+        joins = [in_thread(partial(send_six, name)) for name in ("passive_1", "passive_2")]  # both at once
+        for join in joins:
             join()
         active = parties["active"]
         # the second sender's frames are there in full although the first sender's are queued before them
@@ -355,6 +358,7 @@ def test_a_party_process_that_hangs_then_crashes_is_reported_each_time_in_one_li
             port = int(child.stdout.readline())  # (the alarm ends a child that never answers)
             active.add_peer("passive_1", PeerAddress(f"127.0.0.1:{port}", "localhost"))
             assert active.receive("active", MessageKind.ACTIVATION, "passive_1").step == 0  # the child is up and sent
+            assert active.check_peer("passive_1").liveness is Liveness.ALIVE  # and the active party is connected to it
             child.send_signal(signal.SIGSTOP)  # hangs: its connections stay open, nothing answers
             with pytest.raises(PeerTimeoutError) as hung:
                 active.receive("active", MessageKind.ACTIVATION, "passive_1")
@@ -521,3 +525,11 @@ def test_bad_configuration_and_misuse_get_one_clear_line(ca: Pki) -> None:
             active.add_peer("coordinator", "127.0.0.1:1")
         with pytest.raises(ProtocolError, match="active already has an address for 'passive_1'"):
             active.add_peer("passive_1", "127.0.0.1:1")
+        # a plan that gives passive_1's own address for the active party
+        misdialled = PeerClient("passive_1", "active", parties.address("passive_1"), ca.material("passive_1"), max_frame_bytes=1 << 20, timeouts=FAST)
+        try:
+            with pytest.raises(PeerUnavailableError) as wrong:
+                misdialled.wait_connected()
+        finally:
+            misdialled.close()
+        assert one_line(wrong.value).endswith("but 'passive_1' answers there: check the address")
