@@ -8,15 +8,16 @@ presented, and answers the client with the sink's verdict (an empty acknowledgem
 for a frame over the size limit). It also answers ``Ping`` with the party's name (the liveness
 check).
 
-Handlers run on a small thread pool; :meth:`FrameServer.stop` stops accepting, lets calls in
-flight finish for a short grace period, and joins the pool's threads. It is idempotent.
+Handlers run on a small thread pool; :meth:`FrameServer.stop` refuses new frames, lets frames in
+flight finish for a short grace period, stops gRPC and joins the pool's threads. It is idempotent.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import grpc
 
@@ -77,28 +78,47 @@ class FrameServer:
             raise ProtocolError(f"{party} cannot listen on {address}: the port is taken or the address is not this machine's")
         self.port = port
         """The port actually bound."""
-        self._stop_lock = threading.Lock()
-        self._stopped = False
+        # calls in flight, so that stop() can let them finish without gRPC's own grace period (which
+        # leaves a thread of its own running after stop returns)
+        self._calls = threading.Condition()
+        self._active_calls = 0
+        self._stopping = False
         self._server.start()
 
     def stop(self, grace: float = _STOP_GRACE_SECONDS) -> None:
-        """Stop accepting, give calls in flight ``grace`` seconds, join the handler threads. Idempotent."""
-        with self._stop_lock:
-            if self._stopped:
+        """Refuse new calls, give calls in flight ``grace`` seconds, stop, join the handler threads. Idempotent."""
+        with self._calls:
+            if self._stopping:
                 return
-            self._stopped = True
-        self._server.stop(grace).wait(grace + 1.0)
+            self._stopping = True
+            self._calls.wait_for(lambda: self._active_calls == 0, grace)
+        self._server.stop(None).wait(grace + 1.0)  # cancels what is still running, no thread left behind
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _deliver(self, frame: bytes, context: grpc.ServicerContext) -> bytes:
         self.counter.add(received=len(frame))
         certificates = context.auth_context().get("x509_pem_cert") or [None]
-        try:
-            self._sink(frame, certificates[0])
-        except ProtocolError as exc:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        with self._call(context):
+            try:
+                self._sink(frame, certificates[0])
+            except ProtocolError as exc:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         self.counter.add(sent=len(_ACKNOWLEDGEMENT))
         return _ACKNOWLEDGEMENT
+
+    @contextmanager
+    def _call(self, context: grpc.ServicerContext) -> Iterator[None]:
+        """Count a call in flight; once stopping, refuse it as the stopped server it is about to be."""
+        with self._calls:
+            if self._stopping:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.party} is shutting down")
+            self._active_calls += 1
+        try:
+            yield
+        finally:
+            with self._calls:
+                self._active_calls -= 1
+                self._calls.notify_all()
 
     def _ping(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         self.counter.add(received=len(request), sent=len(self._name))
