@@ -172,7 +172,8 @@ class GrpcChannel:
         return self._mailbox.refusals
 
     def add_peer(self, party: str, address: PeerAddress | str) -> None:
-        """Say where ``party`` listens (once per party, before sending to it or waiting for it)."""
+        """Say where ``party`` listens (once per party, before sending to it or waiting for it; a
+        receive from a party without an address has its deadline but no liveness check)."""
         if party == self.party or party not in self.roster:
             raise ProtocolError(f"{party!r} is not a peer of {self.party} (roster: {', '.join(self.roster)})")
         with self._lock:
