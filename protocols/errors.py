@@ -36,3 +36,33 @@ class FrameAuthenticationError(ProtocolError):
         self.sender = sender
         self.reason = reason
         super().__init__(f"{receiver} refused {frame} from {sender!r}: {reason}")
+
+
+class PeerUnavailableError(ProtocolError):
+    """A peer cannot be reached: its process is gone, it refuses the connection, or TLS with it fails.
+
+    Raised by a network transport when a send cannot connect within its bounded retry, or when a
+    receive's liveness check finds the party it waits for gone. ``peer`` names that party; the
+    message is one line naming the party that noticed, the peer, what it was doing and the cause.
+    """
+
+    def __init__(self, peer: str, message: str) -> None:
+        self.peer = peer
+        super().__init__(message)
+
+
+class PeerTimeoutError(ProtocolError):
+    """A receive's deadline passed: the awaited sender was reachable (or not answering) but sent nothing that matched.
+
+    ``peer`` names the awaited sender (None when the receive accepted any sender); the message is
+    one line naming the receiver, the awaited kind and sender, how long it waited and the last
+    step of traffic it saw.
+    """
+
+    def __init__(self, peer: str | None, message: str) -> None:
+        self.peer = peer
+        super().__init__(message)
+
+
+class FrameTooLargeError(ProtocolError, ValueError):
+    """A frame exceeds the transport's configured maximum message size (the sender's or the receiver's)."""

@@ -1,0 +1,125 @@
+"""A party's listening side: a gRPC server over mutual TLS that hands each frame, with its TLS peer, to the party.
+
+The server requires a client certificate issued by the federation's CA (``require_client_auth``):
+a process without one does not get past the TLS handshake. What it does with a frame is not its
+job: it calls the party's :data:`FrameSink` with the frame and the PEM certificate the TLS peer
+presented, and answers the client with the sink's verdict (an empty acknowledgement, or
+``PERMISSION_DENIED`` with the refusal's one line; ``RESOURCE_EXHAUSTED`` comes from gRPC itself
+for a frame over the size limit). It also answers ``Ping`` with the party's name (the liveness
+check).
+
+Handlers run on a small thread pool; :meth:`FrameServer.stop` refuses new frames, lets frames in
+flight finish for a short grace period, stops gRPC and joins the pool's threads. It is idempotent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import grpc
+
+from securevfl.protocols.errors import ProtocolError
+from securevfl.protocols.grpc_settings import SERVICE, TlsMaterial, server_options
+from securevfl.protocols.wire_bytes import ByteCounter
+
+__all__ = ["FrameServer", "FrameSink"]
+
+#: Takes a delivered frame and the TLS peer's certificate (PEM, None if gRPC reported none) and
+#: returns if the frame was admitted; raises :class:`ProtocolError` (one line) to refuse it.
+FrameSink = Callable[[bytes, bytes | None], None]
+
+_STOP_GRACE_SECONDS = 1.0
+_ACKNOWLEDGEMENT = b""
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+class FrameServer:
+    """Listens on ``address`` (``host:port``; port 0 picks a free one, see :attr:`port`) for ``party``."""
+
+    def __init__(
+        self,
+        party: str,
+        address: str,
+        tls: TlsMaterial,
+        sink: FrameSink,
+        *,
+        max_frame_bytes: int,
+        workers: int = 4,
+    ) -> None:
+        self.party = party
+        self._sink = sink
+        self.counter = ByteCounter()
+        """Message bytes this server received (frames, pings) and sent (acknowledgements, ping replies)."""
+        self._name = party.encode("utf-8")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"grpc-{party}")
+        self._server = grpc.server(self._executor, options=server_options(max_frame_bytes))
+        handlers = {
+            "Deliver": grpc.unary_unary_rpc_method_handler(self._deliver, request_deserializer=_identity, response_serializer=_identity),
+            "Ping": grpc.unary_unary_rpc_method_handler(self._ping, request_deserializer=_identity, response_serializer=_identity),
+        }
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        credentials = grpc.ssl_server_credentials(
+            [(tls.private_key, tls.certificate_chain)],
+            root_certificates=tls.root_certificates,
+            require_client_auth=True,
+        )
+        try:
+            port = self._server.add_secure_port(address, credentials)
+        except RuntimeError:  # newer gRPC raises where older returned 0
+            port = 0
+        if port == 0:
+            self._executor.shutdown(wait=False)
+            raise ProtocolError(f"{party} cannot listen on {address}: the port is taken or the address is not this machine's")
+        self.port = port
+        """The port actually bound."""
+        # calls in flight, so that stop() can let them finish without gRPC's own grace period (which
+        # leaves a thread of its own running after stop returns)
+        self._calls = threading.Condition()
+        self._active_calls = 0
+        self._stopping = False
+        self._server.start()
+
+    def stop(self, grace: float = _STOP_GRACE_SECONDS) -> None:
+        """Refuse new calls, give calls in flight ``grace`` seconds, stop, join the handler threads. Idempotent."""
+        with self._calls:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._calls.wait_for(lambda: self._active_calls == 0, grace)
+        self._server.stop(None).wait(grace + 1.0)  # cancels what is still running, no thread left behind
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _deliver(self, frame: bytes, context: grpc.ServicerContext) -> bytes:
+        self.counter.add(received=len(frame))
+        certificates = context.auth_context().get("x509_pem_cert") or [None]
+        with self._call(context):
+            try:
+                self._sink(frame, certificates[0])
+            except ProtocolError as exc:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        self.counter.add(sent=len(_ACKNOWLEDGEMENT))
+        return _ACKNOWLEDGEMENT
+
+    @contextmanager
+    def _call(self, context: grpc.ServicerContext) -> Iterator[None]:
+        """Count a call in flight; once stopping, refuse it as the stopped server it is about to be."""
+        with self._calls:
+            if self._stopping:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.party} is shutting down")
+            self._active_calls += 1
+        try:
+            yield
+        finally:
+            with self._calls:
+                self._active_calls -= 1
+                self._calls.notify_all()
+
+    def _ping(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self.counter.add(received=len(request), sent=len(self._name))
+        return self._name

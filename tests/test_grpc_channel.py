@@ -1,0 +1,535 @@
+"""The gRPC channel: parties exchange signed frames over mutual TLS on loopback, and every failure is one bounded line.
+
+Each party is its own :class:`GrpcChannel` on its own free port, all in this test process (party
+threads where they must wait for each other). Covers delivery both ways and among three parties,
+order per sender, the receive deadline, a stopped peer, forged / replayed / relayed frames injected
+at the gRPC level, clients without an acceptable certificate, frame size limits, and the byte counts.
+
+No test can hang: every wait has a deadline, threads are joined with a timeout, and an alarm fails
+a test that outlives :data:`TEST_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import TypeVar
+
+import grpc
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from securevfl import pki
+from securevfl.protocols import (
+    FrameAuthenticationError,
+    FrameSigner,
+    Identity,
+    IdentityError,
+    Message,
+    MessageKind,
+    ProtocolError,
+    Roster,
+    fresh_identities,
+    new_session_id,
+)
+from securevfl.protocols.errors import FrameTooLargeError, PeerTimeoutError, PeerUnavailableError
+from securevfl.protocols.grpc_channel import GrpcChannel
+from securevfl.protocols.grpc_client import Liveness, PeerClient
+from securevfl.protocols.grpc_settings import DELIVER_METHOD, ChannelTimeouts, PeerAddress
+from securevfl.protocols.wire import FIXED_OVERHEAD_BYTES
+
+TEST_SECONDS = 30
+FAST = ChannelTimeouts(receive=5.0, connect=2.0, send=20.0, liveness_interval=0.2, liveness_timeout=1.0, gone_after=2)
+_T = TypeVar("_T")
+
+
+@pytest.fixture(autouse=True)
+def hard_timeout() -> Iterator[None]:
+    """Fail (rather than hang) a test that runs longer than TEST_SECONDS, and leave no thread behind."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"test ran longer than {TEST_SECONDS} s")
+
+    before = {thread.ident for thread in threading.enumerate()}
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, TEST_SECONDS)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    left = [t.name for t in threading.enumerate() if t.ident not in before and not t.daemon]
+    assert left == [], f"threads left running: {left}"
+
+
+class Pki:
+    """A development CA and TLS material for any party name (what ``securevfl pki`` would write)."""
+
+    def __init__(self) -> None:
+        self.ca = pki.create_ca()
+
+    def material(self, party: str) -> pki.TLSMaterial:
+        credentials = pki.issue_party_certificate(self.ca, party)
+        return pki.TLSMaterial(
+            root_certificates=_pem(self.ca.certificate),
+            certificate_chain=_pem(credentials.certificate),
+            private_key=credentials.private_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
+
+    def peer_check(self, certificate: bytes, party: str) -> None:
+        pki.verify_peer_certificate(certificate, [self.ca.certificate], party)
+
+
+def _pem(certificate: object) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def ca() -> Pki:
+    return Pki()
+
+
+class Federation:
+    """Channels of named parties on loopback, each on a free port, every one knowing every other's address."""
+
+    def __init__(self, ca: Pki, names: list[str], timeouts: ChannelTimeouts, **limits: int) -> None:
+        self.identities = fresh_identities(names)
+        self.roster = Roster.of(self.identities.values())
+        self.session = new_session_id()
+        self.ca = ca
+        self.channels: dict[str, GrpcChannel] = {}
+        for name in names:
+            self.channels[name] = GrpcChannel(
+                self.identities[name],
+                self.roster,
+                self.session,
+                listen="127.0.0.1:0",
+                tls=ca.material(name),
+                peer_check=ca.peer_check,
+                timeouts=timeouts,
+                max_frame_bytes=limits.get(name, 64 * 1024 * 1024),
+            )
+        for name, channel in self.channels.items():
+            for other in names:
+                if other != name:
+                    channel.add_peer(other, self.address(other))
+
+    def address(self, party: str) -> PeerAddress:
+        return PeerAddress(f"127.0.0.1:{self.channels[party].port}", tls_name="localhost")
+
+    def __getitem__(self, party: str) -> GrpcChannel:
+        return self.channels[party]
+
+    def raw_client(self, as_party: str, to: str, tls: pki.TLSMaterial | None = None) -> PeerClient:
+        """A bare gRPC client with ``as_party``'s certificate (or ``tls``): what an attacker holding it can send."""
+        return PeerClient(as_party, to, self.address(to), tls or self.ca.material(as_party), max_frame_bytes=1 << 24, timeouts=FAST)
+
+    def close(self) -> None:
+        for channel in self.channels.values():
+            channel.close()
+
+
+@contextmanager
+def federation(ca: Pki, *names: str, timeouts: ChannelTimeouts = FAST, **limits: int) -> Iterator[Federation]:
+    parties = Federation(ca, list(names), timeouts, **limits)
+    try:
+        yield parties
+    finally:
+        parties.close()
+
+
+def message(kind: MessageKind, sender: str, receiver: str, step: int, values: int = 4) -> Message:
+    return Message(kind, sender, receiver, step, np.arange(values, dtype=np.float32) + step)
+
+
+def in_thread(work: Callable[[], _T], timeout: float = 15.0) -> Callable[[], _T]:
+    """Start ``work`` in a thread; the returned call joins it (failing if it outlives ``timeout``) and returns its result or raises its error."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the joining test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def join() -> _T:
+        thread.join(timeout)
+        assert not thread.is_alive(), f"party thread still running after {timeout} s"
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome["value"]  # type: ignore[return-value]
+
+    return join
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error)
+    assert text and "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- delivery
+
+
+def test_two_parties_exchange_signed_frames_both_ways(ca: Pki) -> None:
+    with federation(ca, "active", "passive_1") as parties:
+        active, passive = parties["active"], parties["passive_1"]
+        passive.send(message(MessageKind.ACTIVATION, "passive_1", "active", 0))
+        got = active.receive("active", MessageKind.ACTIVATION, "passive_1")
+        np.testing.assert_array_equal(got.payload, np.arange(4, dtype=np.float32))
+        assert (got.sender, got.receiver, got.step) == ("passive_1", "active", 0)
+        active.send(message(MessageKind.GRADIENT, "active", "passive_1", 0))
+        back = passive.receive("passive_1", MessageKind.GRADIENT, "active")
+        np.testing.assert_array_equal(back.payload, np.arange(4, dtype=np.float32))
+        assert passive.stats.messages_by_kind == {"activation": 1} and active.stats.messages_by_kind == {"gradient": 1}
+        assert active.refusals == [] and passive.refusals == []
+        assert active.check_peer("passive_1").liveness is Liveness.ALIVE
+
+
+def test_three_parties_keep_order_per_sender_and_senders_do_not_block_each_other(ca: Pki) -> None:
+    with federation(ca, "active", "passive_1", "passive_2") as parties:
+
+        def send_six(sender: str) -> None:
+            for step in range(6):
+                parties[sender].send(message(MessageKind.ACTIVATION, sender, "active", step))
+
+        joins = [in_thread(partial(send_six, name)) for name in ("passive_1", "passive_2")]  # both at once
+        for join in joins:
+            join()
+        active = parties["active"]
+        # the second sender's frames are there in full although the first sender's are queued before them
+        assert [active.receive("active", MessageKind.ACTIVATION, "passive_2").step for _ in range(6)] == list(range(6))
+        assert [active.receive("active", MessageKind.ACTIVATION, "passive_1").step for _ in range(6)] == list(range(6))
+        assert active.poll("active", [MessageKind.ACTIVATION]) is None
+        # a receive that waits is woken by a frame that arrives later, from a party thread
+        waiting = in_thread(lambda: active.receive("active", MessageKind.GRADIENT, "passive_2"))
+        time.sleep(0.3)
+        parties["passive_2"].send(message(MessageKind.GRADIENT, "passive_2", "active", 6))
+        assert waiting().step == 6
+
+
+def test_a_send_waits_for_a_peer_that_starts_late(ca: Pki) -> None:
+    identities = fresh_identities(["active", "passive_1"])
+    roster, session = Roster.of(identities.values()), new_session_id()
+
+    def channel(name: str, listen: str) -> GrpcChannel:
+        return GrpcChannel(identities[name], roster, session, listen=listen, tls=ca.material(name), peer_check=ca.peer_check, timeouts=FAST)
+
+    with channel("passive_1", "127.0.0.1:0") as passive:
+        port = _free_port()
+        passive.add_peer("active", PeerAddress(f"127.0.0.1:{port}", "localhost"))
+        sending = in_thread(lambda: passive.send(message(MessageKind.ACTIVATION, "passive_1", "active", 0)))
+        time.sleep(0.5)  # the active party is not up yet: the send retries its connection
+        with channel("active", f"127.0.0.1:{port}") as active:
+            sending()
+            assert active.receive("active", MessageKind.ACTIVATION, "passive_1").step == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_20_megabyte_frame_gets_through(ca: Pki) -> None:
+    with federation(ca, "active", "passive_1") as parties:
+        big = np.random.default_rng(0).standard_normal(5_000_000).astype(np.float32)  # 20 MB
+        parties["active"].send(Message(MessageKind.PUBLIC_KEY, "active", "passive_1", 0, big))
+        got = parties["passive_1"].receive("passive_1", MessageKind.PUBLIC_KEY, "active")
+        np.testing.assert_array_equal(got.payload, big)
+        assert parties["active"].stats.bytes_by_kind["public_key"] > 20_000_000
+
+
+def test_frames_over_the_size_limit_fail_with_one_line_on_either_side(ca: Pki) -> None:
+    with federation(ca, "active", "passive_1", "passive_2", passive_1=200_000, passive_2=2_000_000) as parties:
+        half_mb = np.zeros(125_000, dtype=np.float32)
+        with pytest.raises(FrameTooLargeError) as own_limit:  # over the sender's own limit: not sent at all
+            parties["passive_1"].send(Message(MessageKind.ACTIVATION, "passive_1", "active", 0, half_mb))
+        assert "max_frame_bytes=200,000" in one_line(own_limit.value)
+        three_mb = np.zeros(750_000, dtype=np.float32)  # 3 MB: within the active party's limit, over passive_2's
+        with pytest.raises(FrameTooLargeError) as peer_limit:
+            parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_2", 0, three_mb))
+        assert "passive_2 at 127.0.0.1" in one_line(peer_limit.value) and "'gradient' frame (step 0)" in str(peer_limit.value)
+        assert parties["passive_2"].pending("passive_2") == 0
+
+
+# ---------------------------------------------------------------------------------------------- deadlines and liveness
+
+
+def test_a_receive_deadline_names_receiver_kind_sender_and_last_step(ca: Pki) -> None:
+    slow = ChannelTimeouts(receive=1.0, connect=2.0, liveness_interval=0.2, liveness_timeout=1.0)
+    with federation(ca, "active", "passive_1", timeouts=slow) as parties:
+        parties["passive_1"].send(message(MessageKind.ACTIVATION, "passive_1", "active", 7))
+        active = parties["active"]
+        active.receive("active", MessageKind.ACTIVATION, "passive_1")
+        started = time.monotonic()
+        with pytest.raises(PeerTimeoutError) as timeout:
+            active.receive("active", MessageKind.ACTIVATION, "passive_1")  # passive_1 is alive but sends nothing more
+        waited = time.monotonic() - started
+        assert 1.0 <= waited < 3.0
+        line = one_line(timeout.value)
+        assert line.startswith("active waited 1.0 s for a 'activation' message from 'passive_1'")
+        assert "passive_1 alive: answered a ping" in line and "last traffic: received 'activation' (step 7) from 'passive_1'" in line
+        assert timeout.value.peer == "passive_1"
+
+
+def test_a_stopped_peer_ends_the_wait_and_the_send_within_the_timeouts(ca: Pki) -> None:
+    patient = ChannelTimeouts(receive=20.0, connect=1.0, liveness_interval=0.2, liveness_timeout=1.0, gone_after=2)
+    with federation(ca, "active", "passive_1", timeouts=patient) as parties:
+        active, passive = parties["active"], parties["passive_1"]
+        active.send(message(MessageKind.GRADIENT, "active", "passive_1", 3))
+        passive.receive("passive_1", MessageKind.GRADIENT, "active")
+        waiting = in_thread(lambda: active.receive("active", MessageKind.ACTIVATION, "passive_1"))
+        time.sleep(0.3)
+        started = time.monotonic()
+        passive.close()  # the passive party's process stops
+        with pytest.raises(PeerUnavailableError) as gone:
+            waiting()
+        assert time.monotonic() - started < 5.0  # long before the 20 s receive deadline
+        line = one_line(gone.value)
+        assert line.startswith("active stopped waiting for a 'activation' message from 'passive_1': passive_1 at 127.0.0.1:")
+        assert "is gone" in line and "last traffic: sent 'gradient' (step 3) to 'passive_1'" in line and gone.value.peer == "passive_1"
+        started = time.monotonic()
+        with pytest.raises(PeerUnavailableError) as unreachable:
+            active.send(message(MessageKind.GRADIENT, "active", "passive_1", 4))
+        assert time.monotonic() - started < 3.0
+        assert one_line(unreachable.value).startswith("active cannot reach passive_1 at 127.0.0.1:") and unreachable.value.peer == "passive_1"
+        assert active.check_peer("passive_1").liveness is Liveness.GONE
+
+
+# A party in a process of its own: prints its port, sends one activation to its peer, then lingers until killed (or stops by itself).
+PARTY_PROCESS = """
+import json, sys, time
+import numpy as np
+from cryptography import x509
+from securevfl import pki
+from securevfl.protocols import Identity, Message, MessageKind, Roster
+from securevfl.protocols.grpc_channel import GrpcChannel
+from securevfl.protocols.grpc_settings import ChannelTimeouts, PeerAddress
+
+plan = json.loads(sys.stdin.readline())
+ca = x509.load_pem_x509_certificate(plan["ca"].encode())
+identity = Identity.from_private_bytes(plan["party"], bytes.fromhex(plan["key"]))
+roster = Roster({name: bytes.fromhex(key) for name, key in plan["roster"].items()})
+tls = pki.TLSMaterial(plan["ca"].encode(), plan["chain"].encode(), plan["private_key"].encode())
+with GrpcChannel(
+    identity, roster, plan["session"], listen="127.0.0.1:0", tls=tls,
+    peer_check=lambda pem, party: pki.verify_peer_certificate(pem, [ca], party),
+    peers={plan["peer"]: PeerAddress(plan["peer_address"], "localhost")}, timeouts=ChannelTimeouts(connect=5.0),
+) as channel:
+    print(channel.port, flush=True)
+    channel.send(Message(MessageKind.ACTIVATION, plan["party"], plan["peer"], 0, np.ones(4, np.float32)))
+    time.sleep(plan["linger"])
+"""
+
+
+def test_a_party_process_that_hangs_then_crashes_is_reported_each_time_in_one_line(ca: Pki) -> None:
+    identities = fresh_identities(["active", "passive_1"])
+    roster, session = Roster.of(identities.values()), new_session_id()
+    quick = ChannelTimeouts(receive=2.0, connect=2.0, liveness_interval=0.2, liveness_timeout=0.5, gone_after=2)
+    tls = ca.material("passive_1")
+    with GrpcChannel(identities["active"], roster, session, listen="127.0.0.1:0", tls=ca.material("active"),
+                     peer_check=ca.peer_check, timeouts=quick) as active:  # fmt: skip
+        child = subprocess.Popen([sys.executable, "-c", PARTY_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            plan = {
+                "party": "passive_1", "key": identities["passive_1"].private_bytes().hex(), "session": session,
+                "roster": {name: identity.public_key.hex() for name, identity in identities.items()},
+                "ca": _pem(ca.ca.certificate).decode(), "chain": tls.certificate_chain.decode(), "private_key": tls.private_key.decode(),
+                "peer": "active", "peer_address": f"127.0.0.1:{active.port}", "linger": TEST_SECONDS,
+            }  # fmt: skip
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write(json.dumps(plan) + "\n")
+            child.stdin.flush()
+            port = int(child.stdout.readline())  # (the alarm ends a child that never answers)
+            active.add_peer("passive_1", PeerAddress(f"127.0.0.1:{port}", "localhost"))
+            assert active.receive("active", MessageKind.ACTIVATION, "passive_1").step == 0  # the child is up and sent
+            assert active.check_peer("passive_1").liveness is Liveness.ALIVE  # and the active party is connected to it
+            child.send_signal(signal.SIGSTOP)  # hangs: its connections stay open, nothing answers
+            with pytest.raises(PeerTimeoutError) as hung:
+                active.receive("active", MessageKind.ACTIVATION, "passive_1")
+            assert "(passive_1 not answering: no answer to a ping within 0.5 s" in one_line(hung.value)
+            child.kill()  # crashes
+            started = time.monotonic()
+            with pytest.raises(PeerUnavailableError) as crashed:
+                active.receive("active", MessageKind.ACTIVATION, "passive_1")
+            assert time.monotonic() - started < 2.0 and "passive_1 at 127.0.0.1:" in one_line(crashed.value) and "is gone" in str(crashed.value)
+        finally:
+            child.kill()
+            child.wait(10)
+
+
+def test_closing_wakes_a_waiting_receive_and_is_idempotent(ca: Pki) -> None:
+    with federation(ca, "active", "passive_1") as parties:
+        active = parties["active"]
+        waiting = in_thread(lambda: active.receive("active", MessageKind.ACTIVATION, "passive_1"))
+        time.sleep(0.2)
+        with active:  # leaving the block closes it
+            pass
+        with pytest.raises(ProtocolError, match="active's channel is closed while waiting for a 'activation' message"):
+            waiting()
+        active.close()
+        with pytest.raises(ProtocolError, match="active's channel is closed"):
+            active.send(message(MessageKind.GRADIENT, "active", "passive_1", 0))
+
+
+# ---------------------------------------------------------------------------------------------- authentication
+
+
+def test_forged_and_replayed_frames_injected_over_the_senders_tls_are_refused(ca: Pki) -> None:
+    with federation(ca, "active", "passive_1") as parties:
+        passive = parties["passive_1"]
+        signer = FrameSigner(parties.identities["active"], parties.session)
+        attacker = parties.raw_client("active", "passive_1")  # holds the active party's TLS key, not its identity key
+        try:
+            genuine = signer.seal(message(MessageKind.GRADIENT, "active", "passive_1", 0), passive.codecs)
+            attacker.deliver(genuine, "a frame")
+            with pytest.raises(ProtocolError, match=r"passive_1 refused gradient #0 \(step 0\) from 'active': replayed"):
+                attacker.deliver(genuine, "a replay")
+            forger = FrameSigner(Identity.generate("active"), parties.session)
+            forger.seal(message(MessageKind.GRADIENT, "active", "passive_1", 0), passive.codecs)  # so the forgery is #1, next in line
+            forged = forger.seal(message(MessageKind.GRADIENT, "active", "passive_1", 1), passive.codecs)
+            # the forged frame came over the active party's own TLS connection: the receive that waits for it fails at once
+            waiting = in_thread(lambda: [passive.receive("passive_1", MessageKind.GRADIENT, "active") for _ in range(2)])
+            time.sleep(0.2)
+            started = time.monotonic()
+            with pytest.raises(ProtocolError, match="bad signature"):
+                attacker.deliver(forged, "a forgery")
+            with pytest.raises(FrameAuthenticationError, match="bad signature") as refused:
+                waiting()
+            assert time.monotonic() - started < 2.0 and one_line(refused.value)
+            assert [r.error.reason.split(":")[0] for r in passive.refusals] == ["replayed", "bad signature"]
+        finally:
+            attacker.close()
+
+
+@pytest.mark.parametrize("relay", ["passive_2", "mallory"])
+def test_a_relay_with_its_own_certificate_cannot_deliver_another_partys_frame(ca: Pki, relay: str) -> None:
+    with federation(ca, "active", "passive_1", "passive_2") as parties:
+        passive = parties["passive_1"]
+        genuine = FrameSigner(parties.identities["active"], parties.session).seal(
+            message(MessageKind.GRADIENT, "active", "passive_1", 0), passive.codecs
+        )
+        relayer = parties.raw_client(relay, "passive_1")  # a valid certificate of the federation's CA, naming the relay
+        try:
+            with pytest.raises(ProtocolError, match=f"its TLS peer is not active: .*{relay}") as refused:
+                relayer.deliver(genuine, "a relayed frame")
+        finally:
+            relayer.close()
+        assert one_line(refused.value) and passive.pending("passive_1") == 0 and len(passive.refusals) == 1
+        # nothing was used up: the same frame, delivered over the active party's own TLS connection, is admitted
+        owner = parties.raw_client("active", "passive_1")
+        try:
+            owner.deliver(genuine, "the genuine frame")
+        finally:
+            owner.close()
+        assert passive.receive("passive_1", MessageKind.GRADIENT, "active").step == 0
+
+
+def test_a_client_without_a_certificate_cannot_connect(ca: Pki) -> None:
+    with federation(ca, "active", "passive_1") as parties:
+        target = parties.address("passive_1")
+        credentials = grpc.ssl_channel_credentials(root_certificates=_pem(ca.ca.certificate))  # trusts the CA, presents nothing
+        with grpc.secure_channel(target.target, credentials, options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
+            deliver = channel.unary_unary(DELIVER_METHOD)
+            frame = FrameSigner(parties.identities["active"], parties.session).seal(
+                message(MessageKind.GRADIENT, "active", "passive_1", 0), parties["passive_1"].codecs
+            )
+            with pytest.raises(grpc.RpcError) as failed:
+                deliver(frame, timeout=3.0)
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert parties["passive_1"].pending("passive_1") == 0 and parties["passive_1"].refusals == []
+
+
+def test_a_certificate_of_another_ca_cannot_connect(ca: Pki) -> None:
+    other = Pki()
+    with federation(ca, "active", "passive_1") as parties:
+        foreign = other.material("active")
+        # it trusts the federation's CA (so it would accept the server), but presents a certificate of another CA
+        impostor = pki.TLSMaterial(_pem(ca.ca.certificate), foreign.certificate_chain, foreign.private_key)
+        client = parties.raw_client("active", "passive_1", tls=impostor)
+        try:
+            frame = FrameSigner(parties.identities["active"], parties.session).seal(
+                message(MessageKind.GRADIENT, "active", "passive_1", 0), parties["passive_1"].codecs
+            )
+            with pytest.raises(PeerUnavailableError) as refused:
+                client.deliver(frame, "a frame")
+        finally:
+            client.close()
+        assert one_line(refused.value).startswith("active ")
+        assert parties["passive_1"].pending("passive_1") == 0 and parties["passive_1"].refusals == []
+
+
+# ---------------------------------------------------------------------------------------------- bytes
+
+
+def test_byte_counts_put_socket_bytes_next_to_the_accounted_frames(ca: Pki) -> None:
+    with federation(ca, "active", "passive_1") as parties:
+        active, passive = parties["active"], parties["passive_1"]
+        for step in range(3):
+            passive.send(message(MessageKind.ACTIVATION, "passive_1", "active", step, values=250_000))  # 1 MB each
+            active.receive("active", MessageKind.ACTIVATION, "passive_1")
+        sent, received = passive.byte_counts(), active.byte_counts()
+        assert sent.accounted_sent == passive.stats.total_bytes > 3 * 1_000_000 + 3 * FIXED_OVERHEAD_BYTES
+        assert sent.grpc_sent == sent.accounted_sent  # frames only: no ping was needed
+        assert received.grpc_received == sent.accounted_sent and received.accounted_sent == 0
+        assert sent.tcp_sent is not None and received.tcp_received is not None, "Linux exposes TCP_INFO"
+        # TLS records, HTTP/2 frames and the handshake add a little; the kernel's count is never below gRPC's
+        assert sent.grpc_sent < sent.tcp_sent < sent.grpc_sent * 1.02
+        assert received.tcp_received == pytest.approx(sent.tcp_sent, rel=0.01)
+        assert sent.to_dict()["tcp_connections"] == 1
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_configuration_and_misuse_get_one_clear_line(ca: Pki) -> None:
+    for bad, expected in (
+        (lambda: PeerAddress("no-port"), "peer address must be host:port"),
+        (lambda: PeerAddress("host:70000"), "peer address must be host:port"),
+        (lambda: ChannelTimeouts(receive=0), "timeout 'receive' must be a positive number"),
+        (lambda: ChannelTimeouts(gone_after=0), "gone_after must be a positive number"),
+    ):
+        with pytest.raises(ValueError) as error:
+            bad()
+        assert one_line(error.value).startswith(expected)
+    with federation(ca, "active", "passive_1") as parties:
+        active = parties["active"]
+        stranger = Identity.generate("active")
+        with pytest.raises(IdentityError, match="active's identity key is not the one the roster holds"):
+            GrpcChannel(stranger, parties.roster, parties.session, listen="127.0.0.1:0", tls=ca.material("active"), peer_check=ca.peer_check)
+        with pytest.raises(ProtocolError, match=f"active cannot listen on 127.0.0.1:{active.port}"):
+            GrpcChannel(
+                parties.identities["active"], parties.roster, parties.session,
+                listen=f"127.0.0.1:{active.port}", tls=ca.material("active"), peer_check=ca.peer_check,
+            )  # fmt: skip
+        with pytest.raises(ProtocolError, match="active cannot send a message as 'passive_1'"):
+            active.send(message(MessageKind.GRADIENT, "passive_1", "active", 0))
+        with pytest.raises(ProtocolError, match="active cannot receive the messages addressed to 'passive_1'"):
+            active.receive("passive_1", MessageKind.GRADIENT)
+        with pytest.raises(ProtocolError, match="'coordinator' is not a peer of active"):
+            active.add_peer("coordinator", "127.0.0.1:1")
+        with pytest.raises(ProtocolError, match="active already has an address for 'passive_1'"):
+            active.add_peer("passive_1", "127.0.0.1:1")
+        # a plan that gives passive_1's own address for the active party
+        misdialled = PeerClient("passive_1", "active", parties.address("passive_1"), ca.material("passive_1"), max_frame_bytes=1 << 20, timeouts=FAST)
+        try:
+            with pytest.raises(PeerUnavailableError) as wrong:
+                misdialled.wait_connected()
+        finally:
+            misdialled.close()
+        assert one_line(wrong.value).endswith("but 'passive_1' answers there: check the address")
