@@ -12,11 +12,10 @@ from securevfl.config import RunConfig
 from securevfl.data import VFLDataset
 from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.errors import ConfigError
-from securevfl.models import build_bottom_model, build_top_model
 from securevfl.parties import ACTIVE_NAME, LocalBlock, PartyModels, passive_name
+from securevfl.party_models import bottom_model, sgd, top_model
 from securevfl.scheduler import Federation
 from securevfl.schemes import Role, Scheme, scheme_for
-from securevfl.seeding import seed_torch
 
 __all__ = ["Federation", "build_federation"]
 
@@ -70,20 +69,15 @@ def _build_models(
     blocks: list[np.ndarray],
     given: Sequence[torch.nn.Module] | None,
 ) -> PartyModels:
-    model_cfg, train_cfg = config.model, config.train
     n_passive = config.parties.passive
-    bottom_out = model_cfg.resolved_bottom_output(dataset.num_classes)
-    activation = model_cfg.resolved_output_activation()
+    bottom_out = config.model.resolved_bottom_output(dataset.num_classes)
     if given is not None:
         _check_given_models(scheme, given, blocks, bottom_out)
 
     def make_bottom(index: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         if given is not None:
-            model = given[index]
-        else:
-            seed_torch(train_cfg.seed, "bottom", index)
-            model = build_bottom_model(len(blocks[index]), model_cfg.bottom_hidden, bottom_out, activation)
-        return model, _sgd(model.parameters(), config)
+            return given[index], sgd(given[index].parameters(), config)
+        return bottom_model(config, index, len(blocks[index]), bottom_out)
 
     bottoms = [make_bottom(index) for index in range(n_passive)]
     local_block = None
@@ -96,10 +90,7 @@ def _build_models(
             model=model,
             optimizer=optimizer,
         )
-    seed_torch(train_cfg.seed, "top")
-    top = build_top_model(model_cfg.top, [bottom_out] * len(blocks), model_cfg.top_hidden, dataset.num_classes)
-    top_params = list(top.parameters())
-    top_optimizer = _sgd(top_params, config) if top_params else None
+    top, top_optimizer = top_model(config, len(blocks), bottom_out, dataset.num_classes)
     return PartyModels(bottoms, local_block, top, top_optimizer, bottom_out)
 
 
@@ -127,8 +118,3 @@ def _check_given_models(scheme: Scheme, models: Sequence[torch.nn.Module], block
                 f"bottom_models[{index}] outputs shape {tuple(width)} for one sample; the configured top needs "
                 f"(1, {bottom_out}) (model.bottom_output)"
             )
-
-
-def _sgd(params, config: RunConfig) -> torch.optim.Optimizer:  # type: ignore[no-untyped-def]
-    train = config.train
-    return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
