@@ -187,7 +187,7 @@ def _train_epoch(
         disable=None if train_cfg.progress else True,
     )
     first_step = step = (epoch - 1) * steps_per_epoch
-    with _stopped_cleanly(epoch, "training", lambda: step):
+    with stopped_cleanly(epoch, "training", lambda: step):
         for index, sample_ids in enumerate(progress):
             step = first_step + index
             loss = federation.train_batch(step, sample_ids)
@@ -195,7 +195,7 @@ def _train_epoch(
             if index % 50 == 0:
                 progress.set_postfix(loss=f"{loss:.4f}")
     step = first_step + len(batches)
-    with _stopped_cleanly(epoch, "evaluation", lambda: step):
+    with stopped_cleanly(epoch, "evaluation", lambda: step):
         accuracy = federation.evaluate(n_test, train_cfg.eval_batch_size, step=step)
         attack_metrics = federation.attack_metrics(train_cfg.eval_batch_size, step=step)
     return EpochRecord(
@@ -208,7 +208,7 @@ def _train_epoch(
 
 
 @contextmanager
-def _stopped_cleanly(epoch: int, stage: str, step: Callable[[], int]) -> Iterator[None]:
+def stopped_cleanly(epoch: int, stage: str, step: Callable[[], int]) -> Iterator[None]:
     """Turn a diverged value or one outside CKKS's precise range into :class:`TrainingDiverged`.
 
     Both are outcomes of a run, not bugs, wherever they happen: in a training step or while
