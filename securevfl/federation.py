@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from securevfl.attacks import prepare_attack
+from securevfl.attacks.setup import AttackSetup
 from securevfl.config import RunConfig
 from securevfl.data import VFLDataset
 from securevfl.defenses.pipeline import DefensePipeline
@@ -17,7 +18,7 @@ from securevfl.party_models import bottom_model, sgd, top_model
 from securevfl.scheduler import Federation
 from securevfl.schemes import Role, Scheme, scheme_for
 
-__all__ = ["Federation", "build_federation"]
+__all__ = ["Federation", "build_federation", "prepare_run_attack"]
 
 
 def build_federation(
@@ -36,14 +37,7 @@ def build_federation(
     """
     scheme = scheme_for(config.protection)
     models = _build_models(config, scheme, dataset, blocks, bottom_models)
-    names = [passive_name(index) for index in range(config.parties.passive)]
-    parties = {Role.PASSIVE: names, Role.ACTIVE: [ACTIVE_NAME], Role.OBSERVER: ["channel"]}
-    if scheme.key_holder_party is not None:
-        parties[Role.KEY_HOLDER] = [scheme.key_holder_party]
-    granted = {role: scheme.capabilities.granted(role) for role in Role}
-    setup = prepare_attack(
-        config.attack, dataset, blocks, parties, granted, models.bottom_out, config.train.seed, top=config.model.top
-    )
+    setup = prepare_run_attack(config, dataset, blocks)
     data = setup.dataset if setup.dataset is not None else dataset
     federation = scheme.assemble(config.model, config.train, data, blocks, models)
     federation.connect()
@@ -52,6 +46,22 @@ def build_federation(
     for split, (x, labels) in setup.plan.eval_splits.items():
         _add_eval_split(federation, split, x, labels, blocks)
     return federation
+
+
+def prepare_run_attack(config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarray]) -> AttackSetup:
+    """The configured attack of a run: its party, its data changes and evaluation splits, the attack itself.
+
+    The experimenter's step, made from the whole data set before any party exists: the in-process
+    run and the exporter of per-party data (:mod:`securevfl.loopback`) make the same one.
+    """
+    scheme = scheme_for(config.protection)
+    names = [passive_name(index) for index in range(config.parties.passive)]
+    parties = {Role.PASSIVE: names, Role.ACTIVE: [ACTIVE_NAME], Role.OBSERVER: ["channel"]}
+    if scheme.key_holder_party is not None:
+        parties[Role.KEY_HOLDER] = [scheme.key_holder_party]
+    granted = {role: scheme.capabilities.granted(role) for role in Role}
+    bottom_out = config.model.resolved_bottom_output(dataset.num_classes)
+    return prepare_attack(config.attack, dataset, blocks, parties, granted, bottom_out, config.train.seed, top=config.model.top)
 
 
 def _add_eval_split(federation: Federation, split: str, x: np.ndarray, labels: np.ndarray, blocks: list[np.ndarray]) -> None:
