@@ -139,7 +139,7 @@ class ThreadedEndpoint:
                     return message
                 if self._aborted:
                     peer, reason = next(iter(self._aborted.items()))
-                    raise PeerAbortedError(f"{self.party} stopped waiting for a {kind!r} message: {peer} aborted ({reason})")
+                    raise PeerAbortedError(f"{self.party} stopped waiting for a '{kind}' message: {peer} aborted ({reason})")
                 exact = self._pop_refusal(kind, sender, exact=True)
                 if exact is not None:
                     raise exact.error
@@ -149,7 +149,7 @@ class ThreadedEndpoint:
                     if refusal is not None:
                         raise refusal.error
                     origin = f" from {sender!r}" if sender is not None else ""
-                    raise ProtocolError(f"{self.party} waited {self.receive_timeout:g} s for a {kind!r} message{origin}; none came")
+                    raise ProtocolError(f"{self.party} waited {self.receive_timeout:g} s for a '{kind}' message{origin}; none came")
                 self._condition.wait(left)
 
     def poll(self, receiver: str, kinds: Collection[MessageKind]) -> Message | None:
