@@ -167,3 +167,24 @@ def test_a_missing_peer_fails_a_receive_after_its_deadline_in_one_line() -> None
     endpoint = network.endpoint(alice, Roster.of([alice, bob]), receive_timeout=0.2)
     with pytest.raises(ProtocolError, match=r"^alice waited 0.2 s for a 'gradient' message from 'bob'; none came$"):
         endpoint.receive("alice", MessageKind.GRADIENT, sender="bob")
+
+
+@pytest.mark.parametrize(
+    ("label", "attack"),
+    [
+        ("plain", {"kind": "label_inference"}),
+        ("plain", {"kind": "gradient_replacement", "gamma": 2.0, "poison_train": 6, "poison_test": 4, "known_target_samples": 2, "trigger_features": [3, 5], "trigger_values": [2.0, -1.0]}),
+        # decryption_policy = "none": a refused request is answered by silence (see the report), which across threads is a timeout
+        ("ckks/coordinator-unguarded", {"kind": "gradient_replacement", "gamma": 2.0, "poison_train": 6, "poison_test": 4, "known_target_samples": 2, "trigger_features": [3, 5], "trigger_values": [2.0, -1.0]}),
+    ],
+)
+def test_an_attack_runs_in_its_own_partys_thread_with_the_in_process_metrics(label: str, attack: dict) -> None:
+    """The attack hooks into its party alone; the active party scores the evaluation splits (backdoor accuracy),
+    and the attacker, given the evaluator's labels, its own metrics (label inference accuracy)."""
+    protection = {**SCHEMES["ckks/coordinator"], "decryption_policy": "none"} if label.endswith("unguarded") else SCHEMES[label]
+    cfg = config(**{**_config(protection).resolved(), "attack": attack, "data": {}})
+    reference = run_training(cfg, dataset=DATA)
+    threaded = run_in_threads(cfg, DATA, score_attack=True)
+    assert threaded.errors == {}
+    assert reference["attack"]["feasible"] is True and len(reference["history"][0]) > 3
+    _check_same_history(threaded.history, reference["history"], exact=label == "plain")
