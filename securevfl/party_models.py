@@ -7,6 +7,7 @@ the parameters the in-process run gives it, whatever the other parties do.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
 import torch
@@ -18,18 +19,24 @@ from securevfl.seeding import seed_torch
 
 __all__ = ["bottom_model", "sgd", "top_model"]
 
+#: torch's global generator is shared by every thread of a process: a model is seeded and built
+#: under this lock, so parties built at once in threads (tests) each draw from their own stream.
+_SEEDING = threading.Lock()
+
 
 def bottom_model(config: RunConfig, index: int, in_features: int, bottom_out: int) -> tuple[nn.Module, torch.optim.Optimizer]:
     """Block ``index``'s bottom model (passives in order, then the active party's own block) and its optimizer."""
-    seed_torch(config.train.seed, "bottom", index)
-    model = build_bottom_model(in_features, config.model.bottom_hidden, bottom_out, config.model.resolved_output_activation())
+    with _SEEDING:
+        seed_torch(config.train.seed, "bottom", index)
+        model = build_bottom_model(in_features, config.model.bottom_hidden, bottom_out, config.model.resolved_output_activation())
     return model, sgd(model.parameters(), config)
 
 
 def top_model(config: RunConfig, n_blocks: int, bottom_out: int, num_classes: int) -> tuple[nn.Module, torch.optim.Optimizer | None]:
     """The active party's top model over ``n_blocks`` bottom outputs, and its optimizer (None: nothing to train)."""
-    seed_torch(config.train.seed, "top")
-    top = build_top_model(config.model.top, [bottom_out] * n_blocks, config.model.top_hidden, num_classes)
+    with _SEEDING:
+        seed_torch(config.train.seed, "top")
+        top = build_top_model(config.model.top, [bottom_out] * n_blocks, config.model.top_hidden, num_classes)
     params = list(top.parameters())
     return top, (sgd(params, config) if params else None)
 

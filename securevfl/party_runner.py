@@ -66,6 +66,17 @@ class PartyEndpoint:
     def __init__(self, inner: Channel) -> None:
         self.inner = inner
         self.lock = threading.Lock()
+        self._trainer: int | None = None
+
+    @contextmanager
+    def training(self) -> Iterator[None]:
+        """Hold the party's lock as its training thread (its receives give it up while they wait)."""
+        with self.lock:
+            self._trainer = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._trainer = None
 
     @property
     def stats(self) -> TrafficStats:
@@ -75,7 +86,7 @@ class PartyEndpoint:
         self.inner.send(message)
 
     def receive(self, receiver: str, kind: MessageKind, sender: str | None = None) -> Message:
-        if not self.lock.locked():  # a caller outside the schedule (tests): nothing to give up
+        if threading.get_ident() != self._trainer:  # not the training thread (a caller outside the schedule): nothing to give up
             return self.inner.receive(receiver, kind, sender)
         self.lock.release()
         try:
@@ -144,7 +155,7 @@ def run_party(
             without it the attack runs but its truth-based metrics are not computed here.
     """
     runner = _PartyRunner(config, run, local, channel, evaluate_splits, attack, attack_truth)
-    with channel.lock:
+    with channel.training():
         try:
             runner.run()
         except BaseException as exc:
