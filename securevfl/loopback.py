@@ -30,6 +30,7 @@ from securevfl.party_assembly import run_shape
 from securevfl.party_data import cut_party_data, save_party_data
 from securevfl.plan import Plan, PrivateParty, load_plan, load_private
 from securevfl.protocols import Identity, new_session_id
+from securevfl.roles import Role
 from securevfl.toml_text import dumps
 
 __all__ = ["PLAN_NAME", "PRIVATE_NAME", "LoopbackFiles", "export_party_data", "write_identity_key", "write_loopback_plan"]
@@ -68,7 +69,9 @@ def write_loopback_plan(
     dataset = dataset if dataset is not None else load_dataset(config.data)
     blocks = partition_columns(dataset, config.parties)
     shape = {"n_train": len(dataset.y_train), "n_test": len(dataset.y_test), "num_classes": dataset.num_classes, "block_widths": [len(b) for b in blocks]}
-    names = config.scheme.party_names(run_shape(config, shape["block_widths"], dataset.num_classes, shape["n_train"], shape["n_test"]))
+    public = run_shape(config, shape["block_widths"], dataset.num_classes, shape["n_train"], shape["n_test"])
+    key_holder = config.scheme.key_holder_party
+    names = config.scheme.party_names(public)
     ca = pki.create_ca()
     pki.write_ca(ca, out_dir / "ca", overwrite=overwrite)
     parties, private = [], {}
@@ -78,7 +81,7 @@ def write_loopback_plan(
         write_identity_key(folder / IDENTITY_NAME, identity, overwrite=overwrite)
         credentials = pki.issue_party_certificate(ca, name, dns_names=pki.DEFAULT_DNS_NAMES, ip_addresses=pki.DEFAULT_IP_ADDRESSES)
         written = pki.write_party_credentials(credentials, folder, overwrite=overwrite)
-        role = "passive" if name.startswith("passive_") else "active" if name == "active" else "coordinator"
+        role = {Role.PASSIVE: "passive", Role.ACTIVE: "active"}.get(public.role_of(name, key_holder), "coordinator")
         parties.append({
             "name": name, "role": role, "address": f"127.0.0.1:{base_port + index}",
             "identity_fingerprint": identity.fingerprint, "identity_public_key": identity.public_key.hex(), "tls_fingerprint": written.fingerprint,

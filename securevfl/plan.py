@@ -42,6 +42,7 @@ __all__ = [
     "PlanParty",
     "PlanShape",
     "PrivateParty",
+    "check_tls",
     "load_identity",
     "load_plan",
     "load_private",
