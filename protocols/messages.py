@@ -51,6 +51,15 @@ class MessageKind(StrEnum):
     ALIGNMENT_ACK = "alignment_ack"
     """Sample alignment: a passive's confirmation that it holds every aligned id (the SHA-256 of the
     list it received), passive -> active, so no party trains on a partial alignment."""
+    DONE = "done"
+    """End of run: the sender has finished its schedule and sends nothing more but this (empty payload).
+    Each party tells the key holder it used and the active party; the active party tells every
+    passive once all of them are done, so a key holder knows when to stop serving and every
+    process knows the run completed (running one party per process, :mod:`securevfl.party_runner`)."""
+    ABORT = "abort"
+    """The sender stopped with an error and will send nothing more; ``meta["reason"]`` says why in
+    one line (empty payload). A party waiting for this sender's messages fails at once instead of
+    waiting out its receive deadline."""
 
 
 ACTIVATION = MessageKind.ACTIVATION

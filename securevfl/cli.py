@@ -1,6 +1,8 @@
 """Command line: ``securevfl train --config FILE.toml [--set KEY=VALUE ...] [--out DIR] [--resume | --overwrite]``
 ``securevfl bench [--out DIR] [--quick]``, ``securevfl study --config STUDY.toml [--out DIR] [--workers N]`` and
-``securevfl pki init|issue|show`` (certificates for mutual TLS between parties, see docs/deployment.md).
+``securevfl pki init|issue|show`` (certificates for mutual TLS between parties, see docs/deployment.md),
+``securevfl plan loopback|export-data`` (a plan and each party's files) and
+``securevfl party --plan PLAN.toml --party NAME --private PARTY.toml`` (one party of a planned run).
 
 User errors (bad config, missing data, impossible partition) print one ``error:`` line and
 exit with status 2; anything else is a bug and keeps its traceback.
@@ -88,7 +90,35 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--retry-failed", action="store_true", help="reset the runs that stopped with an error and train them again from epoch 1")
     study.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_pki_parser(commands)
+    _add_plan_parsers(commands)
     return parser
+
+
+def _add_plan_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``securevfl plan`` (write a plan, export a party's data) and ``securevfl party`` (run one party)."""
+    plan = commands.add_parser("plan", help="write a plan for one process per party, or export a party's own data block")
+    actions = plan.add_subparsers(dest="plan_command", required=True)
+    loopback = actions.add_parser(
+        "loopback", help="from a config: plan.toml for every party on 127.0.0.1, keys, certificates and each party's data block"
+    )
+    loopback.add_argument("--config", type=Path, help="TOML config (defaults apply to anything omitted)")
+    loopback.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    loopback.add_argument("--out", type=Path, required=True, help="directory for plan.toml, ca/ and one folder per party")
+    loopback.add_argument("--base-port", type=int, default=50_051, help="port of the first party; the others follow (default 50051)")
+    loopback.add_argument("--no-data", action="store_true", help="do not export the parties' data blocks")
+    loopback.add_argument("--overwrite", action="store_true", help="replace a plan and party files already in --out")
+    export = actions.add_parser("export-data", help="cut one party's own block from the plan's data set into its party file's data path")
+    export.add_argument("--plan", type=Path, required=True, help="the plan (plan.toml)")
+    export.add_argument("--party", required=True, help="the party whose block to write")
+    export.add_argument("--private", type=Path, required=True, help="that party's private file (its data path)")
+    export.add_argument("--overwrite", action="store_true", help="replace the data file if it exists")
+
+    party = commands.add_parser("party", help="run one party of a planned run with only its own data and keys")
+    party.add_argument("--plan", type=Path, required=True, help="the plan every party holds (plan.toml)")
+    party.add_argument("--party", required=True, help="which party of the plan this process is")
+    party.add_argument("--private", type=Path, required=True, help="this party's private file (data, keys, passphrase source)")
+    party.add_argument("--out", type=Path, help="directory for this party's result (default runs/party-NAME)")
+    party.add_argument("--overwrite", action="store_true", help="replace this party's result in --out")
 
 
 def _add_pki_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -138,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _study(args, list(sys.argv[1:] if argv is None else argv))
         if args.command == "pki":
             return _pki(args)
+        if args.command == "plan":
+            return _plan(args)
+        if args.command == "party":
+            return _party(args)
     except SecureVFLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -162,9 +196,10 @@ def _how_to_resume(args: argparse.Namespace, argv: list[str]) -> str:
 def _train(args: argparse.Namespace) -> int:
     # Imported here so `securevfl --help` stays instant (torch takes a second to import).
     from securevfl.config import load_config
-    from securevfl.training import RESULT_NAME, EpochRecord, run_training
+    from securevfl.training import RESULT_NAME, EpochRecord, refuse_unavailable_transport, run_training
 
     config = load_config(args.config, args.overrides)
+    refuse_unavailable_transport(config)
     if not args.quiet:
         parties = config.parties
         print(
@@ -257,6 +292,39 @@ def _pki(args: argparse.Namespace) -> int:
         return 0
     shown = [pki.describe_certificate(certificate).lines() for certificate in pki.load_certificates(args.file)]
     print("\n\n".join("\n".join(lines) for lines in shown))
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    # Imported here so `securevfl --help` stays instant.
+    from securevfl.config import load_config
+    from securevfl.loopback import export_party_data, write_loopback_plan
+    from securevfl.plan import load_plan, load_private
+
+    if args.plan_command == "loopback":
+        files = write_loopback_plan(
+            load_config(args.config, args.overrides), args.out, base_port=args.base_port, with_data=not args.no_data, overwrite=args.overwrite
+        )
+        print(f"wrote {files.plan}")
+        for name, path in files.private.items():
+            print(f"  {name}: securevfl party --plan {files.plan} --party {name} --private {path}")
+        return 0
+    plan = load_plan(args.plan)
+    plan.party(args.party)
+    path = export_party_data(plan, load_private(args.private, args.party), overwrite=args.overwrite)
+    print(f"wrote {args.party}'s own data block to {path}")
+    return 0
+
+
+def _party(args: argparse.Namespace) -> int:
+    # Imported here so `securevfl --help` stays instant.
+    from securevfl.party_process import open_party, plan_channel, run_party_process
+
+    session = open_party(args.plan, args.party, args.private)
+    out = args.out if args.out is not None else Path("runs") / f"party-{args.party}"
+    outcome = run_party_process(session, plan_channel, out, overwrite=args.overwrite)
+    last = f"main accuracy {outcome.history[-1]['main_accuracy']:.2%}; " if outcome.history else ""
+    print(f"{args.party}: {last}sent {_human_bytes(sum(outcome.bytes_sent.values()))}; result in {out}")
     return 0
 
 

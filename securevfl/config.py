@@ -1,7 +1,7 @@
 """Run configuration: TOML files plus ``--set`` overrides, validated by pydantic.
 
 Sections: ``data``, ``parties``, ``model``, ``train``, ``protection``, ``attack``,
-``defense``. Unknown keys, wrong types and impossible combinations raise
+``defense``, ``transport``. Unknown keys, wrong types and impossible combinations raise
 :class:`~securevfl.errors.ConfigError` with a single readable line, which the CLI prints
 before exiting with status 2.
 """
@@ -24,15 +24,17 @@ from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.defenses.registry import parse_defense_config
 from securevfl.errors import ConfigError
 from securevfl.schemes import Scheme, default_preset, scheme_for
-from securevfl.sections import ModelConfig, ProtectionConfig, TrainConfig, ConfigSection
+from securevfl.sections import ConfigSection, ModelConfig, ProtectionConfig, TrainConfig, TransportConfig
 
 __all__ = [
     "ModelConfig",
     "ProtectionConfig",
     "RunConfig",
     "TrainConfig",
+    "TransportConfig",
     "apply_override",
     "comparable_config",
+    "describe_validation_error",
     "load_config",
     "validate_config",
 ]
@@ -63,6 +65,7 @@ class RunConfig(ConfigSection):
     defense: list[Annotated[SerializeAsAny[DefenseConfigBase], BeforeValidator(_defense_of_its_kind)]] = Field(
         default_factory=list, description="[[defense]] tables, applied in order; each kind's config validates its table"
     )
+    transport: TransportConfig = Field(default_factory=TransportConfig)
 
     @field_validator("attack", mode="before")
     @classmethod
@@ -144,7 +147,7 @@ def validate_config(raw: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe_validation_error(exc)) from None
+        raise ConfigError(describe_validation_error(exc)) from None
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
@@ -171,7 +174,7 @@ def _parse_literal(text: str) -> Any:
         return text
 
 
-def _describe_validation_error(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     location = ".".join(str(part) for part in error["loc"])
     more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""

@@ -8,17 +8,17 @@ import numpy as np
 import torch
 
 from securevfl.attacks import prepare_attack
+from securevfl.attacks.setup import AttackSetup
 from securevfl.config import RunConfig
 from securevfl.data import VFLDataset
 from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.errors import ConfigError
-from securevfl.models import build_bottom_model, build_top_model
 from securevfl.parties import ACTIVE_NAME, LocalBlock, PartyModels, passive_name
+from securevfl.party_models import bottom_model, sgd, top_model
 from securevfl.scheduler import Federation
 from securevfl.schemes import Role, Scheme, scheme_for
-from securevfl.seeding import seed_torch
 
-__all__ = ["Federation", "build_federation"]
+__all__ = ["Federation", "build_federation", "prepare_run_attack"]
 
 
 def build_federation(
@@ -37,14 +37,7 @@ def build_federation(
     """
     scheme = scheme_for(config.protection)
     models = _build_models(config, scheme, dataset, blocks, bottom_models)
-    names = [passive_name(index) for index in range(config.parties.passive)]
-    parties = {Role.PASSIVE: names, Role.ACTIVE: [ACTIVE_NAME], Role.OBSERVER: ["channel"]}
-    if scheme.key_holder_party is not None:
-        parties[Role.KEY_HOLDER] = [scheme.key_holder_party]
-    granted = {role: scheme.capabilities.granted(role) for role in Role}
-    setup = prepare_attack(
-        config.attack, dataset, blocks, parties, granted, models.bottom_out, config.train.seed, top=config.model.top
-    )
+    setup = prepare_run_attack(config, dataset, blocks)
     data = setup.dataset if setup.dataset is not None else dataset
     federation = scheme.assemble(config.model, config.train, data, blocks, models)
     federation.connect()
@@ -53,6 +46,22 @@ def build_federation(
     for split, (x, labels) in setup.plan.eval_splits.items():
         _add_eval_split(federation, split, x, labels, blocks)
     return federation
+
+
+def prepare_run_attack(config: RunConfig, dataset: VFLDataset, blocks: list[np.ndarray]) -> AttackSetup:
+    """The configured attack of a run: its party, its data changes and evaluation splits, the attack itself.
+
+    The experimenter's step, made from the whole data set before any party exists: the in-process
+    run and the exporter of per-party data (:mod:`securevfl.loopback`) make the same one.
+    """
+    scheme = scheme_for(config.protection)
+    names = [passive_name(index) for index in range(config.parties.passive)]
+    parties = {Role.PASSIVE: names, Role.ACTIVE: [ACTIVE_NAME], Role.OBSERVER: ["channel"]}
+    if scheme.key_holder_party is not None:
+        parties[Role.KEY_HOLDER] = [scheme.key_holder_party]
+    granted = {role: scheme.capabilities.granted(role) for role in Role}
+    bottom_out = config.model.resolved_bottom_output(dataset.num_classes)
+    return prepare_attack(config.attack, dataset, blocks, parties, granted, bottom_out, config.train.seed, top=config.model.top)
 
 
 def _add_eval_split(federation: Federation, split: str, x: np.ndarray, labels: np.ndarray, blocks: list[np.ndarray]) -> None:
@@ -70,20 +79,15 @@ def _build_models(
     blocks: list[np.ndarray],
     given: Sequence[torch.nn.Module] | None,
 ) -> PartyModels:
-    model_cfg, train_cfg = config.model, config.train
     n_passive = config.parties.passive
-    bottom_out = model_cfg.resolved_bottom_output(dataset.num_classes)
-    activation = model_cfg.resolved_output_activation()
+    bottom_out = config.model.resolved_bottom_output(dataset.num_classes)
     if given is not None:
         _check_given_models(scheme, given, blocks, bottom_out)
 
     def make_bottom(index: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         if given is not None:
-            model = given[index]
-        else:
-            seed_torch(train_cfg.seed, "bottom", index)
-            model = build_bottom_model(len(blocks[index]), model_cfg.bottom_hidden, bottom_out, activation)
-        return model, _sgd(model.parameters(), config)
+            return given[index], sgd(given[index].parameters(), config)
+        return bottom_model(config, index, len(blocks[index]), bottom_out)
 
     bottoms = [make_bottom(index) for index in range(n_passive)]
     local_block = None
@@ -96,10 +100,7 @@ def _build_models(
             model=model,
             optimizer=optimizer,
         )
-    seed_torch(train_cfg.seed, "top")
-    top = build_top_model(model_cfg.top, [bottom_out] * len(blocks), model_cfg.top_hidden, dataset.num_classes)
-    top_params = list(top.parameters())
-    top_optimizer = _sgd(top_params, config) if top_params else None
+    top, top_optimizer = top_model(config, len(blocks), bottom_out, dataset.num_classes)
     return PartyModels(bottoms, local_block, top, top_optimizer, bottom_out)
 
 
@@ -127,8 +128,3 @@ def _check_given_models(scheme: Scheme, models: Sequence[torch.nn.Module], block
                 f"bottom_models[{index}] outputs shape {tuple(width)} for one sample; the configured top needs "
                 f"(1, {bottom_out}) (model.bottom_output)"
             )
-
-
-def _sgd(params, config: RunConfig) -> torch.optim.Optimizer:  # type: ignore[no-untyped-def]
-    train = config.train
-    return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)

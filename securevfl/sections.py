@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from securevfl.crypto import get_preset, preset_names
 
-__all__ = ["ConfigSection", "ModelConfig", "ProtectionConfig", "TrainConfig"]
+__all__ = ["ConfigSection", "ModelConfig", "ProtectionConfig", "TrainConfig", "TransportConfig"]
 
 _DEFAULT_TOP_HIDDEN = (32,)
 #: Widest layer a config may ask for: a larger one is a typo or an attack on memory, not a model.
@@ -166,3 +166,21 @@ class ProtectionConfig(ConfigSection):
                 f"mask_half_width = {self.mask_half_width:g} loses precision: masked values up to {self.mask_half_width + bound:g} "
                 f"must stay within half the decryptable ceiling of preset {preset.name!r} ({preset.decrypt_ceiling:g})"
             )
+
+
+class TransportConfig(ConfigSection):
+    """How the parties' frames travel: in one process, or one process per party over gRPC.
+
+    ``inprocess`` runs every party in one process (``securevfl train``). ``grpc`` runs each party
+    as its own process (``securevfl party``), reached at the address the plan gives it, over
+    mutual TLS; the timeouts bound how long a party waits before it reports the peer as gone.
+    The transport does not change what is computed: a run gives the same history either way.
+    """
+
+    kind: Literal["inprocess", "grpc"] = "inprocess"
+    receive_timeout: float = Field(
+        default=300.0, gt=0, le=86_400, description="seconds a party waits for an expected message before it gives up"
+    )
+    connect_timeout: float = Field(
+        default=60.0, gt=0, le=3_600, description="seconds a party process waits for its peers to come up at the start"
+    )

@@ -78,6 +78,7 @@ def run_training(
             result is never lost by a repeated command).
     """
     started = time.perf_counter()
+    refuse_unavailable_transport(config)
     if out_dir is not None:
         check_output_directory(out_dir, resume=resume, overwrite=overwrite)
     torch.set_num_threads(config.train.threads)
@@ -142,6 +143,24 @@ def run_training(
     return result
 
 
+#: Why ``transport.kind = "grpc"`` is refused for now (one line, as every config error).
+GRPC_NOT_AVAILABLE = (
+    "transport.kind = 'grpc' is not available yet: the gRPC channel that runs one process per party has not landed; "
+    "use transport.kind = 'inprocess'"
+)
+
+
+def refuse_unavailable_transport(config: RunConfig) -> None:
+    """The seam of the one-process-per-party launcher: ``grpc`` is refused here until it is connected.
+
+    Once the gRPC channel lands, ``run_training`` hands a ``grpc`` config to the launcher instead
+    (write a loopback plan with :func:`securevfl.loopback.write_loopback_plan`, start one
+    ``securevfl party`` process per party, read the active party's ``result.json``).
+    """
+    if config.transport.kind == "grpc":
+        raise ConfigError(GRPC_NOT_AVAILABLE)
+
+
 def check_output_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse, before any training, an output directory that would lose a run or cannot be written.
 
@@ -187,7 +206,7 @@ def _train_epoch(
         disable=None if train_cfg.progress else True,
     )
     first_step = step = (epoch - 1) * steps_per_epoch
-    with _stopped_cleanly(epoch, "training", lambda: step):
+    with stopped_cleanly(epoch, "training", lambda: step):
         for index, sample_ids in enumerate(progress):
             step = first_step + index
             loss = federation.train_batch(step, sample_ids)
@@ -195,7 +214,7 @@ def _train_epoch(
             if index % 50 == 0:
                 progress.set_postfix(loss=f"{loss:.4f}")
     step = first_step + len(batches)
-    with _stopped_cleanly(epoch, "evaluation", lambda: step):
+    with stopped_cleanly(epoch, "evaluation", lambda: step):
         accuracy = federation.evaluate(n_test, train_cfg.eval_batch_size, step=step)
         attack_metrics = federation.attack_metrics(train_cfg.eval_batch_size, step=step)
     return EpochRecord(
@@ -208,7 +227,7 @@ def _train_epoch(
 
 
 @contextmanager
-def _stopped_cleanly(epoch: int, stage: str, step: Callable[[], int]) -> Iterator[None]:
+def stopped_cleanly(epoch: int, stage: str, step: Callable[[], int]) -> Iterator[None]:
     """Turn a diverged value or one outside CKKS's precise range into :class:`TrainingDiverged`.
 
     Both are outcomes of a run, not bugs, wherever they happen: in a training step or while

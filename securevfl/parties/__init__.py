@@ -5,20 +5,40 @@ nothing but its channel, so the same objects run together in one process or one 
 """
 
 from securevfl.parties.active import ActiveParty, ActiveWire, LocalBlock
-from securevfl.parties.builder import ACTIVE_NAME, COORDINATOR_NAME, PartyBuilder, PartyModels, passive_name
+from securevfl.parties.builder import (
+    ACTIVE_NAME,
+    COORDINATOR_NAME,
+    ActiveOwn,
+    BottomShape,
+    LocalParties,
+    PartyModels,
+    PassiveOwn,
+    RunShape,
+    check_own,
+    make_active,
+    make_passive,
+    passive_name,
+)
 from securevfl.parties.key_holder import KeyHolderParty
 from securevfl.parties.passive import PassiveParty, PassiveWire
 
 __all__ = [
     "ACTIVE_NAME",
     "COORDINATOR_NAME",
+    "ActiveOwn",
     "ActiveParty",
     "ActiveWire",
+    "BottomShape",
     "KeyHolderParty",
     "LocalBlock",
-    "PartyBuilder",
+    "LocalParties",
     "PartyModels",
+    "PassiveOwn",
     "PassiveParty",
     "PassiveWire",
+    "RunShape",
+    "check_own",
+    "make_active",
+    "make_passive",
     "passive_name",
 ]

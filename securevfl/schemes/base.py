@@ -13,15 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from securevfl.models import linear_stack
+from securevfl.parties import ActiveOwn, BottomShape, LocalParties, PartyModels, PassiveOwn, RunShape, passive_name
+from securevfl.protocols import Channel, InProcessChannel, PhaseTimer, fresh_identities
 from securevfl.roles import Capability, Role
+from securevfl.scheduler import Federation
 
 if TYPE_CHECKING:
     from securevfl.data import VFLDataset
     from securevfl.sections import ModelConfig, ProtectionConfig, TrainConfig
-    from securevfl.parties import PartyModels
-    from securevfl.scheduler import Federation
 
-__all__ = ["Capability", "Role", "Scheme", "SchemeCapabilities"]
+__all__ = ["Capability", "Role", "Scheme", "SchemeCapabilities", "bottom_shape", "run_shape_of"]
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,79 @@ class Scheme(ABC):
         return None
 
     @abstractmethod
+    def build_party(
+        self,
+        name: str,
+        run: RunShape,
+        model: ModelConfig,
+        train: TrainConfig,
+        own: PassiveOwn | ActiveOwn | None,
+        channel: Channel,
+        timer: PhaseTimer,
+    ) -> LocalParties:
+        """Party ``name`` alone, from the public ``run`` facts, its ``own`` inputs and its channel endpoint.
+
+        ``own`` is a :class:`~securevfl.parties.PassiveOwn` for a passive, an
+        :class:`~securevfl.parties.ActiveOwn` for the active party and None for a coordinator;
+        whatever secret the party needs (its CKKS key pair, the key holder's secret key) is made
+        here, in the party's own process, and nowhere else.
+        """
+
+    def party_names(self, run: RunShape) -> list[str]:
+        """Every party of a run under this scheme (a coordinator is one more party)."""
+        return run.party_names(self.key_holder_party)
+
     def assemble(
         self, model: ModelConfig, train: TrainConfig, dataset: VFLDataset, blocks: list, models: PartyModels
     ) -> Federation:
-        """Every party of the run, wired to one channel (keys are exchanged by :meth:`Federation.connect`)."""
+        """Every party of the run, each built alone by :meth:`build_party` and wired to one in-process channel.
+
+        The channel gives every party a fresh identity key and each party only its endpoint; keys
+        are exchanged by :meth:`Federation.connect`.
+        """
+        run = run_shape_of(dataset, blocks, models)
+        names = self.party_names(run)
+        channel = InProcessChannel(identities=fresh_identities(names))
+        timer = PhaseTimer()
+        built = {name: self.build_party(name, run, model, train, _own_inputs(run, name, dataset, blocks, models), channel.endpoint(name), timer) for name in names}
+        passives = [built[name].passive for name in run.passive_names]
+        active = built[run.active_name].active
+        holders = [parties.key_holder for parties in built.values() if parties.key_holder is not None]
+        assert active is not None and all(passive is not None for passive in passives)
+        return Federation(passives=passives, active=active, channel=channel, timer=timer, key_holder=holders[0] if holders else None)  # type: ignore[arg-type]
+
+
+def bottom_shape(model: object) -> BottomShape | None:
+    """The public architecture of a Linear/ReLU bottom model (None for any other module)."""
+    try:
+        stack = linear_stack(model)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+    return BottomShape(widths=(stack[0][0].in_features, *(linear.out_features for linear, _ in stack)), relu_after=tuple(relu for _, relu in stack))
+
+
+def run_shape_of(dataset: VFLDataset, blocks: list, models: PartyModels) -> RunShape:
+    """The public facts of an in-process run, read from its data set, blocks and models."""
+    return RunShape(
+        passive_names=tuple(passive_name(index) for index in range(len(models.bottoms))),
+        block_widths=tuple(len(block) for block in blocks),
+        bottoms=tuple(bottom_shape(model) for model, _ in models.bottoms),
+        bottom_out=models.bottom_out,
+        num_classes=dataset.num_classes,
+        n_train=len(dataset.y_train),
+        n_test=len(dataset.y_test),
+    )
+
+
+def _own_inputs(run: RunShape, name: str, dataset: VFLDataset, blocks: list, models: PartyModels) -> PassiveOwn | ActiveOwn | None:
+    """What party ``name`` holds of its own, cut from the whole data set (in-process runs only)."""
+    if name in run.passive_names:
+        index = run.passive_names.index(name)
+        model, optimizer = models.bottoms[index]
+        columns = np.asarray(blocks[index])
+        return PassiveOwn(x_train=dataset.x_train[:, columns], x_test=dataset.x_test[:, columns], model=model, optimizer=optimizer)
+    if name == run.active_name:
+        return ActiveOwn(
+            y_train=dataset.y_train, y_test=dataset.y_test, top=models.top, top_optimizer=models.top_optimizer, local_block=models.local_block
+        )
+    return None

@@ -8,6 +8,7 @@ from gradient signs and the plaintext gradient-replacement backdoor remain possi
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,20 +18,18 @@ from torch.nn import functional as F
 
 from securevfl.defenses.base import MessageContext, Placement
 from securevfl.models import linear_stack
-from securevfl.parties import PartyBuilder, PartyModels
+from securevfl.parties import ActiveOwn, LocalParties, PassiveOwn, RunShape, check_own, make_active, make_passive
 from securevfl.parties.passive import check_same_batch
 from securevfl.protocols import Channel, Message, MessageKind, Phase, PhaseTimer, ProtocolError
 from securevfl.protocols.protection import PartyProtection, PlainProtection, ReceiverKeyProtection
-from securevfl.scheduler import Federation
 from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
 
 if TYPE_CHECKING:
     from securevfl.sections import ModelConfig, TrainConfig
     from securevfl.crypto import EncryptedTensor
-    from securevfl.data import VFLDataset
     from securevfl.parties import ActiveParty, PassiveParty
 
-__all__ = ["OpenActiveWire", "OpenPassiveWire", "PlainScheme", "ReceiverKeyScheme"]
+__all__ = ["OpenActiveWire", "OpenPassiveWire", "OpenScheme", "PlainScheme", "ReceiverKeyScheme"]
 
 _OPEN_SEES = {
     Role.PASSIVE: ("gradient",),
@@ -54,7 +53,34 @@ def _open_capabilities(ciphertexts: bool, observer: set[Capability]) -> SchemeCa
     )
 
 
-class PlainScheme(Scheme):
+class OpenScheme(Scheme):
+    """Both open schemes: one protocol, each party with its own :class:`PartyProtection`."""
+
+    @abstractmethod
+    def protection_for(self, party: str, timer: PhaseTimer) -> PartyProtection:
+        """The protection party ``party`` seals and opens its messages with (made in its own process)."""
+
+    def build_party(
+        self,
+        name: str,
+        run: RunShape,
+        model: ModelConfig,
+        train: TrainConfig,
+        own: PassiveOwn | ActiveOwn | None,
+        channel: Channel,
+        timer: PhaseTimer,
+    ) -> LocalParties:
+        role = run.role_of(name, self.key_holder_party)
+        check_own(name, role, own)
+        if isinstance(own, PassiveOwn):
+            wire = OpenPassiveWire(self.protection_for(name, timer))
+            return LocalParties(name, role, passive=make_passive(name, own, channel, run.active_name, timer, wire))
+        assert isinstance(own, ActiveOwn)
+        active_wire = OpenActiveWire(self.protection_for(name, timer))
+        return LocalParties(name, role, active=make_active(name, own, run.passive_names, channel, timer, active_wire))
+
+
+class PlainScheme(OpenScheme):
     """Arrays travel as they are (still framed and byte-counted like every other scheme)."""
 
     name = "plain"
@@ -66,13 +92,11 @@ class PlainScheme(Scheme):
             observer={Capability.FRAMES, Capability.PLAINTEXT_GRADIENT_ROWS, Capability.PLAINTEXT_ACTIVATION_ROWS},
         )
 
-    def assemble(
-        self, model: ModelConfig, train: TrainConfig, dataset: VFLDataset, blocks: list, models: PartyModels
-    ) -> Federation:
-        return assemble_open(dataset, blocks, models, lambda party, timer: PlainProtection())
+    def protection_for(self, party: str, timer: PhaseTimer) -> PartyProtection:
+        return PlainProtection()
 
 
-class ReceiverKeyScheme(Scheme):
+class ReceiverKeyScheme(OpenScheme):
     """Every party has its own CKKS key pair; each message is encrypted to its receiver."""
 
     name = "ckks/receiver"
@@ -81,27 +105,9 @@ class ReceiverKeyScheme(Scheme):
     def capabilities(self) -> SchemeCapabilities:  # an observer sees only ciphertext frames
         return _open_capabilities(ciphertexts=True, observer={Capability.FRAMES})
 
-    def assemble(
-        self, model: ModelConfig, train: TrainConfig, dataset: VFLDataset, blocks: list, models: PartyModels
-    ) -> Federation:
-        preset = self.preset
-        return assemble_open(dataset, blocks, models, lambda party, timer: ReceiverKeyProtection(party, preset, timer))
-
-
-def assemble_open(
-    dataset: VFLDataset,
-    blocks: list,
-    models: PartyModels,
-    protection: Callable[[str, PhaseTimer], PartyProtection],
-) -> Federation:
-    """Parties of an open scheme, each with its own :class:`PartyProtection`."""
-    builder = PartyBuilder(dataset, blocks, models)
-    passives = [
-        builder.passive(index, OpenPassiveWire(protection(name, builder.timer)))
-        for index, name in enumerate(builder.passive_names)
-    ]
-    active = builder.active(OpenActiveWire(protection(builder.active_name, builder.timer)))
-    return Federation(passives=passives, active=active, channel=builder.channel, timer=builder.timer)
+    def protection_for(self, party: str, timer: PhaseTimer) -> PartyProtection:
+        """A fresh CKKS key pair of ``party``'s own: its secret key never leaves this object."""
+        return ReceiverKeyProtection(party, self.preset, timer)
 
 
 def _announce(protection: PartyProtection, sender: str, receivers: list[str], channel: Channel) -> None:

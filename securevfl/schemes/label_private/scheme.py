@@ -8,20 +8,29 @@ from securevfl.crypto import SecretKeyring, get_preset, preset_names, rotations
 from securevfl.crypto.flooding import NoiseFlooding
 from securevfl.errors import ConfigError
 from securevfl.models import linear_stack
-from securevfl.parties import ACTIVE_NAME, COORDINATOR_NAME, KeyHolderParty, PartyBuilder, PartyModels
-from securevfl.protocols import Phase
+from securevfl.parties import (
+    ACTIVE_NAME,
+    COORDINATOR_NAME,
+    ActiveOwn,
+    KeyHolderParty,
+    LocalParties,
+    PassiveOwn,
+    RunShape,
+    check_own,
+    make_active,
+    make_passive,
+)
+from securevfl.protocols import Channel, Phase, PhaseTimer
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import KeyHolder
-from securevfl.scheduler import Federation
 from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
 from securevfl.schemes.label_private.policy import label_private_policy
-from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan, plan_for_stack, required_depth, sealed_stride
+from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan, required_depth, sealed_stride
 from securevfl.schemes.label_private.sealed import SealedActiveWire, SealedPassiveWire, sealed_layer_refusal
 from securevfl.schemes.label_private.wires import BlindActiveWire, BlindPassiveWire, Bounds, KeyHolderLink
 
 if TYPE_CHECKING:
     from securevfl.sections import ModelConfig, TrainConfig
-    from securevfl.data import VFLDataset
 
 __all__ = ["LabelPrivateScheme"]
 
@@ -154,17 +163,57 @@ class LabelPrivateScheme(Scheme):
             )
         return super().placement_refusal(on, placement)
 
-    def assemble(
-        self, model: ModelConfig, train: TrainConfig, dataset: VFLDataset, blocks: list, models: PartyModels
-    ) -> Federation:
-        protection, builder, preset = self.protection, PartyBuilder(dataset, blocks, models), self.preset
-        batch = train.batch_size
+    def build_party(
+        self,
+        name: str,
+        run: RunShape,
+        model: ModelConfig,
+        train: TrainConfig,
+        own: PassiveOwn | ActiveOwn | None,
+        channel: Channel,
+        timer: PhaseTimer,
+    ) -> LocalParties:
+        """One party: a passive with its blind wire, the active party (and, if it holds the key, the
+        key holder's service under its name), or the coordinator. Only the key holder's build
+        generates the secret key; every party derives the same packing plans from the public shape."""
+        role = run.role_of(name, self.key_holder_party)
+        check_own(name, role, own)
+        protection = self.protection
+        plans, top_plan = self._plans(run, model, train)
+        bounds = Bounds(activation=protection.activation_bound, gradient=protection.gradient_bound)
+        link = KeyHolderLink(self.key_holder_party, protection.mask_half_width)
+        if isinstance(own, PassiveOwn):
+            plan = plans[name]
+            passive_wire = (
+                SealedPassiveWire(own.model, plan, top_plan, bounds, link, train.lr)  # type: ignore[arg-type]
+                if self.sealed
+                else BlindPassiveWire(own.model, plan, top_plan, bounds, link)
+            )
+            return LocalParties(name, role, passive=make_passive(name, own, channel, run.active_name, timer, passive_wire))
+        clients = [party for party in (*run.passive_names, run.active_name) if party != self.key_holder_party]
+        if isinstance(own, ActiveOwn):
+            active_wire: BlindActiveWire = SealedActiveWire(plans, top_plan, bounds) if self.sealed else BlindActiveWire(plans, top_plan, bounds)  # type: ignore[arg-type]
+            active = make_active(name, own, run.passive_names, channel, timer, active_wire)
+            if self.key_holder_party != name:
+                active_wire.link = link
+                return LocalParties(name, role, active=active)
+            service = self._key_holder_service(run, model, train, plans, top_plan, active.audit, timer)
+            active_wire.key_holder = service
+            return LocalParties(name, role, active=active, key_holder=KeyHolderParty(service, channel, clients))
+        service = self._key_holder_service(run, model, train, plans, top_plan, VisibilityLog(name), timer)
+        return LocalParties(name, role, key_holder=KeyHolderParty(service, channel, clients))
+
+    def _plans(self, run: RunShape, model: ModelConfig, train: TrainConfig) -> tuple[dict[str, BottomPlan], TopPlan | None]:
+        """Every passive's packing plan and the trainable top's, from the public architecture (checked against the preset)."""
+        preset, batch = self.preset, train.batch_size
         depth, slots = get_preset(preset).depth, get_preset(preset).slots
-        plans: dict[str, BottomPlan] = {
-            name: plan_for_stack(batch, linear_stack(models.bottoms[index][0])) for index, name in enumerate(builder.passive_names)
-        }
+        plans: dict[str, BottomPlan] = {}
+        for name, shape in zip(run.passive_names, run.bottoms, strict=True):
+            if shape is None:
+                raise ConfigError(f"{name}'s bottom model is not a Linear/ReLU stack, which {self.name} backpropagates under encryption")
+            plans[name] = BottomPlan(batch=batch, widths=shape.widths, relu_after=shape.relu_after)
         if self.sealed:
-            stride = sealed_stride(batch, [plan.widths[0] for plan in plans.values()], models.bottom_out, slots)
+            stride = sealed_stride(batch, [plan.widths[0] for plan in plans.values()], run.bottom_out, slots)
             plans = {name: SealedPlan(plan.batch, plan.widths, plan.relu_after, stride=stride) for name, plan in plans.items()}
         for name, plan in plans.items():
             if plan.depth() > depth:
@@ -180,46 +229,36 @@ class LabelPrivateScheme(Scheme):
                 )
         top_plan = None
         if model.top == "trainable":
-            hidden = model.top_hidden[0] if model.top_hidden else dataset.num_classes
-            top_plan = TopPlan(batch=batch, part_width=models.bottom_out, hidden=hidden)
+            hidden = model.top_hidden[0] if model.top_hidden else run.num_classes
+            top_plan = TopPlan(batch=batch, part_width=run.bottom_out, hidden=hidden)
+        return plans, top_plan
+
+    def _key_holder_service(
+        self,
+        run: RunShape,
+        model: ModelConfig,
+        train: TrainConfig,
+        plans: dict[str, BottomPlan],
+        top_plan: TopPlan | None,
+        audit: VisibilityLog,
+        timer: PhaseTimer,
+    ) -> KeyHolder:
+        """The key holder's service with a freshly generated secret key (exactly the rotation keys the step uses)."""
+        protection, preset = self.protection, self.preset
         steps: set[int] = set().union(*(plan.rotation_steps() for plan in plans.values()))
         if top_plan is not None:
             steps |= top_plan.rotation_steps()
-        with builder.timer.phase(Phase.KEYGEN):
+        with timer.phase(Phase.KEYGEN):
             secret = SecretKeyring.generate(get_preset(preset), rotation_steps=sorted(steps))
-
-        bounds = Bounds(activation=protection.activation_bound, gradient=protection.gradient_bound)
-        link = KeyHolderLink(self.key_holder_party, protection.mask_half_width)
-        if self.sealed:
-            passives = [
-                builder.passive(index, SealedPassiveWire(models.bottoms[index][0], plans[name], top_plan, bounds, link, train.lr))  # type: ignore[arg-type]
-                for index, name in enumerate(builder.passive_names)
-            ]
-            active_wire: BlindActiveWire = SealedActiveWire(plans, top_plan, bounds)  # type: ignore[arg-type]
-        else:
-            passives = [
-                builder.passive(index, BlindPassiveWire(models.bottoms[index][0], plans[name], top_plan, bounds, link))
-                for index, name in enumerate(builder.passive_names)
-            ]
-            active_wire = BlindActiveWire(plans, top_plan, bounds)
-        active = builder.active(active_wire)
         policy = None
         if protection.decryption_policy == "protocol":
             policy = label_private_policy(
-                plans=plans, top_plan=top_plan, active=active.name, key_holder=self.key_holder_party,
-                combined_width=models.bottom_out if top_plan is None else top_plan.hidden,
-                bounds=(bounds.activation, bounds.gradient), eval_batch=train.eval_batch_size,
-                samples=len(dataset.y_train) + len(dataset.y_test), params=get_preset(preset),
+                plans=plans, top_plan=top_plan, active=run.active_name, key_holder=self.key_holder_party,
+                combined_width=run.bottom_out if top_plan is None else top_plan.hidden,
+                bounds=(protection.activation_bound, protection.gradient_bound), eval_batch=train.eval_batch_size,
+                samples=run.n_train + run.n_test, params=get_preset(preset),
             )
-        audit = active.audit if self.key_holder_party == ACTIVE_NAME else VisibilityLog(COORDINATOR_NAME)
-        service = KeyHolder(
-            self.key_holder_party, secret, builder.timer, audit, policy=policy,
+        return KeyHolder(
+            self.key_holder_party, secret, timer, audit, policy=policy,
             flooding=NoiseFlooding(protection.flooding_bits), mask_half_width=protection.mask_half_width,
         )
-        if self.key_holder_party == ACTIVE_NAME:
-            active_wire.key_holder = service
-        else:
-            active_wire.link = link
-        clients = [name for name in (*builder.passive_names, active.name) if name != self.key_holder_party]
-        key_holder = KeyHolderParty(service, builder.key_holder_endpoint(service.name), clients)
-        return Federation(passives=passives, active=active, channel=builder.channel, timer=builder.timer, key_holder=key_holder)

@@ -1,0 +1,115 @@
+"""``securevfl party``: one party of a planned run, from its plan, its private file and a channel.
+
+:func:`open_party` reads and checks everything the party holds (the plan, its private file, its
+identity key against the plan's fingerprint, its TLS material, its own data block against the
+plan's shape) before any frame travels; :func:`run_party_process` builds the party alone
+(:func:`securevfl.party_assembly.build_party`), runs its schedule
+(:func:`securevfl.party_runner.run_party`) and writes its result, never over an existing one.
+
+The channel comes from a :data:`ChannelFactory`. The command line uses :func:`plan_channel`, the
+seam where the gRPC channel plugs in: it refuses both transports for now (``inprocess`` runs every
+party in one process; ``grpc`` is not available yet). Tests run every party in its own thread
+with a factory of :mod:`securevfl.protocols.threaded_channel` endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from securevfl.errors import ConfigError
+from securevfl.files import atomic_write_text
+from securevfl.party_assembly import build_party
+from securevfl.party_data import ActiveData, PassiveData, load_party_data
+from securevfl.party_runner import PartyEndpoint, PartyOutcome, run_party
+from securevfl.plan import Plan, PrivateParty, check_tls, load_identity, load_plan, load_private
+from securevfl.protocols import Channel, Identity
+from securevfl.training import GRPC_NOT_AVAILABLE, RESULT_NAME
+from securevfl.version import __version__
+
+__all__ = ["PARTY_RESULT_NAME", "ChannelFactory", "PartySession", "open_party", "plan_channel", "run_party_process"]
+
+#: The result file of a party other than the active one (the active party writes ``result.json``).
+PARTY_RESULT_NAME = "party_result.json"
+
+
+@dataclass
+class PartySession:
+    """One party's checked view of a planned run: the public plan and what it holds privately."""
+
+    plan: Plan
+    private: PrivateParty
+    identity: Identity
+    data: PassiveData | ActiveData | None
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+
+ChannelFactory = Callable[[PartySession], Channel]
+"""Makes the party's endpoint of the run's transport (its identity signs, the plan's roster checks)."""
+
+
+def open_party(plan_path: Path, party: str, private_path: Path) -> PartySession:
+    """Load and check the plan, the party's private file, its keys and its data (one line per problem)."""
+    plan = load_plan(plan_path)
+    plan.party(party)
+    private = load_private(private_path, party)
+    identity = load_identity(plan, private)
+    check_tls(plan, private)
+    role = plan.party(party).role
+    if role == "coordinator":
+        if private.data is not None:
+            raise ConfigError(f"{private_path}: {party} is a coordinator and holds no data, but its party file names {private.data.path}")
+        return PartySession(plan, private, identity, None)
+    if private.data is None:
+        raise ConfigError(f"{private_path}: {party} is a {role} party, but its party file names no data")
+    data = load_party_data(private.resolve(private.data.path))
+    expected = PassiveData if role == "passive" else ActiveData
+    if not isinstance(data, expected):
+        raise ConfigError(f"{private.resolve(private.data.path)} holds {type(data).__name__.removesuffix('Data').lower()} party data, but {party} is a {role} party")
+    return PartySession(plan, private, identity, data)
+
+
+def plan_channel(session: PartySession) -> Channel:
+    """The transport the plan names: the seam of the gRPC channel (refused until it lands)."""
+    transport = session.plan.run.transport
+    if transport.kind == "grpc":
+        raise ConfigError(GRPC_NOT_AVAILABLE)
+    raise ConfigError(
+        "transport.kind = 'inprocess' runs every party in one process (securevfl train); "
+        "one process per party needs transport.kind = 'grpc' in the plan"
+    )
+
+
+def run_party_process(session: PartySession, channel_factory: ChannelFactory, out_dir: Path | None, *, overwrite: bool = False) -> PartyOutcome:
+    """Build party ``session.name`` alone on the factory's channel, run it, write its result into ``out_dir``."""
+    plan, config = session.plan, session.plan.run
+    if config.attack.active:
+        raise ConfigError(
+            "attack: a party process cannot prepare the configured attack yet (its knowledge is made from the whole data "
+            "set); run attacks in one process (securevfl train) or with the threaded harness"
+        )
+    result_path = None if out_dir is None else out_dir / (RESULT_NAME if plan.party(session.name).role == "active" else PARTY_RESULT_NAME)
+    if result_path is not None and result_path.exists() and not overwrite:
+        raise ConfigError(f"{result_path} already exists; use --overwrite to replace it")
+    torch.set_num_threads(config.train.threads)
+    shape = plan.run_shape()
+    endpoint = PartyEndpoint(channel_factory(session))
+    local = build_party(config, shape, session.name, session.data, endpoint)
+    outcome = run_party(config, shape, local, endpoint)
+    if result_path is not None:
+        record = {
+            "version": __version__, "session": plan.session, "seed": config.train.seed, "scheme": config.scheme.label(),
+            **outcome.record(), "config": config.resolved(),
+        }
+        if outcome.history:
+            record["main_accuracy"] = outcome.history[-1]["main_accuracy"]
+        result_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(result_path, json.dumps(record, indent=2) + "\n")
+    return outcome

@@ -1,0 +1,374 @@
+"""Run one party's schedule alone: the in-process schedule restricted to this party, ordered by blocking receives.
+
+:mod:`securevfl.scheduler` runs every party's phases in one order; a party running alone (its own
+thread or process) runs the same phases of its own role in the same order, and its receives wait
+for the peers' messages, so the party code is unchanged:
+
+1. :data:`~securevfl.scheduler.SETUP` (announce, then learn) for each object this party runs;
+2. per epoch, for every batch of the public order (:func:`securevfl.seeding.epoch_batches`), the
+   :data:`~securevfl.scheduler.TRAINING_ROUND` phases of its role; at the epoch's end the
+   :data:`~securevfl.scheduler.EVALUATION_ROUND` over the test split, then every extra evaluation
+   split (e.g. a backdoor's triggered test samples) in the order the party's data lists them;
+3. the end of the run (:attr:`~securevfl.protocols.MessageKind.DONE`): every party tells the key
+   holder it used and the active party that it is done; the active party waits for every passive's
+   DONE, then tells each passive (and the coordinator) that the run is over. A key holder serves
+   requests (in its own loop; for the active party, in a second thread) until every client is done.
+
+A party that fails sends :attr:`~securevfl.protocols.MessageKind.ABORT` with a one-line reason to
+every peer (best effort) and re-raises, so the peers fail at once instead of waiting out their
+receive deadlines.
+
+The active party records the history (loss, accuracy, the evaluation-split metrics of an attack)
+exactly as :func:`securevfl.training.run_training` does; every party reports what it sent and its
+timing. An attack runs in its own party's process; its epoch metrics are computed there only when
+the caller hands it the evaluator's truth (a simulation harness, see ``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from securevfl.attacks.base import Attack, AttackTruth
+from securevfl.config import RunConfig
+from securevfl.divergence import check_loss, loss_bound
+from securevfl.parties import ActiveParty, KeyHolderParty, LocalParties, PassiveParty, RunShape
+from securevfl.protocols import Channel, Message, MessageKind, ProtocolError, TrafficStats
+from securevfl.protocols.phases import cost_summary
+from securevfl.roles import Role
+from securevfl.scheduler import EVALUATION_ROUND, SETUP, TRAINING_ROUND
+from securevfl.seeding import epoch_batches
+from securevfl.training import stopped_cleanly
+
+__all__ = ["PartyEndpoint", "PartyOutcome", "run_party"]
+
+#: Seconds an idle key holder sleeps between polls when its channel cannot wait for a frame itself.
+IDLE_SLEEP = 0.002
+_END = np.zeros(0, dtype=np.float32)  # the empty payload of DONE and ABORT
+
+
+class PartyEndpoint:
+    """The channel as one party's process uses it, shared by its training thread and its key holder.
+
+    When the active party holds the key, its key holder's service answers requests in a second
+    thread of the same process. One lock (the party's) lets only one of the two compute at a time,
+    so the party's keys and models are never used concurrently: the training thread holds it and
+    gives it up only while it waits in :meth:`receive`, which is exactly when the in-process
+    channel would let the key holder serve. ``inner`` must be safe to call from two threads.
+    """
+
+    def __init__(self, inner: Channel) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+        self._trainer: int | None = None
+
+    @contextmanager
+    def training(self) -> Iterator[None]:
+        """Hold the party's lock as its training thread (its receives give it up while they wait)."""
+        with self.lock:
+            self._trainer = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._trainer = None
+
+    @property
+    def stats(self) -> TrafficStats:
+        return self.inner.stats
+
+    def send(self, message: Message) -> None:
+        self.inner.send(message)
+
+    def receive(self, receiver: str, kind: MessageKind, sender: str | None = None) -> Message:
+        if threading.get_ident() != self._trainer:  # not the training thread (a caller outside the schedule): nothing to give up
+            return self.inner.receive(receiver, kind, sender)
+        self.lock.release()
+        try:
+            return self.inner.receive(receiver, kind, sender)
+        finally:
+            self.lock.acquire()
+
+    def poll(self, receiver: str, kinds: Collection[MessageKind]) -> Message | None:
+        return self.inner.poll(receiver, kinds)
+
+    def idle(self) -> None:
+        """Wait a little for the next frame (the transport's own wait if it has one)."""
+        wait = getattr(self.inner, "wait", None)
+        if callable(wait):
+            wait(0.05)
+        else:
+            time.sleep(IDLE_SLEEP)
+
+
+@dataclass
+class PartyOutcome:
+    """What one party's run produced: the active party's history, and every party's traffic and timing."""
+
+    name: str
+    role: Role
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Active party: one entry per epoch, as ``result.json``'s ``history`` of an in-process run."""
+    attack_history: list[dict[str, float]] = field(default_factory=list)
+    """The party that runs the attack, given the evaluator's truth: the attack's own metrics per epoch."""
+    epoch_seconds: list[float] = field(default_factory=list)
+    bytes_sent: dict[str, int] = field(default_factory=dict)
+    messages_sent: dict[str, int] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready form of this outcome."""
+        return {
+            "party": self.name,
+            "role": self.role.value,
+            "epochs_completed": len(self.epoch_seconds),
+            "history": self.history,
+            "attack_history": self.attack_history,
+            "bytes_sent": self.bytes_sent,
+            "messages_sent": self.messages_sent,
+            "timing": {**self.timing, "epoch_seconds": self.epoch_seconds},
+        }
+
+
+def run_party(
+    config: RunConfig,
+    run: RunShape,
+    local: LocalParties,
+    channel: PartyEndpoint,
+    *,
+    evaluate_splits: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None,
+    attack: Attack | None = None,
+    attack_truth: AttackTruth | None = None,
+) -> PartyOutcome:
+    """Run party ``local`` (built on ``channel``) through the whole schedule, then end the run.
+
+    Args:
+        evaluate_splits: the active party's metrics of the extra evaluation splits from its
+            predictions (an attack plan's ``evaluate``, e.g. backdoor accuracy).
+        attack: the attack this party runs (already attached to its objects), if any.
+        attack_truth: the evaluator's truth to score ``attack`` against at every epoch's end;
+            without it the attack runs but its truth-based metrics are not computed here.
+    """
+    runner = _PartyRunner(config, run, local, channel, evaluate_splits, attack, attack_truth)
+    with channel.training():
+        try:
+            runner.run()
+        except BaseException as exc:
+            runner.abort(exc)
+            raise
+    return runner.outcome()
+
+
+class _PartyRunner:
+    def __init__(
+        self,
+        config: RunConfig,
+        run: RunShape,
+        local: LocalParties,
+        channel: PartyEndpoint,
+        evaluate_splits: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None,
+        attack: Attack | None,
+        attack_truth: AttackTruth | None,
+    ) -> None:
+        self.config, self.run_shape, self.local, self.channel = config, run, local, channel
+        self.evaluate_splits, self.attack, self.attack_truth = evaluate_splits, attack, attack_truth
+        self.key_holder_name = config.scheme.key_holder_party
+        self.steps_per_epoch = -(-run.n_train // config.train.batch_size)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.attack_history: list[dict[str, float]] = []
+        self.epoch_seconds: list[float] = []
+        self.started = time.perf_counter()
+
+    # ------------------------------------------------------------------ the schedule
+    def run(self) -> None:
+        local = self.local
+        if local.role is Role.KEY_HOLDER:
+            self._setup()
+            assert local.key_holder is not None
+            self._serve_until_done(local.key_holder)
+            return
+        with self._serving_alongside(local.key_holder):
+            self._setup()
+            for epoch in range(1, self.config.train.epochs + 1):
+                self._epoch(epoch)
+            self._finish()
+
+    def _setup(self) -> None:
+        objects = self.local.objects()
+        for roles, phase in SETUP:
+            for party in objects:
+                if _role(party) in roles:
+                    getattr(party, phase)()
+
+    def _epoch(self, epoch: int) -> None:
+        train = self.config.train
+        started = time.perf_counter()
+        batches = epoch_batches(self.run_shape.n_train, train.batch_size, train.seed, epoch)
+        first_step = (epoch - 1) * self.steps_per_epoch
+        total_loss = 0.0
+        with stopped_cleanly(epoch, "training", lambda: self.step):
+            for index, sample_ids in enumerate(batches):
+                self.step = first_step + index
+                for role, phase in TRAINING_ROUND:
+                    party = self._party(role)
+                    if party is not None:
+                        outcome = getattr(party, phase)(self.step, sample_ids)
+                        if role is Role.ACTIVE:
+                            total_loss += float(outcome) * len(sample_ids)
+        self.step = first_step + len(batches)
+        with stopped_cleanly(epoch, "evaluation", lambda: self.step):
+            predictions = {split: self._evaluate_split(split, rows) for split, rows in self._splits()}
+        metrics = self._attack_metrics(predictions)
+        if self.local.active is not None:
+            loss = total_loss / self.run_shape.n_train
+            check_loss(loss, loss_bound(train.max_loss, self.run_shape.num_classes), epoch)
+            labels = self.local.active.test_labels(np.arange(self.run_shape.n_test)).numpy()
+            accuracy = float((predictions["test"] == labels).astype(np.float64).mean())
+            self.history.append({"epoch": epoch, "main_accuracy": accuracy, "loss": loss, **metrics})
+        self.epoch_seconds.append(round(time.perf_counter() - started, 4))
+
+    def _splits(self) -> list[tuple[str, int]]:
+        """Evaluation splits and their sizes: the test split first, then the party's extra ones in order."""
+        if self.local.active is not None:
+            return [(split, len(labels)) for split, labels in self.local.active.eval_labels.items()]
+        if self.local.passive is not None:
+            return [(split, len(x)) for split, x in self.local.passive.eval_x.items()]
+        return []
+
+    def _evaluate_split(self, split: str, rows: int) -> np.ndarray:
+        batch = self.config.train.eval_batch_size
+        predicted = []
+        for start in range(0, rows, batch):
+            ids = np.arange(start, min(start + batch, rows))
+            for role, phase in EVALUATION_ROUND:
+                party = self._party(role)
+                if party is not None:
+                    outcome = getattr(party, phase)(self.step, ids, split)
+                    if role is Role.ACTIVE:
+                        predicted.append(outcome.numpy())
+        return np.concatenate(predicted) if predicted else np.zeros(0, dtype=np.int64)
+
+    def _attack_metrics(self, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+        """The active party's metrics of the extra splits; the attacker's own metrics given the truth."""
+        metrics: dict[str, float] = {}
+        if self.local.active is not None and self.evaluate_splits is not None:
+            metrics.update(self.evaluate_splits({split: values for split, values in predictions.items() if split != "test"}))
+        if self.attack is not None and self.attack_truth is not None:
+            own = self.attack.epoch_metrics(self.attack_truth)
+            if self.local.active is not None:
+                metrics.update(own)
+            else:
+                self.attack_history.append(own)
+        return metrics
+
+    # ------------------------------------------------------------------ the end of the run
+    def _finish(self) -> None:
+        """Say DONE to the key holder and the active party; the active party closes the run for everyone."""
+        name = self.local.name
+        holder = self.key_holder_name if self.key_holder_name not in (None, name) else None
+        if self.local.passive is not None:
+            self._send_end(MessageKind.DONE, [self.run_shape.active_name] + ([holder] if holder and holder != self.run_shape.active_name else []))
+            self.channel.receive(name, MessageKind.DONE, sender=self.run_shape.active_name)
+            return
+        for passive in self.run_shape.passive_names:  # the key holder's thread keeps serving meanwhile
+            self.channel.receive(name, MessageKind.DONE, sender=passive)
+        self._send_end(MessageKind.DONE, [*self.run_shape.passive_names, *([holder] if holder else [])])
+
+    def _serve_until_done(self, key_holder: KeyHolderParty) -> None:
+        """A coordinator: answer requests until every client said DONE (fail at once on an ABORT)."""
+        waiting = set(key_holder.clients)
+        while waiting:
+            served = key_holder.serve_pending()
+            signal = self.channel.poll(key_holder.name, (MessageKind.DONE, MessageKind.ABORT))
+            if signal is not None:
+                if signal.kind == MessageKind.ABORT:
+                    raise ProtocolError(f"{key_holder.name} stopped serving: {signal.sender} aborted ({signal.meta.get('reason', 'no reason given')})")
+                waiting.discard(signal.sender)
+            elif not served:
+                self.channel.idle()
+
+    @contextmanager
+    def _serving_alongside(self, key_holder: KeyHolderParty | None) -> Iterator[None]:
+        """The active party's key holder answers requests in a second thread while the party trains."""
+        if key_holder is None:
+            yield
+            return
+        stop = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                while not stop.is_set():
+                    with self.channel.lock:
+                        served = key_holder.serve_pending()
+                    if not served:
+                        self.channel.idle()
+            except BaseException as exc:  # reported by the training thread below
+                failure.append(exc)
+
+        thread = threading.Thread(target=serve, name=f"{key_holder.name}-key-holder", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            self.channel.lock.release()  # let the server finish its round
+            try:
+                thread.join()
+            finally:
+                self.channel.lock.acquire()
+        if failure:
+            raise failure[0]
+
+    def _send_end(self, kind: MessageKind, receivers: list[str], reason: str | None = None) -> None:
+        meta = {} if reason is None else {"reason": reason}
+        step = self.config.train.epochs * self.steps_per_epoch if kind == MessageKind.DONE else self.step
+        for receiver in receivers:
+            self.channel.send(Message(kind, self.local.name, receiver, step, _END, meta=meta))
+
+    def abort(self, error: BaseException) -> None:
+        """Tell every peer this party stopped (best effort: a peer may be gone already)."""
+        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        peers = [name for name in self.run_shape.party_names(self.key_holder_name) if name != self.local.name]
+        for peer in peers:
+            try:
+                self._send_end(MessageKind.ABORT, [peer], reason=reason)
+            except Exception:  # noqa: BLE001 - the original error is what matters
+                pass
+
+    # ------------------------------------------------------------------ results
+    def outcome(self) -> PartyOutcome:
+        stats = self.channel.stats.to_dict()
+        local = self.local
+        party = local.passive or local.active
+        timer = party.timer if party is not None else local.key_holder.service.timer  # type: ignore[union-attr]
+        timing: dict[str, Any] = dict(timer.to_dict())
+        for phase, seconds in stats["seconds_by_phase"].items():
+            timing[phase] = round(timing.get(phase, 0.0) + seconds, 6)
+        timing["summary"] = cost_summary(timing)
+        timing["wall"] = round(time.perf_counter() - self.started, 4)
+        return PartyOutcome(
+            name=self.local.name, role=self.local.role, history=self.history, attack_history=self.attack_history,
+            epoch_seconds=self.epoch_seconds, bytes_sent=stats["bytes_by_kind"], messages_sent=stats["messages_by_kind"], timing=timing,
+        )
+
+    def _party(self, role: Role) -> PassiveParty | ActiveParty | None:
+        if role is Role.PASSIVE:
+            return self.local.passive
+        if role is Role.ACTIVE:
+            return self.local.active
+        return None
+
+
+def _role(party: object) -> Role:
+    if isinstance(party, PassiveParty):
+        return Role.PASSIVE
+    if isinstance(party, ActiveParty):
+        return Role.ACTIVE
+    return Role.KEY_HOLDER

@@ -1,0 +1,220 @@
+"""The plan and a party's private file: a loopback plan runs every party from its own files (one thread
+each) to the in-process history; every wrong plan, file, key or data block is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from helpers import config, random_dataset
+from securevfl.cli import main
+from securevfl.errors import ConfigError
+from securevfl.loopback import write_identity_key, write_loopback_plan
+from securevfl.party_process import PARTY_RESULT_NAME, PartySession, open_party, run_party_process
+from securevfl.plan import load_plan
+from securevfl.protocols import Identity
+from securevfl.protocols.threaded_channel import ThreadedNetwork
+from securevfl.training import run_training
+
+DATA = random_dataset(32, 10, 6, 3, seed=1)
+
+
+def _config(**protection: object):  # type: ignore[no-untyped-def]
+    return config(
+        parties={"passive": 2, "split": "even"},
+        model={"top": "sum", "bottom_hidden": [4]},
+        train={"batch_size": 8, "epochs": 2, "seed": 2, "lr": 0.1, "progress": False, "checkpoint": False, "eval_batch_size": 8},
+        protection={"scheme": "plain", **protection},
+        defense=[{"kind": "gaussian_noise", "variance": 1e-3, "on": "gradient", "placement": "pre_encryption"}],
+    )
+
+
+@pytest.fixture
+def loopback(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return write_loopback_plan(_config(), tmp_path / "run", dataset=DATA)
+
+
+def _run_from_files(files, out: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    sessions = {name: open_party(files.plan, name, path) for name, path in files.private.items()}
+    plan = next(iter(sessions.values())).plan
+    network, roster = ThreadedNetwork(session=plan.session), plan.roster()
+    outcomes, errors = {}, {}
+
+    def party(session: PartySession) -> None:
+        try:
+            factory = lambda s: network.endpoint(s.identity, roster, receive_timeout=120)  # noqa: E731
+            outcomes[session.name] = run_party_process(session, factory, out / session.name)
+        except BaseException as exc:  # reported below
+            errors[session.name] = exc
+
+    threads = [threading.Thread(target=party, args=(session,)) for session in sessions.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == {}
+    return outcomes
+
+
+def test_every_party_runs_from_its_own_files_to_the_in_process_history(loopback, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    reference = run_training(_config(), dataset=DATA)
+    _run_from_files(loopback, tmp_path / "out")
+    result = json.loads((tmp_path / "out" / "active" / "result.json").read_text())
+    assert result["history"] == reference["history"] and result["history"][0]["loss"] != result["history"][1]["loss"]
+    assert result["config"] == reference["config"] and result["session"] == load_plan(loopback.plan).session
+    for name in ("passive_1", "passive_2"):
+        own = json.loads((tmp_path / "out" / name / PARTY_RESULT_NAME).read_text())
+        assert own["party"] == name and own["messages_sent"]["activation"] == 2 * 4 and own["history"] == []
+    # each party's folder holds its own key and data only; the plan holds no secret
+    plan_text = loopback.plan.read_text()
+    assert "PRIVATE KEY" not in plan_text and "passphrase" not in plan_text
+    assert sorted(path.name for path in (loopback.plan.parent / "passive_1").iterdir()) == [
+        "data.npz", "identity.pem", "party.toml", "passive_1.crt", "passive_1.key",
+    ]
+    assert (loopback.plan.parent / "passive_1" / "identity.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_result_is_never_overwritten_silently(loopback, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=r"plan.toml already exists; pass --overwrite"):
+        write_loopback_plan(_config(), loopback.plan.parent, dataset=DATA)
+    out = tmp_path / "out" / "passive_1"
+    out.mkdir(parents=True)
+    (out / PARTY_RESULT_NAME).write_text("{}")
+    session = open_party(loopback.plan, "passive_1", loopback.private["passive_1"])
+    with pytest.raises(ConfigError, match="party_result.json already exists; use --overwrite"):
+        run_party_process(session, lambda s: None, out)  # type: ignore[arg-type,return-value]
+    assert (out / PARTY_RESULT_NAME).read_text() == "{}"
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def _one_line(excinfo: pytest.ExceptionInfo) -> str:  # type: ignore[type-arg]
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_an_unknown_party_or_another_partys_file_is_refused(loopback) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError) as unknown:
+        open_party(loopback.plan, "mallory", loopback.private["passive_1"])
+    assert _one_line(unknown) == "the plan has no party 'mallory' (parties: passive_1, passive_2, active)"
+    with pytest.raises(ConfigError) as other:
+        open_party(loopback.plan, "passive_2", loopback.private["passive_1"])
+    assert _one_line(other).endswith("passive_1/party.toml is the private file of party 'passive_1', not of 'passive_2'")
+
+
+def test_an_identity_key_other_than_the_pinned_one_is_refused(loopback) -> None:  # type: ignore[no-untyped-def]
+    folder = loopback.plan.parent
+    shutil.copy(folder / "passive_2" / "identity.pem", folder / "passive_1" / "identity.pem")
+    with pytest.raises(ConfigError) as excinfo:
+        open_party(loopback.plan, "passive_1", loopback.private["passive_1"])
+    assert "the identity key of passive_1 has fingerprint" in _one_line(excinfo) and "the plan pins" in str(excinfo.value)
+
+
+def test_a_tls_certificate_other_than_the_pinned_one_is_refused(loopback) -> None:  # type: ignore[no-untyped-def]
+    plan = load_plan(loopback.plan)
+    _edit(loopback.plan, plan.party("active").tls_fingerprint, "0" * 64)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as excinfo:
+        open_party(loopback.plan, "active", loopback.private["active"])
+    assert f"the plan pins {'0' * 64}" in _one_line(excinfo)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        ('address = "127.0.0.1:50052"', 'address = "127.0.0.1:50051"', "two parties have the address '127.0.0.1:50051'"),
+        ('address = "127.0.0.1:50052"', 'address = "127.0.0.1"', "is not host:port"),
+        ("batch_order_seed = 2", "batch_order_seed = 3", "batch_order_seed = 3 but run.train.seed = 2"),
+        ('role = "active"', 'role = "coordinator"', "party 'active' has role 'coordinator' in the plan, but is the active party"),
+        ('name = "passive_2"', 'name = "passive_9"', "are not those of its run configuration"),
+        ("format = 1", "format = 2", "format"),
+        ("[shape]", "[shape]\nsecret = 1", "unknown key 'shape.secret'"),
+    ],
+)
+def test_a_wrong_plan_is_refused_in_one_line(loopback, old: str, new: str, error: str) -> None:  # type: ignore[no-untyped-def]
+    _edit(loopback.plan, old, new)
+    with pytest.raises(ConfigError) as excinfo:
+        load_plan(loopback.plan)
+    assert error in _one_line(excinfo)
+
+
+def test_a_data_block_of_another_role_or_shape_is_refused(loopback) -> None:  # type: ignore[no-untyped-def]
+    folder = loopback.plan.parent
+    _edit(loopback.private["passive_1"], 'path = "data.npz"', 'path = "../active/data.npz"')
+    with pytest.raises(ConfigError) as excinfo:
+        open_party(loopback.plan, "passive_1", loopback.private["passive_1"])
+    assert _one_line(excinfo).endswith("holds active party data, but passive_1 is a passive party")
+    _edit(loopback.private["passive_1"], 'path = "../active/data.npz"', 'path = "../passive_2/data.npz"')
+    _edit(loopback.plan, "block_widths = [3, 3]", "block_widths = [2, 4]")
+    session = open_party(loopback.plan, "passive_1", loopback.private["passive_1"])
+    with pytest.raises(ConfigError) as shape:
+        run_party_process(session, lambda s: None, None)  # type: ignore[arg-type,return-value]
+    assert _one_line(shape) == "passive_1: its train block has shape (32, 3), the plan says (32, 2)"
+    (folder / "passive_1" / "bad.npz").write_bytes(b"not a zip")
+    _edit(loopback.private["passive_1"], 'path = "../passive_2/data.npz"', 'path = "bad.npz"')
+    with pytest.raises(ConfigError, match="bad.npz is not a party data file"):
+        open_party(loopback.plan, "passive_1", loopback.private["passive_1"])
+
+
+def test_a_passphrase_comes_from_the_environment_never_from_the_file(loopback, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    folder = loopback.plan.parent / "passive_1"
+    plan = load_plan(loopback.plan)
+    identity = Identity.generate("passive_1")
+    write_identity_key(folder / "identity.pem", identity, passphrase=b"correct horse", overwrite=True)
+    _edit(loopback.plan, plan.party("passive_1").identity_fingerprint, identity.fingerprint)
+    _edit(loopback.plan, plan.party("passive_1").identity_public_key, identity.public_key.hex())  # type: ignore[arg-type]
+    private = loopback.private["passive_1"]
+    text = private.read_text()
+    private.write_text(text + '\npassphrase = "correct horse"\n')
+    with pytest.raises(ConfigError, match="passphrase"):
+        open_party(loopback.plan, "passive_1", private)
+    private.write_text(text + '\n[passphrase]\nenv = "PARTY_PASSPHRASE"\n')
+    with pytest.raises(ConfigError, match="environment variable PARTY_PASSPHRASE is not set"):
+        open_party(loopback.plan, "passive_1", private)
+    monkeypatch.setenv("PARTY_PASSPHRASE", "wrong")
+    with pytest.raises(ConfigError, match="wrong passphrase"):
+        open_party(loopback.plan, "passive_1", private)
+    # the TLS key is not encrypted: one passphrase decrypts every key of the file, so it must be re-issued encrypted too
+    monkeypatch.setenv("PARTY_PASSPHRASE", "correct horse")
+    with pytest.raises(ConfigError, match="is not encrypted, but a passphrase was given"):
+        open_party(loopback.plan, "passive_1", private)
+
+
+def test_the_command_line_refuses_what_is_not_available_in_one_line(loopback, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    argv = ["party", "--plan", str(loopback.plan), "--party", "passive_1", "--private", str(loopback.private["passive_1"]), "--out", str(tmp_path / "p")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "error: transport.kind = 'inprocess' runs every party in one process (securevfl train); "
+        "one process per party needs transport.kind = 'grpc' in the plan\n"
+    )
+    _edit(loopback.plan, 'kind = "inprocess"', 'kind = "grpc"')
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("error: transport.kind = 'grpc' is not available yet")
+    assert main(["train", "--set", "transport.kind=grpc", "--out", str(tmp_path / "t")]) == 2
+    assert capsys.readouterr().err.startswith("error: transport.kind = 'grpc' is not available yet")
+    assert main([*argv[:4], "nobody", *argv[5:]]) == 2
+    assert capsys.readouterr().err == "error: the plan has no party 'nobody' (parties: passive_1, passive_2, active)\n"
+    assert not (tmp_path / "p").exists() and not (tmp_path / "t").exists()
+
+
+def test_the_command_line_writes_a_loopback_plan_and_exports_a_partys_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "plan"
+    assert main(["plan", "loopback", "--set", "train.epochs=1", "--set", "protection.scheme=ckks", "--set", "protection.key_holder=coordinator", "--out", str(out), "--no-data"]) == 0
+    printed = capsys.readouterr().out
+    assert f"coordinator: securevfl party --plan {out / 'plan.toml'} --party coordinator --private {out / 'coordinator' / 'party.toml'}" in printed
+    assert not (out / "passive_1" / "data.npz").exists()
+    plan = load_plan(out / "plan.toml")
+    assert [party.role for party in plan.parties] == ["passive", "passive", "active", "coordinator"]
+    args = ["plan", "export-data", "--plan", str(out / "plan.toml"), "--party", "passive_1", "--private", str(out / "passive_1" / "party.toml")]
+    assert main(args) == 0 and (out / "passive_1" / "data.npz").is_file()
+    assert main(args) == 2 and "data.npz already exists; pass --overwrite to replace it" in capsys.readouterr().err
+    session = open_party(out / "plan.toml", "passive_1", out / "passive_1" / "party.toml")
+    assert session.data is not None and session.data.x_train.shape == (plan.shape.n_train, plan.shape.block_widths[0])  # type: ignore[union-attr]
