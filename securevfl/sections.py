@@ -113,7 +113,7 @@ class ProtectionConfig(ConfigSection):
         default=None, description="CKKS parameters; default: the scheme's (transport: receiver; compute: active, coordinator)"
     )
     activation_bound: float = Field(default=64.0, gt=0, description="public bound on |activation| values")
-    gradient_bound: float = Field(default=4.0, gt=0, description="public bound on |dL/dH| values")
+    gradient_bound: float = Field(default=4.0, gt=0, description="public bound on per-sample |dL/dH| values as sent")
     mask_half_width: float = Field(default=16384.0, gt=0, description="masks for masked decryption: uniform on [-w, w]")
     flooding_bits: int = Field(
         default=30,
