@@ -98,8 +98,9 @@ class PartyEndpoint:
         return self.inner.poll(receiver, kinds)
 
     def idle(self) -> None:
-        """Wait a little for the next frame (the transport's own wait if it has one)."""
-        wait = getattr(self.inner, "wait", None)
+        """Wait a little for the next frame (the transport's own wait if it has one: ``wait_for_mail``
+        of the gRPC channel, ``wait`` of the threaded one), so an idle key holder does not spin."""
+        wait = getattr(self.inner, "wait_for_mail", None) or getattr(self.inner, "wait", None)
         if callable(wait):
             wait(0.05)
         else:
