@@ -196,10 +196,10 @@ def _how_to_resume(args: argparse.Namespace, argv: list[str]) -> str:
 def _train(args: argparse.Namespace) -> int:
     # Imported here so `securevfl --help` stays instant (torch takes a second to import).
     from securevfl.config import load_config
-    from securevfl.training import RESULT_NAME, EpochRecord, refuse_unavailable_transport, run_training
+    from securevfl.training import RESULT_NAME, EpochRecord, refuse_unsupported_grpc, run_training
 
     config = load_config(args.config, args.overrides)
-    refuse_unavailable_transport(config)
+    refuse_unsupported_grpc(config, resume=args.resume)
     if not args.quiet:
         parties = config.parties
         print(

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -78,7 +79,9 @@ def run_training(
             result is never lost by a repeated command).
     """
     started = time.perf_counter()
-    refuse_unavailable_transport(config)
+    if config.transport.kind == "grpc":
+        refuse_unsupported_grpc(config, resume=resume, custom_models=bottom_models is not None)
+        return _train_over_grpc(config, out_dir, dataset=dataset, overwrite=overwrite)
     if out_dir is not None:
         check_output_directory(out_dir, resume=resume, overwrite=overwrite)
     torch.set_num_threads(config.train.threads)
@@ -143,22 +146,28 @@ def run_training(
     return result
 
 
-#: Why ``transport.kind = "grpc"`` is refused for now (one line, as every config error).
-GRPC_NOT_AVAILABLE = (
-    "transport.kind = 'grpc' is not available yet: the gRPC channel that runs one process per party has not landed; "
-    "use transport.kind = 'inprocess'"
-)
+def refuse_unsupported_grpc(config: RunConfig, *, resume: bool = False, custom_models: bool = False) -> None:
+    """What a ``transport.kind = "grpc"`` run (one process per party, :mod:`securevfl.launcher`) cannot do yet, in one line.
 
-
-def refuse_unavailable_transport(config: RunConfig) -> None:
-    """The seam of the one-process-per-party launcher: ``grpc`` is refused here until it is connected.
-
-    Once the gRPC channel lands, ``run_training`` hands a ``grpc`` config to the launcher instead
-    (write a loopback plan with :func:`securevfl.loopback.write_loopback_plan`, start one
-    ``securevfl party`` process per party, read the active party's ``result.json``).
+    Each party process builds its own models from the plan and keeps no checkpoint, so neither
+    ``--resume`` nor caller-given bottom models can reach it.
     """
-    if config.transport.kind == "grpc":
-        raise ConfigError(GRPC_NOT_AVAILABLE)
+    if config.transport.kind != "grpc":
+        return
+    if resume:
+        raise ConfigError("--resume: a transport.kind = 'grpc' run keeps no checkpoint (each party is its own process); start it again")
+    if custom_models:
+        raise ConfigError("bottom_models: a transport.kind = 'grpc' run builds every party's models from the configuration in its own process")
+
+
+def _train_over_grpc(config: RunConfig, out_dir: Path | None, *, dataset: VFLDataset | None, overwrite: bool) -> dict[str, Any]:
+    """One OS process per party on this machine (:func:`securevfl.launcher.run_grpc_training`); no ``out_dir``: a temporary one."""
+    from securevfl.launcher import run_grpc_training  # the launcher builds on this module
+
+    if out_dir is not None:
+        return run_grpc_training(config, out_dir, dataset=dataset, overwrite=overwrite)
+    with tempfile.TemporaryDirectory(prefix="securevfl-grpc-") as scratch:
+        return run_grpc_training(config, Path(scratch), dataset=dataset)
 
 
 def check_output_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
