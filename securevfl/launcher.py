@@ -33,7 +33,7 @@ from securevfl.data import VFLDataset
 from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.files import atomic_write_text
 from securevfl.loopback import LoopbackFiles, write_loopback_plan
-from securevfl.training import RESULT_NAME, check_output_directory
+from securevfl.run_files import RESULT_NAME, check_output_directory
 
 __all__ = ["PARTIES_DIR", "LaunchError", "PartyProcesses", "free_port_base", "run_grpc_training"]
 

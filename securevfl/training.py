@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
-from securevfl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from securevfl.checkpoint import load_checkpoint, save_checkpoint
 from securevfl.config import RunConfig, comparable_config
 from securevfl.crypto import PrecisionError
 from securevfl.data import VFLDataset, load_dataset, partition_columns
@@ -27,6 +26,7 @@ from securevfl.defenses.accounting import label_dp_record
 from securevfl.errors import ConfigError, SecureVFLError, TrainingDiverged
 from securevfl.federation import Federation, build_federation
 from securevfl.files import atomic_write_text
+from securevfl.run_files import RESULT_NAME, check_output_directory
 from securevfl.protocols import NonFiniteError
 from securevfl.protocols.errors import PayloadRangeError
 from securevfl.protocols.phases import CostGroup, cost_summary
@@ -37,7 +37,6 @@ from securevfl.promises import promises
 from securevfl.seeding import epoch_batches
 from securevfl.version import __version__
 
-RESULT_NAME = "result.json"
 
 
 @dataclass(frozen=True)
@@ -168,25 +167,6 @@ def _train_over_grpc(config: RunConfig, out_dir: Path | None, *, dataset: VFLDat
         return run_grpc_training(config, out_dir, dataset=dataset, overwrite=overwrite)
     with tempfile.TemporaryDirectory(prefix="securevfl-grpc-") as scratch:
         return run_grpc_training(config, Path(scratch), dataset=dataset)
-
-
-def check_output_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse, before any training, an output directory that would lose a run or cannot be written.
-
-    A directory holding a run (``result.json`` or a checkpoint) is continued with ``resume`` or
-    replaced with ``overwrite``, never silently; a path that is a file, or a directory this
-    process cannot write, is refused at once rather than after the first epoch.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file, not a directory")
-    holds = [name for name in (RESULT_NAME, CHECKPOINT_NAME) if (out_dir / name).exists()]
-    if holds and not (resume or overwrite):
-        raise ConfigError(
-            f"--out {out_dir} already holds a run ({', '.join(holds)}); use --resume to continue it or --overwrite to replace it"
-        )
-    existing = out_dir if out_dir.exists() else next((p for p in out_dir.parents if p.exists()), Path("."))
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out_dir}: {existing} is not writable")
 
 
 def _write_attack_artifacts(federation: Federation, out_dir: Path) -> None:
