@@ -38,7 +38,6 @@ from securevfl.seeding import epoch_batches
 from securevfl.version import __version__
 
 
-
 @dataclass(frozen=True)
 class EpochRecord:
     epoch: int
@@ -76,6 +75,10 @@ def run_training(
             output. The label-private schemes accept only Linear/ReLU stacks and refuse others.
         overwrite: replace a finished or interrupted run in ``out_dir`` (refused otherwise, so a
             result is never lost by a repeated command).
+
+    With ``transport.kind = "grpc"`` every party runs in its own OS process on this machine
+    (:func:`securevfl.launcher.run_grpc_training`); the history reaches the caller at the end
+    of the run, so ``on_epoch_end`` is not called.
     """
     started = time.perf_counter()
     if config.transport.kind == "grpc":
