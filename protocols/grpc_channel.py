@@ -67,6 +67,7 @@ from securevfl.protocols.errors import (
     PeerTimeoutError,
     PeerUnavailableError,
     ProtocolError,
+    RequestRefusedError,
     WireFormatError,
 )
 from securevfl.protocols.framing import FrameSigner, FrameVerifier
@@ -251,9 +252,11 @@ class GrpcChannel:
             while True:
                 now = time.monotonic()
                 until = deadline if watch is None else min(deadline, watch.next_check(now))
-                found = self._mailbox.wait_for(kind, sender, until)
+                found = self._mailbox.wait_for(kind, sender, until, ends=(MessageKind.REQUEST_REFUSED,))
                 if isinstance(found, Message):
                     self._note_received(found)
+                    if found.kind == MessageKind.REQUEST_REFUSED and kind != MessageKind.REQUEST_REFUSED:
+                        raise RequestRefusedError(self.party, MessageKind(kind).value, found)
                     return found
                 if isinstance(found, FrameRefusal):
                     raise found.error
