@@ -287,7 +287,7 @@ def test_a_receive_deadline_names_receiver_kind_sender_and_last_step(ca: Pki) ->
         assert timeout.value.peer == "passive_1"
 
 
-def test_a_refused_request_ends_the_wait_for_its_reply_at_once_with_the_reason(ca: Pki) -> None:
+def test_a_refusal_or_an_abort_from_the_awaited_sender_ends_the_wait_at_once_with_the_reason(ca: Pki) -> None:
     patient = ChannelTimeouts(receive=30.0, connect=2.0, liveness_interval=0.2, liveness_timeout=1.0)
     with federation(ca, "coordinator", "passive_1", timeouts=patient) as parties:
         waiting = in_thread(lambda: parties["passive_1"].receive("passive_1", MessageKind.DECRYPT_REPLY, "coordinator"))
@@ -305,6 +305,15 @@ def test_a_refused_request_ends_the_wait_for_its_reply_at_once_with_the_reason(c
             "coordinator refused its decrypt_request (step 4): matches no request left for step 4"
         )
         assert parties["passive_1"].pending("passive_1") == 0  # the refusal was consumed by the wait it ended
+        # an ABORT from the awaited sender ends a wait the same way
+        waiting = in_thread(lambda: parties["passive_1"].receive("passive_1", MessageKind.GRADIENT, "coordinator"))
+        time.sleep(0.3)
+        started = time.monotonic()
+        parties["coordinator"].send(Message(MessageKind.ABORT, "coordinator", "passive_1", 5, np.zeros(0, dtype=np.float32), meta={"reason": "disk full"}))
+        with pytest.raises(PeerUnavailableError) as aborted:
+            waiting()
+        assert time.monotonic() - started < 5.0
+        assert one_line(aborted.value) == "passive_1 stopped waiting for a 'gradient' message from 'coordinator': coordinator aborted (disk full)"
 
 
 def test_a_stopped_peer_ends_the_wait_and_the_send_within_the_timeouts(ca: Pki) -> None:
