@@ -37,7 +37,7 @@ from typing import Protocol
 
 from securevfl.protocols.accounting import TrafficStats
 from securevfl.protocols.codecs import CodecRegistry
-from securevfl.protocols.errors import ProtocolError, WireFormatError
+from securevfl.protocols.errors import ProtocolError, RequestRefusedError, WireFormatError
 from securevfl.protocols.framing import FrameSigner, FrameVerifier, new_session_id
 from securevfl.protocols.identity import Identity, Roster
 from securevfl.protocols.messages import Message, MessageKind
@@ -198,6 +198,9 @@ class InProcessChannel:
         refusal = self._pop_refusal(receiver, kind, sender)
         if refusal is not None:
             raise refusal.error
+        refused = self._take(receiver, (MessageKind.REQUEST_REFUSED,), sender) if sender is not None else None
+        if refused is not None:
+            raise RequestRefusedError(receiver, MessageKind(kind).value, refused)
         mailbox = self._mailboxes.get(receiver)
         origin = f" from {sender!r}" if sender is not None else ""
         if not mailbox:

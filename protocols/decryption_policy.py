@@ -4,7 +4,8 @@ An unrestricted key holder is a decryption oracle: it answers any ciphertext fro
 any number, of any size (a refresh naming 40 layouts returned 50x its size). The policy is the
 public protocol written as data: for each requester, the request kinds it sends in one step,
 each with its shape, how many per step, and (refresh) the exact layouts. A request that does
-not match is refused with a reason and gets no reply; the key holder keeps serving.
+not match is refused with a reason and gets no value in reply (only a ``request_refused`` message
+with the reason); the key holder keeps serving.
 
 What a policy cannot do: check *what* a matching ciphertext holds. A malicious requester may
 put any linear function of the ciphertexts it holds into a request of an expected shape (see

@@ -66,3 +66,17 @@ class PeerTimeoutError(ProtocolError):
 
 class FrameTooLargeError(ProtocolError, ValueError):
     """A frame exceeds the transport's configured maximum message size (the sender's or the receiver's)."""
+
+
+class RequestRefusedError(ProtocolError):
+    """The party a receive waits for refused this party's request (a ``request_refused`` message): its reply will not come."""
+
+    def __init__(self, receiver: str, awaited: str, refusal: object) -> None:
+        meta = getattr(refusal, "meta", {})
+        self.sender = str(getattr(refusal, "sender", "?"))
+        self.reason = str(meta.get("reason", "no reason given"))
+        request = meta.get("request", "request")
+        step = getattr(refusal, "step", "?")
+        super().__init__(
+            f"{receiver} stopped waiting for a {awaited!r} message from {self.sender!r}: {self.sender} refused its {request} (step {step}): {self.reason}"
+        )

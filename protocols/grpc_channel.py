@@ -22,7 +22,9 @@ gives the party the same three calls as :class:`~.channel.InProcessChannel`:
   awaited kind, came over the sender's own TLS connection and is not a copy of a frame already
   admitted (the awaited message cannot come in order after it). A frame refused because its TLS
   peer is not its sender never ends a wait early: the genuine frame may still come. ``poll``
-  never blocks and never raises for a refused frame.
+  never blocks and never raises for a refused frame. A ``request_refused`` or ``abort`` message
+  from the awaited sender also ends the wait at once (its reason in the line): the awaited
+  message will not come.
 
 Messages from one sender keep their order; different senders do not block each other. ``stats``
 counts the frames this party sent (summed over all parties, the in-process channel's numbers);
@@ -67,6 +69,7 @@ from securevfl.protocols.errors import (
     PeerTimeoutError,
     PeerUnavailableError,
     ProtocolError,
+    RequestRefusedError,
     WireFormatError,
 )
 from securevfl.protocols.framing import FrameSigner, FrameVerifier
@@ -94,6 +97,8 @@ _LOG = logging.getLogger("securevfl.channel")
 _SESSION = re.compile(r"[0-9a-f]{32}")
 # FrameRefusal.waited_for's score of a refusal from the awaited sender (any kind)
 _SAME_SENDER = 1
+# messages from the awaited sender that say the awaited message will not come (end a receive at once)
+_ENDS_A_WAIT = (MessageKind.REQUEST_REFUSED, MessageKind.ABORT)
 
 
 class GrpcChannel:
@@ -251,9 +256,11 @@ class GrpcChannel:
             while True:
                 now = time.monotonic()
                 until = deadline if watch is None else min(deadline, watch.next_check(now))
-                found = self._mailbox.wait_for(kind, sender, until)
+                found = self._mailbox.wait_for(kind, sender, until, ends=_ENDS_A_WAIT)
                 if isinstance(found, Message):
                     self._note_received(found)
+                    if found.kind != kind:
+                        raise self._ended_by(kind, found)
                     return found
                 if isinstance(found, FrameRefusal):
                     raise found.error
@@ -337,6 +344,13 @@ class GrpcChannel:
                 with self._lock:
                     self.stats.timer.add(Phase.DESERIALIZE, time.perf_counter() - started)
             self._mailbox.put(message)
+
+    def _ended_by(self, kind: MessageKind, found: Message) -> ProtocolError:
+        """The error of a wait that a message of :data:`_ENDS_A_WAIT` from the awaited sender ended."""
+        if found.kind == MessageKind.REQUEST_REFUSED:
+            return RequestRefusedError(self.party, MessageKind(kind).value, found)
+        reason = found.meta.get("reason", "no reason given")
+        return PeerUnavailableError(found.sender, f"{self.party} stopped waiting for {self._waited_for(kind, found.sender)}: {found.sender} aborted ({reason})")
 
     def _is_replay(self, frame: bytes, sender: str) -> bool:
         """Whether ``frame`` carries a sequence number already admitted from ``sender`` (malformed: no)."""

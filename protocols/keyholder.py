@@ -35,6 +35,8 @@ DECRYPT_REQUEST = MessageKind.DECRYPT_REQUEST
 DECRYPT_REPLY = MessageKind.DECRYPT_REPLY
 REFRESH_REQUEST = MessageKind.REFRESH_REQUEST
 REFRESH_REPLY = MessageKind.REFRESH_REPLY
+REQUEST_REFUSED = MessageKind.REQUEST_REFUSED
+_EMPTY = np.zeros(0, dtype=np.float32)  # the payload of a refusal: the reason travels in meta
 #: What a key holder answers.
 REQUEST_KINDS = (DECRYPT_REQUEST, REFRESH_REQUEST)
 
@@ -56,8 +58,9 @@ class KeyHolder:
     - the audit records the key holder's own description of each value (from the rule it
       matched) and whether it *was* masked (measured), never what the request claims.
 
-    A request that fails any check is refused with a logged reason and no reply; a hostile
-    request never stops the key holder. ``policy=None`` and ``NoiseFlooding(0)`` give the
+    A request that fails any check is refused with a logged reason and answered only with a small
+    ``request_refused`` message carrying that reason (no value), so an honest requester fails at
+    once instead of waiting out its receive deadline; a hostile request never stops the key holder. ``policy=None`` and ``NoiseFlooding(0)`` give the
     unhardened key holder, kept only to measure the attacks that motivate the rules.
     """
 
@@ -105,15 +108,23 @@ class KeyHolder:
             reason = f"malformed request ({type(exc).__name__}: {str(exc)[:200]})"
         if self.policy is not None:
             self.policy.release_last()  # an unanswered request does not use up its sender's slot
-        self.refuse(message, reason)
+        self.refuse(message, reason, channel)
         return False
 
-    def refuse(self, message: Message, reason: str) -> None:
-        """Record (and log) a request left unanswered, naming sender, kind, step and reason."""
+    def refuse(self, message: Message, reason: str, channel: Channel | None = None) -> None:
+        """Record (and log) a request left unanswered, naming sender, kind, step and reason; with a
+        ``channel``, tell the requester (best effort: a requester that cannot be reached just waits)."""
         kind, sender, step = (getattr(message, field, "?") for field in ("kind", "sender", "step"))
         line = f"{self.name} refused {kind} from {sender!r} at step {step}: {reason}"
         self.refusals.append(line)
         _LOG.warning(line)
+        if channel is None or not isinstance(sender, str) or sender == self.name or not isinstance(step, int):
+            return
+        meta = {"reason": " ".join(reason.split())[:300], "request": str(getattr(kind, "value", kind))}
+        try:
+            channel.send(Message(REQUEST_REFUSED, self.name, sender, step, _EMPTY, meta=meta))
+        except Exception as exc:  # noqa: BLE001 - an unknown or gone requester must not stop the key holder
+            _LOG.warning("%s could not tell %r its request was refused: %s", self.name, sender, exc)
 
     def _answer(self, channel: Channel, message: Message) -> None:
         requester = message.sender

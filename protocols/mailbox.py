@@ -70,17 +70,26 @@ class Mailbox:
         with self._condition:
             return self._take(kinds, sender)
 
-    def wait_for(self, kind: MessageKind, sender: str | None, until: float) -> Message | FrameRefusal | None:
-        """The message a receive waits for, or the decisive refusal of it, or None at ``until``
+    def wait_for(
+        self, kind: MessageKind, sender: str | None, until: float, *, ends: Collection[MessageKind] = ()
+    ) -> Message | FrameRefusal | None:
+        """The message a receive waits for, or a message of ``ends`` from ``sender`` (one that says
+        the awaited one will not come), or the decisive refusal of it, or None at ``until``
         (``time.monotonic()``) or when woken by anything else; the caller loops."""
         with self._condition:
-            found = self._take((kind,), sender) or self._pop_decisive(kind, sender)
+            found = self._find(kind, sender, ends)
             if found is not None:
                 return found
             remaining = until - time.monotonic()
             if remaining > 0:
                 self._condition.wait(remaining)
-            return self._take((kind,), sender) or self._pop_decisive(kind, sender)
+            return self._find(kind, sender, ends)
+
+    def _find(self, kind: MessageKind, sender: str | None, ends: Collection[MessageKind]) -> Message | FrameRefusal | None:
+        found = self._take((kind,), sender)
+        if found is None and ends and sender is not None:
+            found = self._take(tuple(ends), sender)
+        return found or self._pop_decisive(kind, sender)
 
     def wait_for_any(self, timeout: float) -> bool:
         """Block until a message is queued or ``timeout`` seconds pass; True if one is queued."""

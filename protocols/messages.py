@@ -56,6 +56,11 @@ class MessageKind(StrEnum):
     Each party tells the key holder it used and the active party; the active party tells every
     passive once all of them are done, so a key holder knows when to stop serving and every
     process knows the run completed (running one party per process, :mod:`securevfl.party_runner`)."""
+    REQUEST_REFUSED = "request_refused"
+    """The key holder will not answer a request: key holder -> requester, ``meta["reason"]`` says why
+    in one line and ``meta["request"]`` names the refused kind (empty payload). A receive waiting for
+    the reply from that key holder fails at once with the reason (every channel) instead of waiting
+    out its receive deadline."""
     ABORT = "abort"
     """The sender stopped with an error and will send nothing more; ``meta["reason"]`` says why in
     one line (empty payload). A party waiting for this sender's messages fails at once instead of

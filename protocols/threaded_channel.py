@@ -33,7 +33,7 @@ from collections.abc import Callable, Collection
 from securevfl.protocols.accounting import TrafficStats
 from securevfl.protocols.channel import FrameRefusal
 from securevfl.protocols.codecs import CodecRegistry
-from securevfl.protocols.errors import ProtocolError, WireFormatError
+from securevfl.protocols.errors import ProtocolError, RequestRefusedError, WireFormatError
 from securevfl.protocols.framing import FrameSigner, FrameVerifier, new_session_id
 from securevfl.protocols.identity import Identity, Roster
 from securevfl.protocols.messages import Message, MessageKind
@@ -137,6 +137,9 @@ class ThreadedEndpoint:
                 message = self._take((kind,), sender)
                 if message is not None:
                     return message
+                refused = self._take((MessageKind.REQUEST_REFUSED,), sender) if sender is not None else None
+                if refused is not None:
+                    raise RequestRefusedError(self.party, MessageKind(kind).value, refused)
                 if self._aborted:
                     peer, reason = next(iter(self._aborted.items()))
                     raise PeerAbortedError(f"{self.party} stopped waiting for a '{kind}' message: {peer} aborted ({reason})")

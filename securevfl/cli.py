@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from securevfl.pki import WrittenFiles
 
 EXIT_USER_ERROR = 2
+#: ``securevfl party`` stopped because a peer failed, went away or sent what it must refuse.
+EXIT_PEER_FAILURE = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,10 +198,10 @@ def _how_to_resume(args: argparse.Namespace, argv: list[str]) -> str:
 def _train(args: argparse.Namespace) -> int:
     # Imported here so `securevfl --help` stays instant (torch takes a second to import).
     from securevfl.config import load_config
-    from securevfl.training import RESULT_NAME, EpochRecord, refuse_unavailable_transport, run_training
+    from securevfl.training import RESULT_NAME, EpochRecord, refuse_unsupported_grpc, run_training
 
     config = load_config(args.config, args.overrides)
-    refuse_unavailable_transport(config)
+    refuse_unsupported_grpc(config, resume=args.resume)
     if not args.quiet:
         parties = config.parties
         print(
@@ -319,10 +321,15 @@ def _plan(args: argparse.Namespace) -> int:
 def _party(args: argparse.Namespace) -> int:
     # Imported here so `securevfl --help` stays instant.
     from securevfl.party_process import open_party, plan_channel, run_party_process
+    from securevfl.protocols import ProtocolError
 
     session = open_party(args.plan, args.party, args.private)
     out = args.out if args.out is not None else Path("runs") / f"party-{args.party}"
-    outcome = run_party_process(session, plan_channel, out, overwrite=args.overwrite)
+    try:
+        outcome = run_party_process(session, plan_channel, out, overwrite=args.overwrite)
+    except ProtocolError as exc:  # a peer gone, refusing or too slow: one line (the launcher reports the last line)
+        print(f"error: {args.party}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_PEER_FAILURE
     last = f"main accuracy {outcome.history[-1]['main_accuracy']:.2%}; " if outcome.history else ""
     print(f"{args.party}: {last}sent {_human_bytes(sum(outcome.bytes_sent.values()))}; result in {out}")
     return 0

@@ -6,10 +6,12 @@ plan's shape) before any frame travels; :func:`run_party_process` builds the par
 (:func:`securevfl.party_assembly.build_party`), runs its schedule
 (:func:`securevfl.party_runner.run_party`) and writes its result, never over an existing one.
 
-The channel comes from a :data:`ChannelFactory`. The command line uses :func:`plan_channel`, the
-seam where the gRPC channel plugs in: it refuses both transports for now (``inprocess`` runs every
-party in one process; ``grpc`` is not available yet). Tests run every party in its own thread
-with a factory of :mod:`securevfl.protocols.threaded_channel` endpoints.
+The channel comes from a :data:`ChannelFactory`. The command line uses :func:`plan_channel`: for
+``transport.kind = "grpc"`` the party's :class:`~securevfl.protocols.grpc_channel.GrpcChannel`
+(:func:`securevfl.grpc_transport.open_grpc_channel`); ``inprocess`` is refused (it runs every
+party in one process). Tests also run every party in its own thread with a factory of
+:mod:`securevfl.protocols.threaded_channel` endpoints. A channel with a ``close`` method is closed
+when the party's run ends, however it ends.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from securevfl.party_data import ActiveData, PassiveData, load_party_data
 from securevfl.party_runner import PartyEndpoint, PartyOutcome, run_party
 from securevfl.plan import Plan, PrivateParty, check_tls, load_identity, load_plan, load_private
 from securevfl.protocols import Channel, Identity
-from securevfl.training import GRPC_NOT_AVAILABLE, RESULT_NAME
+from securevfl.training import RESULT_NAME
 from securevfl.version import __version__
 
 __all__ = ["PARTY_RESULT_NAME", "ChannelFactory", "PartySession", "open_party", "plan_channel", "run_party_process"]
@@ -77,10 +79,12 @@ def open_party(plan_path: Path, party: str, private_path: Path) -> PartySession:
 
 
 def plan_channel(session: PartySession) -> Channel:
-    """The transport the plan names: the seam of the gRPC channel (refused until it lands)."""
+    """The transport the plan names: the party's gRPC channel (the in-process transport has no party processes)."""
     transport = session.plan.run.transport
     if transport.kind == "grpc":
-        raise ConfigError(GRPC_NOT_AVAILABLE)
+        from securevfl.grpc_transport import open_grpc_channel  # grpc loads only for a gRPC run
+
+        return open_grpc_channel(session)
     raise ConfigError(
         "transport.kind = 'inprocess' runs every party in one process (securevfl train); "
         "one process per party needs transport.kind = 'grpc' in the plan"
@@ -100,9 +104,15 @@ def run_party_process(session: PartySession, channel_factory: ChannelFactory, ou
         raise ConfigError(f"{result_path} already exists; use --overwrite to replace it")
     torch.set_num_threads(config.train.threads)
     shape = plan.run_shape()
-    endpoint = PartyEndpoint(channel_factory(session))
-    local = build_party(config, shape, session.name, session.data, endpoint)
-    outcome = run_party(config, shape, local, endpoint)
+    channel = channel_factory(session)
+    try:
+        endpoint = PartyEndpoint(channel)
+        local = build_party(config, shape, session.name, session.data, endpoint)
+        outcome = run_party(config, shape, local, endpoint)
+    finally:
+        close = getattr(channel, "close", None)
+        if callable(close):
+            close()
     if result_path is not None:
         record = {
             "version": __version__, "session": plan.session, "seed": config.train.seed, "scheme": config.scheme.label(),

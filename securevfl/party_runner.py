@@ -50,6 +50,8 @@ __all__ = ["PartyEndpoint", "PartyOutcome", "run_party"]
 
 #: Seconds an idle key holder sleeps between polls when its channel cannot wait for a frame itself.
 IDLE_SLEEP = 0.002
+#: Seconds a failing party waits for its ABORT frames to be delivered before it stops anyway.
+ABORT_SECONDS = 5.0
 _END = np.zeros(0, dtype=np.float32)  # the empty payload of DONE and ABORT
 
 
@@ -98,8 +100,9 @@ class PartyEndpoint:
         return self.inner.poll(receiver, kinds)
 
     def idle(self) -> None:
-        """Wait a little for the next frame (the transport's own wait if it has one)."""
-        wait = getattr(self.inner, "wait", None)
+        """Wait a little for the next frame (the transport's own wait if it has one: ``wait_for_mail``
+        of the gRPC channel, ``wait`` of the threaded one), so an idle key holder does not spin."""
+        wait = getattr(self.inner, "wait_for_mail", None) or getattr(self.inner, "wait", None)
         if callable(wait):
             wait(0.05)
         else:
@@ -336,11 +339,20 @@ class _PartyRunner:
         """Tell every peer this party stopped (best effort: a peer may be gone already)."""
         reason = " ".join(str(error).split())[:300] or type(error).__name__
         peers = [name for name in self.run_shape.party_names(self.key_holder_name) if name != self.local.name]
-        for peer in peers:
+
+        def tell(peer: str) -> None:
             try:
                 self._send_end(MessageKind.ABORT, [peer], reason=reason)
             except Exception:  # noqa: BLE001 - the original error is what matters
                 pass
+
+        # one thread per peer: a gone peer's send waits out its connect timeout, and must not hold back the others' ABORT
+        threads = [threading.Thread(target=tell, args=(peer,), name=f"abort-{peer}", daemon=True) for peer in peers]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + ABORT_SECONDS
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------------ results
     def outcome(self) -> PartyOutcome:

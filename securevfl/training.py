@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
-from securevfl.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from securevfl.checkpoint import load_checkpoint, save_checkpoint
 from securevfl.config import RunConfig, comparable_config
 from securevfl.crypto import PrecisionError
 from securevfl.data import VFLDataset, load_dataset, partition_columns
@@ -26,6 +26,7 @@ from securevfl.defenses.accounting import label_dp_record
 from securevfl.errors import ConfigError, SecureVFLError, TrainingDiverged
 from securevfl.federation import Federation, build_federation
 from securevfl.files import atomic_write_text
+from securevfl.run_files import RESULT_NAME, check_output_directory
 from securevfl.protocols import NonFiniteError
 from securevfl.protocols.errors import PayloadRangeError
 from securevfl.protocols.phases import CostGroup, cost_summary
@@ -35,8 +36,6 @@ from securevfl.divergence import check_loss, loss_bound, outcome
 from securevfl.promises import promises
 from securevfl.seeding import epoch_batches
 from securevfl.version import __version__
-
-RESULT_NAME = "result.json"
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,15 @@ def run_training(
             output. The label-private schemes accept only Linear/ReLU stacks and refuse others.
         overwrite: replace a finished or interrupted run in ``out_dir`` (refused otherwise, so a
             result is never lost by a repeated command).
+
+    With ``transport.kind = "grpc"`` every party runs in its own OS process on this machine
+    (:func:`securevfl.launcher.run_grpc_training`); the history reaches the caller at the end
+    of the run, so ``on_epoch_end`` is not called.
     """
     started = time.perf_counter()
-    refuse_unavailable_transport(config)
+    if config.transport.kind == "grpc":
+        refuse_unsupported_grpc(config, resume=resume, custom_models=bottom_models is not None)
+        return _train_over_grpc(config, out_dir, dataset=dataset, overwrite=overwrite)
     if out_dir is not None:
         check_output_directory(out_dir, resume=resume, overwrite=overwrite)
     torch.set_num_threads(config.train.threads)
@@ -143,41 +148,28 @@ def run_training(
     return result
 
 
-#: Why ``transport.kind = "grpc"`` is refused for now (one line, as every config error).
-GRPC_NOT_AVAILABLE = (
-    "transport.kind = 'grpc' is not available yet: the gRPC channel that runs one process per party has not landed; "
-    "use transport.kind = 'inprocess'"
-)
+def refuse_unsupported_grpc(config: RunConfig, *, resume: bool = False, custom_models: bool = False) -> None:
+    """What a ``transport.kind = "grpc"`` run (one process per party, :mod:`securevfl.launcher`) cannot do yet, in one line.
 
-
-def refuse_unavailable_transport(config: RunConfig) -> None:
-    """The seam of the one-process-per-party launcher: ``grpc`` is refused here until it is connected.
-
-    Once the gRPC channel lands, ``run_training`` hands a ``grpc`` config to the launcher instead
-    (write a loopback plan with :func:`securevfl.loopback.write_loopback_plan`, start one
-    ``securevfl party`` process per party, read the active party's ``result.json``).
+    Each party process builds its own models from the plan and keeps no checkpoint, so neither
+    ``--resume`` nor caller-given bottom models can reach it.
     """
-    if config.transport.kind == "grpc":
-        raise ConfigError(GRPC_NOT_AVAILABLE)
+    if config.transport.kind != "grpc":
+        return
+    if resume:
+        raise ConfigError("--resume: a transport.kind = 'grpc' run keeps no checkpoint (each party is its own process); start it again")
+    if custom_models:
+        raise ConfigError("bottom_models: a transport.kind = 'grpc' run builds every party's models from the configuration in its own process")
 
 
-def check_output_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse, before any training, an output directory that would lose a run or cannot be written.
+def _train_over_grpc(config: RunConfig, out_dir: Path | None, *, dataset: VFLDataset | None, overwrite: bool) -> dict[str, Any]:
+    """One OS process per party on this machine (:func:`securevfl.launcher.run_grpc_training`); no ``out_dir``: a temporary one."""
+    from securevfl.launcher import run_grpc_training  # the launcher builds on this module
 
-    A directory holding a run (``result.json`` or a checkpoint) is continued with ``resume`` or
-    replaced with ``overwrite``, never silently; a path that is a file, or a directory this
-    process cannot write, is refused at once rather than after the first epoch.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir} is a file, not a directory")
-    holds = [name for name in (RESULT_NAME, CHECKPOINT_NAME) if (out_dir / name).exists()]
-    if holds and not (resume or overwrite):
-        raise ConfigError(
-            f"--out {out_dir} already holds a run ({', '.join(holds)}); use --resume to continue it or --overwrite to replace it"
-        )
-    existing = out_dir if out_dir.exists() else next((p for p in out_dir.parents if p.exists()), Path("."))
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out_dir}: {existing} is not writable")
+    if out_dir is not None:
+        return run_grpc_training(config, out_dir, dataset=dataset, overwrite=overwrite)
+    with tempfile.TemporaryDirectory(prefix="securevfl-grpc-") as scratch:
+        return run_grpc_training(config, Path(scratch), dataset=dataset)
 
 
 def _write_attack_artifacts(federation: Federation, out_dir: Path) -> None:

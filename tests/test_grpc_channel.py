@@ -41,7 +41,7 @@ from securevfl.protocols import (
     fresh_identities,
     new_session_id,
 )
-from securevfl.protocols.errors import FrameTooLargeError, PeerTimeoutError, PeerUnavailableError
+from securevfl.protocols.errors import FrameTooLargeError, PeerTimeoutError, PeerUnavailableError, RequestRefusedError
 from securevfl.protocols.grpc_channel import GrpcChannel
 from securevfl.protocols.grpc_client import Liveness, PeerClient
 from securevfl.protocols.grpc_settings import DELIVER_METHOD, ChannelTimeouts, PeerAddress
@@ -285,6 +285,35 @@ def test_a_receive_deadline_names_receiver_kind_sender_and_last_step(ca: Pki) ->
         assert line.startswith("active waited 1.0 s for a 'activation' message from 'passive_1'")
         assert "passive_1 alive: answered a ping" in line and "last traffic: received 'activation' (step 7) from 'passive_1'" in line
         assert timeout.value.peer == "passive_1"
+
+
+def test_a_refusal_or_an_abort_from_the_awaited_sender_ends_the_wait_at_once_with_the_reason(ca: Pki) -> None:
+    patient = ChannelTimeouts(receive=30.0, connect=2.0, liveness_interval=0.2, liveness_timeout=1.0)
+    with federation(ca, "coordinator", "passive_1", timeouts=patient) as parties:
+        waiting = in_thread(lambda: parties["passive_1"].receive("passive_1", MessageKind.DECRYPT_REPLY, "coordinator"))
+        time.sleep(0.3)  # the receive is waiting
+        started = time.monotonic()
+        parties["coordinator"].send(Message(
+            MessageKind.REQUEST_REFUSED, "coordinator", "passive_1", 4, np.zeros(0, dtype=np.float32),
+            meta={"reason": "matches no request left for step 4", "request": "decrypt_request"},
+        ))
+        with pytest.raises(RequestRefusedError) as refused:
+            waiting()
+        assert time.monotonic() - started < 5.0  # not the 30 s receive deadline
+        assert one_line(refused.value) == (
+            "passive_1 stopped waiting for a 'decrypt_reply' message from 'coordinator': "
+            "coordinator refused its decrypt_request (step 4): matches no request left for step 4"
+        )
+        assert parties["passive_1"].pending("passive_1") == 0  # the refusal was consumed by the wait it ended
+        # an ABORT from the awaited sender ends a wait the same way
+        waiting = in_thread(lambda: parties["passive_1"].receive("passive_1", MessageKind.GRADIENT, "coordinator"))
+        time.sleep(0.3)
+        started = time.monotonic()
+        parties["coordinator"].send(Message(MessageKind.ABORT, "coordinator", "passive_1", 5, np.zeros(0, dtype=np.float32), meta={"reason": "disk full"}))
+        with pytest.raises(PeerUnavailableError) as aborted:
+            waiting()
+        assert time.monotonic() - started < 5.0
+        assert one_line(aborted.value) == "passive_1 stopped waiting for a 'gradient' message from 'coordinator': coordinator aborted (disk full)"
 
 
 def test_a_stopped_peer_ends_the_wait_and_the_send_within_the_timeouts(ca: Pki) -> None:

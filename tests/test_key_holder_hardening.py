@@ -2,10 +2,14 @@
 
 The attack is written first (:mod:`securevfl.attacks.key_recovery`) and must succeed against the
 unhardened key holder; the same attack must fail against the default one. Every hostile request
-is refused without a reply, and the key holder goes on serving honest ones.
+is refused with no value in reply (only a ``request_refused`` message with the reason, so an honest
+requester fails at once), and the key holder goes on serving honest ones.
 """
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,10 +20,12 @@ from securevfl.config import validate_config
 from securevfl.crypto import EncryptedTensor, Layout, SecretKeyring, get_preset, ring
 from securevfl.crypto.flooding import NoiseFlooding, flooded_decrypt
 from securevfl.parties.key_holder import KeyHolderParty
-from securevfl.protocols import InProcessChannel, Message, MessageKind, PhaseTimer
+from securevfl.protocols import InProcessChannel, Message, MessageKind, PhaseTimer, Roster, fresh_identities
 from securevfl.protocols.audit import VisibilityLog
+from securevfl.protocols.errors import RequestRefusedError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
+from securevfl.protocols.threaded_channel import ThreadedNetwork
 from securevfl.schemes.label_private.plan import BottomPlan
 from securevfl.schemes.label_private.policy import label_private_policy
 from securevfl.training import run_training
@@ -243,8 +249,14 @@ HOSTILE = {
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_a_hostile_request_is_refused_without_a_reply_and_the_key_holder_goes_on(name: str) -> None:
     channel, holder, client = _guarded()
-    assert holder.handle(channel, HOSTILE[name]()) is False
-    assert channel.pending("passive_1") == 0 and channel.pending("active") == 0  # nothing sent back
+    hostile = HOSTILE[name]()
+    assert holder.handle(channel, hostile) is False
+    assert channel.pending("active" if hostile.sender == "passive_1" else "passive_1") == 0
+    # the requester gets only the refusal and its reason, no value
+    assert channel.pending(hostile.sender) == 1
+    refusal = channel.poll(hostile.sender, (MessageKind.REQUEST_REFUSED,))
+    assert refusal is not None and refusal.sender == "coordinator" and refusal.payload.size == 0
+    assert refusal.meta["reason"] in holder.refusals[0] and refusal.meta["request"] == str(hostile.kind.value)
     assert len(holder.refusals) == 1 and "refused" in holder.refusals[0]
     # the honest request of the same step is still answered
     value = np.random.default_rng(5).uniform(-1, 1, (4, 8))
@@ -252,11 +264,46 @@ def test_a_hostile_request_is_refused_without_a_reply_and_the_key_holder_goes_on
     assert revealed.shape == (4, 8) and np.max(np.abs(revealed - value)) < 0.05
 
 
+def test_on_a_network_a_refused_request_fails_the_requester_at_once_with_the_reason() -> None:
+    """One thread per party, a 30 s receive deadline: the refusal ends the requester's wait, not the deadline."""
+    identities = fresh_identities(["passive_1", "active", "coordinator"])
+    roster = Roster.of(identities.values())
+    network = ThreadedNetwork()
+    ends = {name: network.endpoint(identity, roster, receive_timeout=30.0) for name, identity in identities.items()}
+    _, holder, _ = _guarded()  # its policy and secret; it answers on its own network endpoint below
+    client = MaskedKeyHolderClient("passive_1", "coordinator", PUBLIC, ends["passive_1"], MaskSampler(16384.0), PhaseTimer())
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            request = ends["coordinator"].poll("coordinator", (MessageKind.DECRYPT_REQUEST, MessageKind.REFRESH_REQUEST))
+            if request is not None:
+                holder.handle(ends["coordinator"], request)
+            else:
+                ends["coordinator"].wait(0.05)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        value = EncryptedTensor.encrypt(PUBLIC, np.zeros((2, 5)), bound=4.0)
+        client.reveal(value, 3, "parameter_gradient", per_sample=False)  # answered
+        started = time.monotonic()
+        with pytest.raises(RequestRefusedError) as refused:
+            client.reveal(value, 3, "parameter_gradient", per_sample=False)  # the slot of step 3 is used
+        assert time.monotonic() - started < 10.0
+        assert str(refused.value).startswith("passive_1 stopped waiting for a 'decrypt_reply' message from 'coordinator': coordinator refused its decrypt_request (step 3): ")
+        assert refused.value.reason in holder.refusals[-1]
+    finally:
+        stop.set()
+        server.join(5.0)
+    assert not server.is_alive()
+
+
 def test_one_request_per_expected_slot_per_step_and_no_replays() -> None:
     channel, holder, client = _guarded()
     value = EncryptedTensor.encrypt(PUBLIC, np.zeros((2, 5)), bound=4.0)
     client.reveal(value, 3, "parameter_gradient", per_sample=False)
-    with pytest.raises(Exception, match="none is queued"):
+    with pytest.raises(RequestRefusedError, match="matches no request left for step 3"):  # at once, with the reason
         client.reveal(value, 3, "parameter_gradient", per_sample=False)  # the layer-1 slot of step 3 is used
     assert "matches no request left for step 3" in holder.refusals[-1]
     with pytest.raises(Exception, match="none is queued"):

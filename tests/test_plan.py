@@ -195,11 +195,8 @@ def test_the_command_line_refuses_what_is_not_available_in_one_line(loopback, tm
         "error: transport.kind = 'inprocess' runs every party in one process (securevfl train); "
         "one process per party needs transport.kind = 'grpc' in the plan\n"
     )
-    _edit(loopback.plan, 'kind = "inprocess"', 'kind = "grpc"')
-    assert main(argv) == 2
-    assert capsys.readouterr().err.startswith("error: transport.kind = 'grpc' is not available yet")
-    assert main(["train", "--set", "transport.kind=grpc", "--out", str(tmp_path / "t")]) == 2
-    assert capsys.readouterr().err.startswith("error: transport.kind = 'grpc' is not available yet")
+    assert main(["train", "--set", "transport.kind=grpc", "--resume", "--out", str(tmp_path / "t")]) == 2
+    assert capsys.readouterr().err.startswith("error: --resume: a transport.kind = 'grpc' run keeps no checkpoint")
     assert main([*argv[:4], "nobody", *argv[5:]]) == 2
     assert capsys.readouterr().err == "error: the plan has no party 'nobody' (parties: passive_1, passive_2, active)\n"
     assert not (tmp_path / "p").exists() and not (tmp_path / "t").exists()

@@ -1,0 +1,64 @@
+"""A party process's gRPC channel, built from its plan and its private file.
+
+:func:`open_grpc_channel` is what :func:`securevfl.party_process.plan_channel` returns for
+``transport.kind = "grpc"``: the party listens at the address the plan gives it, dials every other
+party at theirs, signs with its identity key, checks frames against the plan's roster (identity
+public keys pinned by their fingerprints) and ties every TLS peer to the plan's certificate pin
+(:func:`securevfl.pki.verify_peer_certificate`). It returns once every peer is reachable, so the
+schedule's first send does not race a peer still starting up.
+
+Thread safety: :class:`~securevfl.protocols.grpc_channel.GrpcChannel` is safe to share between
+the active party's training thread and its key holder's thread (sends to one receiver are
+serialized per link, sequence numbers are drawn under that link's lock, the mailbox is one
+condition), so no extra lock is added here; :class:`securevfl.party_runner.PartyEndpoint` keeps
+the two threads from computing at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from securevfl import pki
+from securevfl.errors import ConfigError, PKIError
+from securevfl.protocols.grpc_channel import GrpcChannel
+from securevfl.protocols.grpc_settings import ChannelTimeouts, PeerAddress
+
+if TYPE_CHECKING:
+    from securevfl.party_process import PartySession
+
+__all__ = ["open_grpc_channel"]
+
+
+def open_grpc_channel(session: PartySession) -> GrpcChannel:
+    """Party ``session.name``'s channel: listening at its plan address, connected to every peer."""
+    plan, private = session.plan, session.private
+    if plan.ca_bundle is None or private.tls_certificate is None or private.tls_key is None:
+        raise ConfigError(f"transport.kind = 'grpc' needs mutual TLS: the plan's ca_bundle and {session.name}'s tls_certificate and tls_key")
+    ca_bundle = plan.resolve(plan.ca_bundle)
+    try:
+        tls = pki.load_tls_material(
+            ca_bundle, private.resolve(private.tls_certificate), private.resolve(private.tls_key), session.name,
+            passphrase=private.passphrase_bytes(),
+        )
+        trusted = pki.load_ca_bundle(ca_bundle)
+    except PKIError as exc:
+        raise ConfigError(f"TLS: {exc}") from None
+    pins = {party.name: party.tls_fingerprint for party in plan.parties}
+
+    def peer_check(pem: bytes, party: str) -> None:
+        """The TLS peer must hold ``party``'s certificate under the plan's CA (and its pin)."""
+        pki.verify_peer_certificate(pem, trusted, party, pinned_fingerprint=pins.get(party))
+
+    transport = plan.run.transport
+    timeouts = ChannelTimeouts(receive=transport.receive_timeout, connect=transport.connect_timeout)
+    peers = {party.name: PeerAddress(party.address) for party in plan.parties if party.name != session.name}
+    channel = GrpcChannel(
+        session.identity, plan.roster(), plan.session, listen=plan.party(session.name).address, tls=tls,
+        peer_check=peer_check, peers=peers, timeouts=timeouts,
+    )
+    try:
+        channel.wait_for_peers()
+    except BaseException:
+        channel.close()
+        raise
+    return channel

@@ -1,0 +1,223 @@
+"""``securevfl train`` with ``transport.kind = "grpc"``: one ``securevfl party`` OS process per party on this machine.
+
+:func:`run_grpc_training` writes a loopback plan (:func:`securevfl.loopback.write_loopback_plan`,
+every party on 127.0.0.1 at free ports) into ``<out>/parties``, starts one process per party
+(:class:`PartyProcesses`), waits for all of them under one global deadline and writes the active
+party's result as the run's ``result.json``. Why separate OS processes and not threads: this is
+the deployment's shape (each party holds only its own folder), so a one-machine run exercises
+TLS, signing, deadlines and liveness exactly as a real federation does.
+
+A failure never leaves a process behind: the first party that exits with an error (or the
+global deadline) is reported in one line naming the party and its last error line, and every
+process still running is killed (after ``grace`` seconds in which it may stop by itself: the
+peers of a failed party see its ABORT or find it gone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, IO
+
+from securevfl.config import RunConfig
+from securevfl.data import VFLDataset
+from securevfl.errors import ConfigError, SecureVFLError
+from securevfl.files import atomic_write_text
+from securevfl.loopback import LoopbackFiles, write_loopback_plan
+from securevfl.run_files import RESULT_NAME, check_output_directory
+
+__all__ = ["PARTIES_DIR", "LaunchError", "PartyProcesses", "free_port_base", "run_grpc_training"]
+
+#: Where, inside the run's output directory, the loopback plan and every party's folder go.
+PARTIES_DIR = "parties"
+LOG_NAME = "party.log"
+_POLL_SECONDS = 0.05
+_KILL_WAIT_SECONDS = 5.0
+# gRPC C-core log lines ("I1126 07:08:03.96 28976 file.cc:1403] ..."): never a party's own error line
+_GRPC_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")
+
+
+class LaunchError(SecureVFLError):
+    """A party process failed or the run outlived its deadline (one line naming the party)."""
+
+
+def free_port_base(count: int, *, attempts: int = 50) -> int:
+    """A port from which ``count`` consecutive ports are free on 127.0.0.1 now (the plan numbers ports consecutively)."""
+    for _ in range(attempts):
+        base = random.randint(20_000, 60_000 - count)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(listener)
+                listener.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for listener in sockets:
+                listener.close()
+    raise LaunchError(f"found no {count} consecutive free ports on 127.0.0.1 in {attempts} attempts")
+
+
+def last_error_line(log: Path) -> str:
+    """The last line a party process wrote that is its own (gRPC's C-core log lines skipped)."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    own = [line.strip() for line in lines if line.strip() and not _GRPC_LOG.match(line)]
+    return own[-1] if own else "(nothing written)"
+
+
+@dataclass
+class PartyProcesses:
+    """One ``securevfl party`` OS process per party of a loopback plan; :meth:`close` kills what is left."""
+
+    files: LoopbackFiles
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    killed: set[str] = field(default_factory=set)
+    """Parties this supervisor had to kill (they did not stop by themselves)."""
+    _logs: dict[str, IO[bytes]] = field(default_factory=dict)
+
+    def out_dir(self, party: str) -> Path:
+        return self.files.private[party].parent / "out"
+
+    def log(self, party: str) -> Path:
+        return self.files.private[party].parent / LOG_NAME
+
+    def start(self) -> None:
+        """Start every party's process (stdout and stderr into its folder's ``party.log``)."""
+        environment = {**os.environ, "GRPC_VERBOSITY": "ERROR"}
+        for party, private in self.files.private.items():
+            log = self._logs[party] = self.log(party).open("wb")
+            command = [
+                sys.executable, "-m", "securevfl.cli", "party", "--plan", str(self.files.plan), "--party", party,
+                "--private", str(private), "--out", str(self.out_dir(party)), "--overwrite",
+            ]
+            self.processes[party] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
+
+    def wait(self, timeout: float, *, grace: float = 0.0) -> None:
+        """Return once every process exited cleanly; else kill the rest and raise one line naming the first failure.
+
+        After the first failure the others get ``grace`` seconds to stop by themselves before they are killed.
+        """
+        deadline = time.monotonic() + timeout
+        failed: str | None = None
+        while True:
+            running = [party for party, process in self.processes.items() if process.poll() is None]
+            if failed is None:
+                failed = next((party for party, process in self.processes.items() if process.returncode not in (None, 0)), None)
+                if failed is not None:
+                    deadline = min(deadline, time.monotonic() + grace)
+            if not running:
+                break
+            if time.monotonic() >= deadline:
+                self.close()
+                if failed is None:
+                    raise LaunchError(f"the gRPC run did not finish within {timeout:g} s; killed {', '.join(running)} (last line of {running[0]}: {last_error_line(self.log(running[0]))})")
+                break
+            time.sleep(_POLL_SECONDS)
+        self._close_logs()
+        if failed is not None:
+            raise LaunchError(f"party {failed} failed ({_describe_exit(self.processes[failed].returncode)}): {last_error_line(self.log(failed))}")
+
+    def close(self) -> None:
+        """Kill every process still running (its whole process group) and wait for it. Idempotent."""
+        for party, process in self.processes.items():
+            if process.poll() is None:
+                self.killed.add(party)
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=_KILL_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._close_logs()
+
+    def _close_logs(self) -> None:
+        for log in self._logs.values():
+            log.close()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def run_grpc_training(
+    config: RunConfig,
+    out_dir: Path,
+    *,
+    dataset: VFLDataset | None = None,
+    overwrite: bool = False,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Run ``config`` as one process per party over gRPC on 127.0.0.1; write and return the run's result.
+
+    ``timeout`` (seconds, default: connect plus one receive deadline per epoch) bounds the whole
+    run; at the deadline every process is killed.
+    """
+    if config.attack.active:
+        raise ConfigError("transport.kind = 'grpc' cannot run an attack yet (a party process cannot prepare its knowledge); use transport.kind = 'inprocess'")
+    check_output_directory(out_dir, resume=False, overwrite=overwrite)
+    plan_dir = out_dir / PARTIES_DIR
+    ports = free_port_base(config.parties.passive + 2)  # the passives, the active party, a coordinator
+    files = write_loopback_plan(config, plan_dir, base_port=ports, dataset=dataset, overwrite=overwrite)
+    transport = config.transport
+    budget = timeout if timeout is not None else transport.connect_timeout + transport.receive_timeout * (config.train.epochs + 1)
+    parties = PartyProcesses(files)
+    try:
+        parties.start()
+        parties.wait(budget)
+    finally:
+        parties.close()
+    records = {party: json.loads(_result_path(parties, party).read_text(encoding="utf-8")) for party in files.private}
+    result = _run_record(records)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / RESULT_NAME, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _result_path(parties: PartyProcesses, party: str) -> Path:
+    for name in (RESULT_NAME, "party_result.json"):
+        path = parties.out_dir(party) / name
+        if path.is_file():
+            return path
+    raise LaunchError(f"party {party} exited cleanly but wrote no result in {parties.out_dir(party)}")
+
+
+def _run_record(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The active party's record, with every party's frames summed (as the in-process ``result.json`` counts them)."""
+    active = next(record for record in records.values() if record["role"] == "active")
+    bytes_sent: dict[str, int] = {}
+    messages_sent: dict[str, int] = {}
+    for record in records.values():
+        for kind, count in record["bytes_sent"].items():
+            bytes_sent[kind] = bytes_sent.get(kind, 0) + count
+        for kind, count in record["messages_sent"].items():
+            messages_sent[kind] = messages_sent.get(kind, 0) + count
+    epoch_seconds = active["timing"]["epoch_seconds"]
+    timing = {**active["timing"], "mean_epoch_seconds": round(sum(epoch_seconds) / len(epoch_seconds), 4) if epoch_seconds else 0.0}
+    return {
+        **{key: value for key, value in active.items() if key not in ("party", "role")},
+        "transport": "grpc",
+        "bytes_sent": bytes_sent,
+        "messages_sent": messages_sent,
+        "timing": timing,
+        "parties": {name: {"bytes_sent": record["bytes_sent"], "messages_sent": record["messages_sent"], "timing": record["timing"]} for name, record in records.items()},
+    }

@@ -1,0 +1,72 @@
+"""``transport.kind = "grpc"``: one OS process per party on 127.0.0.1 gives the in-process history, and a
+killed party stops every other process in one line instead of a hang."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from securevfl.config import RunConfig, load_config
+from securevfl.launcher import LaunchError, PartyProcesses, free_port_base, last_error_line
+from securevfl.loopback import write_loopback_plan
+from securevfl.training import run_training
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "digits_ckks.toml"
+SCHEMES = {
+    "plain": ["protection.scheme=plain"],
+    "ckks/coordinator": ["protection.scheme=ckks", "protection.key_holder=coordinator", "protection.flooding_bits=0", "protection.preset=compute"],
+}
+
+
+def _config(*overrides: str, transport: str = "inprocess") -> RunConfig:
+    return load_config(EXAMPLE, [
+        "data.train_limit=96", "data.test_limit=32", "train.epochs=1", "train.batch_size=48", "train.progress=false",
+        "train.checkpoint=false", f"transport.kind={transport}", "transport.receive_timeout=30", "transport.connect_timeout=20",
+        *overrides,
+    ])
+
+
+@pytest.mark.parametrize("label", list(SCHEMES))
+def test_one_process_per_party_gives_the_in_process_history(label: str, tmp_path: Path) -> None:
+    reference = run_training(_config(*SCHEMES[label]))
+    result = run_training(_config(*SCHEMES[label], transport="grpc"), out_dir=tmp_path / "run", overwrite=False)
+    assert (tmp_path / "run" / "result.json").is_file() and result["transport"] == "grpc"
+    assert [entry["epoch"] for entry in result["history"]] == [entry["epoch"] for entry in reference["history"]] == [1]
+    for mine, theirs in zip(result["history"], reference["history"], strict=True):
+        assert set(mine) == set(theirs)
+        for key, value in theirs.items():
+            if label == "plain" or key in ("epoch", "main_accuracy"):
+                assert mine[key] == value, (key, mine[key], value)
+            else:
+                assert mine[key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+    sent = dict(result["messages_sent"])
+    assert sent.pop("done") > 0
+    assert sent == reference["messages_sent"]  # every frame of the in-process run crossed the network, nothing else
+    assert result["main_accuracy"] == reference["main_accuracy"]
+
+
+def test_a_killed_passive_stops_every_other_process_in_one_line(tmp_path: Path) -> None:
+    config = _config("protection.scheme=plain", "train.epochs=400", "transport.receive_timeout=20", transport="grpc")
+    files = write_loopback_plan(config, tmp_path / "parties", base_port=free_port_base(config.parties.passive + 2))
+    parties = PartyProcesses(files)
+    try:
+        parties.start()
+        time.sleep(8.0)  # start-up (imports, TLS connections to every peer) then training: 400 epochs take minutes
+        assert all(process.poll() is None for process in parties.processes.values()), "a party stopped before the kill"
+        parties.processes["passive_1"].kill()
+        started = time.monotonic()
+        with pytest.raises(LaunchError, match=r"^party passive_1 failed \(killed by signal 9\)"):
+            parties.wait(60.0, grace=45.0)
+        assert time.monotonic() - started < 45.0
+        assert parties.killed == set(), "a party had to be killed: it did not stop by itself"
+        for name, process in parties.processes.items():
+            if name != "passive_1":
+                assert process.returncode not in (None, 0), name
+                line = last_error_line(parties.log(name))
+                # one line naming passive_1: lost by the active party, named in the ABORT the active party sent passive_2
+                assert line.startswith(f"error: {name}: ") and "passive_1" in line, (name, line)
+    finally:
+        parties.close()
+    assert all(process.poll() is not None for process in parties.processes.values())
