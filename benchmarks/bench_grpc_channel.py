@@ -49,6 +49,7 @@ import grpc  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
+from securevfl.files import write_report
 from securevfl import pki  # noqa: E402
 from securevfl.protocols import Identity, Message, MessageKind, Roster, fresh_identities, new_session_id  # noqa: E402
 from securevfl.protocols.grpc_channel import GrpcChannel  # noqa: E402
@@ -402,14 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.compare_streaming:
         report["streaming"] = measure_streaming(sizes, args.seconds, args.rounds)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown(report))
-        print(f"wrote {args.markdown}")
+    write_report(report, args.json, markdown(report), args.markdown)
     return 0
 
 

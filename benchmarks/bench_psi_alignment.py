@@ -24,7 +24,6 @@ The result is checked against Python's set intersection before it is reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import private_set_intersection.python as openmined_psi  # noqa: E402
 
+from securevfl.files import write_report
 from securevfl.alignment import align_in_process  # noqa: E402
 from securevfl.protocols import CodecRegistry, InProcessChannel, MessageKind, decode_message  # noqa: E402
 from securevfl.protocols.psi import DEFAULT_FALSE_POSITIVE_RATE  # noqa: E402
@@ -175,14 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             slowest = max(v for k, v in row["seconds"].items() if k != "active")
             print(f"{size:>8} {row['intersection']:>8} {row['set_form']:>4} {rate:>6g} {row['wall_seconds']:>8.2f} "
                   f"{row['seconds']['active']:>9.2f} {slowest:>10.2f} {row['total_bytes'] / 1e6:>9.2f}", flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown(report))
-        print(f"wrote {args.markdown}")
+    write_report(report, args.json, markdown(report), args.markdown)
     return 0
 
 

@@ -63,3 +63,15 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def write_report(report: object, json_path: Path | None, markdown: str, markdown_path: Path | None) -> None:
+    """A benchmark's JSON record and Markdown table, each written atomically where a path is given (and said)."""
+    import json
+
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+        print(f"wrote {json_path}")
+    if markdown_path is not None:
+        atomic_write_text(markdown_path, markdown)
+        print(f"wrote {markdown_path}")
