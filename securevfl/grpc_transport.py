@@ -16,28 +16,25 @@ the two threads from computing at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from securevfl import pki
 from securevfl.errors import ConfigError, PKIError
+from securevfl.plan import Plan, PrivateParty
+from securevfl.protocols import Identity
 from securevfl.protocols.grpc_channel import GrpcChannel
 from securevfl.protocols.grpc_settings import ChannelTimeouts, PeerAddress
-
-if TYPE_CHECKING:
-    from securevfl.party_process import PartySession
 
 __all__ = ["open_grpc_channel"]
 
 
-def open_grpc_channel(session: PartySession) -> GrpcChannel:
-    """Party ``session.name``'s channel: listening at its plan address, connected to every peer."""
-    plan, private = session.plan, session.private
+def open_grpc_channel(plan: Plan, private: PrivateParty, identity: Identity) -> GrpcChannel:
+    """Party ``identity.name``'s channel: listening at its plan address, connected to every peer."""
+    name = identity.name
     if plan.ca_bundle is None or private.tls_certificate is None or private.tls_key is None:
-        raise ConfigError(f"transport.kind = 'grpc' needs mutual TLS: the plan's ca_bundle and {session.name}'s tls_certificate and tls_key")
+        raise ConfigError(f"transport.kind = 'grpc' needs mutual TLS: the plan's ca_bundle and {name}'s tls_certificate and tls_key")
     ca_bundle = plan.resolve(plan.ca_bundle)
     try:
         tls = pki.load_tls_material(
-            ca_bundle, private.resolve(private.tls_certificate), private.resolve(private.tls_key), session.name,
+            ca_bundle, private.resolve(private.tls_certificate), private.resolve(private.tls_key), name,
             passphrase=private.passphrase_bytes(),
         )
         trusted = pki.load_ca_bundle(ca_bundle)
@@ -51,9 +48,9 @@ def open_grpc_channel(session: PartySession) -> GrpcChannel:
 
     transport = plan.run.transport
     timeouts = ChannelTimeouts(receive=transport.receive_timeout, connect=transport.connect_timeout)
-    peers = {party.name: PeerAddress(party.address) for party in plan.parties if party.name != session.name}
+    peers = {party.name: PeerAddress(party.address) for party in plan.parties if party.name != name}
     channel = GrpcChannel(
-        session.identity, plan.roster(), plan.session, listen=plan.party(session.name).address, tls=tls,
+        identity, plan.roster(), plan.session, listen=plan.party(name).address, tls=tls,
         peer_check=peer_check, peers=peers, timeouts=timeouts,
     )
     try:

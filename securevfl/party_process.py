@@ -84,7 +84,7 @@ def plan_channel(session: PartySession) -> Channel:
     if transport.kind == "grpc":
         from securevfl.grpc_transport import open_grpc_channel  # grpc loads only for a gRPC run
 
-        return open_grpc_channel(session)
+        return open_grpc_channel(session.plan, session.private, session.identity)
     raise ConfigError(
         "transport.kind = 'inprocess' runs every party in one process (securevfl train); "
         "one process per party needs transport.kind = 'grpc' in the plan"
