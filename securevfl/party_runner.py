@@ -26,6 +26,7 @@ the caller hands it the evaluator's truth (a simulation harness, see ``docs/arch
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -52,6 +53,7 @@ __all__ = ["PartyEndpoint", "PartyOutcome", "run_party"]
 IDLE_SLEEP = 0.002
 #: Seconds a failing party waits for its ABORT frames to be delivered before it stops anyway.
 ABORT_SECONDS = 5.0
+_LOG = logging.getLogger("securevfl.party")
 _END = np.zeros(0, dtype=np.float32)  # the empty payload of DONE and ABORT
 
 
@@ -281,7 +283,14 @@ class _PartyRunner:
             return
         for passive in self.run_shape.passive_names:  # the key holder's thread keeps serving meanwhile
             self.channel.receive(name, MessageKind.DONE, sender=passive)
-        self._send_end(MessageKind.DONE, [*self.run_shape.passive_names, *([holder] if holder else [])])
+        for receiver in [*self.run_shape.passive_names, *([holder] if holder else [])]:
+            # the last frame of the run: its receiver stops as soon as it has it, and over gRPC may close before
+            # the call's answer is back, so a send that fails here is not the run failing (a receiver that never got
+            # it stops on its own deadline and says so)
+            try:
+                self._send_end(MessageKind.DONE, [receiver])
+            except ProtocolError as exc:
+                _LOG.warning("%s: the closing DONE to %s may not have arrived: %s", name, receiver, exc)
 
     def _serve_until_done(self, key_holder: KeyHolderParty) -> None:
         """A coordinator: answer requests until every client said DONE (fail at once on an ABORT)."""
