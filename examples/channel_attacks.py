@@ -1,6 +1,6 @@
 """Network attacks on the channel of a small federation, and what the signed frames cost.
 
-Every attack puts a network attacker between the parties of a label-private digits run
+Every attack puts a network attacker between the parties of a one-key-holder digits run
 (``examples/digits_ckks_coordinator.toml``: a coordinator holds the CKKS key; 48 training and 16
 test samples, batch 16, 3 training steps and one evaluation) from the run's very first frame
 on, through the in-process channel's ``interceptor`` and ``inject`` (``protocols/channel.py``).
@@ -301,7 +301,7 @@ def markdown(rows: list[dict[str, Any]], cost: dict[str, Any]) -> str:
     lines = [
         "# Channel attacks against signed frames",
         "",
-        "`python examples/channel_attacks.py`: a label-private digits run (`examples/digits_ckks_coordinator.toml`: a",
+        "`python examples/channel_attacks.py`: a one-key-holder digits run (`examples/digits_ckks_coordinator.toml`: a",
         f"coordinator holds the CKKS key; 48 training and 16 test samples, batch 16, {STEPS} training steps and one",
         "evaluation) with a network attacker on the in-process channel from its first frame on",
         "(`InProcessChannel.interceptor` / `inject`). The attacker has its own Ed25519 key, never a party's.",
