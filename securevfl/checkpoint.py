@@ -65,6 +65,21 @@ def load_checkpoint(
     path = checkpoint_path(out_dir)
     if not path.is_file():
         raise ConfigError(f"--resume: no checkpoint to resume from at {path}")
+    state = read_checkpoint_file(path)
+    differences = _config_differences(normalize(state["config"]), resolved_config)
+    blocking = [key for key in differences if key not in RESUMABLE_DIFFERENCES]
+    if blocking:
+        names = ", ".join(".".join(key) for key in blocking)
+        raise ConfigError(f"--resume: the checkpoint in {out_dir} was made with a different config ({names})")
+    return state
+
+
+def read_checkpoint_file(path: Path) -> dict[str, Any]:
+    """The state in the checkpoint file ``path``, loaded without running code from it.
+
+    Every reader of a checkpoint goes through here (resuming a run, a study's progress display),
+    so none of them can unpickle more than tensors and plain numeric arrays.
+    """
     try:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):
             state = _decode(torch.load(path, map_location="cpu", weights_only=True))
@@ -73,11 +88,6 @@ def load_checkpoint(
         raise ConfigError(f"--resume: {path} is not a readable securevfl checkpoint ({reason[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or not isinstance(state.get("config"), dict):
         raise ConfigError(f"--resume: {path} is not a securevfl checkpoint of format {CHECKPOINT_FORMAT}")
-    differences = _config_differences(normalize(state["config"]), resolved_config)
-    blocking = [key for key in differences if key not in RESUMABLE_DIFFERENCES]
-    if blocking:
-        names = ", ".join(".".join(key) for key in blocking)
-        raise ConfigError(f"--resume: the checkpoint in {out_dir} was made with a different config ({names})")
     return state
 
 

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.epochs=2 --set data.dir=../shared/data/mnist",
+        help="override a config key, e.g. --set train.epochs=2 --set data.dir=PATH/TO/mnist",
     )
     train.add_argument("--out", type=Path, default=Path("runs/latest"), help="output directory (default runs/latest)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")

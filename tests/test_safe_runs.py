@@ -48,6 +48,20 @@ def test_a_planted_pickle_payload_never_runs_on_resume(tmp_path: Path, capsys: p
     assert not marker.exists()
 
 
+def test_no_reader_of_a_checkpoint_unpickles_code(tmp_path: Path) -> None:
+    """The study's progress display reads checkpoints too: it must go through the same safe load."""
+    from securevfl.study.runner import _epochs_done
+
+    marker = tmp_path / "pwned"
+    torch.save({"format": 1, "config": {}, "epoch": 3, "payload": _Payload(marker)}, tmp_path / CHECKPOINT_NAME)
+    assert _epochs_done(tmp_path) == 0
+    assert not marker.exists()
+    save_checkpoint(tmp_path, {"config": {}, "epoch": 3})
+    assert _epochs_done(tmp_path) == 3
+    source = "\n".join(path.read_text() for path in (ROOT / "securevfl").rglob("*.py"))
+    assert "weights_only=False" not in source
+
+
 @pytest.mark.parametrize(
     "corrupt",
     [

@@ -266,8 +266,8 @@ def _epochs_done(directory: Path) -> int:
     if not checkpoint.is_file():
         return 0
     try:
-        import torch
+        from securevfl.checkpoint import read_checkpoint_file  # torch loads only when a checkpoint exists
 
-        return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
-    except Exception:  # noqa: BLE001 - only the progress display depends on it
+        return int(read_checkpoint_file(checkpoint)["epoch"])
+    except Exception:  # noqa: BLE001 - only the progress display depends on it; never unpickles code
         return 0
