@@ -219,5 +219,21 @@ def _run_record(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "bytes_sent": bytes_sent,
         "messages_sent": messages_sent,
         "timing": timing,
-        "parties": {name: {"bytes_sent": record["bytes_sent"], "messages_sent": record["messages_sent"], "timing": record["timing"]} for name, record in records.items()},
+        "wire_bytes": _wire_totals(records),
+        "parties": {
+            name: {key: record[key] for key in ("bytes_sent", "messages_sent", "timing", "wire_bytes") if key in record}
+            for name, record in records.items()
+        },
     }
+
+
+def _wire_totals(records: dict[str, dict[str, Any]]) -> dict[str, int | None]:
+    """Every party's bytes at each layer (accounted frames, gRPC messages, TCP payload) summed; None where a party could not read its TCP counters."""
+    totals: dict[str, int | None] = {}
+    for record in records.values():
+        for layer, count in record.get("wire_bytes", {}).items():
+            if layer in totals and (totals[layer] is None or count is None):
+                totals[layer] = None
+            else:
+                totals[layer] = (totals.get(layer) or 0) + count if count is not None else None
+    return totals

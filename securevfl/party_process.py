@@ -109,6 +109,8 @@ def run_party_process(session: PartySession, channel_factory: ChannelFactory, ou
         endpoint = PartyEndpoint(channel)
         local = build_party(config, shape, session.name, session.data, endpoint)
         outcome = run_party(config, shape, local, endpoint)
+        byte_counts = getattr(channel, "byte_counts", None)  # a network transport: what crossed the sockets
+        wire = byte_counts().to_dict() if callable(byte_counts) else None
     finally:
         close = getattr(channel, "close", None)
         if callable(close):
@@ -118,6 +120,8 @@ def run_party_process(session: PartySession, channel_factory: ChannelFactory, ou
             "version": __version__, "session": plan.session, "seed": config.train.seed, "scheme": config.scheme.label(),
             **outcome.record(), "config": config.resolved(),
         }
+        if wire is not None:
+            record["wire_bytes"] = wire
         if outcome.history:
             record["main_accuracy"] = outcome.history[-1]["main_accuracy"]
         result_path.parent.mkdir(parents=True, exist_ok=True)

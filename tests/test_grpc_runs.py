@@ -45,6 +45,11 @@ def test_one_process_per_party_gives_the_in_process_history(label: str, tmp_path
     assert sent.pop("done") > 0
     assert sent == reference["messages_sent"]  # every frame of the in-process run crossed the network, nothing else
     assert result["main_accuracy"] == reference["main_accuracy"]
+    wire = result["wire_bytes"]  # what crossed the sockets, next to what the run accounts
+    assert wire["accounted_sent"] == sum(result["bytes_sent"].values())
+    assert wire["grpc_sent"] >= wire["accounted_sent"]
+    if wire["tcp_sent"] is not None:
+        assert wire["tcp_sent"] > wire["grpc_sent"]
 
 
 def test_a_killed_passive_stops_every_other_process_in_one_line(tmp_path: Path) -> None:
