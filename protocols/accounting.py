@@ -68,6 +68,13 @@ class TrafficStats:
             "seconds_by_phase": self.timer.to_dict(),
         }
 
+    def absorb(self, values: dict[str, object]) -> None:
+        """Add the counters of :meth:`to_dict` output to these (a resumed party: what it sent before its checkpoint was loaded)."""
+        self.bytes_by_kind.update(values.get("bytes_by_kind", {}))  # type: ignore[arg-type]
+        self.messages_by_kind.update(values.get("messages_by_kind", {}))  # type: ignore[arg-type]
+        for phase, seconds in values.get("seconds_by_phase", {}).items():  # type: ignore[union-attr]
+            self.timer.add(Phase(phase), float(seconds))
+
     def load(self, values: dict[str, object]) -> None:
         """Restore counters from :meth:`to_dict` output (used when a run resumes)."""
         self.bytes_by_kind = Counter(values.get("bytes_by_kind", {}))  # type: ignore[arg-type]

@@ -30,6 +30,15 @@ The session id is random per run (:func:`new_session_id`) and known to every par
 first frame: the in-process channel draws it; a deployment's launcher hands it to every
 process with the roster. It is not a secret: it binds frames to one run.
 
+**Attempts.** A planned run may be started more than once (a resume after a crash, a restart):
+every start of its processes is an *attempt*, and sequence numbers start again at 0. So that no
+frame of an earlier attempt can be replayed into a later one, each attempt derives its own
+session id in a handshake (:mod:`.attempt`: every party contributes a fresh
+random nonce) and moves to it in two steps: :meth:`FrameVerifier.expect_session` admits the new
+session's frames (with fresh counters) while the handshake's last frames still arrive in the old
+one, and :meth:`FrameSigner.enter_session` / :meth:`FrameVerifier.enter_session` then sign only
+in the new session and refuse every other.
+
 What this does not do: hide contents (a network transport adds TLS for that), or stop a party
 from sending whatever it likes in its own name (the key holder's policy and the protocol checks
 do that).
@@ -72,6 +81,11 @@ class FrameSigner:
     def party(self) -> str:
         return self.identity.name
 
+    def enter_session(self, session: str) -> None:
+        """Sign every later frame in ``session``, numbering each link from 0 again (an attempt's own session)."""
+        self.session = session
+        self._next_sequence = {}
+
     def seal(self, message: Message, codecs: CodecRegistry) -> bytes:
         """The signed frame of ``message``; the sequence number is used up only if framing succeeds."""
         if message.sender != self.party:
@@ -93,8 +107,26 @@ class FrameVerifier:
         self.party = party
         self.roster = roster
         self.session = session
-        self._next_sequence: dict[str, int] = {}
-        self._last_step: dict[str, int] = {}
+        # per admitted session: sender -> next sequence number, sender -> last step
+        self._counters: dict[str, tuple[dict[str, int], dict[str, int]]] = {session: ({}, {})}
+
+    @property
+    def sessions(self) -> tuple[str, ...]:
+        """The sessions whose frames are admitted now (two only between :meth:`expect_session` and :meth:`enter_session`)."""
+        return tuple(self._counters)
+
+    def expect_session(self, session: str) -> None:
+        """Admit ``session``'s frames too (fresh counters), while the current session's last frames still arrive."""
+        self._counters.setdefault(session, ({}, {}))
+
+    def enter_session(self, session: str) -> None:
+        """Admit only ``session``'s frames from now on (keeping its counters if it was expected)."""
+        self._counters = {session: self._counters.get(session, ({}, {}))}
+        self.session = session
+
+    def next_sequence(self, sender: str) -> int:
+        """The sequence number the current session expects next from ``sender``."""
+        return self._counters[self.session][0].get(sender, 0)
 
     def admit(self, data: bytes) -> ParsedFrame:
         """Check ``data`` in the order the module docstring gives; the state moves only as it says."""
@@ -109,20 +141,22 @@ class FrameVerifier:
             self.roster.verify(header.sender, frame.signed, frame.signature)
         except IdentityError as exc:
             raise refused(str(exc)) from None
-        if header.session != self.session:
+        counters = self._counters.get(header.session)
+        if counters is None:
             raise refused(f"session {header.session[:12]}... is not this run's ({self.session[:12]}...)")
+        next_sequence, last_steps = counters
         if header.receiver != self.party:
             raise refused(f"addressed to {header.receiver!r}, not to {self.party!r}")
-        expected = self._next_sequence.get(header.sender, 0)
+        expected = next_sequence.get(header.sender, 0)
         if header.sequence < expected:
             raise refused(f"replayed: sequence {header.sequence} was already admitted, next expected {expected}")
         if header.sequence > expected:
             raise refused(f"out of order: sequence {header.sequence} but next expected {expected} (a frame before it is missing)")
-        self._next_sequence[header.sender] = expected + 1  # authentic and next in line: its number is used up
-        last_step = self._last_step.get(header.sender)
+        next_sequence[header.sender] = expected + 1  # authentic and next in line: its number is used up
+        last_step = last_steps.get(header.sender)
         if last_step is not None and header.step < last_step:
             raise refused(f"step {header.step} goes back from step {last_step}")
-        self._last_step[header.sender] = header.step
+        last_steps[header.sender] = header.step
         return frame
 
     def open(self, data: bytes, codecs: CodecRegistry) -> Message:

@@ -194,6 +194,20 @@ class GrpcChannel:
         for name in sorted(self._clients) if peers is None else peers:
             self._client(name).wait_connected()
 
+    def expect_session(self, session: str) -> None:
+        """Admit frames of ``session`` too (an attempt's own session, :mod:`.framing`), besides the current one."""
+        with self._admit_lock:
+            self._verifier.expect_session(session)
+
+    def enter_session(self, session: str) -> None:
+        """Sign and admit only ``session``'s frames from now on; every link numbers from 0 again."""
+        with self._lock:
+            self._signer.enter_session(session)
+            self.session = session
+        with self._admit_lock:
+            self._verifier.enter_session(session)
+            self._admitted_up_to = {}
+
     def check_peer(self, peer: str) -> PeerStatus:
         """Ping ``peer`` once: alive, not answering, or gone (with the cause)."""
         return self._client(peer).ping()

@@ -162,6 +162,22 @@ class ThreadedEndpoint:
             self._admit_arrived()
             return self._take(tuple(kinds), None)
 
+    @property
+    def session(self) -> str:
+        """The session this endpoint signs in now (the network's, until an attempt moves it)."""
+        return self._signer.session
+
+    def expect_session(self, session: str) -> None:
+        """Admit frames of ``session`` too (an attempt's own session, :mod:`.framing`), besides the current one."""
+        with self._condition:
+            self._verifier.expect_session(session)
+
+    def enter_session(self, session: str) -> None:
+        """Sign and admit only ``session``'s frames from now on; every link numbers from 0 again."""
+        with self._condition:
+            self._signer.enter_session(session)
+            self._verifier.enter_session(session)
+
     # ------------------------------------------------------------------ for serving loops
     def wait(self, timeout: float) -> None:
         """Wait until a frame arrives for this party or ``timeout`` seconds pass (a server's idle loop)."""

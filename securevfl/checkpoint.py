@@ -47,10 +47,15 @@ def checkpoint_path(out_dir: Path) -> Path:
     return out_dir / CHECKPOINT_NAME
 
 
-def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
+def encode_state(state: dict[str, Any]) -> bytes:
+    """The bytes of a checkpoint holding ``state`` (numpy arrays as tagged tensors, readable with ``weights_only``)."""
     buffer = io.BytesIO()
-    torch.save(_encode({"format": CHECKPOINT_FORMAT, **state}), buffer)
-    atomic_write(checkpoint_path(out_dir), buffer.getvalue())
+    torch.save(_encode(state), buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
+    atomic_write(checkpoint_path(out_dir), encode_state({"format": CHECKPOINT_FORMAT, **state}))
 
 
 def load_checkpoint(
@@ -66,7 +71,7 @@ def load_checkpoint(
     if not path.is_file():
         raise ConfigError(f"--resume: no checkpoint to resume from at {path}")
     state = read_checkpoint_file(path)
-    differences = _config_differences(normalize(state["config"]), resolved_config)
+    differences = config_differences(normalize(state["config"]), resolved_config)
     blocking = [key for key in differences if key not in RESUMABLE_DIFFERENCES]
     if blocking:
         names = ", ".join(".".join(key) for key in blocking)
@@ -91,13 +96,13 @@ def read_checkpoint_file(path: Path) -> dict[str, Any]:
     return state
 
 
-def _config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, ...]]:
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, ...]]:
     keys = sorted(set(old) | set(new))
     differences: list[tuple[str, ...]] = []
     for key in keys:
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            differences += [(key, *sub) for sub in _config_differences(a, b)]
+            differences += [(key, *sub) for sub in config_differences(a, b)]
         elif a != b:
             differences.append((key,))
     return differences

@@ -15,7 +15,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -120,7 +120,11 @@ def _add_plan_parsers(commands: argparse._SubParsersAction[argparse.ArgumentPars
     party.add_argument("--party", required=True, help="which party of the plan this process is")
     party.add_argument("--private", type=Path, required=True, help="this party's private file (data, keys, passphrase source)")
     party.add_argument("--out", type=Path, help="directory for this party's result (default runs/party-NAME)")
-    party.add_argument("--overwrite", action="store_true", help="replace this party's result in --out")
+    party.add_argument("--overwrite", action="store_true", help="replace this party's result and checkpoints in --out")
+    party.add_argument(
+        "--resume", action="store_true",
+        help="continue after the latest epoch every party has a checkpoint of (every party must be started with --resume)",
+    )
 
 
 def _add_pki_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -192,6 +196,9 @@ def _how_to_resume(args: argparse.Namespace, argv: list[str]) -> str:
         return f"continue from the last finished epoch with: {shlex.join(['securevfl', *again])}"
     if args.command == "study":
         return f"finished runs are kept; continue with the same command: {shlex.join(['securevfl', *argv])}"
+    if args.command == "party":
+        again = [arg for arg in argv if arg != "--overwrite"] + ([] if "--resume" in argv else ["--resume"])
+        return f"continue after the last epoch every party checkpointed: start every party with --resume, this one with: {shlex.join(['securevfl', *again])}"
     return "nothing was kept; run the command again"
 
 
@@ -201,7 +208,7 @@ def _train(args: argparse.Namespace) -> int:
     from securevfl.training import RESULT_NAME, EpochRecord, refuse_unsupported_grpc, run_training
 
     config = load_config(args.config, args.overrides)
-    refuse_unsupported_grpc(config, resume=args.resume)
+    refuse_unsupported_grpc(config)
     if not args.quiet:
         parties = config.parties
         print(
@@ -326,13 +333,18 @@ def _party(args: argparse.Namespace) -> int:
     session = open_party(args.plan, args.party, args.private)
     out = args.out if args.out is not None else Path("runs") / f"party-{args.party}"
     try:
-        outcome = run_party_process(session, plan_channel, out, overwrite=args.overwrite)
+        outcome = run_party_process(session, plan_channel, out, overwrite=args.overwrite, resume=args.resume, on_epoch_end=_print_epoch)
     except ProtocolError as exc:  # a peer gone, refusing or too slow: one line (the launcher reports the last line)
         print(f"error: {args.party}: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_PEER_FAILURE
     last = f"main accuracy {outcome.history[-1]['main_accuracy']:.2%}; " if outcome.history else ""
     print(f"{args.party}: {last}sent {_human_bytes(sum(outcome.bytes_sent.values()))}; result in {out}")
     return 0
+
+
+def _print_epoch(entry: dict[str, Any]) -> None:
+    """The active party's progress line after each epoch (a launcher echoes it from the party's log)."""
+    print(f"epoch {entry['epoch']}: loss {entry['loss']:.4f}, main accuracy {entry['main_accuracy']:.2%}", flush=True)
 
 
 def _written_lines(written: WrittenFiles, note: str) -> str:

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, IO
@@ -32,7 +33,9 @@ from securevfl.config import RunConfig
 from securevfl.data import VFLDataset
 from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.files import atomic_write_text
-from securevfl.loopback import LoopbackFiles, write_loopback_plan
+from securevfl.checkpoint import RESUMABLE_DIFFERENCES, config_differences
+from securevfl.loopback import PLAN_NAME, PRIVATE_NAME, LoopbackFiles, write_loopback_plan
+from securevfl.plan import load_plan
 from securevfl.run_files import RESULT_NAME, check_output_directory
 
 __all__ = ["PARTIES_DIR", "LaunchError", "PartyProcesses", "free_port_base", "run_grpc_training"]
@@ -95,25 +98,37 @@ class PartyProcesses:
     def log(self, party: str) -> Path:
         return self.files.private[party].parent / LOG_NAME
 
-    def start(self) -> None:
-        """Start every party's process (stdout and stderr into its folder's ``party.log``)."""
+    def start(self, *, resume: bool = False, only: list[str] | None = None) -> None:
+        """Start every party's process (stdout and stderr appended to its folder's ``party.log``).
+
+        ``resume``: every party continues after the latest epoch they all have a checkpoint of;
+        otherwise each starts from the beginning, replacing what its folder holds. ``only``: start
+        just these parties (a test restarting some of them).
+        """
         environment = {**os.environ, "GRPC_VERBOSITY": "ERROR"}
         for party, private in self.files.private.items():
-            log = self._logs[party] = self.log(party).open("wb")
+            if only is not None and party not in only:
+                continue
+            log = self._logs[party] = self.log(party).open("ab")
             command = [
                 sys.executable, "-m", "securevfl.cli", "party", "--plan", str(self.files.plan), "--party", party,
-                "--private", str(private), "--out", str(self.out_dir(party)), "--overwrite",
+                "--private", str(private), "--out", str(self.out_dir(party)), "--resume" if resume else "--overwrite",
             ]
             self.processes[party] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True)
 
-    def wait(self, timeout: float, *, grace: float = 0.0) -> None:
+    def wait(self, timeout: float, *, grace: float = 0.0, progress: Callable[[str], None] | None = None) -> None:
         """Return once every process exited cleanly; else kill the rest and raise one line naming the first failure.
 
         After the first failure the others get ``grace`` seconds to stop by themselves before they are killed.
+        ``progress`` is given every epoch line the active party's process writes, as it writes it.
         """
         deadline = time.monotonic() + timeout
         failed: str | None = None
+        follow = _EpochLines(self.log(self.active_name())) if progress is not None else None
         while True:
+            if follow is not None:
+                for line in follow.new_lines():
+                    progress(line)  # type: ignore[misc]
             running = [party for party, process in self.processes.items() if process.poll() is None]
             if failed is None:
                 failed = next((party for party, process in self.processes.items() if process.returncode not in (None, 0)), None)
@@ -130,6 +145,10 @@ class PartyProcesses:
         self._close_logs()
         if failed is not None:
             raise LaunchError(f"party {failed} failed ({_describe_exit(self.processes[failed].returncode)}): {last_error_line(self.log(failed))}")
+
+    def active_name(self) -> str:
+        plan = load_plan(self.files.plan)
+        return next(party.name for party in plan.parties if party.role == "active")
 
     def close(self) -> None:
         """Kill every process still running (its whole process group) and wait for it. Idempotent."""
@@ -153,6 +172,26 @@ class PartyProcesses:
             log.close()
 
 
+class _EpochLines:
+    """The ``epoch ...`` lines a party's log gained since the last look (the log is appended to, never rewritten)."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.offset = log.stat().st_size if log.exists() else 0
+        self.partial = b""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with self.log.open("rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except OSError:
+            return []
+        self.offset += len(chunk)
+        *complete, self.partial = (self.partial + chunk).split(b"\n")
+        return [line.decode("utf-8", "replace").strip() for line in complete if line.startswith(b"epoch ")]
+
+
 def _describe_exit(code: int | None) -> str:
     if code is not None and code < 0:
         return f"killed by signal {-code}"
@@ -165,25 +204,34 @@ def run_grpc_training(
     *,
     dataset: VFLDataset | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     timeout: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` as one process per party over gRPC on 127.0.0.1; write and return the run's result.
 
-    ``timeout`` (seconds, default: connect plus one receive deadline per epoch) bounds the whole
-    run; at the deadline every process is killed.
+    ``resume`` restarts every party of the plan already in ``out_dir`` with ``--resume`` (the
+    configuration must be the plan's). ``timeout`` (seconds, default: connect plus one receive
+    deadline per epoch) bounds the whole run; at the deadline every process is killed.
+    ``progress`` gets the active party's epoch lines as they come.
     """
     if config.attack.active:
         raise ConfigError("transport.kind = 'grpc' cannot run an attack yet (a party process cannot prepare its knowledge); use transport.kind = 'inprocess'")
-    check_output_directory(out_dir, resume=False, overwrite=overwrite)
     plan_dir = out_dir / PARTIES_DIR
-    ports = free_port_base(config.parties.passive + 2)  # the passives, the active party, a coordinator
-    files = write_loopback_plan(config, plan_dir, base_port=ports, dataset=dataset, overwrite=overwrite)
+    if resume:
+        files = existing_loopback_plan(plan_dir, config)
+    else:
+        check_output_directory(out_dir, resume=False, overwrite=overwrite)
+        if (plan_dir / PLAN_NAME).exists() and not overwrite:
+            raise ConfigError(f"--out {out_dir} holds the parties of a gRPC run ({plan_dir}); use --resume to continue it or --overwrite to replace it")
+        ports = free_port_base(config.parties.passive + 2)  # the passives, the active party, a coordinator
+        files = write_loopback_plan(config, plan_dir, base_port=ports, dataset=dataset, overwrite=overwrite)
     transport = config.transport
     budget = timeout if timeout is not None else transport.connect_timeout + transport.receive_timeout * (config.train.epochs + 1)
     parties = PartyProcesses(files)
     try:
-        parties.start()
-        parties.wait(budget)
+        parties.start(resume=resume)
+        parties.wait(budget, progress=progress)
     finally:
         parties.close()
     records = {party: json.loads(_result_path(parties, party).read_text(encoding="utf-8")) for party in files.private}
@@ -191,6 +239,20 @@ def run_grpc_training(
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / RESULT_NAME, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def existing_loopback_plan(plan_dir: Path, config: RunConfig) -> LoopbackFiles:
+    """The plan and party files of an interrupted gRPC run in ``plan_dir``, checked against ``config``."""
+    plan_path = plan_dir / PLAN_NAME
+    if not plan_path.is_file():
+        raise ConfigError(f"--resume: {plan_dir} holds no plan of a gRPC run to continue")
+    plan = load_plan(plan_path)
+    differences = [key for key in config_differences(plan.run.resolved(), config.resolved()) if key not in RESUMABLE_DIFFERENCES]
+    if differences:
+        raise ConfigError(f"--resume: the run in {plan_dir.parent} was planned with a different config ({', '.join('.'.join(key) for key in differences)})")
+    if plan.run.train.epochs != config.train.epochs:
+        raise ConfigError(f"--resume: the run in {plan_dir.parent} was planned for {plan.run.train.epochs} epochs; every party holds that plan")
+    return LoopbackFiles(plan=plan_path, private={party.name: plan_dir / party.name / PRIVATE_NAME for party in plan.parties})
 
 
 def _result_path(parties: PartyProcesses, party: str) -> Path:

@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,6 +28,7 @@ from securevfl.errors import ConfigError
 from securevfl.files import atomic_write_text
 from securevfl.party_assembly import build_party
 from securevfl.party_data import ActiveData, PassiveData, load_party_data
+from securevfl.party_checkpoint import PartyCheckpoints
 from securevfl.party_runner import PartyEndpoint, PartyOutcome, run_party
 from securevfl.plan import Plan, PrivateParty, check_tls, load_identity, load_plan, load_private
 from securevfl.protocols import Channel, Identity
@@ -91,8 +93,21 @@ def plan_channel(session: PartySession) -> Channel:
     )
 
 
-def run_party_process(session: PartySession, channel_factory: ChannelFactory, out_dir: Path | None, *, overwrite: bool = False) -> PartyOutcome:
-    """Build party ``session.name`` alone on the factory's channel, run it, write its result into ``out_dir``."""
+def run_party_process(
+    session: PartySession,
+    channel_factory: ChannelFactory,
+    out_dir: Path | None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> PartyOutcome:
+    """Build party ``session.name`` alone on the factory's channel, run it, write its result into ``out_dir``.
+
+    ``out_dir`` also holds the party's epoch checkpoints (:mod:`securevfl.party_checkpoint`);
+    ``resume`` continues after the latest epoch every party has one of. A folder with checkpoints
+    of an interrupted run is never started over silently: ``--resume`` or ``--overwrite``.
+    """
     plan, config = session.plan, session.plan.run
     if config.attack.active:
         raise ConfigError(
@@ -100,17 +115,31 @@ def run_party_process(session: PartySession, channel_factory: ChannelFactory, ou
             "set); run attacks in one process (securevfl train) or with the threaded harness"
         )
     result_path = None if out_dir is None else out_dir / (RESULT_NAME if plan.party(session.name).role == "active" else PARTY_RESULT_NAME)
-    if result_path is not None and result_path.exists() and not overwrite:
-        raise ConfigError(f"{result_path} already exists; use --overwrite to replace it")
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: continue the run, or start it again")
+    if result_path is not None and result_path.exists():
+        if resume:
+            raise ConfigError(f"--resume: {result_path} already holds this party's finished run; nothing to continue")
+        if not overwrite:
+            raise ConfigError(f"{result_path} already exists; use --overwrite to replace it")
+    checkpoints = None if out_dir is None else PartyCheckpoints(out_dir, session.name, plan.session, config.resolved())
+    if resume and checkpoints is None:
+        raise ConfigError("--resume needs the party's --out folder, where its checkpoints are")
+    if checkpoints is not None and not resume and checkpoints.epochs():
+        if not overwrite:
+            raise ConfigError(
+                f"{out_dir} holds {session.name}'s checkpoints of an interrupted run (epochs {', '.join(map(str, checkpoints.epochs()))}); "
+                "use --resume to continue it or --overwrite to start again"
+            )
+        for epoch in checkpoints.epochs():
+            checkpoints.path(epoch).unlink()
     torch.set_num_threads(config.train.threads)
     shape = plan.run_shape()
     channel = channel_factory(session)
     try:
         endpoint = PartyEndpoint(channel)
         local = build_party(config, shape, session.name, session.data, endpoint)
-        outcome = run_party(config, shape, local, endpoint)
-        byte_counts = getattr(channel, "byte_counts", None)  # a network transport: what crossed the sockets
-        wire = byte_counts().to_dict() if callable(byte_counts) else None
+        outcome = run_party(config, shape, local, endpoint, checkpoints=checkpoints, resume=resume, on_epoch_end=on_epoch_end)
     finally:
         close = getattr(channel, "close", None)
         if callable(close):
@@ -120,8 +149,6 @@ def run_party_process(session: PartySession, channel_factory: ChannelFactory, ou
             "version": __version__, "session": plan.session, "seed": config.train.seed, "scheme": config.scheme.label(),
             **outcome.record(), "config": config.resolved(),
         }
-        if wire is not None:
-            record["wire_bytes"] = wire
         if outcome.history:
             record["main_accuracy"] = outcome.history[-1]["main_accuracy"]
         result_path.parent.mkdir(parents=True, exist_ok=True)

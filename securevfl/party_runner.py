@@ -4,11 +4,16 @@
 thread or process) runs the same phases of its own role in the same order, and its receives wait
 for the peers' messages, so the party code is unchanged:
 
+0. the attempt handshake with every other party (:mod:`securevfl.protocols.attempt`): a fresh
+   session for this start of the run, and the last completed epoch every party continues after
+   (0 unless the parties resume); a resuming party then loads its own checkpoint of that epoch
+   (:mod:`securevfl.party_checkpoint`);
 1. :data:`~securevfl.scheduler.SETUP` (announce, then learn) for each object this party runs;
 2. per epoch, for every batch of the public order (:func:`securevfl.seeding.epoch_batches`), the
    :data:`~securevfl.scheduler.TRAINING_ROUND` phases of its role; at the epoch's end the
    :data:`~securevfl.scheduler.EVALUATION_ROUND` over the test split, then every extra evaluation
    split (e.g. a backdoor's triggered test samples) in the order the party's data lists them;
+   then the party writes its own checkpoint of the epoch (if it was given a place for them);
 3. the end of the run (:attr:`~securevfl.protocols.MessageKind.DONE`): every party tells the key
    holder it used and the active party that it is done; the active party waits for every passive's
    DONE, then tells each passive (and the coordinator) that the run is over. A key holder serves
@@ -39,8 +44,11 @@ import numpy as np
 from securevfl.attacks.base import Attack, AttackTruth
 from securevfl.config import RunConfig
 from securevfl.divergence import check_loss, loss_bound
+from securevfl.errors import ConfigError
 from securevfl.parties import ActiveParty, KeyHolderParty, LocalParties, PassiveParty, RunShape
+from securevfl.party_checkpoint import PartyCheckpoints
 from securevfl.protocols import Channel, Message, MessageKind, ProtocolError, TrafficStats
+from securevfl.protocols.attempt import Attempt, start_attempt
 from securevfl.protocols.phases import cost_summary
 from securevfl.roles import Role
 from securevfl.scheduler import EVALUATION_ROUND, SETUP, TRAINING_ROUND
@@ -86,6 +94,17 @@ class PartyEndpoint:
     def stats(self) -> TrafficStats:
         return self.inner.stats
 
+    @property
+    def session(self) -> str:
+        """The session id the channel signs in now (the plan's, until an attempt's handshake moves it)."""
+        return str(self.inner.session)  # type: ignore[attr-defined]
+
+    def expect_session(self, session: str) -> None:
+        self.inner.expect_session(session)  # type: ignore[attr-defined]
+
+    def enter_session(self, session: str) -> None:
+        self.inner.enter_session(session)  # type: ignore[attr-defined]
+
     def send(self, message: Message) -> None:
         self.inner.send(message)
 
@@ -122,9 +141,14 @@ class PartyOutcome:
     attack_history: list[dict[str, float]] = field(default_factory=list)
     """The party that runs the attack, given the evaluator's truth: the attack's own metrics per epoch."""
     epoch_seconds: list[float] = field(default_factory=list)
+    resumed_after: list[int] = field(default_factory=list)
+    """The epoch each later attempt of the run continued after (empty for a run that never stopped)."""
     bytes_sent: dict[str, int] = field(default_factory=dict)
     messages_sent: dict[str, int] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
+    wire_bytes: dict[str, int | None] | None = None
+    """A network transport's bytes at each layer (accounted, gRPC, TCP) as the run's end began, while
+    every connection was still open (the kernel's counts of a closed connection are gone); this attempt only."""
 
     def record(self) -> dict[str, Any]:
         """JSON-ready form of this outcome."""
@@ -132,11 +156,13 @@ class PartyOutcome:
             "party": self.name,
             "role": self.role.value,
             "epochs_completed": len(self.epoch_seconds),
+            "resumed_after": self.resumed_after,
             "history": self.history,
             "attack_history": self.attack_history,
             "bytes_sent": self.bytes_sent,
             "messages_sent": self.messages_sent,
             "timing": {**self.timing, "epoch_seconds": self.epoch_seconds},
+            **({} if self.wire_bytes is None else {"wire_bytes": self.wire_bytes}),
         }
 
 
@@ -149,17 +175,28 @@ def run_party(
     evaluate_splits: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None,
     attack: Attack | None = None,
     attack_truth: AttackTruth | None = None,
+    checkpoints: PartyCheckpoints | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ) -> PartyOutcome:
     """Run party ``local`` (built on ``channel``) through the whole schedule, then end the run.
 
     Args:
+        checkpoints: where this party writes its own checkpoint at every epoch's end (with
+            ``train.checkpoint``) and, with ``resume``, what it offers to continue after.
+        resume: continue after the latest epoch every party has a checkpoint of (the handshake
+            refuses, in one line, parties that do not agree).
+        on_epoch_end: called with the active party's history entry after each epoch (progress lines).
         evaluate_splits: the active party's metrics of the extra evaluation splits from its
             predictions (an attack plan's ``evaluate``, e.g. backdoor accuracy).
         attack: the attack this party runs (already attached to its objects), if any.
         attack_truth: the evaluator's truth to score ``attack`` against at every epoch's end;
             without it the attack runs but its truth-based metrics are not computed here.
     """
-    runner = _PartyRunner(config, run, local, channel, evaluate_splits, attack, attack_truth)
+    if resume and checkpoints is None:
+        raise ConfigError("--resume: this party was given no folder to find its checkpoints in")
+    runner = _PartyRunner(config, run, local, channel, evaluate_splits, attack, attack_truth, checkpoints, resume)
+    runner.on_epoch_end = on_epoch_end
     with channel.training():
         try:
             runner.run()
@@ -179,9 +216,15 @@ class _PartyRunner:
         evaluate_splits: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None,
         attack: Attack | None,
         attack_truth: AttackTruth | None,
+        checkpoints: PartyCheckpoints | None,
+        resume: bool,
     ) -> None:
         self.config, self.run_shape, self.local, self.channel = config, run, local, channel
         self.evaluate_splits, self.attack, self.attack_truth = evaluate_splits, attack, attack_truth
+        self.checkpoints, self.resume = checkpoints, resume
+        self.resumed_after: list[int] = []
+        self.wire_bytes: dict[str, int | None] | None = None
+        self.on_epoch_end: Callable[[dict[str, Any]], None] | None = None
         self.key_holder_name = config.scheme.key_holder_party
         self.steps_per_epoch = -(-run.n_train // config.train.batch_size)
         self.step = 0
@@ -193,6 +236,7 @@ class _PartyRunner:
     # ------------------------------------------------------------------ the schedule
     def run(self) -> None:
         local = self.local
+        attempt = self._start_attempt()
         if local.role is Role.KEY_HOLDER:
             self._setup()
             assert local.key_holder is not None
@@ -200,9 +244,84 @@ class _PartyRunner:
             return
         with self._serving_alongside(local.key_holder):
             self._setup()
-            for epoch in range(1, self.config.train.epochs + 1):
+            for epoch in range(attempt.epoch + 1, self.config.train.epochs + 1):
                 self._epoch(epoch)
+                self._checkpoint(epoch)
+                if self.on_epoch_end is not None and self.history:
+                    self.on_epoch_end(self.history[-1])
             self._finish()
+
+    # ------------------------------------------------------------------ attempts and checkpoints
+    def _start_attempt(self) -> Attempt:
+        """The handshake with every other party; a resuming party then loads its checkpoint of the agreed epoch."""
+        name = self.local.name
+        if self.local.role is Role.KEY_HOLDER:
+            offer: list[int] | None = None  # a coordinator holds no training state: it continues after any epoch
+        elif self.resume:
+            assert self.checkpoints is not None
+            offer = self.checkpoints.epochs() or [0]
+        else:
+            offer = [0]
+        peers = [party for party in self.run_shape.party_names(self.key_holder_name) if party != name]
+        attempt = start_attempt(self.channel, name, peers, self.channel.session, offer)
+        if attempt.epoch >= self.config.train.epochs:
+            raise ConfigError(f"--resume: every party has completed all {self.config.train.epochs} epochs already; nothing to continue")
+        if attempt.epoch > 0 and offer is not None:
+            assert self.checkpoints is not None
+            self._restore(self.checkpoints.load(attempt.epoch))
+        if attempt.epoch > 0:
+            self.resumed_after.append(attempt.epoch)
+        return attempt
+
+    def _checkpoint(self, epoch: int) -> None:
+        if self.checkpoints is None or not self.config.train.checkpoint:
+            return
+        local = self.local
+        objects = {"passive": local.passive, "active": local.active}
+        self.checkpoints.save(epoch, {
+            "objects": {role: party.state_dict() for role, party in objects.items() if party is not None},
+            "attack": None if self.attack is None else self.attack.state_dict(),
+            "traffic": self.channel.stats.to_dict(),
+            "timing": self._timer().to_dict(),
+            "history": self.history,
+            "attack_history": self.attack_history,
+            "epoch_seconds": self.epoch_seconds,
+            "resumed_after": self.resumed_after,
+        })
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Load this party's checkpoint (what this attempt sent so far is added to the checkpoint's traffic)."""
+        local = self.local
+        try:
+            objects = {"passive": local.passive, "active": local.active}
+            for role, party in objects.items():
+                if party is not None:
+                    party.load_state_dict(state["objects"][role])
+            if self.attack is not None:
+                if state.get("attack") is None:
+                    raise ConfigError("the checkpoint holds no state for the party's attack")
+                self.attack.load_state_dict(state["attack"])
+            this_attempt = self.channel.stats.to_dict()
+            self.channel.stats.load(state["traffic"])
+            self.channel.stats.absorb(this_attempt)
+            self._timer().load(state["timing"])
+            self.history = [dict(entry) for entry in state["history"]]
+            self.attack_history = [dict(entry) for entry in state["attack_history"]]
+            self.epoch_seconds = [float(value) for value in state["epoch_seconds"]]
+            self.resumed_after = [int(value) for value in state["resumed_after"]]
+        except ConfigError as exc:
+            raise ConfigError(f"--resume: {exc}") from None
+        except Exception as exc:  # missing keys, wrong shapes or types inside a loadable file
+            raise ConfigError(f"--resume: {self.local.name}'s checkpoint does not fit this run ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+
+    def _count_wire_bytes(self) -> None:
+        byte_counts = getattr(self.channel.inner, "byte_counts", None)  # a network transport: what crossed its sockets
+        if callable(byte_counts):
+            self.wire_bytes = byte_counts().to_dict()
+
+    def _timer(self) -> Any:
+        party = self.local.passive or self.local.active
+        return party.timer if party is not None else self.local.key_holder.service.timer  # type: ignore[union-attr]
 
     def _setup(self) -> None:
         objects = self.local.objects()
@@ -276,6 +395,7 @@ class _PartyRunner:
     def _finish(self) -> None:
         """Say DONE to the key holder and the active party; the active party closes the run for everyone."""
         name = self.local.name
+        self._count_wire_bytes()
         holder = self.key_holder_name if self.key_holder_name not in (None, name) else None
         if self.local.passive is not None:
             self._send_end(MessageKind.DONE, [self.run_shape.active_name] + ([holder] if holder and holder != self.run_shape.active_name else []))
@@ -299,6 +419,8 @@ class _PartyRunner:
             served = key_holder.serve_pending()
             signal = self.channel.poll(key_holder.name, (MessageKind.DONE, MessageKind.ABORT))
             if signal is not None:
+                if self.wire_bytes is None:
+                    self._count_wire_bytes()  # the run's end began: every connection is still open
                 if signal.kind == MessageKind.ABORT:
                     raise ProtocolError(f"{key_holder.name} stopped serving: {signal.sender} aborted ({signal.meta.get('reason', 'no reason given')})")
                 waiting.discard(signal.sender)
@@ -366,17 +488,14 @@ class _PartyRunner:
     # ------------------------------------------------------------------ results
     def outcome(self) -> PartyOutcome:
         stats = self.channel.stats.to_dict()
-        local = self.local
-        party = local.passive or local.active
-        timer = party.timer if party is not None else local.key_holder.service.timer  # type: ignore[union-attr]
-        timing: dict[str, Any] = dict(timer.to_dict())
+        timing: dict[str, Any] = dict(self._timer().to_dict())
         for phase, seconds in stats["seconds_by_phase"].items():
             timing[phase] = round(timing.get(phase, 0.0) + seconds, 6)
         timing["summary"] = cost_summary(timing)
         timing["wall"] = round(time.perf_counter() - self.started, 4)
         return PartyOutcome(
             name=self.local.name, role=self.local.role, history=self.history, attack_history=self.attack_history,
-            epoch_seconds=self.epoch_seconds, bytes_sent=stats["bytes_by_kind"], messages_sent=stats["messages_by_kind"], timing=timing,
+            epoch_seconds=self.epoch_seconds, resumed_after=self.resumed_after, wire_bytes=self.wire_bytes, bytes_sent=stats["bytes_by_kind"], messages_sent=stats["messages_by_kind"], timing=timing,
         )
 
     def _party(self, role: Role) -> PassiveParty | ActiveParty | None:

@@ -78,12 +78,14 @@ def run_training(
 
     With ``transport.kind = "grpc"`` every party runs in its own OS process on this machine
     (:func:`securevfl.launcher.run_grpc_training`); the history reaches the caller at the end
-    of the run, so ``on_epoch_end`` is not called.
+    of the run, so ``on_epoch_end`` is not called (with ``train.progress`` the active party's
+    epoch lines are printed as they come). ``resume`` restarts every party of the run in
+    ``out_dir`` with ``--resume``.
     """
     started = time.perf_counter()
     if config.transport.kind == "grpc":
-        refuse_unsupported_grpc(config, resume=resume, custom_models=bottom_models is not None)
-        return _train_over_grpc(config, out_dir, dataset=dataset, overwrite=overwrite)
+        refuse_unsupported_grpc(config, custom_models=bottom_models is not None)
+        return _train_over_grpc(config, out_dir, dataset=dataset, overwrite=overwrite, resume=resume)
     if out_dir is not None:
         check_output_directory(out_dir, resume=resume, overwrite=overwrite)
     torch.set_num_threads(config.train.threads)
@@ -148,28 +150,28 @@ def run_training(
     return result
 
 
-def refuse_unsupported_grpc(config: RunConfig, *, resume: bool = False, custom_models: bool = False) -> None:
-    """What a ``transport.kind = "grpc"`` run (one process per party, :mod:`securevfl.launcher`) cannot do yet, in one line.
+def refuse_unsupported_grpc(config: RunConfig, *, custom_models: bool = False) -> None:
+    """What a ``transport.kind = "grpc"`` run (one process per party, :mod:`securevfl.launcher`) cannot do, in one line.
 
-    Each party process builds its own models from the plan and keeps no checkpoint, so neither
-    ``--resume`` nor caller-given bottom models can reach it.
+    Each party process builds its own models from the plan, so caller-given bottom models cannot reach it.
     """
     if config.transport.kind != "grpc":
         return
-    if resume:
-        raise ConfigError("--resume: a transport.kind = 'grpc' run keeps no checkpoint (each party is its own process); start it again")
     if custom_models:
         raise ConfigError("bottom_models: a transport.kind = 'grpc' run builds every party's models from the configuration in its own process")
 
 
-def _train_over_grpc(config: RunConfig, out_dir: Path | None, *, dataset: VFLDataset | None, overwrite: bool) -> dict[str, Any]:
+def _train_over_grpc(config: RunConfig, out_dir: Path | None, *, dataset: VFLDataset | None, overwrite: bool, resume: bool) -> dict[str, Any]:
     """One OS process per party on this machine (:func:`securevfl.launcher.run_grpc_training`); no ``out_dir``: a temporary one."""
     from securevfl.launcher import run_grpc_training  # the launcher builds on this module
 
+    progress = (lambda line: print(line, flush=True)) if config.train.progress else None
     if out_dir is not None:
-        return run_grpc_training(config, out_dir, dataset=dataset, overwrite=overwrite)
+        return run_grpc_training(config, out_dir, dataset=dataset, overwrite=overwrite, resume=resume, progress=progress)
+    if resume:
+        raise SecureVFLError("--resume needs the output directory of the interrupted run")
     with tempfile.TemporaryDirectory(prefix="securevfl-grpc-") as scratch:
-        return run_grpc_training(config, Path(scratch), dataset=dataset)
+        return run_grpc_training(config, Path(scratch), dataset=dataset, progress=progress)
 
 
 def _write_attack_artifacts(federation: Federation, out_dir: Path) -> None:

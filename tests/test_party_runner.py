@@ -65,7 +65,10 @@ def test_one_thread_per_party_gives_the_in_process_history(label: str) -> None:
         for kind, count in outcome.messages_sent.items():
             sent[kind] = sent.get(kind, 0) + count
     done = sent.pop("done")
+    hello, ready = sent.pop("hello"), sent.pop("ready")
     assert sent == reference["messages_sent"]
+    parties = len(threaded.shape.party_names(cfg.scheme.key_holder_party))
+    assert hello == ready == parties * (parties - 1)  # the attempt handshake: every party to every other, twice
     passives = len(threaded.shape.passive_names)
     # each passive tells the active party (and a coordinator); the active party answers each passive (and tells the coordinator)
     assert done == 2 * passives + (passives + 1 if label == "ckks/coordinator" else 0)
