@@ -15,7 +15,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -333,7 +333,7 @@ def _party(args: argparse.Namespace) -> int:
     session = open_party(args.plan, args.party, args.private)
     out = args.out if args.out is not None else Path("runs") / f"party-{args.party}"
     try:
-        outcome = run_party_process(session, plan_channel, out, overwrite=args.overwrite, resume=args.resume, on_epoch_end=_print_epoch)
+        outcome = run_party_process(session, plan_channel, out, overwrite=args.overwrite, resume=args.resume, progress=_print_progress)
     except ProtocolError as exc:  # a peer gone, refusing or too slow: one line (the launcher reports the last line)
         print(f"error: {args.party}: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_PEER_FAILURE
@@ -342,9 +342,9 @@ def _party(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_epoch(entry: dict[str, Any]) -> None:
-    """The active party's progress line after each epoch (a launcher echoes it from the party's log)."""
-    print(f"epoch {entry['epoch']}: loss {entry['loss']:.4f}, main accuracy {entry['main_accuracy']:.2%}", flush=True)
+def _print_progress(line: str) -> None:
+    """A party's progress line (the attempt it joined; the active party's epochs, which a launcher echoes from its log)."""
+    print(line, flush=True)
 
 
 def _written_lines(written: WrittenFiles, note: str) -> str:

@@ -47,7 +47,10 @@ def open_grpc_channel(plan: Plan, private: PrivateParty, identity: Identity) -> 
         pki.verify_peer_certificate(pem, trusted, party, pinned_fingerprint=pins.get(party))
 
     transport = plan.run.transport
-    timeouts = ChannelTimeouts(receive=transport.receive_timeout, connect=transport.connect_timeout)
+    timeouts = ChannelTimeouts(
+        receive=transport.receive_timeout, connect=transport.connect_timeout, send=transport.send_timeout,
+        liveness_interval=transport.liveness_interval, liveness_timeout=transport.liveness_timeout, gone_after=transport.gone_after,
+    )
     peers = {party.name: PeerAddress(party.address) for party in plan.parties if party.name != name}
     channel = GrpcChannel(
         identity, plan.roster(), plan.session, listen=plan.party(name).address, tls=tls,

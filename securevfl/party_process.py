@@ -20,7 +20,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -100,7 +99,7 @@ def run_party_process(
     *,
     overwrite: bool = False,
     resume: bool = False,
-    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> PartyOutcome:
     """Build party ``session.name`` alone on the factory's channel, run it, write its result into ``out_dir``.
 
@@ -139,7 +138,7 @@ def run_party_process(
     try:
         endpoint = PartyEndpoint(channel)
         local = build_party(config, shape, session.name, session.data, endpoint)
-        outcome = run_party(config, shape, local, endpoint, checkpoints=checkpoints, resume=resume, on_epoch_end=on_epoch_end)
+        outcome = run_party(config, shape, local, endpoint, checkpoints=checkpoints, resume=resume, progress=progress)
     finally:
         close = getattr(channel, "close", None)
         if callable(close):

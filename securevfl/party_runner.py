@@ -177,7 +177,7 @@ def run_party(
     attack_truth: AttackTruth | None = None,
     checkpoints: PartyCheckpoints | None = None,
     resume: bool = False,
-    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> PartyOutcome:
     """Run party ``local`` (built on ``channel``) through the whole schedule, then end the run.
 
@@ -186,7 +186,8 @@ def run_party(
             ``train.checkpoint``) and, with ``resume``, what it offers to continue after.
         resume: continue after the latest epoch every party has a checkpoint of (the handshake
             refuses, in one line, parties that do not agree).
-        on_epoch_end: called with the active party's history entry after each epoch (progress lines).
+        progress: given one line when the attempt starts (its session and the epoch it continues
+            after) and, at the active party, one line per epoch (loss and main accuracy).
         evaluate_splits: the active party's metrics of the extra evaluation splits from its
             predictions (an attack plan's ``evaluate``, e.g. backdoor accuracy).
         attack: the attack this party runs (already attached to its objects), if any.
@@ -196,7 +197,7 @@ def run_party(
     if resume and checkpoints is None:
         raise ConfigError("--resume: this party was given no folder to find its checkpoints in")
     runner = _PartyRunner(config, run, local, channel, evaluate_splits, attack, attack_truth, checkpoints, resume)
-    runner.on_epoch_end = on_epoch_end
+    runner.progress = progress
     with channel.training():
         try:
             runner.run()
@@ -224,7 +225,7 @@ class _PartyRunner:
         self.checkpoints, self.resume = checkpoints, resume
         self.resumed_after: list[int] = []
         self.wire_bytes: dict[str, int | None] | None = None
-        self.on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+        self.progress: Callable[[str], None] | None = None
         self.key_holder_name = config.scheme.key_holder_party
         self.steps_per_epoch = -(-run.n_train // config.train.batch_size)
         self.step = 0
@@ -247,8 +248,9 @@ class _PartyRunner:
             for epoch in range(attempt.epoch + 1, self.config.train.epochs + 1):
                 self._epoch(epoch)
                 self._checkpoint(epoch)
-                if self.on_epoch_end is not None and self.history:
-                    self.on_epoch_end(self.history[-1])
+                if self.progress is not None and self.history:
+                    entry = self.history[-1]
+                    self.progress(f"epoch {entry['epoch']}: loss {entry['loss']:.4f}, main accuracy {entry['main_accuracy']:.2%}")
             self._finish()
 
     # ------------------------------------------------------------------ attempts and checkpoints
@@ -271,6 +273,9 @@ class _PartyRunner:
             self._restore(self.checkpoints.load(attempt.epoch))
         if attempt.epoch > 0:
             self.resumed_after.append(attempt.epoch)
+        if self.progress is not None:
+            where = f"continuing after epoch {attempt.epoch}" if attempt.epoch else "starting from the beginning"
+            self.progress(f"attempt {attempt.session[:12]}: {len(peers) + 1} parties agreed, {where}")
         return attempt
 
     def _checkpoint(self, epoch: int) -> None:

@@ -184,3 +184,15 @@ class TransportConfig(ConfigSection):
     connect_timeout: float = Field(
         default=60.0, gt=0, le=3_600, description="seconds a party process waits for its peers to come up at the start"
     )
+    send_timeout: float = Field(
+        default=120.0, gt=0, le=3_600, description="seconds one frame may take to be delivered once connected (a CKKS keyring is tens of MB)"
+    )
+    liveness_interval: float = Field(
+        default=2.0, gt=0, le=600, description="seconds between the pings a waiting party sends the peer it waits for"
+    )
+    liveness_timeout: float = Field(
+        default=5.0, gt=0, le=600, description="seconds one ping may take; a peer that does not answer is left to receive_timeout"
+    )
+    gone_after: int = Field(
+        default=2, ge=1, le=100, description="consecutive pings that found the peer unreachable before it is reported gone"
+    )
