@@ -35,7 +35,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -396,11 +396,12 @@ def merge_attack_results(result: dict[str, Any], records: Mapping[str, Mapping[s
             raise ConfigError(f"the active party's result holds no split predictions for epoch(s) {missing or [entry['epoch'] for entry in history[len(predictions):]]}: its attack metrics cannot be scored")
         for entry, epoch in zip(history, predictions, strict=True):
             entry.update(setup.plan.evaluate({split: np.asarray(values) for split, values in epoch.items()}))
-    attack = setup.summary()
+    attack = replace(setup, attack=None).summary()  # the experimenter's part; the attack's own facts are the attacker's
+    ran = [record["attack_summary"] for record in records.values() if "attack_summary" in record]
+    attack.update(ran[0] if ran else setup.attack.summary() if setup.attack is not None else {})
     for record in records.values():
         for entry, extra in zip(history, record.get("attack_history") or [], strict=False):
             entry.update(extra)
-        attack.update(record.get("attack_summary") or {})
         if record.get("attack_unscored"):
             attack["unscored"] = record["attack_unscored"]
     if setup.attack is not None and (setup.truth is not None and (setup.truth.gradient_rows is not None or setup.truth.activations is not None)):
