@@ -234,7 +234,7 @@ def run_grpc_training(
     finally:
         parties.close()
     records = {party: json.loads(_result_path(parties, party).read_text(encoding="utf-8")) for party in files.private}
-    result = merge_attack_results(_run_record(records), records, files.attack)  # the attack's metrics, scored by the experimenter
+    result = merge_attack_results(_run_record(records), records, files.attack, out_dir)  # the attack's metrics, scored by the experimenter
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / RESULT_NAME, json.dumps(result, indent=2) + "\n")
     return result

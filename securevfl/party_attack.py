@@ -32,6 +32,7 @@ gRPC, and the result's ``attack`` record says so (``unscored``).
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Callable, Mapping
@@ -52,7 +53,7 @@ from securevfl.attacks.poison import BackdoorData
 from securevfl.attacks.row_request import RowRequest
 from securevfl.attacks.setup import AttackSetup
 from securevfl.errors import ConfigError
-from securevfl.files import atomic_write
+from securevfl.files import atomic_write, atomic_write_text
 from securevfl.parties import LocalParties
 from securevfl.party_assembly import attach_attack
 from securevfl.party_data import ActiveData, PassiveData
@@ -329,6 +330,8 @@ class PartyAttack:
             extra["attack_summary"] = self.attack.summary()
             if self.truth is None:
                 extra["attack_unscored"] = _UNSCORED_ROWS
+            else:  # per-sample outputs with their truth (e.g. inferred labels), written as CSV by the launcher
+                extra["attack_artifacts"] = {stem: rows for stem, rows in self.attack.artifacts(self.truth).items()}
         if self.recorder is not None:
             extra["eval_predictions"] = self.recorder.epochs(history)
         return extra
@@ -375,15 +378,18 @@ def open_party_attack(plan: Plan, private: PrivateParty, data: PartyData, *, out
 
 
 # ---------------------------------------------------------------------- the launcher's side
-def merge_attack_results(result: dict[str, Any], records: Mapping[str, Mapping[str, Any]], setup: AttackSetup | None) -> dict[str, Any]:
+def merge_attack_results(
+    result: dict[str, Any], records: Mapping[str, Mapping[str, Any]], setup: AttackSetup | None, out_dir: Path | None = None
+) -> dict[str, Any]:
     """The gRPC run's result with the attack's metrics as one process records them (simulation only).
 
     Per epoch: the experimenter's metrics of the active party's raw split predictions
     (``setup.plan.evaluate``), then the attacker's own metrics (its ``attack_history``, or the
     active party's history already holds them). The ``attack`` record is the experimenter's
-    summary with the attacker's own counters (e.g. replaced rows).
+    summary with the attacker's own counters (e.g. replaced rows). The attacker's per-sample
+    outputs go to ``out_dir`` as CSV files beside result.json, as one process writes them.
     """
-    for key in ("attack_history", "eval_predictions", "attack_summary", "attack_unscored"):
+    for key in ("attack_history", "eval_predictions", "attack_summary", "attack_unscored", "attack_artifacts"):
         result.pop(key, None)
     if setup is None or not setup.config.active:
         return result
@@ -406,6 +412,12 @@ def merge_attack_results(result: dict[str, Any], records: Mapping[str, Mapping[s
             attack["unscored"] = record["attack_unscored"]
     if setup.attack is not None and (setup.truth is not None and (setup.truth.gradient_rows is not None or setup.truth.activations is not None)):
         attack.setdefault("unscored", _UNSCORED_ROWS)
+    if out_dir is not None:
+        for record in records.values():
+            for stem, rows in (record.get("attack_artifacts") or {}).items():
+                text = io.StringIO(newline="")
+                csv.writer(text).writerows(rows)
+                atomic_write_text(out_dir / f"{stem}.csv", text.getvalue())
     last = history[-1] if history else {}
     result.update({spec.name: last.get(spec.name) for spec in attack_metrics()})
     result["attack_feasible"] = attack.get("feasible", True)

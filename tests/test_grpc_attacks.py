@@ -42,7 +42,7 @@ def _config(example: str, *overrides: str, transport: str = "inprocess") -> RunC
 
 
 def _grpc_and_reference(example: str, overrides: list[str], out: Path) -> tuple[dict, dict]:
-    reference = run_training(_config(example, *overrides))
+    reference = run_training(_config(example, *overrides), out_dir=out.with_name("reference"))
     result = run_training(_config(example, *overrides, transport="grpc"), out_dir=out)
     assert result["transport"] == "grpc" and (out / "result.json").is_file()
     return result, reference
@@ -67,6 +67,9 @@ def test_a_plaintext_attack_over_grpc_gives_exactly_the_in_process_history(overr
     assert result[metric] == reference[metric] and result["attack_feasible"] is True
     _only_the_attacker_knows(tmp_path / "run", reference["attack"]["party"])
     assert "attack_history" not in result and "eval_predictions" not in result
+    tables = {path.name: path.read_text() for path in (tmp_path / "reference").glob("*.csv")}
+    assert {path.name: path.read_text() for path in (tmp_path / "run").glob("*.csv")} == tables  # e.g. inferred_labels.csv
+    assert ("inferred_labels.csv" in tables) == (metric == "label_inference_accuracy")
 
 
 def test_a_ckks_attack_over_grpc_gives_the_in_process_metrics_within_ckks_noise(tmp_path: Path) -> None:
