@@ -52,7 +52,10 @@ from securevfl.attacks.label_inference import LabelInference
 from securevfl.attacks.poison import BackdoorData
 from securevfl.attacks.row_request import RowRequest
 from securevfl.attacks.setup import AttackSetup
+from securevfl.config import RunConfig
+from securevfl.data import VFLDataset, load_dataset, partition_columns
 from securevfl.errors import ConfigError
+from securevfl.federation import prepare_run_attack
 from securevfl.files import atomic_write, atomic_write_text
 from securevfl.parties import LocalParties
 from securevfl.party_assembly import attach_attack
@@ -68,6 +71,7 @@ __all__ = [
     "PartyAttack",
     "PredictionRecorder",
     "PublicFacts",
+    "experimenter_attack",
     "merge_attack_results",
     "open_party_attack",
     "read_knowledge",
@@ -378,6 +382,14 @@ def open_party_attack(plan: Plan, private: PrivateParty, data: PartyData, *, out
 
 
 # ---------------------------------------------------------------------- the launcher's side
+def experimenter_attack(config: RunConfig, dataset: VFLDataset | None = None) -> AttackSetup | None:
+    """The experimenter's prepared attack of ``config``, as the exporter made it (to score a resumed run); None without one."""
+    if not config.attack.active:
+        return None
+    dataset = dataset if dataset is not None else load_dataset(config.data)
+    return prepare_run_attack(config, dataset, partition_columns(dataset, config.parties))
+
+
 def merge_attack_results(
     result: dict[str, Any], records: Mapping[str, Mapping[str, Any]], setup: AttackSetup | None, out_dir: Path | None = None
 ) -> dict[str, Any]:

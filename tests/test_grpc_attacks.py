@@ -24,7 +24,7 @@ from securevfl.data import partition_columns
 from securevfl.errors import ConfigError
 from securevfl.federation import prepare_run_attack
 from securevfl.loopback import write_loopback_plan
-from securevfl.party_attack import KNOWLEDGE_NAME, TRUTH_NAME, open_party_attack
+from securevfl.party_attack import KNOWLEDGE_NAME, TRUTH_NAME, PredictionRecorder, open_party_attack
 from securevfl.party_data import load_party_data
 from securevfl.plan import load_plan, load_private
 from securevfl.training import run_training
@@ -242,3 +242,22 @@ def test_knowledge_written_for_another_party_is_refused(attack_plan: Path) -> No
         update={"knowledge": attack_plan / "passive_2" / KNOWLEDGE_NAME})})
     with pytest.raises(ConfigError, match=r"is knowledge of attack 'label_inference' at 'passive_2', not of 'label_inference' at 'passive_1'$"):
         open_party_attack(plan, moved, load_party_data(private.resolve(private.data.path)))  # type: ignore[union-attr]
+
+
+def test_the_active_partys_split_predictions_survive_a_resume(tmp_path: Path) -> None:
+    """Filed per finished epoch in its output folder: a resumed party reports the epochs of its interrupted attempt too."""
+    path = tmp_path / "eval_predictions.json"
+    first = PredictionRecorder(path)
+    for epoch in (1, 2):
+        assert first({"backdoor": np.array([epoch, 0, 3])}) == {}  # it scores nothing itself
+        first.epoch_done({"epoch": epoch})
+    first({"backdoor": np.array([9, 9, 9])})  # epoch 3 evaluated, then the party was killed before the epoch ended
+    resumed = PredictionRecorder(path, resume=True)  # continues after epoch 2 (its checkpoint)
+    resumed({"backdoor": np.array([3, 3, 0])})
+    resumed.epoch_done({"epoch": 3})
+    history = [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]
+    assert resumed.epochs(history) == [{"backdoor": [1, 0, 3]}, {"backdoor": [2, 0, 3]}, {"backdoor": [3, 3, 0]}]
+    assert PredictionRecorder(path).epochs(history) == [None, None, None]  # a fresh start does not read an old run's record
+    path.write_text("[1, 2")
+    with pytest.raises(ConfigError, match=r"^--resume: .*eval_predictions.json is not a record of split predictions"):
+        PredictionRecorder(path, resume=True)
