@@ -17,14 +17,14 @@ import pytest
 
 from helpers import config as make_config
 from helpers import random_dataset
-from securevfl.attacks import ATTACKS
+from securevfl.attacks.registry import BUILT_IN
 from securevfl.cli import EXIT_USER_ERROR, main
 from securevfl.config import RunConfig, load_config
 from securevfl.data import partition_columns
 from securevfl.errors import ConfigError
 from securevfl.federation import prepare_run_attack
 from securevfl.loopback import write_loopback_plan
-from securevfl.party_attack import KNOWLEDGE_NAME, TRUTH_NAME, PredictionRecorder, open_party_attack
+from securevfl.party_attack import FORMS, KNOWLEDGE_NAME, TRUTH_NAME, PredictionRecorder, open_party_attack
 from securevfl.party_data import load_party_data
 from securevfl.plan import load_plan, load_private
 from securevfl.training import run_training
@@ -122,8 +122,10 @@ def _same(mine: object, theirs: object) -> bool:
     return mine == theirs
 
 
-def test_every_registered_attack_has_a_knowledge_form_in_this_test() -> None:
-    assert set(FEASIBLE_UNDER) == set(ATTACKS), "a new attack: add it here (and a knowledge form in securevfl.party_attack)"
+def test_every_built_in_attack_has_a_knowledge_form_and_a_case_here() -> None:
+    kinds = {cls.name for cls in BUILT_IN}
+    assert kinds <= set(FORMS), "a new attack: add its knowledge form to securevfl.party_attack.FORMS"
+    assert set(FEASIBLE_UNDER) == kinds, "a new attack: add it to FEASIBLE_UNDER here"
 
 
 @pytest.mark.parametrize("kind", list(FEASIBLE_UNDER))
@@ -261,3 +263,27 @@ def test_the_active_partys_split_predictions_survive_a_resume(tmp_path: Path) ->
     path.write_text("[1, 2")
     with pytest.raises(ConfigError, match=r"^--resume: .*eval_predictions.json is not a record of split predictions"):
         PredictionRecorder(path, resume=True)
+
+
+def test_a_plug_in_attack_runs_in_a_party_process_once_it_has_a_knowledge_form(tmp_path: Path) -> None:
+    from attack_fixtures import RowsSeen
+
+    from securevfl.attacks import ATTACKS, register_attack, unregister_attack
+    from securevfl.party_attack import KnowledgeForm, register_knowledge_form
+
+    registered = RowsSeen.name not in ATTACKS
+    if registered:
+        register_attack(RowsSeen)
+    try:
+        config = _small({"scheme": "plain"}, {"kind": RowsSeen.name})
+        with pytest.raises(ConfigError, match=r"^attack 'test_rows_seen' has no knowledge form .*use transport.kind = 'inprocess'$"):
+            write_loopback_plan(config, tmp_path / "without", base_port=40_000, dataset=DATA)
+        register_knowledge_form(RowsSeen.name, KnowledgeForm(lambda attack: {}, lambda config, facts, arrays, data: RowsSeen(facts.party, facts.n_train)))
+        files = write_loopback_plan(config, tmp_path / "with", base_port=40_000, dataset=DATA)
+        private = load_private(files.private["active"], "active")
+        rebuilt = open_party_attack(load_plan(files.plan), private, load_party_data(private.resolve(private.data.path)))  # type: ignore[union-attr]
+        assert isinstance(rebuilt.attack, RowsSeen) and rebuilt.attack.seen.shape == (len(DATA.y_train),) and rebuilt.truth is not None
+    finally:
+        FORMS.pop(RowsSeen.name, None)
+        if registered:
+            unregister_attack(RowsSeen.name)
