@@ -36,6 +36,7 @@ from securevfl.files import atomic_write_text
 from securevfl.checkpoint import RESUMABLE_DIFFERENCES, config_differences
 from securevfl.loopback import PLAN_NAME, PRIVATE_NAME, LoopbackFiles, write_loopback_plan
 from securevfl.plan import load_plan
+from securevfl.party_attack import experimenter_attack, merge_attack_results
 from securevfl.run_files import RESULT_NAME, check_output_directory
 
 __all__ = ["PARTIES_DIR", "LaunchError", "PartyProcesses", "free_port_base", "run_grpc_training"]
@@ -215,8 +216,6 @@ def run_grpc_training(
     deadline per epoch) bounds the whole run; at the deadline every process is killed.
     ``progress`` gets the active party's epoch lines as they come.
     """
-    if config.attack.active:
-        raise ConfigError("transport.kind = 'grpc' cannot run an attack yet (a party process cannot prepare its knowledge); use transport.kind = 'inprocess'")
     plan_dir = out_dir / PARTIES_DIR
     if resume:
         files = existing_loopback_plan(plan_dir, config)
@@ -235,7 +234,8 @@ def run_grpc_training(
     finally:
         parties.close()
     records = {party: json.loads(_result_path(parties, party).read_text(encoding="utf-8")) for party in files.private}
-    result = _run_record(records)
+    setup = files.attack if files.attack is not None else experimenter_attack(config, dataset)  # a resumed run: prepared again
+    result = merge_attack_results(_run_record(records), records, setup, out_dir)  # the attack's metrics, scored by the experimenter
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / RESULT_NAME, json.dumps(result, indent=2) + "\n")
     return result

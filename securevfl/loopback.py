@@ -5,14 +5,17 @@ one port each), a development CA (``ca/``), and per party a folder with its iden
 certificate and key, its private file ``party.toml`` and (unless told not to) its own data block
 ``data.npz`` (:func:`export_party_data`). This is a *simulation* harness: it reads the whole data
 set once to cut it into blocks, as an experimenter does; every party process then reads only its
-own folder. Keys are written unencrypted with mode 0600 (one machine, one user); a deployment
+own folder. With an attack configured it also prepares the attack as the experimenter does and
+writes, into the attacking party's folder only, what that party knows of it and the simulation's
+evaluator truth, named in the ``[attack]`` table of its party file
+(:func:`securevfl.party_attack.write_attack_files`). Keys are written unencrypted with mode 0600 (one machine, one user); a deployment
 issues them per organisation instead (docs/deployment.md).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
@@ -21,11 +24,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, Encoding, NoEncryption, PrivateFormat
 
 from securevfl import pki
+from securevfl.attacks.setup import AttackSetup
 from securevfl.config import RunConfig, validate_config
 from securevfl.data import VFLDataset, load_dataset, partition_columns
 from securevfl.errors import ConfigError
 from securevfl.federation import prepare_run_attack
 from securevfl.files import atomic_write_text
+from securevfl.party_attack import write_attack_files
 from securevfl.party_assembly import run_shape
 from securevfl.party_data import cut_party_data, save_party_data
 from securevfl.plan import Plan, PrivateParty, load_plan, load_private
@@ -48,6 +53,8 @@ class LoopbackFiles:
 
     plan: Path
     private: dict[str, Path]
+    attack: AttackSetup | None = field(default=None, repr=False, compare=False)
+    """The experimenter's prepared attack (its plan scores the evaluation splits after the run); None without one."""
 
 
 def write_loopback_plan(
@@ -72,6 +79,9 @@ def write_loopback_plan(
     public = run_shape(config, shape["block_widths"], dataset.num_classes, shape["n_train"], shape["n_test"])
     key_holder = config.scheme.key_holder_party
     names = config.scheme.party_names(public)
+    setup = prepare_run_attack(config, dataset, blocks) if config.attack.active else None
+    if setup is not None and setup.attack is not None and setup.party not in names:
+        raise ConfigError(f"attack {config.attack.kind!r} runs at {setup.party!r}, which is no party process of the run; use transport.kind = 'inprocess'")
     ca = pki.create_ca()
     pki.write_ca(ca, out_dir / "ca", overwrite=overwrite)
     parties, private = [], {}
@@ -90,6 +100,10 @@ def write_loopback_plan(
         document: dict[str, object] = {"party": name, "identity_key": IDENTITY_NAME, "tls_certificate": certificate, "tls_key": key}
         if role != "coordinator":
             document["data"] = {"path": DATA_NAME, "format": "npz"}
+        if setup is not None and setup.party == name:
+            attack = write_attack_files(setup, folder, overwrite=overwrite)
+            if attack is not None:
+                document["attack"] = attack
         private[name] = folder / PRIVATE_NAME
         _write_new(private[name], dumps(document), overwrite)
     plan = Plan.model_validate({
@@ -106,7 +120,7 @@ def write_loopback_plan(
             party = load_private(path, name)
             if party.data is not None:
                 export_party_data(written_plan, party, dataset=dataset, overwrite=overwrite)
-    return LoopbackFiles(plan=plan_path, private=private)
+    return LoopbackFiles(plan=plan_path, private=private, attack=setup)
 
 
 def export_party_data(plan: Plan, private: PrivateParty, *, dataset: VFLDataset | None = None, overwrite: bool = False) -> Path:

@@ -26,6 +26,7 @@ import torch
 from securevfl.errors import ConfigError
 from securevfl.files import atomic_write_text
 from securevfl.party_assembly import build_party
+from securevfl.party_attack import open_party_attack
 from securevfl.party_data import ActiveData, PassiveData, load_party_data
 from securevfl.party_checkpoint import PartyCheckpoints
 from securevfl.party_runner import PartyEndpoint, PartyOutcome, run_party
@@ -108,11 +109,7 @@ def run_party_process(
     of an interrupted run is never started over silently: ``--resume`` or ``--overwrite``.
     """
     plan, config = session.plan, session.plan.run
-    if config.attack.active:
-        raise ConfigError(
-            "attack: a party process cannot prepare the configured attack yet (its knowledge is made from the whole data "
-            "set); run attacks in one process (securevfl train) or with the threaded harness"
-        )
+    attack = open_party_attack(plan, session.private, session.data, out_dir=out_dir, resume=resume)  # its part of the attack, from its own folder
     result_path = None if out_dir is None else out_dir / (RESULT_NAME if plan.party(session.name).role == "active" else PARTY_RESULT_NAME)
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: continue the run, or start it again")
@@ -138,7 +135,11 @@ def run_party_process(
     try:
         endpoint = PartyEndpoint(channel)
         local = build_party(config, shape, session.name, session.data, endpoint)
-        outcome = run_party(config, shape, local, endpoint, checkpoints=checkpoints, resume=resume, progress=progress)
+        attack.attach(local)
+        outcome = run_party(
+            config, shape, local, endpoint, checkpoints=checkpoints, resume=resume, **attack.run_arguments(),
+            on_epoch_end=attack.on_epoch_end(None), progress=progress,
+        )
     finally:
         close = getattr(channel, "close", None)
         if callable(close):
@@ -148,6 +149,7 @@ def run_party_process(
             "version": __version__, "session": plan.session, "seed": config.train.seed, "scheme": config.scheme.label(),
             **outcome.record(), "config": config.resolved(),
         }
+        record.update(attack.record(outcome.history))
         if outcome.history:
             record["main_accuracy"] = outcome.history[-1]["main_accuracy"]
         result_path.parent.mkdir(parents=True, exist_ok=True)

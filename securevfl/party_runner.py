@@ -177,6 +177,7 @@ def run_party(
     attack_truth: AttackTruth | None = None,
     checkpoints: PartyCheckpoints | None = None,
     resume: bool = False,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PartyOutcome:
     """Run party ``local`` (built on ``channel``) through the whole schedule, then end the run.
@@ -186,6 +187,8 @@ def run_party(
             ``train.checkpoint``) and, with ``resume``, what it offers to continue after.
         resume: continue after the latest epoch every party has a checkpoint of (the handshake
             refuses, in one line, parties that do not agree).
+        on_epoch_end: called with the active party's history entry after each epoch, before
+            its checkpoint is written (what it files is then never behind the checkpoint).
         progress: given one line when the attempt starts (its session and the epoch it continues
             after) and, at the active party, one line per epoch (loss and main accuracy).
         evaluate_splits: the active party's metrics of the extra evaluation splits from its
@@ -197,7 +200,7 @@ def run_party(
     if resume and checkpoints is None:
         raise ConfigError("--resume: this party was given no folder to find its checkpoints in")
     runner = _PartyRunner(config, run, local, channel, evaluate_splits, attack, attack_truth, checkpoints, resume)
-    runner.progress = progress
+    runner.progress, runner.on_epoch_end = progress, on_epoch_end
     with channel.training():
         try:
             runner.run()
@@ -226,6 +229,7 @@ class _PartyRunner:
         self.resumed_after: list[int] = []
         self.wire_bytes: dict[str, int | None] | None = None
         self.progress: Callable[[str], None] | None = None
+        self.on_epoch_end: Callable[[dict[str, Any]], None] | None = None
         self.key_holder_name = config.scheme.key_holder_party
         self.steps_per_epoch = -(-run.n_train // config.train.batch_size)
         self.step = 0
@@ -247,6 +251,8 @@ class _PartyRunner:
             self._setup()
             for epoch in range(attempt.epoch + 1, self.config.train.epochs + 1):
                 self._epoch(epoch)
+                if self.on_epoch_end is not None and self.history:
+                    self.on_epoch_end(self.history[-1])
                 self._checkpoint(epoch)
                 if self.progress is not None and self.history:
                     entry = self.history[-1]

@@ -9,7 +9,8 @@ seed of the batch order. It holds no key, no data and no passphrase.
 
 A party's **private file** (TOML, kept by that party only) says where its own data block is, where
 its identity key, certificate and TLS key are, and where the passphrase of its keys comes from (an
-environment variable or a file, never the file itself). Relative paths in either file are taken
+environment variable or a file, never the file itself), and, for the party that runs the plan's
+attack, where that attack's knowledge is (``[attack]``). Relative paths in either file are taken
 relative to the file's own directory.
 
 Every check fails with one line (:class:`~securevfl.errors.ConfigError`): an unknown party, two
@@ -37,6 +38,7 @@ from securevfl.protocols.identity import fingerprint
 
 __all__ = [
     "PLAN_FORMAT",
+    "AttackKnowledgeSource",
     "PassphraseSource",
     "Plan",
     "PlanParty",
@@ -213,6 +215,20 @@ class DataSource(_Strict):
     format: Literal["npz"] = "npz"
 
 
+class AttackKnowledgeSource(_Strict):
+    """``[attack]`` of an attacking party's private file: what it knows for the plan's attack, by the exporter.
+
+    ``knowledge`` is the attack's prepared state (e.g. a backdoor's known target samples and
+    trigger), an ``.npz`` read without pickle (:mod:`securevfl.party_attack`). ``evaluator_truth``
+    is a simulation-harness file only: the evaluator's labels the party scores its attack's
+    outputs against after each epoch (never handed to the attack itself); a deployment has none.
+    """
+
+    kind: str = Field(description="the attack kind this knowledge is for (must be the plan's run.attack.kind)")
+    knowledge: Path = Field(description="the attack's prepared state (.npz, no pickled objects)")
+    evaluator_truth: Path | None = Field(default=None, description="SIMULATION ONLY: the evaluator's truth to score the attack by")
+
+
 class PrivateParty(_Strict):
     """A party's private file: its data, its keys and where their passphrase comes from."""
 
@@ -222,6 +238,7 @@ class PrivateParty(_Strict):
     tls_certificate: Path | None = None
     tls_key: Path | None = None
     passphrase: PassphraseSource | None = Field(default=None, description="decrypts identity_key and tls_key when they are encrypted")
+    attack: AttackKnowledgeSource | None = Field(default=None, description="an attacking party's knowledge of the plan's attack")
     base: Path = Field(default=Path("."), exclude=True)
 
     def resolve(self, path: Path) -> Path:

@@ -179,6 +179,8 @@ def test_a_missing_peer_fails_a_receive_after_its_deadline_in_one_line() -> None
         ("plain", {"kind": "gradient_replacement", "gamma": 2.0, "poison_train": 6, "poison_test": 4, "known_target_samples": 2, "trigger_features": [3, 5], "trigger_values": [2.0, -1.0]}),
         # decryption_policy = "none": a refused request is answered by silence (see the report), which across threads is a timeout
         ("ckks/coordinator-unguarded", {"kind": "gradient_replacement", "gamma": 2.0, "poison_train": 6, "poison_test": 4, "known_target_samples": 2, "trigger_features": [3, 5], "trigger_values": [2.0, -1.0]}),
+        # a passive's disguised decryption request: its label reads, scored by the evaluator in its own thread
+        ("ckks/coordinator", {"kind": "row_request"}),
     ],
 )
 def test_an_attack_runs_in_its_own_partys_thread_with_the_in_process_metrics(label: str, attack: dict) -> None:
