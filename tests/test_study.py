@@ -67,7 +67,8 @@ def test_tiny_grid_writes_one_row_per_run_with_the_expected_columns(tiny_study: 
     assert {(row["axis:attack.gamma"], row["seed"]) for row in rows} == {("1", "0"), ("1", "1"), ("3", "0"), ("3", "1")}
     assert set(base_columns()) | {"axis:scheme", "axis:attack.gamma", "bytes_activation", "bytes_gradient"} <= set(rows[0])
     for row in rows:
-        assert row["status"] == "ok" and row["scheme_label"] == "plain" and row["attack"] == "gradient_replacement"
+        # 2 epochs on 300 digits: a seed may end within 5 points of chance, which the table calls collapsed
+        assert row["status"] in ("ok", "collapsed") and row["scheme_label"] == "plain" and row["attack"] == "gradient_replacement"
         result = json.loads((out / "runs" / row["run_id"] / RESULT_NAME).read_text())
         # every number in the row is the run's own last-epoch value
         assert float(row["main_accuracy"]) == result["main_accuracy"] == result["history"][-1]["main_accuracy"]
@@ -178,7 +179,8 @@ def test_missing_data_is_one_line_before_any_worker_and_a_failed_run_exits_3_unt
     result = json.loads((run_dir(out, run) / RESULT_NAME).read_text())
     assert result["epochs_completed"] == 1 and result["config"]["data"]["dir"] == str(data)
     with (out / "study_runs.csv").open(encoding="utf-8") as handle:
-        assert [row["status"] for row in csv.DictReader(handle)] == ["ok"]
+        # trained to the end (one epoch on a handful of samples may end at chance: collapsed, an outcome too)
+        assert [row["status"] for row in csv.DictReader(handle)] in (["ok"], ["collapsed"])
 
 
 def test_reset_failed_drops_the_record_and_the_checkpoint_but_refuses_another_configs(tmp_path: Path) -> None:
@@ -429,7 +431,8 @@ name = "probe"
     try:
         summary = run_and_report(study, tmp_path / "out", workers=1, show_progress=False, log=lambda _: None)
         rows = json.loads((tmp_path / "out" / "study_runs.json").read_text())["rows"]
-        assert "1 ok" in summary and rows[0]["status"] == "ok" and rows[0]["activation_rows_seen"] == 1.0
+        # one epoch on 200 digits may end within 5 points of chance (collapsed): the metric is there either way
+        assert rows[0]["status"] in ("ok", "collapsed") and f"1 {rows[0]['status']}" in summary and rows[0]["activation_rows_seen"] == 1.0
     finally:
         unregister_attack("test_rows_seen")
     with pytest.raises(ConfigError, match="study plugin 'no_such_module_xyz' cannot be imported"):
