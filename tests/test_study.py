@@ -17,7 +17,6 @@ from securevfl.errors import ConfigError
 from securevfl.study import load_study, plan_runs, run_and_report, run_study
 from securevfl.study.runner import CHECKPOINT_NAME, FAILED_NAME, RESULT_NAME, reset_failed, run_dir
 from securevfl.study.spec import flatten, scheme_overrides, set_path
-from securevfl.study.survival import survival_lines
 from securevfl.study.table import base_columns, collect_rows
 from securevfl.training import run_training
 
@@ -295,81 +294,6 @@ def test_set_path_and_flatten() -> None:
     assert scheme_overrides("ckks/active/compute") == {
         "protection.scheme": "ckks", "protection.key_holder": "active", "protection.preset": "compute"
     }
-
-
-def _row(run_id: str, scheme: str, status: str = "ok", **metrics: Any) -> dict[str, Any]:
-    return {"run_id": run_id, "grid": "g", "cell": run_id, "seed": 0, "status": status, "reason": metrics.pop("reason", ""),
-            "axis:scheme": scheme, **metrics}
-
-
-def test_survival_verdicts_follow_from_the_numbers(tmp_path: Path) -> None:
-    """Synthetic outcomes for attack / defense / scheme cells; the verdicts are recomputed by hand."""
-    study = _write(
-        tmp_path,
-        """
-[study]
-name = "verdicts"
-schemes = ["plain", "ckks/receiver", "ckks/active"]
-[study.set]
-"data.name" = "digits"
-"attack.kind" = "gradient_replacement"
-[[grid]]
-name = "g"
-[grid.variants]
-attack = {}
-noise = { defense = [{ kind = "gaussian_noise", variance = 0.5 }] }
-""",
-    )
-    runs = plan_runs(load_study(study))
-    values = {  # (scheme, variant) -> (backdoor, main)
-        ("plain", "attack"): (0.80, 0.90), ("ckks/receiver", "attack"): (0.78, 0.90), ("ckks/active", "attack"): (0.30, 0.90),
-        ("plain", "noise"): (0.10, 0.85), ("ckks/receiver", "noise"): (0.70, 0.86), ("ckks/active", "noise"): (0.05, 0.80),
-    }
-    rows = [
-        _row(run.run_id, run.levels["scheme"], backdoor_accuracy=values[run.levels["scheme"], run.levels["variant"]][0],
-             main_accuracy=values[run.levels["scheme"], run.levels["variant"]][1], attack_feasible=True)
-        for run in runs
-    ]
-    attack_line, noise_line = survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active"])
-    assert attack_line.defense == "none" and attack_line.cells["plain"] == "80.0 / 90.0"
-    # |0.78 - 0.80| <= 0.05: survives; |0.30 - 0.80| > 0.05: changed
-    assert "survives encryption: ckks/receiver (78.0 vs 80.0)" in attack_line.verdict
-    assert "changed by encryption: ckks/active (30.0 vs 80.0)" in attack_line.verdict
-    assert noise_line.defense.startswith("gaussian_noise(variance=0.5")
-    # plain 0.80 -> 0.10 removes > 50 %: works, main -5.0; receiver 0.78 -> 0.70: does not work
-    assert "plain: works (80.0→10.0, main -5.0)" in noise_line.verdict
-    assert "ckks/receiver: does not work (78.0→70.0, main -4.0)" in noise_line.verdict
-    assert "ckks/active: works (30.0→5.0, main -10.0)" in noise_line.verdict
-    # with the defense: receiver 0.70 vs plain 0.10 differs; active 0.05 vs 0.10 is within 0.05
-    assert noise_line.verdict.endswith("differs from plaintext's under ckks/receiver")
-    receiver_fixed = [dict(row, backdoor_accuracy=0.12) if row["run_id"].startswith("g/ckks-receiver__noise") else row for row in rows]
-    assert survival_lines(runs, receiver_fixed, ["plain", "ckks/receiver", "ckks/active"])[1].verdict.endswith(
-        "keeps working under encryption"
-    )
-    infeasible = [dict(row, attack_feasible=False, reason="no plaintext gradients") if row["axis:scheme"] == "ckks/active" else row for row in rows]
-    attack_line = survival_lines(runs, infeasible, ["plain", "ckks/receiver", "ckks/active"])[0]
-    assert attack_line.cells["ckks/active"].startswith("infeasible (no plaintext gradients)")
-    assert "infeasible under ckks/active" in attack_line.verdict
-
-
-def test_verdicts_pair_seeds_so_a_stopped_seed_cannot_tilt_them(tmp_path: Path) -> None:
-    study = _write(
-        tmp_path,
-        '[study]\nname = "paired"\nseeds = [0, 1]\nschemes = ["plain", "ckks/receiver"]\n[study.set]\n'
-        '"data.name" = "digits"\n"attack.kind" = "gradient_replacement"\n[[grid]]\nname = "g"\n',
-    )
-    runs = plan_runs(load_study(study))
-    backdoor = {("plain", 0): 0.8, ("plain", 1): 0.2, ("ckks/receiver", 0): 0.8}
-    rows = []
-    for run in runs:
-        key = (run.levels["scheme"], run.seed)
-        if key in backdoor:
-            rows.append(_row(run.run_id, key[0], backdoor_accuracy=backdoor[key], main_accuracy=0.9, attack_feasible=True) | {"seed": run.seed})
-        else:  # receiver seed 1 left CKKS's range: only seed 0 is comparable
-            rows.append(_row(run.run_id, key[0], status="failed", reason="a message left CKKS's precise range") | {"seed": run.seed})
-    (line,) = survival_lines(runs, rows, ["plain", "ckks/receiver"])
-    assert line.cells["plain"] == "50.0 / 90.0" and line.cells["ckks/receiver"] == "80.0 / 90.0 [1/2 seeds; 1 failed]"
-    assert line.verdict == "survives encryption: ckks/receiver (80.0 vs 80.0, seeds 0)"
 
 
 def _agrees(committed: Any, planned: Any) -> bool:

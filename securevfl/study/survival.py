@@ -410,7 +410,7 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
             continue
         detail = f"Δ {_points(comparison.difference)}, n={comparison.difference.n}{comparison.pending_text()}"
         if not comparison.complete:
-            stopped.append(f"{scheme} {comparison.stop_text(PlainScheme.name, scheme)}; no success verdict (seeds finished on both: {detail})")
+            stopped.append(f"{comparison.stop_text(PlainScheme.name, scheme)}; no success verdict (seeds finished on both: {detail})")
             continue
         verdict = equivalence(comparison.difference)
         {Verdict.EQUIVALENT: survives, Verdict.DIFFERS: changed, Verdict.INCONCLUSIVE: inconclusive}[verdict].append(f"{scheme} ({detail})")
@@ -455,7 +455,10 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
         f"n={success.difference.n}{success.pending_text()}"
     )
     if not success.complete:
-        return "stopped", f"{success.stop_text('undefended', 'defended')}; no verdict (seeds finished on both: {detail})"
+        defended_stops, undefended_stops = (success.stopped_second, success.stopped_first) if lower else (success.stopped_first, success.stopped_second)
+        n = len(success.seeds)
+        stops = f"defended {_stop_counts(defended_stops, n)}, undefended {_stop_counts(undefended_stops, n)}"
+        return "stopped", f"{stops}; no verdict (seeds finished on both: {detail})"
     if not lower and before is not None and before < ATTACK_FLOOR:
         return "nothing to stop", detail
     works = reduction(success.difference)
