@@ -275,6 +275,11 @@ def test_table_cells_show_mean_and_t_interval_over_the_finished_seeds() -> None:
     half = stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3)  # sd of (90, 92, 94) points is 2
     assert summary.cell_text("main_accuracy") == f"92.0 [{92 - 100 * half:.1f}, {92 + 100 * half:.1f}] (n=3/4)"
     assert summary.stopped_text() == "1/4 (1 diverged)"
+    # an interval reaching past 100 % is cut at the range the mean can take: 99.0 +- 2.5 -> [96.5, 100.0]
+    near_top = CellSummary([{"seed": s, "status": "ok", "main_accuracy": v} for s, v in enumerate([0.98, 0.99, 1.0])])
+    half = stats.t.ppf(0.975, 2) * 0.01 / math.sqrt(3)
+    assert near_top.cell_text("main_accuracy") == f"99.0 [{99 - 100 * half:.1f}, 100.0]"
+    assert Interval(3, 0.5, -0.2, 1.3).clipped(0.0, 1.0) == Interval(3, 0.5, 0.0, 1.0)
 
 
 # ---------------------------------------------------------------- the backdoor's control

@@ -163,7 +163,7 @@ def _grid_section(
     ]
     if tradeoff is not None:
         metric, label, points = tradeoff
-        figures.append(plot_tradeoff(f"{grid.title or grid.name}: attack success vs main accuracy", metric, label, points,
+        figures.append(plot_tradeoff(f"{grid.name}: {label} vs main accuracy, one point per defense level", metric, label, points,
                                      plots / f"{grid.name}_tradeoff.png"))
     for path in figures:
         if path is not None:

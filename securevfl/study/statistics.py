@@ -83,6 +83,18 @@ class Interval:
     def has_interval(self) -> bool:
         return self.low is not None and self.high is not None
 
+    def clipped(self, low: float, high: float) -> Interval:
+        """The interval intersected with ``[low, high]``, the range the mean can take.
+
+        The mean of a fraction lies in [0, 1] and a difference of two in [-1, 1]; a t interval
+        can reach beyond (e.g. 82 +- 55 points over 2 seeds). Intersecting it with the range
+        keeps every value the parameter can take, so the coverage is unchanged.
+        """
+        if not self.has_interval:
+            return self
+        assert self.low is not None and self.high is not None
+        return Interval(self.n, self.mean, max(self.low, low), min(self.high, high), self.sd, self.seeds)
+
     def text(self, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
         """``+2.0 [-1.3, 5.3]`` (points); ``+2.0 (n=1, no interval)``; ``-`` when empty."""
         if self.mean is None:

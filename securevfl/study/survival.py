@@ -343,7 +343,8 @@ def _undefended(config: dict[str, Any], index: dict[tuple[str, str, str], tuple[
 
 
 def _points(interval: Interval) -> str:
-    return interval.text(signed=True)
+    """A paired difference of fractions in points, its interval clipped to the [-100, 100] it can take."""
+    return interval.clipped(-1.0, 1.0).text(signed=True)
 
 
 def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
@@ -352,7 +353,7 @@ def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
     parts: list[str] = []
     mains: list[str] = []
     if plain is not None and plain.mean(CONTROL_TARGET_RATE.name) is not None:
-        rate = mean_interval(list(plain.values(CONTROL_TARGET_RATE.name).values()))
+        rate = mean_interval(list(plain.values(CONTROL_TARGET_RATE.name).values())).clipped(0.0, 1.0)
         parts.append(f"control: the clean model sends {rate.text()} % of the triggered inputs to the target (plain)")
     for scheme, outcome in per_scheme.items():
         if scheme == PlainScheme.name or plain is None or outcome.refused:

@@ -272,6 +272,8 @@ class CellSummary:
         if metric != MAIN_ACCURACY.name and not self.feasible():
             return "infeasible"
         interval = self.interval(metric)
+        if _is_fraction(metric):
+            interval = interval.clipped(0.0, 1.0)
         if interval.mean is None or math.isnan(interval.mean):
             return "-"
         text = f"{scale * interval.mean:.{digits}f}"
@@ -281,6 +283,11 @@ class CellSummary:
         if len(self.ok) < len(self.rows):
             text += f" (n={len(self.ok)}/{len(self.rows)})"
         return text
+
+
+def _is_fraction(metric: str) -> bool:
+    """Main accuracy and every higher-is-success attack metric are fractions in [0, 1]."""
+    return metric == MAIN_ACCURACY.name or any(spec.name == metric and spec.success == "higher" for spec in attack_metrics())
 
 
 def summarize_cells(rows: list[dict[str, Any]]) -> dict[tuple[str, str], CellSummary]:
