@@ -420,3 +420,18 @@ x = "defense.0.variance"
     assert "plots/noise_tradeoff.png" in report and (out / "plots" / "noise_tradeoff.png").is_file()
     assert (out / "plots" / "noise_vs_defense_0_variance.png").is_file()
     assert "stopped: ckks/receiver stopped 1/3 (1 diverged), plain stopped 0/3; no success verdict" in report
+
+
+def test_pending_seeds_are_no_outcome_yet_and_make_a_verdict_provisional(tmp_path: Path) -> None:
+    values = {
+        ("plain", "attack"): PLAIN_ATTACK,
+        ("ckks/receiver", "attack"): [0.79, 0.71, 0.74, "pending", "pending"],
+        ("ckks/active", "attack"): ["crashed"] + PLAIN_ATTACK[1:],
+        **{(scheme, "noise"): [0.1] * 5 for scheme in ("plain", "ckks/receiver", "ckks/active")},
+    }
+    runs, rows = _synthetic(tmp_path, values)
+    line = survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active"])[0]
+    assert "ckks/receiver (Δ" in line.verdict and "n=3; provisional: seed(s) 3,4 not finished yet" in line.verdict
+    assert "n=4; provisional: seed(s) 0 not finished yet" in line.verdict  # a crash is a bug to rerun, not an outcome
+    assert "stopped" not in line.verdict
+    assert line.cells["ckks/receiver"] == "74.7 / 90.0 [2 pending]"
