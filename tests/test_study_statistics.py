@@ -435,3 +435,19 @@ def test_pending_seeds_are_no_outcome_yet_and_make_a_verdict_provisional(tmp_pat
     assert "n=4; provisional: seed(s) 0 not finished yet" in line.verdict  # a crash is a bug to rerun, not an outcome
     assert "stopped" not in line.verdict
     assert line.cells["ckks/receiver"] == "74.7 / 90.0 [2 pending]"
+
+
+def test_before_and_after_of_a_defense_are_means_over_the_same_seeds(tmp_path: Path) -> None:
+    values = {
+        ("plain", "attack"): PLAIN_ATTACK,   # mean over all 5 seeds 74.0; over seeds 0-3: 77.5
+        ("ckks/receiver", "attack"): PLAIN_ATTACK,
+        ("ckks/active", "attack"): PLAIN_ATTACK,
+        ("plain", "noise"): [0.10, 0.20, 0.15, 0.10, "pending"],
+        ("ckks/receiver", "noise"): [0.1] * 5,
+        ("ckks/active", "noise"): [0.1] * 5,
+    }
+    runs, rows = _synthetic(tmp_path, values)
+    noise_line = survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active"])[1]
+    reduction_0_to_3 = np.mean(np.array(PLAIN_ATTACK[:4]) - np.array([0.10, 0.20, 0.15, 0.10]))
+    assert f"plain: works (77.5→13.8, reduction {100 * reduction_0_to_3:+.1f} [" in noise_line.verdict
+    assert "n=4; provisional: seed(s) 4 not finished yet" in noise_line.verdict

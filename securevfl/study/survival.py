@@ -450,7 +450,9 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
         if success.waiting:
             return RunStatus.PENDING, RunStatus.PENDING
         return "no common seed", "no seed with an outcome with and without the defense"
-    before, after = without.mean(metric), with_defense.mean(metric)
+    paired = set(success.difference.seeds)  # before and after over the same seeds as the interval
+    before = _mean_over(without.values(metric), paired)
+    after = _mean_over(with_defense.values(metric), paired)
     detail = (
         f"{_pct(before)}→{_pct(after)}, reduction {_points(success.difference)}, main {_points(main.difference)}, "
         f"n={success.difference.n}{success.pending_text()}"
@@ -466,6 +468,11 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
     if works is None:
         return "inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds"
     return ("works" if works else "does not work"), detail
+
+
+def _mean_over(values: dict[int, float], seeds: set[int]) -> float | None:
+    chosen = [value for seed, value in values.items() if seed in seeds]
+    return statistics.fmean(chosen) if chosen else None
 
 
 def _defense_verdict(defended: dict[str, _Outcome], undefended: dict[str, _Outcome], metric: str) -> str:
