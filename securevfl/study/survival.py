@@ -56,8 +56,8 @@ from securevfl.study.statistics import (
     paired_difference,
     reduction,
 )
-from securevfl.study.table import STOPPED, WAITING, describe_defenses
-from securevfl.study.status import RunStatus
+from securevfl.study.status import STOPPED, WAITING, RunStatus
+from securevfl.study.table import describe_defenses
 
 __all__ = ["ATTACK_FLOOR", "EQUIVALENCE_MARGIN", "Comparison", "SurvivalLine", "cell_key", "compare", "survival_lines", "undefended_key"]
 

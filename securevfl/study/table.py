@@ -4,6 +4,9 @@ Rows are built from the files the runs left (``result.json`` / ``failed.json``) 
 plan (refused runs have no files), so the table can be rebuilt at any time — mid-study
 included — without training anything. Metrics (named by the attack registry) are last-epoch
 values; a metric with a ``peak_column`` (``backdoor_peak``) also reports its best epoch, labelled as such.
+A finished run whose last-epoch main accuracy is within 5 points of chance is ``collapsed``
+(:func:`collapse_reason`). :class:`CellSummary` gives each cell's mean and 95 % t interval over
+its finished seeds and counts the stopped ones.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from securevfl.schemes import Scheme, scheme_for
 from securevfl.study.runner import FAILED_NAME, RESULT_NAME, readable_record, run_dir
 from securevfl.study.spec import PlannedRun
 from securevfl.study.statistics import Interval, mean_interval
-from securevfl.study.status import RunStatus
+from securevfl.study.status import STOPPED, RunStatus
 
-__all__ = ["STOPPED", "WAITING", "CellSummary", "base_columns", "collapse_reason", "collect_rows", "metric_names", "summarize_cells", "write_table"]
+__all__ = ["CellSummary", "base_columns", "collapse_reason", "collect_rows", "metric_names", "summarize_cells", "write_table"]
 
 def metric_names() -> list[str]:
     """The main task's metric, then every registered attack's (the registry names them)."""
@@ -195,12 +198,6 @@ def write_table(rows: list[dict[str, Any]], histories: dict[str, list[dict[str, 
     payload = {**meta, "columns": columns, "rows": rows, "histories": histories}
     atomic_write_text(json_path, json.dumps(payload, indent=1) + "\n")
     return csv_path, json_path
-
-
-#: Statuses that are outcomes of the setting without a number: they count in every comparison (intent to treat).
-STOPPED = (RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.COLLAPSED)
-#: Statuses that are no outcome (yet): not trained, or a bug to fix and rerun.
-WAITING = (RunStatus.PENDING, RunStatus.CRASHED)
 
 
 class CellSummary:
