@@ -451,3 +451,18 @@ def test_before_and_after_of_a_defense_are_means_over_the_same_seeds(tmp_path: P
     reduction_0_to_3 = np.mean(np.array(PLAIN_ATTACK[:4]) - np.array([0.10, 0.20, 0.15, 0.10]))
     assert f"plain: works (77.5→13.8, reduction {100 * reduction_0_to_3:+.1f} [" in noise_line.verdict
     assert "n=4; provisional: seed(s) 4 not finished yet" in noise_line.verdict
+
+
+def test_one_paired_seed_is_inconclusive_with_its_reason_and_a_failing_attack_is_named(tmp_path: Path) -> None:
+    values = {
+        ("plain", "attack"): [0.02, 0.01, 0.03, 0.02, 0.02],
+        ("ckks/receiver", "attack"): [0.02, 0.01, 0.03, 0.02, 0.02],
+        ("ckks/active", "attack"): [0.02, "pending", "pending", "pending", "pending"],
+        **{(scheme, "noise"): [0.01] * 5 for scheme in ("plain", "ckks/receiver", "ckks/active")},
+    }
+    runs, rows = _synthetic(tmp_path, values)
+    attack_line, noise_line = survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active"])
+    assert "survives encryption (CKKS − plain within ±5): ckks/receiver" in attack_line.verdict
+    assert "inconclusive: ckks/active (Δ +0.0 (n=1, no interval), n=1; provisional: seed(s) 1,2,3,4 not finished yet; fewer than 2 paired seeds)" in attack_line.verdict
+    assert attack_line.verdict.endswith("note: the attack reaches only 2.0 % in plaintext")
+    assert "plain: nothing to stop" in noise_line.verdict

@@ -413,6 +413,8 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
         if not comparison.complete:
             stopped.append(f"{comparison.stop_text(PlainScheme.name, scheme)}; no success verdict (seeds finished on both: {detail})")
             continue
+        if comparison.difference.n < MIN_PAIRS:
+            detail += f"; fewer than {MIN_PAIRS} paired seeds"
         verdict = equivalence(comparison.difference)
         {Verdict.EQUIVALENT: survives, Verdict.DIFFERS: changed, Verdict.INCONCLUSIVE: inconclusive}[verdict].append(f"{scheme} ({detail})")
     parts = []
@@ -428,6 +430,9 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
         parts.append("stopped: " + "; ".join(stopped))
     if refused:
         parts.append("refused under " + ", ".join(refused))
+    base = plain.mean(metric)
+    if (survives or changed or inconclusive) and base is not None and not _lower_is_success(metric) and base < ATTACK_FLOOR:
+        parts.append(f"note: the attack reaches only {_pct(base)} % in plaintext")
     if plain.stopped and not stopped:
         parts.append(f"plaintext {_stop_counts(plain.stopped, len(plain.ok) + len(plain.stopped))}")
     return "; ".join(parts) or "plaintext only"
