@@ -411,7 +411,8 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
             continue
         detail = f"Δ {_points(comparison.difference)}, n={comparison.difference.n}{comparison.pending_text()}"
         if not comparison.complete:
-            stopped.append(f"{comparison.stop_text(PlainScheme.name, scheme)}; no success verdict (seeds finished on both: {detail})")
+            finished = f" (seeds finished on both: {detail})" if comparison.difference.n else " (no seed finished on both)"
+            stopped.append(f"{comparison.stop_text(PlainScheme.name, scheme)}; no success verdict{finished}")
             continue
         if comparison.difference.n < MIN_PAIRS:
             detail += f"; fewer than {MIN_PAIRS} paired seeds"
@@ -466,7 +467,8 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
         defended_stops, undefended_stops = (success.stopped_second, success.stopped_first) if lower else (success.stopped_first, success.stopped_second)
         n = len(success.seeds)
         stops = f"defended {_stop_counts(defended_stops, n)}, undefended {_stop_counts(undefended_stops, n)}"
-        return "stopped", f"{stops}; no verdict (seeds finished on both: {detail})"
+        finished = f" (seeds finished on both: {detail})" if success.difference.n else " (no seed finished on both)"
+        return "stopped", f"{stops}; no verdict{finished}"
     if not lower and before is not None and before < ATTACK_FLOOR:
         return "nothing to stop", detail
     works = reduction(success.difference)
