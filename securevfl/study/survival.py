@@ -20,11 +20,12 @@ the spread:
   reduction and its **main-accuracy cost** (defended - undefended main accuracy, mean and
   interval). Below :data:`ATTACK_FLOOR` undefended success there is *nothing to stop*.
   The line ends with *keeps working under encryption* when it works in plaintext and under every
-  CKKS scheme, *works in plaintext only* when some CKKS scheme's interval does not exclude 0.
+  CKKS scheme, *works in plaintext only* when some CKKS scheme's interval does not exclude 0
+  (*not shown to work* there: an interval that includes 0 does not prove the defense useless).
 
 **Intent to treat.** A run that stopped (diverged, failed: e.g. a message left CKKS's range) or
 collapsed (main accuracy within 5 points of chance) is an outcome, counted per side and seed,
-never dropped. A success verdict (survives / changed / works / does not work) needs every seed
+never dropped. A success verdict (survives / changed / works / not shown to work) needs every seed
 with an outcome to have *finished on both sides*; when any seed stopped on either side the
 verdict is that stop — e.g. ``ckks/receiver: stops training in 2/5 seeds (2 diverged; plaintext
 0/5)`` — and the interval over the seeds finished on both sides is shown as descriptive only
@@ -474,7 +475,7 @@ def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: st
     works = reduction(success.difference)
     if works is None:
         return "inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds"
-    return ("works" if works else "does not work"), detail
+    return ("works" if works else "not shown to work"), detail
 
 
 def _mean_over(values: dict[int, float], seeds: set[int]) -> float | None:
@@ -490,6 +491,6 @@ def _defense_verdict(defended: dict[str, _Outcome], undefended: dict[str, _Outco
     if plain_word == "works" and ckks:
         if all(word == "works" for word in ckks.values()):
             parts.append("keeps working under encryption")
-        elif any(word == "does not work" for word in ckks.values()):
+        elif any(word == "not shown to work" for word in ckks.values()):
             parts.append("works in plaintext only")
     return "; ".join(parts)
