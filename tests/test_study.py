@@ -17,7 +17,6 @@ from securevfl.errors import ConfigError
 from securevfl.study import load_study, plan_runs, run_and_report, run_study
 from securevfl.study.runner import CHECKPOINT_NAME, FAILED_NAME, RESULT_NAME, reset_failed, run_dir
 from securevfl.study.spec import flatten, scheme_overrides, set_path
-from securevfl.study.survival import survival_lines
 from securevfl.study.table import base_columns, collect_rows
 from securevfl.training import run_training
 
@@ -67,7 +66,8 @@ def test_tiny_grid_writes_one_row_per_run_with_the_expected_columns(tiny_study: 
     assert {(row["axis:attack.gamma"], row["seed"]) for row in rows} == {("1", "0"), ("1", "1"), ("3", "0"), ("3", "1")}
     assert set(base_columns()) | {"axis:scheme", "axis:attack.gamma", "bytes_activation", "bytes_gradient"} <= set(rows[0])
     for row in rows:
-        assert row["status"] == "ok" and row["scheme_label"] == "plain" and row["attack"] == "gradient_replacement"
+        # 2 epochs on 300 digits: a seed may end within 5 points of chance, which the table calls collapsed
+        assert row["status"] in ("ok", "collapsed") and row["scheme_label"] == "plain" and row["attack"] == "gradient_replacement"
         result = json.loads((out / "runs" / row["run_id"] / RESULT_NAME).read_text())
         # every number in the row is the run's own last-epoch value
         assert float(row["main_accuracy"]) == result["main_accuracy"] == result["history"][-1]["main_accuracy"]
@@ -178,7 +178,8 @@ def test_missing_data_is_one_line_before_any_worker_and_a_failed_run_exits_3_unt
     result = json.loads((run_dir(out, run) / RESULT_NAME).read_text())
     assert result["epochs_completed"] == 1 and result["config"]["data"]["dir"] == str(data)
     with (out / "study_runs.csv").open(encoding="utf-8") as handle:
-        assert [row["status"] for row in csv.DictReader(handle)] == ["ok"]
+        # trained to the end (one epoch on a handful of samples may end at chance: collapsed, an outcome too)
+        assert [row["status"] for row in csv.DictReader(handle)] in (["ok"], ["collapsed"])
 
 
 def test_reset_failed_drops_the_record_and_the_checkpoint_but_refuses_another_configs(tmp_path: Path) -> None:
@@ -295,81 +296,6 @@ def test_set_path_and_flatten() -> None:
     }
 
 
-def _row(run_id: str, scheme: str, status: str = "ok", **metrics: Any) -> dict[str, Any]:
-    return {"run_id": run_id, "grid": "g", "cell": run_id, "seed": 0, "status": status, "reason": metrics.pop("reason", ""),
-            "axis:scheme": scheme, **metrics}
-
-
-def test_survival_verdicts_follow_from_the_numbers(tmp_path: Path) -> None:
-    """Synthetic outcomes for attack / defense / scheme cells; the verdicts are recomputed by hand."""
-    study = _write(
-        tmp_path,
-        """
-[study]
-name = "verdicts"
-schemes = ["plain", "ckks/receiver", "ckks/active"]
-[study.set]
-"data.name" = "digits"
-"attack.kind" = "gradient_replacement"
-[[grid]]
-name = "g"
-[grid.variants]
-attack = {}
-noise = { defense = [{ kind = "gaussian_noise", variance = 0.5 }] }
-""",
-    )
-    runs = plan_runs(load_study(study))
-    values = {  # (scheme, variant) -> (backdoor, main)
-        ("plain", "attack"): (0.80, 0.90), ("ckks/receiver", "attack"): (0.78, 0.90), ("ckks/active", "attack"): (0.30, 0.90),
-        ("plain", "noise"): (0.10, 0.85), ("ckks/receiver", "noise"): (0.70, 0.86), ("ckks/active", "noise"): (0.05, 0.80),
-    }
-    rows = [
-        _row(run.run_id, run.levels["scheme"], backdoor_accuracy=values[run.levels["scheme"], run.levels["variant"]][0],
-             main_accuracy=values[run.levels["scheme"], run.levels["variant"]][1], attack_feasible=True)
-        for run in runs
-    ]
-    attack_line, noise_line = survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active"])
-    assert attack_line.defense == "none" and attack_line.cells["plain"] == "80.0 / 90.0"
-    # |0.78 - 0.80| <= 0.05: survives; |0.30 - 0.80| > 0.05: changed
-    assert "survives encryption: ckks/receiver (78.0 vs 80.0)" in attack_line.verdict
-    assert "changed by encryption: ckks/active (30.0 vs 80.0)" in attack_line.verdict
-    assert noise_line.defense.startswith("gaussian_noise(variance=0.5")
-    # plain 0.80 -> 0.10 removes > 50 %: works, main -5.0; receiver 0.78 -> 0.70: does not work
-    assert "plain: works (80.0→10.0, main -5.0)" in noise_line.verdict
-    assert "ckks/receiver: does not work (78.0→70.0, main -4.0)" in noise_line.verdict
-    assert "ckks/active: works (30.0→5.0, main -10.0)" in noise_line.verdict
-    # with the defense: receiver 0.70 vs plain 0.10 differs; active 0.05 vs 0.10 is within 0.05
-    assert noise_line.verdict.endswith("differs from plaintext's under ckks/receiver")
-    receiver_fixed = [dict(row, backdoor_accuracy=0.12) if row["run_id"].startswith("g/ckks-receiver__noise") else row for row in rows]
-    assert survival_lines(runs, receiver_fixed, ["plain", "ckks/receiver", "ckks/active"])[1].verdict.endswith(
-        "keeps working under encryption"
-    )
-    infeasible = [dict(row, attack_feasible=False, reason="no plaintext gradients") if row["axis:scheme"] == "ckks/active" else row for row in rows]
-    attack_line = survival_lines(runs, infeasible, ["plain", "ckks/receiver", "ckks/active"])[0]
-    assert attack_line.cells["ckks/active"].startswith("infeasible (no plaintext gradients)")
-    assert "infeasible under ckks/active" in attack_line.verdict
-
-
-def test_verdicts_pair_seeds_so_a_stopped_seed_cannot_tilt_them(tmp_path: Path) -> None:
-    study = _write(
-        tmp_path,
-        '[study]\nname = "paired"\nseeds = [0, 1]\nschemes = ["plain", "ckks/receiver"]\n[study.set]\n'
-        '"data.name" = "digits"\n"attack.kind" = "gradient_replacement"\n[[grid]]\nname = "g"\n',
-    )
-    runs = plan_runs(load_study(study))
-    backdoor = {("plain", 0): 0.8, ("plain", 1): 0.2, ("ckks/receiver", 0): 0.8}
-    rows = []
-    for run in runs:
-        key = (run.levels["scheme"], run.seed)
-        if key in backdoor:
-            rows.append(_row(run.run_id, key[0], backdoor_accuracy=backdoor[key], main_accuracy=0.9, attack_feasible=True) | {"seed": run.seed})
-        else:  # receiver seed 1 left CKKS's range: only seed 0 is comparable
-            rows.append(_row(run.run_id, key[0], status="failed", reason="a message left CKKS's precise range") | {"seed": run.seed})
-    (line,) = survival_lines(runs, rows, ["plain", "ckks/receiver"])
-    assert line.cells["plain"] == "50.0 / 90.0" and line.cells["ckks/receiver"] == "80.0 / 90.0 [1/2 seeds; 1 failed]"
-    assert line.verdict == "survives encryption: ckks/receiver (80.0 vs 80.0, seeds 0)"
-
-
 def _agrees(committed: Any, planned: Any) -> bool:
     """Every value the committed record holds equals the planned one (later config fields are ignored)."""
     if isinstance(committed, dict):
@@ -429,7 +355,8 @@ name = "probe"
     try:
         summary = run_and_report(study, tmp_path / "out", workers=1, show_progress=False, log=lambda _: None)
         rows = json.loads((tmp_path / "out" / "study_runs.json").read_text())["rows"]
-        assert "1 ok" in summary and rows[0]["status"] == "ok" and rows[0]["activation_rows_seen"] == 1.0
+        # one epoch on 200 digits may end within 5 points of chance (collapsed): the metric is there either way
+        assert rows[0]["status"] in ("ok", "collapsed") and f"1 {rows[0]['status']}" in summary and rows[0]["activation_rows_seen"] == 1.0
     finally:
         unregister_attack("test_rows_seen")
     with pytest.raises(ConfigError, match="study plugin 'no_such_module_xyz' cannot be imported"):

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from securevfl.attacks.activation_inversion import ActivationInversion
+from securevfl.attacks.backdoor_control import BackdoorControl
 from securevfl.attacks.base import Attack, AttackConfigBase, NoAttackConfig
 from securevfl.attacks.gradient_inversion import GradientInversion
 from securevfl.attacks.gradient_replacement import GradientReplacement
@@ -43,6 +44,7 @@ BUILT_IN: tuple[type[Attack], ...] = (
     ActiveKeyRecovery,
     RowRequest,
     ActivationInversion,
+    BackdoorControl,
 )
 
 ATTACKS: dict[str, type[Attack]] = {}

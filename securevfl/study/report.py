@@ -11,17 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from securevfl.attacks import ATTACKS, MAIN_ACCURACY, MetricSpec, attack_metrics
+from securevfl.attacks import ATTACKS, MAIN_ACCURACY, MetricSpec, attack_metrics, success_metric
 from securevfl.files import atomic_write_text
 from securevfl.schemes import PlainScheme
-from securevfl.study.plots import plot_epochs, plot_versus_axis
+from securevfl.study.plots import TradeoffPoint, plot_epochs, plot_tradeoff, plot_versus_axis
 from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
-from securevfl.study.survival import (
-    ATTACK_FLOOR,
-    SAME_TOLERANCE,
-    WORKS_SHARE,
-    survival_lines,
-)
+from securevfl.study.statistics import CONFIDENCE, EQUIVALENCE_MARGIN, MIN_PAIRS
+from securevfl.study.survival import ATTACK_FLOOR, cell_key, survival_lines, undefended_key
 from securevfl.study.table import CellSummary, summarize_cells
 from securevfl.study.status import RunStatus
 
@@ -55,7 +51,8 @@ def write_report(
         + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         + ".",
         (f"- Seeds: {', '.join(str(seed) for seed in spec.seeds)} unless a grid says otherwise; accuracies are percentages at the "
-        "**last epoch**, mean ± standard deviation over the seeds that finished, with `(k/n seeds)` where some stopped (peak backdoor: highest epoch value, mean over seeds)."),
+        f"**last epoch**, mean and {100 * CONFIDENCE:.0f} % t interval `[low, high]` over the seeds that finished, with `(n=k/n)` where "
+        "some did not; the `stopped` column counts the runs that diverged, failed or collapsed (peak backdoor: highest epoch value, mean over seeds)."),
         "- Tables: `study_runs.csv` / `study_runs.json` (one row per run; the JSON adds per-epoch histories).",
         "",
     ]
@@ -64,7 +61,7 @@ def write_report(
     plots.mkdir(exist_ok=True)
     cells = summarize_cells(rows)
     for grid in spec.grids:
-        lines += _grid_section(grid, spec, rows, histories, cells, plots)
+        lines += _grid_section(grid, spec, runs, rows, histories, cells, plots)
     lines += _cost_section(spec, rows)
     lines += _stopped_section(rows)
     path = out / REPORT_NAME
@@ -86,14 +83,19 @@ def _survival_section(runs: list[PlannedRun], rows: list[dict[str, Any]], scheme
     lines = [
         "## Survival: attacks and defenses under each scheme",
         "",
-        ("Each cell: attack success / main accuracy (%) — "
+        ("Each cell: attack success / main accuracy (%, mean over the seeds that finished) — "
         + "; ".join(f"{kind.replace('_', ' ')}: {spec.meaning}" for kind, spec in success_metrics())
-        + " — or why there is no number. Verdicts compare like "
-        f"with like: an attack *survives* encryption when its success under a CKKS scheme is within {100 * SAME_TOLERANCE:.0f} "
-        "points (or two standard deviations over seeds) of plaintext's; a defense *works* when it removes at least "
-        f"{100 * WORKS_SHARE:.0f} % of the success of the same attack without it, in the same setting and scheme (arrows: "
-        f"without → with; main: the change in main accuracy it costs); below {100 * ATTACK_FLOOR:.0f} % success there is "
-        "nothing to stop."),
+        + " — or why there is no number; `(control x)`: the clean model's rate of sending the same triggered inputs to "
+        "the target (a `backdoor_control` run of the same setting); `[stopped k/n]`: runs that diverged, failed or "
+        "collapsed (main accuracy within 5 points of chance), which count as outcomes and never as numbers. "
+        f"Verdicts pair seeds and are decided on the {100 * CONFIDENCE:.0f} % paired t interval of the difference "
+        "(points, `mean [low, high]`): an attack *survives encryption* when the interval of CKKS − plain lies within "
+        f"±{100 * EQUIVALENCE_MARGIN:.0f} points, is *changed by encryption* when it excludes 0, and is *inconclusive* "
+        f"otherwise (always with fewer than {MIN_PAIRS} paired seeds); a defense *works* when the interval of "
+        "(undefended − defended) success lies above 0, shown with its main-accuracy cost (defended − undefended); "
+        f"below {100 * ATTACK_FLOOR:.0f} % undefended success there is nothing to stop. A seed that stopped on either "
+        "side turns the verdict into that stop (intent to treat); the interval over the seeds finished on both is then "
+        "descriptive only. docs/study.md has the exact definitions."),
         "",
         "| grid | attack | defense | " + " | ".join(schemes) + " | verdict |",
         "|---|---|---|" + "---|" * len(schemes) + "---|",
@@ -111,6 +113,7 @@ def _levels_of(summary: CellSummary) -> dict[str, str]:
 def _grid_section(
     grid: GridSpec,
     spec: StudySpec,
+    runs: list[PlannedRun],
     rows: list[dict[str, Any]],
     histories: dict[str, list[dict[str, Any]]],
     cells: dict[tuple[str, str], CellSummary],
@@ -128,8 +131,11 @@ def _grid_section(
     schemes = list(dict.fromkeys(_levels_of(summary)["scheme"] for _, summary in mine))
     header = level_names or ["setting"]
     first, *others = attack_metrics()  # the first attack metric has its own column; others show in it, labelled
-    lines.append("| " + " | ".join(header) + " | " + " | ".join(f"{s} main | {s} {first.label} | {s} peak {first.label}" for s in schemes) + " |")
-    lines.append("|" + "---|" * (len(header) + 3 * len(schemes)))
+    lines.append(
+        "| " + " | ".join(header) + " | "
+        + " | ".join(f"{s} main | {s} {first.label} | {s} peak {first.label} | {s} stopped" for s in schemes) + " |"
+    )
+    lines.append("|" + "---|" * (len(header) + 4 * len(schemes)))
     by_levels: dict[tuple[str, ...], dict[str, CellSummary]] = {}
     for _, summary in mine:
         levels = _levels_of(summary)
@@ -139,20 +145,80 @@ def _grid_section(
         for scheme in schemes:
             found = per_scheme.get(scheme)
             if found is None:
-                cells_text += ["not run"] * 3
+                cells_text += ["not run"] * 4
                 continue
             attack = found.cell_text(first.name)
             for other in others:
                 if attack == "-" and found.mean(other.name) is not None:
                     attack = f"{other.label} {found.cell_text(other.name)}"
             peak = found.mean(first.peak_column) if first.peak_column else None
-            cells_text += [found.cell_text(MAIN_ACCURACY.name), attack, "-" if peak is None else f"{100 * peak:.0f}"]
+            cells_text += [found.cell_text(MAIN_ACCURACY.name), attack, "-" if peak is None else f"{100 * peak:.0f}", found.stopped_text()]
         lines.append("| " + " | ".join(level_values or ("-",)) + " | " + " | ".join(cells_text) + " |")
     lines.append("")
-    for path in (plot_epochs(grid, rows, histories, plots / f"{grid.name}_epochs.png"), plot_versus_axis(grid, rows, plots / f"{grid.name}_vs_{_file_safe(grid.x)}.png")):
+    tradeoff, reference = _tradeoff_points(grid, runs, rows)
+    x_reference = reference if grid.x is not None and grid.x.startswith("defense") else None
+    figures = [
+        plot_epochs(grid, rows, histories, plots / f"{grid.name}_epochs.png"),
+        plot_versus_axis(grid, rows, plots / f"{grid.name}_vs_{_file_safe(grid.x)}.png", reference=x_reference),
+    ]
+    if tradeoff is not None:
+        metric, label, points = tradeoff
+        figures.append(plot_tradeoff(f"{grid.name}: {label} vs main accuracy, one point per defense level", metric, label, points,
+                                     plots / f"{grid.name}_tradeoff.png"))
+    for path in figures:
         if path is not None:
             lines += [f"![{path.stem}]({PLOTS_DIR}/{path.name})", ""]
     return lines
+
+
+def _tradeoff_points(
+    grid: GridSpec, runs: list[PlannedRun], rows: list[dict[str, Any]]
+) -> tuple[tuple[str, str, list[TradeoffPoint]] | None, dict[str, list[dict[str, Any]]]]:
+    """The trade-off plot's points of a grid of defense levels, and the undefended rows per scheme.
+
+    Every cell of the grid with a ``[[defense]]`` list and an attack with a success metric is a
+    point; the cell of the same setting and attack without the defense (found anywhere in the
+    study, as the survival table finds it) is the marked undefended point.
+    """
+    by_id = {row["run_id"]: row for row in rows}
+    configs: dict[tuple[str, str], dict[str, Any]] = {}
+    members: dict[tuple[str, str], list[PlannedRun]] = {}
+    for run in runs:
+        key = cell_key(run)
+        members.setdefault(key, []).append(run)
+        if run.config:
+            configs.setdefault(key, run.config)
+    defended = [
+        key for key, config in configs.items()
+        if key[0] == grid.name and config.get("defense") and success_metric(config.get("attack", {}).get("kind", "none"))
+    ]
+    if not defended:
+        return None, {}
+    metric = success_metric(configs[defended[0]]["attack"]["kind"])
+    assert metric is not None
+    label = next((spec.label for spec in attack_metrics() if spec.name == metric), metric)
+    points: list[TradeoffPoint] = []
+    reference: dict[str, list[dict[str, Any]]] = {}
+    undefended_seen: set[tuple[str, str]] = set()
+    for key in defended:
+        for run_group in _by_scheme(members[key]):
+            points.append(TradeoffPoint(run_group[0].levels["scheme"], key[1], [by_id[r.run_id] for r in run_group]))
+        counterpart = undefended_key(configs[key], configs)
+        if counterpart is not None and counterpart not in undefended_seen:
+            undefended_seen.add(counterpart)
+            for run_group in _by_scheme(members[counterpart]):
+                scheme = run_group[0].levels["scheme"]
+                group_rows = [by_id[r.run_id] for r in run_group]
+                points.append(TradeoffPoint(scheme, f"{counterpart[0]}/{counterpart[1]}", group_rows, undefended=True))
+                reference.setdefault(scheme, group_rows)
+    return (metric, label, points), reference
+
+
+def _by_scheme(runs: list[PlannedRun]) -> list[list[PlannedRun]]:
+    groups: dict[str, list[PlannedRun]] = {}
+    for run in runs:
+        groups.setdefault(run.levels["scheme"], []).append(run)
+    return list(groups.values())
 
 
 def _file_safe(text: str | None) -> str:

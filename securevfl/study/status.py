@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["RunStatus"]
+__all__ = ["STOPPED", "WAITING", "RunStatus"]
 
 
 class RunStatus(StrEnum):
@@ -21,7 +21,10 @@ class RunStatus(StrEnum):
 
     An outcome of the setting, reported per seed as such (see :mod:`securevfl.divergence`)."""
     COLLAPSED = "collapsed"
-    """Trained to the end at chance accuracy: its attack numbers are not successes (``result.json``)."""
+    """Trained to the end at chance accuracy: its attack numbers are not successes (``result.json``).
+
+    Training flags it (:mod:`securevfl.divergence`); the study table also calls a run collapsed
+    whose last-epoch main accuracy is within 5 points of chance (:func:`securevfl.study.table.collapse_reason`)."""
     CRASHED = "crashed"
     """Stopped on a bug (a traceback); rerun after the fix."""
     REFUSED = "refused"
@@ -30,3 +33,9 @@ class RunStatus(StrEnum):
     """Finished in an earlier invocation; not trained again."""
     PENDING = "pending"
     """Nothing on disk yet."""
+
+
+#: Outcomes of the setting without a number: counted in every comparison, per seed (intent to treat).
+STOPPED = (RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.COLLAPSED)
+#: No outcome (yet): not trained, or a bug to fix and rerun; left out of comparisons, which say so.
+WAITING = (RunStatus.PENDING, RunStatus.CRASHED)

@@ -4,6 +4,9 @@ Rows are built from the files the runs left (``result.json`` / ``failed.json``) 
 plan (refused runs have no files), so the table can be rebuilt at any time — mid-study
 included — without training anything. Metrics (named by the attack registry) are last-epoch
 values; a metric with a ``peak_column`` (``backdoor_peak``) also reports its best epoch, labelled as such.
+A finished run whose last-epoch main accuracy is within 5 points of chance is ``collapsed``
+(:func:`collapse_reason`). :class:`CellSummary` gives each cell's mean and 95 % t interval over
+its finished seeds and counts the stopped ones.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ from securevfl.attacks.registry import attack_table_columns
 from securevfl.config import ProtectionConfig
 from securevfl.defenses.accounting import PRIVACY_COLUMNS, privacy_columns
 from securevfl.defenses.registry import parse_defense_config
+from securevfl.divergence import COLLAPSE_MARGIN
 from securevfl.files import atomic_write_text
 from securevfl.schemes import Scheme, scheme_for
 from securevfl.study.runner import FAILED_NAME, RESULT_NAME, readable_record, run_dir
 from securevfl.study.spec import PlannedRun
-from securevfl.study.status import RunStatus
+from securevfl.study.statistics import Interval, mean_interval
+from securevfl.study.status import STOPPED, RunStatus
 
-__all__ = ["CellSummary", "base_columns", "collect_rows", "metric_names", "summarize_cells", "write_table"]
+__all__ = ["CellSummary", "base_columns", "collapse_reason", "collect_rows", "metric_names", "summarize_cells", "write_table"]
 
 def metric_names() -> list[str]:
     """The main task's metric, then every registered attack's (the registry names them)."""
@@ -52,7 +57,7 @@ def base_columns() -> list[str]:
     return [
         "run_id", "grid", "cell", "seed", "status", "reason",
         "scheme_label", "scheme", "key_holder", "preset", "top", "attack", *attack_table_columns(), "defenses",
-        "epochs", *_metric_columns(), "attack_feasible", "attack_infeasible_reason", *PRIVACY_COLUMNS,
+        "epochs", *_metric_columns(), "chance_accuracy", "attack_feasible", "attack_infeasible_reason", *PRIVACY_COLUMNS,
         "mean_epoch_seconds", "train_seconds", "bytes_total", "bytes_per_epoch", "messages_total",
     ]
 
@@ -106,6 +111,7 @@ def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
     epochs = max(1, len(history))
     return {
         **metrics,
+        "chance_accuracy": result.get("chance_accuracy"),
         "attack_feasible": result.get("attack_feasible"),
         "attack_infeasible_reason": result.get("attack_infeasible_reason"),
         **privacy_columns(result.get("privacy")),
@@ -131,8 +137,9 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
             if run.config:
                 row.update(_config_columns(run.config))
         elif (directory / RESULT_NAME).is_file() and (result := readable_record(directory / RESULT_NAME)) is not None:
-            if result.get("outcome") == "collapsed":
-                row.update(status=RunStatus.COLLAPSED, reason=result.get("outcome_reason", ""))
+            collapsed = collapse_reason(result)
+            if collapsed:
+                row.update(status=RunStatus.COLLAPSED, reason=collapsed)
             else:
                 row.update(status=RunStatus.OK, reason=result.get("attack_infeasible_reason") or "")
             row.update(_config_columns(result["config"]))
@@ -148,6 +155,27 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
             row.update(_config_columns(run.config))
         rows.append(row)
     return rows, histories
+
+
+def collapse_reason(result: dict[str, Any]) -> str:
+    """Why a finished run counts as collapsed ('' if it does not).
+
+    Training marks a run ``collapsed`` when its main accuracy stayed within
+    :data:`~securevfl.divergence.COLLAPSE_MARGIN` of chance for its last ``train.collapse_epochs``
+    epochs. The study is stricter about what it reports as a result: a run whose **last-epoch**
+    main accuracy (the number the tables show) is within that margin of chance is collapsed too,
+    so that a model which always predicts the target is never reported as "backdoor 100 %".
+    Chance is the test set's majority-class rate the run recorded (``chance_accuracy``).
+    """
+    if result.get("outcome") == "collapsed":
+        return str(result.get("outcome_reason") or "main accuracy at chance")
+    chance, main = result.get("chance_accuracy"), result.get(MAIN_ACCURACY.name)
+    if chance is None or main is None or float(main) > float(chance) + COLLAPSE_MARGIN:
+        return ""
+    return (
+        f"last-epoch main accuracy {100 * float(main):.1f} % is within {100 * COLLAPSE_MARGIN:.0f} points of chance "
+        f"({100 * float(chance):.1f} %)"
+    )
 
 
 def columns_of(rows: list[dict[str, Any]]) -> list[str]:
@@ -173,7 +201,11 @@ def write_table(rows: list[dict[str, Any]], histories: dict[str, list[dict[str, 
 
 
 class CellSummary:
-    """Mean and spread over the seeds of one cell (finished runs only)."""
+    """Mean and 95 % t interval over the seeds of one cell that finished; how many stopped.
+
+    Only ``ok`` runs give numbers; a stopped run (diverged, failed, collapsed) is counted as
+    such (:meth:`stopped_text`), never averaged in and never silently left out.
+    """
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
@@ -184,8 +216,20 @@ class CellSummary:
     def statuses(self) -> set[str]:
         return {row["status"] for row in self.rows}
 
+    @property
+    def stopped(self) -> list[dict[str, Any]]:
+        return [row for row in self.rows if row["status"] in STOPPED]
+
+    @property
+    def outcomes(self) -> list[dict[str, Any]]:
+        """Runs with an outcome: finished or stopped (not pending, crashed or refused)."""
+        return [row for row in self.rows if row["status"] == RunStatus.OK or row["status"] in STOPPED]
+
     def values(self, metric: str) -> list[float]:
         return [float(row[metric]) for row in self.ok if row.get(metric) is not None]
+
+    def by_seed(self, metric: str) -> dict[int, float]:
+        return {int(row["seed"]): float(row[metric]) for row in self.ok if row.get(metric) is not None}
 
     def mean(self, metric: str) -> float | None:
         values = self.values(metric)
@@ -194,6 +238,11 @@ class CellSummary:
     def std(self, metric: str) -> float | None:
         values = self.values(metric)
         return statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+
+    def interval(self, metric: str) -> Interval:
+        """Mean over the finished seeds with its 95 % t interval."""
+        by_seed = self.by_seed(metric)
+        return mean_interval(list(by_seed.values()), list(by_seed))
 
     def feasible(self) -> bool:
         return not any(row.get("attack_feasible") is False for row in self.ok)
@@ -204,21 +253,38 @@ class CellSummary:
                 return str(row["reason"])
         return ""
 
-    def cell_text(self, metric: str, scale: float = 100.0, digits: int = 2) -> str:
-        """``92.58 ± 0.41`` over seeds; or what stopped the cell."""
+    def stopped_text(self) -> str:
+        """``0/5``, or ``2/5 (1 diverged, 1 collapsed)``: the stopped runs among those with an outcome."""
+        stopped = self.stopped
+        counts: dict[str, int] = {}
+        for row in stopped:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        detail = f" ({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))})" if counts else ""
+        return f"{len(stopped)}/{len(self.outcomes)}{detail}"
+
+    def cell_text(self, metric: str, scale: float = 100.0, digits: int = 1) -> str:
+        """``92.6 [91.2, 93.9]``: mean and 95 % t interval over the finished seeds; or what stopped the cell."""
         if not self.ok:
             return min(self.statuses)
         if metric != MAIN_ACCURACY.name and not self.feasible():
             return "infeasible"
-        mean, std = self.mean(metric), self.std(metric)
-        if mean is None or std is None or math.isnan(mean):
+        interval = self.interval(metric)
+        if _is_fraction(metric):
+            interval = interval.clipped(0.0, 1.0)
+        if interval.mean is None or math.isnan(interval.mean):
             return "-"
-        text = f"{scale * mean:.{digits}f}"
-        if len(self.values(metric)) > 1:
-            text += f" ± {scale * std:.{digits}f}"
+        text = f"{scale * interval.mean:.{digits}f}"
+        if interval.has_interval:
+            assert interval.low is not None and interval.high is not None
+            text += f" [{scale * interval.low:.{digits}f}, {scale * interval.high:.{digits}f}]"
         if len(self.ok) < len(self.rows):
-            text += f" ({len(self.ok)}/{len(self.rows)} seeds)"
+            text += f" (n={len(self.ok)}/{len(self.rows)})"
         return text
+
+
+def _is_fraction(metric: str) -> bool:
+    """Main accuracy and every higher-is-success attack metric are fractions in [0, 1]."""
+    return metric == MAIN_ACCURACY.name or any(spec.name == metric and spec.success == "higher" for spec in attack_metrics())
 
 
 def summarize_cells(rows: list[dict[str, Any]]) -> dict[tuple[str, str], CellSummary]:
