@@ -46,6 +46,7 @@ from securevfl.attacks import attack_metrics
 from securevfl.attacks.activation_inversion import ActivationInversion, ActivationInversionConfig
 from securevfl.attacks.base import Attack, AttackConfigBase, AttackTruth
 from securevfl.attacks.gradient_inversion import GradientInversion, GradientInversionConfig, KnownLabels
+from securevfl.attacks.backdoor_control import BackdoorControl
 from securevfl.attacks.gradient_replacement import GradientReplacement, GradientReplacementConfig
 from securevfl.attacks.key_recovery import ActiveKeyRecovery, ActiveKeyRecoveryConfig, KeyRecovery, KeyRecoveryConfig
 from securevfl.attacks.label_inference import LabelInference
@@ -187,6 +188,8 @@ FORMS: dict[str, KnowledgeForm] = {
     ActiveKeyRecovery.name: KnowledgeForm(_nothing, _active_key_recovery),
     RowRequest.name: KnowledgeForm(_nothing, lambda config, facts, arrays, data: RowRequest(facts.party, facts.n_train)),
     ActivationInversion.name: KnowledgeForm(_nothing, _activation_inversion),
+    # an honest party: its triggered test split reaches the parties through their data files, as a backdoor's does
+    BackdoorControl.name: KnowledgeForm(_nothing, lambda config, facts, arrays, data: BackdoorControl(facts.party)),
 }
 
 

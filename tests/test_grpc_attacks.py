@@ -103,8 +103,10 @@ FEASIBLE_UNDER = {  # a scheme under which each built-in attack runs on DATA
     "active_key_recovery": {"scheme": "ckks", "key_holder": "coordinator"},
     "row_request": {"scheme": "ckks", "key_holder": "coordinator"},
     "activation_inversion": {"scheme": "plain"},
+    "backdoor_control": {"scheme": "plain"},
 }
-ATTACK_SETTINGS = {"gradient_replacement": {"poison_train": 6, "poison_test": 4, "known_target_samples": 2, "trigger_features": [3, 5], "trigger_values": [2.0, -1.0]}}
+_BACKDOOR = {"poison_train": 6, "poison_test": 4, "known_target_samples": 2, "trigger_features": [3, 5], "trigger_values": [2.0, -1.0]}
+ATTACK_SETTINGS = {"gradient_replacement": _BACKDOOR, "backdoor_control": _BACKDOOR}
 
 
 def _small(protection: dict, attack: dict) -> RunConfig:
