@@ -28,8 +28,11 @@ from securevfl.files import atomic_write_text
 from securevfl.party_assembly import build_party
 from securevfl.party_attack import open_party_attack
 from securevfl.party_data import ActiveData, PassiveData, load_party_data
+from securevfl.party_alignment import align_planned_run
 from securevfl.party_checkpoint import PartyCheckpoints
-from securevfl.party_runner import PartyEndpoint, PartyOutcome, run_party
+from securevfl.party_runner import PartyEndpoint, PartyOutcome, attempt_offer, run_party
+from securevfl.protocols.attempt import start_attempt
+from securevfl.roles import Role
 from securevfl.plan import Plan, PrivateParty, check_tls, load_identity, load_plan, load_private
 from securevfl.protocols import Channel, Identity
 from securevfl.training import RESULT_NAME
@@ -109,6 +112,11 @@ def run_party_process(
     of an interrupted run is never started over silently: ``--resume`` or ``--overwrite``.
     """
     plan, config = session.plan, session.plan.run
+    if plan.alignment == "psi" and config.attack.active:
+        raise ConfigError(
+            "alignment = 'psi' runs no attack: an attack's knowledge and evaluation sets are cut by row position before any alignment; "
+            "simulate attacks with alignment = 'agreed'"
+        )
     attack = open_party_attack(plan, session.private, session.data, out_dir=out_dir, resume=resume)  # its part of the attack, from its own folder
     result_path = None if out_dir is None else out_dir / (RESULT_NAME if plan.party(session.name).role == "active" else PARTY_RESULT_NAME)
     if resume and overwrite:
@@ -130,15 +138,24 @@ def run_party_process(
         for epoch in checkpoints.epochs():
             checkpoints.path(epoch).unlink()
     torch.set_num_threads(config.train.threads)
-    shape = plan.run_shape()
+    shape, data, attempt = plan.run_shape(), session.data, None
     channel = channel_factory(session)
     try:
         endpoint = PartyEndpoint(channel)
-        local = build_party(config, shape, session.name, session.data, endpoint)
+        if plan.alignment == "psi":  # the attempt's own session first: the alignment's frames travel in it
+            role = {"passive": Role.PASSIVE, "active": Role.ACTIVE}.get(plan.party(session.name).role, Role.KEY_HOLDER)
+            peers = [party.name for party in plan.parties if party.name != session.name]
+            with endpoint.training():
+                attempt = start_attempt(endpoint, session.name, peers, endpoint.session, attempt_offer(role, resume, checkpoints))
+                aligned = align_planned_run(endpoint, plan, session.name, data, out_dir)
+            data, shape = aligned.data, plan.run_shape(n_train=aligned.n_train, n_test=aligned.n_test)
+            if progress is not None:
+                progress(f"aligned by private set intersection: {aligned.n_train} training and {aligned.n_test} test samples every party holds")
+        local = build_party(config, shape, session.name, data, endpoint)
         attack.attach(local)
         outcome = run_party(
             config, shape, local, endpoint, checkpoints=checkpoints, resume=resume, **attack.run_arguments(),
-            on_epoch_end=attack.on_epoch_end(None), progress=progress,
+            on_epoch_end=attack.on_epoch_end(None), progress=progress, attempt=attempt,
         )
     finally:
         close = getattr(channel, "close", None)

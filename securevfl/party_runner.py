@@ -55,7 +55,7 @@ from securevfl.scheduler import EVALUATION_ROUND, SETUP, TRAINING_ROUND
 from securevfl.seeding import epoch_batches
 from securevfl.training import stopped_cleanly
 
-__all__ = ["PartyEndpoint", "PartyOutcome", "run_party"]
+__all__ = ["PartyEndpoint", "PartyOutcome", "attempt_offer", "run_party"]
 
 #: Seconds an idle key holder sleeps between polls when its channel cannot wait for a frame itself.
 IDLE_SLEEP = 0.002
@@ -179,6 +179,7 @@ def run_party(
     resume: bool = False,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    attempt: Attempt | None = None,
 ) -> PartyOutcome:
     """Run party ``local`` (built on ``channel``) through the whole schedule, then end the run.
 
@@ -187,6 +188,8 @@ def run_party(
             ``train.checkpoint``) and, with ``resume``, what it offers to continue after.
         resume: continue after the latest epoch every party has a checkpoint of (the handshake
             refuses, in one line, parties that do not agree).
+        attempt: the attempt the caller already agreed with every peer (its handshake ran before
+            something else this attempt needed, e.g. the sample alignment); None: run it here.
         on_epoch_end: called with the active party's history entry after each epoch, before
             its checkpoint is written (what it files is then never behind the checkpoint).
         progress: given one line when the attempt starts (its session and the epoch it continues
@@ -200,7 +203,7 @@ def run_party(
     if resume and checkpoints is None:
         raise ConfigError("--resume: this party was given no folder to find its checkpoints in")
     runner = _PartyRunner(config, run, local, channel, evaluate_splits, attack, attack_truth, checkpoints, resume)
-    runner.progress, runner.on_epoch_end = progress, on_epoch_end
+    runner.progress, runner.on_epoch_end, runner.attempt = progress, on_epoch_end, attempt
     with channel.training():
         try:
             runner.run()
@@ -208,6 +211,17 @@ def run_party(
             runner.abort(exc)
             raise
     return runner.outcome()
+
+
+def attempt_offer(role: Role, resume: bool, checkpoints: PartyCheckpoints | None) -> list[int] | None:
+    """What a party offers in the attempt handshake: the epochs it can continue after (None: any)."""
+    if role is Role.KEY_HOLDER:
+        return None  # a coordinator holds no training state: it continues after any epoch
+    if resume:
+        if checkpoints is None:
+            raise ConfigError("--resume: this party was given no folder to find its checkpoints in")
+        return checkpoints.epochs() or [0]
+    return [0]
 
 
 class _PartyRunner:
@@ -230,6 +244,7 @@ class _PartyRunner:
         self.wire_bytes: dict[str, int | None] | None = None
         self.progress: Callable[[str], None] | None = None
         self.on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+        self.attempt: Attempt | None = None
         self.key_holder_name = config.scheme.key_holder_party
         self.steps_per_epoch = -(-run.n_train // config.train.batch_size)
         self.step = 0
@@ -261,17 +276,11 @@ class _PartyRunner:
 
     # ------------------------------------------------------------------ attempts and checkpoints
     def _start_attempt(self) -> Attempt:
-        """The handshake with every other party; a resuming party then loads its checkpoint of the agreed epoch."""
+        """The handshake with every other party (unless the caller ran it); a resuming party then loads its checkpoint of the agreed epoch."""
         name = self.local.name
-        if self.local.role is Role.KEY_HOLDER:
-            offer: list[int] | None = None  # a coordinator holds no training state: it continues after any epoch
-        elif self.resume:
-            assert self.checkpoints is not None
-            offer = self.checkpoints.epochs() or [0]
-        else:
-            offer = [0]
+        offer = attempt_offer(self.local.role, self.resume, self.checkpoints)
         peers = [party for party in self.run_shape.party_names(self.key_holder_name) if party != name]
-        attempt = start_attempt(self.channel, name, peers, self.channel.session, offer)
+        attempt = self.attempt if self.attempt is not None else start_attempt(self.channel, name, peers, self.channel.session, offer)
         if attempt.epoch >= self.config.train.epochs:
             raise ConfigError(f"--resume: every party has completed all {self.config.train.epochs} epochs already; nothing to continue")
         if attempt.epoch > 0 and offer is not None:

@@ -102,10 +102,14 @@ class PlanParty(_Strict):
 
 
 class PlanShape(_Strict):
-    """The public shape of the data: sizes only (every party checks its own block against them)."""
+    """The public shape of the data: sizes only (every party checks its own block against them).
 
-    n_train: int = Field(ge=1)
-    n_test: int = Field(ge=1)
+    Under ``alignment = "psi"`` the sample counts are what the private set intersection finds,
+    so the plan leaves ``n_train`` and ``n_test`` out.
+    """
+
+    n_train: int | None = Field(default=None, ge=1)
+    n_test: int | None = Field(default=None, ge=1)
     num_classes: int = Field(ge=2)
     block_widths: list[int] = Field(description="columns per block: passives in order, then the active party's own block")
 
@@ -124,6 +128,13 @@ class Plan(_Strict):
     session: str = Field(description="this run's session id (32 hex digits), in every frame")
     batch_order_seed: int = Field(ge=0, description="seed of the batch order (the run's train.seed)")
     ca_bundle: Path | None = Field(default=None, description="CA certificate(s) every party's TLS certificate chains to")
+    alignment: Literal["agreed", "psi"] = Field(
+        default="agreed",
+        description=(
+            "agreed: every party's data block already holds the same samples in the same order; psi: each block holds "
+            "its own rows and ids, and the parties align them by private set intersection before training"
+        ),
+    )
     parties: list[PlanParty]
     shape: PlanShape
     run: RunConfig
@@ -138,6 +149,11 @@ class Plan(_Strict):
 
     @model_validator(mode="after")
     def _check_agreement(self) -> Plan:
+        counted = self.shape.n_train is not None and self.shape.n_test is not None
+        if self.alignment == "psi" and (self.shape.n_train is not None or self.shape.n_test is not None):
+            raise ValueError("alignment = 'psi': the private set intersection decides the sample counts, so shape.n_train and shape.n_test must be left out")
+        if self.alignment == "agreed" and not counted:
+            raise ValueError("alignment = 'agreed': the plan must give shape.n_train and shape.n_test (the blocks' row counts)")
         names = [party.name for party in self.parties]
         for what, values in (("party name", names), ("address", [party.address for party in self.parties])):
             seen: set[str] = set()
@@ -158,10 +174,14 @@ class Plan(_Strict):
                 raise ValueError(f"party {name!r} has role {roles[name]!r} in the plan, but is the {role} party of the run")
         return self
 
-    def run_shape(self) -> RunShape:
+    def run_shape(self, *, n_train: int | None = None, n_test: int | None = None) -> RunShape:
+        """The run's public shape; under ``alignment = "psi"`` with the counts the intersection found
+        (before it, 1 stands in for them: names and roles do not depend on counts)."""
         shape = self.shape
+        train = n_train if n_train is not None else shape.n_train if shape.n_train is not None else 1
+        test = n_test if n_test is not None else shape.n_test if shape.n_test is not None else 1
         try:
-            return run_shape(self.run, shape.block_widths, shape.num_classes, shape.n_train, shape.n_test)
+            return run_shape(self.run, shape.block_widths, shape.num_classes, train, test)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 

@@ -215,3 +215,48 @@ def test_the_command_line_writes_a_loopback_plan_and_exports_a_partys_block(tmp_
     assert main(args) == 2 and "data.npz already exists; pass --overwrite to replace it" in capsys.readouterr().err
     session = open_party(out / "plan.toml", "passive_1", out / "passive_1" / "party.toml")
     assert session.data is not None and session.data.x_train.shape == (plan.shape.n_train, plan.shape.block_widths[0])  # type: ignore[union-attr]
+
+
+def test_psi_alignment_trains_on_the_samples_every_party_holds_in_the_agreed_order(tmp_path: Path) -> None:
+    """alignment = "psi": each party's block holds its own samples in its own order; they train on the intersection."""
+    import dataclasses
+
+    import numpy as np
+
+    from securevfl import toml_text
+    from securevfl.alignment import order_tag
+    from securevfl.party_alignment import ORDER_KEY_NAME
+    from securevfl.party_data import load_party_data, save_party_data
+
+    cfg = _config()
+    files = write_loopback_plan(cfg, tmp_path / "run", dataset=DATA)
+    document = load_plan(files.plan).document()
+    document["alignment"] = "psi"
+    del document["shape"]["n_train"], document["shape"]["n_test"]
+    files.plan.write_text(toml_text.dumps(document))
+    rng = np.random.default_rng(7)
+    kept: dict[str, tuple[set[int], set[int]]] = {}
+    for name, private in files.private.items():
+        path = private.parent / "data.npz"
+        data = load_party_data(path)
+        train = rng.permutation(len(data.train_ids))[: len(data.train_ids) - 3]  # each party lacks 3 other samples, in its own order
+        test = rng.permutation(len(data.test_ids))[: len(data.test_ids) - 2]
+        rows = {"train_ids": data.train_ids[train], "test_ids": data.test_ids[test]}
+        if hasattr(data, "y_train"):
+            rows |= {"y_train": data.y_train[train], "y_test": data.y_test[test]}
+        else:
+            rows |= {"x_train": data.x_train[train], "x_test": data.x_test[test]}
+        save_party_data(path, dataclasses.replace(data, **rows), overwrite=True)
+        kept[name] = (set(rows["train_ids"].tolist()), set(rows["test_ids"].tolist()))
+    _run_from_files(files, tmp_path / "out")
+    result = json.loads((tmp_path / "out" / "active" / "result.json").read_text())
+    # the independent computation: the intersection, sorted by the active party's secret order key
+    key = (tmp_path / "out" / "active" / ORDER_KEY_NAME).read_bytes()
+    order = [sorted(set.intersection(*(sets[i] for sets in kept.values())), key=lambda sample: order_tag(key, str(sample))) for i in (0, 1)]
+    assert len(order[0]) < len(DATA.y_train) - 3 and len(order[1]) < len(DATA.y_test) - 2
+    aligned = dataclasses.replace(
+        DATA, x_train=DATA.x_train[order[0]], y_train=DATA.y_train[order[0]], x_test=DATA.x_test[order[1]], y_test=DATA.y_test[order[1]],
+    )
+    reference = run_training(cfg, dataset=aligned)
+    assert result["history"] == reference["history"]
+    assert result["messages_sent"]["psi_request"] == 2 * 2  # train and test ids, each passive
