@@ -32,7 +32,7 @@ from securevfl.files import atomic_write_text
 from securevfl.study.spec import PlannedRun, import_plugins
 from securevfl.study.status import RunStatus
 
-__all__ = ["RunOutcome", "TrainJob", "reset_failed", "run_dir", "run_study"]
+__all__ = ["BACKENDS", "ProgressDisplay", "RunOutcome", "TrainJob", "reset_failed", "run_dir", "run_study"]
 
 FAILED_NAME = "failed.json"
 RESULT_NAME = "result.json"
@@ -163,6 +163,10 @@ def _train_one(job: TrainJob) -> RunOutcome:
     return RunOutcome(run_id, RunStatus.OK, time.perf_counter() - started, shown)
 
 
+BACKENDS = ("local", "ray")
+"""Where the runs train: ``local`` spawned worker processes, ``ray`` Ray tasks (one process each)."""
+
+
 def run_study(
     runs: list[PlannedRun],
     out: Path,
@@ -171,14 +175,25 @@ def run_study(
     show_progress: bool = True,
     retry_failed: bool = False,
     plugins: list[str] | tuple[str, ...] = (),
+    backend: str = "local",
+    address: str | None = None,
+    on_finished: Callable[[RunOutcome], None] | None = None,
 ) -> list[RunOutcome]:
     """Train every run that has no result yet; return what happened to each, in plan order.
 
     ``retry_failed`` resets the runs with a recorded failure first (see :func:`reset_failed`);
     ``plugins`` are imported in every worker (attacks and defenses registered outside securevfl).
+    ``backend`` ``"ray"`` trains each run as a Ray task (:mod:`securevfl.study.ray_backend`) on the
+    cluster at ``address`` (a local instance of ``workers`` CPUs without one); both backends run the
+    same :func:`_train_one`, so the files, resume and failure records are the same. ``on_finished``
+    is called in this process after each run ends (the study rewrites its tables there).
     """
     if workers < 1:
         raise ConfigError("study --workers must be at least 1")
+    if backend not in BACKENDS:
+        raise ConfigError(f"study --backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if address is not None and backend != "ray":
+        raise ConfigError("study --address names a Ray cluster; it needs --backend ray")
     outcomes: dict[str, RunOutcome] = {}
     pending: list[PlannedRun] = []
     reset = 0
@@ -192,72 +207,112 @@ def run_study(
             outcomes[run.run_id] = RunOutcome(run.run_id, RunStatus.SKIPPED, 0.0, "finished earlier")
             continue
         pending.append(run)
+    where = f"{min(workers, max(len(pending), 1))} worker(s)" if backend == "local" else f"ray ({address or f'local, {workers} CPU(s)'})"
     log(
         f"{len(runs)} runs: {len(pending)} to train, "
         f"{sum(o.status == 'skipped' for o in outcomes.values())} finished earlier, "
         f"{sum(o.status == 'refused' for o in outcomes.values())} refused by the config rules"
         f"{f', {reset} failed earlier and reset' if retry_failed else ''}; "
-        f"{min(workers, max(len(pending), 1))} worker(s) -> {out}"
+        f"{where} -> {out}"
     )
     if pending:
-        outcomes.update(_train_pending(pending, out, workers, log, show_progress, tuple(plugins)))
+        display = ProgressDisplay(pending, out, log, show_progress, on_finished)
+        try:
+            if backend == "ray":
+                from securevfl.study.ray_backend import train_with_ray
+
+                train_with_ray(pending, out, workers, address, display, tuple(plugins))
+            else:
+                _train_pending(pending, out, workers, display, tuple(plugins))
+        finally:
+            display.close()
+        outcomes.update(display.outcomes)
     return [outcomes[run.run_id] for run in runs]
+
+
+class ProgressDisplay:
+    """The one progress display of a study, whatever trains the runs: an epoch bar, a line per run.
+
+    Backends report epoch ticks (:meth:`tick`) and finished runs (:meth:`finished`); this class
+    keeps the outcomes and calls the study's ``on_finished`` hook, so both backends log and
+    snapshot the same way.
+    """
+
+    def __init__(
+        self,
+        pending: list[PlannedRun],
+        out: Path,
+        log: Callable[[str], None],
+        show_progress: bool,
+        on_finished: Callable[[RunOutcome], None] | None = None,
+    ) -> None:
+        from tqdm import tqdm
+
+        self.epochs = {run.run_id: int(run.config["train"]["epochs"]) for run in pending}
+        self.done = {run.run_id: _epochs_done(run_dir(out, run)) for run in pending}
+        self.outcomes: dict[str, RunOutcome] = {}
+        self._log = log
+        self._show = show_progress
+        self._on_finished = on_finished
+        self._bar = tqdm(
+            total=sum(self.epochs.values()),
+            initial=sum(self.done.values()),
+            unit="epoch",
+            desc=f"study: 0/{len(pending)} runs",
+            disable=not show_progress,
+            dynamic_ncols=True,
+        )
+
+    def tick(self, run_id: str, epoch: int) -> None:
+        """A run finished ``epoch`` (epochs a resumed run already had are not counted twice)."""
+        self._bar.update(max(0, epoch - self.done[run_id]))
+        self.done[run_id] = max(self.done[run_id], epoch)
+
+    def finished(self, outcome: RunOutcome) -> None:
+        """A run ended (any status): count its remaining epochs as spent, log it, call the hook."""
+        self.outcomes[outcome.run_id] = outcome
+        self._bar.update(max(0, self.epochs[outcome.run_id] - self.done[outcome.run_id]))  # failed runs end early
+        self.done[outcome.run_id] = self.epochs[outcome.run_id]
+        self._bar.set_description(f"study: {len(self.outcomes)}/{len(self.epochs)} runs")
+        first_line = outcome.detail.splitlines()[0] if outcome.detail else ""
+        message = f"{outcome.status:>7}  {outcome.run_id}  ({outcome.seconds:.0f} s)  {first_line}"
+        if self._show:
+            self._bar.write(message)
+        else:
+            self._log(message)
+        if self._on_finished is not None:
+            try:
+                self._on_finished(outcome)
+            except Exception as exc:  # noqa: BLE001 - a snapshot that fails must not stop the runs
+                self._log(f"could not rewrite the study's tables after {outcome.run_id}: {exc}")
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _train_pending(
     pending: list[PlannedRun],
     out: Path,
     workers: int,
-    log: Callable[[str], None],
-    show_progress: bool,
+    display: ProgressDisplay,
     plugins: tuple[str, ...],
-) -> dict[str, RunOutcome]:
-    from tqdm import tqdm
-
+) -> None:
+    """The local backend: a pool of spawned worker processes on this machine."""
     context = multiprocessing.get_context("spawn")
-    total_epochs = sum(int(run.config["train"]["epochs"]) for run in pending)
-    done_epochs = {run.run_id: _epochs_done(run_dir(out, run)) for run in pending}
-    outcomes: dict[str, RunOutcome] = {}
     with context.Manager() as manager, context.Pool(min(workers, len(pending)), initializer=import_plugins, initargs=(plugins,)) as pool:
         progress = manager.Queue()
         handles = {
             run.run_id: pool.apply_async(_train_one, (TrainJob(run.run_id, run.raw, run.config, str(run_dir(out, run)), progress),))
             for run in pending
         }
-        bar = tqdm(
-            total=total_epochs,
-            initial=sum(done_epochs.values()),
-            unit="epoch",
-            desc=f"study: 0/{len(pending)} runs",
-            disable=not show_progress,
-            dynamic_ncols=True,
-        )
-        try:
-            while len(outcomes) < len(handles):
-                try:
-                    run_id, epoch = progress.get(timeout=0.5)
-                    bar.update(max(0, epoch - done_epochs[run_id]))
-                    done_epochs[run_id] = max(done_epochs[run_id], epoch)
-                except queue_module.Empty:
-                    pass
-                for run_id, handle in handles.items():
-                    if run_id in outcomes or not handle.ready():
-                        continue
-                    outcome = handle.get()
-                    outcomes[run_id] = outcome
-                    run = next(r for r in pending if r.run_id == run_id)
-                    remaining = int(run.config["train"]["epochs"]) - done_epochs[run_id]
-                    bar.update(max(0, remaining))  # failed runs end early: count their epochs as spent
-                    done_epochs[run_id] = int(run.config["train"]["epochs"])
-                    bar.set_description(f"study: {len(outcomes)}/{len(pending)} runs")
-                    message = f"{outcome.status:>7}  {run_id}  ({outcome.seconds:.0f} s)  {outcome.detail.splitlines()[0] if outcome.detail else ''}"
-                    if show_progress:
-                        bar.write(message)
-                    else:
-                        log(message)
-        finally:
-            bar.close()
-    return outcomes
+        while len(display.outcomes) < len(handles):
+            try:
+                display.tick(*progress.get(timeout=0.5))
+            except queue_module.Empty:
+                pass
+            for run_id, handle in handles.items():
+                if run_id not in display.outcomes and handle.ready():
+                    display.finished(handle.get())
 
 
 def _epochs_done(directory: Path) -> int:
