@@ -59,7 +59,7 @@ def test_an_interrupted_study_leaves_tables_naming_its_pending_cells_and_resumes
     snapshots: list[dict[str, Any]] = []
 
     def interrupt_after_first_snapshot(*args: Any, **kwargs: Any) -> Any:
-        written = original(*args, **kwargs)
+        original(*args, **kwargs)
         snapshots.append(json.loads((out / "study_runs.json").read_text(encoding="utf-8")))
         raise KeyboardInterrupt  # as Ctrl-C right after the first run finished
 

@@ -3,7 +3,8 @@
 Modules, one job each:
 
 - :mod:`~securevfl.study.spec`: the study file and its expansion into validated runs;
-- :mod:`~securevfl.study.runner`: worker processes, progress, resume;
+- :mod:`~securevfl.study.runner`: which runs still train, the local process pool, resume;
+- :mod:`~securevfl.study.worker`: one run as every backend trains it, and the progress display;
 - :mod:`~securevfl.study.ray_backend`: the same runs as Ray tasks, on this machine or a cluster;
 - :mod:`~securevfl.study.pending`: which cells a partial study still lacks;
 - :mod:`~securevfl.study.table`: one row per run (CSV, JSON) and mean / spread per cell;
@@ -24,7 +25,8 @@ from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.files import atomic_write_text
 from securevfl.study.pending import pending_by_grid, pending_lines, pending_summary
 from securevfl.study.report import REPORT_NAME, write_report
-from securevfl.study.runner import RunOutcome, run_study
+from securevfl.study.runner import run_study
+from securevfl.study.worker import RunOutcome
 from securevfl.study.spec import PlannedRun, StudySpec, load_study, plan_runs
 from securevfl.study.status import RunStatus
 from securevfl.study.table import collect_rows, write_table

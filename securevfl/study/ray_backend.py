@@ -5,7 +5,7 @@ already places tasks on free CPUs across nodes, restarts a task whose node died,
 user attach to a cluster they run anyway (``ray start --head``). What the study needs from it
 is small, so this module is small:
 
-- a task runs :func:`securevfl.study.runner._train_one`, the very function a local worker runs,
+- a task runs :func:`securevfl.study.worker.train_one`, the very function a local worker runs,
   so a run writes the same ``result.json`` / ``failed.json`` / ``checkpoint.pt`` / ``crash.txt``
   into the same folder, and resume and failure handling are the local pool's;
 - a task asks for one CPU and runs in its own Ray worker process (SEAL holds Python's GIL, so
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from securevfl.errors import ConfigError
 from securevfl.files import atomic_write_text
-from securevfl.study.runner import ProgressDisplay, RunOutcome, TrainJob, _train_one, run_dir
+from securevfl.study.worker import ProgressDisplay, RunOutcome, TrainJob, run_dir, train_one
 from securevfl.study.spec import PlannedRun, import_plugins
 from securevfl.study.status import RunStatus
 
@@ -69,7 +69,7 @@ def _ray_train(job: TrainJob, plugins: tuple[str, ...], cwd: str, sys_path: list
     if os.path.isdir(cwd):
         os.chdir(cwd)
     import_plugins(plugins)
-    return _train_one(job)
+    return train_one(job)
 
 
 def _start(ray: ModuleType, workers: int, address: str | None) -> bool:
