@@ -96,3 +96,29 @@ def test_address_needs_the_ray_backend(tmp_path: Path, capsys: pytest.CaptureFix
     study.write_text(TINY, encoding="utf-8")
     assert main(["study", "--config", str(study), "--out", str(tmp_path / "out"), "--address", "auto", "--quiet"]) == 2
     assert capsys.readouterr().err.strip() == "error: study --address names a Ray cluster; it needs --backend ray"
+
+
+@pytest.mark.slow
+def test_a_ray_task_whose_process_dies_is_retried_then_recorded_as_crashed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worker process ends mid-run (tests/study_plugin_crash.py): retried once, then `crashed`, exit 1."""
+    pytest.importorskip("ray")
+    from securevfl.study.ray_backend import SYSTEM_RETRIES
+
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[study]\nname = "dies"\nplugins = ["study_plugin_crash"]\n[study.set]\n"data.name" = "digits"\n'
+        '"data.train_limit" = 100\n"data.test_limit" = 20\n"train.epochs" = 1\n"attack.kind" = "test_worker_dies"\n'
+        '[[grid]]\nname = "g"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    assert main(["study", "--config", str(study), "--out", str(out), "--backend", "ray", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert SYSTEM_RETRIES == 1 and "crashed: g/plain__seed0: ray:" in err
+    run = out / "runs" / "g" / "plain__seed0"
+    assert "Ray could not finish this run" in (run / "crash.txt").read_text(encoding="utf-8")
+    assert not (run / RESULT_NAME).exists() and not (run / "failed.json").exists()  # a crash is never a result
+    rows = json.loads((out / "study_runs.json").read_text(encoding="utf-8"))["rows"]
+    assert [row["status"] for row in rows] == ["pending"]  # trained again by the next invocation

@@ -79,6 +79,7 @@ def run_and_report(
     plan = [{"run_id": r.run_id, "grid": r.grid, "cell": r.cell, "seed": r.seed, "levels": r.levels, "refused": r.refused} for r in runs]
     atomic_write_text(out / "plan.json", json.dumps(plan, indent=1) + "\n")
     meta = {"study": spec.name, "description": spec.description, "command": command, "study_file": str(study_path)}
+    crashed: list[RunOutcome] = []
     if train:
         check_data(runs)
         last_report = [time.monotonic()]
@@ -108,6 +109,14 @@ def run_and_report(
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
+    # A crash leaves no record a table counts (only crash.txt): the run reads as pending, and would
+    # train again next time. Count this invocation's crashes here, so the exit code says 1.
+    moved = min(len(crashed), counts.get(RunStatus.PENDING, 0))
+    if moved:
+        counts[RunStatus.CRASHED] = moved
+        counts[RunStatus.PENDING] -= moved
+        if not counts[RunStatus.PENDING]:
+            del counts[RunStatus.PENDING]
     shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     return StudySummary(
         f"study {spec.name}: {len(rows)} runs ({shown}); {pending_summary(rows)}\n"

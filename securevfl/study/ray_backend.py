@@ -101,7 +101,7 @@ def train_with_ray(
     from ray.util.queue import Queue
 
     started_here = _start(ray, workers, address)
-    refs: dict[Any, PlannedRun] = {}
+    refs: dict[Any, tuple[PlannedRun, float]] = {}  # task -> its run, and when it was submitted
     try:
         task = ray.remote(num_cpus=1, max_retries=SYSTEM_RETRIES)(_ray_train)
         progress = Queue(actor_options={"num_cpus": 0})  # (run_id, epoch) ticks from the tasks
@@ -111,28 +111,30 @@ def train_with_ray(
             while waiting and len(refs) < workers:
                 run = waiting.pop(0)
                 job = TrainJob(run.run_id, run.raw, run.config, str(run_dir(out, run).resolve()), progress)
-                refs[task.remote(job, plugins, cwd, sys_path)] = run
+                refs[task.remote(job, plugins, cwd, sys_path)] = (run, time.perf_counter())
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=POLL_SECONDS)
             for run_id, epoch in progress.get_nowait_batch(progress.qsize()):
                 display.tick(run_id, epoch)
             for ref in ready:
-                display.finished(_outcome(ray, ref, refs.pop(ref), out))
+                display.finished(_outcome(ray, ref, *refs.pop(ref), out))
         for run_id, epoch in progress.get_nowait_batch(progress.qsize()):  # ticks that came with the last result
             display.tick(run_id, epoch)
     finally:
         for ref in refs:  # interrupted: stop the runs still training (their checkpoints stay)
-            ray.cancel(ref, force=True)
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - a task that ended meanwhile, or Ray already gone: shut down anyway
+                pass
         if started_here:
             ray.shutdown()
 
 
-def _outcome(ray: ModuleType, ref: Any, run: PlannedRun, out: Path) -> RunOutcome:
+def _outcome(ray: ModuleType, ref: Any, run: PlannedRun, submitted: float, out: Path) -> RunOutcome:
     """The task's own outcome, or ``crashed`` with Ray's reason when its worker process died."""
-    started = time.perf_counter()
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as exc:  # the task never returned: the process or node is gone
         directory = run_dir(out, run)
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_text(directory / "crash.txt", f"Ray could not finish this run:\n{exc}\n")
-        return RunOutcome(run.run_id, RunStatus.CRASHED, time.perf_counter() - started, f"ray: {type(exc).__name__}: {exc}")
+        return RunOutcome(run.run_id, RunStatus.CRASHED, time.perf_counter() - submitted, f"ray: {type(exc).__name__}: {exc}")
