@@ -130,7 +130,8 @@ def write_outputs(
 ) -> tuple[list[dict[str, Any]], Path, Path, Path]:
     """Write the tables (and, if ``report``, the report) from what the run folders hold now.
 
-    Every file is replaced atomically, so a copy or commit taken at any moment has whole files.
+    The tables and ``report.md`` are replaced atomically, so a copy or commit taken at any moment
+    has whole ones (the report's PNGs are rewritten in place by :mod:`~securevfl.study.plots`).
     The JSON table carries ``progress`` (one line) and ``pending`` (per grid: the cells with
     pending seeds), so a partial table says what it lacks.
     """
