@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--report-only", action="store_true", help="train nothing; rebuild the table and report from what is there")
     study.add_argument("--retry-failed", action="store_true", help="reset the runs that stopped with an error and train them again from epoch 1")
     study.add_argument("--quiet", action="store_true", help="no progress bar")
+    study.add_argument(
+        "--backend", choices=("local", "ray"), default="local",
+        help="local: worker processes on this machine (default); ray: one Ray task per run (pip install 'securevfl[ray]')",
+    )
+    study.add_argument("--address", help="with --backend ray: the cluster to join (e.g. auto, HOST:6379); default: a local Ray instance of --workers CPUs")
     _add_pki_parser(commands)
     _add_plan_parsers(commands)
     return parser
@@ -270,6 +275,8 @@ def _study(args: argparse.Namespace, argv: list[str]) -> int:
         show_progress=not args.quiet,
         command=shlex.join(["securevfl", *(arg for arg in argv if arg not in ("--report-only", "--quiet"))]),
         log=log,
+        backend=args.backend,
+        address=args.address,
     )
     print(summary)
     return summary.exit_code

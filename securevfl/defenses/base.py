@@ -108,6 +108,9 @@ class MessageContext:
             per-sample gradients, the mean-loss gradient times the batch's sample count, for CKKS
             precision). A defense under encryption that adds something scales it by this factor,
             so its effect on the gradient the receiver ends up with is the configured one.
+        sample_ids: the training-set index of each real row, in row order, when the sender knows
+            it (``None`` otherwise). A defense that keeps state per sample rather than per batch
+            row (sparsification with ``residual = "sample"``) needs it.
     """
 
     kind: Literal["gradient", "activation"]
@@ -117,6 +120,7 @@ class MessageContext:
     rows: int
     sample_axis: Literal[0, 1] = 0
     value_scale: float = 1.0
+    sample_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("gradient", "activation"):
@@ -129,6 +133,8 @@ class MessageContext:
             raise ValueError(f"sample_axis must be 0 or 1, got {self.sample_axis!r}")
         if not self.value_scale > 0:
             raise ValueError(f"value_scale must be positive, got {self.value_scale!r}")
+        if self.sample_ids is not None and len(self.sample_ids) != self.rows:
+            raise ValueError(f"{len(self.sample_ids)} sample ids for {self.rows} rows")
 
 
 class Defense(ABC):

@@ -118,10 +118,16 @@ class ActiveParty:
         for tap in self.gradient_taps:
             tap(step, sample_ids, passive, rows)
 
-    def context(self, kind: Literal["gradient", "activation"], peer: str, step: int, rows: int) -> MessageContext:
-        """The defense context of a message between this party and ``peer`` (direction from ``kind``)."""
+    def context(
+        self, kind: Literal["gradient", "activation"], peer: str, step: int, rows: int, sample_ids: np.ndarray | None = None
+    ) -> MessageContext:
+        """The defense context of a message between this party and ``peer`` (direction from ``kind``).
+
+        ``sample_ids``: the batch's training-set indices, for defenses that keep state per sample.
+        """
         sender, receiver = (self.name, peer) if kind == "gradient" else (peer, self.name)
-        return MessageContext(kind=kind, sender=sender, receiver=receiver, step=step, rows=rows)
+        ids = None if sample_ids is None else tuple(int(i) for i in sample_ids)
+        return MessageContext(kind=kind, sender=sender, receiver=receiver, step=step, rows=rows, sample_ids=ids)
 
     def local_input(self, sample_ids: np.ndarray, split: str | None) -> torch.Tensor | None:
         """This party's own columns of a batch (None without a block); ``split`` None = training."""

@@ -221,7 +221,7 @@ class OpenActiveWire:
             for optimizer in party.optimizers():
                 optimizer.step()
         for sender, activations in zip(party.passive_names, received, strict=True):
-            ctx = party.context("gradient", sender, step, rows)
+            ctx = party.context("gradient", sender, step, rows, sample_ids)
             party.computed_gradient(step, sample_ids, sender, activations.grad.numpy())  # type: ignore[union-attr]
             gradient = party.defenses.plaintext(Placement.PRE_ENCRYPTION, activations.grad.numpy(), ctx)  # type: ignore[union-attr]
             codec, payload = self.protection.seal(gradient, sender, transform=_under_encryption(party, ctx))
@@ -238,7 +238,7 @@ class OpenActiveWire:
             return party.top(parts).argmax(dim=1)
 
     def _receive_training_rows(self, party: ActiveParty, sender: str, step: int, sample_ids: np.ndarray) -> torch.Tensor:
-        ctx = party.context("activation", sender, step, len(sample_ids))
+        ctx = party.context("activation", sender, step, len(sample_ids), sample_ids)
         received = self._receive_rows(party, MessageKind.ACTIVATION, sender, len(sample_ids), transform=_under_encryption(party, ctx))
         if party.attack is not None:
             party.attack.received_activations(step, sample_ids, sender, received.numpy().copy())

@@ -3,7 +3,10 @@
 Modules, one job each:
 
 - :mod:`~securevfl.study.spec`: the study file and its expansion into validated runs;
-- :mod:`~securevfl.study.runner`: worker processes, progress, resume;
+- :mod:`~securevfl.study.runner`: which runs still train, the local process pool, resume;
+- :mod:`~securevfl.study.worker`: one run as every backend trains it, and the progress display;
+- :mod:`~securevfl.study.ray_backend`: the same runs as Ray tasks, on this machine or a cluster;
+- :mod:`~securevfl.study.pending`: which cells a partial study still lacks;
 - :mod:`~securevfl.study.table`: one row per run (CSV, JSON) and mean / spread per cell;
 - :mod:`~securevfl.study.plots`: the paper-style figures (PNG);
 - :mod:`~securevfl.study.survival`: does each attack survive encryption, does each defense keep working;
@@ -13,18 +16,25 @@ Modules, one job each:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.files import atomic_write_text
-from securevfl.study.report import write_report
+from securevfl.study.pending import pending_by_grid, pending_lines, pending_summary
+from securevfl.study.report import REPORT_NAME, write_report
 from securevfl.study.runner import run_study
+from securevfl.study.worker import RunOutcome
 from securevfl.study.spec import PlannedRun, StudySpec, load_study, plan_runs
 from securevfl.study.status import RunStatus
 from securevfl.study.table import collect_rows, write_table
 
 __all__ = ["PlannedRun", "StudySpec", "StudySummary", "load_study", "plan_runs", "run_and_report", "run_study"]
+
+#: A study rewrites its tables after every finished run; its report (with plots) at most this often.
+REPORT_EVERY_SECONDS = 300.0
 
 
 def training_order(spec: StudySpec, runs: list[PlannedRun]) -> list[PlannedRun]:
@@ -44,17 +54,42 @@ def run_and_report(
     show_progress: bool = True,
     command: str = "securevfl study",
     log: Callable[[str], None] = print,
+    backend: str = "local",
+    address: str | None = None,
+    report_every: float = REPORT_EVERY_SECONDS,
 ) -> StudySummary:
-    """Train what is missing (unless ``train`` is false), then write table and report; return a summary."""
+    """Train what is missing (unless ``train`` is false), then write table and report; return a summary.
+
+    While runs train, the tables are rewritten (atomically) after every finished run and the
+    report at most every ``report_every`` seconds, so the output folder of a long study can be
+    committed at any time; a partial folder names its pending cells (:mod:`~securevfl.study.pending`).
+    ``backend`` / ``address``: see :func:`~securevfl.study.runner.run_study`.
+    """
     spec = load_study(study_path, overrides)
     runs = plan_runs(spec)
     out = out or Path("runs") / f"study-{spec.name}"
+    if address is not None and backend != "ray":
+        raise ConfigError("study --address names a Ray cluster; it needs --backend ray")
+    if train and backend == "ray":
+        from securevfl.study.ray_backend import require_ray
+
+        require_ray()  # one error line before anything is written or loaded
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.toml", spec.source)
     plan = [{"run_id": r.run_id, "grid": r.grid, "cell": r.cell, "seed": r.seed, "levels": r.levels, "refused": r.refused} for r in runs]
     atomic_write_text(out / "plan.json", json.dumps(plan, indent=1) + "\n")
+    meta = {"study": spec.name, "description": spec.description, "command": command, "study_file": str(study_path)}
+    crashed: list[RunOutcome] = []
     if train:
         check_data(runs)
+        last_report = [time.monotonic()]
+
+        def snapshot(outcome: RunOutcome) -> None:
+            with_report = time.monotonic() - last_report[0] >= report_every
+            write_outputs(spec, runs, out, meta, command, report=with_report)
+            if with_report:
+                last_report[0] = time.monotonic()
+
         outcomes = run_study(
             training_order(spec, runs),
             out,
@@ -63,21 +98,69 @@ def run_and_report(
             show_progress=show_progress,
             retry_failed=retry_failed,
             plugins=spec.plugins,
+            backend=backend,
+            address=address,
+            on_finished=snapshot,
         )
         crashed = [o for o in outcomes if o.status == RunStatus.CRASHED]
         for outcome in crashed:
             log(f"crashed: {outcome.run_id}: {outcome.detail}")
-    rows, histories = collect_rows(runs, out)
-    meta = {"study": spec.name, "description": spec.description, "command": command, "study_file": str(study_path)}
-    csv_path, json_path = write_table(rows, histories, out, meta)
-    report_path = write_report(spec, runs, rows, histories, out, command=command)
+    rows, csv_path, json_path, report_path = write_outputs(spec, runs, out, meta, command, report=True)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
+    # A crash leaves no record a table counts (only crash.txt): the run reads as pending, and would
+    # train again next time. Count this invocation's crashes here, so the exit code says 1.
+    moved = min(len(crashed), counts.get(RunStatus.PENDING, 0))
+    if moved:
+        counts[RunStatus.CRASHED] = moved
+        counts[RunStatus.PENDING] -= moved
+        if not counts[RunStatus.PENDING]:
+            del counts[RunStatus.PENDING]
     shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     return StudySummary(
-        f"study {spec.name}: {len(rows)} runs ({shown})\ntable: {csv_path}, {json_path}\nreport: {report_path}", counts
+        f"study {spec.name}: {len(rows)} runs ({shown}); {pending_summary(rows)}\n"
+        f"table: {csv_path}, {json_path}\nreport: {report_path}",
+        counts,
     )
+
+
+def write_outputs(
+    spec: StudySpec, runs: list[PlannedRun], out: Path, meta: dict[str, Any], command: str, report: bool
+) -> tuple[list[dict[str, Any]], Path, Path, Path]:
+    """Write the tables (and, if ``report``, the report) from what the run folders hold now.
+
+    The tables and ``report.md`` are replaced atomically, so a copy or commit taken at any moment
+    has whole ones (the report's PNGs are rewritten in place by :mod:`~securevfl.study.plots`).
+    The JSON table carries ``progress`` (one line) and ``pending`` (per grid: the cells with
+    pending seeds), so a partial table says what it lacks.
+    """
+    rows, histories = collect_rows(runs, out)
+    progress = {
+        "progress": pending_summary(rows),
+        "pending": {grid.grid: grid.pending_cells for grid in pending_by_grid(rows) if not grid.complete},
+    }
+    csv_path, json_path = write_table(rows, histories, out, {**meta, **progress})
+    report_path = out / REPORT_NAME
+    if report:
+        report_path = write_report(spec, runs, rows, histories, out, command=command)
+        _add_pending_section(report_path, rows)
+    return rows, csv_path, json_path, report_path
+
+
+def _add_pending_section(report_path: Path, rows: list[dict[str, Any]]) -> None:
+    """Put the pending-cells section before the report's first section (``## ...``).
+
+    Stop-gap until :func:`securevfl.study.report.write_report` places :func:`pending_lines`
+    itself (after its header list, before the survival table); skipped when it already does.
+    """
+    section = pending_lines(rows)
+    text = report_path.read_text(encoding="utf-8")
+    if not section or section[0] in text:
+        return
+    head, marker, tail = text.partition("\n## ")
+    joined = "\n".join(section)
+    atomic_write_text(report_path, f"{head}\n{joined}{marker}{tail}" if marker else f"{text}\n{joined}\n")
 
 
 class StudySummary(str):

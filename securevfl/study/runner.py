@@ -1,7 +1,9 @@
-"""Running a study: worker processes, one progress display, resume after any interruption.
+"""Running a study: which runs still train, on which backend, resume after any interruption.
 
 Each run trains in a spawned worker process (SEAL holds the GIL, so threads would not
-overlap) and writes into ``OUT/runs/<grid>/<cell>__seed<k>/``:
+overlap) — or, with ``backend = "ray"``, as a Ray task in its own Ray worker process
+(:mod:`~securevfl.study.ray_backend`); both run :func:`securevfl.study.worker.train_one`, which
+writes into ``OUT/runs/<grid>/<cell>__seed<k>/``:
 
 - ``result.json`` when it finished — the run is never trained again;
 - ``failed.json`` when it stopped on a user-level error (a message left CKKS's precise
@@ -18,38 +20,32 @@ from __future__ import annotations
 import json
 import multiprocessing
 import queue as queue_module
-import time
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.config import comparable_config
-from securevfl.errors import ConfigError, SecureVFLError
-from securevfl.files import atomic_write_text
+from securevfl.errors import ConfigError
 from securevfl.study.spec import PlannedRun, import_plugins
 from securevfl.study.status import RunStatus
+from securevfl.study.worker import (
+    CHECKPOINT_NAME,
+    FAILED_NAME,
+    RESULT_NAME,
+    ProgressDisplay,
+    RunOutcome,
+    TrainJob,
+    _epochs_done,  # noqa: F401 - re-exported: the progress display's reader, tested by tests/test_safe_runs.py
+    run_dir,
+)
+from securevfl.study.worker import train_one as _train_one
 
-__all__ = ["RunOutcome", "TrainJob", "reset_failed", "run_dir", "run_study"]
+__all__ = [
+    "BACKENDS", "CHECKPOINT_NAME", "FAILED_NAME", "RESULT_NAME", "ProgressDisplay", "RunOutcome", "TrainJob",
+    "reset_failed", "run_dir", "run_study",
+]
 
-FAILED_NAME = "failed.json"
-RESULT_NAME = "result.json"
-CHECKPOINT_NAME = "checkpoint.pt"  # securevfl.checkpoint.CHECKPOINT_NAME, without importing torch here
 CONFIG_KEYS_IGNORED = ("train.progress",)
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    run_id: str
-    status: RunStatus
-    seconds: float
-    detail: str = ""
-
-
-def run_dir(out: Path, run: PlannedRun) -> Path:
-    return out / "runs" / run.run_id
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -116,51 +112,8 @@ def reset_failed(out: Path, run: PlannedRun) -> bool:
     return True
 
 
-class TrainJob(NamedTuple):
-    """What a worker process needs to train one run (picklable: sent to spawned workers)."""
-
-    run_id: str
-    raw: dict[str, Any]  # the run config data to validate and train
-    resolved: dict[str, Any]  # the resolved config, stored with a failure record
-    directory: str  # the run's output directory
-    progress: Any  # a Manager queue proxy for (run_id, epoch) ticks, or None
-
-
-def _train_one(job: TrainJob) -> RunOutcome:
-    """Worker: train one run (resuming from its checkpoint), report epochs on the queue."""
-    run_id, config_data, resolved, directory_name, progress = job
-    from securevfl.config import validate_config
-    from securevfl.training import EpochRecord, run_training
-
-    directory = Path(directory_name)
-    started = time.perf_counter()
-    resume = (directory / CHECKPOINT_NAME).is_file()
-
-    def tick(record: EpochRecord) -> None:
-        if progress is not None:
-            progress.put((run_id, record.epoch))
-
-    try:
-        config = validate_config(config_data)
-        result = run_training(config, directory, resume=resume, on_epoch_end=[tick])
-    except SecureVFLError as exc:
-        directory.mkdir(parents=True, exist_ok=True)
-        record = {"error": str(exc), "type": type(exc).__name__, "config": resolved}
-        atomic_write_text(directory / FAILED_NAME, json.dumps(record, indent=1) + "\n")
-        return RunOutcome(run_id, RunStatus.FAILED, time.perf_counter() - started, str(exc))
-    except Exception:  # noqa: BLE001 - any bug in one run must not stop the others
-        # a bug, not a finding: keep the traceback next to the run, record nothing as finished
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(directory / "crash.txt", traceback.format_exc())
-        return RunOutcome(run_id, RunStatus.CRASHED, time.perf_counter() - started, traceback.format_exc(limit=3))
-    (directory / CHECKPOINT_NAME).unlink(missing_ok=True)  # finished: the result is what counts
-    shown = f"main {result[MAIN_ACCURACY.name]:.4f}"
-    for spec in attack_metrics():
-        if result.get(spec.name) is not None:
-            shown += f", {spec.label} {result[spec.name]:.4f}"
-    if result.get("attack_feasible") is False:
-        shown += ", attack infeasible"
-    return RunOutcome(run_id, RunStatus.OK, time.perf_counter() - started, shown)
+BACKENDS = ("local", "ray")
+"""Where the runs train: ``local`` spawned worker processes, ``ray`` Ray tasks (one process each)."""
 
 
 def run_study(
@@ -171,14 +124,25 @@ def run_study(
     show_progress: bool = True,
     retry_failed: bool = False,
     plugins: list[str] | tuple[str, ...] = (),
+    backend: str = "local",
+    address: str | None = None,
+    on_finished: Callable[[RunOutcome], None] | None = None,
 ) -> list[RunOutcome]:
     """Train every run that has no result yet; return what happened to each, in plan order.
 
     ``retry_failed`` resets the runs with a recorded failure first (see :func:`reset_failed`);
     ``plugins`` are imported in every worker (attacks and defenses registered outside securevfl).
+    ``backend`` ``"ray"`` trains each run as a Ray task (:mod:`securevfl.study.ray_backend`) on the
+    cluster at ``address`` (a local instance of ``workers`` CPUs without one); both backends run the
+    same :func:`_train_one`, so the files, resume and failure records are the same. ``on_finished``
+    is called in this process after each run ends (the study rewrites its tables there).
     """
     if workers < 1:
         raise ConfigError("study --workers must be at least 1")
+    if backend not in BACKENDS:
+        raise ConfigError(f"study --backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if address is not None and backend != "ray":
+        raise ConfigError("study --address names a Ray cluster; it needs --backend ray")
     outcomes: dict[str, RunOutcome] = {}
     pending: list[PlannedRun] = []
     reset = 0
@@ -192,15 +156,26 @@ def run_study(
             outcomes[run.run_id] = RunOutcome(run.run_id, RunStatus.SKIPPED, 0.0, "finished earlier")
             continue
         pending.append(run)
+    where = f"{min(workers, max(len(pending), 1))} worker(s)" if backend == "local" else f"ray ({address or f'local, {workers} CPU(s)'})"
     log(
         f"{len(runs)} runs: {len(pending)} to train, "
         f"{sum(o.status == 'skipped' for o in outcomes.values())} finished earlier, "
         f"{sum(o.status == 'refused' for o in outcomes.values())} refused by the config rules"
         f"{f', {reset} failed earlier and reset' if retry_failed else ''}; "
-        f"{min(workers, max(len(pending), 1))} worker(s) -> {out}"
+        f"{where} -> {out}"
     )
     if pending:
-        outcomes.update(_train_pending(pending, out, workers, log, show_progress, tuple(plugins)))
+        display = ProgressDisplay(pending, out, log, show_progress, on_finished)
+        try:
+            if backend == "ray":
+                from securevfl.study.ray_backend import train_with_ray
+
+                train_with_ray(pending, out, workers, address, display, tuple(plugins))
+            else:
+                _train_pending(pending, out, workers, display, tuple(plugins))
+        finally:
+            display.close()
+        outcomes.update(display.outcomes)
     return [outcomes[run.run_id] for run in runs]
 
 
@@ -208,66 +183,22 @@ def _train_pending(
     pending: list[PlannedRun],
     out: Path,
     workers: int,
-    log: Callable[[str], None],
-    show_progress: bool,
+    display: ProgressDisplay,
     plugins: tuple[str, ...],
-) -> dict[str, RunOutcome]:
-    from tqdm import tqdm
-
+) -> None:
+    """The local backend: a pool of spawned worker processes on this machine."""
     context = multiprocessing.get_context("spawn")
-    total_epochs = sum(int(run.config["train"]["epochs"]) for run in pending)
-    done_epochs = {run.run_id: _epochs_done(run_dir(out, run)) for run in pending}
-    outcomes: dict[str, RunOutcome] = {}
     with context.Manager() as manager, context.Pool(min(workers, len(pending)), initializer=import_plugins, initargs=(plugins,)) as pool:
         progress = manager.Queue()
         handles = {
             run.run_id: pool.apply_async(_train_one, (TrainJob(run.run_id, run.raw, run.config, str(run_dir(out, run)), progress),))
             for run in pending
         }
-        bar = tqdm(
-            total=total_epochs,
-            initial=sum(done_epochs.values()),
-            unit="epoch",
-            desc=f"study: 0/{len(pending)} runs",
-            disable=not show_progress,
-            dynamic_ncols=True,
-        )
-        try:
-            while len(outcomes) < len(handles):
-                try:
-                    run_id, epoch = progress.get(timeout=0.5)
-                    bar.update(max(0, epoch - done_epochs[run_id]))
-                    done_epochs[run_id] = max(done_epochs[run_id], epoch)
-                except queue_module.Empty:
-                    pass
-                for run_id, handle in handles.items():
-                    if run_id in outcomes or not handle.ready():
-                        continue
-                    outcome = handle.get()
-                    outcomes[run_id] = outcome
-                    run = next(r for r in pending if r.run_id == run_id)
-                    remaining = int(run.config["train"]["epochs"]) - done_epochs[run_id]
-                    bar.update(max(0, remaining))  # failed runs end early: count their epochs as spent
-                    done_epochs[run_id] = int(run.config["train"]["epochs"])
-                    bar.set_description(f"study: {len(outcomes)}/{len(pending)} runs")
-                    message = f"{outcome.status:>7}  {run_id}  ({outcome.seconds:.0f} s)  {outcome.detail.splitlines()[0] if outcome.detail else ''}"
-                    if show_progress:
-                        bar.write(message)
-                    else:
-                        log(message)
-        finally:
-            bar.close()
-    return outcomes
-
-
-def _epochs_done(directory: Path) -> int:
-    """Epochs an interrupted run already has in its checkpoint (for the progress display)."""
-    checkpoint = directory / CHECKPOINT_NAME
-    if not checkpoint.is_file():
-        return 0
-    try:
-        from securevfl.checkpoint import read_checkpoint_file  # torch loads only when a checkpoint exists
-
-        return int(read_checkpoint_file(checkpoint)["epoch"])
-    except Exception:  # noqa: BLE001 - only the progress display depends on it; never unpickles code
-        return 0
+        while len(display.outcomes) < len(handles):
+            try:
+                display.tick(*progress.get(timeout=0.5))
+            except queue_module.Empty:
+                pass
+            for run_id, handle in handles.items():
+                if run_id not in display.outcomes and handle.ready():
+                    display.finished(handle.get())

@@ -153,7 +153,8 @@ LABELLED = [
     ({"kind": "gaussian_noise", "variance": 0.0001}, "gaussian_noise(variance=0.0001, gradient, pre_encryption)"),
     ({"kind": "gaussian_noise", "variance": 1e-5, "placement": "under_encryption"}, "gaussian_noise(variance=1e-05, gradient, under_encryption)"),
     ({"kind": "laplace_noise", "variance": 2, "on": "activation", "placement": "post_decryption"}, "laplace_noise(variance=2, activation, post_decryption)"),
-    ({"kind": "sparsification", "drop_rate": 0.999, "selection": "random", "accumulate": False}, "sparsification(drop_rate=0.999, gradient, pre_encryption)"),
+    # (residual = "none", formerly accumulate = false, now names itself: tests/defenses/test_sparsification_residual.py)
+    ({"kind": "sparsification", "drop_rate": 0.999, "selection": "random"}, "sparsification(drop_rate=0.999, gradient, pre_encryption)"),
     ({"kind": "norm_clipping", "max_norm": 1.5}, "norm_clipping(max_norm=1.5, gradient, pre_encryption)"),
 ]
 

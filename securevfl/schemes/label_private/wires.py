@@ -342,7 +342,7 @@ class BlindActiveWire:
             for optimizer in party.optimizers():
                 optimizer.step()
         for sender, gradient in zip(party.passive_names, gradients, strict=True):
-            ctx = party.context("gradient", sender, step, len(sample_ids))
+            ctx = party.context("gradient", sender, step, len(sample_ids), sample_ids)
             party.computed_gradient(step, sample_ids, sender, gradient)
             self._send_gradient(party, sender, party.defenses.plaintext(Placement.PRE_ENCRYPTION, gradient, ctx), ctx)
         return float(loss.detach())

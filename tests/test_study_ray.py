@@ -1,0 +1,124 @@
+"""``securevfl study --backend ray``: the same grid on both backends gives the same tables.
+
+The Ray test starts a local Ray instance (about 15-25 s on two shared cores), so it trains the
+smallest grid that still covers two cells x two seeds; the plaintext runs must agree bit for bit
+with the local pool's, since both backends run the same per-run function on the same configs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from securevfl.cli import main
+from securevfl.study.runner import RESULT_NAME
+
+TINY = """
+[study]
+name = "tiny-ray"
+seeds = [0, 1]
+schemes = ["plain"]
+[study.set]
+"data.name" = "digits"
+"data.train_limit" = 300
+"data.test_limit" = 100
+"train.epochs" = 2
+"train.lr" = 0.05
+"attack.kind" = "gradient_replacement"
+"attack.poison_train" = 10
+"attack.poison_test" = 10
+[[grid]]
+name = "gamma"
+x = "attack.gamma"
+[grid.axes]
+"attack.gamma" = [1, 3]
+"""
+
+TIMING = ("mean_epoch_seconds", "train_seconds")
+
+
+def _tables(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+    """Rows without wall times, histories, and the report's tables (survival and grid sections)."""
+    payload = json.loads((out / "study_runs.json").read_text(encoding="utf-8"))
+    rows = [{key: value for key, value in row.items() if key not in TIMING} for row in payload["rows"]]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    tables = report[report.index("## Survival") : report.index("## What encryption cost")]
+    return rows, payload["histories"], tables
+
+
+@pytest.mark.slow
+def test_ray_backend_trains_the_grid_exactly_like_the_local_pool(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    study = tmp_path / "study.toml"
+    study.write_text(TINY, encoding="utf-8")
+    local, ray = tmp_path / "local", tmp_path / "ray"
+    common = ["study", "--config", str(study), "--workers", "2", "--quiet"]
+    assert main([*common, "--out", str(local)]) == 0
+    assert main([*common, "--out", str(ray), "--backend", "ray"]) == 0
+
+    local_rows, local_histories, local_tables = _tables(local)
+    ray_rows, ray_histories, ray_tables = _tables(ray)
+    assert len(ray_rows) == 4 and {row["status"] for row in ray_rows} == {"ok"}
+    assert ray_rows == local_rows  # every number of every plaintext run, bit for bit
+    assert ray_histories == local_histories
+    assert ray_tables == local_tables
+    for row in ray_rows:  # each Ray task wrote its run's files where a local worker does
+        run = ray / "runs" / row["run_id"]
+        assert (run / RESULT_NAME).is_file() and not (run / "checkpoint.pt").exists()
+        result = json.loads((run / RESULT_NAME).read_text(encoding="utf-8"))
+        assert result["history"] == json.loads((local / "runs" / row["run_id"] / RESULT_NAME).read_text())["history"]
+
+    # a second invocation finds every run finished: nothing is submitted to Ray (no cluster starts)
+    stamps = {path: path.stat().st_mtime_ns for path in (ray / "runs").glob(f"**/{RESULT_NAME}")}
+    assert main([*common, "--out", str(ray), "--backend", "ray"]) == 0
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+
+
+def test_backend_ray_without_ray_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    study = tmp_path / "study.toml"
+    study.write_text(TINY, encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["study", "--config", str(study), "--out", str(out), "--backend", "ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: study --backend ray needs Ray, which is not installed: pip install")
+    assert "\n" not in err and not out.exists()  # refused before anything was written
+
+
+def test_address_needs_the_ray_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = tmp_path / "study.toml"
+    study.write_text(TINY, encoding="utf-8")
+    assert main(["study", "--config", str(study), "--out", str(tmp_path / "out"), "--address", "auto", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == "error: study --address names a Ray cluster; it needs --backend ray"
+
+
+@pytest.mark.slow
+def test_a_ray_task_whose_process_dies_is_retried_then_recorded_as_crashed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worker process ends mid-run (tests/study_plugin_crash.py): retried once, then `crashed`, exit 1."""
+    pytest.importorskip("ray")
+    from securevfl.study.ray_backend import SYSTEM_RETRIES
+
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[study]\nname = "dies"\nplugins = ["study_plugin_crash"]\n[study.set]\n"data.name" = "digits"\n'
+        '"data.train_limit" = 100\n"data.test_limit" = 20\n"train.epochs" = 1\n"attack.kind" = "test_worker_dies"\n'
+        '[[grid]]\nname = "g"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    assert main(["study", "--config", str(study), "--out", str(out), "--backend", "ray", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert SYSTEM_RETRIES == 1 and "crashed: g/plain__seed0: ray:" in err
+    run = out / "runs" / "g" / "plain__seed0"
+    assert "Ray could not finish this run" in (run / "crash.txt").read_text(encoding="utf-8")
+    assert not (run / RESULT_NAME).exists() and not (run / "failed.json").exists()  # a crash is never a result
+    rows = json.loads((out / "study_runs.json").read_text(encoding="utf-8"))["rows"]
+    assert [row["status"] for row in rows] == ["pending"]  # trained again by the next invocation
