@@ -157,6 +157,14 @@ def _add_pki_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     _add_passphrase_options(issue, "", "encrypt PARTY.key with the passphrase in")
     issue.add_argument("--overwrite", action="store_true", help="replace PARTY.crt and PARTY.key in --out (refused without it)")
 
+    identity = actions.add_parser(
+        "identity", help="create a party's Ed25519 identity key (signs every frame); prints its fingerprint and public key for the plan"
+    )
+    identity.add_argument("--party", required=True, help="party name, as the plan names it")
+    identity.add_argument("--out", type=Path, required=True, help="directory for identity.pem (mode 0600)")
+    _add_passphrase_options(identity, "", "encrypt identity.pem with the passphrase in")
+    identity.add_argument("--overwrite", action="store_true", help="replace identity.pem in --out (refused without it)")
+
     show = actions.add_parser("show", help="print a certificate's subject, SAN, usages, validity and fingerprint")
     show.add_argument("file", type=Path, help="PEM certificate file (every certificate in it is shown)")
 
@@ -305,6 +313,20 @@ def _pki(args: argparse.Namespace) -> int:
         )
         written = pki.write_party_credentials(credentials, args.out, passphrase=passphrase, overwrite=args.overwrite)
         print(_written_lines(written, f"party {args.party}: pin this fingerprint in the plan"))
+        return 0
+    if args.pki_command == "identity":
+        from securevfl.loopback import IDENTITY_NAME, write_identity_key
+        from securevfl.protocols import Identity
+        from securevfl.protocols.identity import fingerprint
+
+        passphrase = pki.passphrase_from(environment_variable=args.passphrase_env, file=args.passphrase_file)
+        key = Identity.generate(args.party)
+        path = args.out / IDENTITY_NAME
+        write_identity_key(path, key, passphrase=passphrase, overwrite=args.overwrite)
+        print(f"wrote {path} ({'encrypted with the passphrase' if passphrase else 'NOT encrypted: keep it on this machine, mode 0600'})")
+        print(f"party {args.party}: put these in its [[parties]] entry of the plan")
+        print(f'identity_fingerprint = "{fingerprint(key.public_key)}"')
+        print(f'identity_public_key = "{key.public_key.hex()}"')
         return 0
     shown = [pki.describe_certificate(certificate).lines() for certificate in pki.load_certificates(args.file)]
     print("\n\n".join("\n".join(lines) for lines in shown))

@@ -23,7 +23,7 @@ from typing import Any
 
 from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.files import atomic_write_text
-from securevfl.study.pending import pending_by_grid, pending_lines, pending_summary
+from securevfl.study.pending import pending_by_grid, pending_summary
 from securevfl.study.report import REPORT_NAME, write_report
 from securevfl.study.runner import run_study
 from securevfl.study.worker import RunOutcome
@@ -144,23 +144,7 @@ def write_outputs(
     report_path = out / REPORT_NAME
     if report:
         report_path = write_report(spec, runs, rows, histories, out, command=command)
-        _add_pending_section(report_path, rows)
     return rows, csv_path, json_path, report_path
-
-
-def _add_pending_section(report_path: Path, rows: list[dict[str, Any]]) -> None:
-    """Put the pending-cells section before the report's first section (``## ...``).
-
-    Stop-gap until :func:`securevfl.study.report.write_report` places :func:`pending_lines`
-    itself (after its header list, before the survival table); skipped when it already does.
-    """
-    section = pending_lines(rows)
-    text = report_path.read_text(encoding="utf-8")
-    if not section or section[0] in text:
-        return
-    head, marker, tail = text.partition("\n## ")
-    joined = "\n".join(section)
-    atomic_write_text(report_path, f"{head}\n{joined}{marker}{tail}" if marker else f"{text}\n{joined}\n")
 
 
 class StudySummary(str):

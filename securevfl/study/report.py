@@ -14,6 +14,7 @@ from typing import Any
 from securevfl.attacks import ATTACKS, MAIN_ACCURACY, MetricSpec, attack_metrics, success_metric
 from securevfl.files import atomic_write_text
 from securevfl.schemes import PlainScheme
+from securevfl.study.pending import pending_lines
 from securevfl.study.plots import TradeoffPoint, plot_epochs, plot_tradeoff, plot_versus_axis
 from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
 from securevfl.study.statistics import CONFIDENCE, EQUIVALENCE_MARGIN, MIN_PAIRS
@@ -56,6 +57,7 @@ def write_report(
         "- Tables: `study_runs.csv` / `study_runs.json` (one row per run; the JSON adds per-epoch histories).",
         "",
     ]
+    lines += pending_lines(rows)  # a study still running says which cells it lacks, before any verdict
     lines += _survival_section(runs, rows, schemes)
     plots = out / PLOTS_DIR
     plots.mkdir(exist_ok=True)
