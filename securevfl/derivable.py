@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from securevfl.protocols.audit import VisibilityLog
 from securevfl.seeding import epoch_batches
 
 if TYPE_CHECKING:
     from securevfl.scheduler import Federation
 
-__all__ = ["Derivation", "derivable"]
+__all__ = ["Derivation", "KeyHolderFacts", "derivable", "party_derivations"]
 
 #: Batches checked for the rank condition (the first epoch's, at most this many).
 RANK_BATCHES = 200
@@ -55,55 +56,87 @@ def _full_rank_fraction(x: np.ndarray, batch_size: int, seed: int) -> float:
     return exact / len(batches)
 
 
-def derivable(federation: Federation, batch_size: int, seed: int, sum_top: bool) -> dict[str, list[dict[str, Any]]]:
-    """Every party's derivations, as JSON-ready rows (empty list: nothing beyond what it held)."""
-    out: dict[str, list[Derivation]] = {name: [] for name in federation.audits()}
-    service = federation.key_holder.service if federation.key_holder is not None else None
-    for passive in federation.passives:
-        learned = {s.kind for s in passive.audit.sightings() if not s.per_sample}
+@dataclass(frozen=True)
+class KeyHolderFacts:
+    """What every party knows of the run's key holder: its name and whether its decryptions are flooded."""
+
+    name: str
+    flooded: bool
+
+
+def party_derivations(
+    name: str,
+    audit: VisibilityLog,
+    *,
+    passive_inputs: np.ndarray | None,
+    key_holder: KeyHolderFacts | None,
+    is_active: bool,
+    batch_size: int,
+    seed: int,
+    sum_top: bool,
+) -> list[dict[str, Any]]:
+    """One party's derivations from its own audit and inputs (each party process computes its own).
+
+    ``passive_inputs``: the passive's own training columns (None for any other party);
+    ``key_holder``: the run's single key holder, if it has one (the label-private schemes).
+    """
+    out: list[Derivation] = []
+    if passive_inputs is not None:
+        learned = {s.kind for s in audit.sightings() if not s.per_sample}
         if "parameter_gradient" in learned:
-            fraction = _full_rank_fraction(passive.x_train.double().numpy(), batch_size, seed)
-            out[passive.name].append(
+            out.append(
                 Derivation(
                     "per-sample gradient rows dL/dH" + (" and every label (argmin)" if sum_top else ""),
                     "batch-summed parameter gradients [dW|db]",
                     "least squares on its own [X|1]; exact in the batches where batch <= rank([X|1])",
-                    fraction,
+                    _full_rank_fraction(passive_inputs, batch_size, seed),
                     "gradient_inversion",
                 )
             )
-    if service is not None:
-        for party, log in federation.audits().items():
-            answered = any(s.source == service.name for s in log.sightings()) and party != service.name
-            if answered and not service.flooding.enabled:
-                out[party].append(
-                    Derivation(
-                        "the key holder's secret key (then every ciphertext under it)",
-                        f"unflooded decryptions from {service.name}",
-                        "Li-Micciancio: two chosen decryptions solve for the key",
-                        None,
-                        "key_recovery",
-                    )
-                )
-        active = federation.active
-        if service.name == active.name:
-            out[active.name].append(
+    if key_holder is not None and name != key_holder.name and not key_holder.flooded:
+        if any(s.source == key_holder.name for s in audit.sightings()):
+            out.append(
                 Derivation(
-                    "each passive's activation rows H_k",
-                    "the ciphertexts Enc(H_k) it receives, under the key it holds",
-                    "decryption (the protocol has it decrypt only their combination; nothing stops it)",
-                    1.0,
-                    "none needed",
-                )
-            )
-        elif "top_weight_gradient" in active.audit.kinds():
-            out[active.name].append(
-                Derivation(
-                    "each passive's activation rows H_k",
-                    "H_k^T delta (top weight gradient) with its own delta",
-                    "least squares; exact when delta has full row rank (batch <= top width at most)",
+                    "the key holder's secret key (then every ciphertext under it)",
+                    f"unflooded decryptions from {key_holder.name}",
+                    "Li-Micciancio: two chosen decryptions solve for the key",
                     None,
-                    "activation_inversion",
+                    "key_recovery",
                 )
             )
-    return {party: [asdict(d) for d in derivations] for party, derivations in out.items()}
+    if is_active and key_holder is not None and key_holder.name == name:
+        out.append(
+            Derivation(
+                "each passive's activation rows H_k",
+                "the ciphertexts Enc(H_k) it receives, under the key it holds",
+                "decryption (the protocol has it decrypt only their combination; nothing stops it)",
+                1.0,
+                "none needed",
+            )
+        )
+    elif is_active and key_holder is not None and "top_weight_gradient" in audit.kinds():
+        out.append(
+            Derivation(
+                "each passive's activation rows H_k",
+                "H_k^T delta (top weight gradient) with its own delta",
+                "least squares; exact when delta has full row rank (batch <= top width at most)",
+                None,
+                "activation_inversion",
+            )
+        )
+    return [asdict(d) for d in out]
+
+
+def derivable(federation: Federation, batch_size: int, seed: int, sum_top: bool) -> dict[str, list[dict[str, Any]]]:
+    """Every party's derivations, as JSON-ready rows (empty list: nothing beyond what it held)."""
+    service = federation.key_holder.service if federation.key_holder is not None else None
+    facts = None if service is None else KeyHolderFacts(service.name, service.flooding.enabled)
+    inputs = {passive.name: passive.x_train.double().numpy() for passive in federation.passives}
+    active = federation.active
+    out: dict[str, list[dict[str, Any]]] = {}
+    for party, log in federation.audits().items():
+        out[party] = party_derivations(
+            party, log, passive_inputs=inputs.get(party), key_holder=facts,
+            is_active=party == active.name, batch_size=batch_size, seed=seed, sum_top=sum_top,
+        )
+    return out

@@ -35,6 +35,7 @@ from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.files import atomic_write_text
 from securevfl.checkpoint import RESUMABLE_DIFFERENCES, config_differences
 from securevfl.loopback import PLAN_NAME, PRIVATE_NAME, LoopbackFiles, write_loopback_plan
+from securevfl.party_record import merge_party_facts
 from securevfl.plan import load_plan
 from securevfl.party_attack import experimenter_attack, merge_attack_results
 from securevfl.run_files import RESULT_NAME, check_output_directory
@@ -281,6 +282,7 @@ def _run_record(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "bytes_sent": bytes_sent,
         "messages_sent": messages_sent,
         "timing": timing,
+        **merge_party_facts(records),
         "wire_bytes": _wire_totals(records),
         "parties": {
             name: {key: record[key] for key in ("bytes_sent", "messages_sent", "timing", "wire_bytes") if key in record}

@@ -406,9 +406,13 @@ def merge_attack_results(
     """
     for key in ("attack_history", "eval_predictions", "attack_summary", "attack_unscored", "attack_artifacts"):
         result.pop(key, None)
-    if setup is None or not setup.config.active:
-        return result
     history = result["history"]
+    if setup is None or not setup.config.active:  # the same attack fields as one process records without an attack
+        last = history[-1] if history else {}
+        result.update({spec.name: last.get(spec.name) for spec in attack_metrics()})
+        none = setup.summary() if setup is not None else {"kind": "none", "party": None, "feasible": True, "infeasible_reason": None}
+        result.update(attack_feasible=None, attack_infeasible_reason=None, attack=none)
+        return result
     active = next(record for record in records.values() if record["role"] == "active")
     predictions = active.get("eval_predictions") or []
     if setup.plan.eval_splits:

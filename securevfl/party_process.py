@@ -30,6 +30,7 @@ from securevfl.party_attack import open_party_attack
 from securevfl.party_data import ActiveData, PassiveData, load_party_data
 from securevfl.party_alignment import align_planned_run
 from securevfl.party_checkpoint import PartyCheckpoints
+from securevfl.party_record import party_facts
 from securevfl.party_runner import PartyEndpoint, PartyOutcome, attempt_offer, run_party
 from securevfl.protocols.attempt import start_attempt
 from securevfl.roles import Role
@@ -163,10 +164,12 @@ def run_party_process(
             close()
     if result_path is not None:
         record = {
-            "version": __version__, "session": plan.session, "seed": config.train.seed, "scheme": config.scheme.label(),
+            "version": __version__, "session": plan.session, "seed": config.train.seed, "scheme": config.protection.scheme,
+            "key_holder": config.scheme.key_holder, "defenses": [defense.model_dump(mode="json") for defense in config.defense],
             **outcome.record(), "config": config.resolved(),
         }
         record.update(attack.record(outcome.history))
+        record.update(party_facts(config, shape, local, outcome.history))
         if outcome.history:
             record["main_accuracy"] = outcome.history[-1]["main_accuracy"]
         result_path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,11 @@ def test_one_process_per_party_gives_the_in_process_history(label: str, tmp_path
     assert sent.pop("done") > 0 and sent.pop("hello") == sent.pop("ready") > 0  # the run's end, the attempt handshake
     assert sent == reference["messages_sent"]  # every frame of the in-process run crossed the network, nothing else
     assert result["main_accuracy"] == reference["main_accuracy"]
+    # the same record as one process writes (plus what only a network run has), with the same audit and derivations
+    assert set(reference) - set(result) == set(), set(reference) - set(result)
+    assert set(result) - set(reference) == {"transport", "parties", "wire_bytes", "resumed_after", "session"}
+    for field in ("visibility", "derivable", "promises", "privacy", "outcome", "chance_accuracy", "dataset"):
+        assert result[field] == reference[field], field
     # what crossed the sockets, next to what the run accounts, as each party's end of the run began
     for name, party in result["parties"].items():
         wire = party["wire_bytes"]
