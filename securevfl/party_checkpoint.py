@@ -65,7 +65,7 @@ class PartyCheckpoints:
             raise ConfigError(f"--resume: {self.party} has no checkpoint of epoch {epoch} in {self.directory}")
         state = read_checkpoint_file(path)
         if state.get("party") != self.party:
-            raise ConfigError(f"--resume: {path} is {state.get('party')!r}'s checkpoint, not {self.party}'s")
+            raise ConfigError(f"--resume: {path} is the checkpoint of {state.get('party')!r}, not of {self.party}")
         if state.get("plan_session") != self.plan_session:
             raise ConfigError(f"--resume: {path} belongs to another plan (session {str(state.get('plan_session'))[:12]}...)")
         blocking = [key for key in config_differences(state["config"], self.config) if key not in RESUMABLE_DIFFERENCES]

@@ -125,7 +125,7 @@ def test_a_party_keeps_its_last_checkpoints_and_refuses_anothers(tmp_path: Path)
     assert np.array_equal(state["objects"]["passive"]["w"], np.arange(4)) and state["epoch"] == 4
     with pytest.raises(ConfigError, match="has no checkpoint of epoch 1"):
         mine.load(1)
-    with pytest.raises(ConfigError, match="is 'passive_1's checkpoint, not passive_2's"):
+    with pytest.raises(ConfigError, match="is the checkpoint of 'passive_1', not of passive_2"):
         PartyCheckpoints(tmp_path, "passive_2", "ab" * 16, config).load(4)
     with pytest.raises(ConfigError, match="belongs to another plan"):
         PartyCheckpoints(tmp_path, "passive_1", "cd" * 16, config).load(4)
@@ -176,6 +176,7 @@ def test_a_stalled_party_stops_the_others_and_every_party_resumes_to_the_uninter
     assert "holds active's checkpoints of an interrupted run" in capsys.readouterr().err
     result = run_training(config, out_dir=tmp_path, resume=True)
     assert result["history"] == reference["history"]  # plaintext: exactly the uninterrupted run
-    assert result["resumed_after"] in ([2], [3])
+    # the active party had epoch 2; a passive writes its epoch-k checkpoint only after its evaluation, so it may lag one epoch
+    assert result["resumed_after"] in ([1], [2], [3])
     assert main([*argv, "--resume"]) == 2
     assert "already holds this party's finished run" in capsys.readouterr().err

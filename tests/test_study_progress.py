@@ -18,13 +18,13 @@ name = "partial"
 seeds = [0, 1]
 [study.set]
 "data.name" = "digits"
-"data.train_limit" = 120
-"data.test_limit" = 40
-"train.epochs" = 1
+"data.train_limit" = 600
+"data.test_limit" = 100
+"train.epochs" = 4
 [[grid]]
 name = "g"
 [grid.axes]
-"train.lr" = [0.05, 0.1]
+"train.lr" = [0.2, 0.3]
 """
 
 
@@ -70,9 +70,9 @@ def test_an_interrupted_study_leaves_tables_naming_its_pending_cells_and_resumes
 
     (snapshot,) = snapshots  # written by the study itself, after its first run and before the interrupt
     rows = snapshot["rows"]
-    finished = [(row["cell"], row["seed"]) for row in rows if row["status"] == "ok"]
+    finished = [(row["cell"], row["seed"]) for row in rows if row["status"] in ("ok", "collapsed")]  # a toy run may end at chance
     waiting = [(row["cell"], row["seed"]) for row in rows if row["status"] == "pending"]
-    assert finished[0] == ("plain__train.lr=0.05", 0) and len(finished) + len(waiting) == 4 and waiting  # seed by seed
+    assert finished[0] == ("plain__train.lr=0.2", 0) and len(finished) + len(waiting) == 4 and waiting  # seed by seed
     assert snapshot["progress"] == f"partial: {len(waiting)} of 4 runs pending (grids g {len(waiting)}/4)"
     expected: dict[str, list[int]] = {}
     for cell, seed in waiting:
@@ -85,13 +85,13 @@ def test_an_interrupted_study_leaves_tables_naming_its_pending_cells_and_resumes
 
     # --report-only on the partial folder says what it lacks now (the worker may have finished more runs
     # while the snapshot was written, before the interrupt stopped it); the next invocation finishes the rest
-    for run_id in ("g/plain__train.lr=0.1__seed1",):  # keep at least one run missing, as a kill mid-run would
+    for run_id in ("g/plain__train.lr=0.3__seed1",):  # keep at least one run missing, as a kill mid-run would
         for leftover in (out / "runs" / run_id).glob("*"):
             leftover.unlink()
     on_disk = len(list((out / "runs").glob("**/result.json")))
     summary = run_and_report(path, out, train=False, show_progress=False, log=lambda _: None)
     assert f"partial: {4 - on_disk} of 4 runs pending" in summary
-    assert "plain__train.lr=0.1 (" in (out / "report.md").read_text().split("## Pending")[1].split("## Survival")[0]
+    assert "plain__train.lr=0.3 (" in (out / "report.md").read_text().split("## Pending")[1].split("## Survival")[0]
     summary = run_and_report(path, out, workers=1, show_progress=False, log=lambda _: None)
     assert "4 ok" in summary and "complete" in summary and summary.exit_code == 0
     assert "## Pending" not in (out / "report.md").read_text()

@@ -62,7 +62,8 @@ def test_ray_backend_trains_the_grid_exactly_like_the_local_pool(tmp_path: Path)
 
     local_rows, local_histories, local_tables = _tables(local)
     ray_rows, ray_histories, ray_tables = _tables(ray)
-    assert len(ray_rows) == 4 and {row["status"] for row in ray_rows} == {"ok"}
+    # finished runs (a 1-epoch toy run may end near chance: "collapsed" is a finished outcome too)
+    assert len(ray_rows) == 4 and {row["status"] for row in ray_rows} <= {"ok", "collapsed"}
     assert ray_rows == local_rows  # every number of every plaintext run, bit for bit
     assert ray_histories == local_histories
     assert ray_tables == local_tables
