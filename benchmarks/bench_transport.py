@@ -6,8 +6,10 @@ Usage::
         [--rounds 3] [--epochs 2] [--set KEY=VALUE ...] [--work runs/bench_transport]
         [--json FILE.json] [--markdown FILE.md]
 
-docs/results/transport_bench/transport_bench.{json,md} were written with the defaults (about 10 minutes
-on the 2-core development machine, see the report for the measured time).
+docs/results/transport_bench/transport_bench.{json,md} were written with the defaults: sized for about
+10 minutes on the 2-core development machine when it is quiet (4 schemes x 2 transports x 3 rounds x 2 epochs;
+the one-key-holder schemes take ~15-30 s per digits epoch and the multi-process start-up ~15 s per run);
+the committed run took 15 minutes at a load average of 5-9 from other work.
 
 For every scheme the same configuration (``examples/digits_*.toml``: the whole digits data set,
 ``--epochs`` epochs) is trained twice per round: in this process (``transport.kind = "inprocess"``,
@@ -27,8 +29,8 @@ separately. The wall time of a multi-process run includes starting 3-4 interpret
 ["timing"]``, over the whole run, set-up included); a party's *busy* seconds are the sum of its
 ``timing.summary`` categories (compute, encrypted compute, keygen, encryption, (de)serialization,
 decryption), the rest of its wall time it waits for messages. The party with the most busy
-seconds is the critical path's owner. In one process the parties take turns (SEAL and torch calls
-hold the GIL for their whole duration and the schedule is sequential), so an in-process epoch
+seconds is the critical path's owner. In one process the parties take turns
+(``Scheduler.train_batch`` calls them one after another in one thread), so an in-process epoch
 costs about the *sum* of the parties' busy seconds; in separate processes the passives' work can
 overlap and the epoch can approach the *largest* party's busy seconds, plus the network.
 
@@ -141,6 +143,35 @@ def tcp_total(wire: dict[str, Any]) -> int | None:
     return max(int(value) for value in values)
 
 
+def party_tcp(parties: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per party: accounted, gRPC and TCP bytes sent, and whether its TCP count is complete.
+
+    A party's TCP sent bytes below its gRPC bytes are impossible for what crossed its sockets: some
+    of its connections were closed (by a peer that finished first) before it read the counters.
+    The overhead is computed over the parties whose count is not short in that way.
+    """
+    rows = {}
+    for name, party in parties.items():
+        wire = party.get("wire_bytes") or {}
+        tcp = wire.get("tcp_sent")
+        complete = tcp is not None and int(tcp) >= int(wire["grpc_sent"])
+        rows[name] = {
+            "accounted_sent": int(wire["accounted_sent"]), "grpc_sent": int(wire["grpc_sent"]), "tcp_sent": tcp,
+            "tcp_connections": wire.get("tcp_connections"), "complete": complete,
+            "tcp_overhead_percent": overhead_percent(int(tcp), int(wire["accounted_sent"])) if complete else None,
+        }  # fmt: skip
+    complete = [row for row in rows.values() if row["complete"]]
+    accounted = sum(row["accounted_sent"] for row in complete)
+    return {
+        "parties": rows,
+        "complete_parties": [name for name, row in rows.items() if row["complete"]],
+        "incomplete_parties": [name for name, row in rows.items() if not row["complete"]],
+        "complete_accounted": accounted,
+        "complete_tcp_sent": sum(int(row["tcp_sent"]) for row in complete),
+        "complete_tcp_overhead_percent": overhead_percent(sum(int(row["tcp_sent"]) for row in complete), accounted) if complete else None,
+    }
+
+
 def overhead_percent(layer: int | None, accounted: int) -> float | None:
     return None if layer is None or accounted == 0 else round(100 * (layer / accounted - 1), 2)
 
@@ -162,6 +193,7 @@ def aggregate(scheme: str, rounds: list[dict[str, dict[str, Any]]]) -> dict[str,
     return {
         "scheme": scheme,
         "rounds": len(rounds),
+        "steady_basis": typical["steady_basis"],
         "inprocess_steady_epoch_seconds": inproc,
         "grpc_steady_epoch_seconds": multi,
         "inprocess_epoch_median": round(in_median, 4),
@@ -171,6 +203,8 @@ def aggregate(scheme: str, rounds: list[dict[str, dict[str, Any]]]) -> dict[str,
         "grpc_epoch1_median": round(statistics.median(r["grpc"]["epoch1_seconds"] for r in rounds), 4),
         "inprocess_wall_median": round(statistics.median(r["inprocess"]["wall_seconds"] for r in rounds), 3),
         "grpc_wall_median": round(statistics.median(r["grpc"]["wall_seconds"] for r in rounds), 3),
+        "grpc_startup_seconds_median": round(statistics.median(r["grpc"]["wall_seconds"] - sum(r["grpc"]["epoch_seconds"]) for r in rounds), 2),
+        "inprocess_startup_seconds_median": round(statistics.median(r["inprocess"]["wall_seconds"] - sum(r["inprocess"]["epoch_seconds"]) for r in rounds), 2),
         "inprocess_busy_per_epoch": round(statistics.median(r["inprocess"]["busy_seconds"] for r in rounds) / epochs, 4),
         "party_busy_per_epoch": busy,
         "party_busy_sum_per_epoch": round(sum(busy.values()), 4),
@@ -187,6 +221,7 @@ def aggregate(scheme: str, rounds: list[dict[str, dict[str, Any]]]) -> dict[str,
             "grpc_overhead_percent": overhead_percent(int(wire["grpc_sent"]), accounted),
             "tcp_overhead_percent": overhead_percent(tcp, accounted),
             "tcp_sent_below_grpc": wire.get("tcp_sent") is not None and int(wire["tcp_sent"]) < int(wire["grpc_sent"]),
+            "per_party": party_tcp(typical["parties"]),
         },
     }
 
@@ -252,8 +287,8 @@ def sizes(work: dict[str, Any]) -> str:
     return f"{work['train_limit'] or 'all'} train / {work['test_limit'] or 'all'} test samples"
 
 
-def _percent(value: float | None, sign: str = "+") -> str:
-    return "—" if value is None else format(value, sign + ".2f") + "%"
+def _percent(value: float | None, sign: str = "+", digits: int = 2) -> str:
+    return "—" if value is None else format(value, f"{sign}.{digits}f") + "%"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -267,12 +302,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"(1/5/15 min) {machine['load_average_before']} before, {machine['load_average_after']} after. The whole bench took "
         f"{report['bench_seconds']:.0f} s.",
         "",
+        f"Command: `{report.get('command', 'python benchmarks/bench_transport.py')}` (tables recomputable from the raw runs in the JSON with "
+        "`--rebuild-from`).",
+        "",
         "Steady epoch: the active party's mean of epochs 2..n (epoch 1 of a multi-process run contains the processes' start-up skew). "
-        "Ratio = multi-process / in-process. Busy: seconds per epoch a party spent in its timed phases (compute, encrypted compute, "
+        "Ratio = multi-process / in-process. Outside the epochs: wall time of the run minus its epochs (set-up: for multi-process, "
+        "writing the plan and the parties' certificates, starting one interpreter per party, imports, TLS connections, key exchange). Busy: seconds per epoch a party spent in its timed phases (compute, encrypted compute, "
         "encryption, (de)serialization, decryption, keygen), from the party records of the median multi-process round.",
         "",
-        "| scheme | in-process s/epoch | multi-process s/epoch | ratio | epoch 1 in / multi (s) | wall in / multi (s) | in-process busy s/epoch | parties' busy s/epoch (multi-process) | critical path |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| scheme | in-process s/epoch | multi-process s/epoch | ratio | epoch 1 in / multi (s) | wall in / multi (s) | outside the epochs in / multi (s) | in-process busy s/epoch | parties' busy s/epoch (multi-process) | critical path |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in report["schemes"].values():
         parties = ", ".join(f"{name} {seconds:.3f}" for name, seconds in row["party_busy_per_epoch"].items())
@@ -280,6 +319,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {row['scheme']} | {_fmt(row['inprocess_epoch_median'])} | {_fmt(row['grpc_epoch_median'])} | {row['ratio']:.2f}x | "
             f"{_fmt(row['inprocess_epoch1_median'], 2)} / {_fmt(row['grpc_epoch1_median'], 2)} | {_fmt(row['inprocess_wall_median'], 1)} / {_fmt(row['grpc_wall_median'], 1)} | "
+            f"{_fmt(row['inprocess_startup_seconds_median'], 1)} / {_fmt(row['grpc_startup_seconds_median'], 1)} | "
             f"{_fmt(row['inprocess_busy_per_epoch'])} | {parties} (sum {row['party_busy_sum_per_epoch']:.3f}) | "
             f"{row['critical_party']} ({row['critical_busy_per_epoch']:.3f} s/epoch, mostly {top_phase}) |"
         )
@@ -295,31 +335,44 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Bytes: accounted frames against what crossed the sockets",
         "",
-        "Summed over every party of the median multi-process round. Accounted = `TrafficStats` frames (the gRPC run's include its "
-        "`done` frames); gRPC = serialized gRPC messages; TCP = payload bytes from the kernel's `TCP_INFO` counters (TLS records, "
-        "HTTP/2 frames, gRPC prefixes, handshakes; no IP/TCP headers), the larger of the sent and the received sums (each is a lower "
-        "bound: a connection closed before its party read the counters is lost).",
+        "The median multi-process round. Accounted = `TrafficStats` frames (the gRPC run's include its closing `done` frames); "
+        "gRPC = serialized gRPC messages (frames, acknowledgements, pings), every party summed; TCP = payload bytes the kernel "
+        "counted (`TCP_INFO` bytes_acked: TLS records, HTTP/2 frames, gRPC prefixes and headers, handshakes; no IP/TCP headers) on "
+        "the connections of the parties whose count is complete, against those parties' accounted bytes. A party's count is short "
+        "when its TCP bytes sent are below its gRPC bytes (impossible for what crossed its sockets): its connections were closed by "
+        "peers that finished first, before it read the counters after the run. The run-level `wire_bytes` sums in result.json "
+        "include those short counts.",
         "",
-        "| scheme | in-process accounted | multi-process accounted | gRPC messages | gRPC overhead | TCP sent (sum) | TCP received (sum) | TCP used | TCP overhead |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scheme | in-process accounted | multi-process accounted | gRPC messages | gRPC overhead | TCP sent (complete parties) | their accounted | TCP overhead | short TCP count | result.json tcp_sent / tcp_received sums |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    flagged = []
+    short_runs = []
     for row in report["schemes"].values():
         b = row["bytes"]
-        if b["tcp_sent_below_grpc"]:
-            flagged.append(row["scheme"])
+        per = b["per_party"]
+        if per["incomplete_parties"]:
+            short_runs.append(row["scheme"])
+        short = ", ".join(f"{name} ({per['parties'][name]['tcp_sent'] or 0:,} of {per['parties'][name]['grpc_sent']:,})" for name in per["incomplete_parties"]) or "none"
         lines.append(
             f"| {row['scheme']} | {_bytes(b['inprocess_accounted'])} | {_bytes(b['accounted'])} | {_bytes(b['grpc'])} | "
-            f"{_percent(b['grpc_overhead_percent'])} | {_bytes(b['tcp_sent'])} | {_bytes(b['tcp_received'])} | "
-            f"{_bytes(b['tcp'])} | {_percent(b['tcp_overhead_percent'])} |"
+            f"{_percent(b['grpc_overhead_percent'], '+', 3)} | {_bytes(per['complete_tcp_sent'])} | {_bytes(per['complete_accounted'])} | "
+            f"{_percent(per['complete_tcp_overhead_percent'])} | {short} | {_bytes(b['tcp_sent'])} / {_bytes(b['tcp_received'])} |"
         )
-    if flagged:
+    lines += ["", "Per party (median multi-process round): TCP sent / accounted sent, connections open when counted.", ""]
+    for row in report["schemes"].values():
+        per = row["bytes"]["per_party"]["parties"]
+        cells = "; ".join(
+            f"{name} {_bytes(p['tcp_sent'])} / {p['accounted_sent']:,} ({_percent(p['tcp_overhead_percent']) if p['complete'] else 'short'}, {p['tcp_connections']} conn.)"
+            for name, p in per.items()
+        )
+        lines.append(f"- {row['scheme']}: {cells}")
+    if short_runs:
         lines += [
             "",
-            f"**TCP undercount** in {', '.join(flagged)}: the parties' summed TCP *sent* bytes are below their gRPC bytes, which cannot be "
-            "true of what crossed the sockets: some connections were closed by the peer before the sending party read its counters "
-            "(`party_process` reads them after the run, when an early-finishing peer may be gone). The received sum is used; it too is "
-            "only a lower bound.",
+            f"**Short TCP counts** in {', '.join(short_runs)}: `party_process` reads a party's socket counters after the run; the kernel's "
+            "counters of a connection the peer already closed are gone, so the party that finishes last (here usually the active "
+            "party, which sends the closing `done` frames) loses most of its bytes. The run-level TCP sums in result.json are "
+            "therefore lower bounds, sometimes far below the accounted bytes; only the complete parties give an overhead.",
         ]
     lines += ["", "## Reading", "", *reading(report), ""]
     return "\n".join(lines)
@@ -333,28 +386,36 @@ def reading(report: dict[str, Any]) -> list[str]:
         in_epoch, multi_epoch, ratio = row["inprocess_epoch_median"], row["grpc_epoch_median"], row["ratio"]
         busy_sum, busy_max, in_busy = row["party_busy_sum_per_epoch"], row["critical_busy_per_epoch"], row["inprocess_busy_per_epoch"]
         processes = len(row["party_busy_per_epoch"])
+        pairs = list(zip(row["inprocess_steady_epoch_seconds"], row["grpc_steady_epoch_seconds"], strict=True))
+        faster_rounds = sum(multi < inproc for inproc, multi in pairs)
         facts = (
-            f"in-process {in_epoch:.3f} s/epoch (its parties busy {in_busy:.3f} s of it), multi-process {multi_epoch:.3f} s/epoch; "
-            f"the parties' busy seconds per epoch sum to {busy_sum:.3f}, the largest ({row['critical_party']}) is {busy_max:.3f}"
+            f"in-process {in_epoch:.3f} s/epoch, multi-process {multi_epoch:.3f} s/epoch, multi-process faster in {faster_rounds} of {len(pairs)} rounds; "
+            f"timed phases per epoch (whole run / epochs): in-process {in_busy:.3f} s, multi-process parties {busy_sum:.3f} s summed, "
+            f"the largest {busy_max:.3f} s ({row['critical_party']})"
         )
-        if ratio < 0.95:
+        consistent = faster_rounds == len(pairs) if ratio < 1 else faster_rounds == 0
+        if ratio < 0.95 and consistent and multi_epoch < 0.8 * busy_sum:
             why = (
-                f"**faster** ({ratio:.2f}x): the multi-process epoch is below the sum of the parties' busy seconds, so their work overlapped "
-                f"in separate processes, while one process runs them one after another (the GIL is held through each SEAL/torch call)."
-                if multi_epoch < busy_sum
-                else f"**faster** ({ratio:.2f}x), although the parties' busy seconds do not show overlap; the numbers do not explain it."
+                f"**faster** ({ratio:.2f}x) in every round, and the multi-process epoch is well below the parties' summed work and close to "
+                f"the largest party's: the passives' work overlapped in their own processes. In one process the parties take turns "
+                f"(`Scheduler.train_batch` calls them one after another in one thread), so an in-process epoch costs about the sum."
             )
-        elif ratio > 1.05:
+        elif ratio > 1.05 and consistent:
             extra = multi_epoch - busy_max
             why = (
-                f"**slower** ({ratio:.2f}x): {processes} processes on {cpus} cores; the epoch is {extra:.3f} s above the busiest party's "
-                f"work, time spent in what the phase timers do not see (gRPC and TLS, frame signing and checks, scheduling"
-                f"{', and waiting for cores' if processes > (cpus or 1) else ''})"
-                + (f"; the parties' busy seconds ({busy_sum:.3f}) also exceed the in-process busy seconds ({in_busy:.3f}): the same work is slower per party when {processes} processes share {cpus} cores" if busy_sum > 1.1 * in_busy else "")
-                + "."
+                f"**slower** ({ratio:.2f}x) in every round: {processes} processes on {cpus} cores; the epoch is {extra:.3f} s above the busiest "
+                f"party's timed work: time the phase timers do not see (gRPC and TLS, frame signing and checks, waiting for the peer's "
+                f"message, process scheduling). The per-message cost of the network path dominates when the parties' own work is small."
+            )
+        elif ratio < 0.95 or ratio > 1.05:
+            why = (
+                f"{'faster' if ratio < 1 else 'slower'} in the median ({ratio:.2f}x), but not in every round or without a clear overlap "
+                f"in the phase timers: on this loaded machine the difference is within the round-to-round variation, no claim is made."
             )
         else:
             why = f"**about the same** ({ratio:.2f}x)."
+        if row["steady_basis"].startswith("epoch 1 only"):
+            why += " (One epoch per run: the multi-process epoch includes the processes' start-up skew; use --epochs 2 or more.)"
         out.append(f"- {row['scheme']}: {why} ({facts}.)")
     return out
 
@@ -368,12 +429,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/bench_transport"), help="where the runs' output directories go (replaced each round)")
     parser.add_argument("--json", type=Path, help="write the report as JSON")
     parser.add_argument("--markdown", type=Path, help="write the tables as Markdown")
-    parser.add_argument("--markdown-from", type=Path, help="only rewrite --markdown from a JSON report written earlier")
+    parser.add_argument("--rebuild-from", type=Path, help="only recompute the tables from the raw runs of a JSON report written earlier (then --json/--markdown)")
     args = parser.parse_args(argv)
-    if args.markdown_from:
-        if not args.markdown:
-            parser.error("--markdown-from needs --markdown")
-        write_report(None, None, markdown(json.loads(args.markdown_from.read_text())), args.markdown)
+    if args.rebuild_from:
+        report = json.loads(args.rebuild_from.read_text())
+        report["schemes"] = {scheme: aggregate(scheme, rounds) for scheme, rounds in report["raw"].items()}
+        write_report(report, args.json, markdown(report), args.markdown)
         return 0
     schemes = [scheme.strip() for scheme in args.schemes.split(",") if scheme.strip()]
     unknown = [scheme for scheme in schemes if scheme not in SCHEMES]
