@@ -314,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     except SecureVFLError as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    report["command"] = "python examples/multiprocess_runs.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    given = sys.argv[1:] if argv is None else argv
+    environment = f"SECUREVFL_DATA_DIR={os.environ['SECUREVFL_DATA_DIR']} " if "--mnist-dir" not in given and os.environ.get("SECUREVFL_DATA_DIR") else ""
+    report["command"] = f"{environment}python examples/multiprocess_runs.py " + " ".join(given)
     text = markdown(report)
     print(text)
     write_report(report, args.json, text, args.markdown)
