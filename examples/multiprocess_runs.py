@@ -314,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     except SecureVFLError as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    ran = any(not resumed for row in report["runs"] for resumed in row["resumed"].values())
+    if not ran and args.json is not None and args.json.is_file():  # nothing ran: keep the load of the invocation that computed
+        report["machine"] = json.loads(args.json.read_text()).get("machine", report["machine"])
     given = sys.argv[1:] if argv is None else argv
     environment = f"SECUREVFL_DATA_DIR={os.environ['SECUREVFL_DATA_DIR']} " if "--mnist-dir" not in given and os.environ.get("SECUREVFL_DATA_DIR") else ""
     report["command"] = f"{environment}python examples/multiprocess_runs.py " + " ".join(given)
