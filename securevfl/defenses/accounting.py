@@ -37,6 +37,12 @@ Gaussian mechanism of sensitivity 1 and noise ``z``: exactly ours after dividing
 while the RDP accountant ignores the relation for Gaussian events (google/differential-privacy
 issue 378), which would report two different mechanisms.
 
+The additive noise defenses (``gaussian_noise``, ``laplace_noise``) are accounted by
+:func:`noise_record` under the same notion, with the sensitivity their ``clip_norm`` gives
+(``2 C``: a label change moves a clipped row anywhere inside the ball of radius ``C``), see
+docs/defenses.md. :func:`label_dp_record`, which ``result.json`` calls, returns the ``label_dp``
+record when the run has a ``label_dp`` defense and the noise record otherwise.
+
 ``dp_accounting`` is imported when an epsilon is first computed (about a second of scipy
 imports), so that importing the defenses or the study table stays cheap.
 """
@@ -51,6 +57,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
 from securevfl.defenses.label_dp import DEFAULT_DELTA, LabelDP, LabelDPConfig
+from securevfl.defenses.noise import NOISE_KINDS, NoiseConfigBase
 
 if TYPE_CHECKING:
     from securevfl.data.config import PartitionConfig
@@ -63,10 +70,15 @@ __all__ = [
     "PLD_RELATIVE_DISCRETIZATION",
     "PRIVACY_COLUMNS",
     "GaussianEpsilon",
+    "LaplaceEpsilon",
     "accountant_version",
     "claim_refusals",
     "gaussian_epsilon",
     "label_dp_record",
+    "laplace_epsilon",
+    "noise_multiplier",
+    "noise_record",
+    "noise_refusals",
     "privacy_columns",
 ]
 
@@ -112,12 +124,7 @@ def gaussian_epsilon(noise_multiplier: float, releases: int, delta: float = DEFA
     Raises:
         ValueError: ``noise_multiplier`` not positive, ``releases`` below 1, ``delta`` not in (0, 1).
     """
-    if not (noise_multiplier > 0 and math.isfinite(noise_multiplier)):
-        raise ValueError(f"noise_multiplier must be positive and finite, got {noise_multiplier}")
-    if releases < 1:
-        raise ValueError(f"releases must be at least 1, got {releases}")
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    _check_accounting_inputs(noise_multiplier, releases, delta)
     from dp_accounting import dp_event
     from dp_accounting.pld import PLDAccountant
     from dp_accounting.rdp import RdpAccountant
@@ -136,6 +143,64 @@ def gaussian_epsilon(noise_multiplier: float, releases: int, delta: float = DEFA
         rdp_order=float(order),
         epsilon_pld=float(pld.get_epsilon(delta)),
     )
+
+
+@dataclass(frozen=True)
+class LaplaceEpsilon:
+    """Epsilon of ``releases`` Laplace mechanisms of multiplier ``b / Delta_1``: pure, and at ``delta``."""
+
+    noise_multiplier: float
+    releases: int
+    delta: float
+    epsilon_pure: float
+    epsilon_rdp: float
+    rdp_order: float
+    epsilon_pld: float
+
+
+@lru_cache(maxsize=512)
+def laplace_epsilon(noise_multiplier: float, releases: int, delta: float = DEFAULT_DELTA) -> LaplaceEpsilon:
+    """Compose ``releases`` Laplace mechanisms of multiplier ``z = b / Delta_1``.
+
+    ``epsilon_pure`` is basic composition of pure DP, ``releases / z`` at delta 0 (exact for
+    pure DP: the worst case of each release is attained at the same outputs). ``epsilon_rdp`` and
+    ``epsilon_pld`` are ``dp_accounting``'s for ``LaplaceDpEvent(z)`` at ``delta`` (default
+    ``ADD_OR_REMOVE_ONE`` relation: the Laplace mechanism of L1 sensitivity 1 and scale ``z``,
+    exactly ours after dividing by ``Delta_1``); the PLD one is the tightest of the three at
+    that delta, the RDP one can exceed the pure one.
+
+    Raises:
+        ValueError: ``noise_multiplier`` not positive, ``releases`` below 1, ``delta`` not in (0, 1).
+    """
+    _check_accounting_inputs(noise_multiplier, releases, delta)
+    from dp_accounting import dp_event
+    from dp_accounting.pld import PLDAccountant
+    from dp_accounting.rdp import RdpAccountant
+
+    event = dp_event.SelfComposedDpEvent(dp_event.LaplaceDpEvent(noise_multiplier=noise_multiplier), releases)
+    rdp = RdpAccountant()
+    rdp.compose(event)
+    epsilon_rdp, order = rdp.get_epsilon_and_optimal_order(delta)
+    pld = PLDAccountant(value_discretization_interval=PLD_RELATIVE_DISCRETIZATION * max(1.0, float(epsilon_rdp)))
+    pld.compose(event)
+    return LaplaceEpsilon(
+        noise_multiplier=noise_multiplier,
+        releases=releases,
+        delta=delta,
+        epsilon_pure=releases / noise_multiplier,
+        epsilon_rdp=float(epsilon_rdp),
+        rdp_order=float(order),
+        epsilon_pld=float(pld.get_epsilon(delta)),
+    )
+
+
+def _check_accounting_inputs(noise_multiplier: float, releases: int, delta: float) -> None:
+    if not (noise_multiplier > 0 and math.isfinite(noise_multiplier)):
+        raise ValueError(f"noise_multiplier must be positive and finite, got {noise_multiplier}")
+    if releases < 1:
+        raise ValueError(f"releases must be at least 1, got {releases}")
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
 
 
 class AccountedRun(Protocol):
@@ -198,7 +263,18 @@ def _gradient_execution_order(defenses: Sequence[DefenseConfigBase]) -> list[int
 
 
 def label_dp_record(config: AccountedRun, epochs_completed: int) -> dict[str, Any] | None:
-    """The ``privacy`` record of ``result.json``: epsilon per completed epoch, or null with the reason.
+    """The ``privacy`` record of ``result.json``: epsilon per completed epoch, or null/inf with the reason.
+
+    The ``label_dp`` defense's record when the run has one (:func:`label_dp_only_record`), else
+    the additive noise defenses' (:func:`noise_record`); ``None`` when it has neither. (The name
+    is kept for its callers; both records have the same keys for what the study table reads.)
+    """
+    record = label_dp_only_record(config, epochs_completed)
+    return record if record is not None else noise_record(config, epochs_completed)
+
+
+def label_dp_only_record(config: AccountedRun, epochs_completed: int) -> dict[str, Any] | None:
+    """The ``privacy`` record of a run's ``label_dp`` defense: epsilon per completed epoch, or null with the reason.
 
     ``None`` when the run has no ``label_dp`` defense. The noise multiplier and delta are those of
     the first ``label_dp`` defense in execution order (a second one is a reason not to claim).
@@ -230,10 +306,176 @@ def label_dp_record(config: AccountedRun, epochs_completed: int) -> dict[str, An
         "releases_per_epoch": 1,
         "amplification": "none: the passive knows every batch's sample ids",
         "accountant": accountant_version(),
+        "defense": LabelDP.name,
         "claimed": claimed,
         "reason": "; ".join(reasons) if reasons else None,
         "epsilon_rdp": last.get("epsilon_rdp"),
         "epsilon_pld": last.get("epsilon_pld"),
+        "per_epoch": per_epoch,
+    }
+
+
+NOISE_NOTION = (
+    "label-DP: training sets differing in one sample's label; protects the labels against the passive parties, "
+    "whose whole view of them is the noisy gradient rows"
+)
+
+NO_BOUND = "no sensitivity bound"
+
+
+def _noise_bound(config: AccountedRun, position: int, order: list[int]) -> tuple[float | None, str | None]:
+    """The row norm bound in front of the noise defense ``config.defense[position]``, and where it comes from.
+
+    Its own ``clip_norm`` (L2 for Gaussian, L1 for Laplace); for Gaussian noise also the
+    ``max_norm`` of a ``norm_clipping`` (L2) that runs before it on the gradients. The smallest
+    applies. (An L2 clip bounds the L1 norm only through the row width, which the accountant does
+    not use: it does not count for Laplace noise.)
+    """
+    defense = config.defense[position]
+    assert isinstance(defense, NoiseConfigBase)
+    bounds: list[tuple[float, str]] = []
+    if defense.clip_norm is not None:
+        bounds.append((defense.clip_norm, "clip_norm"))
+    if defense.clip_order == 2:
+        for index in order[: order.index(position)]:
+            before = config.defense[index]
+            if before.kind == "norm_clipping":
+                bounds.append((float(before.max_norm), f"norm_clipping (defense[{index}]) before it"))  # type: ignore[attr-defined]
+    if not bounds:
+        return None, None
+    return min(bounds)
+
+
+def noise_multiplier(defense: NoiseConfigBase, bound: float) -> float:
+    """``z``: the noise scale over the sensitivity ``2 * bound`` of one label change.
+
+    Gaussian: ``sqrt(variance) / (2 C)`` (L2). Laplace: ``b / (2 C)`` with ``b = sqrt(variance / 2)`` (L1),
+    so one release is ``1 / z``-DP.
+    """
+    scale = math.sqrt(defense.variance) if defense.clip_order == 2 else math.sqrt(defense.variance / 2.0)
+    return scale / (2.0 * bound)
+
+
+def noise_refusals(config: AccountedRun, position: int) -> list[str]:
+    """Why no epsilon is claimed for the noise defense ``config.defense[position]`` (empty: it is).
+
+    The conditions of :func:`claim_refusals` (sum top, no active block, only stateless row
+    clipping before the noise, unpredictable noise), for an additive noise defense. A missing
+    sensitivity bound is not among them: :func:`noise_record` reports it as ``epsilon = inf``.
+    """
+    defense = config.defense[position]
+    assert isinstance(defense, NoiseConfigBase)
+    reasons: list[str] = []
+    if config.model.top != "sum":
+        reasons.append(
+            f"top = {config.model.top!r}: the top is trained on the exact labels, so later gradient rows of other "
+            "samples depend on every label through its weights and no per-sample bound holds"
+        )
+    if config.parties.active_block:
+        reasons.append(
+            "the active party's local block is trained on the exact labels, so later gradient rows of other samples "
+            "depend on every label through its weights and no per-sample bound holds"
+        )
+    order = _gradient_execution_order(config.defense)
+    before = [config.defense[index].kind for index in order[: order.index(position)]]
+    stateful = [kind for kind in before if kind != "norm_clipping"]
+    if stateful:
+        reasons.append(
+            f"gradient defense(s) {', '.join(stateful)} run before the noise and may carry one sample's values into "
+            "other rows or steps (only norm_clipping, a per-row map, may precede it)"
+        )
+    if defense.noise_source != "csprng":
+        reasons.append(
+            f"noise_source = {defense.noise_source!r}: the noise is derived from train.seed, which every party holds "
+            "(it fixes the batch order), so the passive could regenerate and subtract it; use noise_source = 'csprng'"
+        )
+    return reasons
+
+
+def noise_record(config: AccountedRun, epochs_completed: int) -> dict[str, Any] | None:
+    """The ``privacy`` record of the run's additive noise defenses (``None`` without any).
+
+    Accounts the first noise defense on the gradients in execution order: every later defense
+    works on its output (post-processing). Keys as :func:`label_dp_only_record`'s, plus the clip,
+    the sensitivity and (Laplace) ``epsilon_pure``. ``epsilon_*`` are ``inf`` when nothing bounds
+    the rows' norm, ``None`` when a bound exists but a condition of :func:`noise_refusals` fails.
+    """
+    noises = [index for index, defense in enumerate(config.defense) if defense.kind in NOISE_KINDS]
+    if not noises:
+        return None
+    order = _gradient_execution_order(config.defense)
+    on_gradients = [index for index in order if config.defense[index].kind in NOISE_KINDS]
+    if not on_gradients:
+        first = config.defense[noises[0]]
+        return {
+            "notion": NOISE_NOTION,
+            "defense": first.kind,
+            "mechanism": "noise on activations only: activations do not depend on the labels and the gradient rows go without noise",
+            "placement": first.placement.value,
+            "delta": getattr(first, "delta", None),
+            "accountant": None,
+            "claimed": False,
+            "reason": "noise on activations only: the accounting covers the labels' privacy through the gradient rows; not accounted",
+            "epsilon_rdp": None,
+            "epsilon_pld": None,
+            "epsilon_pure": None,
+            "per_epoch": [],
+        }
+    position = on_gradients[0]
+    defense = config.defense[position]
+    assert isinstance(defense, NoiseConfigBase)
+    gaussian = defense.clip_order == 2
+    bound, bound_source = _noise_bound(config, position, order)
+    reasons = noise_refusals(config, position)
+    if bound is None:
+        norm = "L2" if gaussian else "L1"
+        reasons.insert(
+            0,
+            f"{NO_BOUND}: no clip_norm (nor {'an L2 norm_clipping' if gaussian else 'an L1 clip'} before the noise) bounds "
+            f"a sample's gradient row in {norm}, so one label can move it arbitrarily far relative to the noise",
+        )
+    z = noise_multiplier(defense, bound) if bound is not None else None
+    claimed = z is not None and len(reasons) == 0
+    per_epoch: list[dict[str, Any]] = []
+    for epoch in range(1, epochs_completed + 1):
+        entry: dict[str, Any] = {"epoch": epoch, "releases": epoch, "epsilon_rdp": None, "rdp_order": None, "epsilon_pld": None, "epsilon_pure": None}
+        if bound is None:
+            entry.update(epsilon_rdp=math.inf, epsilon_pld=math.inf, epsilon_pure=math.inf)
+        elif claimed:
+            assert z is not None
+            found = gaussian_epsilon(z, epoch, defense.delta) if gaussian else laplace_epsilon(z, epoch, defense.delta)
+            entry.update({k: v for k, v in asdict(found).items() if k in entry})
+        per_epoch.append(entry)
+    last = per_epoch[-1] if per_epoch else {}
+    if gaussian:
+        mechanism = "Gaussian noise N(0, variance) on every entry of each gradient row dL/dH, after clipping the row to L2 norm C"
+        scale = {"sigma": math.sqrt(defense.variance)}
+    else:
+        mechanism = "Laplace noise of scale b = sqrt(variance / 2) on every entry of each gradient row dL/dH, after clipping the row to L1 norm C"
+        scale = {"laplace_scale": math.sqrt(defense.variance / 2.0)}
+    return {
+        "notion": NOISE_NOTION,
+        "defense": defense.kind,
+        "defense_index": position,
+        "mechanism": mechanism,
+        "placement": defense.placement.value,
+        "variance": defense.variance,
+        **scale,
+        "clip_norm": bound,
+        "clip": ("L2" if gaussian else "L1") if bound is not None else None,
+        "clip_source": bound_source,
+        "sensitivity": 2.0 * bound if bound is not None else None,
+        "noise_multiplier": z,
+        "noise_source": defense.noise_source,
+        "delta": defense.delta,
+        "releases_per_epoch": 1,
+        "amplification": "none: the passive knows every batch's sample ids",
+        "accountant": accountant_version() if claimed else None,
+        "claimed": claimed,
+        "reason": "; ".join(reasons) if reasons else None,
+        "epsilon_rdp": last.get("epsilon_rdp"),
+        "epsilon_pld": last.get("epsilon_pld"),
+        "epsilon_pure": last.get("epsilon_pure"),
         "per_epoch": per_epoch,
     }
 

@@ -29,7 +29,7 @@ from securevfl.errors import PlacementError
 if TYPE_CHECKING:
     from securevfl.crypto import EncryptedTensor
 
-__all__ = ["Defense", "DefenseConfigBase", "MessageContext", "Placement", "PlacementError"]
+__all__ = ["Defense", "DefenseConfigBase", "MessageContext", "Placement", "PlacementError", "clip_rows"]
 
 
 class Placement(str, Enum):
@@ -296,4 +296,27 @@ def embed_real(real: np.ndarray, shape: tuple[int, ...], ctx: MessageContext) ->
     out = np.zeros(shape, dtype=np.float64)
     view = out if ctx.sample_axis == 0 else out.T
     view[: real.shape[0]] = real
+    return out
+
+
+def clip_rows(real: np.ndarray, max_norm: float, order: int = 2) -> np.ndarray:
+    """``real`` with every row scaled down to an L``order`` norm of at most ``max_norm`` (``order`` 1 or 2).
+
+    Rows already inside the ball come back bit-for-bit unchanged (the same array when none is
+    over). :class:`~securevfl.defenses.clipping.NormClipping` and the noise defenses' ``clip_norm`` use it (L2 before Gaussian noise, L1 before
+    Laplace noise), so the bound their accounting assumes is this function's.
+    """
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    norms = np.linalg.norm(real.astype(np.float64), ord=order, axis=1)
+    over = norms > max_norm
+    if not over.any():
+        return real
+    # Shrink slightly more than max_norm / norm so that rounding to the message's dtype can
+    # never leave a clipped row above max_norm (a few ulps of relative error per entry).
+    margin = 1.0 - 4.0 * float(np.finfo(real.dtype).eps)
+    factors = np.ones_like(norms)
+    factors[over] = max_norm / norms[over] * margin
+    out = real.copy()
+    out[over] = (real[over].astype(np.float64) * factors[over, None]).astype(real.dtype)
     return out

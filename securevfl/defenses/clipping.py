@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from securevfl.defenses.base import Defense, DefenseConfigBase, MessageContext, Placement
+from securevfl.defenses.base import Defense, DefenseConfigBase, MessageContext, Placement, clip_rows
 
 __all__ = ["NormClipping", "NormClippingConfig"]
 
@@ -40,15 +40,5 @@ class NormClipping(Defense):
     impossible = {Placement.UNDER_ENCRYPTION: "norm clipping needs comparisons, which CKKS cannot evaluate"}
 
     def _transform(self, real: np.ndarray, ctx: MessageContext) -> np.ndarray:
-        norms = np.linalg.norm(real.astype(np.float64), axis=1)
-        over = norms > self.config.max_norm
-        if not over.any():
-            return real
-        # Shrink slightly more than max_norm / norm so that rounding to the message's dtype can
-        # never leave a clipped row above max_norm (a few ulps of relative error per entry).
-        margin = 1.0 - 4.0 * float(np.finfo(real.dtype).eps)
-        factors = np.ones_like(norms)
-        factors[over] = self.config.max_norm / norms[over] * margin
-        out = real.copy()
-        out[over] = (real[over].astype(np.float64) * factors[over, None]).astype(real.dtype)
-        return out
+        return clip_rows(real, self.config.max_norm)
+
