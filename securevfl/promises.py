@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from securevfl.defenses.accounting import claim_refusals
+from securevfl.defenses.accounting import claim_refusals, noise_record
 
 if TYPE_CHECKING:
     from securevfl.config import RunConfig
@@ -30,9 +30,12 @@ class Promise:
 
 
 def _label_dp(config: RunConfig) -> bool:
-    """A label-DP defense whose epsilon the accountant claims (its conditions: docs/defenses.md)."""
+    """A label-DP defense, or clipped CSPRNG noise on the gradient rows, whose finite epsilon the accountant claims (docs/defenses.md)."""
     present = any(getattr(defense, "kind", "") == "label_dp" for defense in config.defense)
-    return present and not claim_refusals(config)
+    if present:
+        return not claim_refusals(config)
+    record = noise_record(config, max(config.train.epochs, 1))
+    return bool(record and record.get("claimed") and record.get("epsilon_pld") not in (None, float("inf")))
 
 
 def promises(config: RunConfig) -> list[dict[str, Any]]:

@@ -403,3 +403,8 @@ def test_label_dp_turns_the_label_promises_on_where_its_epsilon_is_claimed() -> 
     assert labels({**private, "defense": dp}) == (True, True)
     assert labels({**private, "defense": dp, "model": {"top": "trainable"}})[0] is False  # no epsilon claimed there
     assert labels({"protection": {"scheme": "plain"}, "defense": dp})[0] is True
+    # clipped CSPRNG Gaussian noise on the rows has a finite epsilon too; unclipped or seeded noise claims nothing
+    noise = {"kind": "gaussian_noise", "variance": 0.04, "on": "gradient", "placement": "pre_encryption"}
+    assert labels({"protection": {"scheme": "plain"}, "defense": [{**noise, "clip_norm": 0.05, "noise_source": "csprng"}]})[0] is True
+    assert labels({"protection": {"scheme": "plain"}, "defense": [noise]})[0] is False
+    assert labels({"protection": {"scheme": "plain"}, "defense": [{**noise, "clip_norm": 0.05}]})[0] is False
