@@ -44,3 +44,26 @@ def signed_session(parties: tuple[str, ...] = ("passive_1", "passive_2", "active
 
     identities = fresh_identities(list(parties))
     return CodecRegistry(), identities, Roster.of(identities.values()), new_session_id()
+
+
+#: A tiny digits study (one gamma grid, 2 cells x 2 seeds) that the study tests share.
+TINY_STUDY = """
+[study]
+name = "tiny"
+seeds = [0, 1]
+schemes = ["plain"]
+[study.set]
+"data.name" = "digits"
+"data.train_limit" = 300
+"data.test_limit" = 100
+"train.epochs" = 2
+"train.lr" = 0.05
+"attack.kind" = "gradient_replacement"
+"attack.poison_train" = 10
+"attack.poison_test" = 10
+[[grid]]
+name = "gamma"
+x = "attack.gamma"
+[grid.axes]
+"attack.gamma" = [1, 3]
+"""

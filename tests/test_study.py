@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from helpers import TINY_STUDY
+
 from securevfl.attacks import parse_attack_config
 from securevfl.cli import main
 from securevfl.config import validate_config
@@ -20,26 +22,7 @@ from securevfl.study.spec import flatten, scheme_overrides, set_path
 from securevfl.study.table import base_columns, collect_rows
 from securevfl.training import run_training
 
-TINY = """
-[study]
-name = "tiny"
-seeds = [0, 1]
-schemes = ["plain"]
-[study.set]
-"data.name" = "digits"
-"data.train_limit" = 300
-"data.test_limit" = 100
-"train.epochs" = 2
-"train.lr" = 0.05
-"attack.kind" = "gradient_replacement"
-"attack.poison_train" = 10
-"attack.poison_test" = 10
-[[grid]]
-name = "gamma"
-x = "attack.gamma"
-[grid.axes]
-"attack.gamma" = [1, 3]
-"""
+TINY = TINY_STUDY
 
 
 def _write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:

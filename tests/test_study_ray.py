@@ -15,28 +15,10 @@ from typing import Any
 import pytest
 
 from securevfl.cli import main
+from helpers import TINY_STUDY
 from securevfl.study.runner import RESULT_NAME
 
-TINY = """
-[study]
-name = "tiny-ray"
-seeds = [0, 1]
-schemes = ["plain"]
-[study.set]
-"data.name" = "digits"
-"data.train_limit" = 300
-"data.test_limit" = 100
-"train.epochs" = 2
-"train.lr" = 0.05
-"attack.kind" = "gradient_replacement"
-"attack.poison_train" = 10
-"attack.poison_test" = 10
-[[grid]]
-name = "gamma"
-x = "attack.gamma"
-[grid.axes]
-"attack.gamma" = [1, 3]
-"""
+TINY = TINY_STUDY.replace('name = "tiny"', 'name = "tiny-ray"', 1)  # the grid of test_study, under its own name
 
 TIMING = ("mean_epoch_seconds", "train_seconds")
 

@@ -126,23 +126,34 @@ def gaussian_epsilon(noise_multiplier: float, releases: int, delta: float = DEFA
     """
     _check_accounting_inputs(noise_multiplier, releases, delta)
     from dp_accounting import dp_event
+
+    epsilon_rdp, order, epsilon_pld = _rdp_and_pld(dp_event.GaussianDpEvent(noise_multiplier=noise_multiplier), releases, delta)
+    return GaussianEpsilon(
+        noise_multiplier=noise_multiplier,
+        releases=releases,
+        delta=delta,
+        epsilon_rdp=epsilon_rdp,
+        rdp_order=order,
+        epsilon_pld=epsilon_pld,
+    )
+
+
+def _rdp_and_pld(mechanism: Any, releases: int, delta: float) -> tuple[float, float, float]:
+    """``(epsilon_rdp, rdp_order, epsilon_pld)`` of ``releases`` self-composed ``mechanism`` events at ``delta``.
+
+    The PLD discretization is relative to the RDP epsilon, so large epsilons stay cheap to compute.
+    """
+    from dp_accounting import dp_event
     from dp_accounting.pld import PLDAccountant
     from dp_accounting.rdp import RdpAccountant
 
-    event = dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(noise_multiplier=noise_multiplier), releases)
+    event = dp_event.SelfComposedDpEvent(mechanism, releases)
     rdp = RdpAccountant()
     rdp.compose(event)
     epsilon_rdp, order = rdp.get_epsilon_and_optimal_order(delta)
     pld = PLDAccountant(value_discretization_interval=PLD_RELATIVE_DISCRETIZATION * max(1.0, float(epsilon_rdp)))
     pld.compose(event)
-    return GaussianEpsilon(
-        noise_multiplier=noise_multiplier,
-        releases=releases,
-        delta=delta,
-        epsilon_rdp=float(epsilon_rdp),
-        rdp_order=float(order),
-        epsilon_pld=float(pld.get_epsilon(delta)),
-    )
+    return float(epsilon_rdp), float(order), float(pld.get_epsilon(delta))
 
 
 @dataclass(frozen=True)
@@ -174,15 +185,8 @@ def laplace_epsilon(noise_multiplier: float, releases: int, delta: float = DEFAU
     """
     _check_accounting_inputs(noise_multiplier, releases, delta)
     from dp_accounting import dp_event
-    from dp_accounting.pld import PLDAccountant
-    from dp_accounting.rdp import RdpAccountant
 
-    event = dp_event.SelfComposedDpEvent(dp_event.LaplaceDpEvent(noise_multiplier=noise_multiplier), releases)
-    rdp = RdpAccountant()
-    rdp.compose(event)
-    epsilon_rdp, order = rdp.get_epsilon_and_optimal_order(delta)
-    pld = PLDAccountant(value_discretization_interval=PLD_RELATIVE_DISCRETIZATION * max(1.0, float(epsilon_rdp)))
-    pld.compose(event)
+    epsilon_rdp, order, epsilon_pld = _rdp_and_pld(dp_event.LaplaceDpEvent(noise_multiplier=noise_multiplier), releases, delta)
     return LaplaceEpsilon(
         noise_multiplier=noise_multiplier,
         releases=releases,
@@ -190,7 +194,7 @@ def laplace_epsilon(noise_multiplier: float, releases: int, delta: float = DEFAU
         epsilon_pure=releases / noise_multiplier,
         epsilon_rdp=float(epsilon_rdp),
         rdp_order=float(order),
-        epsilon_pld=float(pld.get_epsilon(delta)),
+        epsilon_pld=epsilon_pld,
     )
 
 

@@ -212,22 +212,28 @@ class Sparsification(Defense):
             )
         old_v = stream.residual if stream is not None else np.zeros((0, width), real.dtype)
         head_v, tail_v = _split(old_v, rows, real.dtype)
+        head_u = tail_u = None
         if self.config.momentum_correction:
             old_u = stream.velocity if stream is not None and stream.velocity is not None else old_v[:0]
             head_u, tail_u = _split(old_u, rows, real.dtype)
+        sent, kept_v, kept_u = self._sparsify(real, head_v, head_u)
+        residual = np.concatenate([kept_v, tail_v])
+        new_velocity = None if kept_u is None else np.concatenate([kept_u, tail_u])
+        self._streams[key] = _Stream(residual, new_velocity)
+        return sent
+
+    def _sparsify(self, real: np.ndarray, head_v: np.ndarray, head_u: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """DGC's step on rows whose carried residual (and velocity, with momentum correction) are given:
+        ``(sent, residual kept, velocity kept)``."""
+        if head_u is not None:
             velocity = real.dtype.type(self.config.momentum) * head_u + real
             accumulated = head_v + velocity
         else:
             accumulated = real + head_v
         mask = self._mask(accumulated)
         zero = real.dtype.type(0)
-        sent = np.where(mask, accumulated, zero)
-        residual = np.concatenate([np.where(mask, zero, accumulated), tail_v])
-        new_velocity = None
-        if self.config.momentum_correction:
-            new_velocity = np.concatenate([np.where(mask, zero, velocity), tail_u])
-        self._streams[key] = _Stream(residual, new_velocity)
-        return sent
+        kept_u = None if head_u is None else np.where(mask, zero, velocity)
+        return np.where(mask, accumulated, zero), np.where(mask, zero, accumulated), kept_u
 
     def _transform_by_sample(self, real: np.ndarray, ctx: MessageContext) -> np.ndarray:
         """As the row path, with each row's residual (and velocity) taken from and returned to its sample."""
@@ -249,21 +255,13 @@ class Sparsification(Defense):
             )
         zero_row = np.zeros(width, dtype=real.dtype)
         head_v = np.stack([stream.residual.get(i, zero_row) for i in ids]).astype(real.dtype, copy=False) if ids else real[:0]
+        head_u = None
         if stream.velocity is not None:
             head_u = np.stack([stream.velocity.get(i, zero_row) for i in ids]).astype(real.dtype, copy=False) if ids else real[:0]
-            velocity = real.dtype.type(self.config.momentum) * head_u + real
-            accumulated = head_v + velocity
-        else:
-            accumulated = real + head_v
-        mask = self._mask(accumulated)
-        zero = real.dtype.type(0)
-        sent = np.where(mask, accumulated, zero)
-        kept = np.where(mask, zero, accumulated)
+        sent, kept, kept_u = self._sparsify(real, head_v, head_u)
         for row, sample in enumerate(ids):
             stream.residual[sample] = kept[row].copy()
-        if stream.velocity is not None:
-            kept_u = np.where(mask, zero, velocity)
-            for row, sample in enumerate(ids):
+            if stream.velocity is not None and kept_u is not None:
                 stream.velocity[sample] = kept_u[row].copy()
         return sent
 
