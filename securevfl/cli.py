@@ -11,6 +11,7 @@ exit with status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -406,5 +407,22 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def run() -> None:
+    """The console entry point: :func:`main` as a process.
+
+    A party process that stopped because a peer failed may still have gRPC threads blocked on that
+    peer (an ABORT to a hung process, a call waiting out its deadline); the interpreter's teardown
+    would then end in a C++ ``std::terminate`` line after the party's own error line. Its files are
+    written atomically before it returns, so it ends at once instead, with its exit code.
+    """
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv[:1] == ["party"]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

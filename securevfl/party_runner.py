@@ -46,7 +46,7 @@ from securevfl.config import RunConfig
 from securevfl.divergence import check_loss, loss_bound
 from securevfl.errors import ConfigError
 from securevfl.parties import ActiveParty, KeyHolderParty, LocalParties, PassiveParty, RunShape
-from securevfl.party_checkpoint import PartyCheckpoints
+from securevfl.party_checkpoint import KEEP, PartyCheckpoints
 from securevfl.protocols import Channel, Message, MessageKind, ProtocolError, TrafficStats
 from securevfl.protocols.attempt import Attempt, start_attempt
 from securevfl.protocols.phases import cost_summary
@@ -220,7 +220,11 @@ def attempt_offer(role: Role, resume: bool, checkpoints: PartyCheckpoints | None
     if resume:
         if checkpoints is None:
             raise ConfigError("--resume: this party was given no folder to find its checkpoints in")
-        return checkpoints.epochs() or [0]
+        epochs = checkpoints.epochs()
+        # the beginning is a state every party can rebuild (the seed makes it); it is offered while it is within the
+        # kept checkpoints' reach, so a crash before another party's first checkpoint still has an epoch in common,
+        # but a party that lost its folder cannot silently restart parties that are epochs further
+        return [0, *epochs] if not epochs or max(epochs) < KEEP else epochs
     return [0]
 
 

@@ -180,3 +180,23 @@ def test_a_stalled_party_stops_the_others_and_every_party_resumes_to_the_uninter
     assert result["resumed_after"] in ([1], [2], [3])
     assert main([*argv, "--resume"]) == 2
     assert "already holds this party's finished run" in capsys.readouterr().err
+
+
+def test_a_crash_before_the_first_checkpoint_of_every_party_restarts_from_the_beginning(tmp_path: Path) -> None:
+    """A fault table case: a passive wrote its epoch-1 checkpoint, the active party was still evaluating epoch 1."""
+    from securevfl.party_runner import attempt_offer
+    from securevfl.roles import Role
+
+    config = {"train": {"epochs": 5}}
+    ahead = PartyCheckpoints(tmp_path / "passive_1", "passive_1", "ab" * 16, config)
+    ahead.save(1, {"objects": {}})
+    behind = PartyCheckpoints(tmp_path / "active", "active", "ab" * 16, config)
+    offers = {"passive_1": attempt_offer(Role.PASSIVE, True, ahead), "active": attempt_offer(Role.ACTIVE, True, behind), "coordinator": attempt_offer(Role.KEY_HOLDER, True, None)}
+    assert offers == {"passive_1": [0, 1], "active": [0], "coordinator": None}
+    assert agree_on_epoch(offers) == 0
+    # further on, a party that lost its folder is refused instead of silently restarting the others
+    for epoch in (2, 3):
+        ahead.save(epoch, {"objects": {}})
+    assert attempt_offer(Role.PASSIVE, True, ahead) == [2, 3]
+    with pytest.raises(AttemptRefusedError, match="active starts from the beginning; passive_1 continues after epoch 2 or 3"):
+        agree_on_epoch({"passive_1": [2, 3], "active": attempt_offer(Role.ACTIVE, True, behind)})
