@@ -339,7 +339,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Bytes: accounted frames against what crossed the sockets",
         "",
-        "The median multi-process round. Accounted = `TrafficStats` frames (the gRPC run's include its closing `done` frames); "
+        "The median multi-process round. Accounted = `TrafficStats` frames as each party counted them when its end of the run began (the gRPC run's include the attempt handshake, `hello`/`ready`, not the closing `done` frames); "
         "gRPC = serialized gRPC messages (frames, acknowledgements, pings), every party summed; TCP = payload bytes the kernel "
         "counted (`TCP_INFO` bytes_acked: TLS records, HTTP/2 frames, gRPC prefixes and headers, handshakes; no IP/TCP headers) on "
         "the connections of the parties whose count is complete, against those parties' accounted bytes. A party's count is short "
@@ -373,10 +373,9 @@ def markdown(report: dict[str, Any]) -> str:
     if short_runs:
         lines += [
             "",
-            f"**Short TCP counts** in {', '.join(short_runs)}: `party_process` reads a party's socket counters after the run; the kernel's "
-            "counters of a connection the peer already closed are gone, so the party that finishes last (here usually the active "
-            "party, which sends the closing `done` frames) loses most of its bytes. The run-level TCP sums in result.json are "
-            "therefore lower bounds, sometimes far below the accounted bytes; only the complete parties give an overhead.",
+            f"**Short TCP counts** in {', '.join(short_runs)}: a party's socket counters of a connection the peer already closed "
+            "are gone (the kernel forgets them); parties count before the closing `done` frames, so this should not happen; "
+            "only the complete parties give an overhead.",
         ]
     lines += ["", "## Reading", "", *reading(report), ""]
     return "\n".join(lines)

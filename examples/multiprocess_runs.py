@@ -49,6 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from securevfl.launcher import TRANSPORT_KINDS
 from securevfl.config import RunConfig, load_config  # noqa: E402
 from securevfl.errors import SecureVFLError  # noqa: E402
 from securevfl.files import atomic_write_text, write_report  # noqa: E402
@@ -167,9 +168,9 @@ def compare(key: str, config: RunConfig, runs: dict[str, dict[str, Any]]) -> dic
     row["samples"] = {"train": inproc["dataset"].get("n_train"), "test": inproc["dataset"].get("n_test")} if isinstance(inproc.get("dataset"), dict) else None
     differences = history_differences(grpc["history"], inproc["history"])
     messages = dict(grpc["messages_sent"])
-    done_frames = messages.pop("done", 0)
+    done_frames = sum(messages.pop(kind, 0) for kind in TRANSPORT_KINDS)  # the attempt handshake and the closing DONE frames
     grpc_bytes = dict(grpc["bytes_sent"])
-    done_bytes = grpc_bytes.pop("done", 0)
+    done_bytes = sum(grpc_bytes.pop(kind, 0) for kind in TRANSPORT_KINDS)
     wire = grpc.get("wire_bytes", {})
     plaintext = inproc.get("scheme") == "plain"
     row.update({
@@ -256,11 +257,11 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Multi-process = `transport.kind=grpc` (one `securevfl party` process per party, mutual TLS on 127.0.0.1). Samples = train / test "
         "(\"all\" = the whole data set). History diff = max |multi − in-process| over every epoch, for the loss and the test accuracy. "
-        "Messages equal = messages per kind identical once the gRPC run's closing `done` frames are set aside. TCP = the kernel's TCP "
+        "Messages equal = messages per kind identical once the gRPC run's handshake (`hello`, `ready`) and closing `done` frames are set aside. TCP = the kernel's TCP "
         "payload bytes sent (`TCP_INFO`; TLS, HTTP/2, gRPC framing, handshakes) against the accounted bytes, over the parties whose count "
         "is complete (see notes).",
         "",
-        "| config | samples | epochs | accuracy in / multi | history diff loss | history diff accuracy | messages equal (+done) | accounted bytes in / multi (−done) | TCP sent / accounted, complete parties (overhead) | wall in / multi (s) | status |",
+        "| config | samples | epochs | accuracy in / multi | history diff loss | history diff accuracy | messages equal (+handshake, done) | accounted bytes in / multi (−handshake, done) | TCP sent / accounted, complete parties (overhead) | wall in / multi (s) | status |",
         "|---|---|---:|---|---:|---:|---|---|---|---|---|",
     ]
     notes = []

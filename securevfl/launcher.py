@@ -40,8 +40,10 @@ from securevfl.plan import load_plan
 from securevfl.party_attack import experimenter_attack, merge_attack_results
 from securevfl.run_files import RESULT_NAME, check_output_directory
 
-__all__ = ["PARTIES_DIR", "LaunchError", "PartyProcesses", "free_port_base", "run_grpc_training"]
+__all__ = ["PARTIES_DIR", "TRANSPORT_KINDS", "LaunchError", "PartyProcesses", "free_port_base", "run_grpc_training"]
 
+#: Message kinds only a run of separate processes sends: the attempt handshake and the end of the run.
+TRANSPORT_KINDS = ("hello", "ready", "done")
 #: Where, inside the run's output directory, the loopback plan and every party's folder go.
 PARTIES_DIR = "parties"
 LOG_NAME = "party.log"

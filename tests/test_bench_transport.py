@@ -11,6 +11,8 @@ from types import ModuleType
 
 import pytest
 
+from securevfl.launcher import TRANSPORT_KINDS
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data.train_limit=96", "data.test_limit=32", "train.batch_size=48", "transport.receive_timeout=30", "transport.connect_timeout=20"]
 BUSY = ("compute", "encrypted_compute", "keygen", "encode_encrypt", "serialize", "deserialize", "decrypt")
@@ -65,8 +67,9 @@ def test_tiny_plaintext_bench_matches_its_result_files(tmp_path: Path) -> None:
     # bytes: accounted = the result's bytes_sent summed (done frames included), the wire layers from its wire_bytes
     b = row["bytes"]
     assert b["inprocess_accounted"] == sum(inproc["bytes_sent"].values())
-    assert b["accounted"] == sum(grpc["bytes_sent"].values()) == grpc["wire_bytes"]["accounted_sent"]
-    assert b["accounted"] - b["inprocess_accounted"] == grpc["bytes_sent"]["done"]
+    # each party counts its wire bytes as its end of the run begins: every frame but the closing DONE ones
+    assert b["accounted"] == grpc["wire_bytes"]["accounted_sent"] == sum(grpc["bytes_sent"].values()) - grpc["bytes_sent"]["done"]
+    assert b["accounted"] - b["inprocess_accounted"] == grpc["bytes_sent"]["hello"] + grpc["bytes_sent"]["ready"]  # the attempt handshake
     assert b["grpc"] == grpc["wire_bytes"]["grpc_sent"] >= b["accounted"]
     if grpc["wire_bytes"]["tcp_sent"] is not None:
         assert b["tcp"] == max(grpc["wire_bytes"]["tcp_sent"], grpc["wire_bytes"]["tcp_received"])
@@ -84,6 +87,6 @@ def test_tiny_plaintext_bench_matches_its_result_files(tmp_path: Path) -> None:
     compared = runs.compare("digits/plain", config, pair)
     assert compared["status"] == "ok", compared.get("problems")
     assert compared["history_identical"] and compared["history_max_abs_loss"] == 0.0 == compared["history_max_abs_accuracy"]
-    assert compared["messages_equal"] and compared["done_frames"] == grpc["messages_sent"]["done"] > 0
+    assert compared["messages_equal"] and compared["done_frames"] == sum(grpc["messages_sent"][kind] for kind in TRANSPORT_KINDS) > 0
     assert compared["bytes_grpc_accounted_without_done"] == compared["bytes_inprocess"] == b["inprocess_accounted"]
     assert compared["inprocess_accuracy"] == compared["grpc_accuracy"] == inproc["main_accuracy"]
