@@ -422,7 +422,9 @@ class _PartyRunner:
         self._count_wire_bytes()
         holder = self.key_holder_name if self.key_holder_name not in (None, name) else None
         if self.local.passive is not None:
-            self._send_end(MessageKind.DONE, [self.run_shape.active_name] + ([holder] if holder and holder != self.run_shape.active_name else []))
+            # the key holder first: when it gets its first DONE, no party has left yet (the active party closes the
+            # run only after every passive's DONE), so its socket counts are complete
+            self._send_end(MessageKind.DONE, ([holder] if holder and holder != self.run_shape.active_name else []) + [self.run_shape.active_name])
             self.channel.receive(name, MessageKind.DONE, sender=self.run_shape.active_name)
             return
         for passive in self.run_shape.passive_names:  # the key holder's thread keeps serving meanwhile
