@@ -1,0 +1,296 @@
+"""The paper-vs-securevfl table (issue 15): claim, the paper's number, ours (mean and 95 % CI), verdict.
+
+The paper is Liu et al., "Backdoor attacks and defenses in feature-partitioned collaborative
+learning" (ICML 2020 workshop, arXiv 2007.03608). Its numbers are taken only from what this
+repository already cites (``PAPER_SOURCES`` names the file for each); a claim whose number is in
+no repository source says "not in repo sources" in the paper column, and its verdict is then on
+the claim's direction only.
+
+Input: a study's ``study_runs.json`` (``securevfl study`` writes it; the grids named below are
+those of ``examples/studies/paper_mnist_converged.toml``). Every number is a last-epoch value in
+points, over the seeds that finished; intervals are the study's own 95 % t intervals
+(:mod:`securevfl.study.statistics`): one-sample for a single cell, paired by seed for a
+comparison of two cells. Intent to treat as in the study report: a seed that stopped (diverged,
+failed, collapsed) on either side of a comparison is an outcome, so that claim gets no verdict but
+"stopped ..."; pending or crashed seeds are left out and the verdict says "provisional".
+
+Verdicts:
+
+- a **number** (the paper reports a value): *matches* when the paper's value lies inside our
+  95 % interval or within ``MATCH_POINTS`` (0.5) points of our mean; otherwise *ours higher by d*
+  / *ours lower by d* (points);
+- a **direction** (A reduces B, a defense works): *holds* when the paired 95 % interval lies
+  entirely on the claimed side of 0; *not shown* otherwise (it includes 0); *inconclusive* with
+  fewer than 2 paired seeds;
+- a **threshold** (the smallest level at which a defense works): the smallest swept level whose
+  paired interval of ``undefended - defended`` success lies above 0, with its paired main-accuracy
+  cost (defended - undefended); *matches* when the paper's level lies above the swept level below
+  it and at most at it, *differs* otherwise; a level where a seed stopped on either side gets no
+  verdict and is named.
+
+    python examples/paper_comparison.py runs/study-paper-converged/study_runs.json --out paper_vs_securevfl.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from securevfl.study.statistics import Interval, mean_interval, paired_difference
+
+MATCH_POINTS = 0.5
+NOT_SOURCED = "not in repo sources"
+STOPPED = ("diverged", "failed", "collapsed")
+WAITING = ("pending", "crashed")
+
+PAPER_SOURCES = {
+    "sum_clean": "examples/mnist_plain_sum.toml, docs/results/mnist_plaintext.md (Table 2)",
+    "trainable_clean": "examples/mnist_plain_trainable.toml, docs/results/mnist_plaintext.md (Table 2)",
+    "noise_threshold": "docs/defenses.md ('noise of variance above about 0.05 weakened the backdoor')",
+    "trainable_defends": "docs/results/attacks_defenses.md ('fails with a trainable top, as the paper reports'; no number)",
+}
+
+
+@dataclass
+class Side:
+    """One cell's runs: seed -> value for finished seeds, seed -> status for stopped and waiting ones."""
+
+    values: dict[int, float]
+    stopped: dict[int, str]
+    waiting: dict[int, str]
+
+    @property
+    def empty(self) -> bool:
+        return not self.values and not self.stopped
+
+
+def side(rows: list[dict[str, Any]], grid: str, cell: str, metric: str) -> Side:
+    out = Side({}, {}, {})
+    for row in rows:
+        if row.get("grid") != grid or row.get("cell") != cell:
+            continue
+        seed, status = int(row["seed"]), str(row.get("status"))
+        if status == "ok" and row.get(metric) is not None:
+            out.values[seed] = float(row[metric])
+        elif status in STOPPED:
+            out.stopped[seed] = status
+        elif status in WAITING:
+            out.waiting[seed] = status
+    return out
+
+
+def _pts(x: float | None, signed: bool = False) -> str:
+    return "–" if x is None else (f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}")
+
+
+def interval_text(interval: Interval, signed: bool = False) -> str:
+    low, high = (-1.0, 1.0) if signed else (0.0, 1.0)
+    return f"{interval.clipped(low, high).text(signed=signed)} (n={interval.n})"
+
+
+def _stop_text(*sides: tuple[str, Side]) -> str | None:
+    parts = [f"{name} stopped {len(s.stopped)}/{len(s.values) + len(s.stopped)} ({', '.join(sorted(set(s.stopped.values())))})"
+             for name, s in sides if s.stopped]
+    return "; ".join(parts) + "; no verdict" if parts else None
+
+
+def _provisional(*sides: Side) -> str:
+    waiting = sorted(set().union(*(s.waiting for s in sides)))
+    return f" (provisional: seed(s) {', '.join(map(str, waiting))} not finished)" if waiting else ""
+
+
+# ------------------------------------------------------------------------------------------ claims
+def number_claim(rows: list[dict[str, Any]], claim: str, paper: float | None, grid: str, cell: str, metric: str,
+                 source: str = "") -> dict[str, str]:
+    s = side(rows, grid, cell, metric)
+    paper_text = f"{paper:.1f} %" if paper is not None else NOT_SOURCED
+    if s.empty:
+        return _row(claim, paper_text, "not in this study", f"no finished run of {grid}/{cell}" + _provisional(s), source)
+    seeds = sorted(s.values)
+    interval = mean_interval([s.values[k] for k in seeds], seeds)
+    ours = interval_text(interval) if s.values else "–"
+    stop = _stop_text(("ours", s))
+    if stop:
+        return _row(claim, paper_text, ours, stop + _provisional(s), source)
+    if paper is None:
+        return _row(claim, paper_text, ours, "no paper number to compare" + _provisional(s), source)
+    clipped = interval.clipped(0.0, 1.0)
+    mean = 100 * (interval.mean or 0.0)
+    inside = clipped.has_interval and 100 * clipped.low <= paper <= 100 * clipped.high  # type: ignore[operator]
+    if inside or abs(mean - paper) <= MATCH_POINTS:
+        verdict = "matches"
+    else:
+        verdict = f"ours {'higher' if mean > paper else 'lower'} by {abs(mean - paper):.1f} points"
+    return _row(claim, paper_text, ours, verdict + _provisional(s), source)
+
+
+def direction_claim(rows: list[dict[str, Any]], claim: str, paper: str, first: tuple[str, str], second: tuple[str, str],
+                    metric: str, source: str = "") -> dict[str, str]:
+    """The claim: ``first`` exceeds ``second`` on ``metric`` (paired ``first - second`` above 0)."""
+    a, b = side(rows, *first, metric), side(rows, *second, metric)
+    if a.empty or b.empty:
+        missing = "/".join(first) if a.empty else "/".join(second)
+        return _row(claim, paper, "not in this study", f"no finished run of {missing}" + _provisional(a, b), source)
+    both = set(a.values) | set(a.stopped)
+    both &= set(b.values) | set(b.stopped)
+    a_ok = {k: v for k, v in a.values.items() if k in both}
+    b_ok = {k: v for k, v in b.values.items() if k in both}
+    difference = paired_difference(b_ok, a_ok)  # a - b over the seeds both finished
+    ours = (f"{_pts(_mean(a_ok))} vs {_pts(_mean(b_ok))}; difference {interval_text(difference, signed=True)}")
+    stop = _stop_text(("/".join(first), Side(a_ok, {k: v for k, v in a.stopped.items() if k in both}, {})),
+                      ("/".join(second), Side(b_ok, {k: v for k, v in b.stopped.items() if k in both}, {})))
+    if stop:
+        return _row(claim, paper, ours, stop + _provisional(a, b), source)
+    if not difference.has_interval:
+        verdict = f"inconclusive ({difference.n} paired seed{'s' if difference.n != 1 else ''})"
+    elif difference.clipped(-1.0, 1.0).low > 0:  # type: ignore[operator]
+        verdict = "holds"
+    else:
+        verdict = "not shown (interval includes 0)"
+    return _row(claim, paper, ours, verdict + _provisional(a, b), source)
+
+
+def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None, grid: str, axis: str,
+                    undefended: tuple[str, str], success: str, source: str = "") -> dict[str, str]:
+    """The smallest level of ``axis`` in ``grid`` whose paired reduction of ``success`` lies above 0."""
+    base = side(rows, *undefended, success)
+    base_main = side(rows, *undefended, "main_accuracy")
+    levels = sorted({float(r[f"axis:{axis}"]) for r in rows if r.get("grid") == grid and r.get(f"axis:{axis}") not in (None, "")})
+    paper_text = f"{paper:g}" if paper is not None else NOT_SOURCED
+    if base.empty or not levels:
+        return _row(claim, paper_text, "not in this study", "no undefended or no defended runs" + _provisional(base), source)
+    found = None
+    stopped_levels = []
+    previous = 0.0
+    for level in levels:
+        cells = {str(r["cell"]) for r in rows if r.get("grid") == grid and r.get(f"axis:{axis}") not in (None, "")
+                 and float(r[f"axis:{axis}"]) == level}
+        for cell in sorted(cells):
+            defended = side(rows, grid, cell, success)
+            seeds = (set(base.values) | set(base.stopped)) & (set(defended.values) | set(defended.stopped))
+            if any(k in base.stopped or k in defended.stopped for k in seeds):
+                stopped_levels.append(f"{level:g}")
+                continue
+            reduction = paired_difference({k: v for k, v in defended.values.items() if k in seeds},
+                                          {k: v for k, v in base.values.items() if k in seeds})
+            if reduction.has_interval and reduction.clipped(-1.0, 1.0).low > 0:  # type: ignore[operator]
+                main = paired_difference({k: v for k, v in base_main.values.items() if k in seeds},
+                                         side(rows, grid, cell, "main_accuracy").values)
+                found = (level, cell, reduction, main, previous)
+                break
+        if found:
+            break
+        previous = level
+    note = f"; stopped (no verdict) at {', '.join(stopped_levels)}" if stopped_levels else ""
+    if found is None:
+        return _row(claim, paper_text, f"no swept level in {levels[0]:g}..{levels[-1]:g} works", "not shown" + note
+                    + _provisional(base), source)
+    level, cell, reduction, main, previous = found
+    ours = f"{level:g} ({cell}): success reduced by {interval_text(reduction)}, main {interval_text(main, signed=True)}"
+    if paper is None:
+        verdict = f"works from {level:g}"
+    elif previous < paper <= level:  # the paper's level lies between the last level that did not work and this one
+        verdict = "matches (within the sweep's resolution)"
+    else:
+        verdict = f"differs: ours works from {level:g} ({'below' if level < paper else 'above'} the paper's {paper:g})"
+    return _row(claim, paper_text, ours, verdict + note + _provisional(base), source)
+
+
+def _mean(values: dict[int, float]) -> float | None:
+    return sum(values.values()) / len(values) if values else None
+
+
+def _row(claim: str, paper: str, ours: str, verdict: str, source: str) -> dict[str, str]:
+    return {"claim": claim, "paper": paper, "ours": ours, "verdict": verdict, "source": source}
+
+
+# ------------------------------------------------------------------------------------------- table
+def default_claims() -> list[Callable[[list[dict[str, Any]]], dict[str, str]]]:
+    """The claims for examples/studies/paper_mnist_converged.toml's grids."""
+    return [
+        lambda r: number_claim(r, "Clean accuracy, non-trainable (sum) top", 95.7, "sum_baselines", "plain__clean",
+                               "main_accuracy", PAPER_SOURCES["sum_clean"]),
+        lambda r: number_claim(r, "Clean accuracy, trainable top", 97.1, "trainable", "plain__clean", "main_accuracy",
+                               PAPER_SOURCES["trainable_clean"]),
+        lambda r: number_claim(r, "Gradient replacement succeeds on the sum top (Algorithm 2, gamma 10), backdoor %", None,
+                               "gamma", "plain__attack.gamma=10", "backdoor_accuracy"),
+        lambda r: _control_claim(r, "The backdoor beats its control on the sum top (gamma 10): backdoor - control",
+                                 ("gamma", "plain__attack.gamma=10"), ("sum_baselines", "plain__control")),
+        lambda r: _control_claim(r, "The working backdoor (sum top, record first, gamma 1) beats its control",
+                                 ("gamma_first", "plain__attack.gamma=1"), ("sum_baselines", "plain__control")),
+        lambda r: direction_claim(r, "A trainable top defends against gradient replacement (gamma 10): sum - trainable backdoor",
+                                  NOT_SOURCED + " (claim: it fails)", ("gamma", "plain__attack.gamma=10"),
+                                  ("trainable", "plain__backdoor"), "backdoor_accuracy", PAPER_SOURCES["trainable_defends"]),
+        lambda r: direction_claim(r, "Activation blurring (Algorithm 3) raises the backdoor against a trainable top: blur - no blur",
+                                  NOT_SOURCED, ("trainable", "plain__backdoor_blur"), ("trainable", "plain__backdoor"),
+                                  "backdoor_accuracy"),
+        lambda r: number_claim(r, "Label inference from gradient signs (sum top), accuracy %", None, "sum_baselines",
+                               "plain__label_inference", "label_inference_accuracy"),
+        lambda r: threshold_claim(r, "Gaussian noise variance from which the backdoor is weakened (paper's setting: trainable "
+                                  "top, gamma 10 + blurring)", 0.05, "fig6_noise", "defense.0.variance",
+                                  ("trainable", "plain__backdoor_blur"), "backdoor_accuracy", PAPER_SOURCES["noise_threshold"]),
+        lambda r: threshold_claim(r, "Gaussian noise variance from which the working backdoor (sum top, record first, gamma 1) "
+                                  "is weakened", 0.05, "tradeoff_gaussian", "defense.0.variance",
+                                  ("gamma_first", "plain__attack.gamma=1"), "backdoor_accuracy", PAPER_SOURCES["noise_threshold"]),
+        lambda r: threshold_claim(r, "Sparsification drop rate from which the backdoor is weakened (trainable top, gamma 10 + "
+                                  "blurring, per-sample residual)", None, "fig7_drop", "defense.0.drop_rate",
+                                  ("trainable", "plain__backdoor_blur"), "backdoor_accuracy"),
+        lambda r: threshold_claim(r, "Sparsification drop rate from which the working backdoor is weakened (any residual "
+                                  "variant; first that works)", None, "tradeoff_drop", "defense.0.drop_rate",
+                                  ("gamma_first", "plain__attack.gamma=1"), "backdoor_accuracy"),
+    ]
+
+
+def _control_claim(rows: list[dict[str, Any]], claim: str, backdoor: tuple[str, str], control: tuple[str, str]) -> dict[str, str]:
+    """backdoor_accuracy of the attacked cell against control_target_rate of its control, paired by seed."""
+    a = side(rows, *backdoor, "backdoor_accuracy")
+    b = side(rows, *control, "control_target_rate")
+    renamed = [dict(r, backdoor_accuracy=r.get("control_target_rate")) if (r.get("grid"), r.get("cell")) == control else r
+               for r in rows]
+    if a.empty or b.empty:
+        return _row(claim, NOT_SOURCED, "not in this study", "no finished backdoor or control runs", "")
+    return direction_claim(renamed, claim, NOT_SOURCED, backdoor, control, "backdoor_accuracy")
+
+
+def comparison_table(rows: list[dict[str, Any]], claims: Iterable[Callable[[list[dict[str, Any]]], dict[str, str]]] | None = None) -> list[dict[str, str]]:
+    return [claim(rows) for claim in (claims if claims is not None else default_claims())]
+
+
+def markdown(table: list[dict[str, str]], study: str = "") -> str:
+    lines = [
+        "# Paper vs securevfl",
+        "",
+        f"Study: {study}. " if study else "",
+        "Paper: Liu et al., *Backdoor attacks and defenses in feature-partitioned collaborative learning* "
+        "(arXiv 2007.03608). Paper numbers only from repository sources (last column); "
+        f"'{NOT_SOURCED}' where none cites one. Ours: last-epoch values in points, mean [95 % t interval] (n seeds); "
+        "comparisons paired by seed. Generated by `python examples/paper_comparison.py`.",
+        "",
+        "| claim | paper | ours | verdict | paper source |",
+        "|---|---|---|---|---|",
+    ]
+    for row in table:
+        lines.append(f"| {row['claim']} | {row['paper']} | {row['ours']} | {row['verdict']} | {row['source'] or '–'} |")
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", type=Path, help="a study's study_runs.json")
+    parser.add_argument("--out", type=Path, help="write the Markdown here (default: print only)")
+    args = parser.parse_args(argv)
+    data = json.loads(args.runs.read_text())
+    text = markdown(comparison_table(data["rows"]), str(data.get("study", "")))
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

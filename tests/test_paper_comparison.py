@@ -1,0 +1,122 @@
+"""examples/paper_comparison.py on a small synthetic study_runs.json, checked against hand computations.
+
+t quantile for 2 degrees of freedom (3 seeds): t_{0.975, 2} = 4.302653; half width = t * sd / sqrt(3).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def comparison():
+    spec = importlib.util.spec_from_file_location("paper_comparison", ROOT / "examples" / "paper_comparison.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["paper_comparison"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _runs(grid: str, cell: str, outcomes: list, axis: dict | None = None, **extra_per_seed) -> list[dict]:
+    """One row per seed; an outcome is a dict of metrics (status ok) or a status string."""
+    rows = []
+    for seed, outcome in enumerate(outcomes):
+        row = {"grid": grid, "cell": cell, "seed": seed, **(axis or {})}
+        if isinstance(outcome, str):
+            row.update(status=outcome, main_accuracy=None, backdoor_accuracy=None)
+        else:
+            row.update(status="ok", **outcome)
+        rows.append(row)
+    return rows
+
+
+def synthetic_rows() -> list[dict]:
+    rows = []
+    rows += _runs("sum_baselines", "plain__clean", [{"main_accuracy": v} for v in (0.95, 0.96, 0.97)])
+    rows += _runs("sum_baselines", "plain__control", [{"main_accuracy": 0.96, "control_target_rate": v} for v in (0.01, 0.02, 0.03)])
+    rows += _runs("sum_baselines", "plain__label_inference", [{"main_accuracy": 0.96, "label_inference_accuracy": 1.0},
+                                                               {"main_accuracy": 0.96, "label_inference_accuracy": 1.0}, "pending"])
+    rows += _runs("trainable", "plain__clean", [{"main_accuracy": v} for v in (0.960, 0.962, 0.964)])
+    rows += _runs("gamma", "plain__attack.gamma=10", [{"main_accuracy": 0.93, "backdoor_accuracy": v} for v in (0.30, 0.40, 0.50)])
+    rows += _runs("trainable", "plain__backdoor", [{"main_accuracy": 0.96, "backdoor_accuracy": v} for v in (0.05, 0.10, 0.15)])
+    rows += _runs("trainable", "plain__backdoor_blur", [{"main_accuracy": 0.95, "backdoor_accuracy": v} for v in (0.20, 0.25, 0.30)])
+    rows += _runs("gamma_first", "plain__attack.gamma=1", [{"main_accuracy": 0.87, "backdoor_accuracy": 0.90}, "diverged",
+                                                           {"main_accuracy": 0.86, "backdoor_accuracy": 0.95}])
+    low = {"axis:defense.0.variance": "1e-05"}
+    high = {"axis:defense.0.variance": "0.0001"}
+    rows += _runs("fig6_noise", "plain__defense.0.variance=1e-05",
+                  [{"main_accuracy": 0.95, "backdoor_accuracy": v} for v in (0.18, 0.25, 0.29)], low)
+    rows += _runs("fig6_noise", "plain__defense.0.variance=0.0001",
+                  [{"main_accuracy": m, "backdoor_accuracy": v} for m, v in ((0.90, 0.0), (0.91, 0.05), (0.92, 0.10))], high)
+    return rows
+
+
+def _by_claim(table: list[dict], start: str) -> dict:
+    found = [row for row in table if row["claim"].startswith(start)]
+    assert len(found) == 1, start
+    return found[0]
+
+
+def test_table_against_hand_computation(comparison) -> None:
+    table = comparison.comparison_table(synthetic_rows())
+
+    # 95.0, 96.0, 97.0: mean 96.0, sd 1.0, half 4.302653 / sqrt(3) = 2.484 -> [93.5, 98.5]; 95.7 inside
+    row = _by_claim(table, "Clean accuracy, non-trainable")
+    assert (row["paper"], row["ours"], row["verdict"]) == ("95.7 %", "96.0 [93.5, 98.5] (n=3)", "matches")
+
+    # 96.0, 96.2, 96.4: mean 96.2, sd 0.2, half 0.497 -> [95.7, 96.7]; 97.1 outside and 0.9 points away
+    row = _by_claim(table, "Clean accuracy, trainable")
+    assert (row["ours"], row["verdict"]) == ("96.2 [95.7, 96.7] (n=3)", "ours lower by 0.9 points")
+
+    # sum - trainable backdoor: 25, 30, 35: mean 30, sd 5, half 12.42 -> [+17.6, +42.4]
+    row = _by_claim(table, "A trainable top defends")
+    assert row["ours"] == "40.0 vs 10.0; difference +30.0 [+17.6, +42.4] (n=3)"
+    assert row["verdict"] == "holds"
+    assert row["paper"].startswith("not in repo sources")
+
+    # backdoor - control: 29, 38, 47: mean 38, sd 9, half 22.36 -> [+15.6, +60.4]
+    row = _by_claim(table, "The backdoor beats its control")
+    assert row["ours"] == "40.0 vs 2.0; difference +38.0 [+15.6, +60.4] (n=3)" and row["verdict"] == "holds"
+
+    # blur - no blur: 15 on every seed (sd 0)
+    row = _by_claim(table, "Activation blurring")
+    assert row["ours"] == "25.0 vs 10.0; difference +15.0 [+15.0, +15.0] (n=3)" and row["verdict"] == "holds"
+
+    # intent to treat: seed 1 of the working backdoor diverged -> no verdict, the stop is the verdict
+    row = _by_claim(table, "The working backdoor")
+    assert row["verdict"] == "gamma_first/plain__attack.gamma=1 stopped 1/3 (diverged); no verdict"
+
+    # a pending seed is left out and named
+    row = _by_claim(table, "Label inference")
+    assert row["ours"] == "100.0 [100.0, 100.0] (n=2)"
+    assert row["verdict"] == "no paper number to compare (provisional: seed(s) 2 not finished)"
+
+    # threshold: 1e-5 reduces by 2, 0, 1 (mean 1.0, sd 1.0 -> [-1.5, +3.5]: includes 0, does not work);
+    # 1e-4 reduces by 20 on every seed; main cost 90-95, 91-95, 92-95 = -5, -4, -3 -> -4.0 [-6.5, -1.5]
+    row = _by_claim(table, "Gaussian noise variance from which the backdoor is weakened (paper's setting")
+    assert row["paper"] == "0.05"
+    assert row["ours"] == (
+        "0.0001 (plain__defense.0.variance=0.0001): success reduced by 20.0 [20.0, 20.0] (n=3), main -4.0 [-6.5, -1.5] (n=3)"
+    )
+    assert row["verdict"] == "differs: ours works from 0.0001 (below the paper's 0.05)"
+
+    # grids this synthetic study does not have
+    assert _by_claim(table, "Sparsification drop rate from which the backdoor")["ours"] == "not in this study"
+
+
+def test_markdown_from_a_study_runs_file(comparison, tmp_path: Path) -> None:
+    runs = tmp_path / "study_runs.json"
+    runs.write_text(json.dumps({"study": "synthetic", "rows": synthetic_rows()}))
+    out = tmp_path / "paper.md"
+    assert comparison.main([str(runs), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| claim | paper | ours | verdict | paper source |" in text
+    assert "| Clean accuracy, non-trainable (sum) top | 95.7 % | 96.0 [93.5, 98.5] (n=3) | matches |" in text
+    assert text.count("\n| ") == 1 + len(comparison.default_claims())  # the header, then one line per claim
