@@ -37,6 +37,8 @@ COMMITTED = {
     "sum top (full MNIST, 392 -> 32 -> 10 bottoms)": RESULTS / "mnist_plain_sum_seed0_60ep.json",
     "trainable top (full MNIST, 392 -> 32 bottoms, 64 -> 32 -> 10 top)": RESULTS / "mnist_plain_trainable_seed0_60ep.json",
 }
+#: Everything below this line in --out is hand-written and kept when the tables are regenerated.
+MARKER = "<!-- hand-written below: kept by examples/convergence_length.py -->"
 REDUCED_OVERRIDES = [
     "data.train_limit=6000",
     "data.test_limit=1000",
@@ -154,8 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         text += "\n" + args.notes.read_text()
     print(text)
     if args.out:
+        # Keep what was written by hand below the marker (the probes' findings, the decisions).
+        kept = ""
+        if args.out.is_file() and MARKER in args.out.read_text():
+            kept = args.out.read_text().split(MARKER, 1)[1]
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        args.out.write_text(text + ("\n" + MARKER + kept if kept else ""))
     return 0
 
 
