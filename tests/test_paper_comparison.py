@@ -47,7 +47,7 @@ def synthetic_rows() -> list[dict]:
     rows += _runs("gamma", "plain__attack.gamma=10", [{"main_accuracy": 0.93, "backdoor_accuracy": v} for v in (0.30, 0.40, 0.50)])
     rows += _runs("trainable", "plain__backdoor", [{"main_accuracy": 0.96, "backdoor_accuracy": v} for v in (0.05, 0.10, 0.15)])
     rows += _runs("trainable", "plain__backdoor_blur", [{"main_accuracy": 0.95, "backdoor_accuracy": v} for v in (0.20, 0.25, 0.30)])
-    rows += _runs("gamma_first", "plain__attack.gamma=1", [{"main_accuracy": 0.87, "backdoor_accuracy": 0.90}, "diverged",
+    rows += _runs("gamma_first", "plain__attack.gamma=0.3", [{"main_accuracy": 0.87, "backdoor_accuracy": 0.90}, "diverged",
                                                            {"main_accuracy": 0.86, "backdoor_accuracy": 0.95}])
     low = {"axis:defense.0.variance": "1e-05"}
     high = {"axis:defense.0.variance": "0.0001"}
@@ -91,7 +91,7 @@ def test_table_against_hand_computation(comparison) -> None:
 
     # intent to treat: seed 1 of the working backdoor diverged -> no verdict, the stop is the verdict
     row = _by_claim(table, "The working backdoor")
-    assert row["verdict"] == "gamma_first/plain__attack.gamma=1 stopped 1/3 (diverged); no verdict"
+    assert row["verdict"] == "gamma_first/plain__attack.gamma=0.3 stopped 1/3 (diverged); no verdict"
 
     # a pending seed is left out and named
     row = _by_claim(table, "Label inference")
