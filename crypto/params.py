@@ -225,12 +225,15 @@ PRESETS: dict[str, CkksParameters] = {
     "deep": CkksParameters(16384, (60, 40, 40, 40, 40, 40, 40, 40, 60), 40, name="deep"),
     # ``transport`` with 4x the input range: the same single 60-bit prime at scale 2**37, so
     # max_magnitude = 2**11 = 2048 instead of 512 (decrypt ceiling 2**22). Why it exists: the
-    # gradient-replacement backdoor at gamma 30 amplifies the attacker's activations to ~569 on
-    # MNIST, beyond transport's 512, and a ckks/receiver run then stops on the range check
-    # (docs/results/attacks_defenses.md); with this preset the same run can train, so the
-    # aggressive-gamma comparison with plaintext exists like with like next to that range stop.
-    # The price is precision: the round-trip bound is 8x transport's (2**-17 = 7.6e-6, still
-    # below 1e-5 and far below the ~1e-3 per-sample gradient entries of the MNIST models).
+    # gradient-replacement backdoor amplifies the attacker's activations past transport's 512 on
+    # MNIST (521-590 where the committed ckks/receiver runs at gamma 3, 10 and 30 stopped on the
+    # range check: docs/results/attacks_defenses.md, docs/results/study_paper_mnist/), so those
+    # runs have no encrypted counterpart to compare with plaintext; with this preset they train
+    # on, like with like, next to the range stop. It is the widest single-prime preset that keeps
+    # a stated precision below 1e-5 (scale >= 2**37 at N = 4096): its round-trip bound is 8x
+    # transport's (2**-17 = 7.6e-6; measured ~4e-7), far below the ~1e-3 per-sample gradient
+    # entries of the MNIST models. Not enough for every run: gamma 30, seed 0, reaches 2137 at
+    # epoch 2 (probe, issue 15) and stops here too, one epoch later.
     # Added after the others so the existing presets keep their names and order.
     "transport_wide": CkksParameters(4096, (60,), 37, name="transport_wide"),
 }

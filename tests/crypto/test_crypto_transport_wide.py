@@ -1,8 +1,8 @@
 """The ``transport_wide`` preset (issue 15, item 4): ``transport`` with room for gamma-30 activations.
 
-``transport`` refuses inputs above 512, and the gradient-replacement backdoor at gamma 30 sends
-activations of ~569 on MNIST, so a ckks/receiver run stops on the range check. ``transport_wide``
-states a ceiling of 2048 (``max_magnitude``): every value up to it must survive what a transport
+``transport`` refuses inputs above 512, and the gradient-replacement backdoor sends activations of
+521-590 on MNIST where the committed ckks/receiver runs stopped on the range check (gamma 30: 569).
+``transport_wide`` states a ceiling of 2048 (``max_magnitude``): every value up to it must survive what a transport
 message does -- public-key encryption, the wire, a sum of two parties' messages, decryption --
 within the preset's stated ``expected_precision``, and anything above it must be refused before
 SEAL sees it.
