@@ -232,8 +232,10 @@ PRESETS: dict[str, CkksParameters] = {
     # on, like with like, next to the range stop. It is the widest single-prime preset that keeps
     # a stated precision below 1e-5 (scale >= 2**37 at N = 4096): its round-trip bound is 8x
     # transport's (2**-17 = 7.6e-6; measured ~4e-7), far below the ~1e-3 per-sample gradient
-    # entries of the MNIST models. Not enough for every run: gamma 30, seed 0, reaches 2137 at
-    # epoch 2 (probe, issue 15) and stops here too, one epoch later.
+    # entries of the MNIST models. It does not carry gamma 30 (seed 0): the encrypted run reaches
+    # 2137 at epoch 2 and stops here too, and the plaintext run diverges in that same epoch
+    # (activations up to 7.6e5, epoch loss 4125 > train.max_loss; probes, issue 15), so there the
+    # stop is the attack's, in every scheme, not encryption's.
     # Added after the others so the existing presets keep their names and order.
     "transport_wide": CkksParameters(4096, (60,), 37, name="transport_wide"),
 }
