@@ -91,8 +91,12 @@ def _pts(x: float | None, signed: bool = False) -> str:
 
 
 def interval_text(interval: Interval, signed: bool = False) -> str:
+    """``96.0 [93.5, 98.5] (n=3)``; ``35.0 (n=1, no interval)``; ``–`` without values."""
+    if interval.mean is None:
+        return "–"
     low, high = (-1.0, 1.0) if signed else (0.0, 1.0)
-    return f"{interval.clipped(low, high).text(signed=signed)} (n={interval.n})"
+    text = interval.clipped(low, high).text(signed=signed)
+    return f"{text} (n={interval.n})" if interval.has_interval else text
 
 
 def _stop_text(*sides: tuple[str, Side]) -> str | None:
@@ -121,6 +125,8 @@ def number_claim(rows: list[dict[str, Any]], claim: str, paper: float | None, gr
         return _row(claim, paper_text, ours, stop + _provisional(s), source)
     if paper is None:
         return _row(claim, paper_text, ours, "no paper number to compare" + _provisional(s), source)
+    if not interval.has_interval:
+        return _row(claim, paper_text, ours, f"inconclusive ({interval.n} seed; no verdict from one seed)" + _provisional(s), source)
     clipped = interval.clipped(0.0, 1.0)
     mean = 100 * (interval.mean or 0.0)
     inside = clipped.has_interval and 100 * clipped.low <= paper <= 100 * clipped.high  # type: ignore[operator]
@@ -176,7 +182,8 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
             defended = side(rows, grid, cell, success)
             seeds = (set(base.values) | set(base.stopped)) & (set(defended.values) | set(defended.stopped))
             if any(k in base.stopped or k in defended.stopped for k in seeds):
-                stopped_levels.append(f"{level:g}")
+                if f"{level:g}" not in stopped_levels:
+                    stopped_levels.append(f"{level:g}")
                 continue
             reduction = paired_difference({k: v for k, v in defended.values.items() if k in seeds},
                                           {k: v for k, v in base.values.items() if k in seeds})

@@ -120,3 +120,10 @@ def test_markdown_from_a_study_runs_file(comparison, tmp_path: Path) -> None:
     assert "| claim | paper | ours | verdict | paper source |" in text
     assert "| Clean accuracy, non-trainable (sum) top | 95.7 % | 96.0 [93.5, 98.5] (n=3) | matches |" in text
     assert text.count("\n| ") == 1 + len(comparison.default_claims())  # the header, then one line per claim
+
+
+def test_one_seed_gives_no_verdict(comparison) -> None:
+    rows = _runs("sum_baselines", "plain__clean", [{"main_accuracy": 0.90}])
+    row = comparison.number_claim(rows, "clean", 95.7, "sum_baselines", "plain__clean", "main_accuracy")
+    assert row["ours"] == "90.0 (n=1, no interval)"
+    assert row["verdict"].startswith("inconclusive (1 seed")
