@@ -165,9 +165,10 @@ def test_a_stalled_party_stops_the_others_and_every_party_resumes_to_the_uninter
         waited = time.monotonic() - stalled
         assert all(parties.processes[name].returncode not in (None, 0) for name in others), "a party hung"
         assert waited < 8 + 5 + 15, waited  # receive deadline, the ABORT fan-out, exiting (loaded machine)
-        for name in others:
+        for name in others:  # one line each, naming the party it stopped on (passive_1, or a peer waiting on passive_1)
             line = last_error_line(parties.log(name))
-            assert line.startswith(f"error: {name}: ") and ("passive_1" in line or "aborted" in line), line
+            assert line.startswith(f"error: {name}: ") and any(peer in line.removeprefix(f"error: {name}: {name}") for peer in ("passive_1", "active", "passive_2")), line
+        assert "passive_1" in last_error_line(parties.log("active")), last_error_line(parties.log("active"))
     finally:
         parties.close()  # kills the stalled process
     # a party started afresh on a folder with checkpoints is refused: the interrupted run is never overwritten silently
