@@ -254,7 +254,8 @@ def main() -> int:
         window = windows[scheme]
         for _ in range(3):  # a run faster than the reference (the machine's load varies) may end before the fault: draw again, earlier
             record = one_trial(index, role, fault, references[scheme], window, work, draw)
-            if not str(record.get("outcome", "")).startswith("FAILED: the run ended before the fault"):
+            outcome = str(record.get("outcome", ""))
+            if not (outcome.startswith("FAILED: the run ended before the fault") or outcome == "finished before the fault"):
                 break
             window /= 2
         trials.append(record)
