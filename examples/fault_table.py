@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -101,6 +102,7 @@ def history_difference(mine: list[dict[str, Any]], reference: list[dict[str, Any
 def one_trial(index: int, role: str, fault: str, reference: dict[str, Any], window: float, work: Path, draw: random.Random) -> dict[str, Any]:
     scheme, victim = ROLES[role]
     folder = work / f"trial-{index}"
+    shutil.rmtree(folder, ignore_errors=True)  # a trial drawn again starts clean: its logs are read for the attempt line
     cfg = config(scheme, "grpc")
     files = write_loopback_plan(cfg, folder / "parties", base_port=free_port_base(cfg.parties.passive + 2), overwrite=True)
     parties = PartyProcesses(files)
@@ -229,6 +231,7 @@ def main() -> int:
     for scheme in SCHEMES:
         references[scheme] = run_training(config(scheme, "inprocess"))
         cfg = config(scheme, "grpc")
+        shutil.rmtree(work / f"reference-{scheme.replace('/', '-')}", ignore_errors=True)
         files = write_loopback_plan(cfg, work / f"reference-{scheme.replace('/', '-')}" / "parties", base_port=free_port_base(cfg.parties.passive + 2), overwrite=True)
         parties = PartyProcesses(files)
         try:
