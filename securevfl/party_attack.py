@@ -18,7 +18,7 @@ attack from it and the public plan:
   outputs: the active party's predictions on the extra evaluation splits (e.g. a backdoor's
   triggered test samples) are written raw into its result (:class:`PredictionRecorder`) and the
   launcher, which holds the experimenter's attack plan, scores them after the run
-  (:func:`merge_attack_results`); the honest active party never learns the backdoor's target.
+  (:func:`merge_attack_results`), so the active party's process is not handed the target label for scoring (a simulation detail).
   The attacker's own metrics come from ``Attack.epoch_metrics(truth)``, which makes the epoch's
   guesses and scores them in one call (gradient inversion guesses there; label guesses are reset
   there), so the attacker's process scores them itself against an evaluator-only truth file
