@@ -103,7 +103,7 @@ class PartyProcesses:
         return self.files.private[party].parent / LOG_NAME
 
     def start(self, *, resume: bool = False, only: list[str] | None = None) -> None:
-        """Start every party's process (stdout and stderr appended to its folder's ``party.log``).
+        """Start every party's process (stdout and stderr into its folder's ``party.log``, appended to when resuming).
 
         ``resume``: every party continues after the latest epoch they all have a checkpoint of;
         otherwise each starts from the beginning, replacing what its folder holds. ``only``: start
@@ -113,7 +113,7 @@ class PartyProcesses:
         for party, private in self.files.private.items():
             if only is not None and party not in only:
                 continue
-            log = self._logs[party] = self.log(party).open("ab")
+            log = self._logs[party] = self.log(party).open("ab" if resume else "wb")  # a fresh start never shows an earlier run's lines
             command = [
                 sys.executable, "-m", "securevfl.cli", "party", "--plan", str(self.files.plan), "--party", party,
                 "--private", str(private), "--out", str(self.out_dir(party)), "--resume" if resume else "--overwrite",
