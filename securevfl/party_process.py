@@ -33,7 +33,6 @@ from securevfl.party_checkpoint import PartyCheckpoints
 from securevfl.party_record import party_facts
 from securevfl.party_runner import PartyEndpoint, PartyOutcome, attempt_offer, run_party
 from securevfl.protocols.attempt import start_attempt
-from securevfl.roles import Role
 from securevfl.plan import Plan, PrivateParty, check_tls, load_identity, load_plan, load_private
 from securevfl.protocols import Channel, Identity
 from securevfl.training import RESULT_NAME
@@ -144,8 +143,8 @@ def run_party_process(
     try:
         endpoint = PartyEndpoint(channel)
         if plan.alignment == "psi":  # the attempt's own session first: the alignment's frames travel in it
-            role = {"passive": Role.PASSIVE, "active": Role.ACTIVE}.get(plan.party(session.name).role, Role.KEY_HOLDER)
-            peers = [party.name for party in plan.parties if party.name != session.name]
+            role = shape.role_of(session.name, config.scheme.key_holder_party)
+            peers = [name for name in shape.party_names(config.scheme.key_holder_party) if name != session.name]
             with endpoint.training():
                 attempt = start_attempt(endpoint, session.name, peers, endpoint.session, attempt_offer(role, resume, checkpoints))
                 aligned = align_planned_run(endpoint, plan, session.name, data, out_dir)
