@@ -76,3 +76,24 @@ def test_the_study_table_gives_diverged_and_collapsed_their_own_status(tmp_path:
     rows, _ = collect_rows([first, second], out)
     assert [row["status"] for row in rows] == [RunStatus.COLLAPSED, RunStatus.DIVERGED]
     assert "above chance" in rows[0]["reason"] and "diverged" in rows[1]["reason"]
+
+
+def test_the_runs_log_line_says_what_the_table_says(tmp_path: Path) -> None:
+    """A worker's outcome (the study's log line) carries the table's status: collapsed, diverged."""
+    from securevfl.study import load_study, plan_runs
+    from securevfl.study.runner import run_dir
+    from securevfl.study.table import collect_rows
+    from securevfl.study.worker import TrainJob, train_one
+
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[study]\nname = "s"\nseeds = [0]\n[study.set]\n"train.epochs" = 3\n"train.collapse_epochs" = 2\n'
+        '[[grid]]\nname = "g"\n[grid.variants]\nstuck = { "train.lr" = 1e-9 }\nbounded = { "train.max_loss" = 0.01 }\n',
+        encoding="utf-8",
+    )
+    runs = plan_runs(load_study(study))
+    out = tmp_path / "out"
+    outcomes = [train_one(TrainJob(run.run_id, run.config, run.config, str(run_dir(out, run)), None)) for run in runs]
+    rows, _ = collect_rows(runs, out)
+    assert [o.status for o in outcomes] == [row["status"] for row in rows] == [RunStatus.COLLAPSED, RunStatus.DIVERGED]
+    assert "chance" in outcomes[0].detail and "diverged" in outcomes[1].detail

@@ -7,8 +7,12 @@ against these members, so a misspelt status is an ``AttributeError``, not a sile
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-__all__ = ["STOPPED", "WAITING", "RunStatus"]
+from securevfl.attacks import MAIN_ACCURACY
+from securevfl.divergence import COLLAPSE_MARGIN
+
+__all__ = ["STOPPED", "WAITING", "RunStatus", "collapse_reason", "failure_status"]
 
 
 class RunStatus(StrEnum):
@@ -24,7 +28,7 @@ class RunStatus(StrEnum):
     """Trained to the end at chance accuracy: its attack numbers are not successes (``result.json``).
 
     Training flags it (:mod:`securevfl.divergence`); the study table also calls a run collapsed
-    whose last-epoch main accuracy is within 5 points of chance (:func:`securevfl.study.table.collapse_reason`)."""
+    whose last-epoch main accuracy is within 5 points of chance (:func:`collapse_reason`)."""
     CRASHED = "crashed"
     """Stopped on a bug (a traceback); rerun after the fix."""
     REFUSED = "refused"
@@ -39,3 +43,30 @@ class RunStatus(StrEnum):
 STOPPED = (RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.COLLAPSED)
 #: No outcome (yet): not trained, or a bug to fix and rerun; left out of comparisons, which say so.
 WAITING = (RunStatus.PENDING, RunStatus.CRASHED)
+
+
+def collapse_reason(result: dict[str, Any]) -> str:
+    """Why a finished run counts as collapsed ('' if it does not).
+
+    Training marks a run ``collapsed`` when its main accuracy stayed within
+    :data:`~securevfl.divergence.COLLAPSE_MARGIN` of chance for its last ``train.collapse_epochs``
+    epochs. The study is stricter about what it reports as a result: a run whose **last-epoch**
+    main accuracy (the number the tables show) is within that margin of chance is collapsed too,
+    so that a model which always predicts the target is never reported as "backdoor 100 %".
+    Chance is the test set's majority-class rate the run recorded (``chance_accuracy``).
+    """
+    if result.get("outcome") == "collapsed":
+        return str(result.get("outcome_reason") or "main accuracy at chance")
+    chance, main = result.get("chance_accuracy"), result.get(MAIN_ACCURACY.name)
+    if chance is None or main is None or float(main) > float(chance) + COLLAPSE_MARGIN:
+        return ""
+    return (
+        f"last-epoch main accuracy {100 * float(main):.1f} % is within {100 * COLLAPSE_MARGIN:.0f} points of chance "
+        f"({100 * float(chance):.1f} %)"
+    )
+
+
+def failure_status(error_type: str | None) -> RunStatus:
+    """A stopped run's status from its error's type name: divergence is an outcome of the setting,
+    any other user-level error a failure."""
+    return RunStatus.DIVERGED if error_type == "TrainingDiverged" else RunStatus.FAILED

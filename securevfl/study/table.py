@@ -25,13 +25,12 @@ from securevfl.attacks.registry import attack_table_columns
 from securevfl.config import ProtectionConfig
 from securevfl.defenses.accounting import PRIVACY_COLUMNS, privacy_columns
 from securevfl.defenses.registry import parse_defense_config
-from securevfl.divergence import COLLAPSE_MARGIN
 from securevfl.files import atomic_write_text
 from securevfl.schemes import Scheme, scheme_for
 from securevfl.study.runner import FAILED_NAME, RESULT_NAME, readable_record, run_dir
 from securevfl.study.spec import PlannedRun
 from securevfl.study.statistics import Interval, mean_interval
-from securevfl.study.status import STOPPED, RunStatus
+from securevfl.study.status import STOPPED, RunStatus, collapse_reason, failure_status
 
 __all__ = ["CellSummary", "base_columns", "collapse_reason", "collect_rows", "metric_names", "summarize_cells", "write_table"]
 
@@ -146,8 +145,7 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
             row.update(_result_columns(result))
             histories[run.run_id] = result.get("history", [])
         elif (directory / FAILED_NAME).is_file() and (failure := readable_record(directory / FAILED_NAME)) is not None:
-            diverged = failure.get("type") == "TrainingDiverged"
-            row.update(status=RunStatus.DIVERGED if diverged else RunStatus.FAILED, reason=failure["error"])
+            row.update(status=failure_status(failure.get("type")), reason=failure["error"])
             row.update(_config_columns(failure["config"]))
         else:
             row.update(status=RunStatus.PENDING, reason="")
@@ -155,27 +153,6 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
             row.update(_config_columns(run.config))
         rows.append(row)
     return rows, histories
-
-
-def collapse_reason(result: dict[str, Any]) -> str:
-    """Why a finished run counts as collapsed ('' if it does not).
-
-    Training marks a run ``collapsed`` when its main accuracy stayed within
-    :data:`~securevfl.divergence.COLLAPSE_MARGIN` of chance for its last ``train.collapse_epochs``
-    epochs. The study is stricter about what it reports as a result: a run whose **last-epoch**
-    main accuracy (the number the tables show) is within that margin of chance is collapsed too,
-    so that a model which always predicts the target is never reported as "backdoor 100 %".
-    Chance is the test set's majority-class rate the run recorded (``chance_accuracy``).
-    """
-    if result.get("outcome") == "collapsed":
-        return str(result.get("outcome_reason") or "main accuracy at chance")
-    chance, main = result.get("chance_accuracy"), result.get(MAIN_ACCURACY.name)
-    if chance is None or main is None or float(main) > float(chance) + COLLAPSE_MARGIN:
-        return ""
-    return (
-        f"last-epoch main accuracy {100 * float(main):.1f} % is within {100 * COLLAPSE_MARGIN:.0f} points of chance "
-        f"({100 * float(chance):.1f} %)"
-    )
 
 
 def columns_of(rows: list[dict[str, Any]]) -> list[str]:

@@ -19,7 +19,7 @@ from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.errors import SecureVFLError
 from securevfl.files import atomic_write_text
 from securevfl.study.spec import PlannedRun
-from securevfl.study.status import RunStatus
+from securevfl.study.status import RunStatus, collapse_reason, failure_status
 
 __all__ = ["CHECKPOINT_NAME", "FAILED_NAME", "RESULT_NAME", "ProgressDisplay", "RunOutcome", "TrainJob", "run_dir", "train_one"]
 
@@ -71,7 +71,7 @@ def train_one(job: TrainJob) -> RunOutcome:
         directory.mkdir(parents=True, exist_ok=True)
         record = {"error": str(exc), "type": type(exc).__name__, "config": resolved}
         atomic_write_text(directory / FAILED_NAME, json.dumps(record, indent=1) + "\n")
-        return RunOutcome(run_id, RunStatus.FAILED, time.perf_counter() - started, str(exc))
+        return RunOutcome(run_id, failure_status(type(exc).__name__), time.perf_counter() - started, str(exc))
     except Exception:  # noqa: BLE001 - any bug in one run must not stop the others
         # a bug, not a finding: keep the traceback next to the run, record nothing as finished
         directory.mkdir(parents=True, exist_ok=True)
@@ -84,6 +84,9 @@ def train_one(job: TrainJob) -> RunOutcome:
             shown += f", {spec.label} {result[spec.name]:.4f}"
     if result.get("attack_feasible") is False:
         shown += ", attack infeasible"
+    collapsed = collapse_reason(result)
+    if collapsed:  # the log line says what the table will say
+        return RunOutcome(run_id, RunStatus.COLLAPSED, time.perf_counter() - started, f"{shown}; {collapsed}")
     return RunOutcome(run_id, RunStatus.OK, time.perf_counter() - started, shown)
 
 
