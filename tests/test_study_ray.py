@@ -105,3 +105,37 @@ def test_a_ray_task_whose_process_dies_is_retried_then_recorded_as_crashed(
     assert not (run / RESULT_NAME).exists() and not (run / "failed.json").exists()  # a crash is never a result
     rows = json.loads((out / "study_runs.json").read_text(encoding="utf-8"))["rows"]
     assert [row["status"] for row in rows] == ["pending"]  # trained again by the next invocation
+
+
+class _SlowStartRay:
+    """Stands in for the ``ray`` module: its first ``fails`` local starts time out like Ray's does."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails, self.inits, self.shutdowns = fails, 0, 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs: Any) -> None:
+        self.inits += 1
+        if self.inits <= self.fails:
+            raise Exception("The current node timed out during startup. This could happen because ...")
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_a_local_ray_start_that_times_out_is_tried_again_then_is_one_error_line() -> None:
+    from securevfl.errors import ConfigError
+    from securevfl.study.ray_backend import LOCAL_START_ATTEMPTS, _start
+
+    slow = _SlowStartRay(fails=LOCAL_START_ATTEMPTS - 1)
+    assert _start(slow, 2, None) is True  # type: ignore[arg-type]
+    assert (slow.inits, slow.shutdowns) == (LOCAL_START_ATTEMPTS, LOCAL_START_ATTEMPTS - 1)
+    never = _SlowStartRay(fails=LOCAL_START_ATTEMPTS)
+    with pytest.raises(ConfigError, match=f"did not register within Ray's start-up wait, {LOCAL_START_ATTEMPTS} times"):
+        _start(never, 2, None)  # type: ignore[arg-type]
+    remote = _SlowStartRay(fails=1)  # an existing cluster is not restarted: one try
+    with pytest.raises(ConfigError):
+        _start(remote, 2, "ray://head:10001")  # type: ignore[arg-type]
+    assert remote.inits == 1

@@ -61,6 +61,10 @@ def require_ray() -> ModuleType:
     return ray
 
 
+#: How many times a local Ray instance is started before the study gives up (see :func:`_start`).
+LOCAL_START_ATTEMPTS = 3
+
+
 def _ray_train(job: TrainJob, plugins: tuple[str, ...], cwd: str, sys_path: list[str]) -> RunOutcome:
     """Ray task body: the driver's working directory and import path, the study's plugins, one run."""
     for entry in reversed(sys_path):
@@ -73,19 +77,36 @@ def _ray_train(job: TrainJob, plugins: tuple[str, ...], cwd: str, sys_path: list
 
 
 def _start(ray: ModuleType, workers: int, address: str | None) -> bool:
-    """Connect to ``address`` or start a quiet local instance of ``workers`` CPUs; True if this call started it."""
+    """Connect to ``address`` or start a quiet local instance of ``workers`` CPUs; True if this call started it.
+
+    Ray waits a fixed 30 s for a new local node to register and then raises a bare ``Exception``
+    ("The current node timed out during startup"); on a loaded two-core machine that happens now and
+    then, so a local start is tried :data:`LOCAL_START_ATTEMPTS` times before it is one error line.
+    """
     if ray.is_initialized():  # a caller (a notebook, a test) already chose the cluster
         return False
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
-    try:
-        if address is None:
-            ray.init(num_cpus=workers, include_dashboard=False, **quiet)
-        else:
-            ray.init(address=address, **quiet)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-        raise ConfigError(f"study --backend ray: cannot start or reach {where}: {str(exc).splitlines()[0]}") from None
-    return True
+    where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+    attempts = 1 if address else LOCAL_START_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            if address is None:
+                ray.init(num_cpus=workers, include_dashboard=False, **quiet)
+            else:
+                ray.init(address=address, **quiet)
+            return True
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"study --backend ray: cannot start or reach {where}: {str(exc).splitlines()[0]}") from None
+        except Exception as exc:  # noqa: BLE001 - Ray's start-up timeout is a bare Exception
+            if "timed out during startup" not in str(exc):
+                raise
+            ray.shutdown()  # stop what the failed start left running before the next try
+            if attempt == attempts:
+                raise ConfigError(
+                    f"study --backend ray: cannot start or reach {where}: its node did not register within Ray's "
+                    f"start-up wait, {attempts} times (is the machine overloaded?)"
+                ) from None
+    raise AssertionError("unreachable")
 
 
 def train_with_ray(
