@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: worker processes on this machine (default); ray: one Ray task per run (pip install 'securevfl[ray]')",
     )
     study.add_argument("--address", help="with --backend ray: the cluster to join (e.g. auto, HOST:6379); default: a local Ray instance of --workers CPUs")
+    study.add_argument(
+        "--reuse-from", type=Path, action="append", default=[], metavar="DIR",
+        help="copy the finished runs of another study folder whose config is identical instead of training them (repeatable)",
+    )
     _add_pki_parser(commands)
     _add_plan_parsers(commands)
     return parser
@@ -286,6 +290,7 @@ def _study(args: argparse.Namespace, argv: list[str]) -> int:
         log=log,
         backend=args.backend,
         address=args.address,
+        reuse_from=args.reuse_from,
     )
     print(summary)
     return summary.exit_code

@@ -361,3 +361,43 @@ def test_a_torn_run_record_is_named_moved_aside_and_trained_again(tmp_path: Path
     assert f"{result} is torn or unreadable: moved aside" in capsys.readouterr().err
     assert json.loads(result.read_text())["epochs_completed"] == 1
     assert (result.parent / (RESULT_NAME + ".unreadable")).read_text() == whole[: len(whole) // 2]
+
+
+def test_reuse_from_copies_only_identical_finished_runs_and_says_so(tiny_study: tuple[Path, Path], tmp_path: Path) -> None:
+    """--reuse-from: a run whose exact config another folder finished is copied (named in its row and
+    the report), a run of another config trains, and the copy equals what training would give."""
+    _, finished_out = tiny_study
+    # the same cells under another grid name, gamma 1 is shared, gamma 5 is new; seed 0 only
+    other = TINY.replace('"attack.gamma" = [1, 3]', '"attack.gamma" = [1, 5]').replace('name = "gamma"', 'name = "again"')
+    other = other.replace("seeds = [0, 1]", "seeds = [0]")
+    study = _write(tmp_path, other)
+    out = tmp_path / "out"
+    logged: list[str] = []
+    summary = run_and_report(study, out, show_progress=False, log=logged.append, reuse_from=[finished_out])
+    assert summary.exit_code == 0 and "reused 1 finished run(s)" in " ".join(logged)
+    assert "2 runs: 1 to train, 1 finished earlier" in " ".join(logged)
+    rows = {row["run_id"]: row for row in json.loads((out / "study_runs.json").read_text())["rows"]}
+    shared, new = rows["again/plain__attack.gamma=1__seed0"], rows["again/plain__attack.gamma=5__seed0"]
+    source = finished_out / "runs" / "gamma" / "plain__attack.gamma=1__seed0" / RESULT_NAME
+    assert shared["reused_from"] == str(source.resolve()) and "reused_from" not in new
+    copied = json.loads((out / "runs" / "again" / "plain__attack.gamma=1__seed0" / RESULT_NAME).read_text())
+    assert copied == json.loads(source.read_text())
+    assert copied["history"] == run_training(validate_config(plan_runs(load_study(study))[0].raw))["history"]
+    assert f"1 from `{finished_out.resolve()}`" in (out / "report.md").read_text()
+
+
+def test_reuse_from_never_copies_a_failure_that_is_not_the_configs_outcome(tmp_path: Path) -> None:
+    from securevfl.study.reuse import reuse_finished_runs
+
+    study = _write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0]"))
+    runs = plan_runs(load_study(study))
+    source = tmp_path / "source"
+    for run, kind in zip(runs, ("DataError", "TrainingDiverged"), strict=True):
+        run_dir(source, run).mkdir(parents=True)
+        record = {"error": "x", "type": kind, "config": run.config}
+        (run_dir(source, run) / FAILED_NAME).write_text(json.dumps(record), encoding="utf-8")
+    out = tmp_path / "out"
+    assert reuse_finished_runs(runs, out, [source], log=lambda _: None) == 1
+    assert not run_dir(out, runs[0]).exists() and (run_dir(out, runs[1]) / FAILED_NAME).is_file()
+    with pytest.raises(ConfigError, match="not a study output folder"):
+        reuse_finished_runs(runs, out, [tmp_path / "nowhere"], log=lambda _: None)

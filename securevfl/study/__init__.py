@@ -25,6 +25,7 @@ from securevfl.errors import ConfigError, SecureVFLError
 from securevfl.files import atomic_write_text
 from securevfl.study.pending import pending_by_grid, pending_summary
 from securevfl.study.report import REPORT_NAME, write_report
+from securevfl.study.reuse import reuse_finished_runs
 from securevfl.study.runner import run_study
 from securevfl.study.worker import RunOutcome
 from securevfl.study.spec import PlannedRun, StudySpec, load_study, plan_runs
@@ -57,13 +58,16 @@ def run_and_report(
     backend: str = "local",
     address: str | None = None,
     report_every: float = REPORT_EVERY_SECONDS,
+    reuse_from: list[Path] | tuple[Path, ...] = (),
 ) -> StudySummary:
     """Train what is missing (unless ``train`` is false), then write table and report; return a summary.
 
     While runs train, the tables are rewritten (atomically) after every finished run and the
     report at most every ``report_every`` seconds, so the output folder of a long study can be
     committed at any time; a partial folder names its pending cells (:mod:`~securevfl.study.pending`).
-    ``backend`` / ``address``: see :func:`~securevfl.study.runner.run_study`.
+    ``backend`` / ``address``: see :func:`~securevfl.study.runner.run_study`. ``reuse_from``: study
+    folders whose finished runs of an identical config are copied instead of trained
+    (:mod:`~securevfl.study.reuse`).
     """
     spec = load_study(study_path, overrides)
     runs = plan_runs(spec)
@@ -81,6 +85,7 @@ def run_and_report(
     meta = {"study": spec.name, "description": spec.description, "command": command, "study_file": str(study_path)}
     crashed: list[RunOutcome] = []
     if train:
+        reuse_finished_runs(runs, out, list(reuse_from), log)
         check_data(runs)
         last_report = [time.monotonic()]
 

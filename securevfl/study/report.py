@@ -55,6 +55,7 @@ def write_report(
         f"**last epoch**, mean and {100 * CONFIDENCE:.0f} % t interval `[low, high]` over the seeds that finished, with `(n=k/n)` where "
         "some did not; the `stopped` column counts the runs that diverged, failed or collapsed (peak backdoor: highest epoch value, mean over seeds)."),
         "- Tables: `study_runs.csv` / `study_runs.json` (one row per run; the JSON adds per-epoch histories).",
+        *_reuse_lines(rows),
         "",
     ]
     lines += pending_lines(rows)  # a study still running says which cells it lacks, before any verdict
@@ -267,3 +268,16 @@ def _stopped_section(rows: list[dict[str, Any]]) -> list[str]:
         lines += ["| run | status | reason |", "|---|---|---|"]
         lines += [f"| {row['run_id']} | {row['status']} | {str(row['reason']).replace('|', '/')} |" for row in stopped]
     return [*lines, ""]
+
+
+def _reuse_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line naming the folders this study copied identical runs from (``--reuse-from``), if any."""
+    sources: dict[str, int] = {}
+    for row in rows:
+        if row.get("reused_from"):
+            folder = str(Path(row["reused_from"]).parents[3])  # <folder>/runs/<grid>/<cell>/result.json
+            sources[folder] = sources.get(folder, 0) + 1
+    if not sources:
+        return []
+    shown = "; ".join(f"{n} from `{folder}`" for folder, n in sorted(sources.items()))
+    return [f"- Reused, not trained here (identical configs, `--reuse-from`; column `reused_from`): {shown}."]

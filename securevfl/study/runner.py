@@ -42,10 +42,12 @@ from securevfl.study.worker import train_one as _train_one
 
 __all__ = [
     "BACKENDS", "CHECKPOINT_NAME", "FAILED_NAME", "RESULT_NAME", "ProgressDisplay", "RunOutcome", "TrainJob",
-    "reset_failed", "run_dir", "run_study",
+    "REUSED_NAME", "comparable_key", "readable_json", "readable_record", "reset_failed", "run_dir", "run_study",
 ]
 
 CONFIG_KEYS_IGNORED = ("train.progress",)
+#: A run folder's note that its record was copied from another study folder (:mod:`~securevfl.study.reuse`).
+REUSED_NAME = "reused.json"
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +56,11 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
         section, key = dotted.split(".")
         trimmed.get(section, {}).pop(key, None)
     return trimmed
+
+
+def comparable_key(config: dict[str, Any]) -> str:
+    """One string per run config, equal exactly when two configs train the same run."""
+    return json.dumps(_comparable(config), sort_keys=True)
 
 
 def _check_same_config(path: Path, run: PlannedRun) -> None:
@@ -85,13 +92,19 @@ def finished(out: Path, run: PlannedRun, log: Callable[[str], None] | None = Non
     return False
 
 
-def readable_record(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None if it is torn, truncated or not JSON."""
+def readable_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None if it is absent, torn, truncated or not a JSON object."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    return record if isinstance(record, dict) and "config" in record else None
+    return record if isinstance(record, dict) else None
+
+
+def readable_record(path: Path) -> dict[str, Any] | None:
+    """The run record (result or failure) in ``path``, or None if it is torn, truncated or not one."""
+    record = readable_json(path)
+    return record if record is not None and "config" in record else None
 
 
 def reset_failed(out: Path, run: PlannedRun) -> bool:

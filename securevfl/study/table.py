@@ -27,7 +27,7 @@ from securevfl.defenses.accounting import PRIVACY_COLUMNS, privacy_columns
 from securevfl.defenses.registry import parse_defense_config
 from securevfl.files import atomic_write_text
 from securevfl.schemes import Scheme, scheme_for
-from securevfl.study.runner import FAILED_NAME, RESULT_NAME, readable_record, run_dir
+from securevfl.study.runner import FAILED_NAME, RESULT_NAME, REUSED_NAME, readable_json, readable_record, run_dir
 from securevfl.study.spec import PlannedRun
 from securevfl.study.statistics import Interval, mean_interval
 from securevfl.study.status import STOPPED, RunStatus, collapse_reason, failure_status
@@ -144,9 +144,11 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
             row.update(_config_columns(result["config"]))
             row.update(_result_columns(result))
             histories[run.run_id] = result.get("history", [])
+            _note_reuse(row, directory)
         elif (directory / FAILED_NAME).is_file() and (failure := readable_record(directory / FAILED_NAME)) is not None:
             row.update(status=failure_status(failure.get("type")), reason=failure["error"])
             row.update(_config_columns(failure["config"]))
+            _note_reuse(row, directory)
         else:
             row.update(status=RunStatus.PENDING, reason="")
         if run.config and "scheme_label" not in row:
@@ -155,11 +157,19 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
     return rows, histories
 
 
+def _note_reuse(row: dict[str, Any], directory: Path) -> None:
+    """``reused_from``: the record was copied from another study folder (``study --reuse-from``)."""
+    note = readable_json(directory / REUSED_NAME)
+    if note is not None:
+        row["reused_from"] = str(note.get("from", "?"))
+
+
 def columns_of(rows: list[dict[str, Any]]) -> list[str]:
     axis = sorted({key for row in rows for key in row if key.startswith("axis:")})
     base = base_columns()
     extra = sorted({key for row in rows for key in row if key.startswith("bytes_") and key not in base})
-    return base[:4] + axis + base[4:] + extra
+    reused = ["reused_from"] if any("reused_from" in row for row in rows) else []
+    return base[:4] + axis + base[4:] + extra + reused
 
 
 def write_table(rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]], out: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
