@@ -7,6 +7,8 @@ genuine bugs still surface with one.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SecureVFLError(Exception):
     """Base class for errors caused by user input rather than by a bug."""
@@ -38,7 +40,20 @@ class PKIError(SecureVFLError, ValueError):
 
 
 class TrainingDiverged(SecureVFLError):
-    """Training produced NaN/Inf, or a value left CKKS's precise range: an outcome of the run, reported in one line."""
+    """Training produced NaN/Inf or an epoch loss above ``train.max_loss``: an outcome of the run, reported in one line.
+
+    ``history`` (the epochs completed before the stop) and ``stopped_at_epoch`` are set by the
+    training loop, so a study keeps what the run did before it stopped (e.g. a backdoor that
+    reached 90 % and then diverged).
+    """
+
+    history: list[dict[str, Any]] | None = None
+    stopped_at_epoch: int | None = None
+
+
+class OutOfRange(TrainingDiverged):
+    """A message left CKKS's precise range (or a kernel's result bound): the run stops as CKKS would
+    otherwise decrypt garbage. A stop of its own kind in study tables (``out_of_range``), not a divergence."""
 
 
 class BenchChildError(SecureVFLError):

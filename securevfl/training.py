@@ -23,7 +23,7 @@ from securevfl.config import RunConfig, comparable_config
 from securevfl.crypto import PrecisionError
 from securevfl.data import VFLDataset, load_dataset, partition_columns
 from securevfl.defenses.accounting import label_dp_record
-from securevfl.errors import ConfigError, SecureVFLError, TrainingDiverged
+from securevfl.errors import ConfigError, OutOfRange, SecureVFLError, TrainingDiverged
 from securevfl.federation import Federation, build_federation
 from securevfl.files import atomic_write_text
 from securevfl.run_files import RESULT_NAME, check_output_directory
@@ -121,8 +121,12 @@ def run_training(
     steps_per_epoch = -(-n_train // train_cfg.batch_size)
     bound = loss_bound(train_cfg.max_loss, dataset.num_classes)
     for epoch in range(first_epoch, train_cfg.epochs + 1):
-        record = _train_epoch(federation, config, epoch, steps_per_epoch, n_train, len(dataset.y_test))
-        check_loss(record.loss, bound, epoch)  # every scheme: the same definition of diverged
+        try:
+            record = _train_epoch(federation, config, epoch, steps_per_epoch, n_train, len(dataset.y_test))
+            check_loss(record.loss, bound, epoch)  # every scheme: the same definition of diverged
+        except TrainingDiverged as exc:  # keep what the run did before it stopped
+            exc.history, exc.stopped_at_epoch = list(history), epoch
+            raise
         history.append(record.history_entry())
         epoch_seconds.append(round(record.seconds, 4))
         if out_dir is not None and train_cfg.checkpoint:
@@ -235,7 +239,7 @@ def stopped_cleanly(epoch: int, stage: str, step: Callable[[], int]) -> Iterator
         raise TrainingDiverged(f"{stage} diverged {where}: {exc}; try a smaller train.lr") from None
     except (PayloadRangeError, PrecisionError) as exc:  # PrecisionError: a kernel's result bound, or a refresh
         where = f"at epoch {epoch}, step {step()}{suffix}"
-        raise TrainingDiverged(
+        raise OutOfRange(
             f"a message left CKKS's precise range {where}: {exc}; try a smaller train.lr or a larger protection bound / preset"
         ) from None
 

@@ -97,3 +97,31 @@ def test_the_runs_log_line_says_what_the_table_says(tmp_path: Path) -> None:
     rows, _ = collect_rows(runs, out)
     assert [o.status for o in outcomes] == [row["status"] for row in rows] == [RunStatus.COLLAPSED, RunStatus.DIVERGED]
     assert "chance" in outcomes[0].detail and "diverged" in outcomes[1].detail
+    failure = json.loads((run_dir(out, runs[1]) / "failed.json").read_text())
+    assert failure["stopped_at_epoch"] == 1 and failure["history"] == [] and rows[1]["stopped_at_epoch"] == 1
+
+
+def test_a_ckks_range_stop_is_its_own_status_and_keeps_the_history_before_it(tmp_path: Path) -> None:
+    """A message outside CKKS's precise range stops the run as ``out_of_range`` (not ``diverged``);
+    a stopped run's record keeps its epochs before the stop, and the table its peak before the stop."""
+    import dataclasses
+
+    from securevfl.errors import OutOfRange
+    from securevfl.study.status import STOPPED, failure_status
+    from securevfl.study.table import _stop_columns
+
+    loud = dataclasses.replace(DATA, x_train=DATA.x_train * 1e5, x_test=DATA.x_test * 1e5)  # activations >> 512
+    raw = {
+        "parties": {"passive": 2, "split": "even"}, "model": {"top": "sum", "bottom_hidden": [4]},
+        "train": {"epochs": 2, "batch_size": 8, "progress": False}, "protection": {"scheme": "ckks", "key_holder": "receiver"},
+    }
+    with pytest.raises(OutOfRange, match="left CKKS's precise range at epoch 1, step 0") as stop:
+        run_training(validate_config(raw), dataset=loud)
+    assert stop.value.stopped_at_epoch == 1 and stop.value.history == []
+    assert isinstance(stop.value, TrainingDiverged)  # every caller that stops on divergence stops on it too
+    assert failure_status("OutOfRange") is RunStatus.OUT_OF_RANGE and RunStatus.OUT_OF_RANGE in STOPPED
+    assert failure_status("TrainingDiverged") is RunStatus.DIVERGED and failure_status("DataError") is RunStatus.FAILED
+    history = [{"epoch": 1, "main_accuracy": 0.5, "backdoor_accuracy": 0.2}, {"epoch": 2, "main_accuracy": 0.4, "backdoor_accuracy": 0.9}]
+    columns = _stop_columns({"stopped_at_epoch": 3, "history": history})
+    assert columns["stopped_at_epoch"] == 3 and (columns["backdoor_peak"], columns["backdoor_peak_epoch"]) == (0.9, 2)
+    assert _stop_columns({"error": "an old record"}) == {}

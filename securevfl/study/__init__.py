@@ -164,10 +164,10 @@ class StudySummary(str):
 
     @property
     def exit_code(self) -> int:
-        """0: every run trained (or was refused/skipped by design); 1: a run crashed (a bug); 3: a run stopped."""
+        """0: every run trained (or was refused/skipped by design; collapsed runs trained to the end); 1: a run crashed (a bug); 3: a run stopped."""
         if self.counts.get(RunStatus.CRASHED, 0):
             return 1
-        if self.counts.get(RunStatus.FAILED, 0) or self.counts.get(RunStatus.DIVERGED, 0):
+        if any(self.counts.get(status, 0) for status in (RunStatus.FAILED, RunStatus.DIVERGED, RunStatus.OUT_OF_RANGE)):
             return 3
         return 0
 

@@ -20,7 +20,7 @@ from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
 from securevfl.study.statistics import CONFIDENCE, EQUIVALENCE_MARGIN, MIN_PAIRS
 from securevfl.study.survival import ATTACK_FLOOR, cell_key, survival_lines, undefended_key
 from securevfl.study.table import CellSummary, summarize_cells
-from securevfl.study.status import RunStatus
+from securevfl.study.status import STOPPED, RunStatus
 
 __all__ = ["REPORT_NAME", "write_report"]
 
@@ -257,7 +257,7 @@ def _cost_section(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _stopped_section(rows: list[dict[str, Any]]) -> list[str]:
-    stopped = [row for row in rows if row["status"] in (RunStatus.FAILED, RunStatus.DIVERGED, RunStatus.COLLAPSED, RunStatus.REFUSED)]
+    stopped = [row for row in rows if row["status"] in (*STOPPED, RunStatus.REFUSED)]
     pending = [row for row in rows if row["status"] == RunStatus.PENDING]
     if not stopped and not pending:
         return []

@@ -8,7 +8,7 @@ the same experiment, equally valid. ``securevfl study --reuse-from DIR`` copies 
 instead of training it, and says so: the copy's folder holds ``reused.json`` naming the source, and
 the report counts the reused runs.
 
-What is reused: a ``result.json``, or a ``failed.json`` of a run that diverged (an outcome of the
+What is reused: a ``result.json``, or a ``failed.json`` of a run that diverged or left CKKS's range (an outcome of the
 config). Never a failure of another kind (a missing data folder says nothing about the config), a
 checkpoint, or a record whose config differs in anything but ``train.progress``. Nothing already in
 the study's own folder is replaced.
@@ -26,6 +26,7 @@ from securevfl.errors import ConfigError
 from securevfl.files import atomic_write_text
 from securevfl.study.runner import CHECKPOINT_NAME, FAILED_NAME, RESULT_NAME, REUSED_NAME, comparable_key, readable_record, run_dir
 from securevfl.study.spec import PlannedRun
+from securevfl.study.status import RunStatus, failure_status
 
 __all__ = ["reuse_finished_runs"]
 
@@ -38,7 +39,7 @@ def _index(folders: Iterable[Path]) -> dict[str, Path]:
             raise ConfigError(f"study --reuse-from {folder}: not a study output folder (no runs/ inside)")
         for path in sorted((folder / "runs").glob(f"*/*/{RESULT_NAME}")) + sorted((folder / "runs").glob(f"*/*/{FAILED_NAME}")):
             record = readable_record(path)
-            if record is None or (path.name == FAILED_NAME and record.get("type") != "TrainingDiverged"):
+            if record is None or (path.name == FAILED_NAME and failure_status(record.get("type")) == RunStatus.FAILED):
                 continue
             index.setdefault(comparable_key(record["config"]), path)
     return index

@@ -24,6 +24,11 @@ class RunStatus(StrEnum):
     """Stopped diverged (non-finite, loss above ``train.max_loss``, left CKKS's range): ``failed.json``.
 
     An outcome of the setting, reported per seed as such (see :mod:`securevfl.divergence`)."""
+    OUT_OF_RANGE = "out_of_range"
+    """Stopped because a message left CKKS's precise range (or a kernel's bound): ``failed.json``.
+
+    An outcome of the setting under that CKKS preset, not a divergence of training: told apart so
+    the range-stop finding can be read off the tables (a wider preset may train the same setting)."""
     COLLAPSED = "collapsed"
     """Trained to the end at chance accuracy: its attack numbers are not successes (``result.json``).
 
@@ -40,7 +45,7 @@ class RunStatus(StrEnum):
 
 
 #: Outcomes of the setting without a number: counted in every comparison, per seed (intent to treat).
-STOPPED = (RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.COLLAPSED)
+STOPPED = (RunStatus.DIVERGED, RunStatus.OUT_OF_RANGE, RunStatus.FAILED, RunStatus.COLLAPSED)
 #: No outcome (yet): not trained, or a bug to fix and rerun; left out of comparisons, which say so.
 WAITING = (RunStatus.PENDING, RunStatus.CRASHED)
 
@@ -66,7 +71,11 @@ def collapse_reason(result: dict[str, Any]) -> str:
     )
 
 
+#: error type name (``failed.json``'s ``type``) -> the stop it is; any other user-level error is ``failed``
+STOP_OF_ERROR = {"TrainingDiverged": RunStatus.DIVERGED, "OutOfRange": RunStatus.OUT_OF_RANGE}
+
+
 def failure_status(error_type: str | None) -> RunStatus:
-    """A stopped run's status from its error's type name: divergence is an outcome of the setting,
-    any other user-level error a failure."""
-    return RunStatus.DIVERGED if error_type == "TrainingDiverged" else RunStatus.FAILED
+    """A stopped run's status from its error's type name: divergence and a CKKS range stop are
+    outcomes of the setting, any other user-level error (missing data ...) a failure."""
+    return STOP_OF_ERROR.get(error_type or "", RunStatus.FAILED)

@@ -54,7 +54,7 @@ def base_columns() -> list[str]:
     Built from the registries each time, so an attack registered at run time gets its columns.
     """
     return [
-        "run_id", "grid", "cell", "seed", "status", "reason",
+        "run_id", "grid", "cell", "seed", "status", "reason", "stopped_at_epoch",
         "scheme_label", "scheme", "key_holder", "preset", "top", "attack", *attack_table_columns(), "defenses",
         "epochs", *_metric_columns(), "chance_accuracy", "attack_feasible", "attack_infeasible_reason", *PRIVACY_COLUMNS,
         "mean_epoch_seconds", "train_seconds", "bytes_total", "bytes_per_epoch", "messages_total",
@@ -96,15 +96,30 @@ def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
-    history = result.get("history", [])
-    metrics: dict[str, Any] = {MAIN_ACCURACY.name: result.get(MAIN_ACCURACY.name)}
+def _peak_columns(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each attack metric's best epoch value and its epoch (``backdoor_peak``, ``backdoor_peak_epoch``)."""
+    peaks: dict[str, Any] = {}
     for spec in attack_metrics():
-        metrics[spec.name] = result.get(spec.name)
         if spec.peak_column:
             values = [(h[spec.name], h["epoch"]) for h in history if h.get(spec.name) is not None]
             best = (max if spec.success == "higher" else min)(values) if values else (None, None)
-            metrics[spec.peak_column], metrics[f"{spec.peak_column}_epoch"] = best
+            peaks[spec.peak_column], peaks[f"{spec.peak_column}_epoch"] = best
+    return peaks
+
+
+def _stop_columns(failure: dict[str, Any]) -> dict[str, Any]:
+    """A stopped run: the epoch it stopped in and its peaks **before** the stop (descriptive: a stopped
+    run has no last-epoch number, but a backdoor that reached 90 % before diverging is a finding)."""
+    if failure.get("stopped_at_epoch") is None:
+        return {}
+    return {"stopped_at_epoch": failure["stopped_at_epoch"], **_peak_columns(failure.get("history") or [])}
+
+
+def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
+    history = result.get("history", [])
+    metrics: dict[str, Any] = {MAIN_ACCURACY.name: result.get(MAIN_ACCURACY.name), **_peak_columns(history)}
+    for spec in attack_metrics():
+        metrics[spec.name] = result.get(spec.name)
     timing = result.get("timing", {})
     total_bytes = sum(result.get("bytes_sent", {}).values())
     epochs = max(1, len(history))
@@ -148,6 +163,7 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
         elif (directory / FAILED_NAME).is_file() and (failure := readable_record(directory / FAILED_NAME)) is not None:
             row.update(status=failure_status(failure.get("type")), reason=failure["error"])
             row.update(_config_columns(failure["config"]))
+            row.update(_stop_columns(failure))
             _note_reuse(row, directory)
         else:
             row.update(status=RunStatus.PENDING, reason="")
