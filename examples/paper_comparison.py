@@ -45,9 +45,11 @@ from securevfl.study.statistics import Interval, mean_interval, paired_differenc
 
 MATCH_POINTS = 0.5
 NOT_SOURCED = "not in repo sources"
-#: The undefended backdoor the trade-off grids are judged against (paper_mnist_converged.toml).
-WORKING = ("gamma_first", "plain__attack.gamma=0.3")
-STOPPED = ("diverged", "failed", "collapsed")
+#: The undefended backdoor the trade-off grids are judged against, and its control (paper_mnist_converged.toml:
+#: record first, gamma 1, loss bound lifted; the trade-off grids run exactly this attack and setting).
+WORKING = ("tradeoff_reference", "plain__backdoor")
+WORKING_CONTROL = ("tradeoff_reference", "plain__control")
+STOPPED = ("diverged", "out_of_range", "failed", "collapsed")
 WAITING = ("pending", "crashed")
 
 PAPER_SOURCES = {
@@ -164,17 +166,24 @@ def direction_claim(rows: list[dict[str, Any]], claim: str, paper: str, first: t
 
 
 def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None, grid: str, axis: str,
-                    undefended: tuple[str, str], success: str, source: str = "") -> dict[str, str]:
-    """The smallest level of ``axis`` in ``grid`` whose paired reduction of ``success`` lies above 0."""
+                    undefended: tuple[str, str], success: str, source: str = "", stronger: str = "higher") -> dict[str, str]:
+    """The weakest level of ``axis`` in ``grid`` whose paired reduction of ``success`` lies above 0.
+
+    ``stronger``: ``"higher"`` when a larger level is a stronger defense (noise variance, drop rate),
+    ``"lower"`` when a smaller one is (a clipping norm); levels are tried from the weakest. A weaker
+    level where a seed stopped leaves the threshold undetermined: the verdict says so instead of
+    naming the next level as the weakest that works.
+    """
     base = side(rows, *undefended, success)
     base_main = side(rows, *undefended, "main_accuracy")
-    levels = sorted({float(r[f"axis:{axis}"]) for r in rows if r.get("grid") == grid and r.get(f"axis:{axis}") not in (None, "")})
+    levels = sorted({float(r[f"axis:{axis}"]) for r in rows if r.get("grid") == grid and r.get(f"axis:{axis}") not in (None, "")},
+                    reverse=stronger == "lower")
     paper_text = f"{paper:g}" if paper is not None else NOT_SOURCED
     if base.empty or not levels:
         return _row(claim, paper_text, "not in this study", "no undefended or no defended runs" + _provisional(base), source)
     found = None
-    stopped_levels = []
-    previous = 0.0
+    stopped_levels: list[str] = []
+    previous: float | None = None  # the last level tried that did not work
     for level in levels:
         cells = {str(r["cell"]) for r in rows if r.get("grid") == grid and r.get(f"axis:{axis}") not in (None, "")
                  and float(r[f"axis:{axis}"]) == level}
@@ -197,17 +206,26 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
         previous = level
     note = f"; stopped (no verdict) at {', '.join(stopped_levels)}" if stopped_levels else ""
     if found is None:
-        return _row(claim, paper_text, f"no swept level in {levels[0]:g}..{levels[-1]:g} works", "not shown" + note
+        return _row(claim, paper_text, f"no swept level in {min(levels):g}..{max(levels):g} works", "not shown" + note
                     + _provisional(base), source)
     level, cell, reduction, main, previous = found
     ours = f"{level:g} ({cell}): success reduced by {interval_text(reduction)}, main {interval_text(main, signed=True)}"
-    if paper is None:
+    if stopped_levels:  # a weaker level stopped: it might have worked, so this is not the weakest that works
+        verdict = f"works at {level:g}; the weakest working level is not determined (a weaker level stopped)"
+    elif paper is None:
         verdict = f"works from {level:g}"
-    elif previous < paper <= level:  # the paper's level lies between the last level that did not work and this one
+    elif _between(paper, previous, level, stronger):
         verdict = "matches (within the sweep's resolution)"
     else:
         verdict = f"differs: ours works from {level:g} ({'below' if level < paper else 'above'} the paper's {paper:g})"
     return _row(claim, paper_text, ours, verdict + note + _provisional(base), source)
+
+
+def _between(paper: float, previous: float | None, level: float, stronger: str) -> bool:
+    """The paper's level lies past the last swept level that did not work and at most at the first that did."""
+    if stronger == "higher":
+        return (previous is None or previous < paper) and paper <= level
+    return (previous is None or paper < previous) and paper >= level
 
 
 def _mean(values: dict[int, float]) -> float | None:
@@ -230,8 +248,9 @@ def default_claims() -> list[Callable[[list[dict[str, Any]]], dict[str, str]]]:
                                "gamma", "plain__attack.gamma=10", "backdoor_accuracy"),
         lambda r: _control_claim(r, "The backdoor beats its control on the sum top (gamma 10): backdoor - control",
                                  ("gamma", "plain__attack.gamma=10"), ("sum_baselines", "plain__control")),
-        lambda r: _control_claim(r, "The working backdoor (sum top, record first, gamma 0.3) beats its control",
-                                 WORKING, ("sum_baselines", "plain__control")),
+        lambda r: number_claim(r, "The trade-off grids' backdoor (sum top, record first, gamma 1, loss bound lifted) succeeds: "
+                               "backdoor % (issue 15 asks for at least 80 %)", None, *WORKING, "backdoor_accuracy"),
+        lambda r: _control_claim(r, "That backdoor beats its control (same setting): backdoor - control", WORKING, WORKING_CONTROL),
         lambda r: direction_claim(r, "A trainable top defends against gradient replacement (gamma 10): sum - trainable backdoor",
                                   NOT_SOURCED + " (claim: it fails)", ("gamma", "plain__attack.gamma=10"),
                                   ("trainable", "plain__backdoor"), "backdoor_accuracy", PAPER_SOURCES["trainable_defends"]),
@@ -243,9 +262,13 @@ def default_claims() -> list[Callable[[list[dict[str, Any]]], dict[str, str]]]:
         lambda r: threshold_claim(r, "Gaussian noise variance from which the backdoor is weakened (paper's setting: trainable "
                                   "top, gamma 10 + blurring)", 0.05, "fig6_noise", "defense.0.variance",
                                   ("trainable", "plain__backdoor_blur"), "backdoor_accuracy", PAPER_SOURCES["noise_threshold"]),
-        lambda r: threshold_claim(r, "Gaussian noise variance from which the working backdoor (sum top, record first, gamma 0.3) "
+        lambda r: threshold_claim(r, "Gaussian noise variance from which the working backdoor (sum top, record first, gamma 1) "
                                   "is weakened", 0.05, "tradeoff_gaussian", "defense.0.variance",
                                   WORKING, "backdoor_accuracy", PAPER_SOURCES["noise_threshold"]),
+        lambda r: threshold_claim(r, "Laplace noise variance from which the working backdoor is weakened (same variances as "
+                                  "the Gaussian grid)", None, "tradeoff_laplace", "defense.0.variance", WORKING, "backdoor_accuracy"),
+        lambda r: threshold_claim(r, "Per-sample norm clipping: the largest max-norm at which the working backdoor is weakened",
+                                  None, "tradeoff_clip", "defense.0.max_norm", WORKING, "backdoor_accuracy", stronger="lower"),
         lambda r: threshold_claim(r, "Sparsification drop rate from which the backdoor is weakened (trainable top, gamma 10 + "
                                   "blurring, per-sample residual)", None, "fig7_drop", "defense.0.drop_rate",
                                   ("trainable", "plain__backdoor_blur"), "backdoor_accuracy"),

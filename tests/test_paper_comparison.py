@@ -47,8 +47,20 @@ def synthetic_rows() -> list[dict]:
     rows += _runs("gamma", "plain__attack.gamma=10", [{"main_accuracy": 0.93, "backdoor_accuracy": v} for v in (0.30, 0.40, 0.50)])
     rows += _runs("trainable", "plain__backdoor", [{"main_accuracy": 0.96, "backdoor_accuracy": v} for v in (0.05, 0.10, 0.15)])
     rows += _runs("trainable", "plain__backdoor_blur", [{"main_accuracy": 0.95, "backdoor_accuracy": v} for v in (0.20, 0.25, 0.30)])
-    rows += _runs("gamma_first", "plain__attack.gamma=0.3", [{"main_accuracy": 0.87, "backdoor_accuracy": 0.90}, "diverged",
-                                                           {"main_accuracy": 0.86, "backdoor_accuracy": 0.95}])
+    rows += _runs("tradeoff_reference", "plain__backdoor", [{"main_accuracy": 0.87, "backdoor_accuracy": 0.90}, "diverged",
+                                                          {"main_accuracy": 0.86, "backdoor_accuracy": 0.95}])
+    rows += _runs("tradeoff_reference", "plain__control", [{"main_accuracy": 0.96, "control_target_rate": 0.0}] * 3)
+    # clipping: a smaller norm is the stronger defense; 0.01 changes nothing, 0.001 removes 40 points on every seed
+    for norm, drop in (("0.01", 0.0), ("0.001", 0.40)):
+        rows += _runs("tradeoff_clip", f"plain__defense.0.max_norm={norm}",
+                      [{"main_accuracy": 0.85, "backdoor_accuracy": v - drop} for v in (0.90, 0.90, 0.95)],
+                      {"axis:defense.0.max_norm": norm})
+    # Laplace: the weaker level stopped on one seed, the stronger one works: the threshold is not determined
+    rows += _runs("tradeoff_laplace", "plain__defense.0.variance=1e-06", [{"main_accuracy": 0.8, "backdoor_accuracy": 0.9}, "collapsed",
+                                                                         {"main_accuracy": 0.8, "backdoor_accuracy": 0.9}],
+                  {"axis:defense.0.variance": "1e-06"})
+    rows += _runs("tradeoff_laplace", "plain__defense.0.variance=1e-05", [{"main_accuracy": 0.8, "backdoor_accuracy": v} for v in (0.1, 0.2, 0.3)],
+                  {"axis:defense.0.variance": "1e-05"})
     low = {"axis:defense.0.variance": "1e-05"}
     high = {"axis:defense.0.variance": "0.0001"}
     rows += _runs("fig6_noise", "plain__defense.0.variance=1e-05",
@@ -90,8 +102,19 @@ def test_table_against_hand_computation(comparison) -> None:
     assert row["ours"] == "25.0 vs 10.0; difference +15.0 [+15.0, +15.0] (n=3)" and row["verdict"] == "holds"
 
     # intent to treat: seed 1 of the working backdoor diverged -> no verdict, the stop is the verdict
-    row = _by_claim(table, "The working backdoor")
-    assert row["verdict"] == "gamma_first/plain__attack.gamma=0.3 stopped 1/3 (diverged); no verdict"
+    row = _by_claim(table, "The trade-off grids' backdoor")
+    assert row["verdict"] == "ours stopped 1/3 (diverged); no verdict"
+    row = _by_claim(table, "That backdoor beats its control")
+    assert row["verdict"] == "tradeoff_reference/plain__backdoor stopped 1/3 (diverged); no verdict"
+
+    # clipping, weakest first = largest norm first: 0.01 reduces by 0 (no interval above 0), 0.001 by 40 on every
+    # seed -> works from 0.001; seed 1 of the reference diverged, so only seeds 0 and 2 pair... and a stop is no verdict
+    row = _by_claim(table, "Per-sample norm clipping")
+    assert row["verdict"].startswith("not shown") and "stopped (no verdict) at 0.01, 0.001" in row["verdict"]
+
+    # Laplace: 1e-06 has a collapsed seed (and the reference a diverged one): the weakest working level is undetermined
+    row = _by_claim(table, "Laplace noise variance")
+    assert "stopped (no verdict) at 1e-06, 1e-05" in row["verdict"]
 
     # a pending seed is left out and named
     row = _by_claim(table, "Label inference")
@@ -127,3 +150,30 @@ def test_one_seed_gives_no_verdict(comparison) -> None:
     row = comparison.number_claim(rows, "clean", 95.7, "sum_baselines", "plain__clean", "main_accuracy")
     assert row["ours"] == "90.0 (n=1, no interval)"
     assert row["verdict"].startswith("inconclusive (1 seed")
+
+
+def test_thresholds_go_from_the_weakest_level_and_a_stopped_weaker_level_leaves_them_undetermined(comparison) -> None:
+    reference = _runs("ref", "plain__backdoor", [{"main_accuracy": 0.80, "backdoor_accuracy": v} for v in (0.90, 0.90, 0.95)])
+    clip = []
+    for norm, drop in (("0.01", 0.0), ("0.001", 0.40), ("0.0001", 0.80)):
+        clip += _runs("clip", f"plain__n={norm}", [{"main_accuracy": 0.70, "backdoor_accuracy": v - drop} for v in (0.90, 0.90, 0.95)],
+                      {"axis:n": norm})
+    # a smaller norm is stronger: 0.01 reduces by 0 on every seed (interval [0, 0], not above 0), 0.001 by 40
+    # (the weakest that works; 0.0001 also works but is stronger); main 70 - 80 = -10 on every seed
+    row = comparison.threshold_claim(reference + clip, "clip", None, "clip", "n", ("ref", "plain__backdoor"),
+                                     "backdoor_accuracy", stronger="lower")
+    assert row["verdict"] == "works from 0.001"
+    assert row["ours"] == "0.001 (plain__n=0.001): success reduced by 40.0 [40.0, 40.0] (n=3), main -10.0 [-10.0, -10.0] (n=3)"
+    # the paper's level 0.005 lies between 0.01 (did not work) and 0.001 (worked): matches; 0.02 does not
+    assert comparison.threshold_claim(reference + clip, "c", 0.005, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",
+                                      stronger="lower")["verdict"] == "matches (within the sweep's resolution)"
+    assert comparison.threshold_claim(reference + clip, "c", 0.02, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",
+                                      stronger="lower")["verdict"].startswith("differs")
+    # read the other way (larger is stronger) the weakest level is 0.0001, which already works
+    assert comparison.threshold_claim(reference + clip, "c", None, "clip", "n", ("ref", "plain__backdoor"),
+                                      "backdoor_accuracy")["verdict"] == "works from 0.0001"
+    # the weakest level stopped on a seed: 0.001 works but might not be the weakest that does
+    stopped = [dict(r, status="collapsed", backdoor_accuracy=None) if r["cell"] == "plain__n=0.01" and r["seed"] == 1 else r for r in clip]
+    row = comparison.threshold_claim(reference + stopped, "c", None, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",
+                                     stronger="lower")
+    assert row["verdict"] == "works at 0.001; the weakest working level is not determined (a weaker level stopped); stopped (no verdict) at 0.01"
