@@ -570,6 +570,7 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
     series: list[Series] = []
     epsilons: list[float | None] = []
     reasons: list[str] = []
+    stars: list[Series] = []  # drawn last, on top of the lines
     for scheme, mine in by_scheme.items():
         drawable = [p for p in mine if any(r["status"] == RunStatus.OK and r.get(metric) is not None for r in p.rows)]
         for point in mine:
@@ -593,7 +594,7 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
             drawn.x, drawn.xerr = main.y, main.yerr
             if point.undefended:
                 drawn.text = "no defense"
-                series.append(Series(f"{scheme}: no defense", "undefended", [drawn], scheme))
+                stars.append(Series(f"{scheme}: no defense", "undefended", [drawn], scheme))
                 continue
             epsilon = _epsilon(used)
             epsilons.append(epsilon)
@@ -606,7 +607,7 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
             ordered = sorted(members, key=lambda m: float(m[0].x) if by_x and m[0].x is not None else m[1].x)
             label = ", ".join(part for part in (scheme if len(by_scheme) > 1 else "", group or "defense levels") if part)
             series.append(Series(label, "levels", [d for _, d in ordered], scheme, group))
-    return series, notes + epsilon_notes(epsilons, reasons)
+    return series + stars, notes + epsilon_notes(epsilons, reasons)
 
 
 def plot_tradeoff(title: str, metric: str, metric_label: str, points: list[TradeoffPoint], path: Path, x_name: str = "") -> Figure:
