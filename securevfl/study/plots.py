@@ -9,10 +9,16 @@ Rules every figure keeps (issue 15):
   t interval over seeds) never leave the range of an accuracy;
 - **log axes** for amplification, variances and norms (log) and drop rates (logit: 0.5, 0.9, 0.99,
   0.999 are evenly spaced), whenever every value allows it — otherwise linear, with a note;
-- a **no-defense reference** (the undefended cell of the same setting, dashed) on the plots of a
-  defense's knob;
+- a **no-defense reference** (the undefended cell of the same setting, dashed markers) on the plots
+  of a defense's knob, one marker per level over exactly that level's seeds;
+- **one series per level of the other axes** (``residual = sample``), ordered along ``x``;
 - **nothing undrawn without a note**: runs that stopped (diverged, failed, collapsed), were
-  refused or are pending are named in the footnote, so an empty spot is never read as 0 %.
+  refused or are pending are named in the footnote, so an empty spot is never read as 0 %; a
+  figure with nothing to draw returns why (:attr:`Figure.absent`), which the report prints;
+- **epsilon beside each trade-off point** that recorded one, and a note when none means anything.
+
+Every plot function returns a :class:`Figure` holding the drawn series as data, so tests check
+what a figure shows against hand computations, not its pixels.
 """
 
 from __future__ import annotations
@@ -534,6 +540,12 @@ def epsilon_notes(epsilons: Sequence[float | None], reasons: Sequence[str] = ())
     return notes
 
 
+def _readable(cell: str) -> str:
+    """``defense.0.drop_rate=0.5__defense.0.residual=row`` -> ``drop_rate=0.5, residual=row`` for a footnote."""
+    parts = [part.split("=", 1) for part in cell.split("__")]
+    return ", ".join(f"{_short(part[0])}={part[1]}" if len(part) == 2 else part[0] for part in parts)
+
+
 def _tradeoff_seeds(scheme: str, drawable: list[TradeoffPoint]) -> tuple[dict[int, set[int]], list[str]]:
     """The seeds each point of one scheme is averaged over (by ``id`` of the point), and the notes that say so.
 
@@ -551,7 +563,7 @@ def _tradeoff_seeds(scheme: str, drawable: list[TradeoffPoint]) -> tuple[dict[in
     star = next((p for p in drawable if p.undefended), None)
     base = _ok_seeds(star.rows) if star is not None else every
     chosen = {id(p): _ok_seeds(p.rows) if p.undefended else _ok_seeds(p.rows) & base for p in drawable}
-    per_point = "; ".join(f"{p.label} {_seeds_text(chosen[id(p)])}" for p in drawable if not p.undefended)
+    per_point = "; ".join(f"{_readable(p.label)} {_seeds_text(chosen[id(p)])}" for p in drawable if not p.undefended)
     return chosen, [f"{scheme}: no seed finished at every level, so each point is over the seeds it shares with the undefended run "
                     f"(undefended: {_seeds_text(base)}; {per_point}); two defended points are not a same-seed pair"]
 
@@ -576,10 +588,10 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
         for point in mine:
             if point not in drawable:
                 statuses = sorted({str(r["status"]) for r in point.rows}) or ["no run"]
-                notes.append(f"{scheme} {point.label}: not drawn ({', '.join(statuses)})")
+                notes.append(f"{scheme} {_readable(point.label)}: not drawn ({', '.join(statuses)})")
             stopped = [r for r in point.rows if r["status"] in STOPPED]
             if stopped and point in drawable:
-                notes.append(f"{scheme} {point.label}: {len(stopped)} run(s) stopped ({', '.join(sorted({str(r['status']) for r in stopped}))})")
+                notes.append(f"{scheme} {_readable(point.label)}: {len(stopped)} run(s) stopped ({', '.join(sorted({str(r['status']) for r in stopped}))})")
         seeds_of, seed_notes = _tradeoff_seeds(scheme, drawable)
         notes += seed_notes
         lines: dict[str, list[tuple[TradeoffPoint, DrawnPoint]]] = {}
