@@ -374,14 +374,15 @@ def test_a_tradeoff_plot_marks_the_undefended_point_and_prints_recorded_epsilons
         TradeoffPoint("plain", "z=2", rows(0.7, 0.1, epsilon=1.5)),
         TradeoffPoint("plain", "z=8", rows(0.1, 0.0, status="collapsed")),
     ]
-    path = plot_tradeoff("noise", "backdoor_accuracy", "backdoor", points, tmp_path / "t.png")
+    path = plot_tradeoff("noise", "backdoor_accuracy", "backdoor", points, tmp_path / "t.png").path
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert plot_tradeoff("noise", "backdoor_accuracy", "backdoor", [points[-1]], tmp_path / "none.png") is None
+    absent = plot_tradeoff("noise", "backdoor_accuracy", "backdoor", [points[-1]], tmp_path / "none.png")
+    assert absent.path is None and absent.absent == "not drawn: every seed of every level stopped (collapsed 3)"
     # the epsilon printed beside a point is the one the runs recorded (label_dp's accountant), never invented
     from securevfl.study.plots import _epsilon_text
 
-    assert _epsilon_text(points[1].rows) == "eps 12" and _epsilon_text(points[0].rows) == ""
-    assert _epsilon_text([{"dp_epsilon_pld": None, "dp_epsilon_rdp": 3.14159}]) == "eps 3.14"
+    assert _epsilon_text(points[1].rows) == "ε 12" and _epsilon_text(points[0].rows) == ""
+    assert _epsilon_text([{"dp_epsilon_pld": None, "dp_epsilon_rdp": 3.14159}]) == "ε 3.14"
 
 
 def test_the_report_has_the_stopped_column_the_reference_and_the_tradeoff_plot(tmp_path: Path) -> None:

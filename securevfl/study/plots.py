@@ -9,10 +9,16 @@ Rules every figure keeps (issue 15):
   t interval over seeds) never leave the range of an accuracy;
 - **log axes** for amplification, variances and norms (log) and drop rates (logit: 0.5, 0.9, 0.99,
   0.999 are evenly spaced), whenever every value allows it — otherwise linear, with a note;
-- a **no-defense reference** (the undefended cell of the same setting, dashed) on the plots of a
-  defense's knob;
+- a **no-defense reference** (the undefended cell of the same setting, dashed markers) on the plots
+  of a defense's knob, one marker per level over exactly that level's seeds;
+- **one series per level of the other axes** (``residual = sample``), ordered along ``x``;
 - **nothing undrawn without a note**: runs that stopped (diverged, failed, collapsed), were
-  refused or are pending are named in the footnote, so an empty spot is never read as 0 %.
+  refused or are pending are named in the footnote, so an empty spot is never read as 0 %; a
+  figure with nothing to draw returns why (:attr:`Figure.absent`), which the report prints;
+- **epsilon beside each trade-off point** that recorded one, and a note when none means anything.
+
+Every plot function returns a :class:`Figure` holding the drawn series as data, so tests check
+what a figure shows against hand computations, not its pixels.
 """
 
 from __future__ import annotations
@@ -27,9 +33,12 @@ from typing import Any
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.study.spec import GridSpec
 from securevfl.study.statistics import CONFIDENCE, mean_interval
-from securevfl.study.status import RunStatus
+from securevfl.study.status import STOPPED, RunStatus
 
-__all__ = ["TradeoffPoint", "axis_scale", "clipped_errors", "common_seeds", "plot_epochs", "plot_tradeoff", "plot_versus_axis"]
+__all__ = [
+    "DrawnPoint", "Figure", "Series", "TradeoffPoint", "absent_reason", "axis_scale", "clipped_errors", "common_seeds", "epsilon_notes", "group_label",
+    "plot_epochs", "plot_tradeoff", "plot_versus_axis", "tradeoff_series", "versus_series",
+]
 
 MAIN_STYLE = {"linestyle": "-", "marker": "o"}
 #: Styles of the attack metrics' curves, in registry order (the backdoor dashed, label inference dotted...).
@@ -176,7 +185,7 @@ def _same_seed_rows(rows: list[dict[str, Any]], key: Any) -> tuple[list[dict[str
     return kept, notes
 
 
-def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]], path: Path) -> Path | None:
+def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]], path: Path) -> Figure:
     """One panel per scheme; per cell, main accuracy (solid) and each attack metric (dashed, dotted...) per epoch.
 
     Each cell's curves in every panel are means over the same seeds (those finished in every scheme).
@@ -184,7 +193,7 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
     rows = [row for row in rows if row["grid"] == grid.name]
     schemes = list(dict.fromkeys(row["axis:scheme"] for row in rows))
     if not any(row["run_id"] in histories for row in rows):
-        return None
+        return Figure(None, absent=absent_reason(rows, "a per-epoch history"))
     kept, notes = _same_seed_rows([r for r in rows if r["status"] != RunStatus.OK or r["run_id"] in histories], lambda r: (_level_label(r), r["axis:scheme"]))
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(schemes), figsize=(5.2 * len(schemes), 4.2), sharey=True, squeeze=False)
@@ -223,7 +232,8 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
     figure.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=7, frameon=False,
                   bbox_to_anchor=(0.5, 0.0))
     figure.suptitle(grid.title or grid.name, fontsize=10)
-    note_height = _footnote(figure, notes + _not_drawn(rows))
+    notes += _not_drawn(rows)
+    note_height = _footnote(figure, notes)
     rows_of_legend = -(-len(labels) // 3)
     legend_height = 0.045 * rows_of_legend
     if note_height:  # the legend sits above the notes
@@ -232,7 +242,7 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
     figure.tight_layout(rect=(0, min(0.6, 0.04 + legend_height + note_height), 1, 0.95))
     figure.savefig(path, dpi=110)
     plt.close(figure)
-    return path
+    return Figure(path, notes=notes)
 
 
 def _by_epoch(runs: list[list[dict[str, Any]]], metric: str) -> dict[int, list[float]]:
@@ -242,6 +252,65 @@ def _by_epoch(runs: list[list[dict[str, Any]]], metric: str) -> dict[int, list[f
             if entry.get(metric) is not None:
                 series.setdefault(int(entry["epoch"]), []).append(float(entry[metric]))
     return series
+
+
+@dataclass
+class DrawnPoint:
+    """One drawn point: where it sits, its clipped error bars, the text beside it and the seeds its means are over."""
+
+    x: float
+    y: float
+    xerr: tuple[float, float] = (0.0, 0.0)
+    yerr: tuple[float, float] = (0.0, 0.0)
+    text: str = ""
+    seeds: tuple[int, ...] = ()
+
+
+@dataclass
+class Series:
+    """One drawn series, kept as data so tests (and readers) check what a figure shows, not its pixels.
+
+    ``kind`` is ``metric`` (a line of a metric against the axis), ``reference`` (the no-defense
+    level of the same setting, one marker per level over that level's seeds), ``levels`` (a
+    trade-off line of defense levels) or ``undefended`` (the trade-off's marked star).
+    """
+
+    label: str
+    kind: str
+    points: list[DrawnPoint]
+    scheme: str = ""
+    group: str = ""
+    metric: str = ""
+
+
+@dataclass
+class Figure:
+    """What a plot function drew: the file (None when nothing could be drawn), its series, its notes and why it is absent."""
+
+    path: Path | None
+    series: list[Series] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    absent: str = ""
+
+
+def absent_reason(rows: list[dict[str, Any]], what: str = "a result") -> str:
+    """``not drawn: every seed of every level stopped (diverged 5, collapsed 5)``: why a figure has nothing to show.
+
+    The report prints it in place of the figure, so a missing picture is never silent.
+    """
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[str(row["status"])] = counts.get(str(row["status"]), 0) + 1
+    shown = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+    if not rows:
+        return "not drawn: no run of this figure is in the table"
+    if RunStatus.OK not in counts:
+        if set(counts) == {RunStatus.PENDING}:
+            return f"not drawn: no run has finished yet ({shown})"
+        if all(status in STOPPED for status in counts):
+            return f"not drawn: every seed of every level stopped ({shown})"
+        return f"not drawn: no seed of any level has finished ({shown})"
+    return f"not drawn: no finished run recorded {what} ({shown})"
 
 
 def _errorbar_points(values: list[list[float]]) -> tuple[list[float], list[list[float]]]:
@@ -257,63 +326,143 @@ def _errorbar_points(values: list[list[float]]) -> tuple[list[float], list[list[
     return means, [below, above]
 
 
+def _mean_point(x: float, values: list[float], seeds: Iterable[int], text: str = "") -> DrawnPoint:
+    """A point at ``x``: the mean of fractions (in %) with its 95 % t interval clipped to [0, 100]."""
+    means, errors = _errorbar_points([values])
+    return DrawnPoint(x, means[0], yerr=(errors[0][0], errors[1][0]), text=text, seeds=tuple(sorted(seeds)))
+
+
+def _short(key: str) -> str:
+    """``defense.0.residual`` -> ``residual``: the knob's own name reads better in a legend."""
+    return key.removeprefix("axis:").rsplit(".", 1)[-1]
+
+
+def group_label(levels: dict[str, Any], skip: Iterable[str]) -> str:
+    """``residual = sample``: the levels of a run's other axes (not ``x``, not the scheme), one series per value."""
+    skipped = {"scheme", *skip}
+    parts = [str(v) if k == "variant" else f"{_short(k)} = {v}" for k, v in levels.items() if k not in skipped]
+    return ", ".join(parts)
+
+
+def _row_levels(row: dict[str, Any]) -> dict[str, Any]:
+    return {k.removeprefix("axis:"): v for k, v in row.items() if k.startswith("axis:")}
+
+
+def _ok_seeds(rows: Iterable[dict[str, Any]]) -> set[int]:
+    return {int(r["seed"]) for r in rows if r["status"] == RunStatus.OK}
+
+
+def _seeds_text(seeds: Iterable[int]) -> str:
+    return ",".join(map(str, sorted(seeds))) or "none"
+
+
+def versus_series(
+    grid: GridSpec, rows: list[dict[str, Any]], reference: dict[str, list[dict[str, Any]]] | None = None
+) -> tuple[list[Series], list[str]]:
+    """The series of :func:`plot_versus_axis`: per scheme and per level of the other axes, each metric against ``x``.
+
+    Seeds, per level (an x value and a value of the other axes): the seeds finished in every
+    scheme there and, with a ``reference``, in the scheme's undefended cell too, so the level's
+    means and the no-defense marker drawn at it are over the same seeds. A level whose seeds the
+    reference never finished keeps its own seeds, draws no marker, and says so in a note.
+    """
+    assert grid.x is not None
+    key = f"axis:{grid.x}"
+    mine = [row for row in rows if row["grid"] == grid.name and row["status"] != RunStatus.REFUSED]
+    levels: dict[tuple[float, str], dict[str, list[dict[str, Any]]]] = {}
+    for row in mine:
+        group = group_label(_row_levels(row), (grid.x,))
+        levels.setdefault((float(row[key]), group), {}).setdefault(row["axis:scheme"], []).append(row)
+    notes: list[str] = []
+    used: dict[tuple[float, str], tuple[set[int], bool]] = {}  # level -> (its seeds, reference drawn)
+    for (x, group), per_scheme in levels.items():
+        where = f"{_short(grid.x)}={x:g}{', ' + group if group else ''}"
+        drawable = [r for r in per_scheme.values() if _ok_seeds(r)]
+        seeds = common_seeds(drawable)
+        every = set().union(*(_ok_seeds(r) for r in drawable)) if drawable else set()
+        if every - seeds:
+            notes.append(f"{where}: mean over seeds {_seeds_text(seeds)} finished in every scheme (left out: {_seeds_text(every - seeds)})")
+        references = [(reference or {})[s] for s, r in per_scheme.items() if _ok_seeds(r) and (reference or {}).get(s)]
+        if not references or not seeds:
+            used[(x, group)] = (seeds, False)
+            continue
+        both = seeds & common_seeds(references)
+        if not both:
+            notes.append(f"{where}: no-defense reference not drawn (it finished none of seeds {_seeds_text(seeds)})")
+            used[(x, group)] = (seeds, False)
+            continue
+        if both != seeds:
+            notes.append(f"{where}: mean over seeds {_seeds_text(both)}, those the no-defense reference also finished (left out: {_seeds_text(seeds - both)})")
+        used[(x, group)] = (both, True)
+    schemes = list(dict.fromkeys(row["axis:scheme"] for row in mine))
+    groups = list(dict.fromkeys(group for _, group in levels))
+    series: list[Series] = []
+    for scheme in schemes:
+        for group in groups:
+            xs = sorted(x for (x, g), per_scheme in levels.items() if g == group and scheme in per_scheme)
+            name = ", ".join(part for part in (scheme if len(schemes) > 1 else "", group) if part)
+            for metric, metric_label, _ in curves():
+                line, marks = [], []
+                for x in xs:
+                    seeds, marked = used[(x, group)]
+                    values = [float(r[metric]) for r in levels[(x, group)][scheme]
+                              if r["status"] == RunStatus.OK and int(r["seed"]) in seeds and r.get(metric) is not None]
+                    if not values:
+                        continue
+                    line.append(_mean_point(x, values, seeds))
+                    ref = [float(r[metric]) for r in (reference or {}).get(scheme, [])
+                           if r["status"] == RunStatus.OK and int(r["seed"]) in seeds and r.get(metric) is not None]
+                    if marked and ref:
+                        marks.append(_mean_point(x, ref, seeds))
+                if line:
+                    series.append(Series(f"{name + ': ' if name else ''}{metric_label}", "metric", line, scheme, group, metric))
+                if marks:
+                    series.append(Series(f"{name + ': ' if name else ''}{metric_label}, no defense (same seeds)", "reference", marks,
+                                         scheme, group, metric))
+    return series, notes
+
+
 def plot_versus_axis(
     grid: GridSpec, rows: list[dict[str, Any]], path: Path, reference: dict[str, list[dict[str, Any]]] | None = None
-) -> Path | None:
-    """Last-epoch main and attack metrics against the grid's ``x`` axis, one colour per scheme.
+) -> Figure:
+    """Last-epoch main and attack metrics against the grid's ``x`` axis: one colour per scheme and level of the other axes.
 
-    At each x every scheme's mean is over the same seeds (those finished in every scheme there);
-    error bars are the 95 % t interval over those seeds, clipped to [0, 100]. ``reference``
-    (scheme -> the undefended cell's rows) draws the no-defense level as dashed lines.
+    A grid with axes {x, other} draws one line per ``other`` level (``residual = sample``), each
+    ordered by x. Error bars are the 95 % t interval over the level's seeds, clipped to [0, 100].
+    ``reference`` (scheme -> the undefended cell's rows) draws the no-defense level as a dashed
+    line of markers, one per level over exactly that level's seeds (:func:`versus_series`).
     """
     if grid.x is None:
-        return None
-    rows = [row for row in rows if row["grid"] == grid.name]
-    key = f"axis:{grid.x}"
-
-    def others_of(row: dict[str, Any]) -> str:
-        return ", ".join(f"{k.removeprefix('axis:')}={v}" for k, v in row.items() if k.startswith("axis:") and k not in (key, "axis:scheme"))
-
-    kept, notes = _same_seed_rows(rows, lambda r: (f"{grid.x}={r[key]}{' ' + others_of(r) if others_of(r) else ''}", r["axis:scheme"]))
-    plt = _pyplot()
-    figure, panel = plt.subplots(figsize=(6.8, 4.6))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    drew = False
-    xs_all: list[float] = []
-    groups: dict[tuple[str, str], dict[float, list[dict[str, Any]]]] = {}
-    for row in kept:
-        groups.setdefault((row["axis:scheme"], others_of(row)), {}).setdefault(float(row[key]), []).append(row)
-    every_x = sorted({x for by_x in groups.values() for x in by_x})
+        return Figure(None)
+    mine = [row for row in rows if row["grid"] == grid.name]
+    series, notes = versus_series(grid, rows, reference)
+    if not any(s.kind == "metric" for s in series):
+        return Figure(None, series, notes, absent_reason(mine, "a metric"))
+    every_x = sorted({p.x for s in series for p in s.points})
     scale, scale_note = axis_scale(grid.x, every_x, grid.log_x)
-    for index, ((scheme, others), by_x) in enumerate(groups.items()):
+    notes = ([scale_note] if scale_note else []) + notes + _not_drawn(mine)
+    plt = _pyplot()
+    figure, panel = plt.subplots(figsize=(6.8, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    lines = list(dict.fromkeys((s.scheme, s.group) for s in series))
+    styles = {metric: style for metric, _, style in curves()}
+    for s in series:
+        index = lines.index((s.scheme, s.group))
+        shift = dodge(scale, every_x, index, len(lines))
+        xs = [shift(p.x) for p in s.points]
+        ys = [p.y for p in s.points]
+        yerr = [[p.yerr[0] for p in s.points], [p.yerr[1] for p in s.points]]
         color = colors[index % len(colors)]
-        xs = sorted(by_x)
-        xs_all += xs
-        shift = dodge(scale, every_x, index, len(groups))
-        for metric, name, style in curves():
-            values = [[float(r[metric]) for r in by_x[x] if r.get(metric) is not None] for x in xs]
-            points = [(x, v) for x, v in zip(xs, values, strict=True) if v]
-            if not points:
-                continue
-            means, errors = _errorbar_points([v for _, v in points])
-            label = f"{scheme}{' ' + others if others else ''}: {name}"
-            panel.errorbar([shift(x) for x, _ in points], means, yerr=errors, color=color, label=label, capsize=3, markersize=4, **style)
-            drew = True
-            ref_rows = [r for r in (reference or {}).get(scheme, []) if r["status"] == RunStatus.OK and r.get(metric) is not None]
-            if ref_rows:
-                used = {int(r["seed"]) for x in xs for r in by_x[x]}
-                same = [float(r[metric]) * 100 for r in ref_rows if int(r["seed"]) in used] or [float(r[metric]) * 100 for r in ref_rows]
-                panel.axhline(statistics.fmean(same), color=color, linestyle=(0, (4, 3)), linewidth=0.9, alpha=0.8,
-                              label=f"{scheme}: {name}, no defense")
-    if not drew:
-        plt.close(figure)
-        return None
+        if s.kind == "reference":
+            panel.errorbar(xs, ys, yerr=yerr, color=color, label=s.label, capsize=2, marker="x", markersize=5,
+                           linestyle=(0, (4, 3)), linewidth=0.8, alpha=0.7)
+        else:
+            panel.errorbar(xs, ys, yerr=yerr, color=color, label=s.label, capsize=3, markersize=4, **styles[s.metric])
     panel.set_xscale(scale)
     if scale in ("log", "logit"):  # ticks at the swept values: 10^0 and 10^1 alone say little about gamma 3
         from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
-        ticks = sorted(set(xs_all))
-        panel.xaxis.set_major_locator(FixedLocator(ticks))
+        panel.xaxis.set_major_locator(FixedLocator(every_x))
         panel.xaxis.set_major_formatter(lambda value, _: f"{value:g}")
         panel.xaxis.set_minor_locator(NullLocator())
         panel.xaxis.set_minor_formatter(NullFormatter())
@@ -323,99 +472,195 @@ def plot_versus_axis(
     panel.grid(alpha=0.3)
     panel.set_title(grid.title or grid.name, fontsize=10)
     panel.legend(fontsize=6)
-    note_height = _footnote(figure, ([scale_note] if scale_note else []) + notes + _not_drawn(rows))
+    note_height = _footnote(figure, notes)
     figure.tight_layout(rect=(0, note_height, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
-    return path
+    return Figure(path, series, notes)
 
 
 @dataclass
 class TradeoffPoint:
-    """One defense level (or the undefended cell) of one scheme: its finished runs and what to print beside it."""
+    """One defense level (or the undefended cell) of one scheme: its runs and where it belongs.
+
+    ``x`` is the level's value on the grid's ``x`` axis (the text beside the point, and the order
+    of its series), ``group`` the levels of the grid's other axes (``residual = sample``: one
+    series per value); both empty for a grid of variants.
+    """
 
     scheme: str
     label: str
     rows: list[dict[str, Any]]
     undefended: bool = False
     notes: list[str] = field(default_factory=list)
+    x: float | None = None
+    group: str = ""
 
 
-def _epsilon_text(rows: list[dict[str, Any]]) -> str:
-    """``eps 2.31`` from the accountant's record (PLD, else RDP), if the runs recorded one; else ''."""
+MEANINGLESS_EPSILON = 100.0
+"""Above this epsilon a differential-privacy claim says nothing useful (e^100 bounds no likelihood ratio a reader cares about)."""
+
+
+def _epsilon(rows: list[dict[str, Any]]) -> float | None:
+    """The accountant's epsilon the runs recorded (PLD, else RDP; mean over the runs), None without one."""
     for column in ("dp_epsilon_pld", "dp_epsilon_rdp"):
         values = [float(r[column]) for r in rows if r.get(column) not in (None, "")]
         if values:
-            value = statistics.fmean(values)
-            return f"eps {value:.3g}" if math.isfinite(value) else "eps inf"
-    return ""
+            return statistics.fmean(values)
+    return None
 
 
-def plot_tradeoff(title: str, metric: str, metric_label: str, points: list[TradeoffPoint], path: Path) -> Path | None:
-    """Attack success against main accuracy: one point per defense level, the undefended point marked.
+def _epsilon_text(rows: list[dict[str, Any]]) -> str:
+    """``ε 2.31`` from the accountant's record (PLD, else RDP), if the runs recorded one; else ''."""
+    value = _epsilon(rows)
+    if value is None:
+        return ""
+    return f"ε {value:.3g}" if math.isfinite(value) else "ε ∞"
 
-    Per scheme, every point is a mean over the same seeds (those finished at every level of that
-    scheme, the undefended one included); error bars are 95 % t intervals over those seeds in both
-    directions, clipped to [0, 100]. A level recorded with an accountant's epsilon (``label_dp``)
-    shows it beside its point; levels whose runs stopped are named in the footnote.
+
+def epsilon_notes(epsilons: Sequence[float | None], reasons: Sequence[str] = ()) -> list[str]:
+    """The notes a trade-off figure's epsilons call for: a guarantee too weak to mean anything is said, not left to the reader.
+
+    ``epsilons`` holds one value per drawn defense level (None: the runs recorded none);
+    ``reasons`` the runs' ``dp_unclaimed_reason`` texts (why no finite epsilon is claimed).
+    """
+    recorded = [e for e in epsilons if e is not None]
+    notes: list[str] = []
+    huge = [e for e in recorded if e > MEANINGLESS_EPSILON]
+    if recorded and len(huge) == len(recorded):
+        finite = [e for e in huge if math.isfinite(e)]
+        span = f" (ε {min(finite):.3g} to {max(finite):.3g})" if finite else " (ε = ∞: none claimed)"
+        where = "every level" if len(recorded) == len(epsilons) else "every level that records one"
+        notes.append(f"epsilon > {MEANINGLESS_EPSILON:g} at {where}: no meaningful differential-privacy guarantee{span}")
+    elif huge:
+        notes.append(f"epsilon > {MEANINGLESS_EPSILON:g} at {len(huge)} of {len(recorded)} levels: no meaningful differential-privacy guarantee there")
+    heads = list(dict.fromkeys(part.split(":", 1)[0].strip() for reason in reasons if reason for part in str(reason).split("; ")))
+    if any(not math.isfinite(e) for e in recorded) and heads:
+        notes.append(f"ε = ∞ (no finite epsilon claimed): {'; '.join(heads)}")
+    return notes
+
+
+def _readable(cell: str) -> str:
+    """``defense.0.drop_rate=0.5__defense.0.residual=row`` -> ``drop_rate=0.5, residual=row`` for a footnote."""
+    parts = [part.split("=", 1) for part in cell.split("__")]
+    return ", ".join(f"{_short(part[0])}={part[1]}" if len(part) == 2 else part[0] for part in parts)
+
+
+def _tradeoff_seeds(scheme: str, drawable: list[TradeoffPoint]) -> tuple[dict[int, set[int]], list[str]]:
+    """The seeds each point of one scheme is averaged over (by ``id`` of the point), and the notes that say so.
+
+    Normally one set for the whole scheme: the seeds finished at every drawable level and the
+    undefended one, so any two points compare over the same seeds. With 15 levels one stopped seed
+    per level can leave no such seed; then each defended point is over the seeds it shares with the
+    undefended run (the comparison the figure is for), the star over all of its own, and the note
+    names every point's seeds so no reader takes two points for a same-seed pair.
+    """
+    seeds = common_seeds([p.rows for p in drawable])
+    every = set().union(*(_ok_seeds(p.rows) for p in drawable)) if drawable else set()
+    if seeds or not drawable:
+        notes = [f"{scheme}: means over seeds {_seeds_text(seeds)} (finished at every level; left out: {_seeds_text(every - seeds)})"] if every - seeds else []
+        return {id(p): seeds for p in drawable}, notes
+    star = next((p for p in drawable if p.undefended), None)
+    base = _ok_seeds(star.rows) if star is not None else every
+    chosen = {id(p): _ok_seeds(p.rows) if p.undefended else _ok_seeds(p.rows) & base for p in drawable}
+    per_point = "; ".join(f"{_readable(p.label)} {_seeds_text(chosen[id(p)])}" for p in drawable if not p.undefended)
+    return chosen, [f"{scheme}: no seed finished at every level, so each point is over the seeds it shares with the undefended run "
+                    f"(undefended: {_seeds_text(base)}; {per_point}); two defended points are not a same-seed pair"]
+
+
+def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Series], list[str]]:
+    """The series of :func:`plot_tradeoff`: per scheme, one line per level of the other axes, ordered by x; the undefended star.
+
+    Per scheme every point is a mean over the same seeds (those finished at every drawable level
+    of that scheme, the undefended one included); a point's text is its x level (or its label in
+    a grid of variants) and the epsilon its runs recorded.
     """
     by_scheme: dict[str, list[TradeoffPoint]] = {}
     for point in points:
         by_scheme.setdefault(point.scheme, []).append(point)
-    plt = _pyplot()
-    figure, panel = plt.subplots(figsize=(6.8, 5.0))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     notes: list[str] = []
-    drew = False
-    for index, (scheme, mine) in enumerate(by_scheme.items()):
-        color = colors[index % len(colors)]
+    series: list[Series] = []
+    epsilons: list[float | None] = []
+    reasons: list[str] = []
+    stars: list[Series] = []  # drawn last, on top of the lines
+    for scheme, mine in by_scheme.items():
         drawable = [p for p in mine if any(r["status"] == RunStatus.OK and r.get(metric) is not None for r in p.rows)]
         for point in mine:
             if point not in drawable:
                 statuses = sorted({str(r["status"]) for r in point.rows}) or ["no run"]
-                notes.append(f"{scheme} {point.label}: not drawn ({', '.join(statuses)})")
-            stopped = [r for r in point.rows if r["status"] not in (RunStatus.OK, RunStatus.PENDING, RunStatus.REFUSED)]
+                notes.append(f"{scheme} {_readable(point.label)}: not drawn ({', '.join(statuses)})")
+            stopped = [r for r in point.rows if r["status"] in STOPPED]
             if stopped and point in drawable:
-                notes.append(f"{scheme} {point.label}: {len(stopped)} run(s) stopped ({', '.join(sorted({str(r['status']) for r in stopped}))})")
-        seeds = common_seeds([p.rows for p in drawable])
-        every = {int(r["seed"]) for p in drawable for r in p.rows if r["status"] == RunStatus.OK}
-        if every - seeds:
-            notes.append(f"{scheme}: means over seeds {','.join(map(str, sorted(seeds))) or 'none'} (finished at every level)")
-        coords = []
+                notes.append(f"{scheme} {_readable(point.label)}: {len(stopped)} run(s) stopped ({', '.join(sorted({str(r['status']) for r in stopped}))})")
+        seeds_of, seed_notes = _tradeoff_seeds(scheme, drawable)
+        notes += seed_notes
+        lines: dict[str, list[tuple[TradeoffPoint, DrawnPoint]]] = {}
         for point in drawable:
+            seeds = seeds_of[id(point)]
             used = [r for r in point.rows if r["status"] == RunStatus.OK and int(r["seed"]) in seeds and r.get(metric) is not None]
             if not used:
                 continue
-            main = mean_interval([100 * float(r[MAIN_ACCURACY.name]) for r in used])
-            attack = mean_interval([100 * float(r[metric]) for r in used])
-            assert main.mean is not None and attack.mean is not None
-            xerr = clipped_errors(main.mean, main.low, main.high)
-            yerr = clipped_errors(attack.mean, attack.low, attack.high)
-            marker = "*" if point.undefended else "o"
-            panel.errorbar([main.mean], [attack.mean], xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]], color=color,
-                           marker=marker, markersize=12 if point.undefended else 5, capsize=3, linestyle="none",
-                           label=f"{scheme}: no defense" if point.undefended else None)
-            text = "no defense" if point.undefended else point.label
-            epsilon = _epsilon_text(used)
-            panel.annotate(f"{text}{', ' + epsilon if epsilon else ''}", (main.mean, attack.mean), fontsize=6,
-                           xytext=(4, 4), textcoords="offset points", color=color)
-            coords.append((main.mean, attack.mean, point.undefended))
-            drew = True
-        defended = sorted((x, y) for x, y, undefended in coords if not undefended)
-        if defended:
-            panel.plot([x for x, _ in defended], [y for _, y in defended], color=color, linewidth=0.8, alpha=0.6, label=f"{scheme}: defense levels")
-    if not drew:
-        plt.close(figure)
-        return None
+            used_seeds = {int(r["seed"]) for r in used}
+            drawn = _mean_point(0.0, [float(r[metric]) for r in used], used_seeds)
+            main = _mean_point(0.0, [float(r[MAIN_ACCURACY.name]) for r in used], used_seeds)
+            drawn.x, drawn.xerr = main.y, main.yerr
+            if point.undefended:
+                drawn.text = "no defense"
+                stars.append(Series(f"{scheme}: no defense", "undefended", [drawn], scheme))
+                continue
+            epsilon = _epsilon(used)
+            epsilons.append(epsilon)
+            reasons += [str(r.get("dp_unclaimed_reason") or "") for r in used]
+            level = f"{point.x:g}" if point.x is not None else point.label
+            drawn.text = ", ".join(t for t in (level, _epsilon_text(used)) if t)
+            lines.setdefault(point.group, []).append((point, drawn))
+        for group, members in lines.items():
+            by_x = all(p.x is not None for p, _ in members)  # along the swept axis; a grid of variants by main accuracy
+            ordered = sorted(members, key=lambda m: float(m[0].x) if by_x and m[0].x is not None else m[1].x)
+            label = ", ".join(part for part in (scheme if len(by_scheme) > 1 else "", group or "defense levels") if part)
+            series.append(Series(label, "levels", [d for _, d in ordered], scheme, group))
+    return series + stars, notes + epsilon_notes(epsilons, reasons)
+
+
+def plot_tradeoff(title: str, metric: str, metric_label: str, points: list[TradeoffPoint], path: Path, x_name: str = "") -> Figure:
+    """Attack success against main accuracy: one line per scheme and level of the other axes, the undefended point starred.
+
+    Error bars are 95 % t intervals over the scheme's common seeds in both directions, clipped to
+    [0, 100]; each point carries its x level (``x_name``) and recorded epsilon; levels whose runs
+    stopped are named in the footnote, and an epsilon too large to mean anything is said there too.
+    """
+    series, notes = tradeoff_series(metric, points)
+    if not any(s.kind == "levels" for s in series):  # the undefended star alone compares nothing
+        return Figure(None, series, notes, absent_reason([r for p in points if not p.undefended for r in p.rows], metric_label))
+    plt = _pyplot()
+    figure, panel = plt.subplots(figsize=(6.8, 5.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    lines = [s for s in series if s.kind == "levels"]
+    color_of = {id(line): colors[index % len(colors)] for index, line in enumerate(lines)}
+    several = len(lines) > len({s.scheme for s in lines})  # a star in a line's colour would claim that line alone
+    for s in series:
+        if s.kind == "undefended":
+            same = [line for line in lines if line.scheme == s.scheme]
+            color = "black" if several or not same else color_of[id(same[0])]
+        else:
+            color = color_of[id(s)]
+        xs, ys = [p.x for p in s.points], [p.y for p in s.points]
+        xerr = [[p.xerr[0] for p in s.points], [p.xerr[1] for p in s.points]]
+        yerr = [[p.yerr[0] for p in s.points], [p.yerr[1] for p in s.points]]
+        star = s.kind == "undefended"
+        panel.errorbar(xs, ys, xerr=xerr, yerr=yerr, color=color, marker="*" if star else "o", markersize=12 if star else 5, capsize=3,
+                       linestyle="none" if star else "-", linewidth=0.8, label=s.label, zorder=3 if star else 2)
+        for p in s.points:
+            panel.annotate(p.text, (p.x, p.y), fontsize=6, xytext=(4, 4), textcoords="offset points", color=color)
     panel.set_xlabel(f"main accuracy at the last epoch (%), mean and {100 * CONFIDENCE:.0f} % CI")
     panel.set_ylabel(f"{metric_label} at the last epoch (%)")
     panel.set_xlim(-3, 103)
     panel.set_ylim(-3, 103)
     panel.grid(alpha=0.3)
     panel.set_title(title, fontsize=10)
-    panel.legend(fontsize=7)
+    panel.legend(fontsize=7, title=f"points labelled by {_short(x_name)}" if x_name else None, title_fontsize=7)
     note_height = _footnote(figure, notes)
     figure.tight_layout(rect=(0, note_height, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
-    return path
+    return Figure(path, series, notes)

@@ -15,7 +15,7 @@ from securevfl.attacks import ATTACKS, MAIN_ACCURACY, MetricSpec, attack_metrics
 from securevfl.files import atomic_write_text
 from securevfl.schemes import PlainScheme
 from securevfl.study.pending import pending_lines
-from securevfl.study.plots import TradeoffPoint, plot_epochs, plot_tradeoff, plot_versus_axis
+from securevfl.study.plots import TradeoffPoint, group_label, plot_epochs, plot_tradeoff, plot_versus_axis
 from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
 from securevfl.study.statistics import CONFIDENCE, EQUIVALENCE_MARGIN, MIN_PAIRS
 from securevfl.study.survival import ATTACK_FLOOR, cell_key, survival_lines, undefended_key
@@ -161,16 +161,18 @@ def _grid_section(
     tradeoff, reference = _tradeoff_points(grid, runs, rows)
     x_reference = reference if grid.x is not None and grid.x.startswith("defense") else None
     figures = [
-        plot_epochs(grid, rows, histories, plots / f"{grid.name}_epochs.png"),
-        plot_versus_axis(grid, rows, plots / f"{grid.name}_vs_{_file_safe(grid.x)}.png", reference=x_reference),
+        ("epochs", plot_epochs(grid, rows, histories, plots / f"{grid.name}_epochs.png")),
+        (f"vs_{_file_safe(grid.x)}", plot_versus_axis(grid, rows, plots / f"{grid.name}_vs_{_file_safe(grid.x)}.png", reference=x_reference)),
     ]
     if tradeoff is not None:
         metric, label, points = tradeoff
-        figures.append(plot_tradeoff(f"{grid.name}: {label} vs main accuracy, one point per defense level", metric, label, points,
-                                     plots / f"{grid.name}_tradeoff.png"))
-    for path in figures:
-        if path is not None:
-            lines += [f"![{path.stem}]({PLOTS_DIR}/{path.name})", ""]
+        figures.append(("tradeoff", plot_tradeoff(f"{grid.name}: {label} vs main accuracy, one point per defense level", metric, label,
+                                                  points, plots / f"{grid.name}_tradeoff.png", x_name=grid.x or "")))
+    for name, figure in figures:  # an absent figure says why, so a missing picture is never read as "nothing happened"
+        if figure.path is not None:
+            lines += [f"![{figure.path.stem}]({PLOTS_DIR}/{figure.path.name})", ""]
+        elif figure.absent:
+            lines += [f"*Figure `{grid.name}_{name}`: {figure.absent}.*", ""]
     return lines
 
 
@@ -205,7 +207,10 @@ def _tradeoff_points(
     undefended_seen: set[tuple[str, str]] = set()
     for key in defended:
         for run_group in _by_scheme(members[key]):
-            points.append(TradeoffPoint(run_group[0].levels["scheme"], key[1], [by_id[r.run_id] for r in run_group]))
+            first = run_group[0]  # x: the point's text and order; the other axes' levels: its series
+            x = float(first.values[grid.x]) if grid.x is not None and grid.x in first.values else None
+            points.append(TradeoffPoint(first.levels["scheme"], key[1], [by_id[r.run_id] for r in run_group], x=x,
+                                        group=group_label(first.levels, (grid.x or "",))))
         counterpart = undefended_key(configs[key], configs)
         if counterpart is not None and counterpart not in undefended_seen:
             undefended_seen.add(counterpart)

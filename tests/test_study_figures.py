@@ -1,0 +1,230 @@
+"""The study's figures, checked on the data they draw (issue 15 audit): one series per level of a grid's
+second axis, the no-defense reference over each level's own seeds, a reason for every absent figure, and
+each trade-off point's epsilon with a note when no epsilon means anything. Rows are built by hand; the
+expected means are computed here from the same numbers."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from securevfl.study import load_study, plan_runs
+from securevfl.study.plots import TradeoffPoint, epsilon_notes, plot_tradeoff, plot_versus_axis
+from securevfl.study.report import _tradeoff_points, write_report
+from securevfl.study.spec import PlannedRun
+
+STUDY = """
+[study]
+name = "figures"
+seeds = [0, 1, 2]
+schemes = ["plain"]
+[study.set]
+"data.name" = "digits"
+"attack.kind" = "gradient_replacement"
+[[grid]]
+name = "ref"
+[[grid]]
+name = "drop"
+x = "defense.0.drop_rate"
+[grid.set]
+"defense" = [{ kind = "sparsification", drop_rate = 0.9 }]
+[grid.axes]
+"defense.0.drop_rate" = [0.5, 0.9, 0.99]
+"defense.0.residual" = ["row", "sample"]
+"""
+
+DROPS = (0.5, 0.9, 0.99)
+RESIDUAL_OFFSET = {"row": 0.0, "sample": 0.05}
+
+
+def _main(drop: float, residual: str, seed: int) -> float:
+    """Main accuracy falls with the drop rate: sorted by it, a series would run 0.99, 0.9, 0.5."""
+    return 0.9 - 0.2 * drop - RESIDUAL_OFFSET[residual] + 0.01 * seed
+
+
+def _backdoor(drop: float, residual: str, seed: int) -> float:
+    return 0.8 - 0.5 * drop + RESIDUAL_OFFSET[residual] + 0.02 * seed
+
+
+REFERENCE_MAIN = {0: 0.95, 1: 0.93, 2: 0.91}
+REFERENCE_BACKDOOR = {0: 0.85, 1: 0.75, 2: 0.65}
+
+
+@pytest.fixture()
+def study(tmp_path: Path) -> tuple[Any, list[PlannedRun]]:
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY, encoding="utf-8")
+    spec = load_study(path)
+    return spec, plan_runs(spec)
+
+
+def _rows(runs: list[PlannedRun], status: Callable[[PlannedRun], str] = lambda run: "ok", **extra: Any) -> list[dict[str, Any]]:
+    """One table row per run: the hand-made numbers above, or ``status(run)`` without numbers when it is not ``ok``."""
+    rows = []
+    for run in runs:
+        row = {"run_id": run.run_id, "grid": run.grid, "cell": run.cell, "seed": run.seed, "status": status(run), "reason": "",
+               **{f"axis:{k}": v for k, v in run.levels.items()}}
+        if row["status"] == "ok":
+            if run.grid == "ref":
+                row |= {"main_accuracy": REFERENCE_MAIN[run.seed], "backdoor_accuracy": REFERENCE_BACKDOOR[run.seed]}
+            else:
+                drop, residual = float(run.values["defense.0.drop_rate"]), str(run.levels["defense.0.residual"])
+                row |= {"main_accuracy": _main(drop, residual, run.seed), "backdoor_accuracy": _backdoor(drop, residual, run.seed), **extra}
+        rows.append(row)
+    return rows
+
+
+def _grid(spec: Any, name: str) -> Any:
+    return next(grid for grid in spec.grids if grid.name == name)
+
+
+def test_a_second_axis_gives_one_tradeoff_series_per_level_ordered_by_x_and_one_undefended_star(
+    study: tuple[Any, list[PlannedRun]], tmp_path: Path
+) -> None:
+    spec, runs = study
+    grid = _grid(spec, "drop")
+    rows = _rows(runs)
+    tradeoff, _ = _tradeoff_points(grid, runs, rows)
+    assert tradeoff is not None
+    metric, label, points = tradeoff
+    figure = plot_tradeoff("t", metric, label, points, tmp_path / "t.png", x_name=grid.x)
+    assert figure.path is not None and figure.path.is_file()
+    assert [(s.label, s.kind) for s in figure.series] == [
+        ("residual = row", "levels"), ("residual = sample", "levels"), ("plain: no defense", "undefended")]
+    star = figure.series[-1].points
+    assert len(star) == 1 and star[0].text == "no defense"
+    assert star[0].x == pytest.approx(100 * statistics.fmean(REFERENCE_MAIN.values()))
+    assert star[0].y == pytest.approx(100 * statistics.fmean(REFERENCE_BACKDOOR.values()))
+    for series, residual in zip(figure.series[:2], ("row", "sample"), strict=True):
+        # ordered by drop rate although main accuracy falls along it; labelled with the drop rate only
+        assert [p.text for p in series.points] == ["0.5", "0.9", "0.99"]
+        for point, drop in zip(series.points, DROPS, strict=True):
+            assert point.x == pytest.approx(100 * statistics.fmean(_main(drop, residual, s) for s in (0, 1, 2)))
+            assert point.y == pytest.approx(100 * statistics.fmean(_backdoor(drop, residual, s) for s in (0, 1, 2)))
+            assert point.seeds == (0, 1, 2)
+            assert 0 <= point.y - point.yerr[0] and point.y + point.yerr[1] <= 100  # clipped to an accuracy's range
+
+
+def test_versus_axis_draws_one_line_per_residual_and_the_reference_over_each_levels_own_seeds(
+    study: tuple[Any, list[PlannedRun]], tmp_path: Path
+) -> None:
+    spec, runs = study
+    grid = _grid(spec, "drop")
+
+    def status(run: PlannedRun) -> str:
+        if run.grid == "ref" and run.seed == 2:
+            return "pending"  # the reference lacks seed 2 everywhere
+        if run.grid == "drop" and run.seed == 1 and run.levels["defense.0.residual"] == "row" and run.values["defense.0.drop_rate"] == 0.99:
+            return "collapsed"  # one level lost seed 1
+        return "ok"
+
+    rows = _rows(runs, status)
+    _, reference = _tradeoff_points(grid, runs, rows)
+    figure = plot_versus_axis(grid, rows, tmp_path / "v.png", reference=reference)
+    assert figure.path is not None
+    by_label = {s.label: s for s in figure.series}
+    assert set(by_label) == {f"residual = {r}: {m}{suffix}" for r in ("row", "sample") for m in ("main", "backdoor")
+                             for suffix in ("", ", no defense (same seeds)")}
+    row_backdoor = by_label["residual = row: backdoor"]
+    reference_marks = by_label["residual = row: backdoor, no defense (same seeds)"]
+    assert [p.x for p in row_backdoor.points] == list(DROPS) == [p.x for p in reference_marks.points]
+    expected_seeds = [(0, 1), (0, 1), (0,)]  # seed 2: no reference; seed 1 at 0.99: collapsed
+    for drawn, mark, drop, seeds in zip(row_backdoor.points, reference_marks.points, DROPS, expected_seeds, strict=True):
+        assert drawn.seeds == mark.seeds == seeds  # both sides of the comparison over the same seeds
+        assert drawn.y == pytest.approx(100 * statistics.fmean(_backdoor(drop, "row", s) for s in seeds))
+        assert mark.y == pytest.approx(100 * statistics.fmean(REFERENCE_BACKDOOR[s] for s in seeds))
+    # the old reference (union of seeds, a single line) would have drawn 80.0 at every level; at 0.99 it is 85.0
+    assert reference_marks.points[-1].y == pytest.approx(85.0)
+    sample_marks = by_label["residual = sample: backdoor, no defense (same seeds)"]
+    assert [p.seeds for p in sample_marks.points] == [(0, 1)] * 3
+    assert any(n.startswith("drop_rate=0.5, residual = row: mean over seeds 0,1, those the no-defense reference also finished (left out: 2)")
+               for n in figure.notes)
+
+
+def test_a_level_the_reference_never_finished_draws_no_marker_and_says_so(study: tuple[Any, list[PlannedRun]], tmp_path: Path) -> None:
+    spec, runs = study
+    grid = _grid(spec, "drop")
+
+    def status(run: PlannedRun) -> str:
+        if run.grid == "ref":
+            return "ok" if run.seed == 0 else "pending"
+        if run.values["defense.0.drop_rate"] == 0.9 and run.seed == 0:
+            return "diverged"
+        return "ok"
+
+    rows = _rows(runs, status)
+    _, reference = _tradeoff_points(grid, runs, rows)
+    figure = plot_versus_axis(grid, rows, tmp_path / "v.png", reference=reference)
+    marks = next(s for s in figure.series if s.label == "residual = row: main, no defense (same seeds)")
+    assert [p.x for p in marks.points] == [0.5, 0.99] and all(p.seeds == (0,) for p in marks.points)
+    line = next(s for s in figure.series if s.label == "residual = row: main")
+    assert line.points[1].seeds == (1, 2)  # 0.9 keeps its own seeds, without a marker
+    assert "drop_rate=0.9, residual = row: no-defense reference not drawn (it finished none of seeds 1,2)" in figure.notes
+
+
+def test_every_absent_figure_says_why_in_the_report(study: tuple[Any, list[PlannedRun]], tmp_path: Path) -> None:
+    spec, runs = study
+
+    def status(run: PlannedRun) -> str:
+        if run.grid == "ref":
+            return "ok"
+        return "collapsed" if run.values["defense.0.residual"] == "row" else "diverged"
+
+    rows = _rows(runs, status)
+    figure = plot_versus_axis(_grid(spec, "drop"), rows, tmp_path / "v.png")
+    assert figure.path is None and figure.absent == "not drawn: every seed of every level stopped (collapsed 9, diverged 9)"
+    out = tmp_path / "out"
+    out.mkdir()
+    report = write_report(spec, runs, rows, {}, out, command="securevfl study").read_text()
+    for name in ("drop_epochs", "drop_vs_defense_0_drop_rate", "drop_tradeoff"):
+        assert f"*Figure `{name}`: not drawn: every seed of every level stopped (collapsed 9, diverged 9).*" in report
+    assert "*Figure `ref_epochs`: not drawn: no finished run recorded a per-epoch history (ok 3).*" in report
+    pending = [row | {"status": "pending"} for row in rows]
+    figure = plot_versus_axis(_grid(spec, "drop"), pending, tmp_path / "p.png")
+    assert figure.absent == "not drawn: no run has finished yet (pending 18)"
+
+
+def test_each_tradeoff_point_carries_its_epsilon_and_huge_epsilons_are_called_meaningless(
+    study: tuple[Any, list[PlannedRun]], tmp_path: Path
+) -> None:
+    spec, runs = study
+    grid = _grid(spec, "drop")
+    epsilon = {0.5: 460.0, 0.9: 3.2e4, 0.99: 5e5}
+    rows = _rows(runs)
+    for row in rows:
+        if row["grid"] == "drop":
+            row["dp_epsilon_pld"] = epsilon[float(row["axis:defense.0.drop_rate"])]
+    tradeoff, _ = _tradeoff_points(grid, runs, rows)
+    assert tradeoff is not None
+    metric, label, points = tradeoff
+    figure = plot_tradeoff("t", metric, label, points, tmp_path / "t.png", x_name=grid.x)
+    texts = [p.text for s in figure.series if s.kind == "levels" for p in s.points]
+    assert texts == ["0.5, ε 460", "0.9, ε 3.2e+04", "0.99, ε 5e+05"] * 2
+    assert "epsilon > 100 at every level: no meaningful differential-privacy guarantee (ε 460 to 5e+05)" in figure.notes
+    # a level with a meaningful epsilon: no "every level" claim, the others still named
+    assert epsilon_notes([1.5, 460.0]) == ["epsilon > 100 at 1 of 2 levels: no meaningful differential-privacy guarantee there"]
+    assert epsilon_notes([None, None]) == [] and epsilon_notes([0.5, 8.0]) == []
+    assert epsilon_notes([math.inf], ["no sensitivity bound: no clip_norm bounds a row; noise_source = 'run_seed': the passive holds it"]) == [
+        "epsilon > 100 at every level: no meaningful differential-privacy guarantee (ε = ∞: none claimed)",
+        "ε = ∞ (no finite epsilon claimed): no sensitivity bound; noise_source = 'run_seed'",
+    ]
+    # no epsilon recorded (a defense without an accountant): none invented, no note
+    plain = plot_tradeoff("t", metric, label, _tradeoff_points(grid, runs, _rows(runs))[0][2], tmp_path / "p.png")  # type: ignore[index]
+    assert not any("ε" in p.text for s in plain.series for p in s.points) and not any("epsilon" in n for n in plain.notes)
+
+
+def test_a_grid_of_variants_keeps_one_line_per_scheme_ordered_by_main_accuracy(tmp_path: Path) -> None:
+    def rows(main: float, attack: float) -> list[dict[str, Any]]:
+        return [{"seed": s, "status": "ok", "main_accuracy": main, "backdoor_accuracy": attack} for s in range(2)]
+
+    points = [TradeoffPoint("plain", "none", rows(0.9, 0.9), undefended=True), TradeoffPoint("plain", "strong", rows(0.5, 0.1)),
+              TradeoffPoint("plain", "weak", rows(0.8, 0.6))]
+    figure = plot_tradeoff("t", "backdoor_accuracy", "backdoor", points, tmp_path / "t.png")
+    levels = [s for s in figure.series if s.kind == "levels"]
+    assert [s.label for s in levels] == ["defense levels"]
+    assert [(p.text, p.x, p.y) for p in levels[0].points] == [("strong", 50.0, 10.0), ("weak", 80.0, 60.0)]
