@@ -42,7 +42,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from securevfl.attacks import MAIN_ACCURACY, AttackConfigBase, attack_metrics, parse_attack_config, success_metric
+from securevfl.attacks import ATTACKS, MAIN_ACCURACY, AttackConfigBase, attack_metrics, parse_attack_config, success_metric
 from securevfl.attacks.backdoor_control import CONTROL_TARGET_RATE, BackdoorControl
 from securevfl.attacks.poison import BackdoorConfig
 from securevfl.schemes import PlainScheme
@@ -194,6 +194,23 @@ def _context(config: dict[str, Any], drop_model: bool = False, drop_hardening: b
     return json.dumps(context, sort_keys=True)
 
 
+def _success_value(row: dict[str, Any], metric: str) -> float | None:
+    """The row's value of ``metric``; 0 for an attack that reported its other metrics but no success value.
+
+    Key recovery reports ``key_recovered = 0`` and no label accuracy when the key holder's noise
+    flooding kept the key: it read no label, so its success (the fraction of samples whose label
+    it read) is 0, not missing — else a hardening that stops the attack could never be shown to
+    work. An attack that reported nothing at all (unusable in the setting) stays without a value.
+    """
+    if row.get(metric) is not None:
+        return float(row[metric])
+    cls = ATTACKS.get(str(row.get("attack")))
+    if cls is None or cls.success_metric != metric or _lower_is_success(metric):
+        return None
+    reported = any(row.get(spec.name) is not None for spec in cls.metrics if spec.name != metric)
+    return 0.0 if reported else None
+
+
 @dataclass
 class _Outcome:
     """One scheme's runs of one cell."""
@@ -232,8 +249,9 @@ class _Outcome:
         return set(self.seeds_with(WAITING))
 
     def values(self, metric: str) -> dict[int, float]:
-        """seed -> last-epoch value of the finished runs."""
-        return {int(row["seed"]): float(row[metric]) for row in self.ok if row.get(metric) is not None}
+        """seed -> last-epoch value of the finished runs (see :func:`_success_value`)."""
+        values = {int(row["seed"]): _success_value(row, metric) for row in self.ok}
+        return {seed: value for seed, value in values.items() if value is not None}
 
     def mean(self, metric: str) -> float | None:
         values = self.values(metric)
@@ -267,12 +285,16 @@ class Comparison:
         return f"; provisional: seed(s) {','.join(map(str, self.waiting))} not finished yet" if self.waiting else ""
 
 
-def _stop_counts(stopped: dict[int, str], total: int) -> str:
+def _stop_detail(stopped: dict[int, str]) -> str:
+    """`` (1 diverged, 2 out_of_range)``: how many seeds stopped with each status ('' when none)."""
     counts: dict[str, int] = {}
     for status in stopped.values():
         counts[status] = counts.get(status, 0) + 1
-    detail = f" ({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))})" if counts else ""
-    return f"stopped {len(stopped)}/{total}{detail}"
+    return f" ({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))})" if counts else ""
+
+
+def _stop_counts(stopped: dict[int, str], total: int) -> str:
+    return f"stopped {len(stopped)}/{total}{_stop_detail(stopped)}"
 
 
 def compare(first: _Outcome, second: _Outcome, metric: str) -> Comparison:
@@ -573,7 +595,7 @@ def _own_success(scheme: str, outcome: _Outcome, metric: str) -> str:
     label = next((spec.label for spec in attack_metrics() if spec.name == metric), metric)
     if stopped:
         finished = f" ({label} over the {len(values)} finished: {success.text()}, descriptive only)" if values else ""
-        return f"{scheme}: stops training in {_stop_counts(stopped, total).removeprefix('stopped ')} seeds; no success verdict{finished}{waiting}"
+        return f"{scheme}: stops training in {len(stopped)}/{total} seeds{_stop_detail(stopped)}; no success verdict{finished}{waiting}"
     return f"{scheme}: {label} {success.text()} in {len(values)}/{total} seeds{waiting}"
 
 
@@ -705,7 +727,8 @@ def _defense_effect(
     if not success.complete:
         defended_stops, undefended_stops = (success.stopped_second, success.stopped_first) if lower else (success.stopped_first, success.stopped_second)
         n = len(success.seeds)
-        stops = f"defended {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
+        side = "hardened" if reference == "unhardened" else "defended"
+        stops = f"{side} {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
         finished = f" (seeds finished on both: {detail})" if success.difference.n else " (no seed finished on both)"
         return _Effect("stopped", f"{stops}; no verdict{finished}", undefended)
     if not lower and undefended.mean is not None and undefended.mean < ATTACK_FLOOR:
