@@ -1,30 +1,48 @@
 """The survival table: does each attack survive encryption, does each defense keep working?
 
-One line per study cell (a setting without its scheme), one column per scheme. A line's
-verdict compares like with like, never across settings, and is decided on a **95 % paired t
-interval over seeds** (:mod:`securevfl.study.statistics`), never on a tolerance that widens with
-the spread:
+One line per cell (a setting without its scheme), one column per scheme. A line's setting
+includes the protection settings that differ from the defaults (the key holder's hardening:
+``flooding_bits``, ``decryption_policy`` ...; shown in its ``protection`` column) and it shows
+its ``train.epochs``. A line's verdict compares like with like, never across settings, and is
+decided on a **95 % paired t interval over seeds** (:mod:`securevfl.study.statistics`), never on a
+tolerance that widens with the spread:
 
-- an **attack** line compares its success metric (backdoor accuracy, label-inference accuracy
-  ...) under each CKKS scheme with plaintext, seed by seed: the attack *survives encryption*
-  when the 95 % interval of (CKKS - plaintext) lies within +-:data:`EQUIVALENCE_MARGIN`
-  (an equivalence test); it is *changed by encryption* when the interval excludes 0 (and is not
-  inside the margin); otherwise the line says *inconclusive* with the number of paired seeds
-  (always so below 2 paired seeds). *Infeasible* when the attacker could not run it (with the
-  reason). A backdoor line also shows the **control** — the clean model's rate of sending the
-  same triggered inputs to the target (``backdoor_control`` runs of the same setting) — and the
-  paired interval of (backdoor - control).
+- an **attack** line compares its success metric (the registry's ``success_metric``: backdoor
+  accuracy, label-inference accuracy ...) under each CKKS scheme with plaintext, seed by seed:
+  the attack *survives encryption* when the 95 % interval of (CKKS - plaintext) lies within
+  +-:data:`EQUIVALENCE_MARGIN` (an equivalence test); it is *changed by encryption* when the
+  interval excludes 0 (and is not inside the margin); otherwise the line says *inconclusive*
+  with the number of paired seeds (always so below 2 paired seeds). *Infeasible* when the
+  attacker could not run it (with the reason). When plaintext has **no outcome to compare with**
+  (attacks that need a key holder or a decryptor: refused or infeasible in plaintext), each
+  scheme's own success is given instead, mean and 95 % t interval over its seeds.
+- every **backdoor** line (undefended or defended) also shows the **control** — the clean
+  model's rate of sending the same triggered inputs to the target (``backdoor_control`` runs of
+  the same setting and model) — and the paired interval of (backdoor - control).
 - a **defense** line (a ``[[defense]]`` list, or the trainable top) compares the same attack
   without that defense in the same setting and scheme: the defense *works* when the 95 %
-  interval of (undefended - defended) success lies above 0; it is shown with the size of that
-  reduction and its **main-accuracy cost** (defended - undefended main accuracy, mean and
-  interval). Below :data:`ATTACK_FLOOR` undefended success there is *nothing to stop*.
+  interval of (undefended - defended) success lies above 0. Every such verdict shows the
+  undefended success (mean and interval over the paired seeds) and is qualified *against a weak
+  attack* when that mean is below :data:`WORKING_ATTACK` (80 %): not a test of the defense; the
+  report lists the verdicts against a working attack apart (:class:`Judgement`). It gives the
+  size of the reduction and the **main-accuracy cost** twice: against the attacked model
+  (defended - undefended) and against the **clean** model (defended - clean: the control, else an
+  ``attack.kind = none`` cell of the same setting), each a paired interval. Below
+  :data:`ATTACK_FLOOR` undefended success there is *nothing to stop*.
   The line ends with *keeps working under encryption* when it works in plaintext and under every
   CKKS scheme, *works in plaintext only* when some CKKS scheme's interval does not exclude 0
   (*not shown to work* there: an interval that includes 0 does not prove the defense useless).
+- a **hardening**: a line whose key holder is harder (more ``flooding_bits``, ``decryption_policy
+  = protocol`` over ``none``, a sealed passive layer) than another line of the same setting,
+  attack and defense is compared with it like a defense with its undefended line
+  (``hardening flooding 30 bits vs 0: ... works (unhardened 100.0 [..] → 0.0, reduction ...)``).
 
-**Intent to treat.** A run that stopped (diverged, failed: e.g. a message left CKKS's range) or
-collapsed (main accuracy within 5 points of chance) is an outcome, counted per side and seed,
+A finished attack that reported its other metrics but no success value (key recovery when
+flooding kept the key: ``key_recovered = 0``, no label read) has success 0; one that reported
+nothing has no value.
+
+**Intent to treat.** A run that stopped (any status of :data:`~securevfl.study.status.STOPPED`:
+diverged, failed, out of CKKS's range ...) or collapsed (main accuracy within 5 points of chance) is an outcome, counted per side and seed,
 never dropped. A success verdict (survives / changed / works / not shown to work) needs every seed
 with an outcome to have *finished on both sides*; when any seed stopped on either side the
 verdict is that stop — e.g. ``ckks/receiver: stops training in 2/5 seeds (2 diverged; plaintext
