@@ -201,30 +201,35 @@ def test_intent_to_treat_a_side_that_stopped_where_the_attack_succeeded_gets_no_
 
 
 def test_a_defense_works_when_the_reduction_interval_excludes_zero_and_shows_its_main_cost(tmp_path: Path) -> None:
+    working = [0.90, 0.85, 0.88, 0.95, 0.82]  # an attack that works: mean 88 >= 80
     values = {
-        ("plain", "attack"): PLAIN_ATTACK,
-        ("ckks/receiver", "attack"): PLAIN_ATTACK,
-        ("ckks/active", "attack"): PLAIN_ATTACK,
+        ("plain", "attack"): working,
+        ("ckks/receiver", "attack"): working,
+        ("ckks/active", "attack"): working,
         ("plain", "noise"): [0.10, 0.20, 0.15, 0.10, 0.05],
         ("ckks/receiver", "noise"): [0.10, 0.18, 0.12, 0.11, 0.06],
-        ("ckks/active", "noise"): [0.90, 0.20, 0.80, 0.30, 0.60],   # reductions -.10 .50 -.05 .55 0: includes 0
+        ("ckks/active", "noise"): [0.90, 0.20, 0.80, 0.30, 0.60],   # reductions 0 .65 .08 .65 .22: includes 0
     }
     mains = {(scheme, "noise"): [0.85, 0.86, 0.84, 0.85, 0.85] for scheme in ("plain", "ckks/receiver", "ckks/active")}
     runs, rows = _synthetic(tmp_path, values, mains)
     noise_line = survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active"])[1]
-    reduction_plain = np.array(PLAIN_ATTACK) - np.array([0.10, 0.20, 0.15, 0.10, 0.05])
+    reduction_plain = np.array(working) - np.array([0.10, 0.20, 0.15, 0.10, 0.05])
     half = stats.t.ppf(0.975, 4) * reduction_plain.std(ddof=1) / math.sqrt(5)
+    base_half = stats.t.ppf(0.975, 4) * np.std(working, ddof=1) / math.sqrt(5)
     cost = np.array([0.85, 0.86, 0.84, 0.85, 0.85]) - 0.9
     cost_half = stats.t.ppf(0.975, 4) * cost.std(ddof=1) / math.sqrt(5)
     expected = (
-        f"plain: works (74.0→12.0, reduction {100 * reduction_plain.mean():+.1f} [{100 * (reduction_plain.mean() - half):+.1f}, "
+        f"plain: works (undefended 88.0 [{88 - 100 * base_half:.1f}, {88 + 100 * base_half:.1f}] → 12.0, "
+        f"reduction {100 * reduction_plain.mean():+.1f} [{100 * (reduction_plain.mean() - half):+.1f}, "
         f"{100 * (reduction_plain.mean() + half):+.1f}], main {100 * cost.mean():+.1f} [{100 * (cost.mean() - cost_half):+.1f}, "
-        f"{100 * (cost.mean() + cost_half):+.1f}], n=5)"
+        f"{100 * (cost.mean() + cost_half):+.1f}] vs undefended, n=5)"
     )
     assert expected in noise_line.verdict
-    assert "ckks/receiver: works" in noise_line.verdict
+    assert "ckks/receiver: works (" in noise_line.verdict
     assert "ckks/active: not shown to work" in noise_line.verdict
     assert noise_line.verdict.endswith("works in plaintext only")
+    assert [(j.scheme, j.word, j.working) for j in noise_line.judgements] == [
+        ("plain", "works", True), ("ckks/receiver", "works", True), ("ckks/active", "not shown to work", True)]
     fixed = [dict(r, backdoor_accuracy=0.1) if r["run_id"].startswith("g/ckks-active__noise") else r for r in rows]
     assert survival_lines(runs, fixed, ["plain", "ckks/receiver", "ckks/active"])[1].verdict.endswith("keeps working under encryption")
 
@@ -455,7 +460,12 @@ def test_before_and_after_of_a_defense_are_means_over_the_same_seeds(tmp_path: P
     runs, rows = _synthetic(tmp_path, values)
     noise_line = survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active"])[1]
     reduction_0_to_3 = np.mean(np.array(PLAIN_ATTACK[:4]) - np.array([0.10, 0.20, 0.15, 0.10]))
-    assert f"plain: works (77.5→13.8, reduction {100 * reduction_0_to_3:+.1f} [" in noise_line.verdict
+    base = np.array(PLAIN_ATTACK[:4])
+    base_half = stats.t.ppf(0.975, 3) * base.std(ddof=1) / math.sqrt(4)
+    assert (
+        f"plain: works against a weak attack (undefended 77.5 [{77.5 - 100 * base_half:.1f}, {77.5 + 100 * base_half:.1f}] "
+        f"< 80 %: not a test of the defense; → 13.8, reduction {100 * reduction_0_to_3:+.1f} ["
+    ) in noise_line.verdict
     assert "n=4; provisional: seed(s) 4 not finished yet" in noise_line.verdict
 
 

@@ -18,7 +18,7 @@ from securevfl.study.pending import pending_lines
 from securevfl.study.plots import TradeoffPoint, group_label, plot_epochs, plot_tradeoff, plot_versus_axis
 from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
 from securevfl.study.statistics import CONFIDENCE, EQUIVALENCE_MARGIN, MIN_PAIRS
-from securevfl.study.survival import ATTACK_FLOOR, cell_key, survival_lines, undefended_key
+from securevfl.study.survival import ATTACK_FLOOR, WORKING_ATTACK, SurvivalLine, cell_key, stopped_names, survival_lines, undefended_key
 from securevfl.study.table import CellSummary, summarize_cells
 from securevfl.study.status import STOPPED, RunStatus
 
@@ -53,7 +53,7 @@ def write_report(
         + ".",
         (f"- Seeds: {', '.join(str(seed) for seed in spec.seeds)} unless a grid says otherwise; accuracies are percentages at the "
         f"**last epoch**, mean and {100 * CONFIDENCE:.0f} % t interval `[low, high]` over the seeds that finished, with `(n=k/n)` where "
-        "some did not; the `stopped` column counts the runs that diverged, failed or collapsed (peak backdoor: highest epoch value, mean over seeds)."),
+        f"some did not; the `stopped` column counts the runs that {stopped_names()} (peak backdoor: highest epoch value, mean over seeds)."),
         "- Tables: `study_runs.csv` / `study_runs.json` (one row per run; the JSON adds per-epoch histories).",
         *_reuse_lines(rows),
         "",
@@ -83,30 +83,68 @@ def success_metrics() -> list[tuple[str, MetricSpec]]:
 
 
 def _survival_section(runs: list[PlannedRun], rows: list[dict[str, Any]], schemes: list[str]) -> list[str]:
+    survival = survival_lines(runs, rows, schemes)
     lines = [
         "## Survival: attacks and defenses under each scheme",
         "",
         ("Each cell: attack success / main accuracy (%, mean over the seeds that finished) — "
         + "; ".join(f"{kind.replace('_', ' ')}: {spec.meaning}" for kind, spec in success_metrics())
         + " — or why there is no number; `(control x)`: the clean model's rate of sending the same triggered inputs to "
-        "the target (a `backdoor_control` run of the same setting); `[stopped k/n]`: runs that diverged, failed or "
-        "collapsed (main accuracy within 5 points of chance), which count as outcomes and never as numbers. "
+        f"the target (a `backdoor_control` run of the same setting); `[stopped k/n]`: runs that {stopped_names()} "
+        "(collapsed: main accuracy within 5 points of chance), which count as outcomes and never as numbers. "
+        "`protection`: the protection settings that differ from the defaults (the key holder's hardening); `epochs`: "
+        "train.epochs of the line's runs. "
         f"Verdicts pair seeds and are decided on the {100 * CONFIDENCE:.0f} % paired t interval of the difference "
         "(points, `mean [low, high]`): an attack *survives encryption* when the interval of CKKS − plain lies within "
         f"±{100 * EQUIVALENCE_MARGIN:.0f} points, is *changed by encryption* when it excludes 0, and is *inconclusive* "
-        f"otherwise (always with fewer than {MIN_PAIRS} paired seeds); a defense *works* when the interval of "
-        "(undefended − defended) success lies above 0, shown with its main-accuracy cost (defended − undefended); "
-        f"below {100 * ATTACK_FLOOR:.0f} % undefended success there is nothing to stop. A seed that stopped on either "
-        "side turns the verdict into that stop (intent to treat); the interval over the seeds finished on both is then "
-        "descriptive only. docs/study.md has the exact definitions."),
+        f"otherwise (always with fewer than {MIN_PAIRS} paired seeds); an attack plaintext cannot run (refused or "
+        "infeasible there) gets each scheme's own success, mean and t interval over seeds. A defense — or a hardening, "
+        "against the same line with a weaker key holder — *works* when the interval of (undefended − defended) success "
+        "lies above 0; every such verdict shows the undefended success (mean and interval over the same seeds), the "
+        "main-accuracy cost against the undefended (attacked) model and against the clean model (the control run of "
+        f"the same setting), and says *against a weak attack* when the undefended success is below "
+        f"{100 * WORKING_ATTACK:.0f} %: not a test of the defense. Below {100 * ATTACK_FLOOR:.0f} % undefended "
+        "success there is nothing to stop. A seed that stopped on either side turns the verdict into that stop "
+        "(intent to treat); the interval over the seeds finished on both is then descriptive only. docs/study.md has "
+        "the exact definitions."),
         "",
-        "| grid | attack | defense | " + " | ".join(schemes) + " | verdict |",
-        "|---|---|---|" + "---|" * len(schemes) + "---|",
+        "| grid | attack | defense | protection | epochs | " + " | ".join(schemes) + " | verdict |",
+        "|---|---|---|---|---|" + "---|" * len(schemes) + "---|",
     ]
-    for line in survival_lines(runs, rows, schemes):
+    for line in survival:
         cells = " | ".join(line.cells[scheme] for scheme in schemes)
-        lines.append(f"| {line.grid} | {line.attack} | {line.defense} | {cells} | {line.verdict} |")
-    return [*lines, ""]
+        lines.append(f"| {line.grid} | {line.attack} | {line.defense} | {line.protection} | {line.epochs} | {cells} | {line.verdict} |")
+    return [*lines, "", *_judged_section(survival)]
+
+
+def _judged_section(survival: list[SurvivalLine]) -> list[str]:
+    """The defense and hardening verdicts split by the attack they were judged against: working or weak.
+
+    A defense that "works" against an attack at 21 % says little about the defense; the issue
+    asks for defenses judged against an undefended attack of at least 80 %, so those are listed
+    apart from the rest.
+    """
+    judged = [(line, j) for line in survival for j in line.judgements if j.working is not None]
+    if not judged:
+        return []
+    lines = [
+        "### Defenses judged against a working attack",
+        "",
+        (f"Each defense and hardening verdict per scheme, by the undefended attack's success over the paired seeds: at least "
+        f"{100 * WORKING_ATTACK:.0f} % (a test of the defense) or below (not a test of the defense)."),
+        "",
+    ]
+    for working, title in ((True, f"against a working attack (undefended ≥ {100 * WORKING_ATTACK:.0f} %)"),
+                           (False, f"against a weak attack (undefended < {100 * WORKING_ATTACK:.0f} %): not a test of the defense")):
+        chosen = [(line, j) for line, j in judged if j.working is working]
+        lines += [f"**{len(chosen)} {title}**", ""]
+        if chosen:
+            lines += ["| grid | attack | defense or hardening | scheme | undefended success | verdict |", "|---|---|---|---|---|---|"]
+            for line, j in chosen:
+                undefended = j.undefended.text() if j.undefended is not None else "-"
+                lines.append(f"| {line.grid} | {line.attack} | {j.what} | {j.scheme} | {undefended} | {j.word} |")
+            lines.append("")
+    return lines
 
 
 def _levels_of(summary: CellSummary) -> dict[str, str]:

@@ -1,30 +1,48 @@
 """The survival table: does each attack survive encryption, does each defense keep working?
 
-One line per study cell (a setting without its scheme), one column per scheme. A line's
-verdict compares like with like, never across settings, and is decided on a **95 % paired t
-interval over seeds** (:mod:`securevfl.study.statistics`), never on a tolerance that widens with
-the spread:
+One line per cell (a setting without its scheme), one column per scheme. A line's setting
+includes the protection settings that differ from the defaults (the key holder's hardening:
+``flooding_bits``, ``decryption_policy`` ...; shown in its ``protection`` column) and it shows
+its ``train.epochs``. A line's verdict compares like with like, never across settings, and is
+decided on a **95 % paired t interval over seeds** (:mod:`securevfl.study.statistics`), never on a
+tolerance that widens with the spread:
 
-- an **attack** line compares its success metric (backdoor accuracy, label-inference accuracy
-  ...) under each CKKS scheme with plaintext, seed by seed: the attack *survives encryption*
-  when the 95 % interval of (CKKS - plaintext) lies within +-:data:`EQUIVALENCE_MARGIN`
-  (an equivalence test); it is *changed by encryption* when the interval excludes 0 (and is not
-  inside the margin); otherwise the line says *inconclusive* with the number of paired seeds
-  (always so below 2 paired seeds). *Infeasible* when the attacker could not run it (with the
-  reason). A backdoor line also shows the **control** — the clean model's rate of sending the
-  same triggered inputs to the target (``backdoor_control`` runs of the same setting) — and the
-  paired interval of (backdoor - control).
+- an **attack** line compares its success metric (the registry's ``success_metric``: backdoor
+  accuracy, label-inference accuracy ...) under each CKKS scheme with plaintext, seed by seed:
+  the attack *survives encryption* when the 95 % interval of (CKKS - plaintext) lies within
+  +-:data:`EQUIVALENCE_MARGIN` (an equivalence test); it is *changed by encryption* when the
+  interval excludes 0 (and is not inside the margin); otherwise the line says *inconclusive*
+  with the number of paired seeds (always so below 2 paired seeds). *Infeasible* when the
+  attacker could not run it (with the reason). When plaintext has **no outcome to compare with**
+  (attacks that need a key holder or a decryptor: refused or infeasible in plaintext), each
+  scheme's own success is given instead, mean and 95 % t interval over its seeds.
+- every **backdoor** line (undefended or defended) also shows the **control** — the clean
+  model's rate of sending the same triggered inputs to the target (``backdoor_control`` runs of
+  the same setting and model) — and the paired interval of (backdoor - control).
 - a **defense** line (a ``[[defense]]`` list, or the trainable top) compares the same attack
   without that defense in the same setting and scheme: the defense *works* when the 95 %
-  interval of (undefended - defended) success lies above 0; it is shown with the size of that
-  reduction and its **main-accuracy cost** (defended - undefended main accuracy, mean and
-  interval). Below :data:`ATTACK_FLOOR` undefended success there is *nothing to stop*.
+  interval of (undefended - defended) success lies above 0. Every such verdict shows the
+  undefended success (mean and interval over the paired seeds) and is qualified *against a weak
+  attack* when that mean is below :data:`WORKING_ATTACK` (80 %): not a test of the defense; the
+  report lists the verdicts against a working attack apart (:class:`Judgement`). It gives the
+  size of the reduction and the **main-accuracy cost** twice: against the attacked model
+  (defended - undefended) and against the **clean** model (defended - clean: the control, else an
+  ``attack.kind = none`` cell of the same setting), each a paired interval. Below
+  :data:`ATTACK_FLOOR` undefended success there is *nothing to stop*.
   The line ends with *keeps working under encryption* when it works in plaintext and under every
   CKKS scheme, *works in plaintext only* when some CKKS scheme's interval does not exclude 0
   (*not shown to work* there: an interval that includes 0 does not prove the defense useless).
+- a **hardening**: a line whose key holder is harder (more ``flooding_bits``, ``decryption_policy
+  = protocol`` over ``none``, a sealed passive layer) than another line of the same setting,
+  attack and defense is compared with it like a defense with its undefended line
+  (``hardening flooding 30 bits vs 0: ... works (unhardened 100.0 [..] → 0.0, reduction ...)``).
 
-**Intent to treat.** A run that stopped (diverged, failed: e.g. a message left CKKS's range) or
-collapsed (main accuracy within 5 points of chance) is an outcome, counted per side and seed,
+A finished attack that reported its other metrics but no success value (key recovery when
+flooding kept the key: ``key_recovered = 0``, no label read) has success 0; one that reported
+nothing has no value.
+
+**Intent to treat.** A run that stopped (any status of :data:`~securevfl.study.status.STOPPED`:
+diverged, failed, out of CKKS's range ...) or collapsed (main accuracy within 5 points of chance) is an outcome, counted per side and seed,
 never dropped. A success verdict (survives / changed / works / not shown to work) needs every seed
 with an outcome to have *finished on both sides*; when any seed stopped on either side the
 verdict is that stop — e.g. ``ckks/receiver: stops training in 2/5 seeds (2 diverged; plaintext
@@ -42,10 +60,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from securevfl.attacks import MAIN_ACCURACY, AttackConfigBase, attack_metrics, parse_attack_config, success_metric
+from securevfl.attacks import ATTACKS, MAIN_ACCURACY, AttackConfigBase, attack_metrics, parse_attack_config, success_metric
 from securevfl.attacks.backdoor_control import CONTROL_TARGET_RATE, BackdoorControl
 from securevfl.attacks.poison import BackdoorConfig
 from securevfl.schemes import PlainScheme
+from securevfl.sections import ProtectionConfig
 from securevfl.study.spec import PlannedRun
 from securevfl.study.statistics import (
     EQUIVALENCE_MARGIN,
@@ -60,10 +79,39 @@ from securevfl.study.statistics import (
 from securevfl.study.status import STOPPED, WAITING, RunStatus
 from securevfl.study.table import describe_defenses
 
-__all__ = ["ATTACK_FLOOR", "EQUIVALENCE_MARGIN", "Comparison", "SurvivalLine", "cell_key", "compare", "survival_lines", "undefended_key"]
+__all__ = [
+    "ATTACK_FLOOR",
+    "EQUIVALENCE_MARGIN",
+    "WORKING_ATTACK",
+    "Comparison",
+    "Judgement",
+    "SurvivalLine",
+    "cell_key",
+    "compare",
+    "stopped_names",
+    "survival_lines",
+    "undefended_key",
+]
 
 #: Below this undefended attack success (mean, fraction), a defense has nothing to remove.
 ATTACK_FLOOR = 0.10
+#: A defense is tested only against an attack that works: undefended success (mean over the paired seeds) at least this.
+WORKING_ATTACK = 0.80
+
+#: The protection fields a scheme label sets (``ckks/<key_holder>[/<preset>]``): the columns, never a line's context.
+_SCHEME_FIELDS = ("scheme", "key_holder", "preset")
+#: Protection fields that harden the key holder, each mapped to a rank (higher = harder), and how a label names them.
+_HARDENING: dict[str, tuple[dict[Any, int] | None, str, str]] = {
+    "flooding_bits": (None, "flooding", " bits"),  # None: the number itself is the rank
+    "decryption_policy": ({"none": 0, "protocol": 1}, "decryption policy", ""),
+    "passive_layer": ({"open": 0, "sealed": 1}, "passive layer", ""),
+}
+
+
+def stopped_names() -> str:
+    """The stop statuses as prose ("diverged, failed or collapsed"), from :data:`STOPPED`: a new one is named too."""
+    names = [str(status) for status in STOPPED]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _attack_metric(attack_kind: str) -> str | None:
@@ -104,16 +152,81 @@ def describe_defense(config: dict[str, Any]) -> str:
     return " + ".join(parts) or "none"
 
 
-def _context(config: dict[str, Any], drop_model: bool = False) -> str:
-    """Everything but scheme, seed, attack and defenses (and the model, for the trainable-top pairing)."""
+def _protection_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's protection settings that differ from the defaults, without those its scheme label sets.
+
+    They are part of a line's setting: two lines that differ only in the key holder's hardening
+    (e.g. ``flooding_bits = 0``) are different lines, labelled and compared as such.
+    """
+    defaults = ProtectionConfig().model_dump(mode="json")
+    protection = config.get("protection", {})
+    return {
+        name: value for name, value in protection.items()
+        if name not in _SCHEME_FIELDS and name in defaults and value != defaults[name]
+    }
+
+
+def _hardening_rank(config: dict[str, Any]) -> dict[str, int | float]:
+    """Each hardening field's rank in this run (defaults filled in): higher is harder."""
+    defaults = ProtectionConfig().model_dump(mode="json")
+    protection = {**defaults, **config.get("protection", {})}
+    ranks: dict[str, int | float] = {}
+    for name, (order, _, _) in _HARDENING.items():
+        value = protection[name]
+        ranks[name] = float(value) if order is None else order.get(value, 0)
+    return ranks
+
+
+def describe_protection(config: dict[str, Any]) -> str:
+    """The line's non-default protection settings ('default' when none): ``flooding 0 bits``."""
+    settings = _protection_settings(config)
+    parts = [f"{_HARDENING[name][1]} {value}{_HARDENING[name][2]}" if name in _HARDENING else f"{name}={value}" for name, value in settings.items()]
+    return ", ".join(parts) or "default"
+
+
+def _hardening_label(harder: dict[str, Any], weaker: dict[str, Any]) -> str:
+    """``flooding 30 bits vs 0``: the hardening fields in which the two runs differ, harder first."""
+    defaults = ProtectionConfig().model_dump(mode="json")
+    a, b = {**defaults, **harder.get("protection", {})}, {**defaults, **weaker.get("protection", {})}
+    return ", ".join(f"{noun} {a[name]}{unit} vs {b[name]}" for name, (_, noun, unit) in _HARDENING.items() if a[name] != b[name])
+
+
+def _context(config: dict[str, Any], drop_model: bool = False, drop_hardening: bool = False) -> str:
+    """Everything but scheme, seed, attack and defenses (and the model, for the trainable-top pairing).
+
+    The protection settings that differ from the defaults stay (without the hardening fields when
+    ``drop_hardening``: the key for pairing a hardened line with an unhardened one).
+    """
     context = copy.deepcopy(config)
     for key in ("protection", "attack", "defense"):
         context.pop(key, None)
+    protection = _protection_settings(config)
+    if drop_hardening:
+        protection = {name: value for name, value in protection.items() if name not in _HARDENING}
+    if protection:
+        context["protection"] = protection
     context["train"].pop("seed", None)
     context["train"].pop("progress", None)
     if drop_model:
         context.pop("model")
     return json.dumps(context, sort_keys=True)
+
+
+def _success_value(row: dict[str, Any], metric: str) -> float | None:
+    """The row's value of ``metric``; 0 for an attack that reported its other metrics but no success value.
+
+    Key recovery reports ``key_recovered = 0`` and no label accuracy when the key holder's noise
+    flooding kept the key: it read no label, so its success (the fraction of samples whose label
+    it read) is 0, not missing — else a hardening that stops the attack could never be shown to
+    work. An attack that reported nothing at all (unusable in the setting) stays without a value.
+    """
+    if row.get(metric) is not None:
+        return float(row[metric])
+    cls = ATTACKS.get(str(row.get("attack")))
+    if cls is None or cls.success_metric != metric or _lower_is_success(metric):
+        return None
+    reported = any(row.get(spec.name) is not None for spec in cls.metrics if spec.name != metric)
+    return 0.0 if reported else None
 
 
 @dataclass
@@ -154,8 +267,9 @@ class _Outcome:
         return set(self.seeds_with(WAITING))
 
     def values(self, metric: str) -> dict[int, float]:
-        """seed -> last-epoch value of the finished runs."""
-        return {int(row["seed"]): float(row[metric]) for row in self.ok if row.get(metric) is not None}
+        """seed -> last-epoch value of the finished runs (see :func:`_success_value`)."""
+        values = {int(row["seed"]): _success_value(row, metric) for row in self.ok}
+        return {seed: value for seed, value in values.items() if value is not None}
 
     def mean(self, metric: str) -> float | None:
         values = self.values(metric)
@@ -189,12 +303,16 @@ class Comparison:
         return f"; provisional: seed(s) {','.join(map(str, self.waiting))} not finished yet" if self.waiting else ""
 
 
-def _stop_counts(stopped: dict[int, str], total: int) -> str:
+def _stop_detail(stopped: dict[int, str]) -> str:
+    """`` (1 diverged, 2 out_of_range)``: how many seeds stopped with each status ('' when none)."""
     counts: dict[str, int] = {}
     for status in stopped.values():
         counts[status] = counts.get(status, 0) + 1
-    detail = f" ({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))})" if counts else ""
-    return f"stopped {len(stopped)}/{total}{detail}"
+    return f" ({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))})" if counts else ""
+
+
+def _stop_counts(stopped: dict[int, str], total: int) -> str:
+    return f"stopped {len(stopped)}/{total}{_stop_detail(stopped)}"
 
 
 def compare(first: _Outcome, second: _Outcome, metric: str) -> Comparison:
@@ -219,14 +337,33 @@ def compare(first: _Outcome, second: _Outcome, metric: str) -> Comparison:
     )
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """One scheme's defense (or hardening) verdict and the undefended success it was judged against.
+
+    ``working`` is True when that success (mean over the paired seeds) reaches
+    :data:`WORKING_ATTACK`, False below it, None when it does not apply (no number, or a
+    lower-is-success metric): the report lists the verdicts against a working attack apart.
+    """
+
+    scheme: str
+    what: str  # the defense, or "hardening <a> vs <b>"
+    word: str
+    undefended: Interval | None
+    working: bool | None
+
+
 @dataclass
 class SurvivalLine:
     grid: str
     setting: str
     attack: str
     defense: str
+    protection: str = "default"
+    epochs: str = "-"
     cells: dict[str, str] = field(default_factory=dict)  # scheme -> "backdoor / main" or status
     verdict: str = ""
+    judgements: list[Judgement] = field(default_factory=list)
 
 
 def _pct(value: float | None) -> str:
@@ -268,54 +405,108 @@ def cell_key(run: PlannedRun) -> tuple[str, str]:
     return run.grid, setting
 
 
+@dataclass
+class _Study:
+    """The study's cells (grid, setting) -> scheme -> outcome, their configs and epochs, and the
+    indexes that find a line's counterparts: its undefended line, its control or clean line, and
+    the lines that differ from it only in the key holder's hardening."""
+
+    cells: dict[tuple[str, str], dict[str, _Outcome]] = field(default_factory=dict)
+    configs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    epochs: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, runs: list[PlannedRun], rows: list[dict[str, Any]]) -> _Study:
+        by_id = {row["run_id"]: row for row in rows}
+        study = cls()
+        for run in runs:
+            key = cell_key(run)
+            study.cells.setdefault(key, {}).setdefault(run.levels["scheme"], _Outcome([])).rows.append(by_id[run.run_id])
+            if run.config:
+                study.configs.setdefault(key, run.config)
+                study.epochs.setdefault(key, set()).add(int(run.config["train"]["epochs"]))
+        return study
+
+    @property
+    def index(self) -> dict[tuple[str, str, str], tuple[str, str]]:
+        return {(_context(c), _attack_key(c), describe_defense(c)): key for key, c in self.configs.items()}
+
+    def _trains_clean(self, config: dict[str, Any]) -> bool:
+        return _attack_of(config).kind in ("none", BackdoorControl.name) and not config.get("defense")
+
+    def control(self, config: dict[str, Any]) -> dict[str, _Outcome]:
+        """The ``backdoor_control`` cell of the same setting and backdoor fields (any defense or top), or {}."""
+        wanted = (_context(config), _backdoor_key(config))
+        for key, other in self.configs.items():
+            if _attack_of(other).kind == BackdoorControl.name and not other.get("defense") and (_context(other), _backdoor_key(other)) == wanted:
+                return self.cells[key]
+        return {}
+
+    def clean(self, config: dict[str, Any]) -> dict[str, _Outcome]:
+        """The clean model of the same setting: the backdoor's control, else any cell that trains without attack or defense."""
+        control = self.control(config) if _backdoor_key(config) is not None else {}
+        if control:
+            return control
+        context = _context(config)
+        found = next((key for key, other in self.configs.items() if self._trains_clean(other) and _context(other) == context), None)
+        return self.cells[found] if found is not None else {}
+
+    def weaker(self, key: tuple[str, str]) -> list[tuple[tuple[str, str], str]]:
+        """(cell, "flooding 30 bits vs 0") of every line with the same setting, attack and defense and a
+        weaker key holder: no hardening field harder, at least one weaker."""
+        config = self.configs[key]
+        group = (_context(config, drop_hardening=True), _attack_key(config), describe_defense(config))
+        mine = _hardening_rank(config)
+        found = []
+        for other_key, other in self.configs.items():
+            if other_key == key or (_context(other, drop_hardening=True), _attack_key(other), describe_defense(other)) != group:
+                continue
+            theirs = _hardening_rank(other)
+            if all(mine[name] >= theirs[name] for name in mine) and mine != theirs:
+                found.append((other_key, _hardening_label(config, other)))
+        return found
+
+    def epochs_text(self, key: tuple[str, str]) -> str:
+        return ", ".join(map(str, sorted(self.epochs.get(key, set())))) or "-"
+
+
 def survival_lines(runs: list[PlannedRun], rows: list[dict[str, Any]], schemes: list[str]) -> list[SurvivalLine]:
     """One line per cell (without its scheme), in study order, with per-scheme cells and a verdict."""
-    by_id = {row["run_id"]: row for row in rows}
-    cells: dict[tuple[str, str], dict[str, _Outcome]] = {}
-    configs: dict[tuple[str, str], dict[str, Any]] = {}
-    for run in runs:
-        key = cell_key(run)
-        scheme = run.levels["scheme"]
-        cells.setdefault(key, {}).setdefault(scheme, _Outcome([])).rows.append(by_id[run.run_id])
-        if run.config:
-            configs.setdefault(key, run.config)
-    index = {
-        (_context(config), _attack_key(config), describe_defense(config)): key for key, config in configs.items()
-    }
-    controls = {
-        (_context(config), _backdoor_key(config)): key
-        for key, config in configs.items()
-        if _attack_of(config).kind == BackdoorControl.name and not config.get("defense")
-    }
-    lines: list[SurvivalLine] = []
-    for key, per_scheme in cells.items():
-        config = configs.get(key)
-        if config is None:
-            continue
-        attack_kind = config.get("attack", {"kind": "none"})["kind"]
-        metric = _attack_metric(attack_kind)
-        line = SurvivalLine(grid=key[0], setting=key[1], attack=describe_attack(config), defense=describe_defense(config))
-        control_key = controls.get((_context(config), _backdoor_key(config))) if line.defense == "none" and metric else None
-        control = cells[control_key] if control_key is not None else {}
-        line.cells = {scheme: _cell_text(per_scheme.get(scheme), metric, control.get(scheme)) for scheme in schemes}
-        if line.defense == "none":
-            if metric:
-                line.verdict = _attack_verdict(per_scheme, metric)
-                if control:
-                    line.verdict = _control_verdict(per_scheme, control, metric) + "; " + line.verdict
-            else:
-                line.verdict = _clean_verdict(per_scheme)
-        elif metric is None:
-            line.verdict = "no attack: " + _clean_verdict(per_scheme)
+    study = _Study.of(runs, rows)
+    return [_line(study, key, schemes) for key in study.cells if key in study.configs]
+
+
+def _line(study: _Study, key: tuple[str, str], schemes: list[str]) -> SurvivalLine:
+    """A line's cells and verdict: its control, its attack / defense / clean verdict, and its hardening comparisons."""
+    config, per_scheme = study.configs[key], study.cells[key]
+    metric = _attack_metric(_attack_of(config).kind)
+    line = SurvivalLine(
+        grid=key[0], setting=key[1], attack=describe_attack(config), defense=describe_defense(config),
+        protection=describe_protection(config), epochs=study.epochs_text(key),
+    )
+    control = study.control(config) if metric and _backdoor_key(config) is not None else {}
+    line.cells = {scheme: _cell_text(per_scheme.get(scheme), metric, control.get(scheme)) for scheme in schemes}
+    parts = [_control_verdict(per_scheme, control, metric)] if metric and control else []
+    if metric is None:
+        parts.append(("no attack: " if line.defense != "none" else "") + _clean_verdict(per_scheme))
+    elif line.defense == "none":
+        parts.append(_attack_verdict(per_scheme, metric))
+    else:
+        counterpart = _undefended(config, study.index)
+        if counterpart is None:
+            parts.append("no undefended run of the same attack and setting in this study")
         else:
-            counterpart = _undefended(config, index)
-            line.verdict = (
-                _defense_verdict(per_scheme, cells[counterpart], metric)
-                if counterpart is not None
-                else "no undefended run of the same attack and setting in this study"
-            )
-        lines.append(line)
-    return lines
+            text, judgements = _defense_verdict(per_scheme, study.cells[counterpart], metric, study.clean(config), line.defense)
+            parts.append(text)
+            line.judgements += judgements
+    if metric:
+        for weaker_key, label in study.weaker(key):
+            what = f"hardening {label}"
+            text, judgements = _defense_verdict(per_scheme, study.cells[weaker_key], metric, study.clean(config), what, "unhardened")
+            parts.append(f"{what} (against grid {weaker_key[0]}, {weaker_key[1]}): {text}")
+            line.judgements += judgements
+    line.verdict = "; ".join(parts)
+    return line
 
 
 def undefended_key(config: dict[str, Any], configs: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, str] | None:
@@ -387,10 +578,58 @@ def _control_verdict(per_scheme: dict[str, _Outcome], control: dict[str, _Outcom
     return ("backdoor − control (clean model, same triggered inputs): " + ", ".join(parts)) if parts else "control not comparable"
 
 
+def _plain_missing(plain: _Outcome | None, metric: str) -> str:
+    """Why plaintext has no outcome to compare the attack with ('' when it has one).
+
+    Attacks that need a key holder or a decryptor (key recovery, row request) cannot run in
+    plaintext: their plaintext cell is refused or reports the attack infeasible.
+    """
+    if plain is None:
+        return "not run"
+    if plain.refused:
+        return f"refused ({_short(plain.reason())})"
+    if plain.stopped:
+        return ""
+    if plain.ok and not plain.feasible():
+        return f"attack infeasible ({_short(plain.reason())})"
+    if not plain.ok:
+        return str(plain.status())
+    return "" if plain.values(metric) else "no success value recorded"
+
+
+def _own_success(scheme: str, outcome: _Outcome, metric: str) -> str:
+    """One scheme's own attack success: mean and 95 % t interval over the seeds (stopped seeds are outcomes)."""
+    if outcome.refused:
+        return f"{scheme}: refused ({_short(outcome.reason())})"
+    if outcome.ok and not outcome.feasible():
+        return f"{scheme}: infeasible ({_short(outcome.reason())})"
+    values = outcome.values(metric)
+    stopped = outcome.stopped
+    total = len(values) + len(stopped)
+    if total == 0:
+        return f"{scheme}: {outcome.status()}"
+    waiting = f"; provisional: seed(s) {','.join(map(str, sorted(outcome.waiting)))} not finished yet" if outcome.waiting else ""
+    success = mean_interval(list(values.values()), sorted(values)).clipped(0.0, 1.0)
+    label = next((spec.label for spec in attack_metrics() if spec.name == metric), metric)
+    if stopped:
+        finished = f" ({label} over the {len(values)} finished: {success.text()}, descriptive only)" if values else ""
+        return f"{scheme}: stops training in {len(stopped)}/{total} seeds{_stop_detail(stopped)}; no success verdict{finished}{waiting}"
+    return f"{scheme}: {label} {success.text()} in {len(values)}/{total} seeds{waiting}"
+
+
+def _own_success_verdict(per_scheme: dict[str, _Outcome], metric: str, missing: str) -> str:
+    """No plaintext outcome to pair with: each CKKS scheme's own success over seeds, never 'inconclusive (n=0)'."""
+    parts = [_own_success(scheme, outcome, metric) for scheme, outcome in per_scheme.items() if scheme != PlainScheme.name]
+    own = "; ".join(parts) if parts else "no other scheme"
+    return f"no plaintext outcome to compare with (plain: {missing}); each scheme's own success, mean [95 % t interval] over seeds: {own}"
+
+
 def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
     plain = per_scheme.get(PlainScheme.name)
-    if plain is None or plain.status() != RunStatus.OK and not plain.stopped:
-        return "no plaintext run to compare with"
+    missing = _plain_missing(plain, metric)
+    if missing:
+        return _own_success_verdict(per_scheme, metric, missing)
+    assert plain is not None
     survives: list[str] = []
     changed: list[str] = []
     inconclusive: list[str] = []
@@ -440,42 +679,82 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
     return "; ".join(parts) or "plaintext only"
 
 
-def _defense_effect(with_defense: _Outcome, without: _Outcome | None, metric: str) -> tuple[str, str]:
-    """(verdict word, detail) for one scheme."""
+@dataclass(frozen=True)
+class _Effect:
+    """One scheme's defense verdict: the word, its detail, and the undefended success it was judged against."""
+
+    word: str
+    detail: str
+    undefended: Interval | None = None
+    weak: bool = False
+
+    @property
+    def working(self) -> bool | None:
+        return None if self.undefended is None or self.undefended.mean is None else not self.weak
+
+    def text(self, scheme: str) -> str:
+        word = f"{self.word} against a weak attack" if self.weak else self.word
+        return f"{scheme}: {word} ({self.detail})" if self.detail != self.word else f"{scheme}: {word}"
+
+
+def _clean_cost(clean: _Outcome | None, with_defense: _Outcome, n: int) -> str:
+    """``, -17.2 [..] vs clean``: the defended model's main accuracy against the model trained without
+    attack (the control), paired by seed; its own n when it pairs other seeds than the success's ``n``."""
+    if clean is None or clean.refused:
+        return ""
+    cost = compare(clean, with_defense, MAIN_ACCURACY.name)
+    if not cost.difference.n:
+        return ""
+    notes = [f"n={cost.difference.n}"] if cost.difference.n != n else []
+    if not cost.complete:
+        notes.append(cost.stop_text("clean", "defended"))
+    return f", {_points(cost.difference)} vs clean" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _defense_effect(
+    with_defense: _Outcome, without: _Outcome | None, metric: str, clean: _Outcome | None = None, reference: str = "undefended"
+) -> _Effect:
+    """One scheme's verdict on a defense (or a hardening): the reduction of the attack's success, paired by seed.
+
+    The undefended success (mean and interval over the paired seeds) is always shown: below
+    :data:`WORKING_ATTACK` the attack was too weak for the verdict to test the defense. The main
+    accuracy cost is given against the undefended (attacked) model and against the clean model.
+    """
     if with_defense.refused:
-        return RunStatus.REFUSED, "cannot be placed"
+        return _Effect(RunStatus.REFUSED, "cannot be placed")
     if without is None or without.refused:
-        return "undefended run missing", "undefended run missing"
+        return _Effect(f"{reference} run missing", f"{reference} run missing")
     if with_defense.ok and without.ok and (not with_defense.feasible() or not without.feasible()):
-        return "n/a", "attack infeasible"
+        return _Effect("n/a", "attack infeasible")
     lower = _lower_is_success(metric)
-    success = compare(with_defense, without, metric)  # without - with: the reduction (higher-is-success)
-    if lower:
-        success = compare(without, with_defense, metric)  # with - without: the reduction of a lower-is-success metric
-    main = compare(without, with_defense, MAIN_ACCURACY.name)  # with - without: the main-accuracy change (negative: a cost)
+    success = compare(without, with_defense, metric) if lower else compare(with_defense, without, metric)  # the reduction
     if not success.seeds:
         if success.waiting:
-            return RunStatus.PENDING, RunStatus.PENDING
-        return "no common seed", "no seed with an outcome with and without the defense"
+            return _Effect(RunStatus.PENDING, RunStatus.PENDING)
+        return _Effect("no common seed", f"no seed with an outcome with and without the {'hardening' if reference == 'unhardened' else 'defense'}")
     paired = set(success.difference.seeds)  # before and after over the same seeds as the interval
-    before = _mean_over(without.values(metric), paired)
+    undefended = mean_interval([v for s, v in without.values(metric).items() if s in paired], sorted(paired)).clipped(0.0, 1.0)
     after = _mean_over(with_defense.values(metric), paired)
+    main = compare(without, with_defense, MAIN_ACCURACY.name)  # defended - undefended main accuracy (negative: a cost)
+    weak = not lower and undefended.mean is not None and undefended.mean < WORKING_ATTACK
+    head = f"{reference} {undefended.text()}" + (f" < {100 * WORKING_ATTACK:.0f} %: not a test of the defense;" if weak else "")
     detail = (
-        f"{_pct(before)}→{_pct(after)}, reduction {_points(success.difference)}, main {_points(main.difference)}, "
-        f"n={success.difference.n}{success.pending_text()}"
+        f"{head} → {_pct(after)}, reduction {_points(success.difference)}, main {_points(main.difference)} vs {reference}"
+        f"{_clean_cost(clean, with_defense, success.difference.n)}, n={success.difference.n}{success.pending_text()}"
     )
     if not success.complete:
         defended_stops, undefended_stops = (success.stopped_second, success.stopped_first) if lower else (success.stopped_first, success.stopped_second)
         n = len(success.seeds)
-        stops = f"defended {_stop_counts(defended_stops, n)}, undefended {_stop_counts(undefended_stops, n)}"
+        side = "hardened" if reference == "unhardened" else "defended"
+        stops = f"{side} {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
         finished = f" (seeds finished on both: {detail})" if success.difference.n else " (no seed finished on both)"
-        return "stopped", f"{stops}; no verdict{finished}"
-    if not lower and before is not None and before < ATTACK_FLOOR:
-        return "nothing to stop", detail
+        return _Effect("stopped", f"{stops}; no verdict{finished}", undefended)
+    if not lower and undefended.mean is not None and undefended.mean < ATTACK_FLOOR:
+        return _Effect("nothing to stop", detail, undefended)
     works = reduction(success.difference)
     if works is None:
-        return "inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds"
-    return ("works" if works else "not shown to work"), detail
+        return _Effect("inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds", undefended, weak)
+    return _Effect("works" if works else "not shown to work", detail, undefended, weak)
 
 
 def _mean_over(values: dict[int, float], seeds: set[int]) -> float | None:
@@ -483,14 +762,29 @@ def _mean_over(values: dict[int, float], seeds: set[int]) -> float | None:
     return statistics.fmean(chosen) if chosen else None
 
 
-def _defense_verdict(defended: dict[str, _Outcome], undefended: dict[str, _Outcome], metric: str) -> str:
-    effects = {scheme: _defense_effect(outcome, undefended.get(scheme), metric) for scheme, outcome in defended.items()}
-    parts = [f"{scheme}: {word} ({detail})" if word != detail else f"{scheme}: {word}" for scheme, (word, detail) in effects.items()]
-    plain_word = effects.get(PlainScheme.name, ("", ""))[0]
-    ckks = {scheme: word for scheme, (word, _) in effects.items() if scheme != PlainScheme.name and word not in (RunStatus.REFUSED, "n/a")}
-    if plain_word == "works" and ckks:
-        if all(word == "works" for word in ckks.values()):
-            parts.append("keeps working under encryption")
-        elif any(word == "not shown to work" for word in ckks.values()):
-            parts.append("works in plaintext only")
-    return "; ".join(parts)
+def _defense_verdict(
+    defended: dict[str, _Outcome],
+    undefended: dict[str, _Outcome],
+    metric: str,
+    clean: dict[str, _Outcome],
+    what: str,
+    reference: str = "undefended",
+) -> tuple[str, list[Judgement]]:
+    """Each scheme's effect, the line's summary over schemes, and the judgements for the report's summary."""
+    effects = {
+        scheme: _defense_effect(outcome, undefended.get(scheme), metric, clean.get(scheme), reference) for scheme, outcome in defended.items()
+    }
+    parts = [effect.text(scheme) for scheme, effect in effects.items()]
+    plain = effects.get(PlainScheme.name)
+    ckks = {scheme: effect for scheme, effect in effects.items() if scheme != PlainScheme.name and effect.word not in (RunStatus.REFUSED, "n/a")}
+    if plain is not None and plain.word == "works" and ckks:
+        weak = " (against a weak attack: not a test of the defense)" if plain.weak or any(e.weak for e in ckks.values()) else ""
+        if all(effect.word == "works" for effect in ckks.values()):
+            parts.append("keeps working under encryption" + weak)
+        elif any(effect.word == "not shown to work" for effect in ckks.values()):
+            parts.append("works in plaintext only" + weak)
+    judgements = [
+        Judgement(scheme, what, effect.word, effect.undefended, effect.working)
+        for scheme, effect in effects.items() if effect.undefended is not None
+    ]
+    return "; ".join(parts), judgements

@@ -1,0 +1,242 @@
+"""The survival table's verdicts on hand-built rows (issue 15 referee audit): attacks plaintext cannot run,
+the key holder's hardening compared, defenses judged against a working attack, the cost against the clean
+model, the control of every backdoor line, the epochs of each line, and every stop status named."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from securevfl.study import load_study, plan_runs, report, survival
+from securevfl.study.report import _judged_section, _stopped_section
+from securevfl.study.status import STOPPED, RunStatus
+from securevfl.study.survival import SurvivalLine, stopped_names, survival_lines
+
+
+def _plan(tmp_path: Path, text: str) -> list[Any]:
+    path = tmp_path / "study.toml"
+    path.write_text(text, encoding="utf-8")
+    return plan_runs(load_study(path))
+
+
+def _row(run: Any, status: str = "ok", **metrics: Any) -> dict[str, Any]:
+    attack = (run.config or {}).get("attack", {}).get("kind", "none")
+    return {"run_id": run.run_id, "grid": run.grid, "cell": run.cell, "seed": run.seed, "status": status,
+            "reason": metrics.pop("reason", ""), "attack": attack, **{f"axis:{k}": v for k, v in run.levels.items()}, **metrics}
+
+
+def _ci(values: list[float], points: bool = False) -> tuple[float, float, float]:
+    """Mean and 95 % t interval by hand (in points), clipped to [0, 100] or, for a difference, [-100, 100]."""
+    x = np.array(values)
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    low_bound = -100.0 if points else 0.0
+    return 100 * x.mean(), max(low_bound, 100 * (x.mean() - half)), min(100.0, 100 * (x.mean() + half))
+
+
+def _text(values: list[float], signed: bool = False) -> str:
+    mean, low, high = _ci(values, points=signed)
+    sign = "+" if signed else ""
+    return f"{mean:{sign}.1f} [{low:{sign}.1f}, {high:{sign}.1f}]"
+
+
+def _line(lines: list[SurvivalLine], grid: str, setting: str) -> SurvivalLine:
+    return next(line for line in lines if line.grid == grid and line.setting == setting)
+
+
+# ---------------------------------------------------------------- 1. attacks plaintext cannot run
+
+KEY_STUDY = """
+[study]
+name = "keys"
+seeds = [0, 1, 2]
+schemes = ["plain", "ckks/receiver", "ckks/active", "ckks/coordinator"]
+[study.set]
+"data.name" = "digits"
+"train.epochs" = 39
+"attack.kind" = "key_recovery"
+[[grid]]
+name = "threat_default"
+[grid.set]
+"train.epochs" = 2
+[[grid]]
+name = "threat_no_flooding"
+[grid.set]
+"train.epochs" = 2
+"protection.flooding_bits" = 0
+[[grid]]
+name = "inversion"
+[grid.set]
+"attack.kind" = "gradient_inversion"
+"""
+NO_REQUESTS = "no decryption requests in this scheme"
+
+
+def _key_rows(runs: list[Any], values: dict[tuple[str, str], list[Any]]) -> list[dict[str, Any]]:
+    """``values[(grid, scheme)][seed]``: a label accuracy read via the recovered key, None (key kept: no label
+    read), 'infeasible', or a stop status."""
+    rows = []
+    for run in runs:
+        if run.grid == "inversion":
+            rows.append(_row(run, main_accuracy=0.9, inversion_label_accuracy=0.5, attack_feasible=True))
+            continue
+        value = values.get((run.grid, run.levels["scheme"]), ["infeasible"] * 3)[run.seed]
+        if value == "infeasible":
+            rows.append(_row(run, main_accuracy=0.9, attack_feasible=False, reason=NO_REQUESTS))
+        elif isinstance(value, str):
+            rows.append(_row(run, status=value, reason=f"{value} on purpose"))
+        else:
+            rows.append(_row(run, main_accuracy=0.9, attack_feasible=True, key_recovered=float(value is not None),
+                             key_recovery_label_accuracy=value))
+    return rows
+
+
+def test_an_attack_plaintext_cannot_run_gets_each_schemes_own_success_over_seeds(tmp_path: Path) -> None:
+    runs = _plan(tmp_path, KEY_STUDY)
+    rows = _key_rows(runs, {
+        ("threat_no_flooding", "ckks/active"): [0.9, 0.8, 1.0],          # mean 90, sd 10: 90 +- 4.303 * 10 / sqrt 3
+        ("threat_no_flooding", "ckks/coordinator"): [1.0, 1.0, "diverged"],
+    })
+    schemes = ["plain", "ckks/receiver", "ckks/active", "ckks/coordinator"]
+    line = _line(survival_lines(runs, rows, schemes), "threat_no_flooding", "-")
+    assert line.verdict.startswith(f"no plaintext outcome to compare with (plain: attack infeasible ({NO_REQUESTS}))")
+    assert f"ckks/receiver: infeasible ({NO_REQUESTS})" in line.verdict
+    assert _text([0.9, 0.8, 1.0]) == "90.0 [65.2, 100.0]"  # the hand computation: 90 +- 24.8, clipped at 100
+    assert "ckks/active: labels via key 90.0 [65.2, 100.0] in 3/3 seeds" in line.verdict
+    # intent to treat: the stopped seed is an outcome; no success verdict on the two that finished
+    assert ("ckks/coordinator: stops training in 1/3 seeds (1 diverged); no success verdict (labels via key over the 2 "
+            "finished: 100.0 [100.0, 100.0], descriptive only)") in line.verdict
+    assert "inconclusive" not in line.verdict and "n=0" not in line.verdict
+
+
+# ---------------------------------------------------------------- 2. hardening compared, 6. epochs
+
+
+def test_the_key_holders_hardening_is_a_labelled_line_compared_with_the_unhardened_one(tmp_path: Path) -> None:
+    runs = _plan(tmp_path, KEY_STUDY)
+    unflooded = [1.0, 0.98, 1.0]
+    rows = _key_rows(runs, {
+        ("threat_default", "ckks/coordinator"): [None, None, None],  # flooding kept the key: no label read (success 0)
+        ("threat_default", "ckks/active"): [None, None, None],
+        ("threat_no_flooding", "ckks/coordinator"): unflooded,
+        ("threat_no_flooding", "ckks/active"): ["diverged", 1.0, 1.0],
+    })
+    schemes = ["plain", "ckks/receiver", "ckks/active", "ckks/coordinator"]
+    lines = survival_lines(runs, rows, schemes)
+    hardened, unhardened = _line(lines, "threat_default", "-"), _line(lines, "threat_no_flooding", "-")
+    assert (hardened.protection, unhardened.protection) == ("default", "flooding 0 bits")
+    assert (hardened.epochs, unhardened.epochs, _line(lines, "inversion", "-").epochs) == ("2", "2", "39")
+    assert hardened.cells["ckks/coordinator"] == "0.0 / 90.0"
+    # by hand: unhardened 99.3 +- 4.303 * 1.155 / sqrt 3 = [96.5, 102.2] -> clipped at 100; reduction the same (hardened 0)
+    assert _text(unflooded) == "99.3 [96.5, 100.0]" and _text(unflooded, signed=True) == "+99.3 [+96.5, +100.0]"
+    assert "hardening flooding 30 bits vs 0 (against grid threat_no_flooding, -): " in hardened.verdict
+    assert "ckks/coordinator: works (unhardened 99.3 [96.5, 100.0] → 0.0, reduction +99.3 [+96.5, +100.0], main +0.0 [+0.0, +0.0] vs unhardened, n=3)" in hardened.verdict
+    assert "ckks/active: stopped (hardened stopped 0/3, unhardened stopped 1/3 (1 diverged); no verdict" in hardened.verdict
+    assert "plain: n/a (attack infeasible)" in hardened.verdict
+    assert "hardening" not in unhardened.verdict  # the weaker line is not hardened against anything
+    judged = {(j.scheme, j.what): (j.word, j.working) for j in hardened.judgements}
+    assert judged[("ckks/coordinator", "hardening flooding 30 bits vs 0")] == ("works", True)
+    table = _judged_section(lines)
+    assert "| threat_default | key recovery | hardening flooding 30 bits vs 0 | ckks/coordinator | 99.3 [96.5, 100.0] | works |" in table
+
+
+# ---------------------------------------------------------------- 3. a working attack, 4. cost vs clean, 5. controls
+
+BACKDOOR_STUDY = """
+[study]
+name = "backdoor"
+seeds = [0, 1, 2]
+schemes = ["plain"]
+[study.set]
+"data.name" = "digits"
+"attack.poison_train" = 30
+[[grid]]
+name = "g"
+[grid.variants]
+control = { "attack.kind" = "backdoor_control" }
+backdoor = { "attack.kind" = "gradient_replacement" }
+noise = { "attack.kind" = "gradient_replacement", defense = [{ kind = "gaussian_noise", variance = 0.5 }] }
+[[grid]]
+name = "trainable"
+[grid.set]
+"model" = { top = "trainable", bottom_hidden = [], bottom_output = 32, bottom_output_activation = "relu", top_hidden = [32] }
+[grid.variants]
+control = { "attack.kind" = "backdoor_control" }
+backdoor = { "attack.kind" = "gradient_replacement" }
+"""
+
+
+def _backdoor_rows(runs: list[Any], backdoor: list[float]) -> list[dict[str, Any]]:
+    table: dict[str, dict[str, list[float]]] = {
+        "control": {"main_accuracy": [0.96, 0.97, 0.95], "control_target_rate": [0.0, 0.01, 0.0]},
+        "backdoor": {"main_accuracy": [0.79, 0.80, 0.78], "backdoor_accuracy": backdoor},
+        "noise": {"main_accuracy": [0.70, 0.72, 0.71], "backdoor_accuracy": [0.05, 0.02, 0.05]},
+    }
+    return [_row(run, attack_feasible=True, **{k: v[run.seed] for k, v in table[run.levels["variant"]].items()}) for run in runs]
+
+
+def test_a_defense_is_judged_against_the_undefended_success_and_costed_against_the_clean_model(tmp_path: Path) -> None:
+    runs = _plan(tmp_path, BACKDOOR_STUDY)
+    weak = [0.20, 0.25, 0.18]  # 21 %: the attack barely works
+    lines = survival_lines(runs, _backdoor_rows(runs, weak), ["plain"])
+    noise = _line(lines, "g", "noise")
+    reduction = list(np.array(weak) - [0.05, 0.02, 0.05])
+    cost_undefended = list(np.array([0.70, 0.72, 0.71]) - [0.79, 0.80, 0.78])
+    cost_clean = list(np.array([0.70, 0.72, 0.71]) - [0.96, 0.97, 0.95])
+    assert _text(cost_clean, signed=True) == "-25.0 [-27.5, -22.5]"  # -25 +- 4.303 * 1 / sqrt 3
+    assert (
+        f"plain: works against a weak attack (undefended {_text(weak)} < 80 %: not a test of the defense; → 4.0, "
+        f"reduction {_text(reduction, signed=True)}, main {_text(cost_undefended, signed=True)} vs undefended, "
+        f"-25.0 [-27.5, -22.5] vs clean, n=3)"
+    ) in noise.verdict
+    # the control is shown for the defended line too: backdoor - control, paired by seed
+    control_difference = list(np.array([0.05, 0.02, 0.05]) - [0.0, 0.01, 0.0])
+    assert noise.cells["plain"] == "4.0 (control 0.3) / 71.0"
+    assert noise.verdict.startswith(f"backdoor − control (clean model, same triggered inputs): plain {_text(control_difference, signed=True)}")
+    assert [(j.word, j.working) for j in noise.judgements] == [("works", False)]
+    table = "\n".join(_judged_section(lines))
+    assert "**0 against a working attack (undefended ≥ 80 %)**" in table
+    assert "**2 against a weak attack (undefended < 80 %): not a test of the defense**" in table  # noise, trainable top
+    assert f"| g | gradient replacement, gamma 10 | gaussian_noise(variance=0.5, gradient, pre_encryption) | plain | {_text(weak)} | works |" in table
+
+    working = [0.90, 0.85, 0.88]
+    noise = _line(survival_lines(runs, _backdoor_rows(runs, working), ["plain"]), "g", "noise")
+    assert f"plain: works (undefended {_text(working)} → 4.0, reduction " in noise.verdict
+    assert "weak" not in noise.verdict and [(j.word, j.working) for j in noise.judgements] == [("works", True)]
+
+
+def test_every_backdoor_line_shows_its_control_also_the_trainable_top(tmp_path: Path) -> None:
+    runs = _plan(tmp_path, BACKDOOR_STUDY)
+    lines = survival_lines(runs, _backdoor_rows(runs, [0.90, 0.85, 0.88]), ["plain"])
+    trainable = _line(lines, "trainable", "backdoor")
+    assert trainable.defense == "trainable top"
+    assert trainable.cells["plain"] == "87.7 (control 0.3) / 79.0"
+    difference = list(np.array([0.90, 0.85, 0.88]) - [0.0, 0.01, 0.0])
+    assert trainable.verdict.startswith(f"backdoor − control (clean model, same triggered inputs): plain {_text(difference, signed=True)}")
+    # judged against the sum top's backdoor (the same numbers here: reduction 0), costed against the trainable top's control
+    cost_clean = list(np.array([0.79, 0.80, 0.78]) - [0.96, 0.97, 0.95])
+    assert f"{_text(cost_clean, signed=True)} vs clean, n=3" in trainable.verdict
+
+
+# ---------------------------------------------------------------- 7. every stop status, named from STOPPED
+
+
+def test_a_new_stop_status_is_counted_and_named_like_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out_of_range = getattr(RunStatus, "OUT_OF_RANGE", None)
+    if out_of_range is None:  # status.py of this branch predates it: add it where survival and report read STOPPED
+        out_of_range = "out_of_range"
+        for module in (survival, report):
+            monkeypatch.setattr(module, "STOPPED", (*STOPPED, out_of_range))
+    assert "out_of_range" in stopped_names() and stopped_names().startswith("diverged, failed")
+    runs = _plan(tmp_path, BACKDOOR_STUDY.replace('schemes = ["plain"]', 'schemes = ["plain", "ckks/receiver"]'))
+    rows = _backdoor_rows(runs, [0.90, 0.85, 0.88])
+    stopped_id = next(run.run_id for run in runs if run.cell == "ckks-receiver__backdoor" and run.seed == 1)
+    rows = [dict(row, status=out_of_range, reason="a message left CKKS's range") if row["run_id"] == stopped_id else row for row in rows]
+    line = _line(survival_lines(runs, rows, ["plain", "ckks/receiver"]), "g", "backdoor")
+    assert "ckks/receiver stopped 1/3 (1 out_of_range), plain stopped 0/3; no success verdict" in line.verdict
+    assert line.cells["ckks/receiver"].endswith("[stopped 1/3 (1 out_of_range)]")
+    assert f"| {stopped_id} | out_of_range | a message left CKKS's range |" in _stopped_section(rows)
