@@ -169,8 +169,8 @@ class KeyRecovery(Attack):
             return {}
         metrics = {KEY_RECOVERED.name: float(self.key_verified)}
         accuracy = self._guesses.epoch_accuracy(truth.y_train)
-        if accuracy is not None and self.sum_top:
-            metrics[KEY_RECOVERY_LABEL_ACCURACY.name] = accuracy
+        if self.sum_top:  # no label read this epoch (no key, nothing decrypted) is 0 %, a number to compare
+            metrics[KEY_RECOVERY_LABEL_ACCURACY.name] = accuracy if accuracy is not None else 0.0
         return metrics
 
     def summary(self) -> dict[str, Any]:
