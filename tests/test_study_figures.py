@@ -228,3 +228,27 @@ def test_a_grid_of_variants_keeps_one_line_per_scheme_ordered_by_main_accuracy(t
     levels = [s for s in figure.series if s.kind == "levels"]
     assert [s.label for s in levels] == ["defense levels"]
     assert [(p.text, p.x, p.y) for p in levels[0].points] == [("strong", 50.0, 10.0), ("weak", 80.0, 60.0)]
+
+
+def test_a_stopped_seed_is_drawn_up_to_its_stop_and_never_averaged(study: tuple[Any, list[PlannedRun]], tmp_path: Path) -> None:
+    """Figs. 4-5 analogues: a run that diverged after reaching 93 % keeps its curve to the stop (from failed.json)."""
+    from securevfl.study.plots import _stopped_histories, plot_epochs
+
+    spec, runs = study
+    grid = _grid(spec, "drop")
+    target = next(run for run in runs if run.grid == "drop" and run.seed == 1 and run.levels["defense.0.residual"] == "row"
+                  and float(run.values["defense.0.drop_rate"]) == 0.99)
+    rows = _rows(runs, status=lambda run: "diverged" if run is target else "ok")
+    histories = {run.run_id: [{"epoch": e, "main_accuracy": 0.9, "backdoor_accuracy": 0.1 * e} for e in (1, 2, 3, 4)]
+                 for run in runs if run is not target}
+    before_stop = [{"epoch": e, "main_accuracy": 0.8, "backdoor_accuracy": b} for e, b in ((1, 0.2), (2, 0.93))]
+    histories[target.run_id] = before_stop
+    stopped = _stopped_histories([r for r in rows if r["grid"] == "drop"], histories, "plain")
+    assert list(stopped.values()) == [[before_stop]]  # only the stopped seed, under its level
+    figure = plot_epochs(grid, rows, histories, tmp_path / "epochs.png")
+    assert figure.path is not None and figure.path.is_file()
+    assert any(note.startswith("dotted to an x: a stopped seed's attack success") for note in figure.notes)
+    assert any("seed 1 diverged" in note for note in figure.notes)  # still named among the runs without a number
+    # without the stopped run's history nothing is drawn for it and the dotted note is absent
+    del histories[target.run_id]
+    assert not any(note.startswith("dotted") for note in plot_epochs(grid, rows, histories, tmp_path / "e2.png").notes)

@@ -151,8 +151,9 @@ def _footnote(figure: Any, notes: list[str], limit: int = 6) -> float:
     import textwrap
 
     lines: list[str] = []
+    width = int(135 * figure.get_figwidth() / 6.8)  # 135 characters of 6-point text fit a 6.8-inch figure
     for note in notes:
-        lines += textwrap.wrap(note, 150)
+        lines += textwrap.wrap(note, width)
     if len(lines) > limit:
         lines = [*lines[: limit - 1], f"... and {len(lines) - limit + 1} more line(s): see the report's table of runs without a result"]
     if not lines:
@@ -196,7 +197,8 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
         return Figure(None, absent=absent_reason(rows, "a per-epoch history"))
     kept, notes = _same_seed_rows([r for r in rows if r["status"] != RunStatus.OK or r["run_id"] in histories], lambda r: (_level_label(r), r["axis:scheme"]))
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(schemes), figsize=(5.2 * len(schemes), 4.2), sharey=True, squeeze=False)
+    width = max(5.2 * len(schemes), 8.0)  # one panel still needs room for a three-column legend
+    figure, axes = plt.subplots(1, len(schemes), figsize=(width, 4.2 + 0.3 * (len(schemes) == 1)), sharey=True, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     labels_in_order = list(dict.fromkeys(_level_label(row) for row in rows))
     for panel, scheme in zip(axes[0], schemes, strict=True):
@@ -217,6 +219,10 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
                     low = [max(0.0, min(series[e]) * 100) for e in epochs]
                     high = [min(100.0, max(series[e]) * 100) for e in epochs]
                     panel.fill_between(epochs, low, high, color=color, alpha=0.15)
+        for label, runs in _stopped_histories(rows, histories, scheme).items():
+            color = colors[labels_in_order.index(label) % len(colors)]
+            for index, history in enumerate(runs):
+                _draw_until_stop(panel, history, color, f"{label}: until the stop (per stopped seed)" if index == 0 else None)
         panel.set_title(scheme)
         panel.set_xlabel("epoch")
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -233,6 +239,8 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
                   bbox_to_anchor=(0.5, 0.0))
     figure.suptitle(grid.title or grid.name, fontsize=10)
     notes += _not_drawn(rows)
+    if any(_stopped_histories(rows, histories, scheme) for scheme in schemes):
+        notes.append("dotted to an x: a stopped seed's attack success (main accuracy without an attack) up to its stop, not in the means")
     note_height = _footnote(figure, notes)
     rows_of_legend = -(-len(labels) // 3)
     legend_height = 0.045 * rows_of_legend
@@ -243,6 +251,32 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return Figure(path, notes=notes)
+
+
+def _stopped_histories(
+    rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]], scheme: str
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """level label -> the histories of this scheme's stopped runs (kept in their ``failed.json``), one per seed.
+
+    A stopped run has no last-epoch number, but what it did before the stop is a finding (a backdoor
+    at 93 % that then diverged): each is drawn on its own, never averaged with finished seeds.
+    """
+    stopped: dict[str, list[list[dict[str, Any]]]] = {}
+    for row in rows:
+        if row["axis:scheme"] == scheme and row["status"] in STOPPED and histories.get(row["run_id"]):
+            stopped.setdefault(_level_label(row), []).append(histories[row["run_id"]])
+    return stopped
+
+
+def _draw_until_stop(panel: Any, history: list[dict[str, Any]], color: str, label: str | None) -> None:
+    """One stopped seed: its attack's success (or main accuracy without an attack) up to the stop, thin, ended by an x."""
+    metric = next((name for name, _, _ in curves()[1:] if any(h.get(name) is not None for h in history)), MAIN_ACCURACY.name)
+    points = [(int(h["epoch"]), 100 * float(h[metric])) for h in history if h.get(metric) is not None]
+    if not points:
+        return
+    epochs, values = zip(*points, strict=True)
+    panel.plot(epochs, values, color=color, linewidth=0.8, alpha=0.6, linestyle=(0, (1, 1)), label=label)
+    panel.plot(epochs[-1:], values[-1:], color=color, marker="x", markersize=6, linestyle="none")
 
 
 def _by_epoch(runs: list[list[dict[str, Any]]], metric: str) -> dict[int, list[float]]:

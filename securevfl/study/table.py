@@ -164,6 +164,8 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
             row.update(status=failure_status(failure.get("type")), reason=failure["error"])
             row.update(_config_columns(failure["config"]))
             row.update(_stop_columns(failure))
+            if failure.get("history"):  # what a stopped run did before the stop (drawn to its stop, never averaged)
+                histories[run.run_id] = failure["history"]
             _note_reuse(row, directory)
         else:
             row.update(status=RunStatus.PENDING, reason="")
