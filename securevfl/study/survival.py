@@ -3,82 +3,52 @@
 One line per cell (a setting without its scheme), one column per scheme. A line's setting
 includes the protection settings that differ from the defaults (the key holder's hardening:
 ``flooding_bits``, ``decryption_policy`` ...; shown in its ``protection`` column) and it shows
-its ``train.epochs``. A line's verdict compares like with like, never across settings, and is
-decided on a **95 % paired t interval over seeds** (:mod:`securevfl.study.statistics`), never on a
-tolerance that widens with the spread:
+its ``train.epochs``. A line's verdict compares like with like, never across settings.
 
-- an **attack** line compares its success metric (the registry's ``success_metric``: backdoor
-  accuracy, label-inference accuracy ...) under each CKKS scheme with plaintext, seed by seed:
-  the attack *survives encryption* when the 95 % interval of (CKKS - plaintext) lies within
-  +-:data:`EQUIVALENCE_MARGIN` (an equivalence test); it is *changed by encryption* when the
-  interval excludes 0 (and is not inside the margin); otherwise the line says *inconclusive*
-  with the number of paired seeds (always so below 2 paired seeds). *Infeasible* when the
-  attacker could not run it (with the reason). When plaintext has **no outcome to compare with**
-  (attacks that need a key holder or a decryptor: refused or infeasible in plaintext), each
-  scheme's own success is given instead, mean and 95 % t interval over its seeds.
-- every **backdoor** line (undefended or defended) also shows the **control** — the clean
-  model's rate of sending the same triggered inputs to the target (``backdoor_control`` runs of
-  the same setting and model) — and the paired interval of (backdoor - control).
-- a **defense** line (a ``[[defense]]`` list, or the trainable top) compares the same attack
-  without that defense in the same setting and scheme: the defense *works* when the 95 %
-  interval of (undefended - defended) success lies above 0. Every such verdict shows the
-  undefended success (mean and interval over the paired seeds) and is qualified *against a weak
-  attack* when that mean is below :data:`WORKING_ATTACK` (80 %): not a test of the defense; the
-  report lists the verdicts against a working attack apart (:class:`Judgement`). It gives the
-  size of the reduction and the **main-accuracy cost** twice: against the attacked model
-  (defended - undefended) and against the **clean** model (defended - clean: the control, else an
-  ``attack.kind = none`` cell of the same setting), each a paired interval. Below
-  :data:`ATTACK_FLOOR` undefended success there is *nothing to stop*.
-  The line ends with *keeps working under encryption* when it works in plaintext and under every
-  CKKS scheme, *works in plaintext only* when some CKKS scheme's interval does not exclude 0
-  (*not shown to work* there: an interval that includes 0 does not prove the defense useless).
-- a **hardening**: a line whose key holder is harder (more ``flooding_bits``, ``decryption_policy
-  = protocol`` over ``none``, a sealed passive layer) than another line of the same setting,
-  attack and defense is compared with it like a defense with its undefended line
-  (``hardening flooding 30 bits vs 0: ... works (unhardened 100.0 [..] → 0.0, reduction ...)``).
-
-A finished attack that reported its other metrics but no success value (key recovery when
-flooding kept the key: ``key_recovered = 0``, no label read) has success 0; one that reported
-nothing has no value.
-
-**Intent to treat.** A run that stopped (any status of :data:`~securevfl.study.status.STOPPED`:
-diverged, failed, out of CKKS's range ...) or collapsed (main accuracy within 5 points of chance) is an outcome, counted per side and seed,
-never dropped. A success verdict (survives / changed / works / not shown to work) needs every seed
-with an outcome to have *finished on both sides*; when any seed stopped on either side the
-verdict is that stop — e.g. ``ckks/receiver: stops training in 2/5 seeds (2 diverged; plaintext
-0/5)`` — and the interval over the seeds finished on both sides is shown as descriptive only
-(the seeds that stopped may be exactly those where the attack succeeded; a verdict on the rest
-would be selected by its outcome). Pending (and crashed) runs are no outcome yet: they are left
-out and the verdict says so.
+This module builds the lines: it describes each line's attack, defense and protection, collects
+each scheme's outcomes of a cell, finds a line's counterparts (its undefended line — a sum top
+for the trainable top —, its backdoor control or clean model, and the lines of the same setting,
+attack and defense whose key holder is weaker: a **hardening**), and writes the cells. The
+verdicts themselves — when an attack *survives* or is *changed by* encryption, when a defense
+*works*, and how stopped runs count (intent to treat) — are decided in
+:mod:`securevfl.study.verdicts`; the names it defines that callers use (:data:`ATTACK_FLOOR`,
+:data:`WORKING_ATTACK`, :class:`Comparison`, :func:`compare`, :class:`Judgement`) are re-exported
+here.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from securevfl.attacks import ATTACKS, MAIN_ACCURACY, AttackConfigBase, attack_metrics, parse_attack_config, success_metric
+from securevfl.attacks import MAIN_ACCURACY, AttackConfigBase, parse_attack_config, success_metric
 from securevfl.attacks.backdoor_control import CONTROL_TARGET_RATE, BackdoorControl
 from securevfl.attacks.poison import BackdoorConfig
-from securevfl.schemes import PlainScheme
 from securevfl.sections import ProtectionConfig
 from securevfl.study.spec import PlannedRun
-from securevfl.study.statistics import (
-    EQUIVALENCE_MARGIN,
-    MIN_PAIRS,
-    Interval,
-    Verdict,
-    equivalence,
-    mean_interval,
-    paired_difference,
-    reduction,
-)
-from securevfl.study.status import STOPPED, WAITING, RunStatus
+from securevfl.study.statistics import EQUIVALENCE_MARGIN
+from securevfl.study.status import STOPPED, RunStatus
 from securevfl.study.table import describe_defenses
+from securevfl.study.verdicts import (
+    ATTACK_FLOOR,
+    WORKING_ATTACK,
+    Comparison,
+    Judgement,
+    _attack_verdict,
+    _clean_verdict,
+    _control_verdict,
+    _defense_verdict,
+    _Outcome,
+    _pct,
+    _short,
+    _stop_counts,
+    compare,
+)
 
+#: ATTACK_FLOOR, WORKING_ATTACK, Comparison, Judgement and compare are defined in :mod:`securevfl.study.verdicts`
+#: (EQUIVALENCE_MARGIN in :mod:`securevfl.study.statistics`) and re-exported here for the callers that import them from this module.
 __all__ = [
     "ATTACK_FLOOR",
     "EQUIVALENCE_MARGIN",
@@ -92,11 +62,6 @@ __all__ = [
     "survival_lines",
     "undefended_key",
 ]
-
-#: Below this undefended attack success (mean, fraction), a defense has nothing to remove.
-ATTACK_FLOOR = 0.10
-#: A defense is tested only against an attack that works: undefended success (mean over the paired seeds) at least this.
-WORKING_ATTACK = 0.80
 
 #: The protection fields a scheme label sets (``ckks/<key_holder>[/<preset>]``): the columns, never a line's context.
 _SCHEME_FIELDS = ("scheme", "key_holder", "preset")
@@ -116,10 +81,6 @@ def stopped_names() -> str:
 
 def _attack_metric(attack_kind: str) -> str | None:
     return success_metric(attack_kind)
-
-
-def _lower_is_success(metric: str) -> bool:
-    return any(spec.name == metric and spec.success == "lower" for spec in attack_metrics())
 
 
 def _attack_key(config: dict[str, Any]) -> str:
@@ -212,147 +173,6 @@ def _context(config: dict[str, Any], drop_model: bool = False, drop_hardening: b
     return json.dumps(context, sort_keys=True)
 
 
-def _success_value(row: dict[str, Any], metric: str) -> float | None:
-    """The row's value of ``metric``; 0 for an attack that reported its other metrics but no success value.
-
-    Key recovery reports ``key_recovered = 0`` and no label accuracy when the key holder's noise
-    flooding kept the key: it read no label, so its success (the fraction of samples whose label
-    it read) is 0, not missing — else a hardening that stops the attack could never be shown to
-    work. An attack that reported nothing at all (unusable in the setting) stays without a value.
-    """
-    if row.get(metric) is not None:
-        return float(row[metric])
-    cls = ATTACKS.get(str(row.get("attack")))
-    if cls is None or cls.success_metric != metric or _lower_is_success(metric):
-        return None
-    reported = any(row.get(spec.name) is not None for spec in cls.metrics if spec.name != metric)
-    return 0.0 if reported else None
-
-
-@dataclass
-class _Outcome:
-    """One scheme's runs of one cell."""
-
-    rows: list[dict[str, Any]]
-
-    @property
-    def ok(self) -> list[dict[str, Any]]:
-        return [row for row in self.rows if row["status"] == RunStatus.OK]
-
-    def status(self) -> str:
-        if self.ok:
-            return RunStatus.OK
-        return min({row["status"] for row in self.rows})
-
-    def reason(self) -> str:
-        return next((str(row["reason"]) for row in self.rows if row.get("reason")), "")
-
-    def feasible(self) -> bool:
-        return all(row.get("attack_feasible") is not False for row in self.ok)
-
-    @property
-    def refused(self) -> bool:
-        return bool(self.rows) and all(row["status"] == RunStatus.REFUSED for row in self.rows)
-
-    def seeds_with(self, statuses: tuple[str, ...]) -> dict[int, str]:
-        return {int(row["seed"]): row["status"] for row in self.rows if row["status"] in statuses}
-
-    @property
-    def stopped(self) -> dict[int, str]:
-        """seed -> status of the runs that stopped or collapsed (outcomes without a number)."""
-        return self.seeds_with(STOPPED)
-
-    @property
-    def waiting(self) -> set[int]:
-        return set(self.seeds_with(WAITING))
-
-    def values(self, metric: str) -> dict[int, float]:
-        """seed -> last-epoch value of the finished runs (see :func:`_success_value`)."""
-        values = {int(row["seed"]): _success_value(row, metric) for row in self.ok}
-        return {seed: value for seed, value in values.items() if value is not None}
-
-    def mean(self, metric: str) -> float | None:
-        values = self.values(metric)
-        return statistics.fmean(values.values()) if values else None
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Two sides of a comparison over the same seeds: the paired interval and who stopped.
-
-    ``difference`` is ``second - first`` over the seeds finished on both; ``stopped_first`` /
-    ``stopped_second`` map seed -> status over the seeds both sides have an outcome for;
-    ``waiting`` are seeds without an outcome yet on some side.
-    """
-
-    difference: Interval
-    stopped_first: dict[int, str]
-    stopped_second: dict[int, str]
-    seeds: tuple[int, ...]
-    waiting: tuple[int, ...]
-
-    @property
-    def complete(self) -> bool:
-        """Every seed with an outcome on both sides finished on both: a verdict may be drawn."""
-        return not self.stopped_first and not self.stopped_second
-
-    def stop_text(self, first: str, second: str) -> str:
-        return f"{second} {_stop_counts(self.stopped_second, len(self.seeds))}, {first} {_stop_counts(self.stopped_first, len(self.seeds))}"
-
-    def pending_text(self) -> str:
-        return f"; provisional: seed(s) {','.join(map(str, self.waiting))} not finished yet" if self.waiting else ""
-
-
-def _stop_detail(stopped: dict[int, str]) -> str:
-    """`` (1 diverged, 2 out_of_range)``: how many seeds stopped with each status ('' when none)."""
-    counts: dict[str, int] = {}
-    for status in stopped.values():
-        counts[status] = counts.get(status, 0) + 1
-    return f" ({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))})" if counts else ""
-
-
-def _stop_counts(stopped: dict[int, str], total: int) -> str:
-    return f"stopped {len(stopped)}/{total}{_stop_detail(stopped)}"
-
-
-def compare(first: _Outcome, second: _Outcome, metric: str) -> Comparison:
-    """Pair ``first`` and ``second`` by seed: the interval of (second - first) and the stopped runs of each side.
-
-    A seed counts when both sides have an outcome for it (finished, stopped or collapsed); a seed
-    still pending (or crashed) on either side is left out and named.
-    """
-    def outcome_seeds(side: _Outcome) -> set[int]:
-        return {int(row["seed"]) for row in side.rows if row["status"] == RunStatus.OK or row["status"] in STOPPED}
-
-    seeds = outcome_seeds(first) & outcome_seeds(second)
-    waiting = (first.waiting | second.waiting) - seeds
-    a = {s: v for s, v in first.values(metric).items() if s in seeds}
-    b = {s: v for s, v in second.values(metric).items() if s in seeds}
-    return Comparison(
-        difference=paired_difference(a, b),
-        stopped_first={s: st for s, st in first.stopped.items() if s in seeds},
-        stopped_second={s: st for s, st in second.stopped.items() if s in seeds},
-        seeds=tuple(sorted(seeds)),
-        waiting=tuple(sorted(waiting)),
-    )
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """One scheme's defense (or hardening) verdict and the undefended success it was judged against.
-
-    ``working`` is True when that success (mean over the paired seeds) reaches
-    :data:`WORKING_ATTACK`, False below it, None when it does not apply (no number, or a
-    lower-is-success metric): the report lists the verdicts against a working attack apart.
-    """
-
-    scheme: str
-    what: str  # the defense, or "hardening <a> vs <b>"
-    word: str
-    undefended: Interval | None
-    working: bool | None
-
-
 @dataclass
 class SurvivalLine:
     grid: str
@@ -364,15 +184,6 @@ class SurvivalLine:
     cells: dict[str, str] = field(default_factory=dict)  # scheme -> "backdoor / main" or status
     verdict: str = ""
     judgements: list[Judgement] = field(default_factory=list)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
-def _short(reason: str, limit: int = 90) -> str:
-    reason = reason.removeprefix("config error: ").split("; use ")[0]
-    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
 def _cell_text(outcome: _Outcome | None, metric: str | None, control: _Outcome | None = None) -> str:
@@ -532,259 +343,3 @@ def _undefended(config: dict[str, Any], index: dict[tuple[str, str, str], tuple[
                 if json.dumps(stripped, sort_keys=True) == target:
                     return key
     return None
-
-
-def _points(interval: Interval) -> str:
-    """A paired difference of fractions in points, its interval clipped to the [-100, 100] it can take."""
-    return interval.clipped(-1.0, 1.0).text(signed=True)
-
-
-def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
-    """Main accuracy (and a control's target rate) of each CKKS scheme vs plaintext, paired by seed."""
-    plain = per_scheme.get(PlainScheme.name)
-    parts: list[str] = []
-    mains: list[str] = []
-    if plain is not None and plain.mean(CONTROL_TARGET_RATE.name) is not None:
-        rate = mean_interval(list(plain.values(CONTROL_TARGET_RATE.name).values())).clipped(0.0, 1.0)
-        parts.append(f"control: the clean model sends {rate.text()} % of the triggered inputs to the target (plain)")
-    for scheme, outcome in per_scheme.items():
-        if scheme == PlainScheme.name or plain is None or outcome.refused:
-            continue
-        comparison = compare(plain, outcome, MAIN_ACCURACY.name)
-        if not comparison.seeds:
-            continue
-        text = f"{scheme} main Δ {_points(comparison.difference)}"
-        if not comparison.complete:
-            text += f" ({comparison.stop_text(PlainScheme.name, scheme)})"
-        mains.append(text + comparison.pending_text())
-    if mains:
-        parts.append("vs plaintext, paired by seed (points, 95 % CI): " + ", ".join(mains))
-    return "; ".join(parts) or "clean baseline"
-
-
-def _control_verdict(per_scheme: dict[str, _Outcome], control: dict[str, _Outcome], metric: str) -> str:
-    """The backdoor against the clean model's target rate on the same triggered inputs, per scheme."""
-    parts = []
-    for scheme, outcome in per_scheme.items():
-        clean = control.get(scheme)
-        if clean is None or outcome.status() != RunStatus.OK or clean.status() != RunStatus.OK or not outcome.feasible():
-            continue
-        base = {s: v for s, v in clean.values(CONTROL_TARGET_RATE.name).items()}
-        attacked = outcome.values(metric)
-        difference = paired_difference(base, attacked)
-        stopped = {s: st for s, st in outcome.stopped.items()}
-        note = f", attacked runs {_stop_counts(stopped, len(outcome.ok) + len(stopped))}" if stopped else ""
-        parts.append(f"{scheme} {_points(difference)}{note}")
-    return ("backdoor − control (clean model, same triggered inputs): " + ", ".join(parts)) if parts else "control not comparable"
-
-
-def _plain_missing(plain: _Outcome | None, metric: str) -> str:
-    """Why plaintext has no outcome to compare the attack with ('' when it has one).
-
-    Attacks that need a key holder or a decryptor (key recovery, row request) cannot run in
-    plaintext: their plaintext cell is refused or reports the attack infeasible.
-    """
-    if plain is None:
-        return "not run"
-    if plain.refused:
-        return f"refused ({_short(plain.reason())})"
-    if plain.stopped:
-        return ""
-    if plain.ok and not plain.feasible():
-        return f"attack infeasible ({_short(plain.reason())})"
-    if not plain.ok:
-        return str(plain.status())
-    return "" if plain.values(metric) else "no success value recorded"
-
-
-def _own_success(scheme: str, outcome: _Outcome, metric: str) -> str:
-    """One scheme's own attack success: mean and 95 % t interval over the seeds (stopped seeds are outcomes)."""
-    if outcome.refused:
-        return f"{scheme}: refused ({_short(outcome.reason())})"
-    if outcome.ok and not outcome.feasible():
-        return f"{scheme}: infeasible ({_short(outcome.reason())})"
-    values = outcome.values(metric)
-    stopped = outcome.stopped
-    total = len(values) + len(stopped)
-    if total == 0:
-        return f"{scheme}: {outcome.status()}"
-    waiting = f"; provisional: seed(s) {','.join(map(str, sorted(outcome.waiting)))} not finished yet" if outcome.waiting else ""
-    success = mean_interval(list(values.values()), sorted(values)).clipped(0.0, 1.0)
-    label = next((spec.label for spec in attack_metrics() if spec.name == metric), metric)
-    if stopped:
-        finished = f" ({label} over the {len(values)} finished: {success.text()}, descriptive only)" if values else ""
-        return f"{scheme}: stops training in {len(stopped)}/{total} seeds{_stop_detail(stopped)}; no success verdict{finished}{waiting}"
-    return f"{scheme}: {label} {success.text()} in {len(values)}/{total} seeds{waiting}"
-
-
-def _own_success_verdict(per_scheme: dict[str, _Outcome], metric: str, missing: str) -> str:
-    """No plaintext outcome to pair with: each CKKS scheme's own success over seeds, never 'inconclusive (n=0)'."""
-    parts = [_own_success(scheme, outcome, metric) for scheme, outcome in per_scheme.items() if scheme != PlainScheme.name]
-    own = "; ".join(parts) if parts else "no other scheme"
-    return f"no plaintext outcome to compare with (plain: {missing}); each scheme's own success, mean [95 % t interval] over seeds: {own}"
-
-
-def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
-    plain = per_scheme.get(PlainScheme.name)
-    missing = _plain_missing(plain, metric)
-    if missing:
-        return _own_success_verdict(per_scheme, metric, missing)
-    assert plain is not None
-    survives: list[str] = []
-    changed: list[str] = []
-    inconclusive: list[str] = []
-    infeasible: list[str] = []
-    stopped: list[str] = []
-    refused: list[str] = []
-    for scheme, outcome in per_scheme.items():
-        if scheme == PlainScheme.name or outcome.status() == RunStatus.PENDING:
-            continue
-        if outcome.refused:
-            refused.append(scheme)
-            continue
-        if outcome.ok and not outcome.feasible():
-            infeasible.append(scheme)
-            continue
-        comparison = compare(plain, outcome, metric)
-        if not comparison.seeds:
-            stopped.append(f"{scheme}: no seed with an outcome on both sides")
-            continue
-        detail = f"Δ {_points(comparison.difference)}, n={comparison.difference.n}{comparison.pending_text()}"
-        if not comparison.complete:
-            finished = f" (seeds finished on both: {detail})" if comparison.difference.n else " (no seed finished on both)"
-            stopped.append(f"{comparison.stop_text(PlainScheme.name, scheme)}; no success verdict{finished}")
-            continue
-        if comparison.difference.n < MIN_PAIRS:
-            detail += f"; fewer than {MIN_PAIRS} paired seeds"
-        verdict = equivalence(comparison.difference)
-        {Verdict.EQUIVALENT: survives, Verdict.DIFFERS: changed, Verdict.INCONCLUSIVE: inconclusive}[verdict].append(f"{scheme} ({detail})")
-    parts = []
-    if survives:
-        parts.append(f"survives encryption (CKKS − plain within ±{100 * EQUIVALENCE_MARGIN:.0f}): " + ", ".join(survives))
-    if changed:
-        parts.append("changed by encryption: " + ", ".join(changed))
-    if inconclusive:
-        parts.append("inconclusive: " + ", ".join(inconclusive))
-    if infeasible:
-        parts.append("infeasible under " + ", ".join(infeasible))
-    if stopped:
-        parts.append("stopped: " + "; ".join(stopped))
-    if refused:
-        parts.append("refused under " + ", ".join(refused))
-    base = plain.mean(metric)
-    if (survives or changed or inconclusive) and base is not None and not _lower_is_success(metric) and base < ATTACK_FLOOR:
-        parts.append(f"note: the attack reaches only {_pct(base)} % in plaintext")
-    if plain.stopped and not stopped:
-        parts.append(f"plaintext {_stop_counts(plain.stopped, len(plain.ok) + len(plain.stopped))}")
-    return "; ".join(parts) or "plaintext only"
-
-
-@dataclass(frozen=True)
-class _Effect:
-    """One scheme's defense verdict: the word, its detail, and the undefended success it was judged against."""
-
-    word: str
-    detail: str
-    undefended: Interval | None = None
-    weak: bool = False
-
-    @property
-    def working(self) -> bool | None:
-        return None if self.undefended is None or self.undefended.mean is None else not self.weak
-
-    def text(self, scheme: str) -> str:
-        word = f"{self.word} against a weak attack" if self.weak else self.word
-        return f"{scheme}: {word} ({self.detail})" if self.detail != self.word else f"{scheme}: {word}"
-
-
-def _clean_cost(clean: _Outcome | None, with_defense: _Outcome, n: int) -> str:
-    """``, -17.2 [..] vs clean``: the defended model's main accuracy against the model trained without
-    attack (the control), paired by seed; its own n when it pairs other seeds than the success's ``n``."""
-    if clean is None or clean.refused:
-        return ""
-    cost = compare(clean, with_defense, MAIN_ACCURACY.name)
-    if not cost.difference.n:
-        return ""
-    notes = [f"n={cost.difference.n}"] if cost.difference.n != n else []
-    if not cost.complete:
-        notes.append(cost.stop_text("clean", "defended"))
-    return f", {_points(cost.difference)} vs clean" + (f" ({'; '.join(notes)})" if notes else "")
-
-
-def _defense_effect(
-    with_defense: _Outcome, without: _Outcome | None, metric: str, clean: _Outcome | None = None, reference: str = "undefended"
-) -> _Effect:
-    """One scheme's verdict on a defense (or a hardening): the reduction of the attack's success, paired by seed.
-
-    The undefended success (mean and interval over the paired seeds) is always shown: below
-    :data:`WORKING_ATTACK` the attack was too weak for the verdict to test the defense. The main
-    accuracy cost is given against the undefended (attacked) model and against the clean model.
-    """
-    if with_defense.refused:
-        return _Effect(RunStatus.REFUSED, "cannot be placed")
-    if without is None or without.refused:
-        return _Effect(f"{reference} run missing", f"{reference} run missing")
-    if with_defense.ok and without.ok and (not with_defense.feasible() or not without.feasible()):
-        return _Effect("n/a", "attack infeasible")
-    lower = _lower_is_success(metric)
-    success = compare(without, with_defense, metric) if lower else compare(with_defense, without, metric)  # the reduction
-    if not success.seeds:
-        if success.waiting:
-            return _Effect(RunStatus.PENDING, RunStatus.PENDING)
-        return _Effect("no common seed", f"no seed with an outcome with and without the {'hardening' if reference == 'unhardened' else 'defense'}")
-    paired = set(success.difference.seeds)  # before and after over the same seeds as the interval
-    undefended = mean_interval([v for s, v in without.values(metric).items() if s in paired], sorted(paired)).clipped(0.0, 1.0)
-    after = _mean_over(with_defense.values(metric), paired)
-    main = compare(without, with_defense, MAIN_ACCURACY.name)  # defended - undefended main accuracy (negative: a cost)
-    weak = not lower and undefended.mean is not None and undefended.mean < WORKING_ATTACK
-    head = f"{reference} {undefended.text()}" + (f" < {100 * WORKING_ATTACK:.0f} %: not a test of the defense;" if weak else "")
-    detail = (
-        f"{head} → {_pct(after)}, reduction {_points(success.difference)}, main {_points(main.difference)} vs {reference}"
-        f"{_clean_cost(clean, with_defense, success.difference.n)}, n={success.difference.n}{success.pending_text()}"
-    )
-    if not success.complete:
-        defended_stops, undefended_stops = (success.stopped_second, success.stopped_first) if lower else (success.stopped_first, success.stopped_second)
-        n = len(success.seeds)
-        side = "hardened" if reference == "unhardened" else "defended"
-        stops = f"{side} {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
-        finished = f" (seeds finished on both: {detail})" if success.difference.n else " (no seed finished on both)"
-        return _Effect("stopped", f"{stops}; no verdict{finished}", undefended)
-    if not lower and undefended.mean is not None and undefended.mean < ATTACK_FLOOR:
-        return _Effect("nothing to stop", detail, undefended)
-    works = reduction(success.difference)
-    if works is None:
-        return _Effect("inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds", undefended, weak)
-    return _Effect("works" if works else "not shown to work", detail, undefended, weak)
-
-
-def _mean_over(values: dict[int, float], seeds: set[int]) -> float | None:
-    chosen = [value for seed, value in values.items() if seed in seeds]
-    return statistics.fmean(chosen) if chosen else None
-
-
-def _defense_verdict(
-    defended: dict[str, _Outcome],
-    undefended: dict[str, _Outcome],
-    metric: str,
-    clean: dict[str, _Outcome],
-    what: str,
-    reference: str = "undefended",
-) -> tuple[str, list[Judgement]]:
-    """Each scheme's effect, the line's summary over schemes, and the judgements for the report's summary."""
-    effects = {
-        scheme: _defense_effect(outcome, undefended.get(scheme), metric, clean.get(scheme), reference) for scheme, outcome in defended.items()
-    }
-    parts = [effect.text(scheme) for scheme, effect in effects.items()]
-    plain = effects.get(PlainScheme.name)
-    ckks = {scheme: effect for scheme, effect in effects.items() if scheme != PlainScheme.name and effect.word not in (RunStatus.REFUSED, "n/a")}
-    if plain is not None and plain.word == "works" and ckks:
-        weak = " (against a weak attack: not a test of the defense)" if plain.weak or any(e.weak for e in ckks.values()) else ""
-        if all(effect.word == "works" for effect in ckks.values()):
-            parts.append("keeps working under encryption" + weak)
-        elif any(effect.word == "not shown to work" for effect in ckks.values()):
-            parts.append("works in plaintext only" + weak)
-    judgements = [
-        Judgement(scheme, what, effect.word, effect.undefended, effect.working)
-        for scheme, effect in effects.items() if effect.undefended is not None
-    ]
-    return "; ".join(parts), judgements
