@@ -235,3 +235,12 @@ def test_a_new_stop_status_is_counted_and_named_like_the_others(tmp_path: Path) 
     assert "ckks/receiver stopped 1/3 (1 out_of_range), plain stopped 0/3; no success verdict" in line.verdict
     assert line.cells["ckks/receiver"].endswith("[stopped 1/3 (1 out_of_range)]")
     assert f"| {stopped_id} | out_of_range | a message left CKKS's range |" in _stopped_section(rows)
+
+
+def test_a_plaintext_only_line_without_outcomes_just_says_so(tmp_path: Path) -> None:
+    """A pending plaintext attack in a plaintext-only study is 'plain: pending', not a paragraph about other schemes."""
+    runs = _plan(tmp_path, BACKDOOR_STUDY)
+    rows = [_row(run, status="pending") if run.levels["variant"] == "backdoor" else row
+            for run, row in zip(runs, _backdoor_rows(runs, [0.9, 0.9, 0.9]), strict=True)]
+    line = _line(survival_lines(runs, rows, ["plain"]), "g", "backdoor")
+    assert line.verdict.endswith("plain: pending") and "each scheme's own success" not in line.verdict

@@ -332,8 +332,9 @@ def _own_success(scheme: str, outcome: _Outcome, metric: str) -> str:
 def _own_success_verdict(per_scheme: dict[str, _Outcome], metric: str, missing: str) -> str:
     """No plaintext outcome to pair with: each CKKS scheme's own success over seeds, never 'inconclusive (n=0)'."""
     parts = [_own_success(scheme, outcome, metric) for scheme, outcome in per_scheme.items() if scheme != PlainScheme.name]
-    own = "; ".join(parts) if parts else "no other scheme"
-    return f"no plaintext outcome to compare with (plain: {missing}); each scheme's own success, mean [95 % t interval] over seeds: {own}"
+    if not parts:  # a plaintext-only grid whose runs have no outcome yet: nothing to say but that
+        return f"plain: {missing}"
+    return f"no plaintext outcome to compare with (plain: {missing}); each scheme's own success, mean [95 % t interval] over seeds: {'; '.join(parts)}"
 
 
 def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
