@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _study_command(argv: list[str]) -> str:
+    """The command a report names to regenerate it: this one without ``--report-only``/``--quiet``, and the
+    data folder it read from the environment (``SECUREVFL_DATA_DIR``), without which it would not run."""
+    command = shlex.join(["securevfl", *(arg for arg in argv if arg not in ("--report-only", "--quiet"))])
+    data_dir = os.environ.get("SECUREVFL_DATA_DIR")
+    return f"SECUREVFL_DATA_DIR={shlex.quote(data_dir)} {command}" if data_dir else command
+
+
 def _add_plan_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``securevfl plan`` (write a plan, export a party's data) and ``securevfl party`` (run one party)."""
     plan = commands.add_parser("plan", help="write a plan for one process per party, or export a party's own data block")
@@ -286,7 +294,7 @@ def _study(args: argparse.Namespace, argv: list[str]) -> int:
         train=not args.report_only,
         retry_failed=args.retry_failed,
         show_progress=not args.quiet,
-        command=shlex.join(["securevfl", *(arg for arg in argv if arg not in ("--report-only", "--quiet"))]),
+        command=_study_command(argv),
         log=log,
         backend=args.backend,
         address=args.address,

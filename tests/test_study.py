@@ -401,3 +401,13 @@ def test_reuse_from_never_copies_a_failure_that_is_not_the_configs_outcome(tmp_p
     assert not run_dir(out, runs[0]).exists() and (run_dir(out, runs[1]) / FAILED_NAME).is_file()
     with pytest.raises(ConfigError, match="not a study output folder"):
         reuse_finished_runs(runs, out, [tmp_path / "nowhere"], log=lambda _: None)
+
+
+def test_the_reports_regenerate_line_names_the_data_folder_it_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from securevfl.cli import _study_command
+
+    argv = ["study", "--config", "s.toml", "--out", "out dir", "--report-only", "--quiet"]
+    monkeypatch.delenv("SECUREVFL_DATA_DIR", raising=False)
+    assert _study_command(argv) == "securevfl study --config s.toml --out 'out dir'"
+    monkeypatch.setenv("SECUREVFL_DATA_DIR", "/data/my sets")
+    assert _study_command(argv) == "SECUREVFL_DATA_DIR='/data/my sets' securevfl study --config s.toml --out 'out dir'"
