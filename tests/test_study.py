@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import os
 from pathlib import Path
 from typing import Any
@@ -411,3 +412,17 @@ def test_the_reports_regenerate_line_names_the_data_folder_it_read_from_the_envi
     assert _study_command(argv) == "securevfl study --config s.toml --out 'out dir'"
     monkeypatch.setenv("SECUREVFL_DATA_DIR", "/data/my sets")
     assert _study_command(argv) == "SECUREVFL_DATA_DIR='/data/my sets' securevfl study --config s.toml --out 'out dir'"
+
+
+def test_summary_epochs_changes_what_the_tables_report_not_what_was_trained(tiny_study: tuple[Path, Path], tmp_path: Path) -> None:
+    _, finished_out = tiny_study
+    out = tmp_path / "out"
+    shutil.copytree(finished_out, out)
+    study = _write(tmp_path, TINY.replace('seeds = [0, 1]', 'seeds = [0, 1]\nsummary_epochs = 2'))
+    main(["study", "--config", str(study), "--out", str(out), "--report-only", "--quiet"])
+    payload = json.loads((out / "study_runs.json").read_text())
+    for row in payload["rows"]:
+        history = payload["histories"][row["run_id"]]
+        assert row["main_accuracy"] == pytest.approx((history[-1]["main_accuracy"] + history[-2]["main_accuracy"]) / 2)
+        assert row["main_accuracy_last_epoch"] == history[-1]["main_accuracy"]
+    assert "mean over its last 2 epochs" in (out / "report.md").read_text()

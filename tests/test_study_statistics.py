@@ -482,3 +482,19 @@ def test_one_paired_seed_is_inconclusive_with_its_reason_and_a_failing_attack_is
     assert "inconclusive: ckks/active (Δ +0.0 (n=1, no interval), n=1; provisional: seed(s) 1,2,3,4 not finished yet; fewer than 2 paired seeds)" in attack_line.verdict
     assert attack_line.verdict.endswith("note: the attack reaches only 2.0 % in plaintext")
     assert "plain: nothing to stop" in noise_line.verdict
+
+
+def test_summary_epochs_reports_each_runs_mean_over_its_last_epochs(tmp_path: Path) -> None:
+    """``summary_epochs = 3``: a run's metrics are the mean of its last 3 epochs (hand computation), the last
+    epoch's values stay as ``*_last_epoch``; a run shorter than the window keeps its last epoch."""
+    from securevfl.study.table import _summarized
+
+    history = [{"epoch": e, "main_accuracy": m, "backdoor_accuracy": b}
+               for e, m, b in ((1, 0.50, 0.0), (2, 0.80, 0.9), (3, 0.60, 0.8), (4, 0.85, 1.0))]
+    columns = _summarized(history, 3)
+    assert columns["main_accuracy"] == pytest.approx((0.80 + 0.60 + 0.85) / 3)
+    assert columns["backdoor_accuracy"] == pytest.approx((0.9 + 0.8 + 1.0) / 3)
+    assert (columns["main_accuracy_last_epoch"], columns["backdoor_accuracy_last_epoch"]) == (0.85, 1.0)
+    assert _summarized(history, 1) == {} and _summarized(history[:2], 3) == {}
+    no_attack = [{"epoch": e, "main_accuracy": 0.9} for e in (1, 2, 3)]
+    assert set(_summarized(no_attack, 3)) == {"main_accuracy", "main_accuracy_last_epoch"}

@@ -140,7 +140,7 @@ def write_outputs(
     The JSON table carries ``progress`` (one line) and ``pending`` (per grid: the cells with
     pending seeds), so a partial table says what it lacks.
     """
-    rows, histories = collect_rows(runs, out)
+    rows, histories = collect_rows(runs, out, spec.summary_epochs)
     progress = {
         "progress": pending_summary(rows),
         "pending": {grid.grid: grid.pending_cells for grid in pending_by_grid(rows) if not grid.complete},

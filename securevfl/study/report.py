@@ -51,8 +51,8 @@ def write_report(
         f"- Written {time.strftime('%Y-%m-%d %H:%M')}; {len(rows)} runs: "
         + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         + ".",
-        (f"- Seeds: {', '.join(str(seed) for seed in spec.seeds)} unless a grid says otherwise; accuracies are percentages at the "
-        f"**last epoch**, mean and {100 * CONFIDENCE:.0f} % t interval `[low, high]` over the seeds that finished, with `(n=k/n)` where "
+        (f"- Seeds: {', '.join(str(seed) for seed in spec.seeds)} unless a grid says otherwise; accuracies are percentages "
+        f"({_summary_words(spec.summary_epochs)}), mean and {100 * CONFIDENCE:.0f} % t interval `[low, high]` over the seeds that finished, with `(n=k/n)` where "
         f"some did not; the `stopped` column counts the runs that {stopped_names()} (peak backdoor: highest epoch value, mean over seeds)."),
         "- Tables: `study_runs.csv` / `study_runs.json` (one row per run; the JSON adds per-epoch histories).",
         *_reuse_lines(rows),
@@ -324,3 +324,11 @@ def _reuse_lines(rows: list[dict[str, Any]]) -> list[str]:
         return []
     shown = "; ".join(f"{n} from `{folder}`" for folder, n in sorted(sources.items()))
     return [f"- Reused, not trained here (identical configs, `--reuse-from`; column `reused_from`): {shown}."]
+
+
+def _summary_words(epochs: int) -> str:
+    """How a run's accuracies are summarized (the study's ``summary_epochs``), for the report's header."""
+    if epochs <= 1:
+        return "each run's value at its **last epoch**"
+    return (f"each run's **mean over its last {epochs} epochs**, `summary_epochs`; its last epoch for a run shorter "
+            "than that; the last epoch's own values are in the JSON table's `*_last_epoch` columns")

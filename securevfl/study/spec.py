@@ -126,6 +126,13 @@ class StudySpec(BaseModel):
         default_factory=list,
         description="importable modules that register attacks or defenses; imported here and in every worker",
     )
+    summary_epochs: int = Field(
+        default=1,
+        ge=1,
+        description="report each run's accuracies as the mean over its last N epochs (1: the last epoch). Why: a "
+        "run whose main accuracy oscillates between epochs (an attack whose loss keeps growing) would otherwise "
+        "be judged on one draw of that oscillation",
+    )
     grids: list[GridSpec] = Field(min_length=1)
     #: filled by load_study: the base config's data and the study file's own text
     base_raw: dict[str, Any] = Field(default_factory=dict, exclude=True)

@@ -107,6 +107,24 @@ def _peak_columns(history: list[dict[str, Any]]) -> dict[str, Any]:
     return peaks
 
 
+def _summarized(history: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
+    """With ``epochs`` > 1: each metric as the mean over the run's last ``epochs`` epochs, the last
+    epoch's value kept as ``<metric>_last_epoch`` (the study's ``summary_epochs``).
+
+    Nothing changes with 1, or for a metric the last ``epochs`` epochs do not all carry.
+    """
+    if epochs <= 1 or len(history) < epochs:
+        return {}
+    window = history[-epochs:]
+    columns: dict[str, Any] = {}
+    for name in metric_names():
+        values = [entry.get(name) for entry in window]
+        if all(value is not None for value in values):
+            columns[f"{name}_last_epoch"] = window[-1][name]
+            columns[name] = statistics.fmean(float(value) for value in values)
+    return columns
+
+
 def _stop_columns(failure: dict[str, Any]) -> dict[str, Any]:
     """A stopped run: the epoch it stopped in and its peaks **before** the stop (descriptive: a stopped
     run has no last-epoch number, but a backdoor that reached 90 % before diverging is a finding)."""
@@ -138,7 +156,9 @@ def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+def collect_rows(
+    runs: list[PlannedRun], out: Path, summary_epochs: int = 1
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """Rows for every planned run (status ``pending`` where nothing is there yet) and histories."""
     rows: list[dict[str, Any]] = []
     histories: dict[str, list[dict[str, Any]]] = {}
@@ -158,6 +178,7 @@ def collect_rows(runs: list[PlannedRun], out: Path) -> tuple[list[dict[str, Any]
                 row.update(status=RunStatus.OK, reason=result.get("attack_infeasible_reason") or "")
             row.update(_config_columns(result["config"]))
             row.update(_result_columns(result))
+            row.update(_summarized(result.get("history", []), summary_epochs))
             histories[run.run_id] = result.get("history", [])
             _note_reuse(row, directory)
         elif (directory / FAILED_NAME).is_file() and (failure := readable_record(directory / FAILED_NAME)) is not None:
