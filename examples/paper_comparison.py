@@ -182,6 +182,8 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
     paper_text = f"{paper:g}" if paper is not None else NOT_SOURCED
     if base.empty or not levels:
         return _row(claim, paper_text, "not in this study", "no undefended or no defended runs" + _provisional(base), source)
+    if all(side(rows, grid, str(r["cell"]), success).empty for r in rows if r.get("grid") == grid):
+        return _row(claim, paper_text, "no defended run has an outcome yet", "pending", source)
     found = None
     stopped_levels: list[str] = []
     previous: float | None = None  # the last level tried that did not work

@@ -177,3 +177,10 @@ def test_thresholds_go_from_the_weakest_level_and_a_stopped_weaker_level_leaves_
     row = comparison.threshold_claim(reference + stopped, "c", None, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",
                                      stronger="lower")
     assert row["verdict"] == "works at 0.001; the weakest working level is not determined (a weaker level stopped); stopped (no verdict) at 0.01"
+
+
+def test_a_threshold_over_a_grid_with_no_outcome_yet_is_pending(comparison) -> None:
+    reference = _runs("ref", "plain__backdoor", [{"main_accuracy": 0.8, "backdoor_accuracy": 0.9}] * 3)
+    pending = _runs("clip", "plain__n=0.01", ["pending"] * 3, {"axis:n": "0.01"})
+    row = comparison.threshold_claim(reference + pending, "c", None, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy")
+    assert (row["ours"], row["verdict"]) == ("no defended run has an outcome yet", "pending")
