@@ -252,3 +252,9 @@ def test_a_stopped_seed_is_drawn_up_to_its_stop_and_never_averaged(study: tuple[
     # without the stopped run's history nothing is drawn for it and the dotted note is absent
     del histories[target.run_id]
     assert not any(note.startswith("dotted") for note in plot_epochs(grid, rows, histories, tmp_path / "e2.png").notes)
+
+
+def test_the_axes_say_how_a_runs_number_is_summarized() -> None:
+    from securevfl.study.plots import LAST_EPOCH, when_reported
+
+    assert when_reported(1) == LAST_EPOCH == "at the last epoch" and when_reported(5) == "over the last 5 epochs"

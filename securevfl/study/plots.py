@@ -46,6 +46,15 @@ ATTACK_STYLES = ({"linestyle": "--", "marker": "s"}, {"linestyle": ":", "marker"
                  {"linestyle": (0, (1, 4)), "marker": "D"})
 
 
+#: how the axes name a run's number; a study with ``summary_epochs`` > 1 passes ``over the last N epochs``
+LAST_EPOCH = "at the last epoch"
+
+
+def when_reported(summary_epochs: int) -> str:
+    """The axis words for a study's ``summary_epochs``."""
+    return LAST_EPOCH if summary_epochs <= 1 else f"over the last {summary_epochs} epochs"
+
+
 def curves() -> list[tuple[str, str, dict[str, Any]]]:
     """(metric, legend label, style) of every curve: the main task, then each registered attack metric."""
     attack = [(spec.name, spec.label, ATTACK_STYLES[index % len(ATTACK_STYLES)]) for index, spec in enumerate(attack_metrics())]
@@ -457,7 +466,11 @@ def versus_series(
 
 
 def plot_versus_axis(
-    grid: GridSpec, rows: list[dict[str, Any]], path: Path, reference: dict[str, list[dict[str, Any]]] | None = None
+    grid: GridSpec,
+    rows: list[dict[str, Any]],
+    path: Path,
+    reference: dict[str, list[dict[str, Any]]] | None = None,
+    when: str = LAST_EPOCH,
 ) -> Figure:
     """Last-epoch main and attack metrics against the grid's ``x`` axis: one colour per scheme and level of the other axes.
 
@@ -501,7 +514,7 @@ def plot_versus_axis(
         panel.xaxis.set_minor_locator(NullLocator())
         panel.xaxis.set_minor_formatter(NullFormatter())
     panel.set_xlabel(grid.x + (" (logit scale)" if scale == "logit" else " (log scale)" if scale == "log" else ""))
-    panel.set_ylabel(f"accuracy at the last epoch (%), mean and {100 * CONFIDENCE:.0f} % CI")
+    panel.set_ylabel(f"accuracy {when} (%), mean and {100 * CONFIDENCE:.0f} % CI")
     panel.set_ylim(-3, 103)
     panel.grid(alpha=0.3)
     panel.set_title(grid.title or grid.name, fontsize=10)
@@ -656,7 +669,9 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
     return series + stars, notes + epsilon_notes(epsilons, reasons)
 
 
-def plot_tradeoff(title: str, metric: str, metric_label: str, points: list[TradeoffPoint], path: Path, x_name: str = "") -> Figure:
+def plot_tradeoff(
+    title: str, metric: str, metric_label: str, points: list[TradeoffPoint], path: Path, x_name: str = "", when: str = LAST_EPOCH
+) -> Figure:
     """Attack success against main accuracy: one line per scheme and level of the other axes, the undefended point starred.
 
     Error bars are 95 % t intervals over the scheme's common seeds in both directions, clipped to
@@ -686,8 +701,8 @@ def plot_tradeoff(title: str, metric: str, metric_label: str, points: list[Trade
                        linestyle="none" if star else "-", linewidth=0.8, label=s.label, zorder=3 if star else 2)
         for p in s.points:
             panel.annotate(p.text, (p.x, p.y), fontsize=6, xytext=(4, 4), textcoords="offset points", color=color)
-    panel.set_xlabel(f"main accuracy at the last epoch (%), mean and {100 * CONFIDENCE:.0f} % CI")
-    panel.set_ylabel(f"{metric_label} at the last epoch (%)")
+    panel.set_xlabel(f"main accuracy {when} (%), mean and {100 * CONFIDENCE:.0f} % CI")
+    panel.set_ylabel(f"{metric_label} {when} (%)")
     panel.set_xlim(-3, 103)
     panel.set_ylim(-3, 103)
     panel.grid(alpha=0.3)

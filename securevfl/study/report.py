@@ -15,7 +15,7 @@ from securevfl.attacks import ATTACKS, MAIN_ACCURACY, MetricSpec, attack_metrics
 from securevfl.files import atomic_write_text
 from securevfl.schemes import PlainScheme
 from securevfl.study.pending import pending_lines
-from securevfl.study.plots import TradeoffPoint, group_label, plot_epochs, plot_tradeoff, plot_versus_axis
+from securevfl.study.plots import TradeoffPoint, group_label, plot_epochs, plot_tradeoff, plot_versus_axis, when_reported
 from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
 from securevfl.study.statistics import CONFIDENCE, EQUIVALENCE_MARGIN, MIN_PAIRS
 from securevfl.study.survival import ATTACK_FLOOR, WORKING_ATTACK, SurvivalLine, cell_key, stopped_names, survival_lines, undefended_key
@@ -200,12 +200,14 @@ def _grid_section(
     x_reference = reference if grid.x is not None and grid.x.startswith("defense") else None
     figures = [
         ("epochs", plot_epochs(grid, rows, histories, plots / f"{grid.name}_epochs.png")),
-        (f"vs_{_file_safe(grid.x)}", plot_versus_axis(grid, rows, plots / f"{grid.name}_vs_{_file_safe(grid.x)}.png", reference=x_reference)),
+        (f"vs_{_file_safe(grid.x)}", plot_versus_axis(grid, rows, plots / f"{grid.name}_vs_{_file_safe(grid.x)}.png", reference=x_reference,
+                                                      when=when_reported(spec.summary_epochs))),
     ]
     if tradeoff is not None:
         metric, label, points = tradeoff
         figures.append(("tradeoff", plot_tradeoff(f"{grid.name}: {label} vs main accuracy, one point per defense level", metric, label,
-                                                  points, plots / f"{grid.name}_tradeoff.png", x_name=grid.x or "")))
+                                                  points, plots / f"{grid.name}_tradeoff.png", x_name=grid.x or "",
+                                                  when=when_reported(spec.summary_epochs))))
     for name, figure in figures:  # an absent figure says why, so a missing picture is never read as "nothing happened"
         if figure.path is not None:
             lines += [f"![{figure.path.stem}]({PLOTS_DIR}/{figure.path.name})", ""]
