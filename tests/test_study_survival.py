@@ -77,7 +77,7 @@ NO_REQUESTS = "no decryption requests in this scheme"
 
 def _key_rows(runs: list[Any], values: dict[tuple[str, str], list[Any]]) -> list[dict[str, Any]]:
     """``values[(grid, scheme)][seed]``: a label accuracy read via the recovered key, None (key kept: no label
-    read), 'infeasible', or a stop status."""
+    read, which key recovery reports as 0.0), 'infeasible', or a stop status."""
     rows = []
     for run in runs:
         if run.grid == "inversion":
@@ -90,7 +90,7 @@ def _key_rows(runs: list[Any], values: dict[tuple[str, str], list[Any]]) -> list
             rows.append(_row(run, status=value, reason=f"{value} on purpose"))
         else:
             rows.append(_row(run, main_accuracy=0.9, attack_feasible=True, key_recovered=float(value is not None),
-                             key_recovery_label_accuracy=value))
+                             key_recovery_label_accuracy=0.0 if value is None else value))
     return rows
 
 

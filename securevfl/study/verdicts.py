@@ -39,9 +39,9 @@ a tolerance that widens with the spread:
   attack and defense is compared with it like a defense with its undefended line
   (``hardening flooding 30 bits vs 0: ... works (unhardened 100.0 [..] → 0.0, reduction ...)``).
 
-A finished attack that reported its other metrics but no success value (key recovery when
-flooding kept the key: ``key_recovered = 0``, no label read) has success 0; one that reported
-nothing has no value.
+An attack that ran and read nothing reports a success of 0 itself (key recovery when flooding
+kept the key: ``key_recovery_label_accuracy = 0``); one unusable in the setting reports nothing
+and has no value.
 
 **Intent to treat.** A run that stopped (any status of :data:`~securevfl.study.status.STOPPED`:
 diverged, failed, out of CKKS's range ...) or collapsed (main accuracy within 5 points of chance) is an outcome, counted per side and seed,
@@ -62,7 +62,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from securevfl.attacks import ATTACKS, MAIN_ACCURACY, attack_metrics
+from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.attacks.backdoor_control import CONTROL_TARGET_RATE
 from securevfl.schemes import PlainScheme
 from securevfl.study.statistics import (
@@ -97,20 +97,13 @@ def _lower_is_success(metric: str) -> bool:
 
 
 def _success_value(row: dict[str, Any], metric: str) -> float | None:
-    """The row's value of ``metric``; 0 for an attack that reported its other metrics but no success value.
+    """The row's value of ``metric`` (None when the run did not report it).
 
-    Key recovery reports ``key_recovered = 0`` and no label accuracy when the key holder's noise
-    flooding kept the key: it read no label, so its success (the fraction of samples whose label
-    it read) is 0, not missing — else a hardening that stops the attack could never be shown to
-    work. An attack that reported nothing at all (unusable in the setting) stays without a value.
+    An attack that ran and read nothing reports 0 itself (key recovery with the key kept by the key
+    holder's flooding reports ``key_recovery_label_accuracy = 0``), so a hardening that stops it has a
+    number to be compared on; an attack unusable in the setting reports nothing and stays without one.
     """
-    if row.get(metric) is not None:
-        return float(row[metric])
-    cls = ATTACKS.get(str(row.get("attack")))
-    if cls is None or cls.success_metric != metric or _lower_is_success(metric):
-        return None
-    reported = any(row.get(spec.name) is not None for spec in cls.metrics if spec.name != metric)
-    return 0.0 if reported else None
+    return None if row.get(metric) is None else float(row[metric])
 
 
 @dataclass
