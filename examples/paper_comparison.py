@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from securevfl.study.statistics import Interval, mean_interval, paired_difference
+from securevfl.study.status import STOPPED, WAITING  # the study's own stop and waiting statuses
 
 MATCH_POINTS = 0.5
 NOT_SOURCED = "not in repo sources"
@@ -50,8 +51,6 @@ NOT_SOURCED = "not in repo sources"
 #: record first, gamma 1, loss bound lifted; the trade-off grids run exactly this attack and setting).
 WORKING = ("tradeoff_reference", "plain__backdoor")
 WORKING_CONTROL = ("tradeoff_reference", "plain__control")
-STOPPED = ("diverged", "out_of_range", "failed", "collapsed")
-WAITING = ("pending", "crashed")
 
 PAPER_SOURCES = {
     "sum_clean": "examples/mnist_plain_sum.toml, docs/results/mnist_plaintext.md (Table 2)",

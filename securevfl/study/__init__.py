@@ -29,7 +29,7 @@ from securevfl.study.reuse import reuse_finished_runs
 from securevfl.study.runner import run_study
 from securevfl.study.worker import RunOutcome
 from securevfl.study.spec import PlannedRun, StudySpec, load_study, plan_runs
-from securevfl.study.status import RunStatus
+from securevfl.study.status import STOPPED, RunStatus
 from securevfl.study.table import collect_rows, write_table
 
 __all__ = ["PlannedRun", "StudySpec", "StudySummary", "load_study", "plan_runs", "run_and_report", "run_study"]
@@ -167,7 +167,7 @@ class StudySummary(str):
         """0: every run trained (or was refused/skipped by design; collapsed runs trained to the end); 1: a run crashed (a bug); 3: a run stopped."""
         if self.counts.get(RunStatus.CRASHED, 0):
             return 1
-        if any(self.counts.get(status, 0) for status in (RunStatus.FAILED, RunStatus.DIVERGED, RunStatus.OUT_OF_RANGE)):
+        if any(self.counts.get(status, 0) for status in STOPPED if status != RunStatus.COLLAPSED):  # collapsed trained to the end
             return 3
         return 0
 
