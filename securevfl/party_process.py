@@ -31,7 +31,7 @@ from securevfl.party_data import ActiveData, PassiveData, load_party_data
 from securevfl.party_alignment import align_planned_run
 from securevfl.party_checkpoint import PartyCheckpoints
 from securevfl.party_record import party_facts
-from securevfl.party_runner import PartyEndpoint, PartyOutcome, attempt_offer, run_party
+from securevfl.party_runner import PartyEndpoint, PartyOutcome, attempt_offer, run_party, tell_peers_stopped
 from securevfl.protocols.attempt import start_attempt
 from securevfl.plan import Plan, PrivateParty, check_tls, load_identity, load_plan, load_private
 from securevfl.protocols import Channel, Identity
@@ -142,17 +142,25 @@ def run_party_process(
     channel = channel_factory(session)
     try:
         endpoint = PartyEndpoint(channel)
-        if plan.alignment == "psi":  # the attempt's own session first: the alignment's frames travel in it
-            role = shape.role_of(session.name, config.scheme.key_holder_party)
-            peers = [name for name in shape.party_names(config.scheme.key_holder_party) if name != session.name]
-            with endpoint.training():
-                attempt = start_attempt(endpoint, session.name, peers, endpoint.session, attempt_offer(role, resume, checkpoints))
-                aligned = align_planned_run(endpoint, plan, session.name, data, out_dir)
-            data, shape = aligned.data, plan.run_shape(n_train=aligned.n_train, n_test=aligned.n_test)
-            if progress is not None:
-                progress(f"aligned by private set intersection: {aligned.n_train} training and {aligned.n_test} test samples every party holds")
-        local = build_party(config, shape, session.name, data, endpoint)
-        attack.attach(local)
+        peers = [name for name in shape.party_names(config.scheme.key_holder_party) if name != session.name]
+        try:  # a failure after the attempt handshake and before training is told to the peers waiting for this party
+            if plan.alignment == "psi":  # the attempt's own session first: the alignment's frames travel in it
+                role = shape.role_of(session.name, config.scheme.key_holder_party)
+                with endpoint.training():
+                    attempt = start_attempt(endpoint, session.name, peers, endpoint.session, attempt_offer(role, resume, checkpoints))
+                    aligned = align_planned_run(endpoint, plan, session.name, data, out_dir)
+                data, shape = aligned.data, plan.run_shape(n_train=aligned.n_train, n_test=aligned.n_test)
+                if progress is not None:
+                    progress(f"aligned by private set intersection: {aligned.n_train} training and {aligned.n_test} test samples every party holds")
+            local = build_party(config, shape, session.name, data, endpoint)
+            attack.attach(local)
+        except BaseException as exc:
+            # before the handshake no peer admits a frame of this attempt; without the PSI, building the party comes
+            # first, so a party's own bad data or config fails there at once, without waiting for any peer
+            if attempt is not None:
+                with endpoint.training():
+                    tell_peers_stopped(endpoint, session.name, peers, 0, exc)
+            raise
         outcome = run_party(
             config, shape, local, endpoint, checkpoints=checkpoints, resume=resume, **attack.run_arguments(),
             on_epoch_end=attack.on_epoch_end(None), progress=progress, attempt=attempt,

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +55,7 @@ from securevfl.scheduler import EVALUATION_ROUND, SETUP, TRAINING_ROUND
 from securevfl.seeding import epoch_batches
 from securevfl.training import stopped_cleanly
 
-__all__ = ["PartyEndpoint", "PartyOutcome", "attempt_offer", "run_party"]
+__all__ = ["PartyEndpoint", "PartyOutcome", "attempt_offer", "run_party", "tell_peers_stopped"]
 
 #: Seconds an idle key holder sleeps between polls when its channel cannot wait for a frame itself.
 IDLE_SLEEP = 0.002
@@ -63,6 +63,30 @@ IDLE_SLEEP = 0.002
 ABORT_SECONDS = 5.0
 _LOG = logging.getLogger("securevfl.party")
 _END = np.zeros(0, dtype=np.float32)  # the empty payload of DONE and ABORT
+
+
+def tell_peers_stopped(channel: Channel | PartyEndpoint, party: str, peers: Sequence[str], step: int, error: BaseException) -> None:
+    """Send each peer an ABORT with ``error`` as its one-line reason, so it stops at once instead of at its deadline.
+
+    Best effort, and bounded: a peer may be gone already, and one thread per peer keeps a gone peer's
+    connect timeout from holding back the others' ABORT; after :data:`ABORT_SECONDS` the party stops anyway.
+    Used wherever a party can fail while its peers wait for it: training (:func:`run_party`) and the
+    steps before it (the sample alignment, building the party).
+    """
+    reason = " ".join(str(error).split())[:300] or type(error).__name__
+
+    def tell(peer: str) -> None:
+        try:
+            channel.send(Message(MessageKind.ABORT, party, peer, step, _END, meta={"reason": reason}))
+        except Exception:  # noqa: BLE001 - the original error is what matters
+            pass
+
+    threads = [threading.Thread(target=tell, args=(peer,), name=f"abort-{peer}", daemon=True) for peer in peers]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + ABORT_SECONDS
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class PartyEndpoint:
@@ -494,22 +518,8 @@ class _PartyRunner:
 
     def abort(self, error: BaseException) -> None:
         """Tell every peer this party stopped (best effort: a peer may be gone already)."""
-        reason = " ".join(str(error).split())[:300] or type(error).__name__
         peers = [name for name in self.run_shape.party_names(self.key_holder_name) if name != self.local.name]
-
-        def tell(peer: str) -> None:
-            try:
-                self._send_end(MessageKind.ABORT, [peer], reason=reason)
-            except Exception:  # noqa: BLE001 - the original error is what matters
-                pass
-
-        # one thread per peer: a gone peer's send waits out its connect timeout, and must not hold back the others' ABORT
-        threads = [threading.Thread(target=tell, args=(peer,), name=f"abort-{peer}", daemon=True) for peer in peers]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + ABORT_SECONDS
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        tell_peers_stopped(self.channel, self.local.name, peers, self.step, error)
 
     # ------------------------------------------------------------------ results
     def outcome(self) -> PartyOutcome:

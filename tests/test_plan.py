@@ -38,15 +38,17 @@ def loopback(tmp_path: Path):  # type: ignore[no-untyped-def]
     return write_loopback_plan(_config(), tmp_path / "run", dataset=DATA)
 
 
-def _run_from_files(files, out: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _run_from_files(files, out: Path, errors: dict[str, BaseException] | None = None, receive_timeout: float = 120) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Run every party of the plan in its own thread; each party's error goes into ``errors`` (None: there must be none)."""
     sessions = {name: open_party(files.plan, name, path) for name, path in files.private.items()}
     plan = next(iter(sessions.values())).plan
     network, roster = ThreadedNetwork(session=plan.session), plan.roster()
-    outcomes, errors = {}, {}
+    expect_errors = errors is not None
+    outcomes, errors = {}, ({} if errors is None else errors)
 
     def party(session: PartySession) -> None:
         try:
-            factory = lambda s: network.endpoint(s.identity, roster, receive_timeout=120)  # noqa: E731
+            factory = lambda s: network.endpoint(s.identity, roster, receive_timeout=receive_timeout)  # noqa: E731
             outcomes[session.name] = run_party_process(session, factory, out / session.name)
         except BaseException as exc:  # reported below
             errors[session.name] = exc
@@ -56,7 +58,7 @@ def _run_from_files(files, out: Path) -> dict[str, object]:  # type: ignore[no-u
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == {}
+    assert expect_errors or errors == {}
     return outcomes
 
 
@@ -215,6 +217,43 @@ def test_the_command_line_writes_a_loopback_plan_and_exports_a_partys_block(tmp_
     assert main(args) == 2 and "data.npz already exists; pass --overwrite to replace it" in capsys.readouterr().err
     session = open_party(out / "plan.toml", "passive_1", out / "passive_1" / "party.toml")
     assert session.data is not None and session.data.x_train.shape == (plan.shape.n_train, plan.shape.block_widths[0])  # type: ignore[union-attr]
+
+
+def _psi_plan(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A loopback plan with alignment = "psi" (the data blocks still hold every sample, in the same order)."""
+    from securevfl import toml_text
+
+    files = write_loopback_plan(_config(), tmp_path / "run", dataset=DATA)
+    document = load_plan(files.plan).document()
+    document["alignment"] = "psi"
+    del document["shape"]["n_train"], document["shape"]["n_test"]
+    files.plan.write_text(toml_text.dumps(document))
+    return files
+
+
+def test_a_party_that_fails_during_the_psi_tells_its_peers_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A passive whose PSI fails sends ABORT: its peers stop at once with its reason, not at their receive deadline."""
+    import time
+
+    from securevfl import party_alignment
+
+    align_as_passive = party_alignment.align_as_passive
+
+    def failing(channel, party, active, ids):  # type: ignore[no-untyped-def]
+        if party == "passive_2":
+            raise OSError("passive_2's id file became unreadable")
+        return align_as_passive(channel, party, active, ids)
+
+    monkeypatch.setattr(party_alignment, "align_as_passive", failing)
+    errors: dict[str, BaseException] = {}
+    started = time.monotonic()
+    _run_from_files(_psi_plan(tmp_path), tmp_path / "out", errors=errors, receive_timeout=30)
+    elapsed = time.monotonic() - started
+    assert set(errors) == {"passive_1", "passive_2", "active"}
+    assert str(errors["passive_2"]) == "passive_2's id file became unreadable"
+    # the active party waited for passive_2's PSI request: it learns why at once (the deadline is 30 s)
+    assert "passive_2 aborted (passive_2's id file became unreadable)" in str(errors["active"]) and "\n" not in str(errors["active"])
+    assert elapsed < 20, f"the peers waited out their receive deadline ({elapsed:.0f} s)"
 
 
 def test_psi_alignment_trains_on_the_samples_every_party_holds_in_the_agreed_order(tmp_path: Path) -> None:
