@@ -258,3 +258,38 @@ def test_the_axes_say_how_a_runs_number_is_summarized() -> None:
     from securevfl.study.plots import LAST_EPOCH, when_reported
 
     assert when_reported(1) == LAST_EPOCH == "at the last epoch" and when_reported(5) == "over the last 5 epochs"
+
+
+def test_point_numbers_are_placed_without_overlapping_each_other_or_a_marker() -> None:
+    """Close trade-off points (the noise levels that leave the backdoor at ~90 %) get numbers that stay readable."""
+    from securevfl.study.plots import place_labels
+
+    anchors = [(100.0, 100.0), (103.0, 101.0), (98.0, 99.0), (101.0, 104.0), (300.0, 50.0)]
+    offsets = place_labels(anchors, size=(14.0, 10.0), marker=4.0)
+    boxes = [(x + dx, y + dy, x + dx + 14.0, y + dy + 10.0) for (x, y), (dx, dy) in zip(anchors, offsets, strict=True)]
+    markers = [(x - 4.0, y - 4.0, x + 4.0, y + 4.0) for x, y in anchors]
+
+    def overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+        return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+    assert not any(overlaps(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(overlaps(box, marker) for box in boxes for marker in markers)
+    assert offsets[-1] == (4, 4)  # a point alone keeps the first choice
+
+
+def test_a_tradeoff_key_gives_every_numbered_point_its_level_epsilon_and_means(tmp_path: Path) -> None:
+    def rows(main: float, attack: float, epsilon: float | None = None) -> list[dict[str, Any]]:
+        return [{"seed": s, "status": "ok", "main_accuracy": main, "backdoor_accuracy": attack, "dp_epsilon_pld": epsilon} for s in range(2)]
+
+    points = [TradeoffPoint("plain", "none", rows(0.77, 0.92), undefended=True),
+              TradeoffPoint("plain", "v=1e-06", rows(0.80, 0.93, 5.2e5), x=1e-6), TradeoffPoint("plain", "v=3e-05", rows(0.76, 0.99, 1940.0), x=3e-5),
+              TradeoffPoint("plain", "v=1e-04", rows(0.71, 0.0, 643.0), x=1e-4)]
+    figure = plot_tradeoff("t", "backdoor_accuracy", "backdoor", points, tmp_path / "t.png", x_name="defense.0.variance")
+    assert figure.path is not None and figure.path.is_file()
+    assert figure.key == [
+        "key: backdoor vs main accuracy, mean % (main / backdoor)",
+        " 1  variance 1e-06, ε 5.2e+05  ->  80.0 / 93.0",
+        " 2  variance 3e-05, ε 1.94e+03  ->  76.0 / 99.0",
+        " 3  variance 0.0001, ε 643  ->  71.0 / 0.0",
+        " *  plain: no defense  ->  77.0 / 92.0",
+    ]

@@ -334,6 +334,7 @@ class Figure:
     series: list[Series] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     absent: str = ""
+    key: list[str] = field(default_factory=list)
 
 
 def absent_reason(rows: list[dict[str, Any]], what: str = "a result") -> str:
@@ -669,24 +670,66 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
     return series + stars, notes + epsilon_notes(epsilons, reasons)
 
 
+#: Where a point's number may sit, in pixels from the point (tried in this order): right-up first, then around.
+LABEL_OFFSETS: tuple[tuple[float, float], ...] = (
+    (4, 4), (4, -12), (-14, 4), (-14, -12), (4, 14), (-14, 14), (4, -22), (-14, -22), (16, -4), (-26, -4), (16, 14), (-26, 14), (16, -22), (-26, -22),
+)
+
+
+def place_labels(anchors: Sequence[tuple[float, float]], size: tuple[float, float] = (14.0, 10.0), marker: float = 4.0) -> list[tuple[float, float]]:
+    """Offsets (pixels) for one small label per anchor, chosen so labels overlap neither each other nor any marker.
+
+    Greedy over :data:`LABEL_OFFSETS`: each label takes the first offset whose box (``size``, lower
+    left at anchor + offset) is free; when none is, the one overlapping least. Why not a layout
+    library: the numbers are short and few (one per defense level), and this keeps them readable
+    without a dependency.
+    """
+    width, height = size
+    markers = [(x - marker, y - marker, x + marker, y + marker) for x, y in anchors]
+    placed: list[tuple[float, float, float, float]] = []
+
+    def overlap(box: tuple[float, float, float, float], other: tuple[float, float, float, float]) -> float:
+        dx = min(box[2], other[2]) - max(box[0], other[0])
+        dy = min(box[3], other[3]) - max(box[1], other[1])
+        return dx * dy if dx > 0 and dy > 0 else 0.0
+
+    offsets: list[tuple[float, float]] = []
+    for x, y in anchors:
+        def cost(offset: tuple[float, float]) -> float:
+            box = (x + offset[0], y + offset[1], x + offset[0] + width, y + offset[1] + height)
+            return sum(overlap(box, other) for other in (*placed, *markers))
+
+        best = next((offset for offset in LABEL_OFFSETS if cost(offset) == 0.0), None)
+        if best is None:
+            best = min(LABEL_OFFSETS, key=cost)
+        offsets.append(best)
+        placed.append((x + best[0], y + best[1], x + best[0] + width, y + best[1] + height))
+    return offsets
+
+
 def plot_tradeoff(
     title: str, metric: str, metric_label: str, points: list[TradeoffPoint], path: Path, x_name: str = "", when: str = LAST_EPOCH
 ) -> Figure:
     """Attack success against main accuracy: one line per scheme and level of the other axes, the undefended point starred.
 
     Error bars are 95 % t intervals over the scheme's common seeds in both directions, clipped to
-    [0, 100]; each point carries its x level (``x_name``) and recorded epsilon; levels whose runs
-    stopped are named in the footnote, and an epsilon too large to mean anything is said there too.
+    [0, 100]. Each defended point carries a number, placed so numbers do not overlap; the key
+    beside the panel gives each number's level (``x_name``), recorded epsilon and the two means
+    (close levels sit on top of each other, so their full texts would not be readable in place).
+    Levels whose runs stopped are named in the footnote, and an epsilon too large to mean anything
+    is said there too.
     """
     series, notes = tradeoff_series(metric, points)
     if not any(s.kind == "levels" for s in series):  # the undefended star alone compares nothing
         return Figure(None, series, notes, absent_reason([r for p in points if not p.undefended for r in p.rows], metric_label))
     plt = _pyplot()
-    figure, panel = plt.subplots(figsize=(6.8, 5.2))
+    figure, panel = plt.subplots(figsize=(9.6, 5.2), dpi=110)  # the dpi it is saved at: label offsets are in its pixels
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     lines = [s for s in series if s.kind == "levels"]
     color_of = {id(line): colors[index % len(colors)] for index, line in enumerate(lines)}
     several = len(lines) > len({s.scheme for s in lines})  # a star in a line's colour would claim that line alone
+    numbered: list[tuple[DrawnPoint, str]] = []
+    key: list[str] = []
     for s in series:
         if s.kind == "undefended":
             same = [line for line in lines if line.scheme == s.scheme]
@@ -700,16 +743,27 @@ def plot_tradeoff(
         panel.errorbar(xs, ys, xerr=xerr, yerr=yerr, color=color, marker="*" if star else "o", markersize=12 if star else 5, capsize=3,
                        linestyle="none" if star else "-", linewidth=0.8, label=s.label, zorder=3 if star else 2)
         for p in s.points:
-            panel.annotate(p.text, (p.x, p.y), fontsize=6, xytext=(4, 4), textcoords="offset points", color=color)
+            if not star:
+                numbered.append((p, color))
+            if star:
+                described = s.label
+            else:
+                described = f"{s.label + ': ' if len(lines) > 1 else ''}{_short(x_name) + ' ' if x_name else ''}{p.text}"
+            key.append(f"{'*' if star else len(numbered):>2}  {described}  ->  {p.x:.1f} / {p.y:.1f}")
     panel.set_xlabel(f"main accuracy {when} (%), mean and {100 * CONFIDENCE:.0f} % CI")
     panel.set_ylabel(f"{metric_label} {when} (%)")
     panel.set_xlim(-3, 103)
     panel.set_ylim(-3, 103)
     panel.grid(alpha=0.3)
     panel.set_title(title, fontsize=10)
-    panel.legend(fontsize=7, title=f"points labelled by {_short(x_name)}" if x_name else None, title_fontsize=7)
+    panel.legend(fontsize=7, title="points numbered as in the key", title_fontsize=7)
     note_height = _footnote(figure, notes)
-    figure.tight_layout(rect=(0, note_height, 1, 1))
+    figure.tight_layout(rect=(0, note_height, 0.68, 1))
+    anchors = [tuple(panel.transData.transform((p.x, p.y))) for p, _ in numbered]
+    for number, ((p, color), offset) in enumerate(zip(numbered, place_labels(anchors), strict=True), start=1):  # type: ignore[arg-type]
+        panel.annotate(str(number), (p.x, p.y), fontsize=6, xytext=offset, textcoords="offset pixels", color=color)
+    header = f"key: {metric_label} vs main accuracy, mean % (main / {metric_label})"
+    figure.text(0.69, 0.97, "\n".join([header, *key]), fontsize=6, family="monospace", va="top")
     figure.savefig(path, dpi=110)
     plt.close(figure)
-    return Figure(path, series, notes)
+    return Figure(path, series, notes, key=[header, *key])
