@@ -426,3 +426,17 @@ def test_summary_epochs_changes_what_the_tables_report_not_what_was_trained(tiny
         assert row["main_accuracy"] == pytest.approx((history[-1]["main_accuracy"] + history[-2]["main_accuracy"]) / 2)
         assert row["main_accuracy_last_epoch"] == history[-1]["main_accuracy"]
     assert "mean over its last 2 epochs" in (out / "report.md").read_text()
+
+
+def test_every_plaintext_run_of_the_converged_ckks_study_is_a_run_of_part_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Part 2 copies its plaintext runs from part 1 (--reuse-from): each must be exactly one of part 1's configs,
+    or it would train again (about an hour of compute) instead of being copied. Planning only: no data read."""
+    from securevfl.study.runner import comparable_key
+
+    monkeypatch.setenv("SECUREVFL_DATA_DIR", "../shared/data")
+    studies = Path(__file__).resolve().parent.parent / "examples" / "studies"
+    part_one = {comparable_key(run.config) for run in plan_runs(load_study(studies / "paper_mnist_converged.toml"))}
+    part_two = plan_runs(load_study(studies / "paper_mnist_converged_ckks.toml"))
+    plaintext = [run for run in part_two if run.cell.startswith("plain__") or run.cell == "plain"]
+    assert len(plaintext) == 45 and len(part_two) == 114 and all(run.refused is None for run in part_two)
+    assert [run.run_id for run in plaintext if comparable_key(run.config) not in part_one] == []
