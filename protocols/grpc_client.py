@@ -1,7 +1,8 @@
 """A party's connection to one peer: delivers frames and checks that the peer is alive, over mutual TLS.
 
 The client presents the party's certificate and checks the peer's against the federation's CA and
-the name of the address it dials (:class:`~.grpc_settings.PeerAddress`). Every failure becomes one
+the name of the address it dials, or, when the address pins the peer's certificate, against exactly
+that certificate (:class:`~.grpc_settings.PeerAddress`). Every failure becomes one
 line naming the party, the peer, what it was doing and the cause:
 
 * the peer cannot be reached within ``connect`` seconds (process down, wrong address, TLS refused
@@ -84,8 +85,8 @@ class PeerClient:
         self.counter = ByteCounter()
         """Message bytes sent to the peer (frames, pings) and received from it (acknowledgements, ping replies)."""
         self._timeouts = timeouts
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=tls.root_certificates,
+        credentials = grpc.ssl_channel_credentials(  # a pinned certificate is the only one trusted for this peer
+            root_certificates=address.pinned_certificate or tls.root_certificates,
             private_key=tls.private_key,
             certificate_chain=tls.certificate_chain,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
@@ -76,15 +76,24 @@ class TlsMaterial(Protocol):
 
 @dataclass(frozen=True)
 class PeerAddress:
-    """Where a peer party listens, and the name its certificate must carry for that address.
+    """Where a peer party listens, the name its certificate must carry there, and (pinned) the certificate itself.
 
     ``target`` is ``host:port``. ``tls_name`` is checked against the peer's certificate (its SAN)
     instead of the host: needed when dialling an address the certificate does not name, such as
     ``127.0.0.1`` for a certificate issued to ``localhost``. None checks the host itself.
+
+    ``pinned_certificate`` (PEM): the client then trusts exactly this certificate for the peer,
+    not every certificate the CA issued. Why: gRPC's Python client has no hook to check a server
+    certificate's fingerprint, so with the CA as its trust root any certificate the CA issued for
+    the dialled name would do -- a party holding one (a CA that issued too broadly) could receive
+    the frames meant for this peer after redirecting its address. Given as the only trust root,
+    the pinned certificate is what the TLS handshake must present (chain, validity and name are
+    still checked); the caller checks it against the CA and the plan's fingerprint beforehand.
     """
 
     target: str
     tls_name: str | None = None
+    pinned_certificate: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         match = _TARGET.fullmatch(self.target) if isinstance(self.target, str) else None
@@ -92,6 +101,10 @@ class PeerAddress:
             raise ValueError(f"peer address must be host:port with a port in 1..65535, got {self.target!r}")
         if self.tls_name is not None and (not isinstance(self.tls_name, str) or not self.tls_name):
             raise ValueError(f"tls_name must be a non-empty host name, got {self.tls_name!r}")
+        if self.pinned_certificate is not None and (
+            not isinstance(self.pinned_certificate, bytes) or b"-----BEGIN CERTIFICATE-----" not in self.pinned_certificate
+        ):
+            raise ValueError("pinned_certificate must be one certificate in PEM form")
 
     @property
     def port(self) -> int:

@@ -16,6 +16,10 @@ the two threads from computing at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives import serialization
+
 from securevfl import pki
 from securevfl.errors import ConfigError, PKIError
 from securevfl.plan import Plan, PrivateParty
@@ -51,7 +55,7 @@ def open_grpc_channel(plan: Plan, private: PrivateParty, identity: Identity) -> 
         receive=transport.receive_timeout, connect=transport.connect_timeout, send=transport.send_timeout,
         liveness_interval=transport.liveness_interval, liveness_timeout=transport.liveness_timeout, gone_after=transport.gone_after,
     )
-    peers = {party.name: PeerAddress(party.address) for party in plan.parties if party.name != name}
+    peers = {party.name: PeerAddress(party.address, pinned_certificate=_pinned_certificate(plan, party.name, peer_check)) for party in plan.parties if party.name != name}
     channel = GrpcChannel(
         identity, plan.roster(), plan.session, listen=plan.party(name).address, tls=tls,
         peer_check=peer_check, peers=peers, timeouts=timeouts,
@@ -62,3 +66,22 @@ def open_grpc_channel(plan: Plan, private: PrivateParty, identity: Identity) -> 
         channel.close()
         raise
     return channel
+
+
+def _pinned_certificate(plan: Plan, party: str, peer_check: Callable[[bytes, str], None]) -> bytes | None:
+    """The certificate (PEM) the plan pins for ``party``, checked like a TLS peer's; None when the plan gives none.
+
+    Dialling ``party``, the client then trusts exactly this certificate (PeerAddress), so a holder
+    of another certificate of the CA cannot receive the frames meant for ``party``.
+    """
+    entry = plan.party(party)
+    if entry.tls_certificate is None:
+        return None
+    path = plan.resolve(entry.tls_certificate)
+    try:
+        # the leaf alone: an intermediate in the trust root would let every certificate under it through
+        leaf = pki.load_certificates(path)[0].public_bytes(serialization.Encoding.PEM)
+        peer_check(leaf, party)
+    except PKIError as exc:
+        raise ConfigError(f"the plan's tls_certificate of {party}: {exc}") from None
+    return leaf

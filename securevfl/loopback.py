@@ -92,11 +92,12 @@ def write_loopback_plan(
         credentials = pki.issue_party_certificate(ca, name, dns_names=pki.DEFAULT_DNS_NAMES, ip_addresses=pki.DEFAULT_IP_ADDRESSES)
         written = pki.write_party_credentials(credentials, folder, overwrite=overwrite)
         role = {Role.PASSIVE: "passive", Role.ACTIVE: "active"}.get(public.role_of(name, key_holder), "coordinator")
+        certificate, key = pki.party_file_names(name)
         parties.append({
             "name": name, "role": role, "address": f"127.0.0.1:{base_port + index}",
             "identity_fingerprint": identity.fingerprint, "identity_public_key": identity.public_key.hex(), "tls_fingerprint": written.fingerprint,
+            "tls_certificate": f"{name}/{certificate}",  # every other party trusts exactly this certificate when it dials this one
         })
-        certificate, key = pki.party_file_names(name)
         document: dict[str, object] = {"party": name, "identity_key": IDENTITY_NAME, "tls_certificate": certificate, "tls_key": key}
         if role != "coordinator":
             document["data"] = {"path": DATA_NAME, "format": "npz"}

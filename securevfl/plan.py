@@ -75,6 +75,13 @@ class PlanParty(_Strict):
     identity_fingerprint: str = Field(description="SHA-256 of the party's raw Ed25519 identity public key (hex)")
     identity_public_key: str | None = Field(default=None, description="the raw Ed25519 public key itself (hex), if the plan carries it")
     tls_fingerprint: str | None = Field(default=None, description="SHA-256 of the party's TLS certificate (DER, hex)")
+    tls_certificate: Path | None = Field(
+        default=None,
+        description=(
+            "the party's TLS certificate itself (PEM file, relative to the plan); with it every other party trusts exactly "
+            "this certificate when it dials the party, not any certificate of the CA (needs tls_fingerprint, which it must have)"
+        ),
+    )
 
     @field_validator("address")
     @classmethod
@@ -88,6 +95,12 @@ class PlanParty(_Strict):
     @classmethod
     def _check_fingerprint(cls, value: str | None) -> str | None:
         return None if value is None else _fingerprint(value)
+
+    @model_validator(mode="after")
+    def _certificate_is_pinned(self) -> PlanParty:
+        if self.tls_certificate is not None and self.tls_fingerprint is None:
+            raise ValueError(f"{self.name}: tls_certificate needs the tls_fingerprint it must have")
+        return self
 
     @model_validator(mode="after")
     def _key_matches_fingerprint(self) -> PlanParty:

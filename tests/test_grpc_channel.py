@@ -109,13 +109,14 @@ class Federation:
         self.session = new_session_id()
         self.ca = ca
         self.channels: dict[str, GrpcChannel] = {}
+        self.tls = {name: ca.material(name) for name in names}
         for name in names:
             self.channels[name] = GrpcChannel(
                 self.identities[name],
                 self.roster,
                 self.session,
                 listen="127.0.0.1:0",
-                tls=ca.material(name),
+                tls=self.tls[name],
                 peer_check=ca.peer_check,
                 timeouts=timeouts,
                 max_frame_bytes=limits.get(name, 64 * 1024 * 1024),
@@ -501,6 +502,84 @@ def test_a_certificate_of_another_ca_cannot_connect(ca: Pki) -> None:
             client.close()
         assert one_line(refused.value).startswith("active ")
         assert parties["passive_1"].pending("passive_1") == 0 and parties["passive_1"].refusals == []
+
+
+@contextmanager
+def recording_impostor(material: pki.TLSMaterial, answers_as: str) -> Iterator[tuple[PeerAddress, list[bytes]]]:
+    """A server holding a valid certificate of the federation's CA that poses as ``answers_as`` and keeps every frame it gets.
+
+    What a party whose certificate names another party's address (a CA that issued too broadly)
+    could run after redirecting that address: it cannot forge a frame, but it reads what it is sent.
+    """
+    from concurrent import futures
+
+    from securevfl.protocols.grpc_settings import PING_METHOD
+
+    received: list[bytes] = []
+
+    def deliver(frame: bytes, context: grpc.ServicerContext) -> bytes:
+        received.append(frame)
+        return b""
+
+    methods = {DELIVER_METHOD: deliver, PING_METHOD: lambda request, context: answers_as.encode()}
+
+    class Handler(grpc.GenericRpcHandler):
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+            method = methods.get(details.method)  # type: ignore[attr-defined]
+            return None if method is None else grpc.unary_unary_rpc_method_handler(method)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((Handler(),))
+    credentials = grpc.ssl_server_credentials([(material.private_key, material.certificate_chain)], root_certificates=material.root_certificates, require_client_auth=True)
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    try:
+        yield PeerAddress(f"127.0.0.1:{port}", tls_name="localhost"), received
+    finally:
+        server.stop(0).wait()
+
+
+def test_a_pinned_certificate_keeps_frames_from_an_impostor_with_a_valid_certificate(ca: Pki) -> None:
+    """passive_2's certificate is valid for the same host name; it answers at the address passive_1 dials for the active party.
+
+    Trusting the CA alone, passive_1 hands it its activations (the frame cannot be forged, but it is read).
+    With the active party's certificate pinned, the TLS handshake fails and nothing is sent.
+    """
+    genuine = ca.material("active")
+    with federation(ca, "passive_1") as parties, recording_impostor(ca.material("passive_2"), answers_as="active") as (address, received):
+        frame = FrameSigner(parties.identities["passive_1"], parties.session).seal(
+            message(MessageKind.ACTIVATION, "passive_1", "active", 0), parties["passive_1"].codecs
+        )
+        trusting_the_ca = PeerClient("passive_1", "active", address, ca.material("passive_1"), max_frame_bytes=1 << 24, timeouts=FAST)
+        try:
+            trusting_the_ca.deliver(frame, "an activation")
+        finally:
+            trusting_the_ca.close()
+        assert received == [frame]  # the attack: the impostor read the activation
+        pinned = PeerAddress(address.target, tls_name="localhost", pinned_certificate=genuine.certificate_chain)
+        pinning = PeerClient("passive_1", "active", pinned, ca.material("passive_1"), max_frame_bytes=1 << 24, timeouts=FAST)
+        try:
+            with pytest.raises(PeerUnavailableError) as refused:
+                pinning.deliver(frame, "an activation")
+        finally:
+            pinning.close()
+        assert received == [frame] and one_line(refused.value).startswith("passive_1 cannot reach active at 127.0.0.1:")
+        assert "handshake" in str(refused.value).lower()
+
+
+def test_a_pinned_certificate_still_reaches_the_genuine_peer(ca: Pki) -> None:
+    with federation(ca, "active", "passive_1") as parties:
+        genuine = parties.address("active")
+        pinned = PeerAddress(genuine.target, tls_name="localhost", pinned_certificate=parties.tls["active"].certificate_chain)
+        client = PeerClient("passive_1", "active", pinned, parties.tls["passive_1"], max_frame_bytes=1 << 24, timeouts=FAST)
+        frame = FrameSigner(parties.identities["passive_1"], parties.session).seal(
+            message(MessageKind.ACTIVATION, "passive_1", "active", 0), parties["active"].codecs
+        )
+        try:
+            client.deliver(frame, "an activation")
+        finally:
+            client.close()
+        assert parties["active"].receive("active", MessageKind.ACTIVATION, "passive_1").step == 0
 
 
 # ---------------------------------------------------------------------------------------------- bytes

@@ -129,6 +129,24 @@ def test_a_tls_certificate_other_than_the_pinned_one_is_refused(loopback) -> Non
     assert f"the plan pins {'0' * 64}" in _one_line(excinfo)
 
 
+def test_a_pinned_peer_certificate_must_be_the_one_the_plan_pins(loopback) -> None:  # type: ignore[no-untyped-def]
+    """The plan's tls_certificate is what a party trusts, alone, when it dials that peer: it is checked before any connection."""
+    from securevfl.grpc_transport import open_grpc_channel
+    from securevfl.plan import load_private, load_identity
+
+    plan = load_plan(loopback.plan)
+    assert str(plan.party("active").tls_certificate) == "active/active.crt"  # a loopback plan pins every certificate
+    _edit(loopback.plan, 'tls_certificate = "active/active.crt"', 'tls_certificate = "passive_2/passive_2.crt"')
+    private = load_private(loopback.private["passive_1"], "passive_1")
+    with pytest.raises(ConfigError) as excinfo:
+        open_grpc_channel(load_plan(loopback.plan), private, load_identity(load_plan(loopback.plan), private))
+    assert _one_line(excinfo).startswith("the plan's tls_certificate of active: ") and "active" in str(excinfo.value)
+    _edit(loopback.plan, 'tls_certificate = "passive_2/passive_2.crt"', 'tls_certificate = "active/missing.crt"')
+    with pytest.raises(ConfigError) as missing:
+        open_grpc_channel(load_plan(loopback.plan), private, load_identity(load_plan(loopback.plan), private))
+    assert "missing.crt does not exist" in _one_line(missing)
+
+
 @pytest.mark.parametrize(
     ("old", "new", "error"),
     [
