@@ -197,3 +197,17 @@ def test_an_attack_that_does_not_fit_the_others_is_refused() -> None:
     with pytest.raises(ValueError, match="success_metric 'missing' is not one of its metrics"):
         register_attack(NoSuchMetric)
     assert "test_rows_seen" not in ATTACKS
+
+
+def test_an_attack_that_says_it_only_observes_trains_exactly_the_honest_run() -> None:
+    """``observes_only`` lets the survival table read an attacked run's main accuracy as the honest model's: check the
+    claim, for every attack that makes it, against the run without any attack (plaintext: bit for bit)."""
+    observers = sorted(name for name, cls in ATTACKS.items() if cls.observes_only)
+    assert {"gradient_inversion", "label_inference", "activation_inversion"} <= set(observers)
+    common = {"data": {"name": "digits"}, "train": {"epochs": 3, "lr": 0.1, "seed": 3}}
+    training = ("epoch", "main_accuracy", "loss")
+    honest = [{key: entry[key] for key in training} for entry in run_training(validate_config(common))["history"]]
+    assert honest[-1]["main_accuracy"] > 0.5  # a model that learns: the comparison is not between two untrained ones
+    for name in observers:
+        attacked = run_training(validate_config({**common, "attack": {"kind": name}}))
+        assert [{key: entry[key] for key in training} for entry in attacked["history"]] == honest, name

@@ -227,11 +227,21 @@ def test_a_defense_works_when_the_reduction_interval_excludes_zero_and_shows_its
     assert expected in noise_line.verdict
     assert "ckks/receiver: works (" in noise_line.verdict
     assert "ckks/active: not shown to work" in noise_line.verdict
-    assert noise_line.verdict.endswith("works in plaintext only")
+    defense, encrypted = noise_line.verdict.split("; with this defense, CKKS vs plaintext: ")
+    assert defense.endswith("works in plaintext only")
+    # the defended line itself, with and without encryption, paired by seed (item 3 for defended lines)
+    receiver = np.array([0.10, 0.18, 0.12, 0.11, 0.06]) - [0.10, 0.20, 0.15, 0.10, 0.05]
+    receiver_half = stats.t.ppf(0.975, 4) * receiver.std(ddof=1) / math.sqrt(5)
+    assert encrypted.startswith(
+        f"survives encryption (CKKS − plain within ±5): ckks/receiver (Δ {100 * receiver.mean():+.1f} "
+        f"[{100 * (receiver.mean() - receiver_half):+.1f}, {100 * (receiver.mean() + receiver_half):+.1f}], n=5)"
+    )
+    assert "changed by encryption: ckks/active" in encrypted or "inconclusive: ckks/active" in encrypted
     assert [(j.scheme, j.word, j.working) for j in noise_line.judgements] == [
         ("plain", "works", True), ("ckks/receiver", "works", True), ("ckks/active", "not shown to work", True)]
     fixed = [dict(r, backdoor_accuracy=0.1) if r["run_id"].startswith("g/ckks-active__noise") else r for r in rows]
-    assert survival_lines(runs, fixed, ["plain", "ckks/receiver", "ckks/active"])[1].verdict.endswith("keeps working under encryption")
+    verdict = survival_lines(runs, fixed, ["plain", "ckks/receiver", "ckks/active"])[1].verdict
+    assert verdict.split("; with this defense, CKKS vs plaintext: ")[0].endswith("keeps working under encryption")
 
 
 def test_a_defense_that_collapses_training_is_reported_as_such_not_as_working(tmp_path: Path) -> None:
@@ -248,7 +258,9 @@ def test_a_defense_that_collapses_training_is_reported_as_such_not_as_working(tm
     noise_line = survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active"])[1]
     assert noise_line.cells["plain"].startswith("collapsed")
     assert "plain: stopped (defended stopped 5/5 (5 collapsed), undefended stopped 0/5; no verdict" in noise_line.verdict
-    assert "ckks/receiver: stopped (defended stopped 2/5 (2 collapsed), undefended stopped 0/5; no verdict" in noise_line.verdict
+    # the undefended success over its paired seeds (2-4) is below 80 %: the stop is listed with the weak-attack verdicts
+    assert "ckks/receiver: stopped against a weak attack (defended stopped 2/5 (2 collapsed), undefended stopped 0/5; no verdict" in noise_line.verdict
+    assert {j.scheme: j.working for j in noise_line.judgements}["ckks/receiver"] is False
     assert "ckks/active: works" in noise_line.verdict
     assert "keeps working" not in noise_line.verdict and "plain: works" not in noise_line.verdict
 

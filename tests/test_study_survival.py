@@ -244,3 +244,100 @@ def test_a_plaintext_only_line_without_outcomes_just_says_so(tmp_path: Path) -> 
             for run, row in zip(runs, _backdoor_rows(runs, [0.9, 0.9, 0.9]), strict=True)]
     line = _line(survival_lines(runs, rows, ["plain"]), "g", "backdoor")
     assert line.verdict.endswith("plain: pending") and "each scheme's own success" not in line.verdict
+
+
+# ---------------------------------------------------------------- second referee pass (before parts 2 and 3 ran)
+
+
+def test_runs_that_stop_alike_with_and_without_encryption_still_get_a_verdict_on_the_rest(tmp_path: Path) -> None:
+    """Seed 1 diverges at epoch 26 in plaintext and 27 under CKKS: encryption did not change which seeds finish,
+    so the seeds finished on both (the same on both sides) decide; a stop on one side only, or of another kind, does not."""
+    runs = _plan(tmp_path, BACKDOOR_STUDY.replace('schemes = ["plain"]', 'schemes = ["plain", "ckks/receiver"]'))
+
+    def rows_with(ckks_status: str, ckks_epoch: int) -> list[dict[str, Any]]:
+        rows = _backdoor_rows(runs, [0.90, 0.85, 0.88])
+        for run, row in zip(runs, rows, strict=True):
+            if run.levels["variant"] == "backdoor" and run.seed == 1:
+                plain = run.levels["scheme"] == "plain"
+                row.update(status="diverged" if plain else ckks_status, stopped_at_epoch=26 if plain else ckks_epoch)
+                row.pop("backdoor_accuracy")
+        return rows
+
+    alike = _line(survival_lines(runs, rows_with("diverged", 27), ["plain", "ckks/receiver"]), "g", "backdoor")
+    assert ("survives encryption (CKKS − plain within ±5): ckks/receiver (Δ +0.0 [+0.0, +0.0], n=2; "
+            "stops alike: seed 1 diverged at epochs 26 / 27)") in alike.verdict
+    later = _line(survival_lines(runs, rows_with("diverged", 20), ["plain", "ckks/receiver"]), "g", "backdoor")
+    assert "ckks/receiver stopped 1/3 (1 diverged), plain stopped 1/3 (1 diverged); no success verdict" in later.verdict
+    other = _line(survival_lines(runs, rows_with("out_of_range", 26), ["plain", "ckks/receiver"]), "g", "backdoor")
+    assert "ckks/receiver stopped 1/3 (1 out_of_range), plain stopped 1/3 (1 diverged); no success verdict" in other.verdict
+    assert "survives" not in later.verdict and "survives" not in other.verdict
+
+
+def test_a_reduction_whose_whole_interval_is_below_five_points_is_negligible_not_working(tmp_path: Path) -> None:
+    runs = _plan(tmp_path, BACKDOOR_STUDY)
+    rows = _backdoor_rows(runs, [0.90, 0.85, 0.88])
+    for run, row in zip(runs, rows, strict=True):
+        if run.levels["variant"] == "noise":
+            row["backdoor_accuracy"] = [0.898, 0.848, 0.878][run.seed]  # 0.2 points less on every seed: a zero-width interval above 0
+    noise = _line(survival_lines(runs, rows, ["plain"]), "g", "noise")
+    assert f"plain: negligible (undefended {_text([0.90, 0.85, 0.88])} → 87.5, reduction +0.2 [+0.2, +0.2]" in noise.verdict
+    assert noise.verdict.endswith("; the whole interval is below 5 points)") and [j.word for j in noise.judgements] == ["negligible"]
+
+
+SEALED_STUDY = """
+[study]
+name = "sealed"
+seeds = [0, 1, 2]
+schemes = ["ckks/coordinator"]
+[study.set]
+"data.name" = "digits"
+"model.bottom_hidden" = []
+"attack.kind" = "gradient_inversion"
+[[grid]]
+name = "open"
+[[grid]]
+name = "sealed"
+[grid.set]
+"protection.passive_layer" = "sealed"
+"""
+
+
+def test_a_hardening_that_leaves_the_attack_nothing_to_run_on_works(tmp_path: Path) -> None:
+    """The sealed layer's whole promise: gradient inversion has no plaintext gradient to invert (infeasible), where it
+    read 99.3 % of the labels with the layer open. That is the hardening working, not 'n/a'."""
+    runs = _plan(tmp_path, SEALED_STUDY)
+    assert all(run.refused is None for run in runs)
+    sealed_reason = "the passive decrypts nothing under a sealed layer"
+    rows = [
+        _row(run, main_accuracy=[0.90, 0.91, 0.89][run.seed], attack_feasible=True, inversion_label_accuracy=[1.0, 0.98, 1.0][run.seed])
+        if run.grid == "open" else
+        _row(run, main_accuracy=[0.88, 0.90, 0.88][run.seed], attack_feasible=False, reason=sealed_reason)
+        for run in runs
+    ]
+    sealed = _line(survival_lines(runs, rows, ["ckks/coordinator"]), "sealed", "-")
+    cost = list(np.array([0.88, 0.90, 0.88]) - [0.90, 0.91, 0.89])
+    assert (f"hardening passive layer sealed vs open (against grid open, -): ckks/coordinator: works (attack made infeasible: "
+            f"{sealed_reason}; unhardened {_text([1.0, 0.98, 1.0])} over 3 seed(s), main {_text(cost, signed=True)} vs unhardened, n=3)") in sealed.verdict
+    assert [(j.word, j.working) for j in sealed.judgements] == [("works", True)]
+    # infeasible on both sides: nothing was tested
+    both = [dict(row, attack_feasible=False, reason=sealed_reason) for row in rows]
+    assert "ckks/coordinator: n/a (attack infeasible)" in _line(survival_lines(runs, both, ["ckks/coordinator"]), "sealed", "-").verdict
+
+
+def test_an_attack_that_only_observes_also_compares_the_honest_models_accuracy_under_encryption(tmp_path: Path) -> None:
+    runs = _plan(tmp_path, KEY_STUDY)
+    plain_main, coordinator_main = [0.90, 0.92, 0.91], [0.89, 0.92, 0.90]
+    rows = []
+    for run in runs:
+        main = coordinator_main if run.levels["scheme"] == "ckks/coordinator" else plain_main
+        rows.append(_row(run, main_accuracy=main[run.seed], inversion_label_accuracy=1.0, attack_feasible=True)
+                    if run.grid == "inversion" else _row(run, status="pending"))
+    inversion = _line(survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active", "ckks/coordinator"]), "inversion", "-")
+    difference = list(np.array(coordinator_main) - plain_main)
+    assert ("main accuracy (the attack only observes, so this is the honest model's) vs plaintext, paired by seed "
+            f"(points, 95 % CI): ckks/receiver main Δ +0.0 [+0.0, +0.0]") in inversion.verdict
+    assert f"ckks/coordinator main Δ {_text(difference, signed=True)}" in inversion.verdict
+    # gradient replacement changes training: no such comparison on its lines
+    backdoor_runs = _plan(tmp_path, BACKDOOR_STUDY.replace('schemes = ["plain"]', 'schemes = ["plain", "ckks/receiver"]'))
+    backdoor = _line(survival_lines(backdoor_runs, _backdoor_rows(backdoor_runs, [0.9, 0.85, 0.88]), ["plain", "ckks/receiver"]), "g", "backdoor")
+    assert "the attack only observes" not in backdoor.verdict

@@ -136,6 +136,9 @@ class Attack(ABC):
     """Its truth records every passive's true training activations (:class:`~securevfl.attacks.truth.RowTruth`)."""
     activation_truth_optional: ClassVar[bool] = False
     """It still runs, unscored on activations, where no passive holds its activations in plaintext (sealed layers)."""
+    observes_only: ClassVar[bool] = False
+    """It only reads what its party is given and sends nothing else: the run trains exactly as an honest one,
+    so its main accuracy is the honest model's (the survival table then also compares that, CKKS vs plaintext)."""
 
     def __init__(self, party: str) -> None:
         self.party = party

@@ -130,6 +130,7 @@ class GradientInversion(Attack):
         INVERSION_BEST_LABEL_ACCURACY,
     )
     success_metric = INVERSION_LABEL_ACCURACY.name
+    observes_only = True
     scores_gradient_rows = True
 
     def __init__(self, party: str, own_x: np.ndarray, config: GradientInversionConfig, known: KnownLabels, top: str, seed: int) -> None:

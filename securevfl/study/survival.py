@@ -23,9 +23,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from securevfl.attacks import MAIN_ACCURACY, AttackConfigBase, parse_attack_config, success_metric
+from securevfl.attacks import MAIN_ACCURACY, AttackConfigBase, attack_class, parse_attack_config, success_metric
 from securevfl.attacks.backdoor_control import CONTROL_TARGET_RATE, BackdoorControl
 from securevfl.attacks.poison import BackdoorConfig
+from securevfl.schemes import PlainScheme
 from securevfl.sections import ProtectionConfig
 from securevfl.study.spec import PlannedRun
 from securevfl.study.statistics import EQUIVALENCE_MARGIN
@@ -298,6 +299,7 @@ def _line(study: _Study, key: tuple[str, str], schemes: list[str]) -> SurvivalLi
     control = study.control(config) if metric and _backdoor_key(config) is not None else {}
     line.cells = {scheme: _cell_text(per_scheme.get(scheme), metric, control.get(scheme)) for scheme in schemes}
     parts = [_control_verdict(per_scheme, control, metric)] if metric and control else []
+    encrypted = any(scheme != PlainScheme.name for scheme in per_scheme)
     if metric is None:
         parts.append(("no attack: " if line.defense != "none" else "") + _clean_verdict(per_scheme))
     elif line.defense == "none":
@@ -310,6 +312,12 @@ def _line(study: _Study, key: tuple[str, str], schemes: list[str]) -> SurvivalLi
             text, judgements = _defense_verdict(per_scheme, study.cells[counterpart], metric, study.clean(config), line.defense)
             parts.append(text)
             line.judgements += judgements
+        if encrypted:  # the same defended (or trainable-top) line with and without encryption, paired by seed
+            parts.append(f"with this defense, CKKS vs plaintext: {_attack_verdict(per_scheme, metric)}")
+    if metric is not None and encrypted and attack_class(_attack_of(config).kind).observes_only:
+        main = _clean_verdict(per_scheme)  # the attack only reads: every run trains the honest model
+        if main != "clean baseline":
+            parts.append(f"main accuracy (the attack only observes, so this is the honest model's) {main}")
     if metric:
         for weaker_key, label in study.weaker(key):
             what = f"hardening {label}"

@@ -34,6 +34,15 @@ a tolerance that widens with the spread:
   The line ends with *keeps working under encryption* when it works in plaintext and under every
   CKKS scheme, *works in plaintext only* when some CKKS scheme's interval does not exclude 0
   (*not shown to work* there: an interval that includes 0 does not prove the defense useless).
+  A reduction whose whole interval lies below :data:`EQUIVALENCE_MARGIN` (5 points) is
+  *negligible*, not *works*. A defense or hardening that leaves the attacker nothing to run on
+  (the attack is infeasible with it, feasible without: the sealed layer against gradient
+  inversion) *works*, with the success it took away and its main-accuracy cost.
+  A defended line (and the trainable top) under several schemes is also compared with itself in
+  plaintext, like an attack line (*with this defense, CKKS vs plaintext: ...*).
+- an attack that **only observes** (``Attack.observes_only``: gradient inversion, label
+  inference, activation inversion) leaves training honest, so its line also gives each scheme's
+  main accuracy against plaintext, paired by seed, as a clean line does.
 - a **hardening**: a line whose key holder is harder (more ``flooding_bits``, ``decryption_policy
   = protocol`` over ``none``, a sealed passive layer) than another line of the same setting,
   attack and defense is compared with it like a defense with its undefended line
@@ -50,8 +59,11 @@ with an outcome to have *finished on both sides*; when any seed stopped on eithe
 verdict is that stop — e.g. ``ckks/receiver: stops training in 2/5 seeds (2 diverged; plaintext
 0/5)`` — and the interval over the seeds finished on both sides is shown as descriptive only
 (the seeds that stopped may be exactly those where the attack succeeded; a verdict on the rest
-would be selected by its outcome). Pending (and crashed) runs are no outcome yet: they are left
-out and the verdict says so.
+would be selected by its outcome). One exception: when every seed that stopped did so on *both*
+sides alike (same status, stop epochs at most :data:`STOP_EPOCH_TOLERANCE` apart), encryption did
+not change which seeds finish, the seeds finished on both are the same seeds chosen by neither
+side, and they decide the attack's verdict (*stops alike: seed 1 diverged at epochs 26 / 27*).
+Pending (and crashed) runs are no outcome yet: they are left out and the verdict says so.
 
 This module does not import :mod:`securevfl.study.survival` (which imports it).
 """
@@ -357,9 +369,15 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
             continue
         detail = f"Δ {_points(comparison.difference)}, n={comparison.difference.n}{comparison.pending_text()}"
         if not comparison.complete:
-            finished = f" (seeds finished on both: {detail})" if comparison.difference.n else " (no seed finished on both)"
-            stopped.append(f"{comparison.stop_text(PlainScheme.name, scheme)}; no success verdict{finished}")
-            continue
+            alike = stops_alike(plain, outcome, comparison.seeds)
+            if alike is None or comparison.difference.n < MIN_PAIRS:
+                finished = f" (seeds finished on both: {detail})" if comparison.difference.n else " (no seed finished on both)"
+                same = f"; stops alike ({alike}) but fewer than {MIN_PAIRS} seeds finished on both" if alike is not None else ""
+                stopped.append(f"{comparison.stop_text(PlainScheme.name, scheme)}{same}; no success verdict{finished}")
+                continue
+            # every seed stopped (or finished) the same way with and without encryption: the seeds finished on both
+            # are the same on both sides, chosen by neither side's outcome, so they can carry the verdict
+            detail += f"; stops alike: {alike}"
         if comparison.difference.n < MIN_PAIRS:
             detail += f"; fewer than {MIN_PAIRS} paired seeds"
         verdict = equivalence(comparison.difference)
@@ -383,6 +401,40 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
     if plain.stopped and not stopped:
         parts.append(f"plaintext {_stop_counts(plain.stopped, len(plain.ok) + len(plain.stopped))}")
     return "; ".join(parts) or "plaintext only"
+
+
+#: Two runs of one seed "stop alike" when both stopped with the same status within this many epochs of each other.
+STOP_EPOCH_TOLERANCE = 2
+
+
+def _stop_epoch(outcome: _Outcome, seed: int) -> int | None:
+    row = next((row for row in outcome.rows if int(row["seed"]) == seed), None)
+    epoch = None if row is None else row.get("stopped_at_epoch")
+    return None if epoch is None else int(epoch)
+
+
+def stops_alike(first: _Outcome, second: _Outcome, seeds: tuple[int, ...]) -> str | None:
+    """``seed 1 diverged at epochs 26 / 27``: the seeds that stopped, when each stopped on both sides alike; else None.
+
+    Alike: the same status (diverged with diverged; a CKKS range stop is never like a divergence)
+    and, when both record it, stop epochs at most :data:`STOP_EPOCH_TOLERANCE` apart. Then
+    encryption did not change which seeds finish, and the seeds finished on both sides are not
+    selected by what encryption did. None when some seed stopped on one side only or otherwise,
+    and when no seed stopped at all.
+    """
+    parts = []
+    for seed in seeds:
+        a, b = first.stopped.get(seed), second.stopped.get(seed)
+        if a is None and b is None:
+            continue
+        if a != b:
+            return None
+        epochs = (_stop_epoch(first, seed), _stop_epoch(second, seed))
+        if None not in epochs and abs(epochs[0] - epochs[1]) > STOP_EPOCH_TOLERANCE:  # type: ignore[operator]
+            return None
+        at = f" at epochs {epochs[0]} / {epochs[1]}" if None not in epochs else ""
+        parts.append(f"seed {seed} {a}{at}")
+    return ", ".join(parts) or None
 
 
 @dataclass(frozen=True)
@@ -430,9 +482,11 @@ def _defense_effect(
         return _Effect(RunStatus.REFUSED, "cannot be placed")
     if without is None or without.refused:
         return _Effect(f"{reference} run missing", f"{reference} run missing")
-    if with_defense.ok and without.ok and (not with_defense.feasible() or not without.feasible()):
-        return _Effect("n/a", "attack infeasible")
     lower = _lower_is_success(metric)
+    if with_defense.ok and without.ok and not without.feasible():
+        return _Effect("n/a", "attack infeasible")
+    if with_defense.ok and without.ok and not with_defense.feasible():
+        return _made_infeasible(with_defense, without, metric, reference, lower)
     success = compare(without, with_defense, metric) if lower else compare(with_defense, without, metric)  # the reduction
     if not success.seeds:
         if success.waiting:
@@ -454,13 +508,37 @@ def _defense_effect(
         side = "hardened" if reference == "unhardened" else "defended"
         stops = f"{side} {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
         finished = f" (seeds finished on both: {detail})" if success.difference.n else " (no seed finished on both)"
-        return _Effect("stopped", f"{stops}; no verdict{finished}", undefended)
+        return _Effect("stopped", f"{stops}; no verdict{finished}", undefended, weak)
     if not lower and undefended.mean is not None and undefended.mean < ATTACK_FLOOR:
         return _Effect("nothing to stop", detail, undefended)
     works = reduction(success.difference)
     if works is None:
         return _Effect("inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds", undefended, weak)
+    high = success.difference.high
+    if works and high is not None and high < EQUIVALENCE_MARGIN:  # a real but tiny reduction is no defense
+        return _Effect("negligible", f"{detail}; the whole interval is below {100 * EQUIVALENCE_MARGIN:.0f} points", undefended, weak)
     return _Effect("works" if works else "not shown to work", detail, undefended, weak)
+
+
+def _made_infeasible(with_defense: _Outcome, without: _Outcome, metric: str, reference: str, lower: bool) -> _Effect:
+    """The defense (or hardening, e.g. the sealed layer) leaves the attacker nothing to run on, where it ran without it.
+
+    That is the strongest effect a defense can have: it *works* when the attack succeeded without
+    it (at least :data:`ATTACK_FLOOR`), over the seeds it ran on; the main-accuracy cost is paired
+    by seed as for any defense.
+    """
+    values = without.values(metric)
+    undefended = mean_interval(list(values.values()), sorted(values)).clipped(0.0, 1.0)
+    main = compare(without, with_defense, MAIN_ACCURACY.name)
+    detail = (
+        f"attack made infeasible: {_short(with_defense.reason())}; {reference} {undefended.text()} over {len(values)} seed(s), "
+        f"main {_points(main.difference)} vs {reference}, n={main.difference.n}"
+    )
+    if lower or undefended.mean is None:
+        return _Effect("n/a", detail)
+    if undefended.mean < ATTACK_FLOOR:
+        return _Effect("nothing to stop", detail, undefended)
+    return _Effect("works", detail, undefended, undefended.mean < WORKING_ATTACK)
 
 
 def _mean_over(values: dict[int, float], seeds: set[int]) -> float | None:
