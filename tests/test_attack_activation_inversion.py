@@ -145,8 +145,9 @@ def test_the_active_party_recovers_every_passives_rows_against_independent_truth
     assert metrics["activation_recovery_error"] == pytest.approx(np.median(error), rel=1e-6)
 
 
-@pytest.mark.parametrize("protection", LABEL_PRIVATE, ids=["active", "coordinator"])
-def test_the_run_reports_recovery_and_its_limit_past_the_top_width(protection: dict[str, Any]) -> None:
+def test_the_run_reports_recovery_and_its_limit_past_the_top_width() -> None:
+    """The solve's limit, where the active party holds no key (a coordinator's, flooding off to isolate the solve)."""
+    protection = LABEL_PRIVATE[1]
     fits = _last(protection, batch=8)
     assert fits["activation_rows_determined"] == 1.0 and fits["activation_rows_recovered"] >= 0.9
     assert fits["activation_recovery_error"] < 1e-4
@@ -162,13 +163,30 @@ def test_a_flooding_coordinator_spoils_the_exact_recovery() -> None:
 
 
 def test_under_the_sum_top_one_passive_is_read_and_two_are_not_claimed() -> None:
-    protection = LABEL_PRIVATE[0]
+    protection = LABEL_PRIVATE[1]  # the coordinator holds the key: the active party has only the sum
     sum_top = {"top": "sum", "bottom_hidden": [6]}
     one = _last(protection, batch=8, model=sum_top, passives=1)
     assert one["activation_rows_recovered"] == 1.0 and one["activation_rows_determined"] == 1.0
     two = _last(protection, batch=8, model=sum_top)
     assert two["activation_rows_determined"] == 0.0
     assert two["activation_rows_recovered"] < 0.1 and two["activation_recovery_error"] > 0.1
+
+
+@pytest.mark.parametrize("model", [TRAINABLE, {"top": "sum", "bottom_hidden": [6]}], ids=["trainable", "sum"])
+def test_an_active_key_holder_decrypts_every_passives_rows_whatever_the_batch_or_top(model: dict[str, Any]) -> None:
+    """key_holder = "active": the threat model's "does not hold". The active party holds the key of every Enc(H_k) it
+    receives; decrypting one is invisible to everyone else, so the curious party reads every row, past the top width
+    (batch 24 > 12) and under the sum of two passives, where the protocol's own decryptions determine none."""
+    last = _last(LABEL_PRIVATE[0], batch=24, model=model)
+    assert last["activation_rows_recovered"] == 1.0 and last["activation_rows_determined"] == 1.0
+    assert last["activation_recovery_error"] < 1e-5  # CKKS noise only
+    # its key holder decrypted only what an honest run's does: the rows were read with its own key, outside any request
+    kinds = []
+    for attack in ({"kind": "activation_inversion"}, {"kind": "none"}):
+        federation = build_federation(validate_config({**_raw(LABEL_PRIVATE[0], batch=8, model=model), "attack": attack}), DATA, BLOCKS)
+        federation.train_batch(0, np.arange(8))
+        kinds.append(federation.active.audit.kinds(per_sample=True))
+    assert kinds[0] == kinds[1]
 
 
 @pytest.mark.parametrize("protection", [{"scheme": "plain"}, {"scheme": "ckks", "key_holder": "receiver"}], ids=["plain", "receiver"])

@@ -10,6 +10,12 @@ promise that it never decrypts an individual ``H_k``, but with the trainable top
 - for its first layer's weight gradient, ``M_k = H_k^T delta`` (bottom output x top width) per
   passive, where ``delta = dL/dZ`` (batch x top width) is a value it computed itself.
 
+Under ``key_holder = "active"`` the active party holds the secret key of every ``Enc(H_k)`` it
+receives: decrypting one is a computation on its own view that nobody sees or can refuse, so the
+curious active party does exactly that and reads every row (this is why the threat model says the
+activations' promise does not hold there). Under ``key_holder = "coordinator"`` it holds no key
+and only the combinations below are open to it.
+
 Both are linear in ``H = [H_1 | ... | H_m]``: ``H W^T = Z`` and ``delta^T H_k = M_k^T``. The
 attack solves them together (least norm): ``Z`` fixes the component of each row in the row
 space of ``W``; the weight-gradient equations fix the rest whenever ``delta`` has full row rank
@@ -34,6 +40,7 @@ from pydantic import Field
 
 from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting, AttackTruth
 from securevfl.attacks.metrics import MetricSpec
+from securevfl.crypto import EncryptedTensor
 from securevfl.roles import Capability, Role
 
 __all__ = [
@@ -193,6 +200,8 @@ class ActivationInversion(Attack):
         self._seen = {passive: np.zeros(n_samples, dtype=bool) for passive in passives}
         self._determined = {passive: np.zeros(n_samples, dtype=bool) for passive in passives}
         self._pending: _Pending | None = None
+        self._own_key: list[tuple[str, EncryptedTensor]] = []  # this step's Enc(H_k) under the active party's own key
+        self._read_directly: set[str] = set()  # passives whose rows of this step were decrypted, not solved for
 
     @classmethod
     def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> ActivationInversion:
@@ -204,8 +213,24 @@ class ActivationInversion(Attack):
         """Open schemes: the rows themselves (the guess is what it read, scored like any other)."""
         self._guess(sender, sample_ids, values, np.ones(len(sample_ids), dtype=bool))
 
+    def encrypted_activations(self, step: int, sender: str, tensor: EncryptedTensor) -> None:
+        """Label-private schemes: one passive's ``Enc(H_k)``; kept when the active party holds its secret key."""
+        if tensor.keyring.is_private():
+            self._own_key.append((sender, tensor))
+
     def combined_activations(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> None:
-        """Label-private schemes: the sum (sum top, solved at once) or the first-layer pre-activation (kept)."""
+        """Label-private schemes: the sum (sum top, solved at once) or the first-layer pre-activation (kept).
+
+        Rows it could decrypt with its own key (``key_holder = "active"``) are read, not solved for.
+        """
+        self._read_directly = set()
+        own, self._own_key = self._own_key, []
+        n = len(sample_ids)
+        for sender, tensor in own:
+            plain = tensor.decrypt().astype(np.float64)
+            rows = plain if plain.shape[0] == n else plain.T[:n]  # a sealed passive sends H^T, padded to the batch
+            self._guess(sender, np.asarray(sample_ids), rows, np.ones(n, dtype=bool))
+            self._read_directly.add(sender)
         self._pending = _Pending(step, np.asarray(sample_ids).copy(), np.asarray(values, dtype=np.float64))
         if self.top == "sum":
             identity = np.eye(values.shape[1])
@@ -229,7 +254,8 @@ class ActivationInversion(Attack):
     def _solve(self, inverted: InvertedActivations) -> None:
         assert self._pending is not None
         for passive, rows in zip(self.passives, inverted.rows, strict=True):
-            self._guess(passive, self._pending.sample_ids, rows, inverted.determined)
+            if passive not in self._read_directly:  # a decrypted row is the row itself; a solve would only blur it
+                self._guess(passive, self._pending.sample_ids, rows, inverted.determined)
         self._pending = None
 
     def _guess(self, passive: str, sample_ids: np.ndarray, rows: np.ndarray, determined: np.ndarray) -> None:
