@@ -227,7 +227,7 @@ def test_a_defense_works_when_the_reduction_interval_excludes_zero_and_shows_its
     assert expected in noise_line.verdict
     assert "ckks/receiver: works (" in noise_line.verdict
     assert "ckks/active: not shown to work" in noise_line.verdict
-    defense, encrypted = noise_line.verdict.split("; with this defense, CKKS vs plaintext: ")
+    defense, encrypted = noise_line.verdict.split("; this line, CKKS vs plaintext: ")
     assert defense.endswith("works in plaintext only")
     # the defended line itself, with and without encryption, paired by seed (item 3 for defended lines)
     receiver = np.array([0.10, 0.18, 0.12, 0.11, 0.06]) - [0.10, 0.20, 0.15, 0.10, 0.05]
@@ -241,7 +241,7 @@ def test_a_defense_works_when_the_reduction_interval_excludes_zero_and_shows_its
         ("plain", "works", True), ("ckks/receiver", "works", True), ("ckks/active", "not shown to work", True)]
     fixed = [dict(r, backdoor_accuracy=0.1) if r["run_id"].startswith("g/ckks-active__noise") else r for r in rows]
     verdict = survival_lines(runs, fixed, ["plain", "ckks/receiver", "ckks/active"])[1].verdict
-    assert verdict.split("; with this defense, CKKS vs plaintext: ")[0].endswith("keeps working under encryption")
+    assert verdict.split("; this line, CKKS vs plaintext: ")[0].endswith("keeps working under encryption")
 
 
 def test_a_defense_that_collapses_training_is_reported_as_such_not_as_working(tmp_path: Path) -> None:

@@ -306,14 +306,16 @@ def _line(study: _Study, key: tuple[str, str], schemes: list[str]) -> SurvivalLi
         parts.append(_attack_verdict(per_scheme, metric))
     else:
         counterpart = _undefended(config, study.index)
-        if counterpart is None:
+        if counterpart is None and line.defense == "trainable top":  # the model of this setting, not a defense added to it
+            parts.append("trainable top (no sum-top line of this setting to compare it with as a defense)")
+        elif counterpart is None:
             parts.append("no undefended run of the same attack and setting in this study")
         else:
             text, judgements = _defense_verdict(per_scheme, study.cells[counterpart], metric, study.clean(config), line.defense)
             parts.append(text)
             line.judgements += judgements
         if encrypted:  # the same defended (or trainable-top) line with and without encryption, paired by seed
-            parts.append(f"with this defense, CKKS vs plaintext: {_attack_verdict(per_scheme, metric)}")
+            parts.append(f"this line, CKKS vs plaintext: {_attack_verdict(per_scheme, metric)}")
     if metric is not None and encrypted and attack_class(_attack_of(config).kind).observes_only:
         main = _clean_verdict(per_scheme)  # the attack only reads: every run trains the honest model
         if main != "clean baseline":

@@ -39,7 +39,7 @@ a tolerance that widens with the spread:
   (the attack is infeasible with it, feasible without: the sealed layer against gradient
   inversion) *works*, with the success it took away and its main-accuracy cost.
   A defended line (and the trainable top) under several schemes is also compared with itself in
-  plaintext, like an attack line (*with this defense, CKKS vs plaintext: ...*).
+  plaintext, like an attack line (*this line, CKKS vs plaintext: ...*).
 - an attack that **only observes** (``Attack.observes_only``: gradient inversion, label
   inference, activation inversion) leaves training honest, so its line also gives each scheme's
   main accuracy against plaintext, paired by seed, as a clean line does.
