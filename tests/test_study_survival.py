@@ -319,6 +319,11 @@ def test_a_hardening_that_leaves_the_attack_nothing_to_run_on_works(tmp_path: Pa
     assert (f"hardening passive layer sealed vs open (against grid open, -): ckks/coordinator: works (attack made infeasible: "
             f"{sealed_reason}; unhardened {_text([1.0, 0.98, 1.0])} over 3 seed(s), main {_text(cost, signed=True)} vs unhardened, n=3)") in sealed.verdict
     assert [(j.word, j.working) for j in sealed.judgements] == [("works", True)]
+    # intent to treat: a sealed run that stopped is an outcome, and there is no verdict over the others
+    stopped = [dict(row, status="diverged") if row["run_id"] == next(r.run_id for r in runs if r.grid == "sealed" and r.seed == 2) else row
+               for row in rows]
+    assert "ckks/coordinator: stopped (hardened stopped 1/3 (1 diverged), unhardened stopped 0/3; no verdict (attack made infeasible" in _line(
+        survival_lines(runs, stopped, ["ckks/coordinator"]), "sealed", "-").verdict
     # infeasible on both sides: nothing was tested
     both = [dict(row, attack_feasible=False, reason=sealed_reason) for row in rows]
     assert "ckks/coordinator: n/a (attack infeasible)" in _line(survival_lines(runs, both, ["ckks/coordinator"]), "sealed", "-").verdict

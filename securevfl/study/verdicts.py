@@ -536,9 +536,15 @@ def _made_infeasible(with_defense: _Outcome, without: _Outcome, metric: str, ref
     )
     if lower or undefended.mean is None:
         return _Effect("n/a", detail)
+    weak = undefended.mean < WORKING_ATTACK
+    if with_defense.stopped or without.stopped:  # intent to treat: a stopped run is an outcome, never skipped
+        side = "hardened" if reference == "unhardened" else "defended"
+        n = len(with_defense.ok) + len(with_defense.stopped)
+        stops = f"{side} {_stop_counts(with_defense.stopped, n)}, {reference} {_stop_counts(without.stopped, len(without.ok) + len(without.stopped))}"
+        return _Effect("stopped", f"{stops}; no verdict ({detail})", undefended, weak)
     if undefended.mean < ATTACK_FLOOR:
         return _Effect("nothing to stop", detail, undefended)
-    return _Effect("works", detail, undefended, undefended.mean < WORKING_ATTACK)
+    return _Effect("works", detail, undefended, weak)
 
 
 def _mean_over(values: dict[int, float], seeds: set[int]) -> float | None:
