@@ -114,6 +114,8 @@ class PeerClient:
             if status.liveness is Liveness.ALIVE:  # it came up just now
                 return
             cause = status.cause if status.liveness is Liveness.GONE else "connected, but it did not answer"
+            if self.address.pinned_certificate is not None and "CERTIFICATE_VERIFY_FAILED" in cause:
+                cause = f"the certificate served there is not the one pinned for {self.peer} (the plan's tls_certificate): {cause}"
             raise PeerUnavailableError(self.peer, f"{self.party} cannot reach {self.where} within {self._timeouts.connect:g} s: {cause}") from None
         self._check_name(name)
 

@@ -87,8 +87,11 @@ class PeerAddress:
     certificate's fingerprint, so with the CA as its trust root any certificate the CA issued for
     the dialled name would do -- a party holding one (a CA that issued too broadly) could receive
     the frames meant for this peer after redirecting its address. Given as the only trust root,
-    the pinned certificate is what the TLS handshake must present (chain, validity and name are
-    still checked); the caller checks it against the CA and the plan's fingerprint beforehand.
+    the pinned certificate is what the TLS handshake must present (its validity and the dialled
+    name are still checked, the chain to the CA is not: the caller checks the certificate against
+    the CA and the plan's fingerprint beforehand, as :func:`securevfl.grpc_transport.open_grpc_channel`
+    does). It must be exactly one end-entity certificate: a chain or a CA certificate as the trust
+    root would let every certificate it issued through.
     """
 
     target: str
@@ -101,10 +104,8 @@ class PeerAddress:
             raise ValueError(f"peer address must be host:port with a port in 1..65535, got {self.target!r}")
         if self.tls_name is not None and (not isinstance(self.tls_name, str) or not self.tls_name):
             raise ValueError(f"tls_name must be a non-empty host name, got {self.tls_name!r}")
-        if self.pinned_certificate is not None and (
-            not isinstance(self.pinned_certificate, bytes) or b"-----BEGIN CERTIFICATE-----" not in self.pinned_certificate
-        ):
-            raise ValueError("pinned_certificate must be one certificate in PEM form")
+        if self.pinned_certificate is not None:
+            _check_pinnable(self.pinned_certificate)
 
     @property
     def port(self) -> int:
@@ -114,6 +115,26 @@ class PeerAddress:
     def of(cls, value: PeerAddress | str) -> PeerAddress:
         """``value`` as a PeerAddress (a plain ``host:port`` string checks the host itself)."""
         return value if isinstance(value, PeerAddress) else cls(value)
+
+
+def _check_pinnable(pem: object) -> None:
+    """ValueError unless ``pem`` is exactly one PEM certificate that is not a CA's."""
+    from cryptography import x509
+
+    if not isinstance(pem, bytes):
+        raise ValueError("pinned_certificate must be PEM bytes")
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise ValueError("pinned_certificate is not a readable PEM certificate") from None
+    if len(certificates) != 1:
+        raise ValueError(f"pinned_certificate must be exactly one certificate (the peer's own), got {len(certificates)}")
+    try:
+        is_ca = certificates[0].extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if is_ca:
+        raise ValueError("pinned_certificate is a CA certificate: pin the peer's own certificate, not its issuer")
 
 
 @dataclass(frozen=True)

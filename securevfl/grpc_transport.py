@@ -16,8 +16,9 @@ the two threads from computing at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from securevfl import pki
@@ -55,7 +56,7 @@ def open_grpc_channel(plan: Plan, private: PrivateParty, identity: Identity) -> 
         receive=transport.receive_timeout, connect=transport.connect_timeout, send=transport.send_timeout,
         liveness_interval=transport.liveness_interval, liveness_timeout=transport.liveness_timeout, gone_after=transport.gone_after,
     )
-    peers = {party.name: PeerAddress(party.address, pinned_certificate=_pinned_certificate(plan, party.name, peer_check)) for party in plan.parties if party.name != name}
+    peers = {party.name: PeerAddress(party.address, pinned_certificate=_pinned_certificate(plan, party.name, trusted)) for party in plan.parties if party.name != name}
     channel = GrpcChannel(
         identity, plan.roster(), plan.session, listen=plan.party(name).address, tls=tls,
         peer_check=peer_check, peers=peers, timeouts=timeouts,
@@ -68,20 +69,27 @@ def open_grpc_channel(plan: Plan, private: PrivateParty, identity: Identity) -> 
     return channel
 
 
-def _pinned_certificate(plan: Plan, party: str, peer_check: Callable[[bytes, str], None]) -> bytes | None:
-    """The certificate (PEM) the plan pins for ``party``, checked like a TLS peer's; None when the plan gives none.
+def _pinned_certificate(plan: Plan, party: str, trusted: Sequence[x509.Certificate]) -> bytes | None:
+    """The certificate (PEM) the plan pins for ``party``, checked like a TLS peer's; None when the plan pins nothing.
 
     Dialling ``party``, the client then trusts exactly this certificate (PeerAddress), so a holder
-    of another certificate of the CA cannot receive the frames meant for ``party``.
+    of another certificate of the CA cannot receive the frames meant for ``party``. A plan that
+    pins the fingerprint without the certificate is refused: the dialling side could then only
+    trust the CA, and the pin would protect one direction of the link while seeming to protect both.
     """
     entry = plan.party(party)
     if entry.tls_certificate is None:
+        if entry.tls_fingerprint is not None:
+            raise ConfigError(
+                f"the plan pins {party}'s TLS fingerprint but gives no tls_certificate: a party dialling {party} could only trust "
+                f"the CA; add tls_certificate = \"<path of {party}'s certificate, relative to the plan>\" to its [[parties]] entry"
+            )
         return None
     path = plan.resolve(entry.tls_certificate)
     try:
         # the leaf alone: an intermediate in the trust root would let every certificate under it through
-        leaf = pki.load_certificates(path)[0].public_bytes(serialization.Encoding.PEM)
-        peer_check(leaf, party)
+        leaf = pki.load_certificates(path)[0]
+        pki.verify_party_certificate([leaf], trusted, party, pinned_fingerprint=entry.tls_fingerprint, label=str(path))
     except PKIError as exc:
         raise ConfigError(f"the plan's tls_certificate of {party}: {exc}") from None
-    return leaf
+    return leaf.public_bytes(serialization.Encoding.PEM)

@@ -564,7 +564,16 @@ def test_a_pinned_certificate_keeps_frames_from_an_impostor_with_a_valid_certifi
         finally:
             pinning.close()
         assert received == [frame] and one_line(refused.value).startswith("passive_1 cannot reach active at 127.0.0.1:")
-        assert "handshake" in str(refused.value).lower()
+        assert "the certificate served there is not the one pinned for active (the plan's tls_certificate)" in str(refused.value)
+
+
+def test_only_one_end_entity_certificate_can_be_pinned(ca: Pki) -> None:
+    """A chain or a CA as the only trust root would let through every certificate it issued."""
+    leaf, issuer = ca.material("active").certificate_chain, _pem(ca.ca.certificate)
+    for pem, error in ((leaf + issuer, "exactly one certificate"), (issuer, "a CA certificate"), (b"no pem", "not a readable PEM")):
+        with pytest.raises(ValueError, match=error):
+            PeerAddress("127.0.0.1:1", pinned_certificate=pem)
+    assert PeerAddress("127.0.0.1:1", pinned_certificate=leaf).pinned_certificate == leaf
 
 
 def test_a_pinned_certificate_still_reaches_the_genuine_peer(ca: Pki) -> None:

@@ -4,6 +4,7 @@ each) to the in-process history; every wrong plan, file, key or data block is re
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -145,6 +146,11 @@ def test_a_pinned_peer_certificate_must_be_the_one_the_plan_pins(loopback) -> No
     with pytest.raises(ConfigError) as missing:
         open_grpc_channel(load_plan(loopback.plan), private, load_identity(load_plan(loopback.plan), private))
     assert "missing.crt does not exist" in _one_line(missing)
+    # a fingerprint without the certificate would pin only the serving side: refused, saying what to add
+    _edit(loopback.plan, 'tls_certificate = "active/missing.crt"\n', "")
+    with pytest.raises(ConfigError) as half:
+        open_grpc_channel(load_plan(loopback.plan), private, load_identity(load_plan(loopback.plan), private))
+    assert re.match(r"the plan pins (active|passive_2)'s TLS fingerprint but gives no tls_certificate: a party dialling", _one_line(half))
 
 
 @pytest.mark.parametrize(
