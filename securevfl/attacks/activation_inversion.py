@@ -227,8 +227,7 @@ class ActivationInversion(Attack):
         own, self._own_key = self._own_key, []
         n = len(sample_ids)
         for sender, tensor in own:
-            plain = tensor.decrypt().astype(np.float64)
-            rows = plain if plain.shape[0] == n else plain.T[:n]  # a sealed passive sends H^T, padded to the batch
+            rows = tensor.decrypt().astype(np.float64)  # batch x width (a sealed layer, which sends H^T, refuses this attack)
             self._guess(sender, np.asarray(sample_ids), rows, np.ones(n, dtype=bool))
             self._read_directly.add(sender)
         self._pending = _Pending(step, np.asarray(sample_ids).copy(), np.asarray(values, dtype=np.float64))
