@@ -177,7 +177,8 @@ def test_over_sealed_passives_the_policy_alone_keeps_the_key_and_no_activation_r
     """Sealed passives: the active party's requests are exactly one batch wide (S^T), too small to hold a probe.
 
     With the policy on, the probes are refused even without flooding; without a policy the key
-    goes. Either way nobody holds an activation row in plaintext, so none is scored.
+    goes. Either way nobody holds an activation row in plaintext, so no row it read is scored; with
+    no key it read none, which is 0 rows recovered without any scoring.
     """
 
     def run(policy: str) -> dict:
@@ -193,6 +194,8 @@ def test_over_sealed_passives_the_policy_alone_keeps_the_key_and_no_activation_r
 
     guarded = run("protocol")
     assert guarded["history"][-1]["key_recovered"] == 0.0 and guarded["attack"]["requests_crafted"] == 0
+    # no key, no row read: 0 rows recovered is known without any truth (the survival table compares it with the open layer)
+    assert guarded["history"][-1]["key_recovery_activation_rows"] == 0.0
     assert "decrypt_reply" in guarded["attack"]["last_refusal"]  # the key holder refused the probe: no reply
     open_door = run("none")["history"][-1]
     assert open_door["key_recovered"] == 1.0 and open_door.get("key_recovery_activation_rows") is None

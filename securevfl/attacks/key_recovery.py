@@ -300,7 +300,9 @@ class ActiveKeyRecovery(Attack):
     def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
         metrics = {KEY_RECOVERED.name: float(self.key_verified)}
         record = truth.activations
-        if record is None:  # nobody holds the activations in plaintext (sealed layers): nothing to score them by
+        if record is None:  # nobody holds the activations in plaintext (sealed layers): nothing to score read rows by
+            if not any(read.any() for read in self._read_this_epoch.values()):
+                metrics[ACTIVE_KEY_RECOVERY_ROWS.name] = 0.0  # it read no row at all: zero recovered, whatever the rows were
             return metrics
         recovered, total = 0, 0
         for sender in self.passives:
