@@ -242,3 +242,30 @@ def test_it_needs_activation_rows_or_their_combination() -> None:
     assert ActivationInversion.infeasibility(frozenset({Capability.COMBINED_ACTIVATIONS}), setting) is None
     assert ActivationInversion.infeasibility(frozenset({Capability.PLAINTEXT_ACTIVATION_ROWS}), setting) is None
     assert "neither" in str(ActivationInversion.infeasibility(frozenset({Capability.FRAMES}), setting))
+
+
+def test_reading_with_its_own_key_leaves_every_ciphertext_as_it_arrived() -> None:
+    """observes_only under CKKS: the attack's decryption reads each Enc(H_k); the bytes the protocol goes on with are unchanged."""
+    import hashlib
+
+    federation = build_federation(validate_config(_raw(LABEL_PRIVATE[0], batch=8)), DATA, BLOCKS)
+    attack = federation.attack_setup.attack  # type: ignore[union-attr]
+    seen: list[tuple[object, str]] = []
+    hook, combined = attack.encrypted_activations, attack.combined_activations
+
+    def spy(step: int, sender: str, tensor: object) -> None:
+        seen.append((tensor, hashlib.sha256(tensor.to_bytes()).hexdigest()))  # type: ignore[attr-defined]
+        hook(step, sender, tensor)  # type: ignore[arg-type]
+
+    after: list[bool] = []
+
+    def then_compare(step: int, sample_ids: np.ndarray, values: np.ndarray) -> None:
+        combined(step, sample_ids, values)  # the attack decrypts what spy handed it
+        after.extend(hashlib.sha256(tensor.to_bytes()).hexdigest() == digest for tensor, digest in seen)  # type: ignore[attr-defined]
+        seen.clear()
+
+    attack.encrypted_activations, attack.combined_activations = spy, then_compare  # type: ignore[method-assign]
+    for step in range(2):
+        federation.train_batch(step, np.arange(step * 8, (step + 1) * 8))
+    assert len(after) == 4 and all(after)  # 2 steps x 2 passives
+    assert attack.recovered("passive_1", np.arange(8)).any()  # it did read them
