@@ -50,6 +50,7 @@ def synthetic_rows() -> list[dict]:
     rows += _runs("tradeoff_reference", "plain__backdoor", [{"main_accuracy": 0.87, "backdoor_accuracy": 0.90}, "diverged",
                                                           {"main_accuracy": 0.86, "backdoor_accuracy": 0.95}])
     rows += _runs("tradeoff_reference", "plain__control", [{"main_accuracy": 0.96, "control_target_rate": 0.0}] * 3)
+    rows += _runs("tradeoff10_reference", "plain__backdoor", [{"main_accuracy": 0.7, "backdoor_accuracy": v} for v in (0.90, 0.92, 0.94)])
     # clipping: a smaller norm is the stronger defense; 0.01 changes nothing, 0.001 removes 40 points on every seed
     for norm, drop in (("0.01", 0.0), ("0.001", 0.40)):
         rows += _runs("tradeoff_clip", f"plain__defense.0.max_norm={norm}",
@@ -70,8 +71,8 @@ def synthetic_rows() -> list[dict]:
     return rows
 
 
-def _by_claim(table: list[dict], start: str) -> dict:
-    found = [row for row in table if row["claim"].startswith(start)]
+def _by_claim(table: list[dict], start: str, containing: str = "") -> dict:
+    found = [row for row in table if row["claim"].startswith(start) and containing in row["claim"]]
     assert len(found) == 1, start
     return found[0]
 
@@ -102,18 +103,18 @@ def test_table_against_hand_computation(comparison) -> None:
     assert row["ours"] == "25.0 vs 10.0; difference +15.0 [+15.0, +15.0] (n=3)" and row["verdict"] == "holds"
 
     # intent to treat: seed 1 of the working backdoor diverged -> no verdict, the stop is the verdict
-    row = _by_claim(table, "The trade-off grids' backdoor")
+    row = _by_claim(table, "The trade-off grids' backdoor", "1 known target sample")
     assert row["verdict"] == "ours stopped 1/3 (diverged); no verdict"
-    row = _by_claim(table, "That backdoor beats its control")
+    row = _by_claim(table, "That backdoor (1 known target sample) beats its control")
     assert row["verdict"] == "tradeoff_reference/plain__backdoor stopped 1/3 (diverged); no verdict"
 
     # clipping, weakest first = largest norm first: 0.01 reduces by 0 (no interval above 0), 0.001 by 40 on every
     # seed -> works from 0.001; seed 1 of the reference diverged, so only seeds 0 and 2 pair... and a stop is no verdict
-    row = _by_claim(table, "Per-sample norm clipping")
+    row = _by_claim(table, "Per-sample norm clipping", "1 known target sample")
     assert row["verdict"].startswith("not shown") and "stopped (no verdict) at 0.01, 0.001" in row["verdict"]
 
     # Laplace: 1e-06 has a collapsed seed (and the reference a diverged one): the weakest working level is undetermined
-    row = _by_claim(table, "Laplace noise variance")
+    row = _by_claim(table, "Laplace noise variance", "1 known target sample")
     assert "stopped (no verdict) at 1e-06, 1e-05" in row["verdict"]
 
     # a pending seed is left out and named
@@ -130,8 +131,14 @@ def test_table_against_hand_computation(comparison) -> None:
     )
     assert row["verdict"] == "differs: ours works from 0.0001 (below the paper's 0.05)"
 
+    # the second reference (10 known target samples) is read from its own grids: 90, 92, 94 -> mean 92.0, sd 2.0,
+    # half 4.302653 * 2 / sqrt(3) = 4.97 -> [87.0, 97.0]
+    row = _by_claim(table, "The trade-off grids' backdoor", "10 known target samples")
+    assert row["ours"] == "92.0 [87.0, 97.0] (n=3)"
+
     # grids this synthetic study does not have
     assert _by_claim(table, "Sparsification drop rate from which the backdoor")["ours"] == "not in this study"
+    assert _by_claim(table, "Per-sample norm clipping", "10 known target samples")["ours"] == "not in this study"
 
 
 def test_markdown_from_a_study_runs_file(comparison, tmp_path: Path) -> None:
