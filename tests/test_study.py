@@ -440,3 +440,18 @@ def test_every_plaintext_run_of_the_converged_ckks_study_is_a_run_of_part_one(mo
     plaintext = [run for run in part_two if run.cell.startswith("plain__") or run.cell == "plain"]
     assert len(plaintext) == 42 and len(part_two) == 102 and all(run.refused is None for run in part_two)
     assert [run.run_id for run in plaintext if comparable_key(run.config) not in part_one] == []
+
+
+def test_the_run_counts_docs_study_md_gives_for_the_converged_study_are_the_planned_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/study.md's table of the converged study's three files states each one's run count; a grid added or
+    removed without the docs would make the table (and its compute estimate) wrong. Planning only: no data read."""
+    monkeypatch.setenv("SECUREVFL_DATA_DIR", "../shared/data")
+    root = Path(__file__).resolve().parent.parent
+    rows = [line for line in (root / "docs" / "study.md").read_text().splitlines() if line.startswith("| `paper_mnist_converged")]
+    stated = {}
+    for line in rows:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        stated[cells[0].strip("`")] = int(cells[2])
+    assert set(stated) == {"paper_mnist_converged.toml", "paper_mnist_converged_ckks.toml", "paper_mnist_converged_survival.toml"}
+    planned = {name: len(plan_runs(load_study(root / "examples" / "studies" / name))) for name in stated}
+    assert stated == planned
