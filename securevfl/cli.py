@@ -381,7 +381,8 @@ def _party(args: argparse.Namespace) -> int:
         print(f"error: {args.party}: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_PEER_FAILURE
     last = f"main accuracy {outcome.history[-1]['main_accuracy']:.2%}; " if outcome.history else ""
-    print(f"{args.party}: {last}sent {_human_bytes(sum(outcome.bytes_sent.values()))}; result in {out}")
+    since = f" since the resume after epoch {outcome.traffic_from_epoch}" if outcome.traffic_from_epoch else ""
+    print(f"{args.party}: {last}sent {_human_bytes(sum(outcome.bytes_sent.values()))}{since}; result in {out}")
     return 0
 
 
@@ -405,9 +406,12 @@ def _summary(result: dict[str, object]) -> str:
     per_kind = ", ".join(f"{kind} {_human_bytes(n)}" for kind, n in sent.items())
     timing = result["timing"]
     assert isinstance(timing, dict)
+    partial = result.get("traffic_counted_from_epoch") or {}
+    assert isinstance(partial, dict)
+    missing = "".join(f"; {party}'s frames counted only after epoch {epoch}" for party, epoch in partial.items())
     return (
         f"main accuracy {result['main_accuracy']:.2%} after {result['epochs_completed']} epoch(s); "
-        f"{timing['mean_epoch_seconds']:.1f} s/epoch; sent {_human_bytes(sum(sent.values()))} ({per_kind})"
+        f"{timing['mean_epoch_seconds']:.1f} s/epoch; sent {_human_bytes(sum(sent.values()))} ({per_kind}{missing})"
     )
 
 

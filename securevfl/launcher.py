@@ -276,18 +276,21 @@ def _run_record(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
             bytes_sent[kind] = bytes_sent.get(kind, 0) + count
         for kind, count in record["messages_sent"].items():
             messages_sent[kind] = messages_sent.get(kind, 0) + count
+    partial = {name: record["traffic_from_epoch"] for name, record in records.items() if record.get("traffic_from_epoch", 0) > 0}
     epoch_seconds = active["timing"]["epoch_seconds"]
     timing = {**active["timing"], "mean_epoch_seconds": round(sum(epoch_seconds) / len(epoch_seconds), 4) if epoch_seconds else 0.0}
     return {
-        **{key: value for key, value in active.items() if key not in ("party", "role")},
+        **{key: value for key, value in active.items() if key not in ("party", "role", "traffic_from_epoch")},
         "transport": "grpc",
         "bytes_sent": bytes_sent,
         "messages_sent": messages_sent,
+        # the totals leave out what these parties sent before the epoch given (a coordinator keeps no checkpoint)
+        **({"traffic_counted_from_epoch": partial} if partial else {}),
         "timing": timing,
         **merge_party_facts(records),
         "wire_bytes": _wire_totals(records),
         "parties": {
-            name: {key: record[key] for key in ("bytes_sent", "messages_sent", "timing", "wire_bytes") if key in record}
+            name: {key: record[key] for key in ("bytes_sent", "messages_sent", "traffic_from_epoch", "timing", "wire_bytes") if key in record}
             for name, record in records.items()
         },
     }

@@ -173,6 +173,10 @@ class PartyOutcome:
     wire_bytes: dict[str, int | None] | None = None
     """A network transport's bytes at each layer (accounted, gRPC, TCP) as the run's end began, while
     every connection was still open (the kernel's counts of a closed connection are gone); this attempt only."""
+    traffic_from_epoch: int = 0
+    """The epoch after which ``bytes_sent`` and ``messages_sent`` start counting: 0 (the whole run) for a party
+    that resumes from its checkpoint, which carries its earlier counts; the resume epoch for a coordinator,
+    which keeps no checkpoint, so its frames of the attempts before are not in its counts."""
 
     def record(self) -> dict[str, Any]:
         """JSON-ready form of this outcome."""
@@ -185,6 +189,7 @@ class PartyOutcome:
             "attack_history": self.attack_history,
             "bytes_sent": self.bytes_sent,
             "messages_sent": self.messages_sent,
+            "traffic_from_epoch": self.traffic_from_epoch,
             "timing": {**self.timing, "epoch_seconds": self.epoch_seconds},
             **({} if self.wire_bytes is None else {"wire_bytes": self.wire_bytes}),
         }
@@ -269,6 +274,7 @@ class _PartyRunner:
         self.evaluate_splits, self.attack, self.attack_truth = evaluate_splits, attack, attack_truth
         self.checkpoints, self.resume = checkpoints, resume
         self.resumed_after: list[int] = []
+        self.traffic_from_epoch = 0
         self.wire_bytes: dict[str, int | None] | None = None
         self.progress: Callable[[str], None] | None = None
         self.on_epoch_end: Callable[[dict[str, Any]], None] | None = None
@@ -316,6 +322,8 @@ class _PartyRunner:
             self._restore(self.checkpoints.load(attempt.epoch))
         if attempt.epoch > 0:
             self.resumed_after.append(attempt.epoch)
+            if offer is None:  # no checkpoint to carry the earlier attempts' counts
+                self.traffic_from_epoch = attempt.epoch
         if self.progress is not None:
             where = f"continuing after epoch {attempt.epoch}" if attempt.epoch else "starting from the beginning"
             self.progress(f"attempt {attempt.session[:12]}: {len(peers) + 1} parties agreed, {where}")
@@ -531,7 +539,7 @@ class _PartyRunner:
         timing["wall"] = round(time.perf_counter() - self.started, 4)
         return PartyOutcome(
             name=self.local.name, role=self.local.role, history=self.history, attack_history=self.attack_history,
-            epoch_seconds=self.epoch_seconds, resumed_after=self.resumed_after, wire_bytes=self.wire_bytes, bytes_sent=stats["bytes_by_kind"], messages_sent=stats["messages_by_kind"], timing=timing,
+            epoch_seconds=self.epoch_seconds, resumed_after=self.resumed_after, traffic_from_epoch=self.traffic_from_epoch, wire_bytes=self.wire_bytes, bytes_sent=stats["bytes_by_kind"], messages_sent=stats["messages_by_kind"], timing=timing,
         )
 
     def _party(self, role: Role) -> PassiveParty | ActiveParty | None:

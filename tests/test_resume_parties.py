@@ -201,3 +201,44 @@ def test_a_crash_before_the_first_checkpoint_of_every_party_restarts_from_the_be
     assert attempt_offer(Role.PASSIVE, True, ahead) == [2, 3]
     with pytest.raises(AttemptRefusedError, match="active starts from the beginning; passive_1 continues after epoch 2 or 3"):
         agree_on_epoch({"passive_1": [2, 3], "active": attempt_offer(Role.ACTIVE, True, behind)})
+
+
+def test_a_resumed_coordinator_says_its_frames_count_from_the_resume_and_the_run_record_says_so(tmp_path: Path) -> None:
+    """A coordinator keeps no checkpoint, so after a resume its bytes cover only the new attempt: the party's
+    record, the run record's totals and the printed summary say from which epoch on (not a silent undercount)."""
+    from types import SimpleNamespace
+
+    from securevfl.cli import _summary
+    from securevfl.launcher import _run_record
+    from securevfl.party_runner import _PartyRunner
+    from securevfl.protocols.attempt import Attempt
+    from securevfl.roles import Role
+
+    def runner(role: Role, checkpoints: PartyCheckpoints | None) -> SimpleNamespace:
+        return SimpleNamespace(
+            local=SimpleNamespace(name="coordinator" if role is Role.KEY_HOLDER else "active", role=role), resume=True,
+            checkpoints=checkpoints, run_shape=SimpleNamespace(party_names=lambda _holder: ["active", "coordinator"]),
+            key_holder_name="coordinator", channel=SimpleNamespace(session="ab" * 16), config=SimpleNamespace(train=SimpleNamespace(epochs=5)),
+            attempt=Attempt("cd" * 16, 2, {"active": (2,), "coordinator": None}), resumed_after=[], traffic_from_epoch=0, progress=None,
+            _restore=lambda state: None,
+        )
+
+    coordinator = runner(Role.KEY_HOLDER, None)
+    _PartyRunner._start_attempt(coordinator)  # type: ignore[arg-type]
+    assert (coordinator.resumed_after, coordinator.traffic_from_epoch) == ([2], 2)
+    active_checkpoints = PartyCheckpoints(tmp_path / "active", "active", "ab" * 16, {"train": {"epochs": 5}})
+    active_checkpoints.save(2, {"objects": {}})
+    active = runner(Role.ACTIVE, active_checkpoints)
+    _PartyRunner._start_attempt(active)  # type: ignore[arg-type]
+    assert (active.resumed_after, active.traffic_from_epoch) == ([2], 0)  # its checkpoint carries the earlier counts
+
+    def record(role: str, sent: int, since: int) -> dict:
+        return {"role": role, "bytes_sent": {"gradient": sent}, "messages_sent": {"gradient": 1}, "traffic_from_epoch": since,
+                "timing": {"epoch_seconds": [1.0, 3.0]}, "main_accuracy": 0.5, "epochs_completed": 5, "history": []}
+
+    run = _run_record({"active": record("active", 300, 0), "coordinator": record("key_holder", 700, 2)})
+    assert run["bytes_sent"] == {"gradient": 1000} and run["traffic_counted_from_epoch"] == {"coordinator": 2}
+    assert "traffic_from_epoch" not in run and run["parties"]["coordinator"]["traffic_from_epoch"] == 2
+    assert _summary(run).endswith("(gradient 1.0 KB; coordinator's frames counted only after epoch 2)")
+    whole = _run_record({"active": record("active", 300, 0), "coordinator": record("key_holder", 700, 0)})
+    assert "traffic_counted_from_epoch" not in whole and _summary(whole).endswith("(gradient 1.0 KB)")
