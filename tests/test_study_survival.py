@@ -346,3 +346,60 @@ def test_an_attack_that_only_observes_also_compares_the_honest_models_accuracy_u
     backdoor_runs = _plan(tmp_path, BACKDOOR_STUDY.replace('schemes = ["plain"]', 'schemes = ["plain", "ckks/receiver"]'))
     backdoor = _line(survival_lines(backdoor_runs, _backdoor_rows(backdoor_runs, [0.9, 0.85, 0.88]), ["plain", "ckks/receiver"]), "g", "backdoor")
     assert "the attack only observes" not in backdoor.verdict
+
+
+# ---------------------------------------------------------------- third referee pass (part 1's partial report)
+
+FIVE_SEEDS = BACKDOOR_STUDY.replace("seeds = [0, 1, 2]", "seeds = [0, 1, 2, 3, 4]")
+
+
+def _five_seed_rows(runs: list[Any], backdoor: list[float], noise: list[float | str]) -> list[dict[str, Any]]:
+    """Undefended backdoor per seed; the defended (noise) cell per seed: a success, or a stop status."""
+    rows = []
+    for run in runs:
+        variant, seed = run.levels["variant"], run.seed
+        if variant == "control":
+            rows.append(_row(run, main_accuracy=0.96, control_target_rate=0.0))
+        elif variant == "backdoor":
+            rows.append(_row(run, attack_feasible=True, main_accuracy=0.75, backdoor_accuracy=backdoor[seed]))
+        elif isinstance(noise[seed], str):
+            rows.append(_row(run, status=str(noise[seed]), stopped_at_epoch=40))
+        else:
+            rows.append(_row(run, attack_feasible=True, main_accuracy=0.70, backdoor_accuracy=noise[seed]))
+    return rows
+
+
+def test_whether_the_attack_works_is_decided_on_the_reference_cell_not_on_the_seeds_a_defended_cell_shares(tmp_path: Path) -> None:
+    """The 1-sample reference: 90, 95, 69, 45, 75 % (mean 74.8: below 80). A defended cell whose seeds 3-4 stopped pairs
+    seeds 0-2 only (84.7 %): the attack is still the weak one, for that cell as for every other."""
+    runs = _plan(tmp_path, FIVE_SEEDS)
+    reference = [0.90, 0.95, 0.69, 0.45, 0.75]
+    noise = _line(survival_lines(runs, _five_seed_rows(runs, reference, [0.0, 0.0, 0.0, "diverged", "diverged"]), ["plain"]), "g", "noise")
+    assert [(j.word, j.working) for j in noise.judgements] == [("stopped", False)]
+    assert f"undefended {_text(reference[:3])}; over the 5 seed(s) it finished {_text(reference)} < 80 %: not a test of the defense;" in noise.verdict
+    other = _line(survival_lines(runs, _five_seed_rows(runs, reference, [0.1] * 5), ["plain"]), "g", "noise")
+    assert [j.working for j in other.judgements] == [False] and "over the 5 seed(s) it finished" not in other.verdict
+
+
+def test_a_stopped_defended_seed_counts_at_the_defenses_worst_case_and_the_defense_works_only_if_it_still_does(tmp_path: Path) -> None:
+    """Intent to treat, as a bound: seed 4 stopped under the defense and counts as the attack's full success (100 %).
+    Reductions 90, 90, 90, 90, -10: mean 70.0, sd 44.72, half 2.7764 * 44.72 / sqrt 5 = 55.53 -> [+14.5, +100.0] (clipped)."""
+    runs = _plan(tmp_path, FIVE_SEEDS)
+    noise = _line(survival_lines(runs, _five_seed_rows(runs, [0.9] * 5, [0.0, 0.0, 0.0, 0.0, "diverged"]), ["plain"]), "g", "noise")
+    assert _text([0.9, 0.9, 0.9, 0.9, -0.1], signed=True) == "+70.0 [+14.5, +100.0]"
+    assert "plain: works (defended stopped 1/5 (1 diverged), undefended stopped 0/5; with each stopped run at the defense's " \
+           "worst case: +70.0 [+14.5, +100.0], n=5 (seeds finished on both: undefended 90.0 [90.0, 90.0]; over the 5 seed(s) it " \
+           "finished 90.0 [90.0, 90.0] → 0.0, reduction +90.0" in noise.verdict
+    # two stopped seeds of five: 90, 90, 90, -10, -10: the interval includes 0, so the stop stands
+    two = _line(survival_lines(runs, _five_seed_rows(runs, [0.9] * 5, [0.0, 0.0, 0.0, "diverged", "collapsed"]), ["plain"]), "g", "noise")
+    assert _ci([0.9, 0.9, 0.9, -0.1, -0.1], points=True)[1] < 0
+    assert "plain: stopped (defended stopped 2/5 (1 collapsed, 1 diverged), undefended stopped 0/5; no verdict" in two.verdict
+
+
+def test_a_reduction_shown_to_lie_within_five_points_is_no_effect_and_an_uninformative_one_is_not_shown(tmp_path: Path) -> None:
+    runs = _plan(tmp_path, FIVE_SEEDS)
+    reference = [0.90, 0.92, 0.91, 0.93, 0.90]
+    none = _line(survival_lines(runs, _five_seed_rows(runs, reference, [0.91, 0.91, 0.90, 0.93, 0.91]), ["plain"]), "g", "noise")
+    assert [j.word for j in none.judgements] == ["no effect"] and none.verdict.endswith("; the whole interval is within ±5 points)")
+    wide = _line(survival_lines(runs, _five_seed_rows(runs, reference, [0.0, 0.92, 0.91, 0.93, 0.90]), ["plain"]), "g", "noise")
+    assert [j.word for j in wide.judgements] == ["not shown to work"]

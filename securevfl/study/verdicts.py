@@ -25,7 +25,8 @@ a tolerance that widens with the spread:
   without that defense in the same setting and scheme: the defense *works* when the 95 %
   interval of (undefended - defended) success lies above 0. Every such verdict shows the
   undefended success (mean and interval over the paired seeds) and is qualified *against a weak
-  attack* when that mean is below :data:`WORKING_ATTACK` (80 %): not a test of the defense; the
+  attack* when the undefended cell's mean over every seed it finished (the same for every defense
+  judged against it) is below :data:`WORKING_ATTACK` (80 %): not a test of the defense; the
   report lists the verdicts against a working attack apart (:class:`Judgement`). It gives the
   size of the reduction and the **main-accuracy cost** twice: against the attacked model
   (defended - undefended) and against the **clean** model (defended - clean: the control, else an
@@ -35,7 +36,9 @@ a tolerance that widens with the spread:
   CKKS scheme, *works in plaintext only* when some CKKS scheme's interval does not exclude 0
   (*not shown to work* there: an interval that includes 0 does not prove the defense useless).
   A reduction whose whole interval lies below :data:`EQUIVALENCE_MARGIN` (5 points) is
-  *negligible*, not *works*. A defense or hardening that leaves the attacker nothing to run on
+  *negligible*, not *works*; one whose whole interval lies within +-5 points is *no effect*. When
+  seeds stopped, a defense still *works* if the reduction with each stopped run at the defense's
+  worst case (:func:`_conservative_reduction`) lies above 0. A defense or hardening that leaves the attacker nothing to run on
   (the attack is infeasible with it, feasible without: the sealed layer against gradient
   inversion) *works*, with the success it took away and its main-accuracy cost.
   A defended line (and the trainable top) under several schemes is also compared with itself in
@@ -496,8 +499,12 @@ def _defense_effect(
     undefended = mean_interval([v for s, v in without.values(metric).items() if s in paired], sorted(paired)).clipped(0.0, 1.0)
     after = _mean_over(with_defense.values(metric), paired)
     main = compare(without, with_defense, MAIN_ACCURACY.name)  # defended - undefended main accuracy (negative: a cost)
-    weak = not lower and undefended.mean is not None and undefended.mean < WORKING_ATTACK
-    head = f"{reference} {undefended.text()}" + (f" < {100 * WORKING_ATTACK:.0f} %: not a test of the defense;" if weak else "")
+    # whether the attack works is the reference cell's property, over every seed it finished: the same for every
+    # defense judged against it, not decided again over the seeds a defended cell happens to share with it
+    attack = _reference_success(without, metric)
+    weak = not lower and attack.mean is not None and attack.mean < WORKING_ATTACK
+    own = "" if set(attack.seeds) == paired else f"; over the {attack.n} seed(s) it finished {attack.text()}"
+    head = f"{reference} {undefended.text()}{own}" + (f" < {100 * WORKING_ATTACK:.0f} %: not a test of the defense;" if weak else "")
     detail = (
         f"{head} → {_pct(after)}, reduction {_points(success.difference)}, main {_points(main.difference)} vs {reference}"
         f"{_clean_cost(clean, with_defense, success.difference.n)}, n={success.difference.n}{success.pending_text()}"
@@ -507,17 +514,47 @@ def _defense_effect(
         n = len(success.seeds)
         side = "hardened" if reference == "unhardened" else "defended"
         stops = f"{side} {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
+        conservative = _conservative_reduction(success, with_defense, without, metric, lower)
+        if reduction(conservative) and not (conservative.high is not None and conservative.high < EQUIVALENCE_MARGIN):
+            return _Effect("works", f"{stops}; with each stopped run at the defense's worst case: {_points(conservative)}, "
+                                    f"n={conservative.n} (seeds finished on both: {detail})", attack, weak)
         finished = f" (seeds finished on both: {detail})" if success.difference.n else " (no seed finished on both)"
-        return _Effect("stopped", f"{stops}; no verdict{finished}", undefended, weak)
-    if not lower and undefended.mean is not None and undefended.mean < ATTACK_FLOOR:
-        return _Effect("nothing to stop", detail, undefended)
+        return _Effect("stopped", f"{stops}; no verdict{finished}", attack, weak)
+    if not lower and attack.mean is not None and attack.mean < ATTACK_FLOOR:
+        return _Effect("nothing to stop", detail, attack)
     works = reduction(success.difference)
     if works is None:
-        return _Effect("inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds", undefended, weak)
+        return _Effect("inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds", attack, weak)
     high = success.difference.high
     if works and high is not None and high < EQUIVALENCE_MARGIN:  # a real but tiny reduction is no defense
-        return _Effect("negligible", f"{detail}; the whole interval is below {100 * EQUIVALENCE_MARGIN:.0f} points", undefended, weak)
-    return _Effect("works" if works else "not shown to work", detail, undefended, weak)
+        return _Effect("negligible", f"{detail}; the whole interval is below {100 * EQUIVALENCE_MARGIN:.0f} points", attack, weak)
+    if not works and equivalence(success.difference) is Verdict.EQUIVALENT:  # shown to change nothing, not merely unshown
+        return _Effect("no effect", f"{detail}; the whole interval is within ±{100 * EQUIVALENCE_MARGIN:.0f} points", attack, weak)
+    return _Effect("works" if works else "not shown to work", detail, attack, weak)
+
+
+def _reference_success(without: _Outcome, metric: str) -> Interval:
+    """The undefended (reference) cell's success over every seed it finished: whether the attack works at all."""
+    values = without.values(metric)
+    return mean_interval([values[s] for s in sorted(values)], sorted(values)).clipped(0.0, 1.0)
+
+
+def _conservative_reduction(success: Comparison, with_defense: _Outcome, without: _Outcome, metric: str, lower: bool) -> Interval:
+    """The reduction with every value a stopped run lacks set to the defense's worst case, the others as measured.
+
+    Worst-case imputation (intent to treat, as a bound): a stopped defended run counts as the attack's
+    full success (1.0; 0.0 for a lower-is-success metric), a stopped undefended run as the attack's
+    failure. A "works" drawn from this interval holds whatever the stopped runs would have done had
+    they finished; it can never be tilted towards the defense by which seeds stopped. (A stop under
+    the defense is still reported as a stop, and as a cost.)
+    """
+    best, worst = (0.0, 1.0) if not lower else (1.0, 0.0)  # the attack's failure and full success
+    before, after = without.values(metric), with_defense.values(metric)
+    values = []
+    for seed in success.seeds:
+        u, d = before.get(seed, best), after.get(seed, worst)
+        values.append(u - d if not lower else d - u)
+    return mean_interval(values, success.seeds)
 
 
 def _made_infeasible(with_defense: _Outcome, without: _Outcome, metric: str, reference: str, lower: bool) -> _Effect:
@@ -571,7 +608,7 @@ def _defense_verdict(
         weak = " (against a weak attack: not a test of the defense)" if plain.weak or any(e.weak for e in ckks.values()) else ""
         if all(effect.word == "works" for effect in ckks.values()):
             parts.append("keeps working under encryption" + weak)
-        elif any(effect.word == "not shown to work" for effect in ckks.values()):
+        elif any(effect.word in ("not shown to work", "no effect") for effect in ckks.values()):
             parts.append("works in plaintext only" + weak)
     judgements = [
         Judgement(scheme, what, effect.word, effect.undefended, effect.working)
