@@ -510,3 +510,30 @@ def test_summary_epochs_reports_each_runs_mean_over_its_last_epochs(tmp_path: Pa
     assert _summarized(history, 1) == {} and _summarized(history[:2], 3) == {}
     no_attack = [{"epoch": e, "main_accuracy": 0.9} for e in (1, 2, 3)]
     assert set(_summarized(no_attack, 3)) == {"main_accuracy", "main_accuracy_last_epoch"}
+
+
+def test_the_peak_counts_stopped_seeds_and_no_epoch_at_chance(tmp_path: Path) -> None:
+    """Survivor bias (third referee pass): the peak backdoor averaged over the finished seeds only leaves out the
+    seeds where the attack peaked and then blew training up. Seed 0 finishes (peak 40 %); seed 1 reaches 97 % at
+    epoch 2, falls to chance (every input sent to the target: 100 % "backdoor", no success) and diverges at epoch 4."""
+    from securevfl.study.runner import FAILED_NAME
+
+    study = _write(tmp_path, '[study]\nname = "p"\nseeds = [0, 1]\n[study.set]\n"data.name" = "digits"\n'
+                             '"attack.kind" = "gradient_replacement"\n[[grid]]\nname = "g"\n')
+    runs = plan_runs(load_study(study))
+    out = tmp_path / "out"
+    finished, stopped = (run_dir(out, run) for run in runs)
+    finished.mkdir(parents=True)
+    stopped.mkdir(parents=True)
+    history = [{"epoch": 1, "main_accuracy": 0.90, "backdoor_accuracy": 0.40}, {"epoch": 2, "main_accuracy": 0.91, "backdoor_accuracy": 0.30}]
+    (finished / RESULT_NAME).write_text(json.dumps({"config": runs[0].config, "main_accuracy": 0.91, "backdoor_accuracy": 0.30,
+                                                    "outcome": "ok", "chance_accuracy": 0.1, "history": history, "attack_feasible": True}))
+    blown = [{"epoch": 1, "main_accuracy": 0.80, "backdoor_accuracy": 0.50}, {"epoch": 2, "main_accuracy": 0.70, "backdoor_accuracy": 0.97},
+             {"epoch": 3, "main_accuracy": 0.12, "backdoor_accuracy": 1.0}]
+    (stopped / FAILED_NAME).write_text(json.dumps({"error": "training diverged at epoch 4", "type": "TrainingDiverged",
+                                                   "config": runs[1].config, "stopped_at_epoch": 4, "history": blown}))
+    rows, _ = collect_rows(runs, out)
+    assert [(row["status"], row["backdoor_peak"], row["backdoor_peak_epoch"]) for row in rows] == [("ok", 0.40, 1), ("diverged", 0.97, 2)]
+    summary = CellSummary(rows)
+    assert summary.peak_text("backdoor_peak") == "68 (1 of 2 stopped, peak 97)"  # (40 + 97) / 2 = 68.5 -> 68
+    assert summary.cell_text("backdoor_accuracy") == "30.0 (n=1/2)"  # the last-epoch number stays over finished seeds only

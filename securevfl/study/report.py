@@ -53,7 +53,7 @@ def write_report(
         + ".",
         (f"- Seeds: {', '.join(str(seed) for seed in spec.seeds)} unless a grid says otherwise; accuracies are percentages "
         f"({_summary_words(spec.summary_epochs)}), mean and {100 * CONFIDENCE:.0f} % t interval `[low, high]` over the seeds that finished, with `(n=k/n)` where "
-        f"some did not; the `stopped` column counts the runs that {stopped_names()} (peak backdoor: highest epoch value, mean over seeds)."),
+        f"some did not; the `stopped` column counts the runs that {stopped_names()} (peak backdoor: highest epoch value, mean over every seed with an outcome, a stopped one's peak before its stop included and counted)."),
         "- Tables: `study_runs.csv` / `study_runs.json` (one row per run; the JSON adds per-epoch histories).",
         *_reuse_lines(rows),
         "",
@@ -192,8 +192,8 @@ def _grid_section(
             for other in others:
                 if attack == "-" and found.mean(other.name) is not None:
                     attack = f"{other.label} {found.cell_text(other.name)}"
-            peak = found.mean(first.peak_column) if first.peak_column else None
-            cells_text += [found.cell_text(MAIN_ACCURACY.name), attack, "-" if peak is None else f"{100 * peak:.0f}", found.stopped_text()]
+            peak = found.peak_text(first.peak_column) if first.peak_column else "-"
+            cells_text += [found.cell_text(MAIN_ACCURACY.name), attack, peak, found.stopped_text()]
         lines.append("| " + " | ".join(level_values or ("-",)) + " | " + " | ".join(cells_text) + " |")
     lines.append("")
     tradeoff, reference = _tradeoff_points(grid, runs, rows)

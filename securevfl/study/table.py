@@ -25,6 +25,7 @@ from securevfl.attacks.registry import attack_table_columns
 from securevfl.config import ProtectionConfig
 from securevfl.defenses.accounting import PRIVACY_COLUMNS, privacy_columns
 from securevfl.defenses.registry import parse_defense_config
+from securevfl.divergence import COLLAPSE_MARGIN
 from securevfl.files import atomic_write_text
 from securevfl.schemes import Scheme, scheme_for
 from securevfl.study.runner import FAILED_NAME, RESULT_NAME, REUSED_NAME, readable_json, readable_record, run_dir
@@ -96,12 +97,19 @@ def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _peak_columns(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each attack metric's best epoch value and its epoch (``backdoor_peak``, ``backdoor_peak_epoch``)."""
+def _peak_columns(history: list[dict[str, Any]], chance: float | None = None) -> dict[str, Any]:
+    """Each attack metric's best epoch value and its epoch (``backdoor_peak``, ``backdoor_peak_epoch``).
+
+    With the data's ``chance`` accuracy known, epochs whose main accuracy is within
+    :data:`~securevfl.divergence.COLLAPSE_MARGIN` of it do not count: a model at chance that sends
+    everything to the target has a 100 % "backdoor" that is no success (issue 15, item 5), and a run
+    that blew up passes through such epochs before it stops.
+    """
     peaks: dict[str, Any] = {}
+    usable = [h for h in history if chance is None or h.get("main_accuracy") is None or h["main_accuracy"] > chance + COLLAPSE_MARGIN]
     for spec in attack_metrics():
         if spec.peak_column:
-            values = [(h[spec.name], h["epoch"]) for h in history if h.get(spec.name) is not None]
+            values = [(h[spec.name], h["epoch"]) for h in usable if h.get(spec.name) is not None]
             best = (max if spec.success == "higher" else min)(values) if values else (None, None)
             peaks[spec.peak_column], peaks[f"{spec.peak_column}_epoch"] = best
     return peaks
@@ -135,7 +143,7 @@ def _stop_columns(failure: dict[str, Any]) -> dict[str, Any]:
 
 def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
     history = result.get("history", [])
-    metrics: dict[str, Any] = {MAIN_ACCURACY.name: result.get(MAIN_ACCURACY.name), **_peak_columns(history)}
+    metrics: dict[str, Any] = {MAIN_ACCURACY.name: result.get(MAIN_ACCURACY.name), **_peak_columns(history, result.get("chance_accuracy"))}
     for spec in attack_metrics():
         metrics[spec.name] = result.get(spec.name)
     timing = result.get("timing", {})
@@ -162,6 +170,8 @@ def collect_rows(
     """Rows for every planned run (status ``pending`` where nothing is there yet) and histories."""
     rows: list[dict[str, Any]] = []
     histories: dict[str, list[dict[str, Any]]] = {}
+    chance_of_data: dict[str, float] = {}  # a stopped run's record has no chance accuracy: a finished run of the same data does
+    stopped: list[tuple[dict[str, Any], list[dict[str, Any]], str]] = []
     for run in runs:
         row: dict[str, Any] = {"run_id": run.run_id, "grid": run.grid, "cell": run.cell, "seed": run.seed}
         row.update({f"axis:{name}": level for name, level in run.levels.items()})
@@ -180,6 +190,8 @@ def collect_rows(
             row.update(_result_columns(result))
             row.update(_summarized(result.get("history", []), summary_epochs))
             histories[run.run_id] = result.get("history", [])
+            if result.get("chance_accuracy") is not None:
+                chance_of_data[_data_key(result["config"])] = float(result["chance_accuracy"])
             _note_reuse(row, directory)
         elif (directory / FAILED_NAME).is_file() and (failure := readable_record(directory / FAILED_NAME)) is not None:
             row.update(status=failure_status(failure.get("type")), reason=failure["error"])
@@ -187,13 +199,22 @@ def collect_rows(
             row.update(_stop_columns(failure))
             if failure.get("history"):  # what a stopped run did before the stop (drawn to its stop, never averaged)
                 histories[run.run_id] = failure["history"]
+                stopped.append((row, failure["history"], _data_key(failure["config"])))
             _note_reuse(row, directory)
         else:
             row.update(status=RunStatus.PENDING, reason="")
         if run.config and "scheme_label" not in row:
             row.update(_config_columns(run.config))
         rows.append(row)
+    for row, history, data in stopped:
+        if data in chance_of_data:
+            row.update(_peak_columns(history, chance_of_data[data]))
     return rows, histories
+
+
+def _data_key(config: dict[str, Any]) -> str:
+    """The data a run trained and was evaluated on (its chance accuracy depends on nothing else)."""
+    return json.dumps(config.get("data", {}), sort_keys=True)
 
 
 def _note_reuse(row: dict[str, Any], directory: Path) -> None:
@@ -269,6 +290,24 @@ class CellSummary:
         """Mean over the finished seeds with its 95 % t interval."""
         by_seed = self.by_seed(metric)
         return mean_interval(list(by_seed.values()), list(by_seed))
+
+    def peak_text(self, column: str, scale: float = 100.0) -> str:
+        """Mean of a peak column over **every** run with an outcome, stopped ones included; ``-`` without one.
+
+        A stopped run's peak is its best epoch before the stop (``failed.json`` keeps the history), so
+        the seeds where an attack peaked and then blew training up are counted (the finished seeds
+        alone would be those where it did not: survivor bias). When stopped runs contribute, it says
+        so: ``64 (3 of 4 stopped, peaks 72-97)``.
+        """
+        with_peak = [row for row in self.outcomes if row.get(column) is not None]
+        if not with_peak:
+            return "-"
+        text = f"{scale * statistics.fmean(float(row[column]) for row in with_peak):.0f}"
+        stopped = [float(row[column]) for row in with_peak if row["status"] != RunStatus.OK]
+        if stopped:
+            span = f"{scale * min(stopped):.0f}" if len(stopped) == 1 else f"{scale * min(stopped):.0f}-{scale * max(stopped):.0f}"
+            text += f" ({len(stopped)} of {len(with_peak)} stopped, peak{'s' if len(stopped) > 1 else ''} {span})"
+        return text
 
     def feasible(self) -> bool:
         return not any(row.get("attack_feasible") is False for row in self.ok)
