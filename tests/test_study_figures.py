@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from securevfl.study import load_study, plan_runs
-from securevfl.study.plots import TradeoffPoint, epsilon_notes, plot_tradeoff, plot_versus_axis
+from securevfl.study.plots import TradeoffPoint, epsilon_notes, plot_tradeoff, plot_versus_axis, tradeoff_series
 from securevfl.study.report import _tradeoff_points, write_report
 from securevfl.study.spec import PlannedRun
 
@@ -288,8 +288,33 @@ def test_a_tradeoff_key_gives_every_numbered_point_its_level_epsilon_and_means(t
     assert figure.path is not None and figure.path.is_file()
     assert figure.key == [
         "key: backdoor vs main accuracy, mean % (main / backdoor)",
-        " 1  variance 1e-06, ε 5.2e+05  ->  80.0 / 93.0",
-        " 2  variance 3e-05, ε 1.94e+03  ->  76.0 / 99.0",
-        " 3  variance 0.0001, ε 643  ->  71.0 / 0.0",
-        " *  plain: no defense  ->  77.0 / 92.0",
+        " 1  variance 1e-06, ε 5.2e+05  ->  80.0 / 93.0  (n=2)",
+        " 2  variance 3e-05, ε 1.94e+03  ->  76.0 / 99.0  (n=2)",
+        " 3  variance 0.0001, ε 643  ->  71.0 / 0.0  (n=2)",
+        " *  plain: no defense  ->  77.0 / 92.0  (n=2)",
     ]
+
+
+def test_a_tradeoff_figure_pairs_each_point_with_the_undefended_run_when_few_seeds_finished_everywhere(tmp_path: Path) -> None:
+    """Third referee pass: with one stopped seed per level, only seed 0 finished at every level, and the figure drew
+    seed 0's values under "mean and 95 % CI" (drop 0.9 at 100 % backdoor while its 3-seed mean was 33 %). Now each point
+    is over the seeds it shares with the undefended run, the note says so first, and the key gives every point's n."""
+    def rows(values: list[float | str]) -> list[dict[str, Any]]:
+        return [{"seed": s, "status": v, "main_accuracy": None, "backdoor_accuracy": None} if isinstance(v, str)
+                else {"seed": s, "status": "ok", "main_accuracy": 0.8, "backdoor_accuracy": v} for s, v in enumerate(values)]
+
+    points = [TradeoffPoint("plain", "none", rows([0.9, 0.9, 0.9, 0.9]), undefended=True),
+              TradeoffPoint("plain", "d=0.9", rows([1.0, 0.0, 0.0, "diverged"]), x=0.9),
+              TradeoffPoint("plain", "d=0.99", rows([0.0, "diverged", "diverged", 0.0]), x=0.99)]
+    series, notes = tradeoff_series("backdoor_accuracy", points)
+    drawn = {p.text.split(",")[0]: (p.y, p.seeds) for s in series if s.kind == "levels" for p in s.points}
+    assert drawn == {"0.9": (pytest.approx(100 / 3), (0, 1, 2)), "0.99": (0.0, (0, 3))}
+    assert notes[0].startswith("plain: only seeds 0 finished at every level, so each point is over the seeds it shares with the undefended run")
+    # two common seeds of four are enough: one set for every point
+    enough = [points[0], TradeoffPoint("plain", "d=0.9", rows([1.0, 0.0, "diverged", "diverged"]), x=0.9),
+              TradeoffPoint("plain", "d=0.99", rows([0.0, 0.0, 0.0, 0.0]), x=0.99)]
+    series, notes = tradeoff_series("backdoor_accuracy", enough)
+    assert {p.seeds for s in series for p in s.points} == {(0, 1)}
+    assert notes[0] == "plain: means over seeds 0,1 (finished at every level; left out: 2,3)"
+    figure = plot_tradeoff("t", "backdoor_accuracy", "backdoor", points, tmp_path / "t.png", x_name="defense.0.drop_rate")
+    assert figure.key[1].endswith("(n=3)") and figure.key[2].endswith("(n=2)") and figure.key[-1].endswith("(n=4)")

@@ -257,7 +257,8 @@ def test_a_defense_that_collapses_training_is_reported_as_such_not_as_working(tm
     runs, rows = _synthetic(tmp_path, values)
     noise_line = survival_lines(runs, rows, ["plain", "ckks/receiver", "ckks/active"])[1]
     assert noise_line.cells["plain"].startswith("collapsed")
-    assert "plain: stopped (defended stopped 5/5 (5 collapsed), undefended stopped 0/5; no verdict" in noise_line.verdict
+    # the reference (74 % over its 5 seeds) is below 80 %: the stop is one against a weak attack
+    assert "plain: stopped against a weak attack (defended stopped 5/5 (5 collapsed), undefended stopped 0/5; no verdict" in noise_line.verdict
     # the undefended success over its paired seeds (2-4) is below 80 %: the stop is listed with the weak-attack verdicts
     assert "ckks/receiver: stopped against a weak attack (defended stopped 2/5 (2 collapsed), undefended stopped 0/5; no verdict" in noise_line.verdict
     assert {j.scheme: j.working for j in noise_line.judgements}["ckks/receiver"] is False
@@ -475,8 +476,8 @@ def test_before_and_after_of_a_defense_are_means_over_the_same_seeds(tmp_path: P
     base = np.array(PLAIN_ATTACK[:4])
     base_half = stats.t.ppf(0.975, 3) * base.std(ddof=1) / math.sqrt(4)
     assert (
-        f"plain: works against a weak attack (undefended 77.5 [{77.5 - 100 * base_half:.1f}, {77.5 + 100 * base_half:.1f}] "
-        f"< 80 %: not a test of the defense; → 13.8, reduction {100 * reduction_0_to_3:+.1f} ["
+        f"plain: works against a weak attack (undefended 77.5 [{77.5 - 100 * base_half:.1f}, {77.5 + 100 * base_half:.1f}]; "
+        f"over the 5 seed(s) it finished 74.0 [62.1, 85.9] < 80 %: not a test of the defense; → 13.8, reduction {100 * reduction_0_to_3:+.1f} ["
     ) in noise_line.verdict
     assert "n=4; provisional: seed(s) 4 not finished yet" in noise_line.verdict
 
