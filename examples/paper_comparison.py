@@ -25,9 +25,15 @@ Verdicts:
   fewer than 2 paired seeds;
 - a **threshold** (the smallest level at which a defense works): the smallest swept level whose
   paired interval of ``undefended - defended`` success lies above 0, with its paired main-accuracy
-  cost (defended - undefended); *matches* when the paper's level lies above the swept level below
-  it and at most at it, *differs* otherwise; a level where a seed stopped on either side gets no
-  verdict and is named.
+  cost against the undefended (attacked) run and against the clean model (the reference's
+  control); *matches* when the paper's level lies above the swept level below it and at most at
+  it, *differs* otherwise, and says when the paper's level lies outside the sweep. A level where
+  seeds stopped is judged with each stopped run at the defense's worst case (the study's rule):
+  it works if even then the interval lies above 0, else it gets no verdict and is named. Every
+  threshold is flagged when the undefended attack is below 80 % (not a test of the defense), and
+  sparsification gets one claim per residual variant (item 9).
+- the trade-off **reference** itself is checked against the 80 % item 6 asks for.
+- a **direction**'s two means are over the seeds of its paired difference.
 
     python examples/paper_comparison.py runs/study-paper-converged/study_runs.json --out paper_vs_securevfl.md
 """
@@ -44,6 +50,7 @@ from typing import Any
 
 from securevfl.study.statistics import Interval, mean_interval, paired_difference
 from securevfl.study.status import STOPPED, WAITING  # the study's own stop and waiting statuses
+from securevfl.study.verdicts import WORKING_ATTACK  # the undefended success a defense must be judged against (item 6)
 
 MATCH_POINTS = 0.5
 NOT_SOURCED = "not in repo sources"
@@ -117,7 +124,9 @@ def _provisional(*sides: Side) -> str:
 
 # ------------------------------------------------------------------------------------------ claims
 def number_claim(rows: list[dict[str, Any]], claim: str, paper: float | None, grid: str, cell: str, metric: str,
-                 source: str = "") -> dict[str, str]:
+                 source: str = "", target: float | None = None) -> dict[str, str]:
+    """Our mean and interval against the paper's number; with ``target`` (a fraction: the 80 % item 6 asks of the
+    trade-off reference) and no paper number, against that target instead."""
     s = side(rows, grid, cell, metric)
     paper_text = f"{paper:.1f} %" if paper is not None else NOT_SOURCED
     if s.empty:
@@ -128,6 +137,8 @@ def number_claim(rows: list[dict[str, Any]], claim: str, paper: float | None, gr
     stop = _stop_text(("ours", s))
     if stop:
         return _row(claim, paper_text, ours, stop + _provisional(s), source)
+    if paper is None and target is not None:
+        return _row(claim, paper_text, ours, _target_verdict(interval, target) + _provisional(s), source)
     if paper is None:
         return _row(claim, paper_text, ours, "no paper number to compare" + _provisional(s), source)
     if not interval.has_interval:
@@ -142,6 +153,18 @@ def number_claim(rows: list[dict[str, Any]], claim: str, paper: float | None, gr
     return _row(claim, paper_text, ours, verdict + _provisional(s), source)
 
 
+def _target_verdict(interval: Interval, target: float) -> str:
+    goal = f"the {100 * target:.0f} % target"
+    if interval.mean is None:
+        return "no value"
+    if interval.mean < target:
+        return f"below {goal} (mean {100 * interval.mean:.1f})"
+    clipped = interval.clipped(0.0, 1.0)
+    if clipped.has_interval and clipped.low >= target:  # type: ignore[operator]
+        return f"meets {goal} (the whole interval)"
+    return f"mean meets {goal}; the interval reaches below it"
+
+
 def direction_claim(rows: list[dict[str, Any]], claim: str, paper: str, first: tuple[str, str], second: tuple[str, str],
                     metric: str, source: str = "") -> dict[str, str]:
     """The claim: ``first`` exceeds ``second`` on ``metric`` (paired ``first - second`` above 0)."""
@@ -154,7 +177,9 @@ def direction_claim(rows: list[dict[str, Any]], claim: str, paper: str, first: t
     a_ok = {k: v for k, v in a.values.items() if k in both}
     b_ok = {k: v for k, v in b.values.items() if k in both}
     difference = paired_difference(b_ok, a_ok)  # a - b over the seeds both finished
-    ours = (f"{_pts(_mean(a_ok))} vs {_pts(_mean(b_ok))}; difference {interval_text(difference, signed=True)}")
+    paired = set(difference.seeds)  # both means over the seeds of the difference, so the three numbers agree
+    ours = (f"{_pts(_mean({k: v for k, v in a_ok.items() if k in paired}))} vs {_pts(_mean({k: v for k, v in b_ok.items() if k in paired}))}; "
+            f"difference {interval_text(difference, signed=True)}")
     stop = _stop_text(("/".join(first), Side(a_ok, {k: v for k, v in a.stopped.items() if k in both}, {})),
                       ("/".join(second), Side(b_ok, {k: v for k, v in b.stopped.items() if k in both}, {})))
     if stop:
@@ -169,52 +194,66 @@ def direction_claim(rows: list[dict[str, Any]], claim: str, paper: str, first: t
 
 
 def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None, grid: str, axis: str,
-                    undefended: tuple[str, str], success: str, source: str = "", stronger: str = "higher") -> dict[str, str]:
+                    undefended: tuple[str, str], success: str, source: str = "", stronger: str = "higher",
+                    where: dict[str, str] | None = None, clean: tuple[str, str] | None = None) -> dict[str, str]:
     """The weakest level of ``axis`` in ``grid`` whose paired reduction of ``success`` lies above 0.
 
     ``stronger``: ``"higher"`` when a larger level is a stronger defense (noise variance, drop rate),
-    ``"lower"`` when a smaller one is (a clipping norm); levels are tried from the weakest. A weaker
-    level where a seed stopped leaves the threshold undetermined: the verdict says so instead of
-    naming the next level as the weakest that works.
+    ``"lower"`` when a smaller one is (a clipping norm); levels are tried from the weakest.
+    ``where`` keeps the cells whose other axes have these levels (one residual variant).
+    A level where seeds stopped is judged as the study's verdicts judge it: with every stopped run at
+    the defense's worst case (a stopped defended run at full attack success, a stopped undefended
+    one at none); when even that works, the level works, else it has no verdict and, being weaker
+    than the level found, leaves the threshold undetermined. The cost is the main-accuracy
+    difference against the undefended (attacked) run and, with ``clean`` (the control: the honest
+    model), against the clean model. The undefended success over all its seeds is given, and a
+    verdict against an attack below 80 % says it is no test of the defense.
     """
     base = side(rows, *undefended, success)
     base_main = side(rows, *undefended, "main_accuracy")
-    levels = sorted({float(r[f"axis:{axis}"]) for r in rows if r.get("grid") == grid and r.get(f"axis:{axis}") not in (None, "")},
-                    reverse=stronger == "lower")
+    in_grid = [r for r in rows if r.get("grid") == grid and r.get(f"axis:{axis}") not in (None, "")
+               and all(str(r.get(f"axis:{k}")) == v for k, v in (where or {}).items())]
+    levels = sorted({float(r[f"axis:{axis}"]) for r in in_grid}, reverse=stronger == "lower")
     paper_text = f"{paper:g}" if paper is not None else NOT_SOURCED
     if base.empty or not levels:
         return _row(claim, paper_text, "not in this study", "no undefended or no defended runs" + _provisional(base), source)
-    if all(side(rows, grid, str(r["cell"]), success).empty for r in rows if r.get("grid") == grid):
+    if all(side(rows, grid, str(r["cell"]), success).empty for r in in_grid):
         return _row(claim, paper_text, "no defended run has an outcome yet", "pending", source)
+    attack = _mean(base.values)
+    weak = f"; against a weak attack (undefended {_pts(attack)} < {100 * WORKING_ATTACK:.0f} %): not a test of the defense" \
+        if attack is not None and attack < WORKING_ATTACK else ""
     found = None
     stopped_levels: list[str] = []
     previous: float | None = None  # the last level tried that did not work
     for level in levels:
-        cells = {str(r["cell"]) for r in rows if r.get("grid") == grid and r.get(f"axis:{axis}") not in (None, "")
-                 and float(r[f"axis:{axis}"]) == level}
+        cells = {str(r["cell"]) for r in in_grid if float(r[f"axis:{axis}"]) == level}
         for cell in sorted(cells):
             defended = side(rows, grid, cell, success)
             seeds = (set(base.values) | set(base.stopped)) & (set(defended.values) | set(defended.stopped))
-            if any(k in base.stopped or k in defended.stopped for k in seeds):
-                if f"{level:g}" not in stopped_levels:
-                    stopped_levels.append(f"{level:g}")
-                continue
-            reduction = paired_difference({k: v for k, v in defended.values.items() if k in seeds},
-                                          {k: v for k, v in base.values.items() if k in seeds})
+            stops = any(k in base.stopped or k in defended.stopped for k in seeds)
+            reduction = mean_interval([base.values.get(k, 0.0) - defended.values.get(k, 1.0) for k in sorted(seeds)], sorted(seeds))
             if reduction.has_interval and reduction.clipped(-1.0, 1.0).low > 0:  # type: ignore[operator]
-                main = paired_difference({k: v for k, v in base_main.values.items() if k in seeds},
-                                         side(rows, grid, cell, "main_accuracy").values)
-                found = (level, cell, reduction, main, previous)
+                defended_main = side(rows, grid, cell, "main_accuracy").values
+                main = paired_difference({k: v for k, v in base_main.values.items() if k in seeds}, defended_main)
+                vs_clean = paired_difference(side(rows, *clean, "main_accuracy").values, {k: v for k, v in defended_main.items() if k in seeds}) \
+                    if clean is not None else None
+                found = (level, cell, reduction, main, vs_clean, previous, stops)
                 break
+            if stops and f"{level:g}" not in stopped_levels:
+                stopped_levels.append(f"{level:g}")
         if found:
             break
         previous = level
-    note = f"; stopped (no verdict) at {', '.join(stopped_levels)}" if stopped_levels else ""
+    note = f"; stopped (no verdict even at the worst case) at {', '.join(stopped_levels)}" if stopped_levels else ""
+    swept = f"{min(levels):g}..{max(levels):g}"
+    outside = paper is not None and not (min(levels) <= paper <= max(levels))
     if found is None:
-        return _row(claim, paper_text, f"no swept level in {min(levels):g}..{max(levels):g} works", "not shown" + note
-                    + _provisional(base), source)
-    level, cell, reduction, main, previous = found
-    ours = f"{level:g} ({cell}): success reduced by {interval_text(reduction)}, main {interval_text(main, signed=True)}"
+        verdict = "not shown" + (f" (the paper's {paper:g} lies outside the swept {swept})" if outside else "")
+        return _row(claim, paper_text, f"no swept level in {swept} works", verdict + note + weak + _provisional(base), source)
+    level, cell, reduction, main, vs_clean, previous, stops = found
+    cost = f"main {interval_text(main, signed=True)} vs undefended" + (f", {interval_text(vs_clean, signed=True)} vs clean" if vs_clean and vs_clean.mean is not None else "")
+    worst = " (stopped runs at the defense's worst case)" if stops else ""
+    ours = f"{level:g} ({cell}): success reduced by {interval_text(reduction)}{worst}, {cost}"
     if stopped_levels:  # a weaker level stopped: it might have worked, so this is not the weakest that works
         verdict = f"works at {level:g}; the weakest working level is not determined (a weaker level stopped)"
     elif paper is None:
@@ -223,7 +262,7 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
         verdict = "matches (within the sweep's resolution)"
     else:
         verdict = f"differs: ours works from {level:g} ({'below' if level < paper else 'above'} the paper's {paper:g})"
-    return _row(claim, paper_text, ours, verdict + note + _provisional(base), source)
+    return _row(claim, paper_text, ours, verdict + note + weak + _provisional(base), source)
 
 
 def _between(paper: float, previous: float | None, level: float, stronger: str) -> bool:
@@ -263,10 +302,11 @@ def default_claims() -> list[Callable[[list[dict[str, Any]]], dict[str, str]]]:
                                "plain__label_inference", "label_inference_accuracy"),
         lambda r: threshold_claim(r, "Gaussian noise variance from which the backdoor is weakened (paper's setting: trainable "
                                   "top, gamma 10 + blurring)", 0.05, "fig6_noise", "defense.0.variance",
-                                  ("trainable", "plain__backdoor_blur"), "backdoor_accuracy", PAPER_SOURCES["noise_threshold"]),
+                                  ("trainable", "plain__backdoor_blur"), "backdoor_accuracy", PAPER_SOURCES["noise_threshold"],
+                                  clean=("trainable", "plain__control")),
         lambda r: threshold_claim(r, "Sparsification drop rate from which the backdoor is weakened (trainable top, gamma 10 + "
                                   "blurring, per-sample residual)", None, "fig7_drop", "defense.0.drop_rate",
-                                  ("trainable", "plain__backdoor_blur"), "backdoor_accuracy"),
+                                  ("trainable", "plain__backdoor_blur"), "backdoor_accuracy", clean=("trainable", "plain__control")),
         *tradeoff_claims("tradeoff", WORKING, WORKING_CONTROL, "1 known target sample"),
         *tradeoff_claims("tradeoff10", WORKING_10, WORKING_10_CONTROL, "10 known target samples"),
     ]
@@ -275,20 +315,28 @@ def default_claims() -> list[Callable[[list[dict[str, Any]]], dict[str, str]]]:
 def tradeoff_claims(
     prefix: str, working: tuple[str, str], control: tuple[str, str], known: str
 ) -> list[Callable[[list[dict[str, Any]]], dict[str, str]]]:
-    """The claims about one trade-off reference (``<prefix>_reference``) and the defense grids judged against it."""
+    """The claims about one trade-off reference (``<prefix>_reference``) and the defense grids judged against it.
+
+    Each threshold is costed against the reference's control (the honest model) as well as the attacked
+    run; sparsification gets one claim per residual variant (item 9: which one is the paper's matters).
+    """
     attack = f"the working backdoor ({known})"
+    residuals = (("sample", "per-sample residual: DGC's accumulation, the paper's defense"), ("none", "no residual: gradient dropping"),
+                 ("row", "row residual: this code's earlier default"))
     return [
         lambda r: number_claim(r, f"The trade-off grids' backdoor (sum top, record first, gamma 1, loss bound lifted, {known}) "
-                               "succeeds: backdoor % (issue 15 asks for at least 80 %)", None, *working, "backdoor_accuracy"),
+                               "succeeds: backdoor % (issue 15 asks for at least 80 %)", None, *working, "backdoor_accuracy",
+                               target=WORKING_ATTACK),
         lambda r: _control_claim(r, f"That backdoor ({known}) beats its control (same setting): backdoor - control", working, control),
         lambda r: threshold_claim(r, f"Gaussian noise variance from which {attack} is weakened", 0.05, f"{prefix}_gaussian",
-                                  "defense.0.variance", working, "backdoor_accuracy", PAPER_SOURCES["noise_threshold"]),
+                                  "defense.0.variance", working, "backdoor_accuracy", PAPER_SOURCES["noise_threshold"], clean=control),
         lambda r: threshold_claim(r, f"Laplace noise variance from which {attack} is weakened (same variances as the Gaussian "
-                                  "grid)", None, f"{prefix}_laplace", "defense.0.variance", working, "backdoor_accuracy"),
+                                  "grid)", None, f"{prefix}_laplace", "defense.0.variance", working, "backdoor_accuracy", clean=control),
         lambda r: threshold_claim(r, f"Per-sample norm clipping: the largest max-norm at which {attack} is weakened", None,
-                                  f"{prefix}_clip", "defense.0.max_norm", working, "backdoor_accuracy", stronger="lower"),
-        lambda r: threshold_claim(r, f"Sparsification drop rate from which {attack} is weakened (any residual variant; first "
-                                  "that works)", None, f"{prefix}_drop", "defense.0.drop_rate", working, "backdoor_accuracy"),
+                                  f"{prefix}_clip", "defense.0.max_norm", working, "backdoor_accuracy", stronger="lower", clean=control),
+        *[(lambda r, residual=residual, what=what: threshold_claim(
+            r, f"Sparsification drop rate from which {attack} is weakened ({what})", None, f"{prefix}_drop", "defense.0.drop_rate",
+            working, "backdoor_accuracy", where={"defense.0.residual": residual}, clean=control)) for residual, what in residuals],
     ]
 
 
