@@ -33,17 +33,17 @@ from typing import Any
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.study.spec import GridSpec
 from securevfl.study.statistics import CONFIDENCE, mean_interval
-from securevfl.study.status import STOPPED, RunStatus
+from securevfl.study.status import STOPPED, WAITING, RunStatus
 
 __all__ = [
     "DrawnPoint", "Figure", "Series", "TradeoffPoint", "absent_reason", "axis_scale", "clipped_errors", "common_seeds", "epsilon_notes", "group_label",
     "plot_epochs", "plot_tradeoff", "plot_versus_axis", "tradeoff_series", "versus_series",
 ]
 
-MAIN_STYLE = {"linestyle": "-", "marker": "o"}
+MAIN_STYLE = {"linestyle": "-", "marker": "o", "markersize": 2.5}
 #: Styles of the attack metrics' curves, in registry order (the backdoor dashed, label inference dotted...).
-ATTACK_STYLES = ({"linestyle": "--", "marker": "s"}, {"linestyle": ":", "marker": "^"}, {"linestyle": "-.", "marker": "v"},
-                 {"linestyle": (0, (1, 4)), "marker": "D"})
+ATTACK_STYLES = ({"linestyle": "--", "marker": "s", "markersize": 2.5}, {"linestyle": ":", "marker": "^", "markersize": 2.5},
+                 {"linestyle": "-.", "marker": "v", "markersize": 2.5}, {"linestyle": (0, (1, 4)), "marker": "D", "markersize": 2.5})
 
 
 #: how the axes name a run's number; a study with ``summary_epochs`` > 1 passes ``over the last N epochs``
@@ -146,13 +146,24 @@ def _level_label(row: dict[str, Any]) -> str:
 
 
 def _not_drawn(rows: list[dict[str, Any]]) -> list[str]:
-    """``not drawn: plain variance=0.001: seeds 0,1,2 collapsed; ...`` for every run without a number."""
+    """``not drawn: plain variance=0.001: seeds 0,1,2 collapsed; ...`` for every run that stopped, and one line for
+    the runs not trained yet (``pending: 15 runs (seed 4 of every level)``): the stops are findings a reader must
+    see, the pending seeds only say the figure is provisional, and listed level by level they pushed the stops
+    out of the footnote."""
     groups: dict[tuple[str, str], list[int]] = {}
+    waiting: dict[int, int] = {}
     for r in rows:
-        if r["status"] != RunStatus.OK:
-            groups.setdefault((f"{r['axis:scheme']} {_level_label(r)}", str(r["status"])), []).append(int(r["seed"]))
+        if r["status"] in WAITING:
+            waiting[int(r["seed"])] = waiting.get(int(r["seed"]), 0) + 1
+        elif r["status"] != RunStatus.OK:
+            groups.setdefault((f"{r['axis:scheme']} {_short_level(_level_label(r))}", str(r["status"])), []).append(int(r["seed"]))
     parts = [f"{where}: seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, sorted(seeds)))} {status}" for (where, status), seeds in sorted(groups.items())]
-    return ["not drawn: " + "; ".join(parts)] if parts else []
+    notes = ["not drawn: " + "; ".join(parts)] if parts else []
+    if waiting:
+        levels = len({(r["axis:scheme"], _level_label(r)) for r in rows})
+        per_seed = ", ".join(f"seed {seed} of {'every level' if count == levels else f'{count} level(s)'}" for seed, count in sorted(waiting.items()))
+        notes.append(f"pending (not trained yet, so this figure is provisional): {sum(waiting.values())} run(s): {per_seed}")
+    return notes
 
 
 def _footnote(figure: Any, notes: list[str], limit: int = 6) -> float:
@@ -196,9 +207,14 @@ def _same_seed_rows(rows: list[dict[str, Any]], key: Any) -> tuple[list[dict[str
 
 
 def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]], path: Path) -> Figure:
-    """One panel per scheme; per cell, main accuracy (solid) and each attack metric (dashed, dotted...) per epoch.
+    """Small multiples: one panel per cell level; in it, per scheme (a colour), main accuracy (solid) and each
+    attack metric (dashed, dotted...) per epoch, mean over seeds with the min-max shaded.
 
-    Each cell's curves in every panel are means over the same seeds (those finished in every scheme).
+    Why one panel per level and not per scheme: a grid of 15 levels drew 30 curves in one panel
+    under a legend taller than the panel (a referee could read nothing); a level's panel holds at
+    most a few curves, and the schemes of a level — the comparison part 2 is for — sit side by
+    side in it. Each level's curves in a panel are means over the same seeds (those finished in
+    every scheme); a stopped seed is drawn dotted up to its stop, never averaged.
     """
     rows = [row for row in rows if row["grid"] == grid.name]
     schemes = list(dict.fromkeys(row["axis:scheme"] for row in rows))
@@ -206,60 +222,62 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
         return Figure(None, absent=absent_reason(rows, "a per-epoch history"))
     kept, notes = _same_seed_rows([r for r in rows if r["status"] != RunStatus.OK or r["run_id"] in histories], lambda r: (_level_label(r), r["axis:scheme"]))
     plt = _pyplot()
-    width = max(5.2 * len(schemes), 8.0)  # one panel still needs room for a three-column legend
-    figure, axes = plt.subplots(1, len(schemes), figsize=(width, 4.2 + 0.3 * (len(schemes) == 1)), sharey=True, squeeze=False)
+    levels = list(dict.fromkeys(_level_label(row) for row in rows))
+    columns = min(EPOCH_PANEL_COLUMNS, len(levels))
+    panel_rows = -(-len(levels) // columns)
+    figure, axes = plt.subplots(panel_rows, columns, figsize=(3.3 * columns + 0.6, 2.3 * panel_rows + 1.4), sharex=True, sharey=True, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    labels_in_order = list(dict.fromkeys(_level_label(row) for row in rows))
-    for panel, scheme in zip(axes[0], schemes, strict=True):
-        cells: dict[str, list[list[dict[str, Any]]]] = {}
-        for row in kept:
-            if row["axis:scheme"] == scheme:
-                cells.setdefault(_level_label(row), []).append(histories[row["run_id"]])
-        for label, runs in cells.items():
-            color = colors[labels_in_order.index(label) % len(colors)]
+    color_of = {scheme: colors[index % len(colors)] for index, scheme in enumerate(schemes)}
+    handles: dict[str, Any] = {}
+    for index, level in enumerate(levels):
+        panel = axes[index // columns][index % columns]
+        for scheme in schemes:
+            runs = [histories[row["run_id"]] for row in kept if row["axis:scheme"] == scheme and _level_label(row) == level]
             for metric, name, style in curves():
                 series = _by_epoch(runs, metric)
                 if not series:
                     continue
                 epochs = sorted(series)
                 means = [statistics.fmean(series[e]) * 100 for e in epochs]
-                panel.plot(epochs, means, color=color, label=f"{label}: {name}", markersize=3, **style)
+                (line,) = panel.plot(epochs, means, color=color_of[scheme], **style)
+                handles.setdefault(f"{scheme}: {name}" if len(schemes) > 1 else name, line)
                 if any(len(series[e]) > 1 for e in epochs):
-                    low = [max(0.0, min(series[e]) * 100) for e in epochs]
-                    high = [min(100.0, max(series[e]) * 100) for e in epochs]
-                    panel.fill_between(epochs, low, high, color=color, alpha=0.15)
-        for label, runs in _stopped_histories(rows, histories, scheme).items():
-            color = colors[labels_in_order.index(label) % len(colors)]
-            for index, history in enumerate(runs):
-                _draw_until_stop(panel, history, color, f"{label}: until the stop (per stopped seed)" if index == 0 else None)
-        panel.set_title(scheme)
-        panel.set_xlabel("epoch")
-        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+                    panel.fill_between(epochs, [max(0.0, min(series[e]) * 100) for e in epochs],
+                                       [min(100.0, max(series[e]) * 100) for e in epochs], color=color_of[scheme], alpha=0.15)
+            for history in _stopped_histories(rows, histories, scheme).get(level, []):
+                stop = _draw_until_stop(panel, history, color_of[scheme])
+                if stop is not None:
+                    handles.setdefault("a stopped seed, up to its stop (x)", stop)
+        panel.set_title(_short_level(level), fontsize=7)
         panel.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy (%): mean over seeds, min-max shaded")
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+    for index in range(len(levels), panel_rows * columns):
+        axes[index // columns][index % columns].set_visible(False)
+    for panel in axes[-1]:
+        panel.set_xlabel("epoch", fontsize=8)
+    for panel_row in axes:
+        panel_row[0].set_ylabel("%", fontsize=8)
     axes[0][0].set_ylim(-3, 103)
-    handles, labels = [], []
-    for panel in axes[0]:
-        for handle, label in zip(*panel.get_legend_handles_labels(), strict=True):
-            if label not in labels:
-                handles.append(handle)
-                labels.append(label)
-    figure.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=7, frameon=False,
-                  bbox_to_anchor=(0.5, 0.0))
-    figure.suptitle(grid.title or grid.name, fontsize=10)
+    figure.suptitle(f"{grid.title or grid.name}\naccuracy per epoch: mean over seeds, min-max shaded", fontsize=9)
+    figure.legend(list(handles.values()), list(handles), loc="upper right", fontsize=7, frameon=False, ncol=min(4, len(handles)),
+                  bbox_to_anchor=(1.0, 1.0 - 0.55 / figure.get_figheight()))
     notes += _not_drawn(rows)
     if any(_stopped_histories(rows, histories, scheme) for scheme in schemes):
         notes.append("dotted to an x: a stopped seed's attack success (main accuracy without an attack) up to its stop, not in the means")
     note_height = _footnote(figure, notes)
-    rows_of_legend = -(-len(labels) // 3)
-    legend_height = 0.045 * rows_of_legend
-    if note_height:  # the legend sits above the notes
-        for legend in figure.legends:
-            legend.set_bbox_to_anchor((0.5, note_height))
-    figure.tight_layout(rect=(0, min(0.6, 0.04 + legend_height + note_height), 1, 0.95))
+    figure.tight_layout(rect=(0, note_height, 1, 1.0 - 0.9 / figure.get_figheight()))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return Figure(path, notes=notes)
+
+
+#: Panels per row of an epochs figure (one panel per cell level).
+EPOCH_PANEL_COLUMNS = 4
+
+
+def _short_level(label: str) -> str:
+    """``defense.0.drop_rate=0.9, defense.0.residual=row`` -> ``drop_rate=0.9, residual=row`` for a panel title."""
+    return ", ".join(f"{_short(part.split('=', 1)[0])}={part.split('=', 1)[1]}" if "=" in part else part for part in label.split(", "))
 
 
 def _stopped_histories(
@@ -277,15 +295,19 @@ def _stopped_histories(
     return stopped
 
 
-def _draw_until_stop(panel: Any, history: list[dict[str, Any]], color: str, label: str | None) -> None:
-    """One stopped seed: its attack's success (or main accuracy without an attack) up to the stop, thin, ended by an x."""
+def _draw_until_stop(panel: Any, history: list[dict[str, Any]], color: str) -> Any:
+    """One stopped seed: its attack's success (or main accuracy without an attack) up to the stop, thin, ended by an x.
+
+    Returns the drawn line (for the legend), or None when the history holds no value.
+    """
     metric = next((name for name, _, _ in curves()[1:] if any(h.get(name) is not None for h in history)), MAIN_ACCURACY.name)
     points = [(int(h["epoch"]), 100 * float(h[metric])) for h in history if h.get(metric) is not None]
     if not points:
-        return
+        return None
     epochs, values = zip(*points, strict=True)
-    panel.plot(epochs, values, color=color, linewidth=0.8, alpha=0.6, linestyle=(0, (1, 1)), label=label)
-    panel.plot(epochs[-1:], values[-1:], color=color, marker="x", markersize=6, linestyle="none")
+    (line,) = panel.plot(epochs, values, color=color, linewidth=0.8, alpha=0.6, linestyle=(0, (1, 1)), marker="x", markevery=[len(epochs) - 1],
+                         markersize=6)
+    return line
 
 
 def _by_epoch(runs: list[list[dict[str, Any]]], metric: str) -> dict[int, list[float]]:
@@ -486,11 +508,13 @@ def plot_versus_axis(
     series, notes = versus_series(grid, rows, reference)
     if not any(s.kind == "metric" for s in series):
         return Figure(None, series, notes, absent_reason(mine, "a metric"))
-    every_x = sorted({p.x for s in series for p in s.points})
+    drawn_x = {p.x for s in series for p in s.points}
+    swept = {float(r[f"axis:{grid.x}"]) for r in mine if _is_number(r.get(f"axis:{grid.x}"))}
+    every_x = sorted(drawn_x | swept)  # a level where every seed stopped keeps its place on the axis, marked
     scale, scale_note = axis_scale(grid.x, every_x, grid.log_x)
     notes = ([scale_note] if scale_note else []) + notes + _not_drawn(mine)
     plt = _pyplot()
-    figure, panel = plt.subplots(figsize=(6.8, 4.8))
+    figure, panel = plt.subplots(figsize=(9.0, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     lines = list(dict.fromkeys((s.scheme, s.group) for s in series))
     styles = {metric: style for metric, _, style in curves()}
@@ -505,7 +529,10 @@ def plot_versus_axis(
             panel.errorbar(xs, ys, yerr=yerr, color=color, label=s.label, capsize=2, marker="x", markersize=5,
                            linestyle=(0, (4, 3)), linewidth=0.8, alpha=0.7)
         else:
-            panel.errorbar(xs, ys, yerr=yerr, color=color, label=s.label, capsize=3, markersize=4, **styles[s.metric])
+            panel.errorbar(xs, ys, yerr=yerr, color=color, label=s.label, capsize=3, **{**styles[s.metric], "markersize": 4})
+    for level in sorted(swept - drawn_x):
+        panel.plot([level], [0], marker="x", color="dimgray", markersize=7, linestyle="none")
+        panel.annotate("no seed\nfinished", (level, 0), xytext=(0, 8), textcoords="offset points", fontsize=6, color="dimgray", ha="center")
     panel.set_xscale(scale)
     if scale in ("log", "logit"):  # ticks at the swept values: 10^0 and 10^1 alone say little about gamma 3
         from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
@@ -519,12 +546,20 @@ def plot_versus_axis(
     panel.set_ylim(-3, 103)
     panel.grid(alpha=0.3)
     panel.set_title(grid.title or grid.name, fontsize=10)
-    panel.legend(fontsize=6)
+    panel.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the panel: never over the data
     note_height = _footnote(figure, notes)
     figure.tight_layout(rect=(0, note_height, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return Figure(path, series, notes)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 @dataclass
