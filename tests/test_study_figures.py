@@ -318,3 +318,18 @@ def test_a_tradeoff_figure_pairs_each_point_with_the_undefended_run_when_few_see
     assert notes[0] == "plain: means over seeds 0,1 (finished at every level; left out: 2,3)"
     figure = plot_tradeoff("t", "backdoor_accuracy", "backdoor", points, tmp_path / "t.png", x_name="defense.0.drop_rate")
     assert figure.key[1].endswith("(n=3)") and figure.key[2].endswith("(n=2)") and figure.key[-1].endswith("(n=4)")
+
+
+def test_the_report_opens_with_contents_linked_to_its_sections_as_github_anchors_them() -> None:
+    from securevfl.study.report import anchor, contents
+
+    body = ["## Sum top: clean training, the backdoor's control (Fig. 6)", "text", "### Defenses judged against a working attack",
+            "## Sum top: clean training, the backdoor's control (Fig. 6)", "#### too deep", "##no space"]
+    assert anchor("Trainable top + blurring (gamma 10): noise vs variance") == "trainable-top--blurring-gamma-10-noise-vs-variance"
+    assert contents(body) == [
+        "## Contents", "",
+        "- [Sum top: clean training, the backdoor's control (Fig. 6)](#sum-top-clean-training-the-backdoors-control-fig-6)",
+        "  - [Defenses judged against a working attack](#defenses-judged-against-a-working-attack)",
+        "- [Sum top: clean training, the backdoor's control (Fig. 6)](#sum-top-clean-training-the-backdoors-control-fig-6-1)",
+        "",
+    ]

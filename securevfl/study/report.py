@@ -58,18 +58,42 @@ def write_report(
         *_reuse_lines(rows),
         "",
     ]
-    lines += pending_lines(rows)  # a study still running says which cells it lacks, before any verdict
-    lines += _survival_section(runs, rows, schemes)
+    body = pending_lines(rows)  # a study still running says which cells it lacks, before any verdict
+    body += _survival_section(runs, rows, schemes)
     plots = out / PLOTS_DIR
     plots.mkdir(exist_ok=True)
     cells = summarize_cells(rows)
     for grid in spec.grids:
-        lines += _grid_section(grid, spec, runs, rows, histories, cells, plots)
-    lines += _cost_section(spec, rows)
-    lines += _stopped_section(rows)
+        body += _grid_section(grid, spec, runs, rows, histories, cells, plots)
+    body += _cost_section(spec, rows)
+    body += _stopped_section(rows)
+    lines += contents(body)
     path = out / REPORT_NAME
-    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
+    atomic_write_text(path, "\n".join([*lines, *body]).rstrip() + "\n")
     return path
+
+
+def contents(body: list[str]) -> list[str]:
+    """A linked list of the report's sections (``##``) and subsections (``###``): a report of many grids runs to
+    hundreds of lines, and a reader looking for one grid's table should not have to scroll for it."""
+    entries: list[str] = []
+    seen: dict[str, int] = {}
+    for line in body:
+        level = len(line) - len(line.lstrip("#"))
+        if level not in (2, 3) or not line[level:].startswith(" "):
+            continue
+        title = line[level:].strip()
+        slug = anchor(title)
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        entries.append(f"{'  ' * (level - 2)}- [{title}](#{slug}{f'-{count}' if count else ''})")
+    return ["## Contents", "", *entries, ""] if entries else []
+
+
+def anchor(title: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    kept = "".join(ch for ch in title.lower() if ch.isalnum() or ch in " -_")
+    return kept.replace(" ", "-")
 
 
 def success_metrics() -> list[tuple[str, MetricSpec]]:
@@ -103,9 +127,11 @@ def _survival_section(runs: list[PlannedRun], rows: list[dict[str, Any]], scheme
         "lies above 0; every such verdict shows the undefended success (mean and interval over the same seeds), the "
         "main-accuracy cost against the undefended (attacked) model and against the clean model (the control run of "
         f"the same setting), and says *against a weak attack* when the undefended success is below "
-        f"{100 * WORKING_ATTACK:.0f} %: not a test of the defense. Below {100 * ATTACK_FLOOR:.0f} % undefended "
-        "success there is nothing to stop. A seed that stopped on either side turns the verdict into that stop "
-        "(intent to treat); the interval over the seeds finished on both is then descriptive only. docs/study.md has "
+        f"{100 * WORKING_ATTACK:.0f} % (the undefended cell's mean over every seed it finished): not a test of the "
+        f"defense. Below {100 * ATTACK_FLOOR:.0f} % undefended success there is nothing to stop. A seed that stopped on "
+        "either side turns the verdict into that stop (intent to treat), the interval over the seeds finished on both "
+        "being descriptive only; a defense still *works* if the reduction with every stopped run at the defense's "
+        "worst case lies above 0. A reduction whose interval lies within ±5 points is *no effect*. docs/study.md has "
         "the exact definitions."),
         "",
         "| grid | attack | defense | protection | epochs | " + " | ".join(schemes) + " | verdict |",
@@ -130,7 +156,7 @@ def _judged_section(survival: list[SurvivalLine]) -> list[str]:
     lines = [
         "### Defenses judged against a working attack",
         "",
-        (f"Each defense and hardening verdict per scheme, by the undefended attack's success over the paired seeds: at least "
+        (f"Each defense and hardening verdict per scheme, by the undefended attack's success over every seed it finished: at least "
         f"{100 * WORKING_ATTACK:.0f} % (a test of the defense) or below (not a test of the defense)."),
         "",
     ]
@@ -274,15 +300,16 @@ def _file_safe(text: str | None) -> str:
 
 
 def _cost_section(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
+    encrypted = any(row.get("axis:scheme") not in (None, PlainScheme.name) for row in rows)
     lines = [
-        "## What encryption cost in these runs",
+        "## What encryption cost in these runs" if encrypted else "## What these runs cost (plaintext only: no encryption to compare)",
         "",
         ("Median over the grid's finished runs of the mean epoch time (training + evaluation, the worker processes sharing "
-        "the machine) and of the bytes sent per epoch; ratios to the plaintext runs of the same grid. `securevfl bench` "
-        "measures the same costs in isolation."),
+        "the machine) and of the bytes sent per epoch" + ("; ratios to the plaintext runs of the same grid" if encrypted else "")
+        + ". `securevfl bench` measures the same costs in isolation."),
         "",
-        "| grid | scheme | runs | s / epoch | × plain | MB / epoch | × plain |",
-        "|---|---|---|---|---|---|---|",
+        "| grid | scheme | runs | s / epoch | × plain | MB / epoch | × plain |" if encrypted else "| grid | scheme | runs | s / epoch | MB / epoch |",
+        "|---|---|---|---|---|---|---|" if encrypted else "|---|---|---|---|---|",
     ]
     for grid in spec.grids:
         ok = [row for row in rows if row["grid"] == grid.name and row["status"] == RunStatus.OK and row.get("mean_epoch_seconds")]
@@ -295,6 +322,9 @@ def _cost_section(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
         for scheme, group in per_scheme.items():
             seconds = statistics.median(r["mean_epoch_seconds"] for r in group)
             sent = statistics.median(r["bytes_per_epoch"] for r in group)
+            if not encrypted:
+                lines.append(f"| {grid.name} | {scheme} | {len(group)} | {seconds:.2f} | {sent / 1e6:.1f} |")
+                continue
             ratio_s = f"{seconds / plain_seconds:.1f}" if plain_seconds else "-"
             ratio_b = f"{sent / plain_bytes:.1f}" if plain_bytes else "-"
             lines.append(f"| {grid.name} | {scheme} | {len(group)} | {seconds:.2f} | {ratio_s} | {sent / 1e6:.1f} | {ratio_b} |")
