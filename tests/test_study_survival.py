@@ -140,7 +140,8 @@ def test_the_key_holders_hardening_is_a_labelled_line_compared_with_the_unharden
     judged = {(j.scheme, j.what): (j.word, j.working) for j in hardened.judgements}
     assert judged[("ckks/coordinator", "hardening flooding 30 bits vs 0")] == ("works", True)
     table = _judged_section(lines)
-    assert "| threat_default | key recovery | hardening flooding 30 bits vs 0 | ckks/coordinator | 99.3 [96.5, 100.0] | works |" in table
+    # the reduction and the cost against the clean model beside the word (no clean cell in this study: "-")
+    assert "| threat_default | key recovery | hardening flooding 30 bits vs 0 | ckks/coordinator | 99.3 [96.5, 100.0] | works | +99.3 [+96.5, +100.0] | - |" in table
 
 
 # ---------------------------------------------------------------- 3. a working attack, 4. cost vs clean, 5. controls
@@ -200,7 +201,8 @@ def test_a_defense_is_judged_against_the_undefended_success_and_costed_against_t
     table = "\n".join(_judged_section(lines))
     assert "**0 against a working attack (undefended ≥ 80 %)**" in table
     assert "**2 against a weak attack (undefended < 80 %): not a test of the defense**" in table  # noise, trainable top
-    assert f"| g | gradient replacement, gamma 10 | gaussian_noise(variance=0.5, gradient, pre_encryption) | plain | {_text(weak)} | works |" in table
+    assert (f"| g | gradient replacement, gamma 10 | gaussian_noise(variance=0.5, gradient, pre_encryption) | plain | {_text(weak)} | works | "
+            f"{_text(reduction, signed=True)} | -25.0 [-27.5, -22.5] |") in table
 
     working = [0.90, 0.85, 0.88]
     noise = _line(survival_lines(runs, _backdoor_rows(runs, working), ["plain"]), "g", "noise")

@@ -157,7 +157,9 @@ def _judged_section(survival: list[SurvivalLine]) -> list[str]:
         "### Defenses judged against a working attack",
         "",
         (f"Each defense and hardening verdict per scheme, by the undefended attack's success over every seed it finished: at least "
-        f"{100 * WORKING_ATTACK:.0f} % (a test of the defense) or below (not a test of the defense)."),
+        f"{100 * WORKING_ATTACK:.0f} % (a test of the defense) or below (not a test of the defense). `reduction`: undefended − "
+        "defended success, paired (with stopped runs at the defense's worst case where that decided the verdict); "
+        "`main vs clean`: defended − clean main accuracy, paired: what the defense cost against the honest model."),
         "",
     ]
     for working, title in ((True, f"against a working attack (undefended ≥ {100 * WORKING_ATTACK:.0f} %)"),
@@ -165,10 +167,13 @@ def _judged_section(survival: list[SurvivalLine]) -> list[str]:
         chosen = [(line, j) for line, j in judged if j.working is working]
         lines += [f"**{len(chosen)} {title}**", ""]
         if chosen:
-            lines += ["| grid | attack | defense or hardening | scheme | undefended success | verdict |", "|---|---|---|---|---|---|"]
+            lines += ["| grid | attack | defense or hardening | scheme | undefended success | verdict | reduction (points) | main vs clean (points) |",
+                      "|---|---|---|---|---|---|---|---|"]
             for line, j in chosen:
                 undefended = j.undefended.text() if j.undefended is not None else "-"
-                lines.append(f"| {line.grid} | {line.attack} | {j.what} | {j.scheme} | {undefended} | {j.word} |")
+                reduction = j.reduction.clipped(-1.0, 1.0).text(signed=True) if j.reduction is not None and j.reduction.mean is not None else "-"
+                cost = j.clean_cost.clipped(-1.0, 1.0).text(signed=True) if j.clean_cost is not None and j.clean_cost.mean is not None else "-"
+                lines.append(f"| {line.grid} | {line.attack} | {j.what} | {j.scheme} | {undefended} | {j.word} | {reduction} | {cost} |")
             lines.append("")
     return lines
 

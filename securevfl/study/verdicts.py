@@ -243,6 +243,8 @@ class Judgement:
     word: str
     undefended: Interval | None
     working: bool | None
+    reduction: Interval | None = None
+    clean_cost: Interval | None = None
 
 
 def _pct(value: float | None) -> str:
@@ -448,6 +450,10 @@ class _Effect:
     detail: str
     undefended: Interval | None = None
     weak: bool = False
+    reduction: Interval | None = None
+    """undefended - defended success, paired (the worst-case interval when that decided a "works")."""
+    clean_cost: Interval | None = None
+    """defended - clean main accuracy, paired: what the defended model gave up against the honest one."""
 
     @property
     def working(self) -> bool | None:
@@ -509,6 +515,8 @@ def _defense_effect(
         f"{head} → {_pct(after)}, reduction {_points(success.difference)}, main {_points(main.difference)} vs {reference}"
         f"{_clean_cost(clean, with_defense, success.difference.n)}, n={success.difference.n}{success.pending_text()}"
     )
+    cost = compare(clean, with_defense, MAIN_ACCURACY.name).difference if clean is not None and not clean.refused else None
+    numbers = {"reduction": success.difference, "clean_cost": cost if cost is not None and cost.n else None}
     if not success.complete:
         defended_stops, undefended_stops = (success.stopped_second, success.stopped_first) if lower else (success.stopped_first, success.stopped_second)
         n = len(success.seeds)
@@ -517,20 +525,20 @@ def _defense_effect(
         conservative = _conservative_reduction(success, with_defense, without, metric, lower)
         if reduction(conservative) and not (conservative.high is not None and conservative.high < EQUIVALENCE_MARGIN):
             return _Effect("works", f"{stops}; with each stopped run at the defense's worst case: {_points(conservative)}, "
-                                    f"n={conservative.n} (seeds finished on both: {detail})", attack, weak)
+                                    f"n={conservative.n} (seeds finished on both: {detail})", attack, weak, **{**numbers, "reduction": conservative})
         finished = f" (seeds finished on both: {detail})" if success.difference.n else " (no seed finished on both)"
-        return _Effect("stopped", f"{stops}; no verdict{finished}", attack, weak)
+        return _Effect("stopped", f"{stops}; no verdict{finished}", attack, weak, **numbers)
     if not lower and attack.mean is not None and attack.mean < ATTACK_FLOOR:
-        return _Effect("nothing to stop", detail, attack)
+        return _Effect("nothing to stop", detail, attack, **numbers)
     works = reduction(success.difference)
     if works is None:
-        return _Effect("inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds", attack, weak)
+        return _Effect("inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds", attack, weak, **numbers)
     high = success.difference.high
     if works and high is not None and high < EQUIVALENCE_MARGIN:  # a real but tiny reduction is no defense
-        return _Effect("negligible", f"{detail}; the whole interval is below {100 * EQUIVALENCE_MARGIN:.0f} points", attack, weak)
+        return _Effect("negligible", f"{detail}; the whole interval is below {100 * EQUIVALENCE_MARGIN:.0f} points", attack, weak, **numbers)
     if not works and equivalence(success.difference) is Verdict.EQUIVALENT:  # shown to change nothing, not merely unshown
-        return _Effect("no effect", f"{detail}; the whole interval is within ±{100 * EQUIVALENCE_MARGIN:.0f} points", attack, weak)
-    return _Effect("works" if works else "not shown to work", detail, attack, weak)
+        return _Effect("no effect", f"{detail}; the whole interval is within ±{100 * EQUIVALENCE_MARGIN:.0f} points", attack, weak, **numbers)
+    return _Effect("works" if works else "not shown to work", detail, attack, weak, **numbers)
 
 
 def _reference_success(without: _Outcome, metric: str) -> Interval:
@@ -611,7 +619,7 @@ def _defense_verdict(
         elif any(effect.word in ("not shown to work", "no effect") for effect in ckks.values()):
             parts.append("works in plaintext only" + weak)
     judgements = [
-        Judgement(scheme, what, effect.word, effect.undefended, effect.working)
+        Judgement(scheme, what, effect.word, effect.undefended, effect.working, effect.reduction, effect.clean_cost)
         for scheme, effect in effects.items() if effect.undefended is not None
     ]
     return "; ".join(parts), judgements
