@@ -538,3 +538,29 @@ def test_the_peak_counts_stopped_seeds_and_no_epoch_at_chance(tmp_path: Path) ->
     summary = CellSummary(rows)
     assert summary.peak_text("backdoor_peak") == "68 (1 of 2 stopped, peak 97)"  # (40 + 97) / 2 = 68.5 -> 68
     assert summary.cell_text("backdoor_accuracy") == "30.0 (n=1/2)"  # the last-epoch number stays over finished seeds only
+
+
+def test_a_run_at_chance_for_its_last_epochs_before_it_diverged_is_collapsed_not_diverged(tmp_path: Path) -> None:
+    """Third referee pass: noise of variance 0.05 leaves the model at chance from epoch 1 and the loss check stops it at
+    epoch 5; calling that "diverged" hides that the model never learned. Three epochs at chance (collapse_epochs) first:
+    collapsed, with the divergence kept in the reason. Two epochs at chance, or one above it: still diverged."""
+    from securevfl.study.runner import FAILED_NAME
+
+    study = _write(tmp_path, '[study]\nname = "c"\nseeds = [0, 1, 2]\n[study.set]\n"data.name" = "digits"\n'
+                             '"attack.kind" = "gradient_replacement"\n[[grid]]\nname = "g"\n')
+    runs = plan_runs(load_study(study))
+    out = tmp_path / "out"
+    finished, *diverged = (run_dir(out, run) for run in runs)
+    for directory in (finished, *diverged):
+        directory.mkdir(parents=True)
+    (finished / RESULT_NAME).write_text(json.dumps({"config": runs[0].config, "main_accuracy": 0.9, "backdoor_accuracy": 0.1, "outcome": "ok",
+                                                    "chance_accuracy": 0.1, "history": [{"epoch": 1, "main_accuracy": 0.9}], "attack_feasible": True}))
+    for run, directory, mains in ((runs[1], diverged[0], (0.12, 0.09, 0.14, 0.11)), (runs[2], diverged[1], (0.12, 0.40, 0.14, 0.11))):
+        history = [{"epoch": e, "main_accuracy": m, "backdoor_accuracy": 1.0} for e, m in enumerate(mains, start=1)]
+        (directory / FAILED_NAME).write_text(json.dumps({"error": "training diverged at epoch 5: loss 2e+13 is above the bound 1e+12",
+                                                         "type": "TrainingDiverged", "config": run.config, "stopped_at_epoch": 5, "history": history}))
+    rows, _ = collect_rows(runs, out)
+    assert [row["status"] for row in rows] == ["ok", "collapsed", "diverged"]
+    assert rows[1]["reason"] == ("main accuracy within 5 points of chance (10.0 %) for its last 3 epoch(s) before it stopped: "
+                                 "training diverged at epoch 5: loss 2e+13 is above the bound 1e+12")
+    assert rows[1]["backdoor_peak"] is None  # every epoch at chance: no backdoor success to report

@@ -171,7 +171,7 @@ def collect_rows(
     rows: list[dict[str, Any]] = []
     histories: dict[str, list[dict[str, Any]]] = {}
     chance_of_data: dict[str, float] = {}  # a stopped run's record has no chance accuracy: a finished run of the same data does
-    stopped: list[tuple[dict[str, Any], list[dict[str, Any]], str]] = []
+    stopped: list[tuple[dict[str, Any], list[dict[str, Any]], str, int]] = []
     for run in runs:
         row: dict[str, Any] = {"run_id": run.run_id, "grid": run.grid, "cell": run.cell, "seed": run.seed}
         row.update({f"axis:{name}": level for name, level in run.levels.items()})
@@ -199,17 +199,30 @@ def collect_rows(
             row.update(_stop_columns(failure))
             if failure.get("history"):  # what a stopped run did before the stop (drawn to its stop, never averaged)
                 histories[run.run_id] = failure["history"]
-                stopped.append((row, failure["history"], _data_key(failure["config"])))
+                stopped.append((row, failure["history"], _data_key(failure["config"]), int(failure["config"].get("train", {}).get("collapse_epochs", 3))))
             _note_reuse(row, directory)
         else:
             row.update(status=RunStatus.PENDING, reason="")
         if run.config and "scheme_label" not in row:
             row.update(_config_columns(run.config))
         rows.append(row)
-    for row, history, data in stopped:
+    for row, history, data, epochs in stopped:
         if data in chance_of_data:
             row.update(_peak_columns(history, chance_of_data[data]))
+            row.update(_collapsed_before_the_stop(row, history, chance_of_data[data], epochs))
     return rows, histories
+
+
+def _collapsed_before_the_stop(row: dict[str, Any], history: list[dict[str, Any]], chance: float, epochs: int) -> dict[str, Any]:
+    """A run that diverged after its main accuracy had sat at chance for its last ``epochs`` epochs collapsed first:
+    its status says so (a noise level that wrecks the model from the start is no "divergence" finding), and its
+    reason keeps the divergence. Nothing changes for any other stop."""
+    last = [entry.get("main_accuracy") for entry in history[-epochs:]]
+    if row["status"] != RunStatus.DIVERGED or len(last) < epochs or any(a is None or a > chance + COLLAPSE_MARGIN for a in last):
+        return {}
+    return {"status": RunStatus.COLLAPSED,
+            "reason": f"main accuracy within {100 * COLLAPSE_MARGIN:.0f} points of chance ({100 * chance:.1f} %) for its last {epochs} "
+                      f"epoch(s) before it stopped: {row['reason']}"}
 
 
 def _data_key(config: dict[str, Any]) -> str:
