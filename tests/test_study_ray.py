@@ -28,7 +28,7 @@ def _tables(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
     payload = json.loads((out / "study_runs.json").read_text(encoding="utf-8"))
     rows = [{key: value for key, value in row.items() if key not in TIMING} for row in payload["rows"]]
     report = (out / "report.md").read_text(encoding="utf-8")
-    tables = report[report.index("## Survival") : report.index("## What encryption cost")]
+    tables = report[report.index("## Survival") : report.index("## What ")]  # "What encryption cost" or, plaintext only, "What these runs cost"
     return rows, payload["histories"], tables
 
 
