@@ -211,3 +211,14 @@ def test_an_attack_that_says_it_only_observes_trains_exactly_the_honest_run() ->
     for name in observers:
         attacked = run_training(validate_config({**common, "attack": {"kind": name}}))
         assert [{key: entry[key] for key in training} for entry in attacked["history"]] == honest, name
+
+
+def test_a_gradient_replacement_label_names_every_knob_that_sets_two_references_apart() -> None:
+    """The converged study has two trade-off references that differ only in the known target samples: their table lines
+    must not read alike."""
+    from securevfl.attacks import parse_attack_config
+
+    one = parse_attack_config({"kind": "gradient_replacement", "gamma": 1, "record": "first"})
+    ten = parse_attack_config({"kind": "gradient_replacement", "gamma": 1, "record": "first", "known_target_samples": 10})
+    assert one.label() == "gradient replacement, gamma 1, first row"
+    assert ten.label() == "gradient replacement, gamma 1, first row, 10 known target samples"

@@ -70,6 +70,7 @@ class GradientReplacementConfig(BackdoorConfig):
     def label(self) -> str:
         extra = " + blurring" if self.blur_activations else ""
         extra += ", first row" if self.record == "first" else ""
+        extra += f", {self.known_target_samples} known target samples" if self.known_target_samples != 1 else ""
         return f"gradient replacement, gamma {self.gamma:g}{extra}"
 
 
