@@ -405,3 +405,22 @@ def test_a_reduction_shown_to_lie_within_five_points_is_no_effect_and_an_uninfor
     assert [j.word for j in none.judgements] == ["no effect"] and none.verdict.endswith("; the whole interval is within ±5 points)")
     wide = _line(survival_lines(runs, _five_seed_rows(runs, reference, [0.0, 0.92, 0.91, 0.93, 0.90]), ["plain"]), "g", "noise")
     assert [j.word for j in wide.judgements] == ["not shown to work"]
+
+
+def test_a_defense_trained_without_an_attack_is_costed_against_the_clean_model_of_its_setting(tmp_path: Path) -> None:
+    """The defense_cost grids: a defense's own main-accuracy cost, paired with the control (the honest model) of the
+    same setting: 0.96, 0.97, 0.95 clean against 0.90, 0.92, 0.89 defended -> -6, -5, -6 -> -5.7 [-7.1, -4.2]."""
+    study = BACKDOOR_STUDY + """[[grid]]
+name = "cost"
+[grid.set]
+"attack.kind" = "none"
+"defense" = [{ kind = "gaussian_noise", variance = 0.5 }]
+"""
+    runs = _plan(tmp_path, study)
+    rows = [row for row in _backdoor_rows([r for r in runs if r.grid != "cost"], [0.9, 0.85, 0.88])]
+    rows += [_row(run, main_accuracy=[0.90, 0.92, 0.89][run.seed]) for run in runs if run.grid == "cost"]
+    line = _line(survival_lines(runs, rows, ["plain"]), "cost", "-")
+    cost = list(np.array([0.90, 0.92, 0.89]) - [0.96, 0.97, 0.95])
+    assert _text(cost, signed=True) == "-5.7 [-7.1, -4.2]"
+    assert line.verdict == ("the defense's own cost, without an attack, against the clean model (points, paired by seed): "
+                            "plain main -5.7 [-7.1, -4.2], n=3")

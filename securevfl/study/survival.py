@@ -40,6 +40,7 @@ from securevfl.study.verdicts import (
     _attack_verdict,
     _clean_verdict,
     _control_verdict,
+    _defense_cost_verdict,
     _defense_verdict,
     _Outcome,
     _pct,
@@ -300,8 +301,12 @@ def _line(study: _Study, key: tuple[str, str], schemes: list[str]) -> SurvivalLi
     line.cells = {scheme: _cell_text(per_scheme.get(scheme), metric, control.get(scheme)) for scheme in schemes}
     parts = [_control_verdict(per_scheme, control, metric)] if metric and control else []
     encrypted = any(scheme != PlainScheme.name for scheme in per_scheme)
-    if metric is None:
-        parts.append(("no attack: " if line.defense != "none" else "") + _clean_verdict(per_scheme))
+    if metric is None and line.defense != "none":
+        parts.append(_defense_cost_verdict(per_scheme, study.clean(config)))
+        if encrypted:
+            parts.append("no attack: " + _clean_verdict(per_scheme))
+    elif metric is None:
+        parts.append(_clean_verdict(per_scheme))
     elif line.defense == "none":
         parts.append(_attack_verdict(per_scheme, metric))
     else:

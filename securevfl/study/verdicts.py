@@ -284,6 +284,25 @@ def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
     return "; ".join(parts) or "clean baseline"
 
 
+def _defense_cost_verdict(per_scheme: dict[str, _Outcome], clean: dict[str, _Outcome]) -> str:
+    """A defense trained without any attack against the clean model of its setting, per scheme, paired by seed:
+    the defense's own main-accuracy cost, apart from any attack's damage it might prevent."""
+    parts = []
+    for scheme, outcome in per_scheme.items():
+        base = clean.get(scheme)
+        if base is None or outcome.refused or base.refused:
+            continue
+        cost = compare(base, outcome, MAIN_ACCURACY.name)
+        if not cost.seeds:
+            continue
+        text = f"{scheme} main {_points(cost.difference)}, n={cost.difference.n}"
+        if not cost.complete:
+            text += f" ({cost.stop_text('clean', 'defended')})"
+        parts.append(text + cost.pending_text())
+    return ("the defense's own cost, without an attack, against the clean model (points, paired by seed): " + ", ".join(parts)) \
+        if parts else "no clean run of this setting to cost the defense against"
+
+
 def _control_verdict(per_scheme: dict[str, _Outcome], control: dict[str, _Outcome], metric: str) -> str:
     """The backdoor against the clean model's target rate on the same triggered inputs, per scheme."""
     parts = []
