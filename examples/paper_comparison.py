@@ -27,9 +27,10 @@ Verdicts:
   paired interval of ``undefended - defended`` success lies above 0, with its paired main-accuracy
   cost against the undefended (attacked) run and against the clean model (the reference's
   control); *matches* when the paper's level lies above the swept level below it and at most at
-  it, *differs* otherwise, and says when the paper's level lies outside the sweep. A level where
-  seeds stopped is judged with each stopped run at the defense's worst case (the study's rule):
-  it works if even then the interval lies above 0, else it gets no verdict and is named. Every
+  it, *differs* otherwise, and says when the paper's level lies outside the sweep. A level works
+  by the study's rule (interval above 0 and not wholly below 5 points); where seeds stopped, it
+  works only if it does at every value the stopped runs could have had, else it gets no verdict
+  and is named. Every
   threshold is flagged when the undefended attack is below 80 % (not a test of the defense), and
   sparsification gets one claim per residual variant (item 9).
 - the trade-off **reference** itself is checked against the 80 % item 6 asks for.
@@ -48,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from securevfl.study.statistics import Interval, mean_interval, paired_difference
+from securevfl.study.statistics import EQUIVALENCE_MARGIN, Interval, mean_interval, paired_difference, robust_reduction
 from securevfl.study.status import STOPPED, WAITING  # the study's own stop and waiting statuses
 from securevfl.study.verdicts import WORKING_ATTACK  # the undefended success a defense must be judged against (item 6)
 
@@ -201,10 +202,10 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
     ``stronger``: ``"higher"`` when a larger level is a stronger defense (noise variance, drop rate),
     ``"lower"`` when a smaller one is (a clipping norm); levels are tried from the weakest.
     ``where`` keeps the cells whose other axes have these levels (one residual variant).
-    A level where seeds stopped is judged as the study's verdicts judge it: with every stopped run at
-    the defense's worst case (a stopped defended run at full attack success, a stopped undefended
-    one at none); when even that works, the level works, else it has no verdict and, being weaker
-    than the level found, leaves the threshold undetermined. The cost is the main-accuracy
+    A level works as the study's verdicts decide it: the paired reduction's interval lies above 0
+    and not wholly below the 5-point margin; where seeds stopped, at every value the stopped runs
+    could have had (``robust_reduction``); else it has no verdict and, being weaker than the level
+    found, leaves the threshold undetermined. The cost is the main-accuracy
     difference against the undefended (attacked) run and, with ``clean`` (the control: the honest
     model), against the clean model. The undefended success over all its seeds is given, and a
     verdict against an attack below 80 % says it is no test of the defense.
@@ -231,8 +232,8 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
             defended = side(rows, grid, cell, success)
             seeds = (set(base.values) | set(base.stopped)) & (set(defended.values) | set(defended.stopped))
             stops = any(k in base.stopped or k in defended.stopped for k in seeds)
-            reduction = mean_interval([base.values.get(k, 0.0) - defended.values.get(k, 1.0) for k in sorted(seeds)], sorted(seeds))
-            if reduction.has_interval and reduction.clipped(-1.0, 1.0).low > 0:  # type: ignore[operator]
+            works, reduction = _level_works(base, defended, seeds)
+            if works:
                 defended_main = side(rows, grid, cell, "main_accuracy").values
                 main = paired_difference({k: v for k, v in base_main.values.items() if k in seeds}, defended_main)
                 vs_clean = paired_difference(side(rows, *clean, "main_accuracy").values, {k: v for k, v in defended_main.items() if k in seeds}) \
@@ -244,7 +245,7 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
         if found:
             break
         previous = level
-    note = f"; stopped (no verdict even at the worst case) at {', '.join(stopped_levels)}" if stopped_levels else ""
+    note = f"; stopped (no verdict at every value the stopped runs could have had) at {', '.join(stopped_levels)}" if stopped_levels else ""
     swept = f"{min(levels):g}..{max(levels):g}"
     outside = paper is not None and not (min(levels) <= paper <= max(levels))
     if found is None:
@@ -252,7 +253,7 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
         return _row(claim, paper_text, f"no swept level in {swept} works", verdict + note + weak + _provisional(base), source)
     level, cell, reduction, main, vs_clean, previous, stops = found
     cost = f"main {interval_text(main, signed=True)} vs undefended" + (f", {interval_text(vs_clean, signed=True)} vs clean" if vs_clean and vs_clean.mean is not None else "")
-    worst = " (stopped runs at the defense's worst case)" if stops else ""
+    worst = " (the lowest over every value the stopped runs could have had)" if stops else ""
     ours = f"{level:g} ({cell}): success reduced by {interval_text(reduction)}{worst}, {cost}"
     if stopped_levels:  # a weaker level stopped: it might have worked, so this is not the weakest that works
         verdict = f"works at {level:g}; the weakest working level is not determined (a weaker level stopped)"
@@ -263,6 +264,20 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
     else:
         verdict = f"differs: ours works from {level:g} ({'below' if level < paper else 'above'} the paper's {paper:g})"
     return _row(claim, paper_text, ours, verdict + note + weak + _provisional(base), source)
+
+
+def _level_works(base: Side, defended: Side, seeds: set[int]) -> tuple[bool, Interval]:
+    """The study's rule for one level: the paired reduction lies above 0 and not wholly below the 5-point margin;
+    with stopped seeds, at every value they could have had (``robust_reduction``: every corner of their ranges)."""
+    known = {k: base.values[k] - defended.values[k] for k in seeds if k in base.values and k in defended.values}
+    unknown = {k: ((base.values[k] - 1.0, base.values[k]) if k in base.values else (-defended.values[k], 1.0 - defended.values[k])
+                   if k in defended.values else (-1.0, 1.0)) for k in seeds if k not in known}
+    if unknown:
+        robust = robust_reduction(known, unknown)
+        return (robust[0], robust[1]) if robust is not None else (False, mean_interval([]))
+    interval = mean_interval([known[k] for k in sorted(known)], sorted(known))
+    works = interval.has_interval and interval.low > 0 and interval.high >= EQUIVALENCE_MARGIN  # type: ignore[operator]
+    return works, interval
 
 
 def _between(paper: float, previous: float | None, level: float, stronger: str) -> bool:

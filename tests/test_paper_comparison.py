@@ -111,11 +111,11 @@ def test_table_against_hand_computation(comparison) -> None:
     # clipping, weakest first = largest norm first: 0.01 reduces by 0 (no interval above 0), 0.001 by 40 on every
     # seed -> works from 0.001; seed 1 of the reference diverged, so only seeds 0 and 2 pair... and a stop is no verdict
     row = _by_claim(table, "Per-sample norm clipping", "1 known target sample")
-    assert row["verdict"].startswith("not shown") and "stopped (no verdict even at the worst case) at 0.01, 0.001" in row["verdict"]
+    assert row["verdict"].startswith("not shown") and "stopped (no verdict at every value the stopped runs could have had) at 0.01, 0.001" in row["verdict"]
 
     # Laplace: 1e-06 has a collapsed seed (and the reference a diverged one): the weakest working level is undetermined
     row = _by_claim(table, "Laplace noise variance", "1 known target sample")
-    assert "stopped (no verdict even at the worst case) at 1e-06, 1e-05" in row["verdict"]
+    assert "stopped (no verdict at every value the stopped runs could have had) at 1e-06, 1e-05" in row["verdict"]
 
     # a pending seed is left out and named
     row = _by_claim(table, "Label inference")
@@ -185,9 +185,9 @@ def test_thresholds_go_from_the_weakest_level_and_a_stopped_weaker_level_leaves_
     stopped = [dict(r, status="collapsed", backdoor_accuracy=None) if r["cell"] == "plain__n=0.01" and r["seed"] == 1 else r for r in clip]
     row = comparison.threshold_claim(reference + stopped, "c", None, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",
                                      stronger="lower")
-    # (worst case at 0.01: reductions 0, 90 - 100 = -10, 0 -> the interval includes 0: no verdict there)
+    # (the lowest corner at 0.01: reductions 0, 90 - 100 = -10, 0 -> the interval includes 0: no verdict there)
     assert row["verdict"] == ("works at 0.001; the weakest working level is not determined (a weaker level stopped); "
-                              "stopped (no verdict even at the worst case) at 0.01")
+                              "stopped (no verdict at every value the stopped runs could have had) at 0.01")
 
 
 def test_a_threshold_over_a_grid_with_no_outcome_yet_is_pending(comparison) -> None:
@@ -197,10 +197,11 @@ def test_a_threshold_over_a_grid_with_no_outcome_yet_is_pending(comparison) -> N
     assert (row["ours"], row["verdict"]) == ("no defended run has an outcome yet", "pending")
 
 
-def test_a_stopped_seed_at_the_defenses_worst_case_the_cost_against_clean_and_one_claim_per_residual(comparison) -> None:
-    """Reference 90 % on 5 seeds; drop 0.99 (sample residual) reduces it to 0 on seeds 0-3 and diverges on seed 4:
-    at the worst case (seed 4 at 100 %) the reductions are 90, 90, 90, 90, -10: mean 70.0, sd 44.72, half
-    2.776445 * 44.72 / sqrt 5 = 55.5 -> [14.5, 100] (clipped): it works. Main 70 vs clean 96: -26 on seeds 0-3."""
+def test_a_stopped_seed_at_every_value_it_could_have_had_the_cost_against_clean_and_one_claim_per_residual(comparison) -> None:
+    """Reference 90 % on 5 seeds; drop 0.99 (sample residual) reduces it to 0 on seeds 0-3 and diverges on seed 4, whose
+    reduction could be anything in [-10, 90]. The lowest corner (seed 4 at 100 %): 90, 90, 90, 90, -10: mean 70.0, sd 44.72,
+    half 2.776445 * 44.72 / sqrt 5 = 55.5 -> [14.5, 100] (clipped); the other corner is [90, 90]: it works at both.
+    Main 70 vs clean 96: -26 on seeds 0-3."""
     reference = _runs("t_reference", "plain__backdoor", [{"main_accuracy": 0.75, "backdoor_accuracy": 0.9}] * 5)
     control = _runs("t_reference", "plain__control", [{"main_accuracy": 0.96, "control_target_rate": 0.0}] * 5)
     sample = _runs("t_drop", "plain__r=0.99__res=sample", [{"main_accuracy": 0.70, "backdoor_accuracy": 0.0}] * 4 + ["diverged"],
@@ -214,8 +215,8 @@ def test_a_stopped_seed_at_the_defenses_worst_case_the_cost_against_clean_and_on
 
     row = claim("sample")
     assert row["verdict"] == "works from 0.99"
-    assert row["ours"] == ("0.99 (plain__r=0.99__res=sample): success reduced by 70.0 [14.5, 100.0] (n=5) (stopped runs at the defense's "
-                           "worst case), main -5.0 [-5.0, -5.0] (n=4) vs undefended, -26.0 [-26.0, -26.0] (n=4) vs clean")
+    assert row["ours"] == ("0.99 (plain__r=0.99__res=sample): success reduced by 70.0 [14.5, 100.0] (n=5) (the lowest over every "
+                           "value the stopped runs could have had), main -5.0 [-5.0, -5.0] (n=4) vs undefended, -26.0 [-26.0, -26.0] (n=4) vs clean")
     assert claim("none")["verdict"] == "not shown"  # the other residual, judged apart (item 9)
     # the table has one sparsification claim per residual variant for each reference
     claims = [c(rows)["claim"] for c in comparison.default_claims()]
@@ -228,3 +229,13 @@ def test_a_directions_two_means_are_over_the_seeds_of_its_difference(comparison)
     b = _runs("g", "b", [{"backdoor_accuracy": v} for v in (0.0, 0.9, 0.1, 0.2)])
     row = comparison.direction_claim(a + b, "c", "-", ("g", "a"), ("g", "b"), "backdoor_accuracy")
     assert row["ours"].startswith("20.0 vs 10.0; difference +10.0")  # both over seeds 0, 2, 3 (b's 90 % on seed 1 left out)
+
+
+def test_a_threshold_level_whose_whole_interval_is_below_five_points_is_negligible_not_working(comparison) -> None:
+    """A reviewer's case: 90, 91, 92, 90, 91 against 88.5, 89.5, 90.5, 88.5, 89.7 is a real 1.5-point reduction
+    (1.5 [1.3, 1.6]): the study calls that negligible, so the threshold does not stop there."""
+    reference = _runs("ref", "plain__backdoor", [{"main_accuracy": 0.8, "backdoor_accuracy": v} for v in (0.90, 0.91, 0.92, 0.90, 0.91)])
+    tiny = _runs("noise", "plain__v=0.1", [{"main_accuracy": 0.8, "backdoor_accuracy": v} for v in (0.885, 0.895, 0.905, 0.885, 0.897)],
+                 {"axis:v": "0.1"})
+    row = comparison.threshold_claim(reference + tiny, "c", None, "noise", "v", ("ref", "plain__backdoor"), "backdoor_accuracy")
+    assert row["verdict"] == "not shown"

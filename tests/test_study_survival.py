@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from securevfl.study import load_study, plan_runs
@@ -383,19 +384,68 @@ def test_whether_the_attack_works_is_decided_on_the_reference_cell_not_on_the_se
     assert [j.working for j in other.judgements] == [False] and "over the 5 seed(s) it finished" not in other.verdict
 
 
-def test_a_stopped_defended_seed_counts_at_the_defenses_worst_case_and_the_defense_works_only_if_it_still_does(tmp_path: Path) -> None:
-    """Intent to treat, as a bound: seed 4 stopped under the defense and counts as the attack's full success (100 %).
-    Reductions 90, 90, 90, 90, -10: mean 70.0, sd 44.72, half 2.7764 * 44.72 / sqrt 5 = 55.53 -> [+14.5, +100.0] (clipped)."""
+def test_a_defense_with_a_stopped_seed_works_only_if_it_works_at_every_value_that_seed_could_have_had(tmp_path: Path) -> None:
+    """Intent to treat, as a bound: seed 4 stopped under the defense; its reduction could be anything in [90 - 100, 90].
+    The lowest corner: reductions 90, 90, 90, 90, -10: mean 70.0, sd 44.72, half 2.7764 * 44.72 / sqrt 5 = 55.53
+    -> [+14.5, +100.0] (clipped); the other corner (90 x 5) is [90, 90]: it works at both."""
     runs = _plan(tmp_path, FIVE_SEEDS)
     noise = _line(survival_lines(runs, _five_seed_rows(runs, [0.9] * 5, [0.0, 0.0, 0.0, 0.0, "diverged"]), ["plain"]), "g", "noise")
     assert _text([0.9, 0.9, 0.9, 0.9, -0.1], signed=True) == "+70.0 [+14.5, +100.0]"
-    assert "plain: works (defended stopped 1/5 (1 diverged), undefended stopped 0/5; with each stopped run at the defense's " \
-           "worst case: +70.0 [+14.5, +100.0], n=5 (seeds finished on both: undefended 90.0 [90.0, 90.0]; over the 5 seed(s) it " \
-           "finished 90.0 [90.0, 90.0] → 0.0, reduction +90.0" in noise.verdict
-    # two stopped seeds of five: 90, 90, 90, -10, -10: the interval includes 0, so the stop stands
+    assert "plain: works (defended stopped 1/5 (1 diverged), undefended stopped 0/5; works at every value the stopped runs could " \
+           "have had (lowest: +70.0 [+14.5, +100.0], n=5) (seeds finished on both: undefended 90.0 [90.0, 90.0]; over the 5 seed(s) " \
+           "it finished 90.0 [90.0, 90.0] → 0.0, reduction +90.0" in noise.verdict
+    # two stopped seeds of five: 90, 90, 90, -10, -10 is a corner whose interval includes 0, so the stop stands
     two = _line(survival_lines(runs, _five_seed_rows(runs, [0.9] * 5, [0.0, 0.0, 0.0, "diverged", "collapsed"]), ["plain"]), "g", "noise")
     assert _ci([0.9, 0.9, 0.9, -0.1, -0.1], points=True)[1] < 0
     assert "plain: stopped (defended stopped 2/5 (1 collapsed, 1 diverged), undefended stopped 0/5; no verdict" in two.verdict
+
+
+def test_the_bound_tries_the_defenses_best_outcome_too_because_it_can_widen_the_interval_most(tmp_path: Path) -> None:
+    """A reviewer's counterexample to "stopped = the defense's worst case": undefended 90, 91, 89, 90, 100; defended 70 x 4
+    and seed 4 diverged. At the worst case (seed 4 at 100 %: reduction 0) the interval is 16.0 [4.9, 27.1], above 0; had
+    seed 4 finished at 0 % (the defense's best case: reduction 100) it would be 36.0 [-8.4, 80.4], not above 0. A verdict
+    that the stopped seed's best outcome would undo is no verdict."""
+    runs = _plan(tmp_path, FIVE_SEEDS)
+    reference = [0.90, 0.91, 0.89, 0.90, 1.0]
+    line = _line(survival_lines(runs, _five_seed_rows(runs, reference, [0.7, 0.7, 0.7, 0.7, "diverged"]), ["plain"]), "g", "noise")
+    assert _ci([0.2, 0.21, 0.19, 0.2, 0.0], points=True)[1] > 0 and _ci([0.2, 0.21, 0.19, 0.2, 1.0], points=True)[1] < 0
+    assert [j.word for j in line.judgements] == ["stopped"]
+
+
+def test_robust_reduction_against_every_completion_by_brute_force() -> None:
+    """statistics.robust_reduction says "works" exactly when a fine grid of completions never gives an interval
+    reaching 0 (the corners are where the lower bound is smallest)."""
+    from securevfl.study.statistics import mean_interval, robust_reduction
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        known = {s: float(v) for s, v in enumerate(rng.uniform(-0.2, 1.0, size=int(rng.integers(1, 5))))}
+        unknown = {10 + k: (float(lo), float(lo) + 1.0) for k, lo in enumerate(rng.uniform(-1.0, 0.0, size=int(rng.integers(1, 3))))}
+        works, worst = robust_reduction(known, unknown, margin=0.0)
+        grid = np.linspace(0.0, 1.0, 11)
+        lows = []
+        for fill in np.array(np.meshgrid(*[grid] * len(unknown))).reshape(len(unknown), -1).T:
+            values = list(known.values()) + [unknown[s][0] + f for s, f in zip(sorted(unknown), fill)]
+            lows.append(mean_interval(values).low)
+        assert works == (min(lows) > 0)
+        assert worst.low == pytest.approx(min(lows))
+
+
+def test_an_attack_below_the_floor_has_nothing_to_stop_even_when_seeds_stopped(tmp_path: Path) -> None:
+    runs = _plan(tmp_path, FIVE_SEEDS)
+    line = _line(survival_lines(runs, _five_seed_rows(runs, [0.09, 0.085, 0.095, 0.09, 0.09], [0.0, 0.0, 0.0, 0.0, "diverged"]), ["plain"]),
+                 "g", "noise")
+    assert [j.word for j in line.judgements] == ["nothing to stop"]
+    assert "plain: nothing to stop (defended stopped 1/5 (1 diverged), undefended stopped 0/5; " in line.verdict
+
+
+def test_an_attack_weak_on_the_paired_seeds_is_weak_there_even_if_strong_overall(tmp_path: Path) -> None:
+    """Reference 100 % on seeds 0-2 and 55 % on 3-4 (mean 82): a defended cell whose seeds 0-2 are pending pairs 3-4 only,
+    where the attack is at 55 %: that reduction is no test of the defense."""
+    runs = _plan(tmp_path, FIVE_SEEDS)
+    rows = _five_seed_rows(runs, [1.0, 1.0, 1.0, 0.55, 0.55], ["pending", "pending", "pending", 0.0, 0.02])
+    line = _line(survival_lines(runs, rows, ["plain"]), "g", "noise")
+    assert [j.working for j in line.judgements] == [False]
 
 
 def test_a_reduction_shown_to_lie_within_five_points_is_no_effect_and_an_uninformative_one_is_not_shown(tmp_path: Path) -> None:
@@ -424,3 +474,28 @@ name = "cost"
     assert _text(cost, signed=True) == "-5.7 [-7.1, -4.2]"
     assert line.verdict == ("the defense's own cost, without an attack, against the clean model (points, paired by seed): "
                             "plain main -5.7 [-7.1, -4.2], n=3")
+
+
+def test_a_clean_trainable_top_or_a_control_is_never_costed_against_itself(tmp_path: Path) -> None:
+    """A reviewer's case: a clean trainable-top cell is a "defense" line (the trainable top) without an attack; the clean
+    model its cost would be measured against is itself. Only a [[defense]] list trained unattacked gets a cost line."""
+    runs = _plan(tmp_path, BACKDOOR_STUDY + 'clean = { "attack.kind" = "none" }\n')  # a clean variant in the trainable grid
+    rows = _backdoor_rows([r for r in runs if r.levels["variant"] != "clean"], [0.9, 0.85, 0.88])
+    rows += [_row(run, main_accuracy=0.9) for run in runs if run.levels["variant"] == "clean"]
+    lines = survival_lines(runs, rows, ["plain"])
+    for setting in ("clean", "control"):
+        assert "own cost" not in _line(lines, "trainable", setting).verdict
+
+
+def test_a_diverged_run_relabelled_collapsed_still_stops_alike_its_diverged_twin(tmp_path: Path) -> None:
+    """A reviewer's case: both seeds diverged at epoch 6 after sitting at chance; one noisy epoch above chance+5 left the
+    CKKS twin "diverged" while plaintext became "collapsed". How they stopped in training (stopped_as) is what matters."""
+    runs = _plan(tmp_path, BACKDOOR_STUDY.replace('schemes = ["plain"]', 'schemes = ["plain", "ckks/receiver"]'))
+    rows = _backdoor_rows(runs, [0.90, 0.85, 0.88])
+    for run, row in zip(runs, rows, strict=True):
+        if run.levels["variant"] == "backdoor" and run.seed == 1:
+            plain = run.levels["scheme"] == "plain"
+            row.update(status="collapsed" if plain else "diverged", stopped_at_epoch=6, **({"stopped_as": "diverged"} if plain else {}))
+            row.pop("backdoor_accuracy")
+    line = _line(survival_lines(runs, rows, ["plain", "ckks/receiver"]), "g", "backdoor")
+    assert "stops alike: seed 1 diverged at epochs 6 / 6)" in line.verdict

@@ -29,6 +29,7 @@ that stopped or collapsed is an outcome of its own, never a number in these inte
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ __all__ = [
     "mean_interval",
     "paired_difference",
     "reduction",
+    "robust_reduction",
     "t_quantile",
 ]
 
@@ -151,3 +153,39 @@ def reduction(undefended_minus_defended: Interval) -> bool | None:
         return None
     assert undefended_minus_defended.low is not None
     return undefended_minus_defended.low > 0
+
+
+#: The most unknown values :func:`robust_reduction` completes (2^k corners are tried).
+MAX_UNKNOWN = 10
+
+
+def robust_reduction(
+    known: Mapping[int, float], unknown: Mapping[int, tuple[float, float]], margin: float = EQUIVALENCE_MARGIN
+) -> tuple[bool, Interval] | None:
+    """Does a reduction work whatever the unknown values are? (intent to treat for stopped runs, as a bound)
+
+    ``known``: seed -> measured reduction; ``unknown``: seed -> (lowest, highest) reduction the seed's
+    stopped run could have had. The 95 % t interval's lower bound, ``mean - t * sd / sqrt(n)``, is
+    concave in each value, so over the box of possible values it is smallest at one of its corners
+    (filling a stopped seed with the defense's *best* outcome can widen the interval more than its
+    worst outcome lowers it: a referee's counterexample). Every corner is tried; the reduction
+    works when at every corner the interval lies above 0 and is not wholly below ``margin`` (also
+    checked with each unknown at the known values' mean, clamped to its range, where the upper
+    bound tends to be smallest). Returns (works, the corner interval with the lowest lower bound);
+    None with more than :data:`MAX_UNKNOWN` unknowns or fewer than 2 seeds in all.
+    """
+    seeds = sorted(set(known) | set(unknown))
+    if len(unknown) > MAX_UNKNOWN or len(seeds) < MIN_PAIRS:
+        return None
+    order = sorted(unknown)
+
+    def interval(filled: Sequence[float]) -> Interval:
+        values = {**known, **dict(zip(order, filled))}
+        return mean_interval([values[s] for s in seeds], seeds)
+
+    corners = [interval(corner) for corner in itertools.product(*(unknown[s] for s in order))]
+    centre = statistics.fmean(known.values()) if known else 0.0
+    middle = interval([min(max(centre, unknown[s][0]), unknown[s][1]) for s in order])
+    worst = min(corners, key=lambda i: i.low if i.low is not None else -math.inf)
+    works = all(i.low is not None and i.low > 0 and i.high is not None and i.high >= margin for i in (*corners, middle))
+    return works, worst

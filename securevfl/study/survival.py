@@ -301,12 +301,12 @@ def _line(study: _Study, key: tuple[str, str], schemes: list[str]) -> SurvivalLi
     line.cells = {scheme: _cell_text(per_scheme.get(scheme), metric, control.get(scheme)) for scheme in schemes}
     parts = [_control_verdict(per_scheme, control, metric)] if metric and control else []
     encrypted = any(scheme != PlainScheme.name for scheme in per_scheme)
-    if metric is None and line.defense != "none":
+    if metric is None and config.get("defense") and _attack_of(config).kind == "none":  # a [[defense]] list, trained unattacked
         parts.append(_defense_cost_verdict(per_scheme, study.clean(config)))
         if encrypted:
             parts.append("no attack: " + _clean_verdict(per_scheme))
-    elif metric is None:
-        parts.append(_clean_verdict(per_scheme))
+    elif metric is None:  # a clean line, a control, a clean trainable top: their own comparisons
+        parts.append(("no attack: " if line.defense != "none" else "") + _clean_verdict(per_scheme))
     elif line.defense == "none":
         parts.append(_attack_verdict(per_scheme, metric))
     else:

@@ -55,7 +55,7 @@ def base_columns() -> list[str]:
     Built from the registries each time, so an attack registered at run time gets its columns.
     """
     return [
-        "run_id", "grid", "cell", "seed", "status", "reason", "stopped_at_epoch",
+        "run_id", "grid", "cell", "seed", "status", "reason", "stopped_at_epoch", "stopped_as",
         "scheme_label", "scheme", "key_holder", "preset", "top", "attack", *attack_table_columns(), "defenses",
         "epochs", *_metric_columns(), "chance_accuracy", "attack_feasible", "attack_infeasible_reason", *PRIVACY_COLUMNS,
         "mean_epoch_seconds", "train_seconds", "bytes_total", "bytes_per_epoch", "messages_total",
@@ -220,7 +220,7 @@ def _collapsed_before_the_stop(row: dict[str, Any], history: list[dict[str, Any]
     last = [entry.get("main_accuracy") for entry in history[-epochs:]]
     if row["status"] != RunStatus.DIVERGED or len(last) < epochs or any(a is None or a > chance + COLLAPSE_MARGIN for a in last):
         return {}
-    return {"status": RunStatus.COLLAPSED,
+    return {"status": RunStatus.COLLAPSED, "stopped_as": RunStatus.DIVERGED,
             "reason": f"main accuracy within {100 * COLLAPSE_MARGIN:.0f} points of chance ({100 * chance:.1f} %) for its last {epochs} "
                       f"epoch(s) before it stopped: {row['reason']}"}
 

@@ -25,8 +25,8 @@ a tolerance that widens with the spread:
   without that defense in the same setting and scheme: the defense *works* when the 95 %
   interval of (undefended - defended) success lies above 0. Every such verdict shows the
   undefended success (mean and interval over the paired seeds) and is qualified *against a weak
-  attack* when the undefended cell's mean over every seed it finished (the same for every defense
-  judged against it) is below :data:`WORKING_ATTACK` (80 %): not a test of the defense; the
+  attack* when the undefended cell's mean over every seed it finished, or over the paired seeds,
+  is below :data:`WORKING_ATTACK` (80 %): not a test of the defense; the
   report lists the verdicts against a working attack apart (:class:`Judgement`). It gives the
   size of the reduction and the **main-accuracy cost** twice: against the attacked model
   (defended - undefended) and against the **clean** model (defended - clean: the control, else an
@@ -37,8 +37,8 @@ a tolerance that widens with the spread:
   (*not shown to work* there: an interval that includes 0 does not prove the defense useless).
   A reduction whose whole interval lies below :data:`EQUIVALENCE_MARGIN` (5 points) is
   *negligible*, not *works*; one whose whole interval lies within +-5 points is *no effect*. When
-  seeds stopped, a defense still *works* if the reduction with each stopped run at the defense's
-  worst case (:func:`_conservative_reduction`) lies above 0. A defense or hardening that leaves the attacker nothing to run on
+  seeds stopped, a defense still *works* if it works at every value the stopped runs could have had
+  (:func:`_robust_reduction`: every corner of their [0, 1] ranges). A defense or hardening that leaves the attacker nothing to run on
   (the attack is infeasible with it, feasible without: the sealed layer against gradient
   inversion) *works*, with the success it took away and its main-accuracy cost.
   A defended line (and the trainable top) under several schemes is also compared with itself in
@@ -89,6 +89,7 @@ from securevfl.study.statistics import (
     mean_interval,
     paired_difference,
     reduction,
+    robust_reduction,
 )
 from securevfl.study.status import STOPPED, WAITING, RunStatus
 
@@ -233,9 +234,10 @@ def compare(first: _Outcome, second: _Outcome, metric: str) -> Comparison:
 class Judgement:
     """One scheme's defense (or hardening) verdict and the undefended success it was judged against.
 
-    ``working`` is True when that success (mean over the paired seeds) reaches
-    :data:`WORKING_ATTACK`, False below it, None when it does not apply (no number, or a
-    lower-is-success metric): the report lists the verdicts against a working attack apart.
+    ``working`` is True when that success reaches :data:`WORKING_ATTACK` both over every seed the
+    undefended cell finished and over the seeds the comparison pairs, False when either is below,
+    None when it does not apply (no number, or a lower-is-success metric): the report lists the
+    verdicts against a working attack apart.
     """
 
     scheme: str
@@ -437,6 +439,13 @@ def _stop_epoch(outcome: _Outcome, seed: int) -> int | None:
     return None if epoch is None else int(epoch)
 
 
+def _stopped_as(outcome: _Outcome, seed: int) -> str | None:
+    """How the seed's run stopped in training: a diverged run the table relabels ``collapsed`` (it sat at chance before it
+    diverged, ``stopped_as = diverged``) stopped like its diverged twin, whichever side one noisy epoch put above chance."""
+    row = next((row for row in outcome.rows if int(row["seed"]) == seed), None)
+    return None if row is None else str(row.get("stopped_as") or row["status"])
+
+
 def stops_alike(first: _Outcome, second: _Outcome, seeds: tuple[int, ...]) -> str | None:
     """``seed 1 diverged at epochs 26 / 27``: the seeds that stopped, when each stopped on both sides alike; else None.
 
@@ -451,13 +460,13 @@ def stops_alike(first: _Outcome, second: _Outcome, seeds: tuple[int, ...]) -> st
         a, b = first.stopped.get(seed), second.stopped.get(seed)
         if a is None and b is None:
             continue
-        if a != b:
+        if a != b and (a is None or b is None or _stopped_as(first, seed) != _stopped_as(second, seed)):
             return None
         epochs = (_stop_epoch(first, seed), _stop_epoch(second, seed))
         if None not in epochs and abs(epochs[0] - epochs[1]) > STOP_EPOCH_TOLERANCE:  # type: ignore[operator]
             return None
         at = f" at epochs {epochs[0]} / {epochs[1]}" if None not in epochs else ""
-        parts.append(f"seed {seed} {a}{at}")
+        parts.append(f"seed {seed} {_stopped_as(first, seed)}{at}")
     return ", ".join(parts) or None
 
 
@@ -473,10 +482,14 @@ class _Effect:
     """undefended - defended success, paired (the worst-case interval when that decided a "works")."""
     clean_cost: Interval | None = None
     """defended - clean main accuracy, paired: what the defended model gave up against the honest one."""
+    lower: bool = False
+    """The success metric is lower-is-success (an error): the 80 % working-attack bar does not apply."""
 
     @property
     def working(self) -> bool | None:
-        return None if self.undefended is None or self.undefended.mean is None else not self.weak
+        if self.lower or self.undefended is None or self.undefended.mean is None:
+            return None
+        return not self.weak
 
     def text(self, scheme: str) -> str:
         word = f"{self.word} against a weak attack" if self.weak else self.word
@@ -526,8 +539,10 @@ def _defense_effect(
     main = compare(without, with_defense, MAIN_ACCURACY.name)  # defended - undefended main accuracy (negative: a cost)
     # whether the attack works is the reference cell's property, over every seed it finished: the same for every
     # defense judged against it, not decided again over the seeds a defended cell happens to share with it
-    attack = _reference_success(without, metric)
-    weak = not lower and attack.mean is not None and attack.mean < WORKING_ATTACK
+    attack = _reference_success(without, metric, lower)
+    # weak when the reference's mean over all its seeds, or over the seeds this comparison pairs, is below the bar: the
+    # reduction was measured where the attack was that strong
+    weak = not lower and any(i.mean is not None and i.mean < WORKING_ATTACK for i in (attack, undefended))
     own = "" if set(attack.seeds) == paired else f"; over the {attack.n} seed(s) it finished {attack.text()}"
     head = f"{reference} {undefended.text()}{own}" + (f" < {100 * WORKING_ATTACK:.0f} %: not a test of the defense;" if weak else "")
     detail = (
@@ -535,20 +550,23 @@ def _defense_effect(
         f"{_clean_cost(clean, with_defense, success.difference.n)}, n={success.difference.n}{success.pending_text()}"
     )
     cost = compare(clean, with_defense, MAIN_ACCURACY.name).difference if clean is not None and not clean.refused else None
-    numbers = {"reduction": success.difference, "clean_cost": cost if cost is not None and cost.n else None}
+    numbers = {"reduction": success.difference, "clean_cost": cost if cost is not None and cost.n else None, "lower": lower}
+    stops = ""
     if not success.complete:
         defended_stops, undefended_stops = (success.stopped_second, success.stopped_first) if lower else (success.stopped_first, success.stopped_second)
         n = len(success.seeds)
         side = "hardened" if reference == "unhardened" else "defended"
         stops = f"{side} {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
-        conservative = _conservative_reduction(success, with_defense, without, metric, lower)
-        if reduction(conservative) and not (conservative.high is not None and conservative.high < EQUIVALENCE_MARGIN):
-            return _Effect("works", f"{stops}; with each stopped run at the defense's worst case: {_points(conservative)}, "
-                                    f"n={conservative.n} (seeds finished on both: {detail})", attack, weak, **{**numbers, "reduction": conservative})
+    if not lower and attack.mean is not None and attack.mean < ATTACK_FLOOR:  # before any stop: no attack to stop at all
+        return _Effect("nothing to stop", f"{stops}; {detail}" if stops else detail, attack, **numbers)
+    if stops:
+        robust = _robust_reduction(success, with_defense, without, metric, lower)
+        if robust is not None and robust[0]:
+            worst = robust[1]
+            return _Effect("works", f"{stops}; works at every value the stopped runs could have had (lowest: {_points(worst)}, "
+                                    f"n={worst.n}) (seeds finished on both: {detail})", attack, weak, **{**numbers, "reduction": worst})
         finished = f" (seeds finished on both: {detail})" if success.difference.n else " (no seed finished on both)"
         return _Effect("stopped", f"{stops}; no verdict{finished}", attack, weak, **numbers)
-    if not lower and attack.mean is not None and attack.mean < ATTACK_FLOOR:
-        return _Effect("nothing to stop", detail, attack, **numbers)
     works = reduction(success.difference)
     if works is None:
         return _Effect("inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds", attack, weak, **numbers)
@@ -560,28 +578,38 @@ def _defense_effect(
     return _Effect("works" if works else "not shown to work", detail, attack, weak, **numbers)
 
 
-def _reference_success(without: _Outcome, metric: str) -> Interval:
+def _reference_success(without: _Outcome, metric: str, lower: bool = False) -> Interval:
     """The undefended (reference) cell's success over every seed it finished: whether the attack works at all."""
     values = without.values(metric)
-    return mean_interval([values[s] for s in sorted(values)], sorted(values)).clipped(0.0, 1.0)
+    interval = mean_interval([values[s] for s in sorted(values)], sorted(values))
+    return interval if lower else interval.clipped(0.0, 1.0)  # a lower-is-success metric (an error) need not be a fraction
 
 
-def _conservative_reduction(success: Comparison, with_defense: _Outcome, without: _Outcome, metric: str, lower: bool) -> Interval:
-    """The reduction with every value a stopped run lacks set to the defense's worst case, the others as measured.
+def _robust_reduction(success: Comparison, with_defense: _Outcome, without: _Outcome, metric: str, lower: bool) -> tuple[bool, Interval] | None:
+    """The reduction with every stopped run's missing value anywhere it could have been (intent to treat, as a bound).
 
-    Worst-case imputation (intent to treat, as a bound): a stopped defended run counts as the attack's
-    full success (1.0; 0.0 for a lower-is-success metric), a stopped undefended run as the attack's
-    failure. A "works" drawn from this interval holds whatever the stopped runs would have done had
-    they finished; it can never be tilted towards the defense by which seeds stopped. (A stop under
-    the defense is still reported as a stop, and as a cost.)
+    A success fraction lies in [0, 1]: a stopped defended run could have left the attack anywhere from
+    failure to full success, a stopped undefended run likewise. :func:`robust_reduction` tries every
+    corner of those ranges; the defense works only if it works at all of them, so no outcome of the
+    stopped runs, had they finished, could undo the verdict. None for a lower-is-success metric (its
+    values have no upper bound to impute from: no verdict is drawn then).
     """
-    best, worst = (0.0, 1.0) if not lower else (1.0, 0.0)  # the attack's failure and full success
+    if lower:
+        return None
     before, after = without.values(metric), with_defense.values(metric)
-    values = []
+    known: dict[int, float] = {}
+    unknown: dict[int, tuple[float, float]] = {}
     for seed in success.seeds:
-        u, d = before.get(seed, best), after.get(seed, worst)
-        values.append(u - d if not lower else d - u)
-    return mean_interval(values, success.seeds)
+        u, d = before.get(seed), after.get(seed)
+        if u is not None and d is not None:
+            known[seed] = u - d
+        elif u is not None:
+            unknown[seed] = (u - 1.0, u)
+        elif d is not None:
+            unknown[seed] = (-d, 1.0 - d)
+        else:
+            unknown[seed] = (-1.0, 1.0)
+    return robust_reduction(known, unknown)
 
 
 def _made_infeasible(with_defense: _Outcome, without: _Outcome, metric: str, reference: str, lower: bool) -> _Effect:
