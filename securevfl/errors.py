@@ -49,6 +49,8 @@ class TrainingDiverged(SecureVFLError):
 
     history: list[dict[str, Any]] | None = None
     stopped_at_epoch: int | None = None
+    chance_accuracy: float | None = None
+    """The test set's majority-class rate, so a study can tell the epochs at chance among those before the stop."""
 
 
 class OutOfRange(TrainingDiverged):

@@ -32,7 +32,7 @@ from securevfl.protocols.errors import PayloadRangeError
 from securevfl.protocols.phases import CostGroup, cost_summary
 from securevfl.provenance import provenance
 from securevfl.derivable import derivable
-from securevfl.divergence import check_loss, loss_bound, outcome
+from securevfl.divergence import chance_accuracy, check_loss, loss_bound, outcome
 from securevfl.promises import promises
 from securevfl.seeding import epoch_batches
 from securevfl.version import __version__
@@ -126,6 +126,7 @@ def run_training(
             check_loss(record.loss, bound, epoch)  # every scheme: the same definition of diverged
         except TrainingDiverged as exc:  # keep what the run did before it stopped
             exc.history, exc.stopped_at_epoch = list(history), epoch
+            exc.chance_accuracy = chance_accuracy(dataset.y_test)
             raise
         history.append(record.history_entry())
         epoch_seconds.append(round(record.seconds, 4))

@@ -99,6 +99,8 @@ def test_the_runs_log_line_says_what_the_table_says(tmp_path: Path) -> None:
     assert "chance" in outcomes[0].detail and "diverged" in outcomes[1].detail
     failure = json.loads((run_dir(out, runs[1]) / "failed.json").read_text())
     assert failure["stopped_at_epoch"] == 1 and failure["history"] == [] and rows[1]["stopped_at_epoch"] == 1
+    # the record carries the test set's chance accuracy, so the table can tell a stopped run's epochs at chance
+    assert failure["chance_accuracy"] == rows[0]["chance_accuracy"] == rows[1]["chance_accuracy"] > 0
 
 
 def test_a_ckks_range_stop_is_its_own_status_and_keeps_the_history_before_it(tmp_path: Path) -> None:

@@ -563,4 +563,6 @@ def test_a_run_at_chance_for_its_last_epochs_before_it_diverged_is_collapsed_not
     assert [row["status"] for row in rows] == ["ok", "collapsed", "diverged"]
     assert rows[1]["reason"] == ("main accuracy within 5 points of chance (10.0 %) for its last 3 epoch(s) before it stopped: "
                                  "training diverged at epoch 5: loss 2e+13 is above the bound 1e+12")
-    assert rows[1]["backdoor_peak"] is None  # every epoch at chance: no backdoor success to report
+    assert (rows[1]["backdoor_peak"], rows[1]["backdoor_peak_epoch"]) == (None, "at chance")  # every epoch at chance: no success
+    # run 2's peak comes from its one epoch above chance (epoch 2: 100 %); run 1's epochs were all at chance, and it says so
+    assert CellSummary(rows).peak_text("backdoor_peak") == "100 (1 of 1 stopped, peak 100; 1 never above chance)"

@@ -97,6 +97,10 @@ def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: ``<peak>_epoch`` of a run whose attack metric was measured only in epochs at chance: no peak, for a stated reason.
+AT_CHANCE = "at chance"
+
+
 def _peak_columns(history: list[dict[str, Any]], chance: float | None = None) -> dict[str, Any]:
     """Each attack metric's best epoch value and its epoch (``backdoor_peak``, ``backdoor_peak_epoch``).
 
@@ -112,6 +116,8 @@ def _peak_columns(history: list[dict[str, Any]], chance: float | None = None) ->
             values = [(h[spec.name], h["epoch"]) for h in usable if h.get(spec.name) is not None]
             best = (max if spec.success == "higher" else min)(values) if values else (None, None)
             peaks[spec.peak_column], peaks[f"{spec.peak_column}_epoch"] = best
+            if not values and any(h.get(spec.name) is not None for h in history):  # measured, but only at chance
+                peaks[f"{spec.peak_column}_epoch"] = AT_CHANCE
     return peaks
 
 
@@ -138,7 +144,8 @@ def _stop_columns(failure: dict[str, Any]) -> dict[str, Any]:
     run has no last-epoch number, but a backdoor that reached 90 % before diverging is a finding)."""
     if failure.get("stopped_at_epoch") is None:
         return {}
-    return {"stopped_at_epoch": failure["stopped_at_epoch"], **_peak_columns(failure.get("history") or [])}
+    return {"stopped_at_epoch": failure["stopped_at_epoch"], "chance_accuracy": failure.get("chance_accuracy"),
+            **_peak_columns(failure.get("history") or [], failure.get("chance_accuracy"))}
 
 
 def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
@@ -207,9 +214,12 @@ def collect_rows(
             row.update(_config_columns(run.config))
         rows.append(row)
     for row, history, data, epochs in stopped:
-        if data in chance_of_data:
-            row.update(_peak_columns(history, chance_of_data[data]))
-            row.update(_collapsed_before_the_stop(row, history, chance_of_data[data], epochs))
+        chance = row.get("chance_accuracy")
+        chance = float(chance) if chance is not None else chance_of_data.get(data)  # older records: a finished run of the same data
+        if chance is not None:
+            row["chance_accuracy"] = chance
+            row.update(_peak_columns(history, chance))
+            row.update(_collapsed_before_the_stop(row, history, chance, epochs))
     return rows, histories
 
 
@@ -313,14 +323,17 @@ class CellSummary:
         so: ``64 (3 of 4 stopped, peaks 72-97)``.
         """
         with_peak = [row for row in self.outcomes if row.get(column) is not None]
+        # runs with an outcome and a history but no epoch above chance: no success to average, but never silently gone
+        at_chance = [row for row in self.outcomes if row.get(column) is None and row.get(f"{column}_epoch") == AT_CHANCE]
+        notes = [f"{len(at_chance)} never above chance"] if at_chance else []
         if not with_peak:
-            return "-"
+            return f"- ({notes[0]})" if notes else "-"
         text = f"{scale * statistics.fmean(float(row[column]) for row in with_peak):.0f}"
         stopped = [float(row[column]) for row in with_peak if row["status"] != RunStatus.OK]
         if stopped:
             span = f"{scale * min(stopped):.0f}" if len(stopped) == 1 else f"{scale * min(stopped):.0f}-{scale * max(stopped):.0f}"
-            text += f" ({len(stopped)} of {len(with_peak)} stopped, peak{'s' if len(stopped) > 1 else ''} {span})"
-        return text
+            notes.insert(0, f"{len(stopped)} of {len(with_peak)} stopped, peak{'s' if len(stopped) > 1 else ''} {span}")
+        return text + (f" ({'; '.join(notes)})" if notes else "")
 
     def feasible(self) -> bool:
         return not any(row.get("attack_feasible") is False for row in self.ok)

@@ -71,7 +71,7 @@ def train_one(job: TrainJob) -> RunOutcome:
         directory.mkdir(parents=True, exist_ok=True)
         record: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__, "config": resolved}
         if isinstance(exc, TrainingDiverged):  # what the run did before it stopped (curves, peak before the stop)
-            record.update(stopped_at_epoch=exc.stopped_at_epoch, history=exc.history or [])
+            record.update(stopped_at_epoch=exc.stopped_at_epoch, history=exc.history or [], chance_accuracy=exc.chance_accuracy)
         atomic_write_text(directory / FAILED_NAME, json.dumps(record, indent=1) + "\n")
         return RunOutcome(run_id, failure_status(type(exc).__name__), time.perf_counter() - started, str(exc))
     except Exception:  # noqa: BLE001 - any bug in one run must not stop the others
