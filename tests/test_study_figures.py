@@ -333,3 +333,21 @@ def test_the_report_opens_with_contents_linked_to_its_sections_as_github_anchors
         "- [Sum top: clean training, the backdoor's control (Fig. 6)](#sum-top-clean-training-the-backdoors-control-fig-6-1)",
         "",
     ]
+
+
+def test_when_points_are_paired_with_the_undefended_run_each_gets_the_undefended_mean_over_its_own_seeds(tmp_path: Path) -> None:
+    """A reviewer's case: undefended 95, 95, 95, 30, 30 (star at 69) and a level that finished only seeds 0-1 at 90: drawn
+    against the star it looks above the attack, yet paired it reduces it by 5. Its hollow mark is the undefended 95 % over
+    seeds 0-1."""
+    def rows(values: list[float | str], main: float = 0.8) -> list[dict[str, Any]]:
+        return [{"seed": s, "status": v, "main_accuracy": None, "backdoor_accuracy": None} if isinstance(v, str)
+                else {"seed": s, "status": "ok", "main_accuracy": main, "backdoor_accuracy": v} for s, v in enumerate(values)]
+
+    points = [TradeoffPoint("plain", "none", rows([0.95, 0.95, 0.95, 0.30, 0.30]), undefended=True),
+              TradeoffPoint("plain", "a", rows([0.90, 0.90, "diverged", "diverged", "diverged"]), x=1.0),
+              TradeoffPoint("plain", "b", rows(["diverged", "diverged", 0.1, 0.1, 0.1]), x=2.0)]
+    series, _ = tradeoff_series("backdoor_accuracy", points)
+    paired = [s for s in series if s.kind == "paired"]
+    assert [(m.text, m.y, m.seeds) for s in paired for m in s.points] == [("1", 95.0, (0, 1)), ("2", pytest.approx(51.67, abs=0.01), (2, 3, 4))]
+    figure = plot_tradeoff("t", "backdoor_accuracy", "backdoor", points, tmp_path / "t.png")
+    assert figure.path is not None and figure.path.is_file()

@@ -651,8 +651,12 @@ def _tradeoff_seeds(scheme: str, drawable: list[TradeoffPoint]) -> tuple[dict[in
     chosen = {id(p): _ok_seeds(p.rows) if p.undefended else _ok_seeds(p.rows) & base for p in drawable}
     per_point = "; ".join(f"{_readable(p.label)} {_seeds_text(chosen[id(p)])}" for p in drawable if not p.undefended)
     why = f"only seeds {_seeds_text(seeds)} finished at every level" if seeds else "no seed finished at every level"
-    return chosen, [f"{scheme}: {why}, so each point is over the seeds it shares with the undefended run "
-                    f"(undefended: {_seeds_text(base)}; {per_point}); two defended points are not a same-seed pair"]
+    if star is None:
+        return chosen, [f"{scheme}: {why} and no undefended run finished, so each point is over its own seeds ({per_point}); "
+                        "no two points are a same-seed pair"]
+    return chosen, [f"{scheme}: {why}, so each point is over the seeds it shares with the undefended run, whose mean over "
+                    f"those seeds is the hollow marker joined to it (the star: all its seeds {_seeds_text(base)}; {per_point}); "
+                    "two defended points are not a same-seed pair"]
 
 
 def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Series], list[str]]:
@@ -681,6 +685,9 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
                 notes.append(f"{scheme} {_readable(point.label)}: {len(stopped)} run(s) stopped ({', '.join(sorted({str(r['status']) for r in stopped}))})")
         seeds_of, seed_notes = _tradeoff_seeds(scheme, drawable)
         notes[:0] = seed_notes  # first: which seeds a mean is over is what a reader must not miss (the footnote is cut)
+        star_point = next((p for p in drawable if p.undefended), None)
+        paired_mode = star_point is not None and any(seeds_of[id(p)] != seeds_of[id(star_point)] for p in drawable)
+        paired_marks: dict[str, list[DrawnPoint]] = {}
         lines: dict[str, list[tuple[TradeoffPoint, DrawnPoint]]] = {}
         for point in drawable:
             seeds = seeds_of[id(point)]
@@ -701,6 +708,17 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
             level = f"{point.x:g}" if point.x is not None else point.label
             drawn.text = ", ".join(t for t in (level, _epsilon_text(used)) if t)
             lines.setdefault(point.group, []).append((point, drawn))
+            if paired_mode and star_point is not None:  # the undefended run over this point's own seeds: the pair it is judged in
+                base = [r for r in star_point.rows if r["status"] == RunStatus.OK and int(r["seed"]) in used_seeds and r.get(metric) is not None]
+                if base:
+                    mark = _mean_point(0.0, [float(r[metric]) for r in base], used_seeds, text=drawn.text)
+                    mark.x = _mean_point(0.0, [float(r[MAIN_ACCURACY.name]) for r in base], used_seeds).y
+                    mark.xerr = (0.0, 0.0)
+                    mark.yerr = (0.0, 0.0)
+                    paired_marks.setdefault(point.group, []).append(mark)
+        for group, marks in paired_marks.items():
+            series.append(Series(f"{scheme + ': ' if len(by_scheme) > 1 else ''}no defense over each point's seeds (hollow, joined to its point)",
+                                 "paired", marks, scheme, group))
         for group, members in lines.items():
             by_x = all(p.x is not None for p, _ in members)  # along the swept axis; a grid of variants by main accuracy
             ordered = sorted(members, key=lambda m: float(m[0].x) if by_x and m[0].x is not None else m[1].x)
@@ -774,6 +792,16 @@ def plot_tradeoff(
     numbered: list[tuple[DrawnPoint, str]] = []
     key: list[str] = []
     for s in series:
+        if s.kind == "paired":  # hollow: the undefended run over exactly each point's seeds, joined to that point
+            targets = {p.text: p for line in lines if line.scheme == s.scheme and line.group == s.group for p in line.points}
+            for mark in s.points:
+                target = targets.get(mark.text)
+                if target is not None:
+                    panel.plot([mark.x, target.x], [mark.y, target.y], color="gray", linewidth=0.6, linestyle=":", zorder=1)
+            first = not any(h.get_label() == s.label for h in panel.get_lines())
+            panel.plot([m.x for m in s.points], [m.y for m in s.points], linestyle="none", marker="o", markersize=6,
+                       markerfacecolor="none", markeredgecolor="gray", label=s.label if first else "_nolegend_", zorder=2)
+            continue
         if s.kind == "undefended":
             same = [line for line in lines if line.scheme == s.scheme]
             color = "black" if several or not same else color_of[id(same[0])]
