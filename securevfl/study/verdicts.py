@@ -274,16 +274,24 @@ def _clean_verdict(per_scheme: dict[str, _Outcome]) -> str:
     for scheme, outcome in per_scheme.items():
         if scheme == PlainScheme.name or plain is None or outcome.refused:
             continue
-        comparison = compare(plain, outcome, MAIN_ACCURACY.name)
-        if not comparison.seeds:
-            continue
-        text = f"{scheme} main Δ {_points(comparison.difference)}"
-        if not comparison.complete:
-            text += f" ({comparison.stop_text(PlainScheme.name, scheme)})"
-        mains.append(text + comparison.pending_text())
+        text = _main_difference(plain, outcome, f"{scheme} main Δ", (PlainScheme.name, scheme))
+        if text is not None:
+            mains.append(text)
     if mains:
         parts.append("vs plaintext, paired by seed (points, 95 % CI): " + ", ".join(mains))
     return "; ".join(parts) or "clean baseline"
+
+
+def _main_difference(base: _Outcome, outcome: _Outcome, head: str, names: tuple[str, str], with_n: bool = False) -> str | None:
+    """``<head> -5.7 [-7.1, -4.2]``: main accuracy of ``outcome`` against ``base``, paired by seed, with who stopped and
+    which seeds are still pending; None when no seed has an outcome on both sides."""
+    comparison = compare(base, outcome, MAIN_ACCURACY.name)
+    if not comparison.seeds:
+        return None
+    text = f"{head} {_points(comparison.difference)}" + (f", n={comparison.difference.n}" if with_n else "")
+    if not comparison.complete:
+        text += f" ({comparison.stop_text(*names)})"
+    return text + comparison.pending_text()
 
 
 def _defense_cost_verdict(per_scheme: dict[str, _Outcome], clean: dict[str, _Outcome]) -> str:
@@ -294,13 +302,9 @@ def _defense_cost_verdict(per_scheme: dict[str, _Outcome], clean: dict[str, _Out
         base = clean.get(scheme)
         if base is None or outcome.refused or base.refused:
             continue
-        cost = compare(base, outcome, MAIN_ACCURACY.name)
-        if not cost.seeds:
-            continue
-        text = f"{scheme} main {_points(cost.difference)}, n={cost.difference.n}"
-        if not cost.complete:
-            text += f" ({cost.stop_text('clean', 'defended')})"
-        parts.append(text + cost.pending_text())
+        text = _main_difference(base, outcome, f"{scheme} main", ("clean", "defended"), with_n=True)
+        if text is not None:
+            parts.append(text)
     return ("the defense's own cost, without an attack, against the clean model (points, paired by seed): " + ", ".join(parts)) \
         if parts else "no clean run of this setting to cost the defense against"
 
