@@ -499,3 +499,23 @@ def test_a_diverged_run_relabelled_collapsed_still_stops_alike_its_diverged_twin
             row.pop("backdoor_accuracy")
     line = _line(survival_lines(runs, rows, ["plain", "ckks/receiver"]), "g", "backdoor")
     assert "stops alike: seed 1 diverged at epochs 6 / 6)" in line.verdict
+
+
+def test_each_line_has_a_word_per_scheme_and_its_numbers_in_the_details(tmp_path: Path) -> None:
+    """The survival table had verdict cells of ~1,000 characters; it now gives a word per scheme, the numbers in a
+    numbered details entry the row links to."""
+    from securevfl.study.report import _survival_section
+
+    runs = _plan(tmp_path, BACKDOOR_STUDY.replace('schemes = ["plain"]', 'schemes = ["plain", "ckks/receiver"]'))
+    rows = _backdoor_rows(runs, [0.90, 0.85, 0.88])
+    stopped_id = next(run.run_id for run in runs if run.cell == "ckks-receiver__backdoor" and run.seed == 1)
+    rows = [dict(row, status="out_of_range", backdoor_accuracy=None) if row["run_id"] == stopped_id else row for row in rows]
+    lines = survival_lines(runs, rows, ["plain", "ckks/receiver"])
+    assert _line(lines, "g", "backdoor").summary() == "plain: reference; ckks/receiver: stopped"
+    assert _line(lines, "g", "noise").summary() == "plain: works; ckks/receiver: stopped"  # its undefended twin stopped on seed 1
+    assert _line(lines, "g", "control").summary() == "-"
+    section = _survival_section(runs, rows, ["plain", "ckks/receiver"])
+    number = next(i for i, line in enumerate(lines, start=1) if (line.grid, line.setting) == ("g", "backdoor"))
+    row = next(text for text in section if text.startswith(f"| [{number}](#v{number}) | g |"))
+    assert row.endswith("| plain: reference; ckks/receiver: stopped |") and len(row) < 400
+    assert f'<a id="v{number}"></a>**{number}. g, backdoor**: ' + _line(lines, "g", "backdoor").verdict in section

@@ -134,13 +134,20 @@ def _survival_section(runs: list[PlannedRun], rows: list[dict[str, Any]], scheme
         "worst case lies above 0. A reduction whose interval lies within ±5 points is *no effect*. docs/study.md has "
         "the exact definitions."),
         "",
-        "| grid | attack | defense | protection | epochs | " + " | ".join(schemes) + " | verdict |",
-        "|---|---|---|---|---|" + "---|" * len(schemes) + "---|",
+        "The table gives each line's outcome in a word per scheme; the numbers behind it (intervals, seeds, stops, "
+        "costs) are in *Verdict details* below, one numbered entry per line.",
+        "",
+        "| # | grid | attack | defense | protection | epochs | " + " | ".join(schemes) + " | outcome |",
+        "|---|---|---|---|---|---|" + "---|" * len(schemes) + "---|",
     ]
-    for line in survival:
+    for number, line in enumerate(survival, start=1):
         cells = " | ".join(line.cells[scheme] for scheme in schemes)
-        lines.append(f"| {line.grid} | {line.attack} | {line.defense} | {line.protection} | {line.epochs} | {cells} | {line.verdict} |")
-    return [*lines, "", *_judged_section(survival)]
+        lines.append(f"| [{number}](#v{number}) | {line.grid} | {line.attack} | {line.defense} | {line.protection} | {line.epochs} | {cells} "
+                     f"| {line.summary()} |")
+    details = ["### Verdict details", ""]
+    for number, line in enumerate(survival, start=1):
+        details += [f'<a id="v{number}"></a>**{number}. {line.grid}, {line.setting}**: {line.verdict}', ""]
+    return [*lines, "", *_judged_section(survival), *details]
 
 
 def _judged_section(survival: list[SurvivalLine]) -> list[str]:

@@ -186,6 +186,12 @@ class SurvivalLine:
     cells: dict[str, str] = field(default_factory=dict)  # scheme -> "backdoor / main" or status
     verdict: str = ""
     judgements: list[Judgement] = field(default_factory=list)
+    words: dict[str, str] = field(default_factory=dict)
+    """scheme -> the line's outcome in a word or two (the compact table; ``verdict`` has every number)."""
+
+    def summary(self) -> str:
+        """``ckks/receiver: survives; ckks/active: stopped``, or the defense's word per scheme; '-' for a clean line."""
+        return "; ".join(f"{scheme}: {word}" for scheme, word in self.words.items()) or "-"
 
 
 def _cell_text(outcome: _Outcome | None, metric: str | None, control: _Outcome | None = None) -> str:
@@ -308,7 +314,7 @@ def _line(study: _Study, key: tuple[str, str], schemes: list[str]) -> SurvivalLi
     elif metric is None:  # a clean line, a control, a clean trainable top: their own comparisons
         parts.append(("no attack: " if line.defense != "none" else "") + _clean_verdict(per_scheme))
     elif line.defense == "none":
-        parts.append(_attack_verdict(per_scheme, metric))
+        parts.append(_attack_verdict(per_scheme, metric, line.words))
     else:
         counterpart = _undefended(config, study.index)
         if counterpart is None and line.defense == "trainable top":  # the model of this setting, not a defense added to it
@@ -319,6 +325,7 @@ def _line(study: _Study, key: tuple[str, str], schemes: list[str]) -> SurvivalLi
             text, judgements = _defense_verdict(per_scheme, study.cells[counterpart], metric, study.clean(config), line.defense)
             parts.append(text)
             line.judgements += judgements
+            line.words.update({j.scheme: j.word + (" (weak attack)" if j.working is False else "") for j in judgements})
         if encrypted:  # the same defended (or trainable-top) line with and without encryption, paired by seed
             parts.append(f"this line, CKKS vs plaintext: {_attack_verdict(per_scheme, metric)}")
     if metric is not None and encrypted and attack_class(_attack_of(config).kind).observes_only:

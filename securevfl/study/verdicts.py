@@ -344,6 +344,18 @@ def _plain_missing(plain: _Outcome | None, metric: str) -> str:
     return "" if plain.values(metric) else "no success value recorded"
 
 
+def _own_word(outcome: _Outcome, metric: str) -> str:
+    """A scheme's own success in a word or two (an attack plaintext cannot run): ``100.0 %``, ``infeasible``, ``stopped 1/3``."""
+    if outcome.refused:
+        return "refused"
+    if outcome.ok and not outcome.feasible():
+        return "infeasible"
+    values = outcome.values(metric)
+    if outcome.stopped:
+        return f"stopped {len(outcome.stopped)}/{len(values) + len(outcome.stopped)}"
+    return f"{100 * statistics.fmean(values.values()):.1f} %" if values else str(outcome.status())
+
+
 def _own_success(scheme: str, outcome: _Outcome, metric: str) -> str:
     """One scheme's own attack success: mean and 95 % t interval over the seeds (stopped seeds are outcomes)."""
     if outcome.refused:
@@ -372,12 +384,18 @@ def _own_success_verdict(per_scheme: dict[str, _Outcome], metric: str, missing: 
     return f"no plaintext outcome to compare with (plain: {missing}); each scheme's own success, mean [95 % t interval] over seeds: {'; '.join(parts)}"
 
 
-def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
+def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str, words: dict[str, str] | None = None) -> str:
+    """An attack line's verdict, each CKKS scheme against plaintext; ``words`` (if given) receives each scheme's
+    one-word outcome for the report's compact table (survives / changed / inconclusive / stopped / infeasible ...)."""
+    words = {} if words is None else words
     plain = per_scheme.get(PlainScheme.name)
     missing = _plain_missing(plain, metric)
     if missing:
+        for scheme, outcome in per_scheme.items():
+            words[scheme] = _own_word(outcome, metric)
         return _own_success_verdict(per_scheme, metric, missing)
     assert plain is not None
+    words[PlainScheme.name] = "stopped" if plain.stopped else "reference"
     survives: list[str] = []
     changed: list[str] = []
     inconclusive: list[str] = []
@@ -389,13 +407,16 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
             continue
         if outcome.refused:
             refused.append(scheme)
+            words[scheme] = "refused"
             continue
         if outcome.ok and not outcome.feasible():
             infeasible.append(scheme)
+            words[scheme] = "infeasible"
             continue
         comparison = compare(plain, outcome, metric)
         if not comparison.seeds:
             stopped.append(f"{scheme}: no seed with an outcome on both sides")
+            words[scheme] = "stopped"
             continue
         detail = f"Δ {_points(comparison.difference)}, n={comparison.difference.n}{comparison.pending_text()}"
         if not comparison.complete:
@@ -404,6 +425,7 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
                 finished = f" (seeds finished on both: {detail})" if comparison.difference.n else " (no seed finished on both)"
                 same = f"; stops alike ({alike}) but fewer than {MIN_PAIRS} seeds finished on both" if alike is not None else ""
                 stopped.append(f"{comparison.stop_text(PlainScheme.name, scheme)}{same}; no success verdict{finished}")
+                words[scheme] = "stopped"
                 continue
             # every seed stopped (or finished) the same way with and without encryption: the seeds finished on both
             # are the same on both sides, chosen by neither side's outcome, so they can carry the verdict
@@ -412,6 +434,8 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str) -> str:
             detail += f"; fewer than {MIN_PAIRS} paired seeds"
         verdict = equivalence(comparison.difference)
         {Verdict.EQUIVALENT: survives, Verdict.DIFFERS: changed, Verdict.INCONCLUSIVE: inconclusive}[verdict].append(f"{scheme} ({detail})")
+        words[scheme] = {Verdict.EQUIVALENT: "survives", Verdict.DIFFERS: f"changed {_points(comparison.difference)}",
+                         Verdict.INCONCLUSIVE: "inconclusive"}[verdict]
     parts = []
     if survives:
         parts.append(f"survives encryption (CKKS − plain within ±{100 * EQUIVALENCE_MARGIN:.0f}): " + ", ".join(survives))
