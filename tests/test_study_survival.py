@@ -511,11 +511,11 @@ def test_each_line_has_a_word_per_scheme_and_its_numbers_in_the_details(tmp_path
     stopped_id = next(run.run_id for run in runs if run.cell == "ckks-receiver__backdoor" and run.seed == 1)
     rows = [dict(row, status="out_of_range", backdoor_accuracy=None) if row["run_id"] == stopped_id else row for row in rows]
     lines = survival_lines(runs, rows, ["plain", "ckks/receiver"])
-    assert _line(lines, "g", "backdoor").summary() == "plain: reference; ckks/receiver: stopped"
+    assert _line(lines, "g", "backdoor").summary() == "plain: 87.7 %; ckks/receiver: stopped"
     assert _line(lines, "g", "noise").summary() == "plain: works; ckks/receiver: stopped"  # its undefended twin stopped on seed 1
     assert _line(lines, "g", "control").summary() == "-"
     section = _survival_section(runs, rows, ["plain", "ckks/receiver"])
     number = next(i for i, line in enumerate(lines, start=1) if (line.grid, line.setting) == ("g", "backdoor"))
     row = next(text for text in section if text.startswith(f"| [{number}](#v{number}) | g |"))
-    assert row.endswith("| plain: reference; ckks/receiver: stopped |") and len(row) < 400
+    assert row.endswith("| plain: 87.7 %; ckks/receiver: stopped |") and len(row) < 400
     assert f'<a id="v{number}"></a>**{number}. g, backdoor**: ' + _line(lines, "g", "backdoor").verdict in section

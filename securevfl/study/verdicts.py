@@ -395,7 +395,7 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str, words: dict[st
             words[scheme] = _own_word(outcome, metric)
         return _own_success_verdict(per_scheme, metric, missing)
     assert plain is not None
-    words[PlainScheme.name] = "stopped" if plain.stopped else "reference"
+    words[PlainScheme.name] = _own_word(plain, metric)  # the reference every CKKS scheme is compared with: its own success
     survives: list[str] = []
     changed: list[str] = []
     inconclusive: list[str] = []
