@@ -356,13 +356,15 @@ def test_an_attack_that_only_observes_also_compares_the_honest_models_accuracy_u
 FIVE_SEEDS = BACKDOOR_STUDY.replace("seeds = [0, 1, 2]", "seeds = [0, 1, 2, 3, 4]")
 
 
-def _five_seed_rows(runs: list[Any], backdoor: list[float], noise: list[float | str]) -> list[dict[str, Any]]:
+def _five_seed_rows(runs: list[Any], backdoor: list[Any], noise: list[float | str]) -> list[dict[str, Any]]:
     """Undefended backdoor per seed; the defended (noise) cell per seed: a success, or a stop status."""
     rows = []
     for run in runs:
         variant, seed = run.levels["variant"], run.seed
         if variant == "control":
             rows.append(_row(run, main_accuracy=0.96, control_target_rate=0.0))
+        elif variant == "backdoor" and isinstance(backdoor[seed], str):
+            rows.append(_row(run, status=str(backdoor[seed])))
         elif variant == "backdoor":
             rows.append(_row(run, attack_feasible=True, main_accuracy=0.75, backdoor_accuracy=backdoor[seed]))
         elif isinstance(noise[seed], str):
@@ -519,3 +521,10 @@ def test_each_line_has_a_word_per_scheme_and_its_numbers_in_the_details(tmp_path
     row = next(text for text in section if text.startswith(f"| [{number}](#v{number}) | g |"))
     assert row.endswith("| plain: 87.7 %; ckks/receiver: stopped |") and len(row) < 400
     assert f'<a id="v{number}"></a>**{number}. g, backdoor**: ' + _line(lines, "g", "backdoor").verdict in section
+
+
+def test_one_finished_reference_seed_does_not_decide_whether_the_attack_works(tmp_path: Path) -> None:
+    runs = _plan(tmp_path, FIVE_SEEDS)
+    rows = _five_seed_rows(runs, [0.92, "pending", "pending", "pending", "pending"], [0.0, "pending", "pending", "pending", "pending"])
+    line = _line(survival_lines(runs, rows, ["plain"]), "g", "noise")
+    assert [(j.word, j.working) for j in line.judgements] == [("inconclusive", None)]

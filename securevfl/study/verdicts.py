@@ -515,7 +515,9 @@ class _Effect:
 
     @property
     def working(self) -> bool | None:
-        if self.lower or self.undefended is None or self.undefended.mean is None:
+        """Whether the attack this verdict was judged against works; None when that cannot be said (a lower-is-success
+        metric, no undefended number, or fewer than 2 undefended seeds finished: one seed decides nothing)."""
+        if self.lower or self.undefended is None or self.undefended.mean is None or self.undefended.n < MIN_PAIRS:
             return None
         return not self.weak
 
