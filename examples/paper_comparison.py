@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from securevfl.study.statistics import EQUIVALENCE_MARGIN, Interval, mean_interval, paired_difference, robust_reduction
+from securevfl.study.statistics import EQUIVALENCE_MARGIN, Interval, mean_interval, paired_difference, reduction_bounds, robust_reduction
 from securevfl.study.status import STOPPED, WAITING  # the study's own stop and waiting statuses
 from securevfl.study.verdicts import WORKING_ATTACK  # the undefended success a defense must be judged against (item 6)
 
@@ -269,9 +269,7 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
 def _level_works(base: Side, defended: Side, seeds: set[int]) -> tuple[bool, Interval]:
     """The study's rule for one level: the paired reduction lies above 0 and not wholly below the 5-point margin;
     with stopped seeds, at every value they could have had (``robust_reduction``: every corner of their ranges)."""
-    known = {k: base.values[k] - defended.values[k] for k in seeds if k in base.values and k in defended.values}
-    unknown = {k: ((base.values[k] - 1.0, base.values[k]) if k in base.values else (-defended.values[k], 1.0 - defended.values[k])
-                   if k in defended.values else (-1.0, 1.0)) for k in seeds if k not in known}
+    known, unknown = reduction_bounds(base.values, defended.values, sorted(seeds))
     if unknown:
         robust = robust_reduction(known, unknown)
         return (robust[0], robust[1]) if robust is not None else (False, mean_interval([]))

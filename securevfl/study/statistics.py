@@ -46,6 +46,7 @@ __all__ = [
     "mean_interval",
     "paired_difference",
     "reduction",
+    "reduction_bounds",
     "robust_reduction",
     "t_quantile",
 ]
@@ -189,3 +190,27 @@ def robust_reduction(
     worst = min(corners, key=lambda i: i.low if i.low is not None else -math.inf)
     works = all(i.low is not None and i.low > 0 and i.high is not None and i.high >= margin for i in (*corners, middle))
     return works, worst
+
+
+def reduction_bounds(
+    before: Mapping[int, float], after: Mapping[int, float], seeds: Sequence[int]
+) -> tuple[dict[int, float], dict[int, tuple[float, float]]]:
+    """``before - after`` of success fractions per seed: measured where both finished, else the range it could take.
+
+    A stopped run's fraction lies anywhere in [0, 1], so a seed missing ``after`` has a reduction in
+    ``[before - 1, before]``, one missing ``before`` in ``[-after, 1 - after]``, one missing both in
+    ``[-1, 1]``: the ``known`` and ``unknown`` arguments of :func:`robust_reduction`.
+    """
+    known: dict[int, float] = {}
+    unknown: dict[int, tuple[float, float]] = {}
+    for seed in seeds:
+        u, d = before.get(seed), after.get(seed)
+        if u is not None and d is not None:
+            known[seed] = u - d
+        elif u is not None:
+            unknown[seed] = (u - 1.0, u)
+        elif d is not None:
+            unknown[seed] = (-d, 1.0 - d)
+        else:
+            unknown[seed] = (-1.0, 1.0)
+    return known, unknown

@@ -89,6 +89,7 @@ from securevfl.study.statistics import (
     mean_interval,
     paired_difference,
     reduction,
+    reduction_bounds,
     robust_reduction,
 )
 from securevfl.study.status import STOPPED, WAITING, RunStatus
@@ -507,7 +508,7 @@ class _Effect:
     undefended: Interval | None = None
     weak: bool = False
     reduction: Interval | None = None
-    """undefended - defended success, paired (the worst-case interval when that decided a "works")."""
+    """undefended - defended success, paired (the lowest corner's interval when stopped seeds were bounded)."""
     clean_cost: Interval | None = None
     """defended - clean main accuracy, paired: what the defended model gave up against the honest one."""
     lower: bool = False
@@ -626,20 +627,7 @@ def _robust_reduction(success: Comparison, with_defense: _Outcome, without: _Out
     """
     if lower:
         return None
-    before, after = without.values(metric), with_defense.values(metric)
-    known: dict[int, float] = {}
-    unknown: dict[int, tuple[float, float]] = {}
-    for seed in success.seeds:
-        u, d = before.get(seed), after.get(seed)
-        if u is not None and d is not None:
-            known[seed] = u - d
-        elif u is not None:
-            unknown[seed] = (u - 1.0, u)
-        elif d is not None:
-            unknown[seed] = (-d, 1.0 - d)
-        else:
-            unknown[seed] = (-1.0, 1.0)
-    return robust_reduction(known, unknown)
+    return robust_reduction(*reduction_bounds(without.values(metric), with_defense.values(metric), success.seeds))
 
 
 def _made_infeasible(with_defense: _Outcome, without: _Outcome, metric: str, reference: str, lower: bool) -> _Effect:
