@@ -16,6 +16,18 @@ import pdoc.doc  # noqa: E402
 MODULES = ("securevfl", "securevfl.api", "securevfl.data", "securevfl.config", "securevfl.errors")
 
 
+@pytest.fixture(autouse=True)
+def _public_names_resolved() -> None:
+    """Resolve the lazily imported public names, as ``securevfl`` does itself when pdoc is imported first.
+
+    pdoc reads the module's namespace, not its ``__getattr__``. A documentation build imports pdoc
+    before securevfl; in a test session securevfl may have been imported earlier (another test module),
+    and then the result of these tests would depend on which tests ran before them.
+    """
+    for name in securevfl._PUBLIC:
+        getattr(securevfl, name)
+
+
 
 def test_the_reference_builds_and_shows_every_public_name(tmp_path: Path) -> None:
     pdoc.pdoc(*MODULES, output_directory=tmp_path)

@@ -21,7 +21,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     """Stopped on a user-level error other than divergence (e.g. missing data): ``failed.json``."""
     DIVERGED = "diverged"
-    """Stopped diverged (non-finite, loss above ``train.max_loss``, left CKKS's range): ``failed.json``.
+    """Stopped diverged (non-finite, loss above ``train.max_loss``): ``failed.json``.
 
     An outcome of the setting, reported per seed as such (see :mod:`securevfl.divergence`)."""
     OUT_OF_RANGE = "out_of_range"
