@@ -9,13 +9,25 @@ Gaussian noise much larger than ``e`` before a decryption leaves the key holder,
 is statistically independent of ``e``.
 
 The flooding standard deviation is ``2**(kappa/2) * B`` for ``kappa`` bits of statistical
-security, where ``B`` bounds the ciphertext's own noise. The key holder does not trust a bound
-claimed by the requester: it *measures* it. Every value the protocol encrypts is real, so the
-imaginary part of every decrypted slot is pure noise of the same size as the real part's;
-``B`` is the largest imaginary part over the ciphertext's slots (never below one unit of the
-coefficient noise, ``sqrt(N) / scale``). A requester who scales a ciphertext to amplify its noise
-scales the imaginary parts too, and with them the flooding; one who does not know the key cannot
-put noise into the real parts only.
+security, where ``B`` bounds the ciphertext's own noise. Every value the protocol encrypts is real,
+so the imaginary part of every decrypted slot is pure noise of the same size as the real part's.
+
+**B is public, never measured.** An earlier version set ``B`` to the largest imaginary part it
+measured in each request. That made the *size* of the flooding a function of the request's noise,
+and the noise of a crafted request is a function of the key: from two honest encryptions, public
+operations build the ciphertext ``(0, 1)``, which decrypts to the secret key ``s``; a request
+``T * (0, 1) + i*kappa`` with ``T`` nonzero at one slot puts ``Im(t * s_j)`` into that slot's
+imaginary part, and the spread of the reply's known slots gave it back (the whole key in two
+requests per slot; ``tests/test_key_holder_hardening.py``). Now the caller passes the bound of
+the request it admitted (the decryption policy's rule, :class:`~securevfl.protocols.decryption_policy.RequestRule`):
+the flooding is the same for every request of that rule, and a ciphertext whose imaginary parts
+exceed the bound is not a ciphertext of the protocol: :class:`NoiseBoundExceeded`, and the key
+holder answers that sender no more. A crafted ciphertext that stays within the bound in every slot
+carries key-dependent content no larger than the bound in its real parts either (its imaginary
+parts could be made small only by aligning each slot's phase with the unknown ``s_j``, which needs
+the conjugation key; no keyring here has it), so ``2**(kappa/2)`` times the bound hides it.
+Without a bound (the unhardened key holder without a policy, kept to measure attacks) the old
+measured bound is used.
 
 The price is precision: the flooded result is off by about ``2**(kappa/2)`` times the ciphertext
 noise (a few 1e-4 for the ``compute`` preset at ``kappa = 30``; see docs/threat-model.md).
@@ -28,11 +40,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from securevfl.crypto.errors import CryptoError
 from securevfl.crypto.keys import SecretKeyring
+from securevfl.crypto.params import CkksParameters
 from securevfl.crypto.randomness import csprng_normal
 from securevfl.crypto.tensor import EncryptedTensor
 
-__all__ = ["FloodedValues", "NoiseFlooding", "flooded_decrypt"]
+__all__ = ["FloodedValues", "NoiseBoundExceeded", "NoiseFlooding", "flooded_decrypt", "noise_floor", "noise_unit"]
+
+
+class NoiseBoundExceeded(CryptoError):
+    """A decrypted ciphertext's imaginary parts exceed the public noise bound of its request."""
 
 
 @dataclass(frozen=True)
@@ -63,24 +81,44 @@ class FloodedValues:
     exact: np.ndarray
     """Unflooded real parts: what the key holder itself sees (never sent)."""
     noise_bound: float
-    """The largest measured ciphertext noise (slot units) over the tensor's ciphertexts."""
+    """The noise bound the flooding was sized for (slot units): the public one, or without it the largest measured."""
     sigma: float
     """The largest flooding standard deviation used."""
 
 
-def noise_floor(keyring: SecretKeyring) -> float:
-    """One unit of coefficient noise, in slot units: the least noise any decryption has."""
-    params = keyring.params
+def noise_unit(params: CkksParameters) -> float:
+    """One unit of coefficient noise, in slot units (``sqrt(N) / scale``): the least noise any decryption has."""
     return math.sqrt(params.poly_modulus_degree) / params.scale
 
 
-def flooded_decrypt(tensor: EncryptedTensor, keyring: SecretKeyring, flooding: NoiseFlooding) -> FloodedValues:
-    """Decrypt ``tensor`` and flood every slot with noise scaled to its ciphertext's measured noise."""
+def noise_floor(keyring: SecretKeyring) -> float:
+    """:func:`noise_unit` of ``keyring``'s parameters."""
+    return noise_unit(keyring.params)
+
+
+def flooded_decrypt(
+    tensor: EncryptedTensor, keyring: SecretKeyring, flooding: NoiseFlooding, noise_bound: float | None = None
+) -> FloodedValues:
+    """Decrypt ``tensor`` and flood every slot with noise sized for ``noise_bound`` (slot units, public).
+
+    With ``noise_bound`` (and flooding on) every ciphertext must have all its imaginary parts within
+    it (:class:`NoiseBoundExceeded` otherwise; the message names no value) and the flooding is
+    ``flooding.sigma(noise_bound)`` for every request alike. With flooding off nothing is checked:
+    an unflooded decryption gives the key away to a probe within any bound (Li-Micciancio), so a
+    check would only hide that from the attacks that measure it. Without it (no policy: the unhardened
+    key holder) each ciphertext's flooding follows its measured noise, which leaks the key to a
+    requester who crafts that noise (module docstring).
+    """
     floor = noise_floor(keyring)
+    if noise_bound is not None and not (math.isfinite(noise_bound) and noise_bound >= floor):
+        raise ValueError(f"noise_bound must be a finite bound of at least one noise unit ({floor:.3g}), got {noise_bound!r}")
     slot_vectors, exact_vectors, bounds, sigmas = [], [], [], []
     for ciphertext in tensor.ciphertexts:
         slots = keyring.decrypt_vector_complex(ciphertext)
-        bound = max(float(np.max(np.abs(slots.imag))), floor)
+        measured = float(np.max(np.abs(slots.imag)))
+        if noise_bound is not None and flooding.enabled and not measured <= noise_bound:  # NaN fails too
+            raise NoiseBoundExceeded("the decrypted ciphertext is noisier than its request's public bound")
+        bound = noise_bound if noise_bound is not None else max(measured, floor)
         sigma = flooding.sigma(bound)
         real = slots.real if sigma == 0.0 else slots.real + csprng_normal(sigma, slots.shape)
         slot_vectors.append(real)

@@ -10,7 +10,18 @@ with the reason); the key holder keeps serving.
 What a policy cannot do: check *what* a matching ciphertext holds. A malicious requester may
 put any linear function of the ciphertexts it holds into a request of an expected shape (see
 docs/threat-model.md); the policy bounds how much it can learn per step, and noise flooding
-(:mod:`securevfl.crypto.flooding`) keeps each answer from revealing the key.
+(:mod:`securevfl.crypto.flooding`) keeps each answer from revealing the key. Each rule carries
+the public noise bound the flooding is sized for (never the request's measured noise, which a
+crafted request makes a function of the key).
+
+**Steps follow the federation.** A sender's budget is per step, and the step is a number the
+sender writes. Without a ceiling a requester that numbers its requests 0, 1, 2, ... gets a fresh
+budget for each (50 decryptions in one real step, measured), so a step is admitted only up to one
+past the latest step any *other* party has reached (another sender's request, or the step its host
+party reports with :meth:`DecryptionPolicy.note_step`). Honest parties share one step counter
+(the global batch index; evaluation requests carry the last training step), so none is ever
+more than one ahead. Before anybody else has been heard from, a sender is held to the step of its
+first request (a resumed run starts at any step).
 """
 
 from __future__ import annotations
@@ -49,6 +60,9 @@ class RequestRule:
     rows_up_to: bool = False
     layouts: tuple[tuple[str, int], ...] = ()
     amplification: float = 1.0
+    noise_bound: float | None = None
+    """Public bound (slot units) on the noise of an honest request of this rule: the key holder floods
+    every answer for it and refuses a ciphertext noisier than it (None: measured, unhardened)."""
 
     def fits(self, shape: tuple[int, ...]) -> bool:
         if len(shape) != 2 or shape[1] != self.columns:
@@ -79,6 +93,21 @@ class DecryptionPolicy:
         self._step: dict[str, int] = {}
         self._used: dict[tuple[str, int], int] = {}
         self._last_admitted: tuple[str, int] | None = None
+        self._host_step: int | None = None
+        self._first_step: dict[str, int] = {}
+
+    def note_step(self, step: int) -> None:
+        """The step the key holder's own host party has reached (an active party that holds the key)."""
+        self._host_step = step if self._host_step is None else max(self._host_step, step)
+
+    def _ceiling(self, sender: str) -> int | None:
+        """The highest step ``sender`` may claim now (None: nobody has been heard from yet)."""
+        others = [step for name, step in self._step.items() if name != sender]
+        if self._host_step is not None:
+            others.append(self._host_step)
+        if others:
+            return max(others) + 1
+        return self._first_step.get(sender)
 
     def release_last(self) -> None:
         """Give back the slot of the request admitted last (it was refused after admission, unanswered)."""
@@ -102,6 +131,9 @@ class DecryptionPolicy:
         last = self._step.get(sender)
         if last is not None and step < last:
             raise RequestRefused(f"step {step} is behind step {last} already served (replayed or out of order)")
+        ceiling = self._ceiling(sender)
+        if ceiling is not None and step > ceiling:
+            raise RequestRefused(f"step {step} is ahead of the federation (at most step {ceiling} now)")
         payload = message.payload
         if not isinstance(payload, (bytes, bytearray)) or len(payload) > self.max_payload_bytes:
             raise RequestRefused(f"payload is not ciphertext bytes of at most {self.max_payload_bytes} bytes")
@@ -111,6 +143,7 @@ class DecryptionPolicy:
             raise RequestRefused(f"payload is not an encrypted tensor: {exc}") from None
         shape = tuple(header.shape)
         layouts = parse_layouts(message) if message.kind == MessageKind.REFRESH_REQUEST else ()
+        self._first_step.setdefault(sender, step)
         if last is None or step > last:
             self._step[sender] = step
             self._used = {key: used for key, used in self._used.items() if key[0] != sender}

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from securevfl.crypto import CryptoError, EncryptedTensor, Layout, PublicKeyring, SecretKeyring
-from securevfl.crypto.flooding import NoiseFlooding, flooded_decrypt
+from securevfl.crypto.flooding import NoiseBoundExceeded, NoiseFlooding, flooded_decrypt
 from securevfl.protocols.accounting import PhaseTimer
 from securevfl.protocols.phases import Phase
 from securevfl.protocols.audit import VisibilityLog
@@ -39,6 +39,13 @@ REQUEST_REFUSED = MessageKind.REQUEST_REFUSED
 _EMPTY = np.zeros(0, dtype=np.float32)  # the payload of a refusal: the reason travels in meta
 #: What a key holder answers.
 REQUEST_KINDS = (DECRYPT_REQUEST, REFRESH_REQUEST)
+
+#: The one reason a request refused on its decrypted content is given (no number, nothing of the value).
+CONTENT_REFUSAL = "the decrypted request failed the key holder's content checks (its slot is used up)"
+#: Content refusals after which a sender is answered no more in the run. The first is refused like any
+#: request (an attack that is detected may give up and its party train on); the second cuts it off.
+#: Whether a crafted request fails is one bit, so a run leaks at most the position of two failures.
+CONTENT_STRIKES = 2
 
 #: Largest re-encryption factor a requester may name without a policy (the top levels' room).
 MAX_AMPLIFICATION = 2.0**20
@@ -58,10 +65,22 @@ class KeyHolder:
     - the audit records the key holder's own description of each value (from the rule it
       matched) and whether it *was* masked (measured), never what the request claims.
 
-    A request that fails any check is refused with a logged reason and answered only with a small
+    A request that fails a check on what the requester sent in public (kind, sender, step, shape,
+    layouts, bytes) is refused with a logged reason and answered only with a small
     ``request_refused`` message carrying that reason (no value), so an honest requester fails at
-    once instead of waiting out its receive deadline; a hostile request never stops the key holder. ``policy=None`` and ``NoiseFlooding(0)`` give the
-    unhardened key holder, kept only to measure the attacks that motivate the rules.
+    once instead of waiting out its receive deadline; its slot stays unused.
+
+    A request that fails a check on its *decrypted content* (noisier than its rule's public bound,
+    not masked, outside the range its refresh is re-encrypted in) is different: whether it fails,
+    and any number in the reason, is a function of the plaintext, so a reason and a free retry
+    would make the check an oracle. A sealed passive with no decryption rule read every gradient
+    entry, and so every label, from the magnitude a refused refresh's reason quoted (640 free
+    probes in one step, measured). Such a request uses up its slot, its reply carries one fixed
+    reason (:data:`CONTENT_REFUSAL`), and after :data:`CONTENT_STRIKES` of them the key holder
+    answers that sender no more in this run (an honest request never fails these checks, so this
+    costs an honest run nothing). The detailed reason stays in the key holder's own log. A hostile request never stops the key holder. ``policy=None`` and
+    ``NoiseFlooding(0)`` give the unhardened key holder, kept only to measure the attacks that
+    motivate the rules.
     """
 
     def __init__(
@@ -83,7 +102,9 @@ class KeyHolder:
         self.flooding = flooding if flooding is not None else NoiseFlooding()
         self.mask_half_width = mask_half_width
         self.refusals: list[str] = []
-        """Every refused request, as one line naming sender, kind, step and reason."""
+        """Every refused request, as one line naming sender, kind, step and reason (the key holder's own log)."""
+        self.content_refusals: dict[str, list[str]] = {}
+        """Per sender, the detailed reason of every request refused on its decrypted content."""
         self.flooding_sigmas: list[float] = []
         """The flooding standard deviation of every answer (slot units), for reports."""
         self.observers: list[Callable[[Message, np.ndarray], None]] = []
@@ -94,33 +115,50 @@ class KeyHolder:
         """The secret keyring, for the key holder's own decryptions (never sent anywhere)."""
         return self._secret
 
+    def note_step(self, step: int) -> None:
+        """The step the key holder's host party has reached (an active party holding the key): requests
+        may claim at most one step beyond the federation's (:class:`DecryptionPolicy`)."""
+        if self.policy is not None:
+            self.policy.note_step(step)
+
     def announcement(self) -> bytes:
         return self._secret.public_keyring().to_bytes()
 
     def handle(self, channel: Channel, message: Message) -> bool:
         """Answer one request if admitted; otherwise log why and send nothing. True if answered."""
-        try:
-            self._answer(channel, message)
-            return True
-        except RequestRefused as exc:
-            reason = str(exc)
-        except Exception as exc:  # noqa: BLE001 - a hostile request must never stop the key holder
-            reason = f"malformed request ({type(exc).__name__}: {str(exc)[:200]})"
-        if self.policy is not None:
-            self.policy.release_last()  # an unanswered request does not use up its sender's slot
-        self.refuse(message, reason, channel)
+        sender = getattr(message, "sender", None)
+        told: str | None = None
+        if isinstance(sender, str) and len(self.content_refusals.get(sender, ())) >= CONTENT_STRIKES:
+            reason = told = f"{sender!r} is answered no more in this run ({CONTENT_STRIKES} requests failed the content checks)"
+        else:
+            try:
+                self._answer(channel, message)
+                return True
+            except _ContentRefused as exc:
+                reason = f"{exc} (detail, kept here: {exc.detail})"
+                told = str(exc)
+                if isinstance(sender, str):
+                    self.content_refusals.setdefault(sender, []).append(exc.detail)
+            except RequestRefused as exc:
+                reason = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a hostile request must never stop the key holder
+                reason = f"malformed request ({type(exc).__name__}: {str(exc)[:200]})"
+            if told is None and self.policy is not None:
+                self.policy.release_last()  # a request refused on what it sent in public does not use up its slot
+        self.refuse(message, reason, channel, told=told)
         return False
 
-    def refuse(self, message: Message, reason: str, channel: Channel | None = None) -> None:
+    def refuse(self, message: Message, reason: str, channel: Channel | None = None, *, told: str | None = None) -> None:
         """Record (and log) a request left unanswered, naming sender, kind, step and reason; with a
-        ``channel``, tell the requester (best effort: a requester that cannot be reached just waits)."""
+        ``channel``, tell the requester (best effort: a requester that cannot be reached just waits)
+        ``told`` if given (a content refusal's fixed reason), else ``reason``."""
         kind, sender, step = (getattr(message, field, "?") for field in ("kind", "sender", "step"))
         line = f"{self.name} refused {kind} from {sender!r} at step {step}: {reason}"
         self.refusals.append(line)
         _LOG.warning(line)
         if channel is None or not isinstance(sender, str) or sender == self.name or not isinstance(step, int):
             return
-        meta = {"reason": " ".join(reason.split())[:300], "request": str(getattr(kind, "value", kind))}
+        meta = {"reason": " ".join((told if told is not None else reason).split())[:300], "request": str(getattr(kind, "value", kind))}
         try:
             channel.send(Message(REQUEST_REFUSED, self.name, sender, step, _EMPTY, meta=meta))
         except Exception as exc:  # noqa: BLE001 - an unknown or gone requester must not stop the key holder
@@ -131,10 +169,11 @@ class KeyHolder:
         if message.kind not in REQUEST_KINDS:
             raise RequestRefused(f"expected a decrypt or refresh request, got {message.kind!r}")
         half_width = self.mask_half_width or 0.0
+        noise_bound: float | None = None
         if self.policy is not None:
             rule, _ = self.policy.admit(message)
             what, per_sample, layouts, bound = rule.what, rule.per_sample, rule.layouts, rule.value_bound
-            amplification = rule.amplification
+            amplification, noise_bound = rule.amplification, rule.noise_bound
         else:
             what = str(message.meta.get("what", "unknown"))
             per_sample = bool(message.meta.get("per_sample", False))
@@ -146,13 +185,18 @@ class KeyHolder:
         try:
             with self.timer.phase(Phase.CIPHERTEXT_DESERIALIZE):
                 encrypted = EncryptedTensor.from_bytes(self._secret, message.payload)
+        except CryptoError as exc:
+            raise RequestRefused(f"could not load the ciphertext: {exc}") from None
+        try:
             with self.timer.phase(Phase.DECRYPT):
-                decrypted = flooded_decrypt(encrypted, self._secret, self.flooding)
+                decrypted = flooded_decrypt(encrypted, self._secret, self.flooding, noise_bound)
+        except NoiseBoundExceeded:
+            raise _ContentRefused(f"its ciphertext is noisier than the public bound of {what!r}") from None
         except CryptoError as exc:
             raise RequestRefused(f"could not decrypt: {exc}") from None
         masked = self._looks_masked(decrypted.exact)
         if self.policy is not None and masked is False:
-            raise RequestRefused(f"{what} is not masked: a requester must hide its value behind a fresh mask")
+            raise _ContentRefused(f"{what} is not masked: a requester must hide its value behind a fresh mask")
         self.audit.saw(what, decrypted.values.shape, per_sample=per_sample, masked=masked is not False, source=requester)
         self.flooding_sigmas.append(decrypted.sigma)
         for observer in self.observers:
@@ -161,14 +205,19 @@ class KeyHolder:
         if message.kind == DECRYPT_REQUEST:
             channel.send(Message(DECRYPT_REPLY, self.name, requester, message.step, values.astype(np.float64)))
             return
-        for index, (kind, stride) in enumerate(layouts):
+        payloads = []  # every layout first: a refresh that fails part-way sends nothing
+        for kind, stride in layouts:
             values_out = (values.T if kind == "rows_t" else values) * amplification
-            with self.timer.phase(Phase.ENCRYPT):
-                fresh = EncryptedTensor.encrypt(
-                    self._secret, values_out, Layout.ROWS, stride=stride, bound=(bound + half_width) * amplification
-                )
+            try:
+                with self.timer.phase(Phase.ENCRYPT):
+                    fresh = EncryptedTensor.encrypt(
+                        self._secret, values_out, Layout.ROWS, stride=stride, bound=(bound + half_width) * amplification
+                    )
+            except CryptoError as exc:  # the decrypted values are outside the range the rule re-encrypts in
+                raise _ContentRefused(f"{what} could not be re-encrypted: {exc}") from None
             with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
-                payload = fresh.to_bytes()
+                payloads.append(fresh.to_bytes())
+        for index, payload in enumerate(payloads):
             channel.send(
                 Message(REFRESH_REPLY, self.name, requester, message.step, payload, codec="ckks", meta={"index": index})
             )
@@ -184,6 +233,14 @@ class KeyHolder:
         if self.mask_half_width is None or values.size < 20:
             return None
         return bool(np.max(np.abs(values)) > self.mask_half_width / 2)
+
+
+class _ContentRefused(RequestRefused):
+    """A request refused on its decrypted content: the requester is told one fixed reason, and it counts a strike."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(CONTENT_REFUSAL)
+        self.detail = detail
 
 
 class MaskedKeyHolderClient:

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Promise", "promises"]
 
+#: Attacks demonstrated at the key holder itself (no registry attack trains a run with them yet).
+_FLOODING_SIZE = "flooding size (tests/test_key_holder_content_checks.py)"
+_OWN_SLOT = "a passive's Enc(H_k) in the active party's slot (tests/test_key_holder_content_checks.py)"
+
 
 @dataclass(frozen=True)
 class Promise:
@@ -55,6 +59,18 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
         return [asdict(p) for p in out]
     sealed = getattr(protection, "passive_layer", "open") == "sealed"
     flooded = protection.flooding_bits > 0
+    # flooding sized by a public bound needs the policy's rules; without them it follows the measured noise,
+    # and a request built from (0, 1) makes that noise a function of the key (crypto/flooding.py)
+    guarded = flooded and protection.decryption_policy == "protocol"
+    key_attack = "key_recovery" if guarded or not flooded else _FLOODING_SIZE
+    key_why = (
+        "every decryption that leaves the key holder is flooded, sized by the request's public bound"
+        if guarded
+        else "flooding without the decryption policy follows each request's measured noise: its size gives the key away "
+        "(protection.decryption_policy = 'none')"
+        if flooded
+        else "unflooded decryptions: two requests give the key away (protection.flooding_bits = 0)"
+    )
     dp = _label_dp(config)
     if sealed:
         out.append(Promise("labels", "semi-honest passive", True, "gradient_inversion",
@@ -72,9 +88,7 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
     else:
         out.append(Promise("labels", "malicious passive", False, "row_request",
                            "a request of an expected shape may hold the passive's own encrypted gradient rows"))
-    out.append(Promise("the key holder's secret key", "malicious passive", flooded, "key_recovery",
-                       "every decryption that leaves the key holder is flooded" if flooded
-                       else "unflooded decryptions: two requests give the key away (protection.flooding_bits = 0)"))
+    out.append(Promise("the key holder's secret key", "malicious passive", guarded, key_attack, key_why))
     if protection.key_holder == "active":
         out.append(Promise("activations", "semi-honest active", False, "none needed",
                            "the active party holds the key for every Enc(H_k) it receives"))
@@ -87,10 +101,14 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
                            "the active party decrypts only the sum of the activations" if many
                            else "with one passive party the sum is its activations"))
     if protection.key_holder == "coordinator":
-        out.append(Promise("the key holder's secret key", "malicious active", flooded, "active_key_recovery",
-                           "every decryption that leaves the key holder is flooded" if flooded
+        out.append(Promise("the key holder's secret key", "malicious active", guarded,
+                           "active_key_recovery" if guarded or not flooded else _FLOODING_SIZE,
+                           key_why if flooded
                            else "unflooded decryptions: two spare evaluation requests give the key away, and with it "
                            "every passive's activations"))
+        out.append(Promise("activations", "malicious active", False, _OWN_SLOT,
+                           "the coordinator cannot tell Enc(H_k) from the combination it expects (sealed or not): an "
+                           "active party that deviates has one passive's activations decrypted in its own request slot"))
         out.append(Promise("values sent to the key holder", "curious coordinator", True,
                            "none: a statistical test (tests/test_blind_schemes.py)",
                            "it decrypts only values under uniform masks of half-width protection.mask_half_width"))

@@ -243,9 +243,6 @@ HOSTILE = {
     ),
     "malformed layout": lambda: _request(MessageKind.REFRESH_REQUEST, "passive_1", 0, _masked((4, 4)), {"strides": "rows:x"}),
     "meta not a table": lambda: _request(MessageKind.REFRESH_REQUEST, "passive_1", 0, _masked((4, 4)), ["strides"]),  # type: ignore[arg-type]
-    "unmasked value": lambda: _request(
-        MessageKind.DECRYPT_REQUEST, "passive_1", 0, EncryptedTensor.encrypt(PUBLIC, np.ones((4, 8)), bound=1.0).to_bytes()
-    ),
 }
 
 
@@ -304,6 +301,7 @@ def test_on_a_network_a_refused_request_fails_the_requester_at_once_with_the_rea
 
 def test_one_request_per_expected_slot_per_step_and_no_replays() -> None:
     channel, holder, client = _guarded()
+    holder.note_step(3)  # the federation's step (the host's or another sender's): a requester may not run ahead of it
     value = EncryptedTensor.encrypt(PUBLIC, np.zeros((2, 5)), bound=4.0)
     client.reveal(value, 3, "parameter_gradient", per_sample=False)
     with pytest.raises(RequestRefusedError, match="matches no request left for step 3"):  # at once, with the reason
@@ -387,6 +385,14 @@ def test_every_result_says_what_its_configuration_promises() -> None:
     assert default[("the key holder's secret key", "malicious active")] == {
         **default[("the key holder's secret key", "malicious active")], "holds": True, "attack": "active_key_recovery"}
     assert unflooded[("the key holder's secret key", "malicious active")]["holds"] is False
+    # flooding without the policy's public bounds follows the measured noise, whose size gives the key away
+    no_policy = promised({"scheme": "ckks", "key_holder": "coordinator", "decryption_policy": "none"})
+    for adversary in ("malicious passive", "malicious active"):
+        row = no_policy[("the key holder's secret key", adversary)]
+        assert row["holds"] is False and "test_key_holder_content_checks" in row["attack"]
+    # nothing tells the coordinator Enc(H_k) from the sum it expects
+    deviating = default[("activations", "malicious active")]
+    assert deviating["holds"] is False and "test_key_holder_content_checks" in deviating["attack"]
     active_holder = promised({"scheme": "ckks", "key_holder": "active"})
     assert active_holder[("activations", "semi-honest active")]["holds"] is False
     assert ("the key holder's secret key", "malicious active") not in active_holder  # it holds the key itself

@@ -178,6 +178,15 @@ class Attack(ABC):
         """Encrypted parameter gradients from encrypted gradient rows (default: honest backprop)."""
         return backprop.backprop(backprop.gradient, backprop.row_weight)
 
+    def gradient_request_refused(self, step: int, reason: str) -> bool:
+        """The key holder refused a parameter-gradient request of this step (after :meth:`encrypted_gradients`).
+
+        Return True if the attack sent what was refused and takes the refusal as its outcome: the
+        passive then goes on without this step's update. The default (an honest request refused)
+        returns False, and the refusal stops the run.
+        """
+        return False
+
     def revealed_parameter_gradients(
         self, step: int, sample_ids: np.ndarray, gradients: list[np.ndarray], model: nn.Module
     ) -> None:

@@ -34,7 +34,8 @@ from securevfl.attacks.base import DECRYPTION_REQUESTS, NO_DECRYPTION_REQUESTS, 
 from securevfl.attacks.label_guesses import LabelGuesses
 from securevfl.attacks.metrics import MetricSpec
 from securevfl.crypto import EncryptedTensor, Keyring, Layout, kernels, ring
-from securevfl.protocols.errors import ProtocolError
+from securevfl.protocols.errors import ProtocolError, RequestRefusedError
+from securevfl.protocols.keyholder import CONTENT_REFUSAL
 from securevfl.roles import Capability, Role
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ class KeyRecovery(Attack):
         self.key_verified = False
         self._pending: tuple[np.ndarray, EncryptedTensor, float] | None = None
         self.unusable: str | None = None
+        self._crafted_at: int | None = None
+        self.refused: str | None = None
 
     @classmethod
     def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> KeyRecovery:
@@ -139,7 +142,17 @@ class KeyRecovery(Attack):
         else:
             crafted = _times_monomial(keyring, self._probe, keyring.params.poly_modulus_degree // 2)  # type: ignore[arg-type]
         self._stage += 1
+        self._crafted_at = step
         return [crafted, *honest[1:]]
+
+    def gradient_request_refused(self, step: int, reason: str) -> bool:
+        """A probe refused (the hardened key holder: noisier than its rule's bound) ends the attack; the passive trains on."""
+        if self._crafted_at != step:
+            return False
+        self.refused = reason
+        self._stage = 3
+        self._pending = None
+        return True
 
     def revealed_parameter_gradients(
         self, step: int, sample_ids: np.ndarray, gradients: list[np.ndarray], model: nn.Module
@@ -176,7 +189,8 @@ class KeyRecovery(Attack):
     def summary(self) -> dict[str, Any]:
         if self.unusable is not None:
             return {"not_run": self.unusable}
-        return {"key_recovered": self.key_verified, "requests_crafted": min(self._stage, 2)}
+        crafted = min(self._stage, 2) if self.refused is None else (1 if self._real_parts is None else 2)
+        return {"key_recovered": self.key_verified, "requests_crafted": crafted, "last_refusal": self.refused}
 
     def artifacts(self, truth: AttackTruth) -> Mapping[str, list[list[Any]]]:
         return {"key_recovery_labels": self._guesses.rows(truth.y_train, "label_read")}
@@ -272,6 +286,8 @@ class ActiveKeyRecovery(Attack):
             imaginary = np.asarray(reveal(rotated)).ravel()[:slots]
         except ProtocolError as exc:  # the key holder refused (budget spent, policy): try again at a later request
             self.refused = str(exc)
+            if isinstance(exc, RequestRefusedError) and exc.reason == CONTENT_REFUSAL:
+                self._stage = 3  # detected: a second content refusal would cut the active party off
             return
         self.secret = recover_secret_key(keyring, self._probe, self._real_parts, imaginary)  # type: ignore[arg-type]
         self.key_verified = verify_secret_key(keyring, self.secret)
@@ -323,7 +339,7 @@ class ActiveKeyRecovery(Attack):
     def summary(self) -> dict[str, Any]:
         return {
             "key_recovered": self.key_verified,
-            "requests_crafted": {0: 0, 1: 1, 2: 2}[self._stage],
+            "requests_crafted": {0: 0, 1: 1, 2: 2}.get(self._stage, 0 if self._real_parts is None else 1),
             "last_refusal": self.refused,
         }
 
@@ -338,6 +354,58 @@ class ActiveKeyRecovery(Attack):
 
 
 # ---------------------------------------------------------------------- the algebra
+_DIGIT_BITS = 20  # a plaintext factor with coefficients mod q is applied in base-2^20 digits, each exact at scale 1
+
+
+def _times_polynomial(keyring: Keyring, ciphertext: Any, coefficients: np.ndarray, modulus: int) -> Any:
+    """``ciphertext * P`` for a polynomial ``P`` with arbitrary coefficients mod ``modulus`` (exact, public operations)."""
+    centred = [int(c) % modulus for c in coefficients]
+    centred = [c - modulus if c > modulus // 2 else c for c in centred]
+    base, half = 1 << _DIGIT_BITS, 1 << (_DIGIT_BITS - 1)
+    encoder = sealapi.CKKSEncoder(keyring.seal_context)
+    out, rest, power = None, centred, 0
+    while any(rest):
+        digit = [((c + half) % base) - half for c in rest]
+        rest = [(c - d) >> _DIGIT_BITS for c, d in zip(rest, digit, strict=True)]
+        plain = sealapi.Plaintext()
+        encoder.encode(ring.coefficients_to_slots(np.asarray(digit, dtype=np.float64), 1.0).tolist(), ciphertext.parms_id(), 1.0, plain)
+        part = sealapi.Ciphertext()
+        keyring.evaluator.multiply_plain(ciphertext, plain, part)
+        if power:
+            shift = sealapi.Plaintext()
+            encoder.encode(float(1 << (_DIGIT_BITS * power)), ciphertext.parms_id(), 1.0, shift)
+            keyring.evaluator.multiply_plain_inplace(part, shift)
+        if out is None:
+            out = part
+        else:
+            keyring.evaluator.add_inplace(out, part)
+        power += 1
+    return out
+
+
+def secret_key_ciphertext(keyring: Keyring, shape: tuple[int, ...]) -> EncryptedTensor:
+    """A FLAT tensor, last level, whose one ciphertext is exactly ``(0, 1)``: it decrypts to the secret key ``s``.
+
+    Built by anyone holding the public keyring: two honest encryptions ``a``, ``b`` of zero are
+    combined as ``P*a + Q*b`` with ``D = a1*b0 - a0*b1``, ``P = b0/D``, ``Q = -a0/D`` (mod q), so the
+    first polynomial cancels and the second is 1. Multiplied by a plaintext ``T`` it decrypts to
+    ``T * s``: whatever a key holder reveals about such a request's decryption is about the key
+    (docs/threat-model.md; the flooding's size once was, :mod:`securevfl.crypto.flooding`).
+    """
+    a = EncryptedTensor.encrypt(keyring, np.zeros(shape), Layout.FLAT, bound=1.0, levels=0)
+    b = EncryptedTensor.encrypt(keyring, np.zeros(shape), Layout.FLAT, bound=1.0, levels=0)
+    a0, a1, modulus = ring.ciphertext_coefficients(keyring, a.ciphertexts[0])
+    b0, b1, _ = ring.ciphertext_coefficients(keyring, b.ciphertexts[0])
+    field = ring.NegacyclicRing(len(a0), modulus)
+    inverse = field.invert(field.sub(field.mul(a1, b0), field.mul(a0, b1)))
+    p_factor = field.mul(b0, inverse)
+    q_factor = field.sub(np.zeros(len(a0), dtype=object), field.mul(a0, inverse))
+    unit = _times_polynomial(keyring, a.ciphertexts[0], p_factor, modulus)
+    keyring.evaluator.add_inplace(unit, _times_polynomial(keyring, b.ciphertexts[0], q_factor, modulus))
+    a.ciphertexts[0] = unit
+    return a
+
+
 def _zero_probe(keyring: Keyring, shape: tuple[int, ...]) -> EncryptedTensor:
     """``k * Enc(0)`` at the last level, FLAT, shaped like the request it replaces."""
     probe = EncryptedTensor.encrypt(keyring, np.zeros(shape), Layout.FLAT, bound=1.0, levels=0)

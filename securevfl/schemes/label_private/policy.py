@@ -18,21 +18,43 @@ transposed (``S^T``, padded to the batch); evaluation is decrypted in chunks of 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
 from securevfl.crypto import CkksParameters
+from securevfl.crypto.flooding import noise_unit
 from securevfl.protocols.decryption_policy import DecryptionPolicy, RequestRule
 from securevfl.protocols.messages import MessageKind
 from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan
 from securevfl.schemes.label_private.precision import AMPLIFICATION
 from securevfl.schemes.label_private.sealed import EVAL_SEALED_ACTIVATION, SEALED_ACTIVATION, SEALED_WEIGHTS
 
-__all__ = ["EVALUATION_PASSES", "label_private_policy"]
+__all__ = ["EVALUATION_PASSES", "FRESH_NOISE_UNITS", "PRODUCT_NOISE_UNITS", "label_private_policy"]
 
 #: Evaluation passes over (train + test) an epoch end may make: the test split and an attack's
 #: evaluation splits, with room to spare; it only bounds a count.
 EVALUATION_PASSES = 4
+
+#: Public noise bound (in units of ``sqrt(N) / scale``, :func:`securevfl.crypto.flooding.noise_floor`)
+#: of a request whose ciphertext is a fresh encryption plus additions and products with the
+#: requester's plaintext features or gradients: every passive request, the active party's sum of
+#: activations. Measured (largest imaginary part over a request's slots; compute preset, MNIST
+#: 392 -> 32 -> 10, batch 64, 2 epochs, every scheme): 100-200, never above 202; per slot the noise
+#: is Gaussian with a standard deviation near 47, so 512 is more than 10 of them. The key holder
+#: floods with ``2**15`` times this bound (~1.4e-3 at the compute preset), and refuses, and answers
+#: no more, a ciphertext noisier than it.
+FRESH_NOISE_UNITS = 2.0**9
+
+#: The same for a ciphertext the active party multiplied by its own top-layer weights (the
+#: trainable top's first-layer pre-activation and its weight gradient): their rotations' noise grows
+#: with the weights. Measured 600-2054 (batch 16 and 64, 2 epochs); 8192 leaves room for the
+#: weights to grow fourfold. Flooding ~2.2e-2 at the compute preset, against values up to the
+#: activation bound.
+PRODUCT_NOISE_UNITS = 2.0**13
+
+#: The requests whose ciphertext went through a product with the active party's top weights.
+_PRODUCTS = frozenset({"first_layer_preactivation", "eval_first_layer_preactivation", "top_weight_gradient"})
 
 
 def _sealed_rules(
@@ -162,6 +184,14 @@ def label_private_policy(
         rules[active] = _active_rules(
             plans, top_plan, batch, combined_width, activation_bound, evaluation_batches, eval_batch
         )
+    unit = noise_unit(params)
+    rules = {
+        sender: [
+            dataclasses.replace(rule, noise_bound=unit * (PRODUCT_NOISE_UNITS if rule.what in _PRODUCTS else FRESH_NOISE_UNITS))
+            for rule in sender_rules
+        ]
+        for sender, sender_rules in rules.items()
+    }
     largest = max(rule.rows * rule.columns for sender_rules in rules.values() for rule in sender_rules)
     ciphertexts = math.ceil(4 * largest / params.slots) + 1
     ciphertext_bytes = 16 * params.poly_modulus_degree * len(params.coeff_modulus_bits) + 4096

@@ -1,8 +1,9 @@
 """How gradients travel in the one-key-holder schemes so that noise flooding costs little precision.
 
 The key holder floods every decryption that leaves it with Gaussian noise ``2**15`` times the
-ciphertext noise it measures (:mod:`securevfl.crypto.flooding`), so whatever noise a product
-carries is multiplied by ~33,000 in the value a party learns. Two sources dominate, both
+public noise bound of the request (:mod:`securevfl.crypto.flooding`; the bound is a few times the
+noise an honest request carries), so whatever noise a product carries is multiplied by ~33,000 or
+more in the value a party learns. Two sources dominate, both
 *absolute* (independent of the values):
 
 - every rotation (a key switch) adds ~4.5e-7 in slot units at the ``compute`` preset;

@@ -27,7 +27,7 @@ from securevfl.defenses.base import MessageContext, Placement
 from securevfl.parties.active import ActiveParty
 from securevfl.parties.passive import PassiveParty, check_same_batch
 from securevfl.protocols import Channel, Message, MessageKind, Phase, PhaseTimer, ProtocolError
-from securevfl.protocols.errors import PayloadRangeError
+from securevfl.protocols.errors import PayloadRangeError, RequestRefusedError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
 from securevfl.models import linear_stack
@@ -162,7 +162,14 @@ class BlindPassiveWire:
         party.optimizer.zero_grad(set_to_none=True)
         revealed = []
         for (linear, _), enc in zip(self._stack, encrypted, strict=True):
-            values = client.reveal(enc, step, "parameter_gradient", per_sample=False) / batch.revealed_scale
+            try:
+                values = client.reveal(enc, step, "parameter_gradient", per_sample=False) / batch.revealed_scale
+            except RequestRefusedError as exc:
+                if party.attack is None or not party.attack.gradient_request_refused(step, exc.reason):
+                    raise
+                party.optimizer.zero_grad(set_to_none=True)  # the attacker's crafted request was refused: no update this step
+                self._cache = None
+                return
             party.audit.saw("parameter_gradient", values.shape, per_sample=False, masked=False, source=client.key_holder)
             linear.weight.grad = torch.from_numpy(values[:, :-1]).to(linear.weight.dtype)
             linear.bias.grad = torch.from_numpy(values[:, -1]).to(linear.bias.dtype)
@@ -321,6 +328,8 @@ class BlindActiveWire:
         return party.top.layers[1:](pre)  # type: ignore[index,operator]
 
     def train_step(self, party: ActiveParty, step: int, sample_ids: np.ndarray) -> float:
+        if self.key_holder is not None:
+            self.key_holder.note_step(step)  # the passives' requests may run at most one step ahead of it
         what = "activation_sum" if self.top_plan is None else "first_layer_preactivation"
         received, transposed = self._received_activations(party, step, len(sample_ids))
         combined = self._combined(party, received, step, what)
