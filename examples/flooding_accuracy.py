@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--long-epochs", type=int, default=12, help="one longer pair (plain vs coordinator, seed 0)")
+    parser.add_argument("--long-epochs", type=int, default=12, help="one longer pair (plain vs coordinator, seed 0); 0: none")
     parser.add_argument("--timing-rounds", type=int, default=0, help="back-to-back timing rounds of every variant (0: none)")
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows: list[dict[str, Any]] = []
     plan = [(name, seed, args.epochs) for seed in args.seeds for name in VARIANTS if seed == 0 or "no flooding" not in name]
-    plan += [("plain", 0, args.long_epochs), ("ckks/coordinator, flooding 30", 0, args.long_epochs)]
+    if args.long_epochs and args.long_epochs != args.epochs:  # 0 (or the short length): no longer pair
+        plan += [("plain", 0, args.long_epochs), ("ckks/coordinator, flooding 30", 0, args.long_epochs)]
     for name, seed, epochs in plan:
         result = run(name, seed, epochs, args)
         steps = -(-args.train // 64) * epochs
