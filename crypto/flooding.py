@@ -113,11 +113,11 @@ def flooded_decrypt(
     if noise_bound is not None and not (math.isfinite(noise_bound) and noise_bound >= floor):
         raise ValueError(f"noise_bound must be a finite bound of at least one noise unit ({floor:.3g}), got {noise_bound!r}")
     slot_vectors, exact_vectors, bounds, sigmas = [], [], [], []
+    within = True  # checked after every ciphertext is decrypted and flooded: the work does not depend on where one fails
     for ciphertext in tensor.ciphertexts:
         slots = keyring.decrypt_vector_complex(ciphertext)
         measured = float(np.max(np.abs(slots.imag)))
-        if noise_bound is not None and flooding.enabled and not measured <= noise_bound:  # NaN fails too
-            raise NoiseBoundExceeded("the decrypted ciphertext is noisier than its request's public bound")
+        within = within and (noise_bound is None or not flooding.enabled or measured <= noise_bound)  # NaN fails too
         bound = noise_bound if noise_bound is not None else max(measured, floor)
         sigma = flooding.sigma(bound)
         real = slots.real if sigma == 0.0 else slots.real + csprng_normal(sigma, slots.shape)
@@ -125,6 +125,8 @@ def flooded_decrypt(
         exact_vectors.append(slots.real)
         bounds.append(bound)
         sigmas.append(sigma)
+    if not within:
+        raise NoiseBoundExceeded("the decrypted ciphertext is noisier than its request's public bound")
     packing = tensor.packing
     return FloodedValues(
         values=packing.unpack(np.stack(slot_vectors)),

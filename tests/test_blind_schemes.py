@@ -195,10 +195,11 @@ def test_digits_blind_training_tracks_plaintext(key_holder: str) -> None:
     for exact, enc, ref in zip(unflooded["history"], blind["history"], plain["history"], strict=True):
         assert abs(exact["loss"] - ref["loss"]) < 1e-4  # the protocol: CKKS noise only
         assert abs(exact["main_accuracy"] - ref["main_accuracy"]) <= 0.01
-        # with flooding (sigma ~3e-4 on per-sample, amplified gradients; measured within 2e-5 of the plaintext
-        # loss over 4 runs): the same course, 50x inside this margin
+        # with flooding (2**15 x each rule's public noise bound: ~2.2e-2 on the passives' sums of per-sample,
+        # amplified gradients; fresh CSPRNG noise each run): the same course (the loss), and a model still
+        # near chance after 2 short epochs whose predictions differ on at most 3 of the 100 test samples
         assert abs(enc["loss"] - ref["loss"]) < 1e-3
-        assert abs(enc["main_accuracy"] - ref["main_accuracy"]) <= 0.01
+        assert abs(enc["main_accuracy"] - ref["main_accuracy"]) <= 0.03 + 1e-9
     assert blind["timing"]["homomorphic_backprop"] > 0
     assert "activation" in blind["bytes_sent"] and "decrypt_request" in blind["bytes_sent"]
 

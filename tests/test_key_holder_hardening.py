@@ -261,7 +261,7 @@ def test_a_hostile_request_is_refused_without_a_reply_and_the_key_holder_goes_on
     # the honest request of the same step is still answered
     value = np.random.default_rng(5).uniform(-1, 1, (4, 8))
     revealed = client.reveal(EncryptedTensor.encrypt(PUBLIC, value, bound=4.0), 0, "parameter_gradient", per_sample=False)
-    assert revealed.shape == (4, 8) and np.max(np.abs(revealed - value)) < 0.05
+    assert revealed.shape == (4, 8) and np.max(np.abs(revealed - value)) < 0.15  # flooded: 2**15 x the passive rules' public bound, ~2.2e-2 per value
 
 
 def test_on_a_network_a_refused_request_fails_the_requester_at_once_with_the_reason() -> None:

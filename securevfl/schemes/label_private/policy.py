@@ -30,21 +30,29 @@ from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan
 from securevfl.schemes.label_private.precision import AMPLIFICATION
 from securevfl.schemes.label_private.sealed import EVAL_SEALED_ACTIVATION, SEALED_ACTIVATION, SEALED_WEIGHTS
 
-__all__ = ["EVALUATION_PASSES", "FRESH_NOISE_UNITS", "PRODUCT_NOISE_UNITS", "label_private_policy"]
+__all__ = ["EVALUATION_PASSES", "FRESH_NOISE_UNITS", "PASSIVE_NOISE_UNITS", "PRODUCT_NOISE_UNITS", "label_private_policy"]
 
 #: Evaluation passes over (train + test) an epoch end may make: the test split and an attack's
 #: evaluation splits, with room to spare; it only bounds a count.
 EVALUATION_PASSES = 4
 
 #: Public noise bound (in units of ``sqrt(N) / scale``, :func:`securevfl.crypto.flooding.noise_floor`)
-#: of a request whose ciphertext is a fresh encryption plus additions and products with the
-#: requester's plaintext features or gradients: every passive request, the active party's sum of
-#: activations. Measured (largest imaginary part over a request's slots; compute preset, MNIST
-#: 392 -> 32 -> 10, batch 64, 2 epochs, every scheme): 100-200, never above 202; per slot the noise
-#: is Gaussian with a standard deviation near 47, so 512 is more than 10 of them. The key holder
-#: floods with ``2**15`` times this bound (~1.4e-3 at the compute preset), and refuses, and answers
-#: no more, a ciphertext noisier than it.
+#: of a request whose ciphertext is fresh encryptions plus additions: the active party's sum of
+#: activations. Measured (largest imaginary part over a request's slots; compute preset, MNIST and
+#: NUS-WIDE, every scheme): 100-200, never above 202; per slot the noise is Gaussian with a standard
+#: deviation near 47, so 512 is more than 10 of them. The key holder floods with ``2**15`` times the
+#: bound (~1.4e-3 at the compute preset), and refuses a ciphertext noisier than it.
 FRESH_NOISE_UNITS = 2.0**9
+
+#: The same for a passive's requests, whose ciphertexts went through products with its own features
+#: (``[X|1]^T G``; sealed: the homomorphic update): their noise grows with the features' size.
+#: Measured: MNIST (features in [0, 1]) 100-202; NUS-WIDE (standardised, max |x| 21.9) up to 1,430;
+#: synthetic standardised features of scale 16 (max |x| ~64) 1,820 (red-team review); 8,192 leaves
+#: 4x over the largest. Larger or heavier-tailed features (or the deep preset with them: 5,758 at
+#: scale 16) can exceed it: the honest request is then refused and the run stops with a message
+#: saying so. Flooding ~2.2e-2 at the compute preset, on values the amplification and per-sample
+#: gradient scale keep large (docs/threat-model.md, "What flooding costs").
+PASSIVE_NOISE_UNITS = 2.0**13
 
 #: The same for a ciphertext the active party multiplied by its own top-layer weights (the
 #: trainable top's first-layer pre-activation and its weight gradient): their rotations' noise grows
@@ -185,11 +193,14 @@ def label_private_policy(
             plans, top_plan, batch, combined_width, activation_bound, evaluation_batches, eval_batch
         )
     unit = noise_unit(params)
+
+    def noise_units(sender: str, rule: RequestRule) -> float:
+        if rule.what in _PRODUCTS:
+            return PRODUCT_NOISE_UNITS
+        return PASSIVE_NOISE_UNITS if sender in plans else FRESH_NOISE_UNITS
+
     rules = {
-        sender: [
-            dataclasses.replace(rule, noise_bound=unit * (PRODUCT_NOISE_UNITS if rule.what in _PRODUCTS else FRESH_NOISE_UNITS))
-            for rule in sender_rules
-        ]
+        sender: [dataclasses.replace(rule, noise_bound=unit * noise_units(sender, rule)) for rule in sender_rules]
         for sender, sender_rules in rules.items()
     }
     largest = max(rule.rows * rule.columns for sender_rules in rules.values() for rule in sender_rules)
