@@ -107,6 +107,7 @@ class KeyHolder:
         """Per sender, the detailed reason of every request refused on its decrypted content."""
         self.flooding_sigmas: list[float] = []
         """The flooding standard deviation of every answer (slot units), for reports."""
+        self._decrypted = False
         self.observers: list[Callable[[Message, np.ndarray], None]] = []
         """See every admitted request and the exact value decrypted for it (a study's curious key holder)."""
 
@@ -131,18 +132,22 @@ class KeyHolder:
         if isinstance(sender, str) and len(self.content_refusals.get(sender, ())) >= CONTENT_STRIKES:
             reason = told = f"{sender!r} is answered no more in this run ({CONTENT_STRIKES} requests failed the content checks)"
         else:
+            self._decrypted = False
             try:
                 self._answer(channel, message)
                 return True
-            except _ContentRefused as exc:
-                reason = f"{exc} (detail, kept here: {exc.detail})"
-                told = str(exc)
-                if isinstance(sender, str):
-                    self.content_refusals.setdefault(sender, []).append(exc.detail)
-            except RequestRefused as exc:
-                reason = str(exc)
             except Exception as exc:  # noqa: BLE001 - a hostile request must never stop the key holder
-                reason = f"malformed request ({type(exc).__name__}: {str(exc)[:200]})"
+                failure: Exception = exc
+            if self._decrypted and not isinstance(failure, _ContentRefused):  # its text could carry plaintext
+                failure = _ContentRefused(f"failed after decryption ({type(failure).__name__}: {str(failure)[:200]})")
+            if isinstance(failure, _ContentRefused):
+                reason, told = f"{failure} (detail, kept here: {failure.detail})", str(failure)
+                if isinstance(sender, str):
+                    self.content_refusals.setdefault(sender, []).append(failure.detail)
+            elif isinstance(failure, RequestRefused):
+                reason = str(failure)
+            else:
+                reason = f"malformed request ({type(failure).__name__}: {str(failure)[:200]})"
             if told is None and self.policy is not None:
                 self.policy.release_last()  # a request refused on what it sent in public does not use up its slot
         self.refuse(message, reason, channel, told=told)
@@ -190,6 +195,7 @@ class KeyHolder:
         try:
             with self.timer.phase(Phase.DECRYPT):
                 decrypted = flooded_decrypt(encrypted, self._secret, self.flooding, noise_bound)
+            self._decrypted = True  # from here on every failure is about the plaintext
         except NoiseBoundExceeded:
             raise _ContentRefused(f"its ciphertext is noisier than the public bound of {what!r}") from None
         except CryptoError as exc:

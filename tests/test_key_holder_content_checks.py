@@ -217,3 +217,17 @@ def test_a_malicious_active_party_reads_one_passives_activations_in_its_own_slot
     assert holder.handle(replies, _request(MessageKind.DECRYPT_REQUEST, "active", 0, own)) is True
     read = np.asarray(replies.sent[-1].payload) - mask
     assert np.max(np.abs(read - activations)) < 0.05
+
+
+def test_any_failure_after_decryption_is_a_content_refusal_whose_text_stays_with_the_key_holder() -> None:
+    """An unexpected error once the plaintext exists could quote it: the requester gets the fixed reason only."""
+    _, holder = _holder()
+    replies = Replies()
+
+    def quoting(message: Message, values: np.ndarray) -> None:
+        raise ValueError(f"unexpected value {values.ravel()[0]:.6f}")
+
+    holder.observers.append(quoting)
+    assert holder.handle(replies, _request(MessageKind.DECRYPT_REQUEST, "passive_1", 0, _masked((4, 41)))) is False
+    assert replies.sent[-1].meta["reason"] == CONTENT_REFUSAL
+    assert "unexpected value" in holder.refusals[-1] and holder.content_refusals["passive_1"][0].startswith("failed after decryption")
