@@ -62,7 +62,8 @@ def test_tiny_plaintext_bench_matches_its_result_files(tmp_path: Path) -> None:
     assert set(row["party_busy_per_epoch"]) == set(busy) == {"passive_1", "passive_2", "active"}
     for name, seconds in busy.items():
         assert row["party_busy_per_epoch"][name] == pytest.approx(seconds, abs=2e-4)
-    assert row["critical_party"] == max(busy, key=lambda name: busy[name])
+    # the busiest party (two passives can tie within the table's rounding: either is then the critical one)
+    assert busy[row["critical_party"]] == pytest.approx(max(busy.values()), abs=2e-4)
 
     # bytes: accounted = the result's bytes_sent summed (done frames included), the wire layers from its wire_bytes
     b = row["bytes"]
