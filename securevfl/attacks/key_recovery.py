@@ -392,6 +392,15 @@ def secret_key_ciphertext(keyring: Keyring, shape: tuple[int, ...]) -> Encrypted
     ``T * s``: whatever a key holder reveals about such a request's decryption is about the key
     (docs/threat-model.md; the flooding's size once was, :mod:`securevfl.crypto.flooding`).
     """
+    for _ in range(16):  # a draw whose factors SEAL's encoder refuses ("encoded value is too large") is drawn again
+        try:
+            return _secret_key_ciphertext_once(keyring, shape)
+        except ValueError:
+            continue
+    raise ValueError("no pair of encryptions gave encodable factors in 16 draws")
+
+
+def _secret_key_ciphertext_once(keyring: Keyring, shape: tuple[int, ...]) -> EncryptedTensor:
     a = EncryptedTensor.encrypt(keyring, np.zeros(shape), Layout.FLAT, bound=1.0, levels=0)
     b = EncryptedTensor.encrypt(keyring, np.zeros(shape), Layout.FLAT, bound=1.0, levels=0)
     a0, a1, modulus = ring.ciphertext_coefficients(keyring, a.ciphertexts[0])
