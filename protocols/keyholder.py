@@ -214,13 +214,10 @@ class KeyHolder:
         payloads = []  # every layout first: a refresh that fails part-way sends nothing
         for kind, stride in layouts:
             values_out = (values.T if kind == "rows_t" else values) * amplification
-            try:
-                with self.timer.phase(Phase.ENCRYPT):
-                    fresh = EncryptedTensor.encrypt(
-                        self._secret, values_out, Layout.ROWS, stride=stride, bound=(bound + half_width) * amplification
-                    )
-            except CryptoError as exc:  # the decrypted values are outside the range the rule re-encrypts in
-                raise _ContentRefused(f"{what} could not be re-encrypted: {exc}") from None
+            with self.timer.phase(Phase.ENCRYPT):  # values outside the rule's range fail here: a content refusal (handle)
+                fresh = EncryptedTensor.encrypt(
+                    self._secret, values_out, Layout.ROWS, stride=stride, bound=(bound + half_width) * amplification
+                )
             with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
                 payloads.append(fresh.to_bytes())
         for index, payload in enumerate(payloads):
