@@ -14,7 +14,10 @@ fresh random mask: it only ever learns batch-summed values.
 
 The incoming gradient travels amplified (:data:`.precision.AMPLIFICATION`); every product's
 plaintext factor carries the inverse, so products leave at their true scale (per-sample
-gradients summed over the batch) and refreshed gradients come back amplified again.
+gradients summed over the batch) and refreshed gradients come back amplified again. A refreshed
+gradient must stay within its rule's public bound (``BACKPROP_HEADROOM x gradient_bound``):
+when the weights could push ``G_l @ W_l`` past it, the product is divided by a power of two
+(:func:`.precision.backprop_shrink`) that the layer below multiplies back in its plaintext factor.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from torch import nn
 from securevfl.crypto import EncryptedTensor
 from securevfl.protocols.keyholder import MaskedKeyHolderClient
 from securevfl.schemes.label_private.plan import BottomPlan
-from securevfl.schemes.label_private.precision import AMPLIFICATION
+from securevfl.schemes.label_private.precision import AMPLIFICATION, BACKPROP_HEADROOM, backprop_shrink
 
 
 @dataclass
@@ -76,6 +79,8 @@ def encrypted_parameter_gradients(
     """Enc([dW_l | db_l]) for every layer, from Enc(G^T) (and Enc(G) when there are hidden layers)."""
     results: list[EncryptedTensor | None] = [None] * len(stack)
     g_t, g = gradient_t, gradient
+    shrunk = 1.0  # g_t and g hold AMPLIFICATION x (the true gradient) / shrunk
+    refreshed_bound = BACKPROP_HEADROOM * gradient_bound
     for layer in reversed(range(len(stack))):
         mask = cache.relu_masks[layer]
         if mask is not None:
@@ -83,17 +88,19 @@ def encrypted_parameter_gradients(
             if g is not None:
                 g = g.multiply_plain(mask)
         augmented = np.hstack([cache.layer_inputs[layer], np.ones((plan.batch, 1))]) * cache.row_weight[:, None]
-        results[layer] = g_t @ (augmented / AMPLIFICATION)
+        results[layer] = g_t @ (augmented * (shrunk / AMPLIFICATION))
         if layer == 0:
             break
         if g is None:
             raise ValueError("a bottom model with hidden layers needs the batch-major gradient too")
-        weight = stack[layer][0].weight.detach().double().numpy()
-        below = g @ (weight / AMPLIFICATION)
+        weight = stack[layer][0].weight.detach().double().numpy() * (shrunk / AMPLIFICATION)
+        reach = g.value_bound * float(np.abs(weight).sum(axis=0).max())  # the product's own worst-case bound
+        shrunk = backprop_shrink(reach, refreshed_bound)
+        below = g @ (weight / shrunk)
         layouts = [("rows_t", plan.feature_major_stride(layer - 1))]
         if layer - 1 > 0:
             layouts.append(("rows", plan.batch_major_stride(layer - 1)))
-        refreshed = client.refresh(below, step, "backprop_gradient", layouts, bound=gradient_bound, amplification=AMPLIFICATION)
+        refreshed = client.refresh(below, step, "backprop_gradient", layouts, bound=refreshed_bound, amplification=AMPLIFICATION)
         g_t = refreshed[0]
         g = refreshed[1] if len(refreshed) > 1 else None
     return [r for r in results if r is not None]

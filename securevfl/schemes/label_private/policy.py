@@ -27,7 +27,7 @@ from securevfl.crypto.flooding import noise_unit
 from securevfl.protocols.decryption_policy import DecryptionPolicy, RequestRule
 from securevfl.protocols.messages import MessageKind
 from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan
-from securevfl.schemes.label_private.precision import AMPLIFICATION
+from securevfl.schemes.label_private.precision import AMPLIFICATION, BACKPROP_HEADROOM
 from securevfl.schemes.label_private.sealed import EVAL_SEALED_ACTIVATION, SEALED_ACTIVATION, SEALED_WEIGHTS
 
 __all__ = ["EVALUATION_PASSES", "FRESH_NOISE_UNITS", "PASSIVE_NOISE_UNITS", "PRODUCT_NOISE_UNITS", "label_private_policy"]
@@ -127,7 +127,7 @@ def _passive_rules(plan: BottomPlan, gradient_bound: float) -> list[RequestRule]
         rules.append(
             RequestRule(
                 MessageKind.REFRESH_REQUEST, "backprop_gradient", rows=plan.batch, columns=plan.widths[layer],
-                per_step=1, per_sample=True, value_bound=gradient_bound, layouts=tuple(layouts),
+                per_step=1, per_sample=True, value_bound=BACKPROP_HEADROOM * gradient_bound, layouts=tuple(layouts),
                 amplification=AMPLIFICATION,
             )
         )

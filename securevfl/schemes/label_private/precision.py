@@ -29,6 +29,16 @@ gradients themselves. Two public factors fix that, measured in docs/threat-model
   have room for the larger values (``2**8 x gradient_bound`` is far below their ceilings); more
   amplification stops helping once the plaintext factor's encoding error (``~2**-40`` times
   ``2**k``) reaches the rotation noise it divides (measured: ``2**7``-``2**9`` is the plateau).
+
+Below the top layer a passive has ``G_l @ W_l`` refreshed. Its entries are bounded only by the
+worst case ``max|G_l| x`` (largest column l1 norm of ``W_l``), which grows with the passive's
+weights past any fixed multiple of ``gradient_bound``; the key holder re-encrypts under the
+rule's public bound and refuses what exceeds it (a content refusal: the masked value sits near
+the edge of its mask only rarely, so an honest run stopped at random, 2026-11-26). The refreshed
+gradient's bound is therefore :data:`BACKPROP_HEADROOM` times ``gradient_bound``, and the passive
+divides the product by the power of two :func:`backprop_shrink` that brings the worst case
+within it, multiplying it back in the next product's plaintext factor: every declared bound is
+true, and the flooding noise grows by that factor only when the weights need it.
 """
 
 from __future__ import annotations
@@ -40,10 +50,14 @@ import numpy as np
 
 from securevfl.protocols.errors import ProtocolError
 
-__all__ = ["AMPLIFICATION", "SCALE_META", "gradient_scale", "received_gradient_scale"]
+__all__ = ["AMPLIFICATION", "BACKPROP_HEADROOM", "SCALE_META", "backprop_shrink", "gradient_scale", "received_gradient_scale"]
 
 #: Public factor of every gradient ciphertext a passive multiplies by a plaintext matrix.
 AMPLIFICATION = 2.0**8
+
+#: The public bound of a refreshed hidden-layer gradient ``G_l @ W_l``, in units of ``gradient_bound``:
+#: room for the weights' column l1 norms (about 1-2 at initialisation) before :func:`backprop_shrink` acts.
+BACKPROP_HEADROOM = 8.0
 
 #: The gradient message's meta field carrying :func:`gradient_scale`.
 SCALE_META = "scale"
@@ -69,6 +83,20 @@ def gradient_scale(rows: int, values: np.ndarray | None = None, bound: float | N
         factor /= 2.0
         halvings += 1
     return factor
+
+
+def backprop_shrink(reach: float, bound: float) -> float:
+    """The least power of two ``2**k >= 1`` with ``reach / 2**k <= bound``.
+
+    ``reach`` is the worst-case magnitude of ``G_l @ W_l`` (the ciphertext's tracked bound times
+    the plaintext's largest column l1 norm, as the product itself computes it); dividing by the
+    result keeps the refreshed value within the public ``bound`` whatever the gradient's entries.
+    """
+    if not (math.isfinite(reach) and reach >= 0 and bound > 0):
+        raise ValueError(f"backprop_shrink needs a finite reach >= 0 and a bound > 0, got {reach!r} and {bound!r}")
+    if reach <= bound:
+        return 1.0
+    return 2.0 ** math.ceil(math.log2(reach / bound))
 
 
 def received_gradient_scale(meta: Mapping[str, object], rows: int, sender: str) -> float:
