@@ -48,6 +48,7 @@ from securevfl.attacks.base import Attack, AttackConfigBase, AttackTruth
 from securevfl.attacks.gradient_inversion import GradientInversion, GradientInversionConfig, KnownLabels
 from securevfl.attacks.backdoor_control import BackdoorControl
 from securevfl.attacks.gradient_replacement import GradientReplacement, GradientReplacementConfig
+from securevfl.attacks.flooding_size import FloodingKeyRecovery, FloodingKeyRecoveryConfig
 from securevfl.attacks.key_recovery import ActiveKeyRecovery, ActiveKeyRecoveryConfig, KeyRecovery, KeyRecoveryConfig
 from securevfl.attacks.label_inference import LabelInference
 from securevfl.attacks.poison import BackdoorData
@@ -174,6 +175,11 @@ def _active_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: M
     return ActiveKeyRecovery(facts.party, facts.n_train, facts.passives, config.start_step, config.tolerance)
 
 
+def _flooding_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
+    assert isinstance(config, FloodingKeyRecoveryConfig)
+    return FloodingKeyRecovery(facts.party, facts.n_train, facts.passives, config.start_step, config.tolerance, config.flooding_bits)
+
+
 def _activation_inversion(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
     assert isinstance(config, ActivationInversionConfig)
     return ActivationInversion(facts.party, facts.passives, facts.n_train, facts.top, config.tolerance, config.rcond)
@@ -186,6 +192,7 @@ FORMS: dict[str, KnowledgeForm] = {
     GradientInversion.name: KnowledgeForm(_export_known_labels, _rebuild_inversion),
     KeyRecovery.name: KnowledgeForm(_nothing, _key_recovery),
     ActiveKeyRecovery.name: KnowledgeForm(_nothing, _active_key_recovery),
+    FloodingKeyRecovery.name: KnowledgeForm(_nothing, _flooding_key_recovery),
     RowRequest.name: KnowledgeForm(_nothing, lambda config, facts, arrays, data: RowRequest(facts.party, facts.n_train)),
     ActivationInversion.name: KnowledgeForm(_nothing, _activation_inversion),
     # an honest party: its triggered test split reaches the parties through their data files, as a backdoor's does

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tenseal.sealapi as sealapi
 
+from securevfl.attacks.flooding_size import KAPPA_UNITS, KEY_FACTOR, flooding_probe
 from securevfl.attacks.key_recovery import secret_key_ciphertext
 from securevfl.crypto import EncryptedTensor, Layout, SecretKeyring, get_preset, ring
 from securevfl.crypto.flooding import NoiseBoundExceeded, NoiseFlooding, flooded_decrypt, noise_unit
@@ -80,26 +81,12 @@ def _masked(shape: tuple[int, int], seed: int = 0) -> EncryptedTensor:
     return EncryptedTensor.encrypt(PUBLIC, values, bound=HALF_WIDTH + 4.0)
 
 
-def _key_probe(shape: tuple[int, int], slot: int, factor: complex, kappa: float) -> EncryptedTensor:
-    """``T * (0, 1) + m``: ``T`` is ``factor * t`` at ``slot`` only, ``m`` is ``i * kappa`` there and a
-    large real value elsewhere (so the request looks masked). It decrypts to ``m + T * s``."""
-    unit = secret_key_ciphertext(PUBLIC, shape)
-    ciphertext = unit.ciphertexts[0]
-    encoder = sealapi.CKKSEncoder(PUBLIC.seal_context)
-    t_slots = np.zeros(PARAMS.slots, dtype=complex)
-    t_slots[slot] = factor * 2.0**22
-    times = sealapi.Plaintext()
-    encoder.encode(t_slots.tolist(), ciphertext.parms_id(), 1.0, times)
-    m_slots = np.zeros(PARAMS.slots, dtype=complex)
-    m_slots[slot] = 1j * kappa
-    m_slots[(slot + 1) % PARAMS.slots] = 10_000.0
-    plus = sealapi.Plaintext()
-    encoder.encode(m_slots.tolist(), ciphertext.parms_id(), ciphertext.scale, plus)
-    crafted = sealapi.Ciphertext()
-    PUBLIC.evaluator.multiply_plain(ciphertext, times, crafted)
-    PUBLIC.evaluator.add_plain_inplace(crafted, plus)
-    unit.ciphertexts[0] = crafted
-    return unit
+def _key_probe(shape: tuple[int, int], slot: int, factor: complex) -> EncryptedTensor:
+    """``flooding_key_recovery``'s probe ``T * (0, 1) + i * kappa`` at ``slot`` (it decrypts to ``i kappa + T s`` there),
+    plus a large real value at the next slot, so that the request also looks masked."""
+    decoy = np.zeros(shape)
+    decoy.flat[(slot + 1) % PARAMS.slots] = 10_000.0
+    return flooding_probe(secret_key_ciphertext(PUBLIC, shape), slot, factor).add_plain(decoy, result_bound=10_001.0)
 
 
 def test_the_ciphertext_built_from_public_operations_decrypts_to_the_secret_key() -> None:
@@ -112,27 +99,27 @@ def test_a_measured_flooding_size_gives_the_key_away_and_a_public_one_does_not()
     """Finding 1. Without a public bound (the unhardened path) the spread of the reply's known slots is
     ``2**15 * |kappa + t Im(s_j)|``: two requests per slot read ``s_j``. With the rule's public bound the
     same request is refused as a ciphertext of no protocol, and one that fits is flooded like any other."""
-    kappa = 300 * 2.0**22 / PARAMS.scale
+    kappa = KAPPA_UNITS * KEY_FACTOR / PARAMS.scale
     shape = (64, 64)
     known = np.ones(shape[0] * shape[1], dtype=bool)
     errors, sizes = [], []
     for slot in (0, 7, 100, 1000, 2047, 4000):
         estimate = []
         for factor in (1.0, -1j):  # Im(t s_j), then Im(-i t s_j) = -t Re(s_j)
-            flooded = flooded_decrypt(_key_probe(shape, slot, factor, kappa), SECRET, NoiseFlooding(30))
+            flooded = flooded_decrypt(_key_probe(shape, slot, factor), SECRET, NoiseFlooding(30))
             use = known.copy()
             use[[slot, slot + 1]] = False
             sigma = float(np.sqrt(np.mean(flooded.values.ravel()[use] ** 2)))
-            estimate.append((sigma / 2.0**15 - kappa) * PARAMS.scale / 2.0**22)
+            estimate.append((sigma / 2.0**15 - kappa) * PARAMS.scale / KEY_FACTOR)
         read = -estimate[1] + 1j * estimate[0]
         errors.append(abs(read - KEY_SLOTS[slot]))
         sizes.append(abs(KEY_SLOTS[slot]))
-    # each slot read to ~1 % of the spread's size (kappa ~ 300 slot units): a few units against |s_j| ~ 60;
+    # each slot read to ~1 % of the spread's size (kappa = 400 units of t / scale): a few units against |s_j| ~ 60;
     # over all 4096 slots these errors average out in the inverse embedding (red-team run: 8192 of 8192 coefficients)
     assert np.mean(errors) < 0.25 * np.mean(sizes)
     bound = FRESH_NOISE_UNITS * noise_unit(PARAMS)
     with pytest.raises(NoiseBoundExceeded):
-        flooded_decrypt(_key_probe(shape, 7, 1.0, kappa), SECRET, NoiseFlooding(30), noise_bound=bound)
+        flooded_decrypt(_key_probe(shape, 7, 1.0), SECRET, NoiseFlooding(30), noise_bound=bound)
     honest = [flooded_decrypt(_masked(size, seed), SECRET, NoiseFlooding(30), noise_bound=bound) for seed, size in enumerate([(4, 8), (64, 64)])]
     measured = [flooded_decrypt(_masked(size, seed), SECRET, NoiseFlooding(30)) for seed, size in enumerate([(4, 8), (64, 64)])]
     assert honest[0].sigma == honest[1].sigma == 2.0**15 * bound  # the same for every request of the rule: it says nothing
@@ -143,8 +130,7 @@ def test_the_crafted_request_is_refused_with_one_fixed_reason_and_a_second_cuts_
     """Finding 1 end to end: the active party's evaluation slot, the key holder of today."""
     _, holder = _holder()
     replies = Replies()
-    kappa = 300 * 2.0**22 / PARAMS.scale
-    probe = _key_probe((64, 4), 3, 1.0, kappa)
+    probe = _key_probe((64, 4), 3, 1.0)
     for strike in range(CONTENT_STRIKES):
         assert holder.handle(replies, _request(MessageKind.DECRYPT_REQUEST, "active", 0, probe)) is False
         assert replies.sent[-1].kind == MessageKind.REQUEST_REFUSED and replies.sent[-1].meta["reason"] == CONTENT_REFUSAL

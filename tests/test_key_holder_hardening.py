@@ -173,6 +173,38 @@ def test_a_malicious_active_reads_every_passives_activations_unless_the_coordina
     assert undefended["main_accuracy"] == _active_run("coordinator", 0, attack="none")["main_accuracy"]
 
 
+def _flooding_size_run(flooding_bits: int, policy: str) -> dict:
+    raw = {
+        "parties": {"passive": 2, "split": "even"},
+        "model": {"top": "sum", "bottom_hidden": [8]},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 0.05, "progress": False},
+        "protection": {"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": flooding_bits, "decryption_policy": policy},
+        "attack": {"kind": "flooding_key_recovery", "flooding_bits": 30},
+    }
+    return run_training(validate_config(raw), dataset=EVAL_DATA)
+
+
+@pytest.mark.slow
+def test_the_flooding_size_gives_the_key_away_unless_it_follows_a_public_bound() -> None:
+    """Red-team finding 1 as a registry attack: 2 x 4,096 probes built from ``(0, 1)``, read from the replies' spread.
+
+    Flooding that follows each request's measured noise (no policy) gives every coefficient of the
+    key, and with it every passive's activations; the hardened key holder refuses the first probe
+    (noisier than the rule's public bound) and the attack stops; an unflooded reply has no spread
+    to read (that key falls to ``active_key_recovery`` instead).
+    """
+    measured = _flooding_size_run(30, "none")
+    assert measured["history"][-1]["key_recovered"] == 1.0
+    assert measured["history"][-1]["key_recovery_activation_rows"] == 0.75  # the key arrives in the first step, after its rows
+    assert measured["attack"]["requests_answered"] == 2 * 4096 and measured["attack"]["last_refusal"] is None
+    hardened = _flooding_size_run(30, "protocol")
+    assert hardened["history"][-1]["key_recovered"] == 0.0 and hardened["history"][-1]["key_recovery_activation_rows"] == 0.0
+    assert hardened["attack"]["requests_answered"] == 0 and "content checks" in hardened["attack"]["last_refusal"]
+    unflooded = _flooding_size_run(0, "none")
+    assert unflooded["history"][-1]["key_recovered"] == 0.0 and "no flooding to read" in unflooded["attack"]["no_flooding"]
+    assert unflooded["attack"]["requests_answered"] == 1
+
+
 def test_over_sealed_passives_the_policy_alone_keeps_the_key_and_no_activation_row_exists_to_score() -> None:
     """Sealed passives: the active party's requests are exactly one batch wide (S^T), too small to hold a probe.
 
@@ -383,13 +415,14 @@ def test_every_result_says_what_its_configuration_promises() -> None:
     unflooded = promised({"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": 0})
     assert unflooded[("the key holder's secret key", "malicious passive")]["holds"] is False
     assert default[("the key holder's secret key", "malicious active")] == {
-        **default[("the key holder's secret key", "malicious active")], "holds": True, "attack": "active_key_recovery"}
+        **default[("the key holder's secret key", "malicious active")], "holds": True, "attack": "active_key_recovery, flooding_key_recovery"}
     assert unflooded[("the key holder's secret key", "malicious active")]["holds"] is False
     # flooding without the policy's public bounds follows the measured noise, whose size gives the key away
     no_policy = promised({"scheme": "ckks", "key_holder": "coordinator", "decryption_policy": "none"})
-    for adversary in ("malicious passive", "malicious active"):
-        row = no_policy[("the key holder's secret key", adversary)]
-        assert row["holds"] is False and "test_key_holder_content_checks" in row["attack"]
+    passive_row = no_policy[("the key holder's secret key", "malicious passive")]
+    assert passive_row["holds"] is False and "test_key_holder_content_checks" in passive_row["attack"]
+    assert no_policy[("the key holder's secret key", "malicious active")]["attack"] == "flooding_key_recovery"
+    assert no_policy[("the key holder's secret key", "malicious active")]["holds"] is False
     # nothing tells the coordinator Enc(H_k) from the sum it expects
     deviating = default[("activations", "malicious active")]
     assert deviating["holds"] is False and "test_key_holder_content_checks" in deviating["attack"]
