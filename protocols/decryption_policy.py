@@ -122,7 +122,12 @@ class DecryptionPolicy:
         rules = self.rules.get(sender)
         if rules is None:
             raise RequestRefused(f"{sender!r} may not send decryption requests")
-        candidates = [index for index, rule in enumerate(rules) if rule.kind == message.kind]
+        declared = message.meta.get("what") if isinstance(message.meta, dict) else None
+        # the rule the request names first, when its shape fits (it picks among budgets it could reach in any case
+        # by spending them in order); shapes alone confuse rules of different rows, e.g. H_k^T delta with a short batch
+        candidates = sorted(
+            (index for index, rule in enumerate(rules) if rule.kind == message.kind), key=lambda index: rules[index].what != declared
+        )
         if not candidates:
             raise RequestRefused(f"{sender!r} may not send {message.kind}")
         step = message.step

@@ -5,7 +5,10 @@ large weights it exceeds any fixed multiple of ``gradient_bound``. The key holde
 the masked value under ``bound + half_width`` and refuses what exceeds it, so an honest run
 whose mask happened to land near its edge stopped on a content refusal (a CI failure,
 2026-11-26). The passive now divides the product by a power of two that brings its worst case
-within the bound; checked here against numpy's backpropagation, with weights that need it.
+within the bound, carries that factor in the values and multiplies it back into the decrypted
+parameter gradients; checked here against numpy's backpropagation, with weights that need it, under
+an unflooded key holder (exactly) and under the hardened one (its policy and flooding: no refusal,
+the noise within its rule's public bound, the values within the flooding).
 """
 
 from __future__ import annotations
@@ -16,17 +19,19 @@ import torch
 from torch import nn
 
 from securevfl.crypto import EncryptedTensor, Layout, SecretKeyring, get_preset
-from securevfl.crypto.flooding import NoiseFlooding
+from securevfl.crypto.flooding import NoiseFlooding, noise_unit
 from securevfl.parties import KeyHolderParty
 from securevfl.protocols import InProcessChannel, PhaseTimer
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
-from securevfl.schemes.label_private.backprop import cached_forward, encrypted_parameter_gradients
+from securevfl.schemes.label_private.backprop import cached_forward, carried_shrinks, encrypted_parameter_gradients
 from securevfl.schemes.label_private.plan import BottomPlan
+from securevfl.schemes.label_private.policy import PASSIVE_NOISE_UNITS, label_private_policy
 from securevfl.schemes.label_private.precision import AMPLIFICATION, BACKPROP_HEADROOM, backprop_shrink
 
 GRADIENT_BOUND = 4.0
+SIGMA = 2.0**15 * PASSIVE_NOISE_UNITS * noise_unit(get_preset("compute"))
 HALF_WIDTH = 16384.0
 
 
@@ -77,25 +82,39 @@ def test_large_weights_are_backpropagated_exactly_within_every_declared_bound() 
             largest_below = max(largest_below, float(np.max(np.abs(delta))))
     assert largest_below > BACKPROP_HEADROOM * GRADIENT_BOUND  # unshrunk, the refresh would exceed its bound
 
-    secret = SecretKeyring.generate(get_preset("compute"), plan.rotation_steps())
-    public = secret.public_keyring()
-    channel, timer = InProcessChannel(), PhaseTimer()
-    holder = KeyHolder("coordinator", secret, timer, VisibilityLog("coordinator"), flooding=NoiseFlooding(0), mask_half_width=HALF_WIDTH)
-    channel.attach_server(KeyHolderParty(holder, channel, clients=["passive_1"]))
-    client = _CheckingClient("passive_1", "coordinator", public, channel, MaskSampler(HALF_WIDTH, seed=3), timer)
-    client.secret, client.seen = secret, []
-
     amplified = gradient * AMPLIFICATION
     bound = GRADIENT_BOUND * AMPLIFICATION
+    shrinks = carried_shrinks(stack, bound, GRADIENT_BOUND)
+    assert shrinks[-1] == 1.0 and shrinks[0] > shrinks[1] > 1.0  # both refreshes needed one
+    secret = SecretKeyring.generate(get_preset("compute"), plan.rotation_steps())
+    public = secret.public_keyring()
     top = plan.layers - 1
     gradient_t = EncryptedTensor.encrypt(public, amplified.T, Layout.ROWS, stride=plan.feature_major_stride(top), bound=bound)
     gradient_bm = EncryptedTensor.encrypt(public, amplified, Layout.ROWS, stride=plan.batch_major_stride(top), bound=bound)
     _, cache = cached_forward(stack, x, plan.batch)
-    results = encrypted_parameter_gradients(stack, plan, cache, gradient_t, gradient_bm, client, 0, GRADIENT_BOUND)
 
-    assert len(client.seen) == 2
-    for magnitude, declared in client.seen:
-        assert declared == BACKPROP_HEADROOM * GRADIENT_BOUND
-        assert magnitude <= declared
-    for got, want in zip(results, expected, strict=True):
-        np.testing.assert_allclose(got.decrypt(secret), want, rtol=1e-4, atol=1e-3 * float(np.max(np.abs(want))))
+    for hardened in (False, True):
+        channel, timer = InProcessChannel(), PhaseTimer()
+        policy = label_private_policy(
+            plans={"passive_1": plan}, top_plan=None, active="active", key_holder="coordinator", combined_width=3,
+            bounds=(64.0, GRADIENT_BOUND), eval_batch=64, samples=200, params=secret.params,
+        ) if hardened else None
+        flooding = NoiseFlooding(30 if hardened else 0)
+        holder = KeyHolder("coordinator", secret, timer, VisibilityLog("coordinator"), policy=policy, flooding=flooding,
+                           mask_half_width=HALF_WIDTH)
+        channel.attach_server(KeyHolderParty(holder, channel, clients=["passive_1"]))
+        client = _CheckingClient("passive_1", "coordinator", public, channel, MaskSampler(HALF_WIDTH, seed=3), timer)
+        client.secret, client.seen = secret, []
+        results = encrypted_parameter_gradients(stack, plan, cache, gradient_t, gradient_bm, client, 0, GRADIENT_BOUND)
+        assert len(client.seen) == 2
+        for magnitude, declared in client.seen:
+            assert declared == BACKPROP_HEADROOM * GRADIENT_BOUND
+            assert magnitude <= declared
+        for layer, (got, want) in enumerate(zip(results, expected, strict=True)):
+            # what the passive learns: the key holder's (flooded) decryption, times the layer's carried shrink
+            revealed = client.reveal(got, 0, "parameter_gradient", per_sample=False) * shrinks[layer]
+            # flooding (2**15 x the passive rules' public noise bound, ~2.2e-2) of the decryption and, below the top, of the
+            # refreshed gradient through the batch's inputs, times the carried shrink (measured: 1.7-4.7 sigma x that)
+            refreshed = float(np.abs(cache.layer_inputs[layer]).sum(axis=0).max()) if layer < top else 0.0
+            atol = 1e-3 * float(np.max(np.abs(want))) if not hardened else 8 * SIGMA * shrinks[layer] * (1.0 + refreshed)
+            np.testing.assert_allclose(revealed, want, rtol=1e-4, atol=atol)

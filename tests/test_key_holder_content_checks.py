@@ -30,7 +30,7 @@ from securevfl.protocols import Message, MessageKind, PhaseTimer
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import CONTENT_REFUSAL, CONTENT_STRIKES, KeyHolder
 from securevfl.protocols.masking import MaskSampler
-from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, sealed_stride
+from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan, sealed_stride
 from securevfl.schemes.label_private.policy import FRESH_NOISE_UNITS, label_private_policy
 from securevfl.schemes.label_private.precision import AMPLIFICATION
 from securevfl.schemes.label_private.sealed import SEALED_WEIGHTS
@@ -217,3 +217,23 @@ def test_any_failure_after_decryption_is_a_content_refusal_whose_text_stays_with
     assert holder.handle(replies, _request(MessageKind.DECRYPT_REQUEST, "passive_1", 0, _masked((4, 41)))) is False
     assert replies.sent[-1].meta["reason"] == CONTENT_REFUSAL
     assert "unexpected value" in holder.refusals[-1] and holder.content_refusals["passive_1"][0].startswith("failed after decryption")
+
+
+def test_a_request_is_admitted_under_the_rule_it_names_when_several_fit() -> None:
+    """Rules are matched by shape, and a trainable top's ``H_k^T delta`` (part width x hidden) also fits the
+    row-bounded rules of the first-layer pre-activation: it was admitted as an evaluation request (per-sample in
+    the audit, the evaluation budget spent). The rule named in the request goes first when its shape fits."""
+    plans = {name: BottomPlan(batch=8, widths=(6, 4), relu_after=(False,)) for name in ("passive_1", "passive_2")}
+    policy = label_private_policy(
+        plans=plans, top_plan=TopPlan(batch=8, part_width=4, hidden=5), active="active", key_holder="coordinator",
+        combined_width=5, bounds=(64.0, 4.0), eval_batch=64, samples=200, params=PARAMS,
+    )
+    tensor = _masked((4, 5)).to_bytes(mod_switch_to_last=True)
+
+    def admitted(what: str, step: int) -> str:
+        message = Message(MessageKind.DECRYPT_REQUEST, "active", "coordinator", step, tensor, codec="ckks", meta={"what": what})
+        return policy.admit(message)[0].what
+
+    assert [admitted("top_weight_gradient", 0) for _ in plans] == ["top_weight_gradient"] * 2
+    assert admitted("first_layer_preactivation", 0) == "first_layer_preactivation"  # a short last batch: still its own
+    assert admitted("top_weight_gradient", 0) == "eval_first_layer_preactivation"  # beyond its budget: the next that fits

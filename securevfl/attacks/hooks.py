@@ -65,10 +65,12 @@ class EncryptedBackprop(Protocol):
     """This batch's gradient rows."""
     row_weight: np.ndarray
     """The honest weight of every (padded) row: 1 for real samples, 0 for padding."""
-    revealed_scale: float
-    """The public factor the passive divides every decrypted product by before using it (the
-    protocol sends per-sample gradients for precision): an attack that crafts a request
-    multiplies the revealed values back by it to read the raw decryption."""
+    revealed_scales: list[float]
+    """The factor the passive divides each layer's decrypted product by before using it (the
+    protocol sends per-sample gradients for precision, and a hidden layer's gradient may travel
+    divided by a power of two: :func:`~securevfl.schemes.label_private.backprop.carried_shrinks`):
+    an attack that crafts a request multiplies the revealed values back by it to read the raw
+    decryption."""
 
     def backprop(
         self, gradient: EncryptedGradientRows, row_weight: np.ndarray, source: np.ndarray | None = None

@@ -125,7 +125,7 @@ class KeyRecovery(Attack):
     def encrypted_gradients(self, step: int, sample_ids: np.ndarray, backprop: EncryptedBackprop) -> list[EncryptedTensor]:
         honest = backprop.backprop(backprop.gradient, backprop.row_weight)
         rows = backprop.gradient.feature_major
-        self._pending = (np.asarray(sample_ids), rows, backprop.revealed_scale)
+        self._pending = (np.asarray(sample_ids), rows, backprop.revealed_scales[0])
         if step < self.start_step or self._stage >= 2:
             return honest
         keyring = rows.keyring

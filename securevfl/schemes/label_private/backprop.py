@@ -17,7 +17,8 @@ plaintext factor carries the inverse, so products leave at their true scale (per
 gradients summed over the batch) and refreshed gradients come back amplified again. A refreshed
 gradient must stay within its rule's public bound (``BACKPROP_HEADROOM x gradient_bound``):
 when the weights could push ``G_l @ W_l`` past it, the product is divided by a power of two
-(:func:`.precision.backprop_shrink`) that the layer below multiplies back in its plaintext factor.
+(:func:`carried_shrinks`), carried in the values down the layers and multiplied back into the
+decrypted parameter gradients.
 """
 
 from __future__ import annotations
@@ -66,6 +67,27 @@ def cached_forward(stack: list[tuple[nn.Linear, bool]], x: torch.Tensor, batch: 
     return activations, ForwardCache(layer_inputs=inputs, relu_masks=masks, rows=rows, row_weight=row_weight)
 
 
+def carried_shrinks(stack: list[tuple[nn.Linear, bool]], incoming_bound: float, gradient_bound: float) -> list[float]:
+    """``S_l`` for every layer: the power of two layer ``l``'s gradient travels divided by (1 at the top layer).
+
+    ``G_l @ W_l`` is bounded only by the bound of what travels times the largest column l1 norm of
+    ``W_l``; each refresh divides it by :func:`.precision.backprop_shrink` of that worst case so it
+    stays within the refreshed gradient's public bound. The factor stays in the values (the
+    plaintext factors keep their size, so the products' noise does not grow with it) and the
+    passive multiplies each decrypted ``[dW_l | db_l]`` by ``S_l``. ``incoming_bound`` is the
+    tracked bound of the amplified ``Enc(G)`` the passive received.
+    """
+    shrinks = [1.0] * len(stack)
+    refreshed_bound = BACKPROP_HEADROOM * gradient_bound
+    bound = incoming_bound
+    for layer in range(len(stack) - 1, 0, -1):
+        weight = np.abs(stack[layer][0].weight.detach().double().numpy()) / AMPLIFICATION
+        reach = bound * float(weight.sum(axis=0).max())  # the product's own worst-case bound
+        shrinks[layer - 1] = shrinks[layer] * backprop_shrink(reach, refreshed_bound)
+        bound = refreshed_bound * AMPLIFICATION  # what a refreshed gradient carries
+    return shrinks
+
+
 def encrypted_parameter_gradients(
     stack: list[tuple[nn.Linear, bool]],
     plan: BottomPlan,
@@ -76,11 +98,10 @@ def encrypted_parameter_gradients(
     step: int,
     gradient_bound: float,
 ) -> list[EncryptedTensor]:
-    """Enc([dW_l | db_l]) for every layer, from Enc(G^T) (and Enc(G) when there are hidden layers)."""
+    """Enc([dW_l | db_l] / S_l) for every layer (:func:`carried_shrinks`), from Enc(G^T) (and Enc(G) with hidden layers)."""
     results: list[EncryptedTensor | None] = [None] * len(stack)
+    shrinks = carried_shrinks(stack, gradient.value_bound, gradient_bound) if gradient is not None else [1.0] * len(stack)
     g_t, g = gradient_t, gradient
-    shrunk = 1.0  # g_t and g hold AMPLIFICATION x (the true gradient) / shrunk
-    refreshed_bound = BACKPROP_HEADROOM * gradient_bound
     for layer in reversed(range(len(stack))):
         mask = cache.relu_masks[layer]
         if mask is not None:
@@ -88,19 +109,18 @@ def encrypted_parameter_gradients(
             if g is not None:
                 g = g.multiply_plain(mask)
         augmented = np.hstack([cache.layer_inputs[layer], np.ones((plan.batch, 1))]) * cache.row_weight[:, None]
-        results[layer] = g_t @ (augmented * (shrunk / AMPLIFICATION))
+        results[layer] = g_t @ (augmented / AMPLIFICATION)
         if layer == 0:
             break
         if g is None:
             raise ValueError("a bottom model with hidden layers needs the batch-major gradient too")
-        weight = stack[layer][0].weight.detach().double().numpy() * (shrunk / AMPLIFICATION)
-        reach = g.value_bound * float(np.abs(weight).sum(axis=0).max())  # the product's own worst-case bound
-        shrunk = backprop_shrink(reach, refreshed_bound)
-        below = g @ (weight / shrunk)
+        weight = stack[layer][0].weight.detach().double().numpy()
+        below = g @ (weight / (AMPLIFICATION * (shrinks[layer - 1] / shrinks[layer])))
         layouts = [("rows_t", plan.feature_major_stride(layer - 1))]
         if layer - 1 > 0:
             layouts.append(("rows", plan.batch_major_stride(layer - 1)))
-        refreshed = client.refresh(below, step, "backprop_gradient", layouts, bound=refreshed_bound, amplification=AMPLIFICATION)
+        bound = BACKPROP_HEADROOM * gradient_bound
+        refreshed = client.refresh(below, step, "backprop_gradient", layouts, bound=bound, amplification=AMPLIFICATION)
         g_t = refreshed[0]
         g = refreshed[1] if len(refreshed) > 1 else None
     return [r for r in results if r is not None]

@@ -37,8 +37,10 @@ rule's public bound and refuses what exceeds it (a content refusal: the masked v
 the edge of its mask only rarely, so an honest run stopped at random, 2026-11-26). The refreshed
 gradient's bound is therefore :data:`BACKPROP_HEADROOM` times ``gradient_bound``, and the passive
 divides the product by the power of two :func:`backprop_shrink` that brings the worst case
-within it, multiplying it back in the next product's plaintext factor: every declared bound is
-true, and the flooding noise grows by that factor only when the weights need it.
+within it, carrying the factor in the values and multiplying it into the decrypted parameter
+gradients (:func:`.backprop.carried_shrinks`; multiplied back into the next product's plaintext
+instead, it made that product's noise exceed its public bound: a refusal). Every declared bound
+is true, and the flooding grows by that factor only when the weights need it.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from securevfl.protocols.errors import PayloadRangeError, RequestRefusedError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
 from securevfl.models import linear_stack
-from securevfl.schemes.label_private.backprop import ForwardCache, cached_forward, encrypted_parameter_gradients
+from securevfl.schemes.label_private.backprop import ForwardCache, cached_forward, carried_shrinks, encrypted_parameter_gradients
 from securevfl.schemes.label_private.plan import BottomPlan, TopPlan
 from securevfl.schemes.label_private.precision import AMPLIFICATION, SCALE_META, gradient_scale, received_gradient_scale
 
@@ -163,7 +163,7 @@ class BlindPassiveWire:
         revealed = []
         for (linear, _), enc in zip(self._stack, encrypted, strict=True):
             try:
-                values = client.reveal(enc, step, "parameter_gradient", per_sample=False) / batch.revealed_scale
+                values = client.reveal(enc, step, "parameter_gradient", per_sample=False) / batch.revealed_scales[len(revealed)]
             except RequestRefusedError as exc:
                 if party.attack is None or not party.attack.gradient_request_refused(step, exc.reason):
                     raise
@@ -195,7 +195,9 @@ class _BatchBackprop:
         self._wire, self._cache, self._client, self._step = wire, cache, client, step
         self.gradient = gradient
         self.row_weight = cache.row_weight.copy()
-        self.revealed_scale = scale
+        rows = gradient.batch_major
+        shrinks = [1.0] * len(wire._stack) if rows is None else carried_shrinks(wire._stack, rows.value_bound, wire.bounds.gradient)
+        self.revealed_scales = [scale / shrink for shrink in shrinks]
 
     def backprop(self, gradient: EncryptedGradientRows, row_weight: np.ndarray, source: np.ndarray | None = None) -> list[EncryptedTensor]:
         cache = replace(self._cache, row_weight=np.asarray(row_weight, dtype=np.float64))
