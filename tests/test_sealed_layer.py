@@ -20,6 +20,7 @@ from securevfl.config import load_config, validate_config
 from securevfl.errors import ConfigError
 from securevfl.federation import build_federation
 from securevfl.protocols import ProtocolError
+from securevfl.protocols.errors import PayloadRangeError
 from securevfl.schemes.label_private.sealed import SealedLinear, sealed_layer_refusal
 from securevfl.training import run_training
 from securevfl.models import linear_stack
@@ -241,3 +242,15 @@ def test_an_attack_scoring_the_passives_activations_is_refused_with_one_line(tmp
     ]
     with pytest.raises(ConfigError, match="never holds its activations in plaintext"):
         run_training(load_config(DIGITS_ACTIVE, overrides), tmp_path / "run")
+
+
+def test_features_whose_initial_activations_pass_the_bound_are_refused_at_setup() -> None:
+    """A sealed passive never sees H, and the key holder refuses a refreshed H + R past the bound only when the
+    mask lands near its edge: a run that would stop at random. The initial weights are checked on its own samples."""
+    dataset = random_dataset(24, 6, 2 * FEATURES, 3, 0)
+    dataset = dataset.__class__(**{**dataset.__dict__, "x_train": dataset.x_train * 1000.0, "x_test": dataset.x_test * 1000.0})
+    cfg = config(parties={"passive": 2, "split": "even"}, model={"top": "sum", "bottom_hidden": []}, train={"batch_size": 6},
+                 protection=_sealed("coordinator"))
+    with pytest.raises(PayloadRangeError, match=r"^passive_1 sealed activations: the initial weights give max \|H\| = .* beyond "
+                       r"protection.activation_bound = 64; rescale the features or raise the bound$"):
+        build_federation(cfg, dataset, [np.arange(FEATURES), np.arange(FEATURES, 2 * FEATURES)])

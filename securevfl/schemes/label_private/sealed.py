@@ -42,6 +42,7 @@ from securevfl.models import linear_stack
 from securevfl.parties.active import ActiveParty
 from securevfl.parties.passive import PassiveParty, check_same_batch
 from securevfl.protocols import Message, MessageKind, Phase, ProtocolError
+from securevfl.protocols.errors import PayloadRangeError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.schemes.label_private.plan import SealedPlan, TopPlan
 from securevfl.schemes.label_private.precision import AMPLIFICATION, received_gradient_scale
@@ -156,6 +157,7 @@ class SealedPassiveWire:
         if linear is None:
             raise ProtocolError(f"{party.name}'s weights are sealed already")
         plain = np.hstack([linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy()[:, None]])
+        self._check_initial_activations(party, plain)
         with party.timer.phase(Phase.ENCRYPT):  # kept amplified (see .precision): its products' rotations add less
             sealed = _encrypt(
                 self.client.public, plain * AMPLIFICATION, f"{party.name} sealed weights", self.weight_bound * AMPLIFICATION,
@@ -166,6 +168,28 @@ class SealedPassiveWire:
         _forget(linear)
         self._linear = None
 
+    def _check_initial_activations(self, party: PassiveParty, plain: np.ndarray) -> None:
+        """Refuse, clearly and at once, features whose activations already exceed the public activation bound.
+
+        An open passive checks every ``H`` before encrypting it; a sealed one never sees ``H``, and the
+        key holder re-encrypts a refreshed ``H + R`` only within the bound, so an ``H`` past it is refused
+        only when its mask lands near the edge: a run stopping at random (review F1, 2026-11-27). The
+        initial weights are the last plaintext the passive holds: checked on every sample it has, this
+        catches features of the wrong scale. Growth during training is not checked (docs/protection.md).
+        """
+        inputs = [party.x_train, *party.eval_x.values()]
+        largest = max(float(np.max(np.abs(self._augmented_rows(x) @ plain.T))) for x in inputs if len(x))
+        if largest > self.bounds.activation:
+            raise PayloadRangeError(
+                f"{party.name} sealed activations: the initial weights give max |H| = {largest:.4g} on its own samples, beyond "
+                f"protection.activation_bound = {self.bounds.activation:g}; rescale the features or raise the bound"
+            )
+
+    @staticmethod
+    def _augmented_rows(x: torch.Tensor) -> np.ndarray:
+        values = x.double().numpy()
+        return np.hstack([values, np.ones((values.shape[0], 1))])
+
     def _weights(self, party: PassiveParty) -> SealedLinear:
         model = party.model
         if not isinstance(model, SealedLinear) or self.client is None:
@@ -174,8 +198,7 @@ class SealedPassiveWire:
 
     def _augmented(self, x: torch.Tensor) -> np.ndarray:
         """``[X | 1]`` padded to the plan's batch with zero rows (padding contributes nothing, not even bias)."""
-        values = x.double().numpy()
-        return _pad_rows(np.hstack([values, np.ones((values.shape[0], 1))]), self.plan.batch)
+        return _pad_rows(self._augmented_rows(x), self.plan.batch)
 
     def _send(self, party: PassiveParty, kind: MessageKind, step: int, inputs: np.ndarray) -> None:
         """Sum top: ``Enc(H^T)`` as computed. Trainable top: refreshed into the packings the top's product needs.
