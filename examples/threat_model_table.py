@@ -59,6 +59,8 @@ ATTACKS = {
     "row_request": (SUM_TOP, ["row_request_label_accuracy", "row_request_coverage"]),
     "activation_inversion": (TRAINABLE_TOP, ["activation_rows_recovered", "activation_recovery_error"]),
     "active_key_recovery": (SUM_TOP, ["key_recovered", "key_recovery_activation_rows"]),
+    "flooding_key_recovery": (SUM_TOP, ["key_recovered", "key_recovery_label_accuracy"]),
+    "active_flooding_key_recovery": (SUM_TOP, ["key_recovered", "key_recovery_activation_rows"]),
 }
 EVALUATION_KINDS = {"eval_activation", "public_key"}
 

@@ -48,7 +48,12 @@ from securevfl.attacks.base import Attack, AttackConfigBase, AttackTruth
 from securevfl.attacks.gradient_inversion import GradientInversion, GradientInversionConfig, KnownLabels
 from securevfl.attacks.backdoor_control import BackdoorControl
 from securevfl.attacks.gradient_replacement import GradientReplacement, GradientReplacementConfig
-from securevfl.attacks.flooding_size import FloodingKeyRecovery, FloodingKeyRecoveryConfig
+from securevfl.attacks.flooding_size import (
+    ActiveFloodingKeyRecovery,
+    ActiveFloodingKeyRecoveryConfig,
+    FloodingKeyRecovery,
+    FloodingKeyRecoveryConfig,
+)
 from securevfl.attacks.key_recovery import ActiveKeyRecovery, ActiveKeyRecoveryConfig, KeyRecovery, KeyRecoveryConfig
 from securevfl.attacks.label_inference import LabelInference
 from securevfl.attacks.poison import BackdoorData
@@ -177,7 +182,13 @@ def _active_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: M
 
 def _flooding_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
     assert isinstance(config, FloodingKeyRecoveryConfig)
-    return FloodingKeyRecovery(facts.party, facts.n_train, facts.passives, config.start_step, config.tolerance, config.flooding_bits)
+    sum_top = facts.top == "sum" and facts.bottom_output == facts.num_classes  # as FloodingKeyRecovery.create
+    return FloodingKeyRecovery(facts.party, facts.n_train, config.start_step, sum_top, config.flooding_bits)
+
+
+def _active_flooding_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
+    assert isinstance(config, ActiveFloodingKeyRecoveryConfig)
+    return ActiveFloodingKeyRecovery(facts.party, facts.n_train, facts.passives, config.start_step, config.tolerance, config.flooding_bits)
 
 
 def _activation_inversion(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
@@ -193,6 +204,7 @@ FORMS: dict[str, KnowledgeForm] = {
     KeyRecovery.name: KnowledgeForm(_nothing, _key_recovery),
     ActiveKeyRecovery.name: KnowledgeForm(_nothing, _active_key_recovery),
     FloodingKeyRecovery.name: KnowledgeForm(_nothing, _flooding_key_recovery),
+    ActiveFloodingKeyRecovery.name: KnowledgeForm(_nothing, _active_flooding_key_recovery),
     RowRequest.name: KnowledgeForm(_nothing, lambda config, facts, arrays, data: RowRequest(facts.party, facts.n_train)),
     ActivationInversion.name: KnowledgeForm(_nothing, _activation_inversion),
     # an honest party: its triggered test split reaches the parties through their data files, as a backdoor's does

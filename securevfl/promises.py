@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Promise", "promises"]
 
-#: Attacks demonstrated at the key holder itself (no registry attack trains a run with them yet). A passive's
-#: flooding-size attack: the registry's ``flooding_key_recovery`` is the active party's (spare evaluation requests).
-_FLOODING_SIZE = "flooding size (tests/test_key_holder_content_checks.py)"
+#: Attacks demonstrated at the key holder itself (no registry attack trains a run with them yet).
 _OWN_SLOT = "a passive's Enc(H_k) in the active party's slot (tests/test_key_holder_content_checks.py)"
 
 
@@ -63,7 +61,7 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
     # flooding sized by a public bound needs the policy's rules; without them it follows the measured noise,
     # and a request built from (0, 1) makes that noise a function of the key (crypto/flooding.py)
     guarded = flooded and protection.decryption_policy == "protocol"
-    key_attack = "key_recovery" if guarded or not flooded else _FLOODING_SIZE
+    key_attack = "key_recovery, flooding_key_recovery" if guarded else "key_recovery" if not flooded else "flooding_key_recovery"
     key_why = (
         "every decryption that leaves the key holder is flooded, sized by the request's public bound"
         if guarded
@@ -103,8 +101,8 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
                            else "with one passive party the sum is its activations"))
     if protection.key_holder == "coordinator":
         out.append(Promise("the key holder's secret key", "malicious active", guarded,
-                           "active_key_recovery, flooding_key_recovery" if guarded
-                           else "active_key_recovery" if not flooded else "flooding_key_recovery",
+                           "active_key_recovery, active_flooding_key_recovery" if guarded
+                           else "active_key_recovery" if not flooded else "active_flooding_key_recovery",
                            key_why if flooded
                            else "unflooded decryptions: two spare evaluation requests give the key away, and with it "
                            "every passive's activations"))

@@ -82,7 +82,7 @@ def _masked(shape: tuple[int, int], seed: int = 0) -> EncryptedTensor:
 
 
 def _key_probe(shape: tuple[int, int], slot: int, factor: complex) -> EncryptedTensor:
-    """``flooding_key_recovery``'s probe ``T * (0, 1) + i * kappa`` at ``slot`` (it decrypts to ``i kappa + T s`` there),
+    """``active_flooding_key_recovery``'s probe ``T * (0, 1) + i * kappa`` at ``slot`` (it decrypts to ``i kappa + T s`` there),
     plus a large real value at the next slot, so that the request also looks masked."""
     decoy = np.zeros(shape)
     decoy.flat[(slot + 1) % PARAMS.slots] = 10_000.0

@@ -179,7 +179,7 @@ def _flooding_size_run(flooding_bits: int, policy: str) -> dict:
         "model": {"top": "sum", "bottom_hidden": [8]},
         "train": {"epochs": 1, "batch_size": 8, "lr": 0.05, "progress": False},
         "protection": {"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": flooding_bits, "decryption_policy": policy},
-        "attack": {"kind": "flooding_key_recovery", "flooding_bits": 30},
+        "attack": {"kind": "active_flooding_key_recovery", "flooding_bits": 30},
     }
     return run_training(validate_config(raw), dataset=EVAL_DATA)
 
@@ -203,6 +203,37 @@ def test_the_flooding_size_gives_the_key_away_unless_it_follows_a_public_bound()
     unflooded = _flooding_size_run(0, "none")
     assert unflooded["history"][-1]["key_recovered"] == 0.0 and "no flooding to read" in unflooded["attack"]["no_flooding"]
     assert unflooded["attack"]["requests_answered"] == 1
+
+
+WIDE_DATA = random_dataset(n_train=32, n_test=16, n_features=80, num_classes=4, seed=6)
+
+
+def _passive_flooding_size_run(flooding_bits: int, policy: str) -> dict:
+    """Each passive's first layer 40 -> 100: 4,100 gradient values, a whole ciphertext's slots to read the spread from."""
+    raw = {
+        "parties": {"passive": 2, "split": "even"},
+        "model": {"top": "sum", "bottom_hidden": [100]},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "progress": False},
+        "protection": {"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": flooding_bits, "decryption_policy": policy},
+        "attack": {"kind": "flooding_key_recovery", "flooding_bits": 30},
+    }
+    return run_training(validate_config(raw), dataset=WIDE_DATA)
+
+
+@pytest.mark.slow
+def test_a_passive_reads_every_label_from_the_flooding_size_unless_it_follows_a_public_bound() -> None:
+    """The same finding for a malicious passive: its probes go out as extra parameter-gradient requests before
+    its honest ones; with the key it decrypts its gradient rows (every label, sum top). The hardened key holder
+    refuses the first probe, whose slot that step's honest request then lacks: one update skipped, training goes on."""
+    measured = _passive_flooding_size_run(30, "none")
+    assert [h["key_recovered"] for h in measured["history"]] == [1.0, 1.0]
+    assert [h["key_recovery_label_accuracy"] for h in measured["history"]] == [1.0, 1.0]
+    assert measured["attack"]["requests_answered"] == 2 * 4096
+    hardened = _passive_flooding_size_run(30, "protocol")
+    assert [h["key_recovered"] for h in hardened["history"]] == [0.0, 0.0]
+    assert [h["key_recovery_label_accuracy"] for h in hardened["history"]] == [0.0, 0.0]
+    assert hardened["attack"]["requests_answered"] == 0 and "content checks" in hardened["attack"]["last_refusal"]
+    assert hardened["epochs_completed"] == 2
 
 
 def test_over_sealed_passives_the_policy_alone_keeps_the_key_and_no_activation_row_exists_to_score() -> None:
@@ -415,13 +446,13 @@ def test_every_result_says_what_its_configuration_promises() -> None:
     unflooded = promised({"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": 0})
     assert unflooded[("the key holder's secret key", "malicious passive")]["holds"] is False
     assert default[("the key holder's secret key", "malicious active")] == {
-        **default[("the key holder's secret key", "malicious active")], "holds": True, "attack": "active_key_recovery, flooding_key_recovery"}
+        **default[("the key holder's secret key", "malicious active")], "holds": True, "attack": "active_key_recovery, active_flooding_key_recovery"}
     assert unflooded[("the key holder's secret key", "malicious active")]["holds"] is False
     # flooding without the policy's public bounds follows the measured noise, whose size gives the key away
     no_policy = promised({"scheme": "ckks", "key_holder": "coordinator", "decryption_policy": "none"})
     passive_row = no_policy[("the key holder's secret key", "malicious passive")]
-    assert passive_row["holds"] is False and "test_key_holder_content_checks" in passive_row["attack"]
-    assert no_policy[("the key holder's secret key", "malicious active")]["attack"] == "flooding_key_recovery"
+    assert passive_row["holds"] is False and passive_row["attack"] == "flooding_key_recovery"
+    assert no_policy[("the key holder's secret key", "malicious active")]["attack"] == "active_flooding_key_recovery"
     assert no_policy[("the key holder's secret key", "malicious active")]["holds"] is False
     # nothing tells the coordinator Enc(H_k) from the sum it expects
     deviating = default[("activations", "malicious active")]

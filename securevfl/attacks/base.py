@@ -208,11 +208,14 @@ class Attack(ABC):
         """One passive's encrypted activations as the active party receives them (label-private schemes). Observe only."""
 
     def extra_requests(self, step: int, what: str, honest: EncryptedTensor, reveal: Callable[[EncryptedTensor], np.ndarray]) -> None:
-        """Before the active party has ``honest`` decrypted by the key holder (a coordinator).
+        """Before its party has ``honest`` decrypted by a key holder it does not host.
 
+        The active party (coordinator scheme): before each of its combined values; a passive
+        (one-key-holder schemes, open layer): before its first layer's parameter gradient.
         ``reveal`` sends another request of the same kind (``what``) and returns its reply: a
-        malicious active party may spend whatever request budget the key holder leaves it. It
-        raises :class:`~securevfl.protocols.errors.ProtocolError` when the key holder refuses.
+        malicious party may spend whatever request budget the key holder leaves it (a request the
+        policy counts takes the slot of the honest one). It raises
+        :class:`~securevfl.protocols.errors.ProtocolError` when the key holder refuses.
         """
 
     def revealed_top_weight_gradient(

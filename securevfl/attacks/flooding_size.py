@@ -15,9 +15,11 @@ and a requester can make it a function of the secret key:
 3. Two requests per slot give every slot of ``s``; the inverse embedding, rounded, gives its
    ternary coefficients, which the attacker checks on an encryption of its own.
 
-A malicious active party under the coordinator spends spare evaluation requests on it (as
-:class:`.key_recovery.ActiveKeyRecovery` does) and, with the key, reads every passive's
-``Enc(H_k)``. The hardened key holder floods every request of a rule alike (its public noise
+A malicious passive spends extra parameter-gradient requests on it before its honest ones and,
+with the key, reads its gradient rows, i.e. every label (:class:`FloodingKeyRecovery`, the
+counterpart of :class:`.key_recovery.KeyRecovery`); a malicious active party under the coordinator
+spends spare evaluation requests (:class:`ActiveFloodingKeyRecovery`, as
+:class:`.key_recovery.ActiveKeyRecovery` does) and, with the key, reads every passive's ``Enc(H_k)``. The hardened key holder floods every request of a rule alike (its public noise
 bound) and refuses a request noisier than that bound: the first probe is refused as content and
 the attack stops; a key holder that does not flood has nothing to read (there the two-request
 attack of Li and Micciancio works instead, :mod:`.key_recovery`).
@@ -33,15 +35,32 @@ import tenseal.sealapi as sealapi
 from pydantic import Field
 
 from securevfl.attacks.base import AttackConfigBase, AttackSetting
-from securevfl.attacks.key_recovery import ActiveKeyRecovery, secret_key_ciphertext, verify_secret_key
+from securevfl.attacks.key_recovery import (
+    ActiveKeyRecovery,
+    KeyRecovery,
+    decrypt_with_secret,
+    secret_key_ciphertext,
+    verify_secret_key,
+)
 from securevfl.crypto import EncryptedTensor, Keyring, ring
 from securevfl.protocols.errors import ProtocolError, RequestRefusedError
 from securevfl.protocols.keyholder import CONTENT_REFUSAL
 
 if TYPE_CHECKING:
+    from torch import nn
+
+    from securevfl.attacks.hooks import EncryptedBackprop
     from securevfl.crypto.layout import Packing
 
-__all__ = ["FloodingKeyRecovery", "FloodingKeyRecoveryConfig", "NoFlooding", "flooding_probe", "key_from_flooding"]
+__all__ = [
+    "ActiveFloodingKeyRecovery",
+    "ActiveFloodingKeyRecoveryConfig",
+    "FloodingKeyRecovery",
+    "FloodingKeyRecoveryConfig",
+    "NoFlooding",
+    "flooding_probe",
+    "key_from_flooding",
+]
 
 #: ``t``: the probe's factor on the key, in coefficient units (``T`` is encoded at scale 1).
 KEY_FACTOR = 2.0**22
@@ -82,8 +101,8 @@ class NoFlooding(ProtocolError):
 
 def _spread_in_key_units(reply: np.ndarray, slot: int, slots: int, scale: float, noise_factor: float) -> float:
     """``kappa + Im(factor * s_slot)`` (units of ``t / scale``): the spread of the reply's other slots over the flooding factor."""
-    first = np.asarray(reply, dtype=np.float64).ravel()[:slots]
-    spread = float(np.sqrt(np.mean(np.delete(first, slot) ** 2)))
+    first = np.asarray(reply, dtype=np.float64).ravel()[:slots]  # the probe's ciphertext (FLAT: the first slots)
+    spread = float(np.sqrt(np.mean(np.delete(first, slot) ** 2 if slot < first.size else first**2)))
     return spread / noise_factor * scale / KEY_FACTOR
 
 
@@ -111,10 +130,10 @@ def key_from_flooding(
     return np.rint(np.real(coefficients)).astype(np.int64)
 
 
-class FloodingKeyRecoveryConfig(AttackConfigBase):
+class ActiveFloodingKeyRecoveryConfig(AttackConfigBase):
     """Recover the coordinator's secret key from the size of its flooding, then read every passive's activations."""
 
-    kind: Literal["flooding_key_recovery"] = "flooding_key_recovery"
+    kind: Literal["active_flooding_key_recovery"] = "active_flooding_key_recovery"
     start_step: int = Field(default=0, ge=0, description="first training step at which the crafted requests may be sent")
     tolerance: float = Field(
         default=1e-3, gt=0, lt=1, description="an activation row counts as read when its relative L2 error is at most this"
@@ -125,14 +144,14 @@ class FloodingKeyRecoveryConfig(AttackConfigBase):
     )
 
 
-class FloodingKeyRecovery(ActiveKeyRecovery):
+class ActiveFloodingKeyRecovery(ActiveKeyRecovery):
     """A malicious active party reading the coordinator's key from the size of its flooding (two requests per slot).
 
     Everything after the key (reading ``Enc(H_k)``, the metrics) is :class:`.ActiveKeyRecovery`'s.
     """
 
-    name: ClassVar[str] = "flooding_key_recovery"
-    config_type = FloodingKeyRecoveryConfig
+    name: ClassVar[str] = "active_flooding_key_recovery"
+    config_type = ActiveFloodingKeyRecoveryConfig
 
     def __init__(self, party: str, n_samples: int, passives: tuple[str, ...], start_step: int, tolerance: float, flooding_bits: int) -> None:
         super().__init__(party, n_samples, passives, start_step, tolerance)
@@ -141,8 +160,8 @@ class FloodingKeyRecovery(ActiveKeyRecovery):
         self.unusable_reason: str | None = None
 
     @classmethod
-    def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> FloodingKeyRecovery:
-        assert isinstance(config, FloodingKeyRecoveryConfig)
+    def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> ActiveFloodingKeyRecovery:
+        assert isinstance(config, ActiveFloodingKeyRecoveryConfig)
         return cls(setting.party, len(setting.dataset.y_train), setting.passives, config.start_step, config.tolerance, config.flooding_bits)
 
     def extra_requests(self, step: int, what: str, honest: EncryptedTensor, reveal: Callable[[EncryptedTensor], np.ndarray]) -> None:
@@ -173,6 +192,104 @@ class FloodingKeyRecovery(ActiveKeyRecovery):
         self._stage = 2
 
     def summary(self) -> dict[str, Any]:
+        return {
+            "key_recovered": self.key_verified,
+            "requests_answered": self.answered,
+            "last_refusal": self.refused,
+            **({"no_flooding": self.unusable_reason} if self.unusable_reason else {}),
+        }
+
+
+class FloodingKeyRecoveryConfig(AttackConfigBase):
+    """Recover the key holder's secret key from the size of its flooding, then read every label."""
+
+    kind: Literal["flooding_key_recovery"] = "flooding_key_recovery"
+    start_step: int = Field(default=0, ge=0, description="training step at which the crafted requests are sent")
+    flooding_bits: int = Field(
+        default=30, ge=2, le=120,
+        description="the flooding the attacker assumes (kappa, the key holder's protection.flooding_bits): its noise factor is 2**(bits/2)",
+    )
+
+
+class FloodingKeyRecovery(KeyRecovery):
+    """A malicious passive reading the key holder's key from the size of its flooding (two extra requests per slot).
+
+    It sends the probes as extra parameter-gradient requests, shaped like its first layer's, before
+    its honest ones at ``start_step``. Where a policy counts them, the first probe spends that
+    step's slot: refused as content by the hardened key holder, the honest request of that step is
+    refused too and the passive skips one update (:meth:`gradient_request_refused`). With the key it
+    decrypts its gradient rows and reads each label as ``argmin`` (sum top), like :class:`.KeyRecovery`.
+    """
+
+    name: ClassVar[str] = "flooding_key_recovery"
+    config_type = FloodingKeyRecoveryConfig
+
+    def __init__(self, party: str, n_samples: int, start_step: int, sum_top: bool, flooding_bits: int) -> None:
+        super().__init__(party, n_samples, start_step, sum_top)
+        self.noise_factor = 2.0 ** (flooding_bits / 2)
+        self.answered = 0
+        self.unusable_reason: str | None = None
+
+    @classmethod
+    def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> FloodingKeyRecovery:
+        assert isinstance(config, FloodingKeyRecoveryConfig)
+        sum_top = setting.top == "sum" and setting.bottom_output == setting.dataset.num_classes
+        return cls(setting.party, len(setting.dataset.y_train), config.start_step, sum_top, config.flooding_bits)
+
+    def encrypted_gradients(self, step: int, sample_ids: np.ndarray, backprop: EncryptedBackprop) -> list[EncryptedTensor]:
+        self._pending = (np.asarray(sample_ids), backprop.gradient.feature_major, 1.0)
+        return backprop.backprop(backprop.gradient, backprop.row_weight)
+
+    def extra_requests(self, step: int, what: str, honest: EncryptedTensor, reveal: Callable[[EncryptedTensor], np.ndarray]) -> None:
+        if self._stage >= 2 or step < self.start_step:
+            return
+        keyring = honest.keyring
+        if honest.size < keyring.params.slots:
+            self.unusable = (
+                f"its first layer's gradient has {honest.size} values, fewer than the {keyring.params.slots} slots whose "
+                "spread the attack reads"
+            )
+            self._stage = 3
+            return
+        self._crafted_at = step
+
+        def counted(crafted: EncryptedTensor) -> np.ndarray:
+            reply = reveal(crafted)
+            self.answered += 1
+            return reply
+
+        try:
+            self.secret = key_from_flooding(keyring, tuple(honest.shape), counted, self.noise_factor)  # type: ignore[arg-type]
+        except NoFlooding as exc:
+            self.unusable_reason = str(exc)
+            self._stage = 3
+            return
+        except ProtocolError as exc:
+            self.refused = str(exc)
+            if isinstance(exc, RequestRefusedError) and exc.reason == CONTENT_REFUSAL:
+                self._stage = 3  # detected: a second content refusal would cut the passive off
+            return
+        self.key_verified = verify_secret_key(keyring, self.secret)
+        self._stage = 2
+
+    def gradient_request_refused(self, step: int, reason: str) -> bool:
+        """Its probes spent this step's slot: the honest request is refused too, and the passive trains on."""
+        return self._crafted_at == step
+
+    def revealed_parameter_gradients(
+        self, step: int, sample_ids: np.ndarray, gradients: list[np.ndarray], model: nn.Module
+    ) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None or self.secret is None or not self.key_verified:
+            return
+        ids, rows, _ = pending
+        gradient = decrypt_with_secret(rows.keyring, rows, self.secret).T[: len(ids)]
+        labels = np.argmin(gradient, axis=1) if self.sum_top else np.argmax(np.abs(gradient), axis=1)
+        self._guesses.guess(ids, labels)
+
+    def summary(self) -> dict[str, Any]:
+        if self.unusable is not None:
+            return {"not_run": self.unusable}
         return {
             "key_recovered": self.key_verified,
             "requests_answered": self.answered,

@@ -15,7 +15,7 @@ from typing import Any
 from securevfl.attacks.activation_inversion import ActivationInversion
 from securevfl.attacks.backdoor_control import BackdoorControl
 from securevfl.attacks.base import Attack, AttackConfigBase, NoAttackConfig
-from securevfl.attacks.flooding_size import FloodingKeyRecovery
+from securevfl.attacks.flooding_size import ActiveFloodingKeyRecovery, FloodingKeyRecovery
 from securevfl.attacks.gradient_inversion import GradientInversion
 from securevfl.attacks.gradient_replacement import GradientReplacement
 from securevfl.attacks.key_recovery import ActiveKeyRecovery, KeyRecovery
@@ -44,6 +44,7 @@ BUILT_IN: tuple[type[Attack], ...] = (
     KeyRecovery,
     ActiveKeyRecovery,
     FloodingKeyRecovery,
+    ActiveFloodingKeyRecovery,
     RowRequest,
     ActivationInversion,
     BackdoorControl,

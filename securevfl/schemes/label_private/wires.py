@@ -160,6 +160,17 @@ class BlindPassiveWire:
             else:
                 encrypted = party.attack.encrypted_gradients(step, sample_ids, batch)
         party.optimizer.zero_grad(set_to_none=True)
+        if party.attack is not None and encrypted:
+            try:
+                party.attack.extra_requests(
+                    step, "parameter_gradient", encrypted[0],
+                    lambda crafted: client.reveal(crafted, step, "parameter_gradient", per_sample=False),
+                )
+            except RequestRefusedError as exc:  # an attack that let a refusal through: as if its own request was refused
+                if not party.attack.gradient_request_refused(step, exc.reason):
+                    raise
+                self._cache = None
+                return
         revealed = []
         for (linear, _), enc in zip(self._stack, encrypted, strict=True):
             try:
