@@ -250,7 +250,7 @@ class EncryptedTensor:
         return torch.from_numpy(self.decrypt(keyring))
 
     # ================================================================= serialization
-    def to_bytes(self, *, mod_switch_to_last: bool = False) -> bytes:
+    def to_bytes(self, *, mod_switch_to_last: bool = False, declared_bound: float | None = None) -> bytes:
         """Serialize (see :mod:`securevfl.crypto.wire`).
 
         Args:
@@ -258,6 +258,11 @@ class EncryptedTensor:
                 not multiply: ciphertexts shrink by the dropped primes (the ``compute`` preset
                 goes from 3 primes to 1). Seeded payloads are kept whenever they already are at
                 the requested level, since they are the smallest form.
+            declared_bound: a public bound to write in the header instead of the tracked one
+                (which is still checked here). The tracked bound is derived from the plaintexts
+                the sender multiplied and added (its own weights, features, masks), so a header
+                carrying it tells the receiver about them; a masked request declares the mask's
+                public width instead.
         """
         params = self._keyring.params
         seeded = self._seeded_payloads is not None and not (
@@ -277,7 +282,9 @@ class EncryptedTensor:
             dtype=self._dtype,
             levels_left=0 if mod_switch_to_last else self.levels_left,
             stride=self._packing.stride,
-            value_bound=self._value_bound,
+            value_bound=self._value_bound if declared_bound is None else self._checked_bound(
+                declared_bound, "to_bytes(declared_bound)", levels_used=self.levels_left if mod_switch_to_last else 0
+            ),
             params_fingerprint=params.fingerprint,
             key_id=self._keyring.key_id,
             shape=self.shape,

@@ -45,8 +45,9 @@ class RequestRule:
     """One request a party may send in a step.
 
     ``rows`` is exact unless ``rows_up_to`` (a last batch may be shorter). ``what`` and
-    ``per_sample`` are what the key holder records in its audit: its own description of the
-    value, never the requester's. ``amplification`` is the public factor a refresh re-encrypts
+    ``per_sample`` are what the key holder records in its audit: the description of a rule of its
+    own, never free text from the requester (which may only pick, among the rules its request's
+    shape fits, the one it names; all such rules share bounds, layouts and amplification). ``amplification`` is the public factor a refresh re-encrypts
     its values with (the protocol's choice for precision, never the requester's).
     """
 

@@ -63,7 +63,8 @@ class KeyHolder:
     - every decryption that leaves is noise-flooded (:mod:`securevfl.crypto.flooding`), so no
       answer reveals the key;
     - the audit records the key holder's own description of each value (from the rule it
-      matched) and whether it *was* masked (measured), never what the request claims.
+      matched: the requester may only pick the named one among those its shape fits) and whether
+      it *was* masked (measured), never free text from the request.
 
     A request that fails a check on what the requester sent in public (kind, sender, step, shape,
     layouts, bytes) is refused with a logged reason and answered only with a small
@@ -323,6 +324,8 @@ class MaskedKeyHolderClient:
             raise
 
     def _request(self, kind: str, masked: EncryptedTensor, step: int, meta: dict[str, object]) -> None:
+        # the header declares the mask's public width, not the tracked bound: that one follows this party's own
+        # weights and features (and the largest mask entry), which the key holder would read off (review, 2026-11-27)
         with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
-            payload = masked.to_bytes(mod_switch_to_last=True)
+            payload = masked.to_bytes(mod_switch_to_last=True, declared_bound=2.0 * self.masks.half_width)
         self.channel.send(Message(kind, self.party, self.key_holder, step, payload, codec="ckks", meta=meta))  # type: ignore[arg-type]

@@ -183,12 +183,12 @@ def _active_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: M
 def _flooding_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
     assert isinstance(config, FloodingKeyRecoveryConfig)
     sum_top = facts.top == "sum" and facts.bottom_output == facts.num_classes  # as FloodingKeyRecovery.create
-    return FloodingKeyRecovery(facts.party, facts.n_train, config.start_step, sum_top, config.flooding_bits)
+    return FloodingKeyRecovery(facts.party, facts.n_train, config.start_step, sum_top)
 
 
 def _active_flooding_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
     assert isinstance(config, ActiveFloodingKeyRecoveryConfig)
-    return ActiveFloodingKeyRecovery(facts.party, facts.n_train, facts.passives, config.start_step, config.tolerance, config.flooding_bits)
+    return ActiveFloodingKeyRecovery(facts.party, facts.n_train, facts.passives, config.start_step, config.tolerance)
 
 
 def _activation_inversion(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tenseal.sealapi as sealapi
 
-from securevfl.attacks.flooding_size import KAPPA_UNITS, KEY_FACTOR, flooding_probe
+from securevfl.attacks.flooding_size import KAPPA_UNITS, KEY_FACTOR, NoFlooding, flooding_factor, flooding_probe
 from securevfl.attacks.key_recovery import secret_key_ciphertext
 from securevfl.crypto import EncryptedTensor, Layout, SecretKeyring, get_preset, ring
 from securevfl.crypto.flooding import NoiseBoundExceeded, NoiseFlooding, flooded_decrypt, noise_unit
@@ -237,3 +237,44 @@ def test_a_request_is_admitted_under_the_rule_it_names_when_several_fit() -> Non
     assert [admitted("top_weight_gradient", 0) for _ in plans] == ["top_weight_gradient"] * 2
     assert admitted("first_layer_preactivation", 0) == "first_layer_preactivation"  # a short last batch: still its own
     assert admitted("top_weight_gradient", 0) == "eval_first_layer_preactivation"  # beyond its budget: the next that fits
+
+
+def test_a_request_header_declares_the_masks_width_not_the_requesters_tracked_bound() -> None:
+    """A tracked bound follows the plaintexts the requester multiplied (``Enc(v) @ A``: ``bound(v) x`` the largest
+    column l1 norm of ``A``, here ``x max|A|``) plus ``max|R|``: written in the request's header it gave the key holder
+    the passive's largest per-feature l1 sum of its batch and its weights' column norms, and the masked values'
+    largest entry nearly cancels ``max|R|`` (review, 2026-11-27)."""
+    from securevfl.parties import KeyHolderParty
+    from securevfl.protocols import InProcessChannel
+    from securevfl.protocols.keyholder import MaskedKeyHolderClient
+    from securevfl.crypto.wire import decode_tensor_bytes
+
+    channel, timer = InProcessChannel(), PhaseTimer()
+    holder = KeyHolder("coordinator", SECRET, timer, VisibilityLog("coordinator"), flooding=NoiseFlooding(0), mask_half_width=HALF_WIDTH)
+    channel.attach_server(KeyHolderParty(holder, channel, clients=["passive_1"]))
+    client = MaskedKeyHolderClient("passive_1", "coordinator", PUBLIC, channel, MaskSampler(HALF_WIDTH), timer)
+    headers = []
+    original = channel.send
+
+    def spy(message: Message) -> None:
+        if message.kind == MessageKind.DECRYPT_REQUEST:
+            headers.append(decode_tensor_bytes(bytes(message.payload))[0].value_bound)
+        original(message)
+
+    channel.send = spy  # type: ignore[method-assign]
+    features = np.random.default_rng(0).uniform(0, 50, (8, 5))  # private: its largest entry would be in the tracked bound
+    product = EncryptedTensor.encrypt(PUBLIC, np.full((8, 5), 0.5), bound=4.0).multiply_plain(features)
+    assert product.value_bound == pytest.approx(4.0 * features.max())
+    revealed = client.reveal(product, 0, "parameter_gradient", per_sample=False)
+    np.testing.assert_allclose(revealed, 0.5 * features, atol=1e-3)
+    assert headers == [2.0 * HALF_WIDTH]
+
+
+@pytest.mark.parametrize("bits", [2, 11, 30, 40])
+def test_the_flooding_size_attack_measures_the_key_holders_flooding_factor_exactly(bits: int) -> None:
+    """One calibration request (``Enc(0) + i kappa``) gives ``2**(bits/2)`` exactly (rounded from a ~1 % estimate):
+    the attacker needs no assumption about the key holder's ``flooding_bits`` (review, 2026-11-27)."""
+    unit = secret_key_ciphertext(PUBLIC, (64, 64))
+    assert flooding_factor(unit, lambda probe: flooded_decrypt(probe, SECRET, NoiseFlooding(bits)).values) == 2.0 ** (bits / 2)
+    with pytest.raises(NoFlooding, match="no flooding to read"):
+        flooding_factor(unit, lambda probe: flooded_decrypt(probe, SECRET, NoiseFlooding(0)).values)

@@ -27,6 +27,7 @@ attack of Li and Micciancio works instead, :mod:`.key_recovery`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -42,7 +43,7 @@ from securevfl.attacks.key_recovery import (
     secret_key_ciphertext,
     verify_secret_key,
 )
-from securevfl.crypto import EncryptedTensor, Keyring, ring
+from securevfl.crypto import EncryptedTensor, Keyring, Layout, ring
 from securevfl.protocols.errors import ProtocolError, RequestRefusedError
 from securevfl.protocols.keyholder import CONTENT_REFUSAL
 
@@ -58,6 +59,7 @@ __all__ = [
     "FloodingKeyRecovery",
     "FloodingKeyRecoveryConfig",
     "NoFlooding",
+    "flooding_factor",
     "flooding_probe",
     "key_from_flooding",
 ]
@@ -78,56 +80,117 @@ def flooding_probe(unit: EncryptedTensor, slot: int, factor: complex) -> Encrypt
     """
     keyring = unit.keyring
     ciphertext = unit.ciphertexts[0]
-    encoder = sealapi.CKKSEncoder(keyring.seal_context)
-    slots = keyring.params.slots
-    times_slots = np.zeros(slots, dtype=complex)
+    times_slots = np.zeros(keyring.params.slots, dtype=complex)
     times_slots[slot] = factor * KEY_FACTOR
     times = sealapi.Plaintext()
-    encoder.encode(times_slots.tolist(), ciphertext.parms_id(), 1.0, times)
-    plus_slots = np.zeros(slots, dtype=complex)
-    plus_slots[slot] = 1j * KAPPA_UNITS * KEY_FACTOR / ciphertext.scale
-    plus = sealapi.Plaintext()
-    encoder.encode(plus_slots.tolist(), ciphertext.parms_id(), ciphertext.scale, plus)
+    sealapi.CKKSEncoder(keyring.seal_context).encode(times_slots.tolist(), ciphertext.parms_id(), 1.0, times)
     crafted = sealapi.Ciphertext()
     keyring.evaluator.multiply_plain(ciphertext, times, crafted)
-    keyring.evaluator.add_plain_inplace(crafted, plus)
+    return _with_kappa(unit, crafted, slot)
+
+
+def _calibration_probe(unit: EncryptedTensor) -> EncryptedTensor:
+    """A fresh encryption of zero plus ``i * kappa`` at slot 0: its flooding is the key holder's factor times kappa."""
+    zero = EncryptedTensor.encrypt(unit.keyring, np.zeros(unit.shape), Layout.FLAT, bound=1.0, levels=0)
+    return _with_kappa(unit, zero.ciphertexts[0], 0)
+
+
+def _with_kappa(unit: EncryptedTensor, ciphertext: Any, slot: int) -> EncryptedTensor:
+    """``ciphertext + i * kappa`` at ``slot``, as the first ciphertext of a tensor shaped like ``unit``."""
+    keyring = unit.keyring
+    plus_slots = np.zeros(keyring.params.slots, dtype=complex)
+    plus_slots[slot] = 1j * KAPPA_UNITS * KEY_FACTOR / ciphertext.scale
+    plus = sealapi.Plaintext()
+    sealapi.CKKSEncoder(keyring.seal_context).encode(plus_slots.tolist(), ciphertext.parms_id(), ciphertext.scale, plus)
+    keyring.evaluator.add_plain_inplace(ciphertext, plus)
     packing: Packing = unit.packing
-    return EncryptedTensor(keyring, packing, [crafted, *unit.ciphertexts[1:]], value_bound=1.0, dtype=np.dtype(np.float64))
+    return EncryptedTensor(keyring, packing, [ciphertext, *unit.ciphertexts[1:]], value_bound=1.0, dtype=np.dtype(np.float64))
 
 
 class NoFlooding(ProtocolError):
     """The key holder's reply carried no flooding: its size says nothing (the unflooded key falls to Li-Micciancio)."""
 
 
-def _spread_in_key_units(reply: np.ndarray, slot: int, slots: int, scale: float, noise_factor: float) -> float:
-    """``kappa + Im(factor * s_slot)`` (units of ``t / scale``): the spread of the reply's other slots over the flooding factor."""
+def _spread_in_key_units(reply: np.ndarray, slot: int, slots: int, scale: float) -> float:
+    """The spread of the reply's slots other than ``slot``, in units of ``t / scale``."""
     first = np.asarray(reply, dtype=np.float64).ravel()[:slots]  # the probe's ciphertext (FLAT: the first slots)
     spread = float(np.sqrt(np.mean(np.delete(first, slot) ** 2 if slot < first.size else first**2)))
-    return spread / noise_factor * scale / KEY_FACTOR
+    return spread * scale / KEY_FACTOR
 
 
-def key_from_flooding(
-    keyring: Keyring, shape: tuple[int, int], reveal: Callable[[EncryptedTensor], np.ndarray], noise_factor: float
-) -> np.ndarray:
-    """The secret key's centred coefficients, from ``2 * slots`` decryptions of :func:`flooding_probe` requests.
+def flooding_factor(unit: EncryptedTensor, reveal: Callable[[EncryptedTensor], np.ndarray]) -> float:
+    """The key holder's flooding in units of the noise it measures, ``2**(bits/2)``, from one :func:`_calibration_probe`.
 
+    The measured ratio is ~1 % off; ``bits`` is an integer, so it is rounded to the nearest such
+    factor. Raises :class:`NoFlooding` when the reply carries no flooding.
+    """
+    slots = unit.keyring.params.slots
+    ratio = _spread_in_key_units(reveal(_calibration_probe(unit)), 0, slots, unit.ciphertexts[0].scale) / KAPPA_UNITS
+    if ratio < 2.0**0.5 / 1.2:  # flooding_bits >= 1 gives a factor >= 2**0.5
+        raise NoFlooding(f"the reply's spread is {ratio:.2g} times the probe's own imaginary part: there is no flooding to read")
+    return 2.0 ** (round(2.0 * math.log2(ratio)) / 2.0)
+
+
+def key_from_flooding(keyring: Keyring, shape: tuple[int, ...], reveal: Callable[[EncryptedTensor], np.ndarray]) -> np.ndarray:
+    """The secret key's centred coefficients, from ``1 + 2 * slots`` decryptions of crafted requests.
+
+    The first measures the key holder's flooding factor (:func:`flooding_factor`: exact, so no slot
+    estimate inherits an error from it); then two :func:`flooding_probe` requests per slot.
     Raises :class:`~securevfl.protocols.errors.ProtocolError` when the key holder refuses a probe,
-    and :class:`NoFlooding` when its first reply carries no flooding to read.
+    and :class:`NoFlooding` when the calibration reply carries no flooding to read.
     """
     unit = secret_key_ciphertext(keyring, shape)
     scale = unit.ciphertexts[0].scale
     slots = keyring.params.slots
+    noise_factor = flooding_factor(unit, reveal)
     key_slots = np.zeros(slots, dtype=complex)
     for slot in range(slots):
-        parts = []
-        for factor in _FACTORS:
-            measured = _spread_in_key_units(reveal(flooding_probe(unit, slot, factor)), slot, slots, scale, noise_factor)
-            if slot == 0 and not parts and measured < KAPPA_UNITS / 2:
-                raise NoFlooding("the reply's spread is far below the probe's own imaginary part: there is no flooding to read")
-            parts.append(measured - KAPPA_UNITS)
+        parts = [
+            _spread_in_key_units(reveal(flooding_probe(unit, slot, factor)), slot, slots, scale) / noise_factor - KAPPA_UNITS
+            for factor in _FACTORS
+        ]
         key_slots[slot] = -parts[1] + 1j * parts[0]
     coefficients = ring.slots_to_coefficients(key_slots, 1.0, keyring.params.poly_modulus_degree)
     return np.rint(np.real(coefficients)).astype(np.int64)
+
+
+class _SpreadReader:
+    """What both attackers share: the probes sent through their party's requests, and how a refusal ends them."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+        self.no_flooding: str | None = None
+
+    def read(
+        self, keyring: Keyring, shape: tuple[int, ...], reveal: Callable[[EncryptedTensor], np.ndarray]
+    ) -> tuple[np.ndarray | None, str | None, bool]:
+        """(the key's coefficients or None, the refusal if any, whether to stop for good).
+
+        A content refusal means the attack was detected (a second one cuts its party off) and an
+        unflooded reply has nothing to read: both stop it. Any other refusal (a spent budget) lets
+        it try again at a later request.
+        """
+
+        def counted(crafted: EncryptedTensor) -> np.ndarray:
+            reply = reveal(crafted)
+            self.answered += 1
+            return reply
+
+        try:
+            return key_from_flooding(keyring, shape, counted), None, False
+        except NoFlooding as exc:
+            self.no_flooding = str(exc)
+            return None, None, True
+        except ProtocolError as exc:
+            content = isinstance(exc, RequestRefusedError) and exc.reason == CONTENT_REFUSAL
+            return None, str(exc), content
+
+    def summary(self, refused: str | None) -> dict[str, Any]:
+        return {
+            "requests_answered": self.answered,
+            "last_refusal": refused,
+            **({"no_flooding": self.no_flooding} if self.no_flooding else {}),
+        }
 
 
 class ActiveFloodingKeyRecoveryConfig(AttackConfigBase):
@@ -137,10 +200,6 @@ class ActiveFloodingKeyRecoveryConfig(AttackConfigBase):
     start_step: int = Field(default=0, ge=0, description="first training step at which the crafted requests may be sent")
     tolerance: float = Field(
         default=1e-3, gt=0, lt=1, description="an activation row counts as read when its relative L2 error is at most this"
-    )
-    flooding_bits: int = Field(
-        default=30, ge=2, le=120,
-        description="the flooding the attacker assumes (kappa, the key holder's protection.flooding_bits): its noise factor is 2**(bits/2)",
     )
 
 
@@ -153,16 +212,14 @@ class ActiveFloodingKeyRecovery(ActiveKeyRecovery):
     name: ClassVar[str] = "active_flooding_key_recovery"
     config_type = ActiveFloodingKeyRecoveryConfig
 
-    def __init__(self, party: str, n_samples: int, passives: tuple[str, ...], start_step: int, tolerance: float, flooding_bits: int) -> None:
+    def __init__(self, party: str, n_samples: int, passives: tuple[str, ...], start_step: int, tolerance: float) -> None:
         super().__init__(party, n_samples, passives, start_step, tolerance)
-        self.noise_factor = 2.0 ** (flooding_bits / 2)
-        self.answered = 0
-        self.unusable_reason: str | None = None
+        self._reader = _SpreadReader()
 
     @classmethod
     def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> ActiveFloodingKeyRecovery:
         assert isinstance(config, ActiveFloodingKeyRecoveryConfig)
-        return cls(setting.party, len(setting.dataset.y_train), setting.passives, config.start_step, config.tolerance, config.flooding_bits)
+        return cls(setting.party, len(setting.dataset.y_train), setting.passives, config.start_step, config.tolerance)
 
     def extra_requests(self, step: int, what: str, honest: EncryptedTensor, reveal: Callable[[EncryptedTensor], np.ndarray]) -> None:
         keyring = honest.keyring
@@ -170,34 +227,16 @@ class ActiveFloodingKeyRecovery(ActiveKeyRecovery):
             return
         rows, width = honest.shape
         shape = (max(rows, -(-keyring.params.slots // width)), width)  # one whole ciphertext (the evaluation rule's rows)
-
-        def counted(crafted: EncryptedTensor) -> np.ndarray:
-            reply = reveal(crafted)
-            self.answered += 1
-            return reply
-
-        try:
-            self.secret = key_from_flooding(keyring, shape, counted, self.noise_factor)
-        except NoFlooding as exc:
-            self.unusable_reason = str(exc)
-            self._stage = 3
-            return
-        except ProtocolError as exc:
-            self.refused = str(exc)
-            if isinstance(exc, RequestRefusedError) and exc.reason == CONTENT_REFUSAL:
-                self._stage = 3  # detected: a second content refusal would cut the active party off
+        self.secret, self.refused, stop = self._reader.read(keyring, shape, reveal)
+        if self.secret is None:
+            self._stage = 3 if stop else self._stage
             return
         self.key_verified = verify_secret_key(keyring, self.secret)
         self._keyring = keyring
         self._stage = 2
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "key_recovered": self.key_verified,
-            "requests_answered": self.answered,
-            "last_refusal": self.refused,
-            **({"no_flooding": self.unusable_reason} if self.unusable_reason else {}),
-        }
+        return {"key_recovered": self.key_verified, **self._reader.summary(self.refused)}
 
 
 class FloodingKeyRecoveryConfig(AttackConfigBase):
@@ -205,10 +244,6 @@ class FloodingKeyRecoveryConfig(AttackConfigBase):
 
     kind: Literal["flooding_key_recovery"] = "flooding_key_recovery"
     start_step: int = Field(default=0, ge=0, description="training step at which the crafted requests are sent")
-    flooding_bits: int = Field(
-        default=30, ge=2, le=120,
-        description="the flooding the attacker assumes (kappa, the key holder's protection.flooding_bits): its noise factor is 2**(bits/2)",
-    )
 
 
 class FloodingKeyRecovery(KeyRecovery):
@@ -224,17 +259,15 @@ class FloodingKeyRecovery(KeyRecovery):
     name: ClassVar[str] = "flooding_key_recovery"
     config_type = FloodingKeyRecoveryConfig
 
-    def __init__(self, party: str, n_samples: int, start_step: int, sum_top: bool, flooding_bits: int) -> None:
+    def __init__(self, party: str, n_samples: int, start_step: int, sum_top: bool) -> None:
         super().__init__(party, n_samples, start_step, sum_top)
-        self.noise_factor = 2.0 ** (flooding_bits / 2)
-        self.answered = 0
-        self.unusable_reason: str | None = None
+        self._reader = _SpreadReader()
 
     @classmethod
     def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> FloodingKeyRecovery:
         assert isinstance(config, FloodingKeyRecoveryConfig)
         sum_top = setting.top == "sum" and setting.bottom_output == setting.dataset.num_classes
-        return cls(setting.party, len(setting.dataset.y_train), config.start_step, sum_top, config.flooding_bits)
+        return cls(setting.party, len(setting.dataset.y_train), config.start_step, sum_top)
 
     def encrypted_gradients(self, step: int, sample_ids: np.ndarray, backprop: EncryptedBackprop) -> list[EncryptedTensor]:
         self._pending = (np.asarray(sample_ids), backprop.gradient.feature_major, 1.0)
@@ -252,22 +285,9 @@ class FloodingKeyRecovery(KeyRecovery):
             self._stage = 3
             return
         self._crafted_at = step
-
-        def counted(crafted: EncryptedTensor) -> np.ndarray:
-            reply = reveal(crafted)
-            self.answered += 1
-            return reply
-
-        try:
-            self.secret = key_from_flooding(keyring, tuple(honest.shape), counted, self.noise_factor)  # type: ignore[arg-type]
-        except NoFlooding as exc:
-            self.unusable_reason = str(exc)
-            self._stage = 3
-            return
-        except ProtocolError as exc:
-            self.refused = str(exc)
-            if isinstance(exc, RequestRefusedError) and exc.reason == CONTENT_REFUSAL:
-                self._stage = 3  # detected: a second content refusal would cut the passive off
+        self.secret, self.refused, stop = self._reader.read(keyring, tuple(honest.shape), reveal)
+        if self.secret is None:
+            self._stage = 3 if stop else self._stage
             return
         self.key_verified = verify_secret_key(keyring, self.secret)
         self._stage = 2
@@ -290,9 +310,4 @@ class FloodingKeyRecovery(KeyRecovery):
     def summary(self) -> dict[str, Any]:
         if self.unusable is not None:
             return {"not_run": self.unusable}
-        return {
-            "key_recovered": self.key_verified,
-            "requests_answered": self.answered,
-            "last_refusal": self.refused,
-            **({"no_flooding": self.unusable_reason} if self.unusable_reason else {}),
-        }
+        return {"key_recovered": self.key_verified, **self._reader.summary(self.refused)}

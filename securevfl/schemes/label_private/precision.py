@@ -40,7 +40,8 @@ divides the product by the power of two :func:`backprop_shrink` that brings the 
 within it, carrying the factor in the values and multiplying it into the decrypted parameter
 gradients (:func:`.backprop.carried_shrinks`; multiplied back into the next product's plaintext
 instead, it made that product's noise exceed its public bound: a refusal). Every declared bound
-is true, and the flooding grows by that factor only when the weights need it.
+is true; the flooding grows by that factor where the worst case needs it (deeper bottoms: see
+:data:`BACKPROP_HEADROOM`).
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ __all__ = ["AMPLIFICATION", "BACKPROP_HEADROOM", "SCALE_META", "backprop_shrink"
 AMPLIFICATION = 2.0**8
 
 #: The public bound of a refreshed hidden-layer gradient ``G_l @ W_l``, in units of ``gradient_bound``:
-#: room for the weights' column l1 norms (about 1-2 at initialisation) before :func:`backprop_shrink` acts.
+#: the first refresh has room for column l1 norms of the top layer's ``W`` up to 8 before
+#: :func:`backprop_shrink` acts (MNIST's 392 -> 32 -> 10: none). Every lower refresh arrives at this
+#: bound already, so any column l1 norm above 1 shrinks it (measured at initialisation: 392 -> 64 ->
+#: 32 -> 10 carries 4 into the first layer, 392 -> 256 -> 128 -> 64 -> 10 carries 32), and the
+#: flooding in those layers' gradients grows by the same factor (review, 2026-11-27).
 BACKPROP_HEADROOM = 8.0
 
 #: The gradient message's meta field carrying :func:`gradient_scale`.
