@@ -120,6 +120,10 @@ def _forget(linear: nn.Linear) -> None:
             parameter.grad = None
 
 
+#: Rows per chunk when the initial activations are checked (float64 copies of a chunk only).
+_CHECK_ROWS = 4096
+
+
 class SealedPassiveWire:
     """A passive with a sealed source layer: it computes only on ciphertexts and decrypts nothing."""
 
@@ -177,8 +181,11 @@ class SealedPassiveWire:
         initial weights are the last plaintext the passive holds: checked on every sample it has, this
         catches features of the wrong scale. Growth during training is not checked (docs/protection.md).
         """
-        inputs = [party.x_train, *party.eval_x.values()]
-        largest = max(float(np.max(np.abs(self._augmented_rows(x) @ plain.T))) for x in inputs if len(x))
+        largest = max(
+            (float(np.max(np.abs(self._augmented_rows(x[start : start + _CHECK_ROWS]) @ plain.T)))
+             for x in (party.x_train, *party.eval_x.values()) for start in range(0, len(x), _CHECK_ROWS)),
+            default=0.0,
+        )
         if largest > self.bounds.activation:
             raise PayloadRangeError(
                 f"{party.name} sealed activations: the initial weights give max |H| = {largest:.4g} on its own samples, beyond "
