@@ -319,8 +319,10 @@ class MaskedKeyHolderClient:
         except RequestRefusedError as exc:
             if exc.reason == CONTENT_REFUSAL:
                 exc.args = (f"{exc.args[0]}. An honest request fails this only if its ciphertext is noisier than its rule's "
-                            "public bound, which happens with very large features (docs/threat-model.md, the key holder's "
-                            "noise bounds); the key holder's log names the check",)
+                            "public bound (very large features) or holds a value this party cannot see beyond the rule's "
+                            "range (gradients the active party sent beyond protection.gradient_bound, sealed activations "
+                            "or weights that outgrew theirs): docs/threat-model.md, 'Where an honest run can still be "
+                            "refused'; the key holder's log names the check",)
             raise
 
     def _request(self, kind: str, masked: EncryptedTensor, step: int, meta: dict[str, object]) -> None:
