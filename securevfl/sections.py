@@ -152,17 +152,14 @@ class ProtectionConfig(ConfigSection):
         A masked value ``v + R`` is within total variation ``|v| / (2w)`` of the mask alone: ``w`` at
         least 16 times the larger public bound keeps that below 1/32 per value (the default 16384
         against 64 gives 1/512). It must also decrypt at the last level: ``w + bound`` at most half
-        the preset's decryptable ceiling, so CKKS precision is not spent on the mask. A hidden layer's
-        refreshed gradient has its own public bound, ``BACKPROP_HEADROOM x gradient_bound``.
+        the preset's decryptable ceiling, so CKKS precision is not spent on the mask. (A hidden layer's
+        refreshed gradient has a larger bound: the label-private scheme checks it with the model.)
         """
-        from securevfl.schemes.label_private.precision import BACKPROP_HEADROOM  # the protocol's constant (no cycle at import)
-
-        bound = max(self.activation_bound, BACKPROP_HEADROOM * self.gradient_bound)
+        bound = max(self.activation_bound, self.gradient_bound)
         if self.mask_half_width < 16 * bound:
             raise ValueError(
                 f"mask_half_width = {self.mask_half_width:g} hides nothing: it must be at least 16 x the larger value "
-                f"bound ({bound:g}: activation_bound, or {BACKPROP_HEADROOM:g} x gradient_bound for a refreshed hidden-layer "
-                "gradient), since a masked value is within |v| / (2w) of the mask alone"
+                f"bound ({bound:g}), since a masked value is within |v| / (2w) of the mask alone"
             )
         preset = get_preset(self.preset or "compute")
         if self.mask_half_width + bound > preset.decrypt_ceiling / 2:

@@ -185,7 +185,7 @@ def _flooding_size_run(flooding_bits: int, policy: str) -> dict:
 
 
 @pytest.mark.slow
-def test_the_flooding_size_gives_the_key_away_unless_it_follows_a_public_bound() -> None:
+def test_the_flooding_size_gives_the_key_away_unless_it_follows_a_public_bound(caplog: pytest.LogCaptureFixture) -> None:
     """Red-team finding 1 as a registry attack: 2 x 4,096 probes built from ``(0, 1)``, read from the replies' spread.
 
     Flooding that follows each request's measured noise (no policy) gives every coefficient of the
@@ -197,9 +197,11 @@ def test_the_flooding_size_gives_the_key_away_unless_it_follows_a_public_bound()
     assert measured["history"][-1]["key_recovered"] == 1.0
     assert measured["history"][-1]["key_recovery_activation_rows"] == 0.75  # the key arrives in the first step, after its rows
     assert measured["attack"]["requests_answered"] == 1 + 2 * 4096 and measured["attack"]["last_refusal"] is None  # calibration
+    caplog.clear()
     hardened = _flooding_size_run(30, "protocol")
     assert hardened["history"][-1]["key_recovered"] == 0.0 and hardened["history"][-1]["key_recovery_activation_rows"] == 0.0
     assert hardened["attack"]["requests_answered"] == 0 and "content checks" in hardened["attack"]["last_refusal"]
+    assert "its ciphertext is noisier than the public bound" in caplog.text  # refused for the right check (the key holder's log)
     unflooded = _flooding_size_run(0, "none")
     assert unflooded["history"][-1]["key_recovered"] == 0.0 and "no flooding to read" in unflooded["attack"]["no_flooding"]
     assert unflooded["attack"]["requests_answered"] == 1
@@ -221,7 +223,7 @@ def _passive_flooding_size_run(flooding_bits: int, policy: str) -> dict:
 
 
 @pytest.mark.slow
-def test_a_passive_reads_every_label_from_the_flooding_size_unless_it_follows_a_public_bound() -> None:
+def test_a_passive_reads_every_label_from_the_flooding_size_unless_it_follows_a_public_bound(caplog: pytest.LogCaptureFixture) -> None:
     """The same finding for a malicious passive: its probes go out as extra parameter-gradient requests before
     its honest ones; with the key it decrypts its gradient rows (every label, sum top). The hardened key holder
     refuses the first probe, whose slot that step's honest request then lacks: one update skipped, training goes on."""
@@ -229,7 +231,9 @@ def test_a_passive_reads_every_label_from_the_flooding_size_unless_it_follows_a_
     assert [h["key_recovered"] for h in measured["history"]] == [1.0, 1.0]
     assert [h["key_recovery_label_accuracy"] for h in measured["history"]] == [1.0, 1.0]
     assert measured["attack"]["requests_answered"] == 1 + 2 * 4096
+    caplog.clear()
     hardened = _passive_flooding_size_run(30, "protocol")
+    assert "its ciphertext is noisier than the public bound" in caplog.text  # refused for the right check (the key holder's log)
     assert [h["key_recovered"] for h in hardened["history"]] == [0.0, 0.0]
     assert [h["key_recovery_label_accuracy"] for h in hardened["history"]] == [0.0, 0.0]
     assert hardened["attack"]["requests_answered"] == 0 and "content checks" in hardened["attack"]["last_refusal"]

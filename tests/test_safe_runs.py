@@ -199,7 +199,7 @@ def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path, capsys: pytest.Ca
 
 @pytest.mark.parametrize(
     ("width", "reason"),
-    [(100.0, "hides nothing: it must be at least 16 x the larger value bound (64: activation_bound"), (1e6, "loses precision")],
+    [(100.0, "hides nothing: it must be at least 16 x the larger value bound (64)"), (1e6, "loses precision")],
 )
 def test_mask_half_width_is_validated_with_its_reason(width: float, reason: str) -> None:
     from securevfl.config import validate_config
@@ -215,5 +215,9 @@ def test_the_mask_must_hide_a_refreshed_hidden_layer_gradient_too() -> None:
     from securevfl.config import validate_config
     from securevfl.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"bound \(512: activation_bound, or 8 x gradient_bound"):
-        validate_config({"protection": {"scheme": "ckks", "key_holder": "coordinator", "gradient_bound": 64, "mask_half_width": 1024}})
+    with pytest.raises(ConfigError, match=r"refreshed under the bound 8 x gradient_bound = 512, and the mask must be at least 16 x that"):
+        validate_config({"protection": {"scheme": "ckks", "key_holder": "coordinator", "gradient_bound": 64, "mask_half_width": 1024},
+                         "model": {"bottom_hidden": [8]}})
+    # without hidden layers nothing is refreshed: 16 x 64 is enough
+    validate_config({"protection": {"scheme": "ckks", "key_holder": "coordinator", "gradient_bound": 64, "mask_half_width": 1024},
+                     "model": {"bottom_hidden": []}})

@@ -26,6 +26,7 @@ from securevfl.protocols.keyholder import KeyHolder
 from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
 from securevfl.schemes.label_private.policy import label_private_policy
 from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan, required_depth, sealed_stride
+from securevfl.schemes.label_private.precision import BACKPROP_HEADROOM
 from securevfl.schemes.label_private.sealed import SealedActiveWire, SealedPassiveWire, sealed_layer_refusal
 from securevfl.schemes.label_private.wires import BlindActiveWire, BlindPassiveWire, Bounds, KeyHolderLink
 
@@ -97,6 +98,14 @@ class LabelPrivateScheme(Scheme):
         protection = self.protection
         if self.sealed:
             self._check_sealed_model(model)
+        refreshed = BACKPROP_HEADROOM * protection.gradient_bound
+        if model.bottom_hidden and protection.mask_half_width < 16 * refreshed:
+            raise ValueError(
+                f"protection.mask_half_width = {protection.mask_half_width:g} hides nothing: a bottom model with hidden "
+                f"layers has its gradient refreshed under the bound {BACKPROP_HEADROOM:g} x gradient_bound = {refreshed:g}, "
+                f"and the mask must be at least 16 x that ({16 * refreshed:g}), since a masked value is within |v| / (2w) "
+                "of the mask alone"
+            )
         output_relu = model.resolved_output_activation() == "relu"
         needed = required_depth(model.bottom_hidden, output_relu, model.top == "trainable")
         offered = get_preset(self.preset).depth
