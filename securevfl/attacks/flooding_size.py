@@ -19,8 +19,9 @@ A malicious passive spends extra parameter-gradient requests on it before its ho
 with the key, reads its gradient rows, i.e. every label (:class:`FloodingKeyRecovery`, the
 counterpart of :class:`.key_recovery.KeyRecovery`); a malicious active party under the coordinator
 spends spare evaluation requests (:class:`ActiveFloodingKeyRecovery`, as
-:class:`.key_recovery.ActiveKeyRecovery` does) and, with the key, reads every passive's ``Enc(H_k)``. The hardened key holder floods every request of a rule alike (its public noise
-bound) and refuses a request noisier than that bound: the first probe is refused as content and
+:class:`.key_recovery.ActiveKeyRecovery` does) and, with the key, reads every passive's ``Enc(H_k)``.
+The hardened key holder floods every request of a rule alike (its public noise bound) and refuses
+a request noisier than that bound: the first request (the calibration) is refused as content and
 the attack stops; a key holder that does not flood has nothing to read (there the two-request
 attack of Li and Micciancio works instead, :mod:`.key_recovery`).
 """
@@ -250,8 +251,8 @@ class FloodingKeyRecovery(KeyRecovery):
     """A malicious passive reading the key holder's key from the size of its flooding (two extra requests per slot).
 
     It sends the probes as extra parameter-gradient requests, shaped like its first layer's, before
-    its honest ones at ``start_step``. Where a policy counts them, the first probe spends that
-    step's slot: refused as content by the hardened key holder, the honest request of that step is
+    its honest ones at ``start_step``. Where a policy counts them, the first request (the
+    calibration) spends that step's slot: refused as content by the hardened key holder, the honest request of that step is
     refused too and the passive skips one update (:meth:`gradient_request_refused`). With the key it
     decrypts its gradient rows and reads each label as ``argmin`` (sum top), like :class:`.KeyRecovery`.
     """

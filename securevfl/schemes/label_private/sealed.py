@@ -179,7 +179,8 @@ class SealedPassiveWire:
         key holder re-encrypts a refreshed ``H + R`` only within the bound, so an ``H`` past it is refused
         only when its mask lands near the edge: a run stopping at random (review F1, 2026-11-27). The
         initial weights are the last plaintext the passive holds: checked on every sample it has, this
-        catches features of the wrong scale. Growth during training is not checked (docs/protection.md).
+        catches features of the wrong scale. Growth during training is not checked (docs/threat-model.md,
+        "Where an honest run can still be refused").
         """
         largest = max(
             (float(np.max(np.abs(self._augmented_rows(x[start : start + _CHECK_ROWS]) @ plain.T)))
