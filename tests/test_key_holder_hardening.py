@@ -173,15 +173,20 @@ def test_a_malicious_active_reads_every_passives_activations_unless_the_coordina
     assert undefended["main_accuracy"] == _active_run("coordinator", 0, attack="none")["main_accuracy"]
 
 
-def _flooding_size_run(flooding_bits: int, policy: str) -> dict:
+WIDE_DATA = random_dataset(n_train=32, n_test=16, n_features=80, num_classes=4, seed=6)
+
+
+def _flooding_size_run(flooding_bits: int, policy: str, passive: bool = False) -> dict:
+    """The active party's attack on EVAL_DATA (1 epoch), or a passive's on WIDE_DATA: each passive's first layer
+    40 -> 100 has 4,100 gradient values, a whole ciphertext's slots to read the spread from (2 epochs)."""
     raw = {
         "parties": {"passive": 2, "split": "even"},
-        "model": {"top": "sum", "bottom_hidden": [8]},
-        "train": {"epochs": 1, "batch_size": 8, "lr": 0.05, "progress": False},
+        "model": {"top": "sum", "bottom_hidden": [100 if passive else 8]},
+        "train": {"epochs": 2 if passive else 1, "batch_size": 8, "lr": 0.05, "progress": False},
         "protection": {"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": flooding_bits, "decryption_policy": policy},
-        "attack": {"kind": "active_flooding_key_recovery"},
+        "attack": {"kind": "flooding_key_recovery" if passive else "active_flooding_key_recovery"},
     }
-    return run_training(validate_config(raw), dataset=EVAL_DATA)
+    return run_training(validate_config(raw), dataset=WIDE_DATA if passive else EVAL_DATA)
 
 
 @pytest.mark.slow
@@ -207,32 +212,17 @@ def test_the_flooding_size_gives_the_key_away_unless_it_follows_a_public_bound(c
     assert unflooded["attack"]["requests_answered"] == 1
 
 
-WIDE_DATA = random_dataset(n_train=32, n_test=16, n_features=80, num_classes=4, seed=6)
-
-
-def _passive_flooding_size_run(flooding_bits: int, policy: str) -> dict:
-    """Each passive's first layer 40 -> 100: 4,100 gradient values, a whole ciphertext's slots to read the spread from."""
-    raw = {
-        "parties": {"passive": 2, "split": "even"},
-        "model": {"top": "sum", "bottom_hidden": [100]},
-        "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "progress": False},
-        "protection": {"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": flooding_bits, "decryption_policy": policy},
-        "attack": {"kind": "flooding_key_recovery"},
-    }
-    return run_training(validate_config(raw), dataset=WIDE_DATA)
-
-
 @pytest.mark.slow
 def test_a_passive_reads_every_label_from_the_flooding_size_unless_it_follows_a_public_bound(caplog: pytest.LogCaptureFixture) -> None:
     """The same finding for a malicious passive: its probes go out as extra parameter-gradient requests before
     its honest ones; with the key it decrypts its gradient rows (every label, sum top). The hardened key holder
     refuses the first probe, whose slot that step's honest request then lacks: one update skipped, training goes on."""
-    measured = _passive_flooding_size_run(30, "none")
+    measured = _flooding_size_run(30, "none", passive=True)
     assert [h["key_recovered"] for h in measured["history"]] == [1.0, 1.0]
     assert [h["key_recovery_label_accuracy"] for h in measured["history"]] == [1.0, 1.0]
     assert measured["attack"]["requests_answered"] == 1 + 2 * 4096
     caplog.clear()
-    hardened = _passive_flooding_size_run(30, "protocol")
+    hardened = _flooding_size_run(30, "protocol", passive=True)
     assert "its ciphertext is noisier than the public bound" in caplog.text  # refused for the right check (the key holder's log)
     assert [h["key_recovered"] for h in hardened["history"]] == [0.0, 0.0]
     assert [h["key_recovery_label_accuracy"] for h in hardened["history"]] == [0.0, 0.0]

@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import tenseal.sealapi as sealapi
-from pydantic import Field
 
 from securevfl.attacks.base import AttackConfigBase, AttackSetting
 from securevfl.attacks.key_recovery import (
     ActiveKeyRecovery,
+    ActiveKeyRecoveryConfig,
     KeyRecovery,
+    KeyRecoveryConfig,
     decrypt_with_secret,
     secret_key_ciphertext,
     verify_secret_key,
@@ -194,14 +195,10 @@ class _SpreadReader:
         }
 
 
-class ActiveFloodingKeyRecoveryConfig(AttackConfigBase):
+class ActiveFloodingKeyRecoveryConfig(ActiveKeyRecoveryConfig):
     """Recover the coordinator's secret key from the size of its flooding, then read every passive's activations."""
 
-    kind: Literal["active_flooding_key_recovery"] = "active_flooding_key_recovery"
-    start_step: int = Field(default=0, ge=0, description="first training step at which the crafted requests may be sent")
-    tolerance: float = Field(
-        default=1e-3, gt=0, lt=1, description="an activation row counts as read when its relative L2 error is at most this"
-    )
+    kind: Literal["active_flooding_key_recovery"] = "active_flooding_key_recovery"  # type: ignore[assignment]
 
 
 class ActiveFloodingKeyRecovery(ActiveKeyRecovery):
@@ -240,11 +237,10 @@ class ActiveFloodingKeyRecovery(ActiveKeyRecovery):
         return {"key_recovered": self.key_verified, **self._reader.summary(self.refused)}
 
 
-class FloodingKeyRecoveryConfig(AttackConfigBase):
+class FloodingKeyRecoveryConfig(KeyRecoveryConfig):
     """Recover the key holder's secret key from the size of its flooding, then read every label."""
 
-    kind: Literal["flooding_key_recovery"] = "flooding_key_recovery"
-    start_step: int = Field(default=0, ge=0, description="training step at which the crafted requests are sent")
+    kind: Literal["flooding_key_recovery"] = "flooding_key_recovery"  # type: ignore[assignment]
 
 
 class FloodingKeyRecovery(KeyRecovery):
