@@ -102,7 +102,7 @@ def test_a_measured_flooding_size_gives_the_key_away_and_a_public_one_does_not()
     kappa = KAPPA_UNITS * KEY_FACTOR / PARAMS.scale
     shape = (64, 64)
     known = np.ones(shape[0] * shape[1], dtype=bool)
-    errors, sizes = [], []
+    errors = []
     for slot in (0, 7, 100, 1000, 2047, 4000):
         estimate = []
         for factor in (1.0, -1j):  # Im(t s_j), then Im(-i t s_j) = -t Re(s_j)
@@ -113,10 +113,10 @@ def test_a_measured_flooding_size_gives_the_key_away_and_a_public_one_does_not()
             estimate.append((sigma / 2.0**15 - kappa) * PARAMS.scale / KEY_FACTOR)
         read = -estimate[1] + 1j * estimate[0]
         errors.append(abs(read - KEY_SLOTS[slot]))
-        sizes.append(abs(KEY_SLOTS[slot]))
     # each slot read to ~1 % of the spread's size (kappa = 400 units of t / scale): a few units against |s_j| ~ 60;
     # over all 4096 slots these errors average out in the inverse embedding (red-team run: 8192 of 8192 coefficients)
-    assert np.mean(errors) < 0.25 * np.mean(sizes)
+    # against the key's RMS slot size over all slots (6 slots' own sizes vary at random: ~1.4e-4 of runs failed)
+    assert np.mean(errors) < 0.25 * float(np.sqrt(np.mean(np.abs(KEY_SLOTS) ** 2)))
     bound = FRESH_NOISE_UNITS * noise_unit(PARAMS)
     with pytest.raises(NoiseBoundExceeded):
         flooded_decrypt(_key_probe(shape, 7, 1.0), SECRET, NoiseFlooding(30), noise_bound=bound)

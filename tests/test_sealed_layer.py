@@ -213,7 +213,10 @@ def test_a_checkpoint_of_sealed_weights_cannot_be_resumed() -> None:
 @pytest.mark.parametrize(
     ("top", "flooding_bits", "epochs", "floor", "tolerance"),
     [
-        ("sum", 30, 3, 0.8, 0.05),  # the key holder's flooding perturbs the sealed weights: a few points
+        # the key holder's flooding perturbs the sealed weights: measured over 40 runs (fresh CSPRNG noise each), the
+        # sealed layer ends 1.4 +- 1.3 points below the open one (worst 4.4, skewed low); 0.05 failed ~3e-3 of CI runs,
+        # 0.10 is ~6.7 sigma out and still far from a broken layer (chance is 10 %)
+        ("sum", 30, 3, 0.8, 0.10),
         ("trainable", 0, 1, 0.2, 0.01),  # without flooding the sealed protocol is the open one, up to CKKS error
     ],
 )

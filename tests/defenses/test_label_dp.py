@@ -9,7 +9,7 @@ of z / sqrt(n)).
 
 Defense: the noise added to the real rows, divided by the independently computed
 z * sqrt(2) / B_t, must be standard normal (Kolmogorov-Smirnov, mean and variance tests at
-ALPHA = 0.01 for seeded noise and CSPRNG_ALPHA = 1e-4 for unseedable CSPRNG noise, with the
+ALPHA = 0.01 for seeded noise and CSPRNG_ALPHA = 1e-6 for unseedable CSPRNG noise, with the
 variance test's power against a 15 % error asserted); padding rows stay
 bit-for-bit; one step's messages to different passives and packings carry the same draw,
 different steps independent draws; end to end, what each passive receives minus the rows the
@@ -47,7 +47,7 @@ from securevfl.training import run_training
 from tests.helpers import assert_passives_updated_alike, config, random_dataset
 
 ALPHA = 0.01
-CSPRNG_ALPHA = 1e-4
+CSPRNG_ALPHA = 1e-6
 """CSPRNG noise cannot be seeded, so its tests are not deterministic: a correct implementation
 fails each at rate ~3 alpha. At 1e-4 that is negligible, and the power checks still hold."""
 DELTA = 1e-5
@@ -266,7 +266,7 @@ def test_one_draw_per_step_for_every_passive(source: str) -> None:
         np.testing.assert_array_equal(other, first[0])
     later = defense.apply(rows, _ctx(8, 64))
     correlation = np.corrcoef((later - rows).ravel(), (first[0] - rows).ravel())[0, 1]
-    assert abs(correlation) < 4 / math.sqrt(rows.size)  # independent draws (4 standard errors)
+    assert abs(correlation) < 5 / math.sqrt(rows.size)  # independent draws (5 standard errors: ~6e-7 for a correct run)
 
 
 class _FakeCiphertext:

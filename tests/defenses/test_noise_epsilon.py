@@ -253,7 +253,7 @@ def test_csprng_noise_has_the_configured_distribution(kind: str) -> None:
     noise = defense.apply(np.zeros((100_000, 2)), _ctx(0, 100_000)).ravel()
     b = math.sqrt(0.02 / 2)
     reference = stats.norm(scale=math.sqrt(0.02)) if kind == "gaussian_noise" else stats.laplace(scale=b)
-    assert stats.kstest(noise, reference.cdf).pvalue > 1e-4  # fails at rate 1e-4 when correct
+    assert stats.kstest(noise, reference.cdf).pvalue > 1e-6  # fails at rate 1e-6 when correct; 200,000 draws still see a ~2.4 % scale error
 
 
 # ============================================================================ end to end
