@@ -95,7 +95,7 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
         out.append(Promise("activations", "semi-honest active", False, "activation_inversion",
                            "H_k follows from H_k^T delta when delta has full row rank (small batches)"))
     else:
-        many = config.parties.passive + int(config.parties.active_block) >= 2
+        many = config.parties.passive >= 2  # the active party adds its own block after decryption: it does not hide H_1
         out.append(Promise("activations", "semi-honest active", True if many else False, "activation_inversion",
                            "the active party decrypts only the sum of the activations" if many
                            else "with one passive party the sum is its activations"))
