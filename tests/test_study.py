@@ -404,6 +404,67 @@ def test_reuse_from_never_copies_a_failure_that_is_not_the_configs_outcome(tmp_p
         reuse_finished_runs(runs, out, [tmp_path / "nowhere"], log=lambda _: None)
 
 
+def _rows_without_source(out: Path) -> dict[str, dict[str, Any]]:
+    rows = json.loads((out / "study_runs.json").read_text())["rows"]
+    return {row["run_id"]: {k: v for k, v in row.items() if k != "reused_from"} for row in rows}
+
+
+def test_a_committed_table_without_its_run_folders_resumes_the_study_without_training(tiny_study: tuple[Path, Path], tmp_path: Path) -> None:
+    """A snapshot that kept study_runs.json but not runs/ (a machine that lost its study folder): --reuse-from
+    rebuilds every finished run's record from the table, trains nothing, and the tables come back the same."""
+    study, finished_out = tiny_study
+    snapshot = tmp_path / "committed"
+    snapshot.mkdir()
+    shutil.copy(finished_out / "study_runs.json", snapshot / "study_runs.json")
+    out, logged = tmp_path / "out", []
+    summary = run_and_report(study, out, show_progress=False, log=logged.append, reuse_from=[snapshot])
+    assert summary.exit_code == 0 and "restored 4 finished or stopped run(s) from the table" in " ".join(logged)
+    assert "4 runs: 0 to train, 4 finished earlier" in " ".join(logged)
+    assert _rows_without_source(out) == _rows_without_source(finished_out)
+    restored = json.loads((out / "runs" / "gamma" / "plain__attack.gamma=1__seed0" / RESULT_NAME).read_text())
+    assert restored["restored"]["rebuilt_from_table"] and "visibility" in " ".join(restored["restored"]["lost"])
+    assert f"4 from `{snapshot.resolve()}` (rebuilt from its table)" in (out / "report.md").read_text()
+
+
+def test_a_table_row_whose_config_columns_differ_is_not_restored_and_trains(tiny_study: tuple[Path, Path], tmp_path: Path) -> None:
+    _, finished_out = tiny_study
+    snapshot = tmp_path / "committed"
+    snapshot.mkdir()
+    payload = json.loads((finished_out / "study_runs.json").read_text())
+    for row in payload["rows"]:
+        if row["run_id"] == "gamma/plain__attack.gamma=3__seed1":
+            row["epochs"] = 5  # the study file said 5 epochs when this table was written
+    (snapshot / "study_runs.json").write_text(json.dumps(payload), encoding="utf-8")
+    study = _write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [1]"))
+    out, logged = tmp_path / "out", []
+    run_and_report(study, out, show_progress=False, log=logged.append, reuse_from=[snapshot])
+    assert "their config columns differ from the study's now): gamma/plain__attack.gamma=3__seed1" in " ".join(logged)
+    assert "2 runs: 1 to train, 1 finished earlier" in " ".join(logged)
+
+
+def test_a_stopped_run_rebuilt_from_a_table_keeps_its_stop(tmp_path: Path) -> None:
+    """A diverged run's failure record (its stop epoch, reason and history) round-trips through the table."""
+    from securevfl.study.reuse import reuse_finished_runs
+
+    study = _write(tmp_path, TINY.replace("seeds = [0, 1]", 'seeds = [0]\nsummary_epochs = 2').replace('"train.epochs" = 2', '"train.epochs" = 3\n"train.max_loss" = 2.0'))
+    first = tmp_path / "first"
+    run_and_report(study, first, show_progress=False, log=lambda _: None)
+    table = json.loads((first / "study_runs.json").read_text())
+    assert {row["status"] for row in table["rows"]} & {"diverged", "collapsed"}, "the fixture must stop a run"
+    snapshot = tmp_path / "committed"
+    snapshot.mkdir()
+    shutil.copy(first / "study_runs.json", snapshot / "study_runs.json")
+    runs = plan_runs(load_study(study))
+    out = tmp_path / "out"
+    assert reuse_finished_runs(runs, out, [snapshot], log=lambda _: None, summary_epochs=2) == len(runs)
+    rows, histories = collect_rows(runs, out, summary_epochs=2)
+    assert [{k: v for k, v in row.items() if k != "reused_from"} for row in rows] == [
+        {k: v for k, v in row.items() if k != "reused_from"} for row in table["rows"]]
+    assert histories == table["histories"]
+    with pytest.raises(ConfigError, match="no runs/ or study_runs.json inside"):
+        reuse_finished_runs(runs, out, [tmp_path / "nowhere"], log=lambda _: None)
+
+
 def test_the_reports_regenerate_line_names_the_data_folder_it_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from securevfl.cli import _study_command
 

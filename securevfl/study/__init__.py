@@ -85,7 +85,7 @@ def run_and_report(
     meta = {"study": spec.name, "description": spec.description, "command": command, "study_file": str(study_path)}
     crashed: list[RunOutcome] = []
     if train:
-        reuse_finished_runs(runs, out, list(reuse_from), log)
+        reuse_finished_runs(runs, out, list(reuse_from), log, summary_epochs=spec.summary_epochs)
         check_data(runs)
         last_report = [time.monotonic()]
 

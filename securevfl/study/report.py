@@ -362,11 +362,12 @@ def _reuse_lines(rows: list[dict[str, Any]]) -> list[str]:
     sources: dict[str, int] = {}
     for row in rows:
         if row.get("reused_from"):
-            folder = str(Path(row["reused_from"]).parents[3])  # <folder>/runs/<grid>/<cell>/result.json
-            sources[folder] = sources.get(folder, 0) + 1
+            source = Path(row["reused_from"])  # <folder>/runs/<grid>/<cell>/result.json, or <folder>/study_runs.json (rebuilt)
+            shown_folder = f"`{source.parent}` (rebuilt from its table)" if source.name == "study_runs.json" else f"`{source.parents[3]}`"
+            sources[shown_folder] = sources.get(shown_folder, 0) + 1
     if not sources:
         return []
-    shown = "; ".join(f"{n} from `{folder}`" for folder, n in sorted(sources.items()))
+    shown = "; ".join(f"{n} from {folder}" for folder, n in sorted(sources.items()))
     return [f"- Reused, not trained here (identical configs, `--reuse-from`; column `reused_from`): {shown}."]
 
 

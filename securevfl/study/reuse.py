@@ -12,6 +12,11 @@ What is reused: a ``result.json``, or a ``failed.json`` of a run that diverged o
 config). Never a failure of another kind (a missing data folder says nothing about the config), a
 checkpoint, or a record whose config differs in anything but ``train.progress``. Nothing already in
 the study's own folder is replaced.
+
+A folder that holds a committed table (``study_runs.json``) but no ``runs/`` — a snapshot committed
+without its run folders, or a study folder a machine lost — is read by
+:mod:`~securevfl.study.restore`: records rebuilt from the table's rows, matched by run id and config
+columns, and checked to give back the same rows.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 from securevfl.errors import ConfigError
 from securevfl.files import atomic_write_text
 from securevfl.study.runner import CHECKPOINT_NAME, FAILED_NAME, RESULT_NAME, REUSED_NAME, comparable_key, readable_record, run_dir
+from securevfl.study.restore import TABLE_NAME, restore_from_table
 from securevfl.study.spec import PlannedRun
 from securevfl.study.status import RunStatus, failure_status
 
@@ -35,8 +41,6 @@ def _index(folders: Iterable[Path]) -> dict[str, Path]:
     """comparable config -> the first reusable record under each folder's ``runs/<grid>/<cell>/``."""
     index: dict[str, Path] = {}
     for folder in folders:
-        if not (folder / "runs").is_dir():
-            raise ConfigError(f"study --reuse-from {folder}: not a study output folder (no runs/ inside)")
         for path in sorted((folder / "runs").glob(f"*/*/{RESULT_NAME}")) + sorted((folder / "runs").glob(f"*/*/{FAILED_NAME}")):
             record = readable_record(path)
             if record is None or (path.name == FAILED_NAME and failure_status(record.get("type")) == RunStatus.FAILED):
@@ -45,16 +49,26 @@ def _index(folders: Iterable[Path]) -> dict[str, Path]:
     return index
 
 
+def _check_folders(folders: Iterable[Path]) -> None:
+    for folder in folders:
+        if not (folder / "runs").is_dir() and not (folder / TABLE_NAME).is_file():
+            raise ConfigError(f"study --reuse-from {folder}: not a study output folder (no runs/ or {TABLE_NAME} inside)")
+
+
 def reuse_finished_runs(
-    runs: list[PlannedRun], out: Path, folders: list[Path], log: Callable[[str], None] = print
+    runs: list[PlannedRun], out: Path, folders: list[Path], log: Callable[[str], None] = print, summary_epochs: int = 1
 ) -> int:
     """Copy into ``out`` the record of every run that has none yet and whose exact config another folder finished.
 
-    Returns how many were copied. Call before training: a copied run then counts as finished.
+    Folders with ``runs/`` come first (their records are the runs' own); a folder with only a
+    table then fills what is still missing (:func:`~securevfl.study.restore.restore_from_table`,
+    whose round-trip check uses ``summary_epochs``). Returns how many were copied or rebuilt.
+    Call before training: a copied run then counts as finished.
     """
     if not folders:
         return 0
-    index = _index(folders)
+    _check_folders(folders)
+    index = _index(folder for folder in folders if (folder / "runs").is_dir())
     copied = 0
     for run in runs:
         directory = run_dir(out, run)
@@ -69,5 +83,10 @@ def reuse_finished_runs(
         atomic_write_text(directory / REUSED_NAME, json.dumps(note, indent=1) + "\n")
         (directory / CHECKPOINT_NAME).unlink(missing_ok=True)  # an interrupted attempt of the same run: superseded
         copied += 1
-    log(f"reused {copied} finished run(s) with identical configs from {', '.join(map(str, folders))}")
+    with_runs = [folder for folder in folders if (folder / "runs").is_dir()]
+    if with_runs:
+        log(f"reused {copied} finished run(s) with identical configs from {', '.join(map(str, with_runs))}")
+    for folder in folders:
+        if not (folder / "runs").is_dir():
+            copied += restore_from_table(runs, out, folder / TABLE_NAME, summary_epochs, log)
     return copied

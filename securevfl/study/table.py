@@ -33,7 +33,7 @@ from securevfl.study.spec import PlannedRun
 from securevfl.study.statistics import Interval, mean_interval
 from securevfl.study.status import STOPPED, RunStatus, collapse_reason, failure_status
 
-__all__ = ["CellSummary", "base_columns", "collapse_reason", "collect_rows", "metric_names", "summarize_cells", "write_table"]
+__all__ = ["CellSummary", "base_columns", "collapse_reason", "collect_rows", "config_columns", "metric_names", "summarize_cells", "write_table"]
 
 def metric_names() -> list[str]:
     """The main task's metric, then every registered attack's (the registry names them)."""
@@ -81,7 +81,7 @@ def describe_defenses(defenses: Iterable[Mapping[str, Any]]) -> str:
     return " + ".join(parse_defense_config(defense).label() for defense in defenses) or "none"
 
 
-def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
+def config_columns(config: dict[str, Any]) -> dict[str, Any]:
     attack = config.get("attack", {"kind": "none"})
     protection, scheme = config["protection"], scheme_of(config)
     return {
@@ -163,7 +163,8 @@ def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
         "attack_infeasible_reason": result.get("attack_infeasible_reason"),
         **privacy_columns(result.get("privacy")),
         "mean_epoch_seconds": timing.get("mean_epoch_seconds"),
-        "train_seconds": round(sum(timing.get("epoch_seconds", [])), 3),
+        # a record rebuilt from a table (securevfl.study.restore) keeps only the sum
+        "train_seconds": timing["train_seconds"] if "train_seconds" in timing else round(sum(timing.get("epoch_seconds", [])), 3),
         "bytes_total": total_bytes,
         "bytes_per_epoch": round(total_bytes / epochs),
         "messages_total": sum(result.get("messages_sent", {}).values()),
@@ -186,14 +187,14 @@ def collect_rows(
         if run.refused is not None:
             row.update(status=RunStatus.REFUSED, reason=run.refused)
             if run.config:
-                row.update(_config_columns(run.config))
+                row.update(config_columns(run.config))
         elif (directory / RESULT_NAME).is_file() and (result := readable_record(directory / RESULT_NAME)) is not None:
             collapsed = collapse_reason(result)
             if collapsed:
                 row.update(status=RunStatus.COLLAPSED, reason=collapsed)
             else:
                 row.update(status=RunStatus.OK, reason=result.get("attack_infeasible_reason") or "")
-            row.update(_config_columns(result["config"]))
+            row.update(config_columns(result["config"]))
             row.update(_result_columns(result))
             row.update(_summarized(result.get("history", []), summary_epochs))
             histories[run.run_id] = result.get("history", [])
@@ -202,7 +203,7 @@ def collect_rows(
             _note_reuse(row, directory)
         elif (directory / FAILED_NAME).is_file() and (failure := readable_record(directory / FAILED_NAME)) is not None:
             row.update(status=failure_status(failure.get("type")), reason=failure["error"])
-            row.update(_config_columns(failure["config"]))
+            row.update(config_columns(failure["config"]))
             row.update(_stop_columns(failure))
             if failure.get("history"):  # what a stopped run did before the stop (drawn to its stop, never averaged)
                 histories[run.run_id] = failure["history"]
@@ -211,7 +212,7 @@ def collect_rows(
         else:
             row.update(status=RunStatus.PENDING, reason="")
         if run.config and "scheme_label" not in row:
-            row.update(_config_columns(run.config))
+            row.update(config_columns(run.config))
         rows.append(row)
     for row, history, data, epochs in stopped:
         chance = row.get("chance_accuracy")
