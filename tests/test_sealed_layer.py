@@ -257,3 +257,27 @@ def test_features_whose_initial_activations_pass_the_bound_are_refused_at_setup(
     with pytest.raises(PayloadRangeError, match=r"^passive_1 sealed activations: the initial weights give max \|H\| = .* beyond "
                        r"protection.activation_bound = 64; rescale the features or raise the bound$"):
         build_federation(cfg, dataset, [np.arange(FEATURES), np.arange(FEATURES, 2 * FEATURES)])
+
+
+def test_a_sealed_activation_header_declares_the_public_bound_not_the_features_l1_norm() -> None:
+    """``Enc(W) @ X^T`` tracks ``bound(W) x`` the batch's largest feature l1 norm: written in the header it told the
+    active party (and the key holder, through the sum's request) each batch's largest feature l1 norm (plan review,
+    2026-11-27). The header now carries ``protection.activation_bound``, the same for every batch."""
+    from securevfl.crypto.wire import decode_tensor_bytes
+    from securevfl.protocols import MessageKind
+
+    _, sealed = _pair("coordinator", flooding_bits=0)
+    headers: list[float] = []
+    original = sealed.channel.send
+
+    def spy(message):  # type: ignore[no-untyped-def]
+        if message.kind in (MessageKind.ACTIVATION, MessageKind.EVAL_ACTIVATION) and message.codec == "ckks":
+            headers.append(decode_tensor_bytes(bytes(message.payload))[0].value_bound)
+        original(message)
+
+    sealed.channel.send = spy
+    for party in sealed.passives:  # two batches whose largest feature l1 norms differ by 10 x: the old headers differed
+        party.x_train[:6] *= 0.1
+    sealed.train_batch(0, np.arange(6))
+    sealed.train_batch(1, np.arange(6, 12))
+    assert len(headers) == 4 and set(headers) == {64.0}

@@ -231,7 +231,12 @@ class SealedPassiveWire:
             tensors = [(k, tensor.mod_switch_to(1)) for k, tensor in zip(kinds, fresh, strict=True)]
         for message_kind, tensor in tensors:
             with party.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
-                payload = tensor.to_bytes(mod_switch_to_last=self.top_plan is None)  # sum top: only added and decrypted
+                # sum top: only added and decrypted. Its header declares the public activation bound: the tracked
+                # one (the weight bound x the batch's largest feature l1 norm) would tell the receiver about the
+                # features. Its worst case is still checked against the decryptable ceiling here (to_bytes), and
+                # the values against the bound at setup and by the key holder's content check.
+                sum_top = self.top_plan is None
+                payload = tensor.to_bytes(mod_switch_to_last=sum_top, declared_bound=self.bounds.activation if sum_top else None)
             party.channel.send(Message(message_kind, party.name, party.active_name, step, payload, codec="ckks"))
 
     def forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
