@@ -59,8 +59,9 @@ class LaunchError(SecureVFLError):
 
 def free_port_base(count: int, *, attempts: int = 50) -> int:
     """A port from which ``count`` consecutive ports are free on 127.0.0.1 now (the plan numbers ports consecutively)."""
+    low, high = _ports_outside_the_ephemeral_range(count)
     for _ in range(attempts):
-        base = random.randint(20_000, 60_000 - count)
+        base = random.randint(low, high)
         sockets: list[socket.socket] = []
         try:
             for port in range(base, base + count):
@@ -74,6 +75,29 @@ def free_port_base(count: int, *, attempts: int = 50) -> int:
             for listener in sockets:
                 listener.close()
     raise LaunchError(f"found no {count} consecutive free ports on 127.0.0.1 in {attempts} attempts")
+
+
+#: Linux's default ``net.ipv4.ip_local_port_range``, used when the running system does not say.
+DEFAULT_EPHEMERAL = (32_768, 60_999)
+LOWEST_PORT = 10_000
+
+
+def _ports_outside_the_ephemeral_range(count: int, ephemeral: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The range to draw a base from: outside the kernel's ephemeral range (``ephemeral``, read from /proc when not
+    given), where no outgoing connection can take a port between our check and the party process's bind (drawing
+    inside it made such a clash possible). A system whose ephemeral range leaves no room gets the whole range."""
+    if ephemeral is None:
+        try:
+            low, high = (int(part) for part in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2])
+        except (OSError, ValueError):
+            low, high = DEFAULT_EPHEMERAL
+    else:
+        low, high = ephemeral
+    if low - count > LOWEST_PORT:
+        return LOWEST_PORT, low - count
+    if high + 1 <= 65_535 - count:
+        return max(high + 1, LOWEST_PORT), 65_535 - count
+    return LOWEST_PORT, 65_535 - count
 
 
 def last_error_line(log: Path) -> str:

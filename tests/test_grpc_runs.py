@@ -83,3 +83,18 @@ def test_a_killed_passive_stops_every_other_process_in_one_line(tmp_path: Path) 
     finally:
         parties.close()
     assert all(process.poll() is not None for process in parties.processes.values())
+
+
+@pytest.mark.parametrize(
+    ("ephemeral", "expected"),
+    [((32_768, 60_999), (10_000, 32_763)), ((50_000, 60_000), (10_000, 49_995)), ((1_024, 40_000), (40_001, 65_530)), ((1_024, 65_535), (10_000, 65_530))],
+)
+def test_loopback_ports_are_drawn_outside_the_kernels_ephemeral_range(ephemeral: tuple[int, int], expected: tuple[int, int]) -> None:
+    """An outgoing connection may take any ephemeral port between our check and a party's bind; ports below
+    (or above) that range cannot be taken that way. Only a system whose range leaves no room gets the whole range."""
+    from securevfl.launcher import _ports_outside_the_ephemeral_range
+
+    assert _ports_outside_the_ephemeral_range(5, ephemeral) == expected
+    low, high = _ports_outside_the_ephemeral_range(5)
+    base = free_port_base(5)
+    assert low <= base <= high
