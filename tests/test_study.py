@@ -426,20 +426,62 @@ def test_a_committed_table_without_its_run_folders_resumes_the_study_without_tra
     assert f"4 from `{snapshot.resolve()}` (rebuilt from its table)" in (out / "report.md").read_text()
 
 
-def test_a_table_row_whose_config_columns_differ_is_not_restored_and_trains(tiny_study: tuple[Path, Path], tmp_path: Path) -> None:
-    _, finished_out = tiny_study
+def test_a_table_row_of_another_config_is_not_restored_and_trains(tiny_study: tuple[Path, Path], tmp_path: Path) -> None:
+    """A row is matched by its config_key (the whole config), so a setting no column shows (the learning rate) counts;
+    a table that predates the key is matched by its config columns (here: epochs)."""
+    study, finished_out = tiny_study
+    payload = json.loads((finished_out / "study_runs.json").read_text())
+    changed = _write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [1]").replace('"train.lr" = 0.05', '"train.lr" = 0.5'), "lr.toml")
     snapshot = tmp_path / "committed"
     snapshot.mkdir()
-    payload = json.loads((finished_out / "study_runs.json").read_text())
+    (snapshot / "study_runs.json").write_text(json.dumps(payload), encoding="utf-8")
+    logged: list[str] = []
+    run_and_report(changed, tmp_path / "out_lr", show_progress=False, log=logged.append, reuse_from=[snapshot])
+    assert "their config differs from the study's now): gamma/plain__attack.gamma=1__seed1, gamma/plain__attack.gamma=3__seed1" in " ".join(logged)
+    assert "2 runs: 2 to train, 0 finished earlier" in " ".join(logged)
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
     for row in payload["rows"]:
+        row.pop("config_key")
         if row["run_id"] == "gamma/plain__attack.gamma=3__seed1":
             row["epochs"] = 5  # the study file said 5 epochs when this table was written
-    (snapshot / "study_runs.json").write_text(json.dumps(payload), encoding="utf-8")
-    study = _write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [1]"))
-    out, logged = tmp_path / "out", []
-    run_and_report(study, out, show_progress=False, log=logged.append, reuse_from=[snapshot])
-    assert "their config columns differ from the study's now): gamma/plain__attack.gamma=3__seed1" in " ".join(logged)
+    (legacy / "study_runs.json").write_text(json.dumps(payload), encoding="utf-8")
+    logged = []
+    run_and_report(_write(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [1]")), tmp_path / "out_legacy", show_progress=False,
+                   log=logged.append, reuse_from=[legacy])
+    assert "their config differs from the study's now): gamma/plain__attack.gamma=3__seed1" in " ".join(logged)
+    assert "matched by run id and config columns: this table has no config keys" in " ".join(logged)
     assert "2 runs: 1 to train, 1 finished earlier" in " ".join(logged)
+
+
+def test_a_malformed_table_row_costs_its_run_a_retraining_and_nothing_else(tiny_study: tuple[Path, Path], tmp_path: Path) -> None:
+    """Hostile or torn rows (a history that is not a list of epochs, a reason missing, a string where bytes are counted)
+    are named and train again; the others are restored; nothing of theirs is written, and no checkpoint is touched."""
+    study, finished_out = tiny_study
+    payload = json.loads((finished_out / "study_runs.json").read_text())
+    broken = {"gamma/plain__attack.gamma=1__seed0": "history", "gamma/plain__attack.gamma=3__seed0": "bytes"}
+    payload["histories"]["gamma/plain__attack.gamma=1__seed0"] = "not a history"
+    for row in payload["rows"]:
+        if row["run_id"] == "gamma/plain__attack.gamma=3__seed0":
+            row["bytes_activation"] = "many"
+    snapshot = tmp_path / "committed"
+    snapshot.mkdir()
+    (snapshot / "study_runs.json").write_text(json.dumps(payload), encoding="utf-8")
+    runs = plan_runs(load_study(study))
+    out = tmp_path / "out"
+    checkpoint = run_dir(out, runs[0]) / CHECKPOINT_NAME
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"an interrupted attempt")
+    from securevfl.study.reuse import reuse_finished_runs
+
+    logged: list[str] = []
+    assert reuse_finished_runs(runs, out, [snapshot], log=logged.append) == 2
+    assert all(name in " ".join(logged) for name in broken)
+    for run in runs:
+        restored = (run_dir(out, run) / RESULT_NAME).is_file()
+        assert restored == (run.run_id not in broken)
+    assert checkpoint.read_bytes() == b"an interrupted attempt"
 
 
 def test_a_stopped_run_rebuilt_from_a_table_keeps_its_stop(tmp_path: Path) -> None:

@@ -82,7 +82,8 @@ def run_and_report(
     atomic_write_text(out / "study.toml", spec.source)
     plan = [{"run_id": r.run_id, "grid": r.grid, "cell": r.cell, "seed": r.seed, "levels": r.levels, "refused": r.refused} for r in runs]
     atomic_write_text(out / "plan.json", json.dumps(plan, indent=1) + "\n")
-    meta = {"study": spec.name, "description": spec.description, "command": command, "study_file": str(study_path)}
+    meta = {"study": spec.name, "description": spec.description, "command": command, "study_file": str(study_path),
+            "summary_epochs": spec.summary_epochs}  # how the rows' metrics were averaged: a restore from the table checks with it
     crashed: list[RunOutcome] = []
     if train:
         reuse_finished_runs(runs, out, list(reuse_from), log, summary_epochs=spec.summary_epochs)

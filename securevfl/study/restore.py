@@ -12,14 +12,22 @@ messages per kind (only their total), the per-party visibility and provenance re
 attacks' per-sample artifacts. The rebuilt record says so (``restored.lost``) and its folder holds
 ``reused.json`` naming the table, so the report counts the run as reused, not trained here.
 
-What is matched: the run id, and every column the table derives from a run's config (scheme, key
-holder, preset, top, attack and its knobs, defenses, epochs) against the planned run's config. A
-table row whose columns differ (the study file changed since) is not restored, and is named.
+What is matched: the run id and the row's ``config_key`` (a fingerprint of the run's whole config,
+:func:`~securevfl.study.runner.config_key`) against the planned run's. A table written before rows had
+a key is matched by the columns the table derives from a config (scheme, key holder, preset, top,
+attack and its knobs, defenses, epochs), which cannot see every setting (a learning rate, a data
+limit): such restores say so in the log and in each record's note. Rows whose key or columns differ
+are named and train again.
+
+Nothing is written until every record is built and checked in a scratch folder: a row that cannot
+be rebuilt (a malformed table) or does not give back its own row is named and trains again, and no
+checkpoint is touched for it.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +36,7 @@ from typing import Any
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.errors import ConfigError
 from securevfl.files import atomic_write_text
-from securevfl.study.runner import CHECKPOINT_NAME, FAILED_NAME, RESULT_NAME, REUSED_NAME, readable_json, run_dir
+from securevfl.study.runner import CHECKPOINT_NAME, FAILED_NAME, RESULT_NAME, REUSED_NAME, config_key, readable_json, run_dir
 from securevfl.study.spec import PlannedRun
 from securevfl.study.status import RunStatus, STOP_OF_ERROR
 from securevfl.study.table import config_columns, collect_rows
@@ -37,8 +45,12 @@ __all__ = ["TABLE_NAME", "restore_from_table"]
 
 TABLE_NAME = "study_runs.json"
 #: What a record rebuilt from a table lacks (it is in the record, for a reader of the file).
-LOST = ("timing.epoch_seconds (only their sum: timing.train_seconds)", "messages_sent by kind (only the total)",
-        "visibility", "promises", "derivable", "provenance", "per-sample attack artifacts")
+LOST = ("timing.epoch_seconds (only their sum: timing.train_seconds), the per-phase and wall times",
+        "messages_sent by kind (only the total)", "the attack's summary (only its kind)", "the data set's sizes (only its name)",
+        "the privacy record's fields beyond the table's four", "visibility", "promises", "derivable", "provenance", "version",
+        "per-sample attack artifacts")
+#: how the table words a collapse it found by its own last-epoch rule (securevfl.study.status.collapse_reason), not training's
+_LAST_EPOCH_RULE = "last-epoch main accuracy"
 _ERROR_OF_STOP = {status: error for error, status in STOP_OF_ERROR.items()}
 _RESTORABLE = (RunStatus.OK, RunStatus.COLLAPSED, *_ERROR_OF_STOP)
 #: the prefix the table puts before a stop's own reason when the run sat at chance before it stopped
@@ -67,11 +79,17 @@ def _result_record(row: dict[str, Any], history: list[dict[str, Any]], run: Plan
         "bytes_sent": {key.removeprefix("bytes_"): value for key, value in row.items()
                        if key.startswith("bytes_") and key not in ("bytes_total", "bytes_per_epoch") and value is not None},
         "messages_sent": {"all kinds": row.get("messages_total") or 0},
-        "timing": {"mean_epoch_seconds": row.get("mean_epoch_seconds"), "train_seconds": row.get("train_seconds")},
+        "timing": {"mean_epoch_seconds": row.get("mean_epoch_seconds"), "train_seconds": row.get("train_seconds"),
+                   "epoch_seconds": [], "summary": {}},
+        "scheme": run.config["protection"]["scheme"],
+        "key_holder": row.get("key_holder") or None,
+        "attack": {"kind": run.config.get("attack", {}).get("kind", "none")},
+        "defenses": run.config.get("defense", []),
+        "dataset": {"name": run.config["data"]["name"]},
         "config": run.config,
     }
-    if row["status"] == RunStatus.COLLAPSED:
-        record.update(outcome="collapsed", outcome_reason=row["reason"])
+    if row["status"] == RunStatus.COLLAPSED and not str(row["reason"]).startswith(_LAST_EPOCH_RULE):
+        record.update(outcome="collapsed", outcome_reason=row["reason"])  # training's own verdict (the table's rule recomputes)
     return record
 
 
@@ -86,9 +104,36 @@ def _failure_record(row: dict[str, Any], history: list[dict[str, Any]], run: Pla
     return record
 
 
-def _comparable_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
-    """The row as the table shows it, ``reused_from`` aside (where a record came from is not what it says)."""
-    return {column: row.get(column) for column in columns if column != "reused_from"}
+def _comparable_row(row: dict[str, Any], original: dict[str, Any]) -> dict[str, Any]:
+    """The row as the table shows it: ``reused_from`` aside (where a record came from is not what it says), and
+    ``config_key`` when the original table had none (it predates the column)."""
+    ignored = {"reused_from"} | (set() if "config_key" in original else {"config_key"})
+    return {column: row.get(column) for column in set(row) | set(original) if column not in ignored}
+
+
+def _read_table(table: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int | None, list[str]]:
+    """Rows by run id, histories, the table's ``summary_epochs`` (None if it predates the field), duplicated ids."""
+    payload = readable_json(table)
+    if payload is None or not isinstance(payload.get("rows"), list) or not isinstance(payload.get("histories"), dict):
+        raise ConfigError(f"study --reuse-from {table}: not a study table (no rows and histories inside)")
+    rows: dict[str, dict[str, Any]] = {}
+    duplicated: list[str] = []
+    for row in payload["rows"]:
+        run_id = row.get("run_id") if isinstance(row, dict) else None
+        if not isinstance(run_id, str):
+            continue
+        if run_id in rows:
+            duplicated.append(run_id)
+        rows[run_id] = row
+    summary = payload.get("summary_epochs")
+    return rows, payload["histories"], summary if isinstance(summary, int) and summary >= 1 else None, duplicated
+
+
+def _history(histories: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
+    history = histories.get(run_id, [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) and isinstance(h.get("epoch"), int) for h in history):
+        raise ValueError("its history is not a list of epochs")
+    return history
 
 
 def restore_from_table(
@@ -96,58 +141,82 @@ def restore_from_table(
 ) -> int:
     """Write into ``out`` a record for every planned run that has none and that ``table`` holds finished or stopped.
 
-    Each rebuilt record is checked: the table code (averaging the last ``summary_epochs`` epochs, the
-    study's setting) must turn it back into the table's own row (every column); a record that would not is removed again and the study stops with the run's name,
-    since that means the table and this code disagree on what a row is. Returns how many were written.
+    Each record is rebuilt and checked in a scratch folder first: the table code, averaging the
+    table's own ``summary_epochs`` (``summary_epochs``, the study's setting, for a table that
+    predates the field), must turn it back into the table's row (every column) and history. Only
+    the records that pass are written; the others are named and their runs train again. Returns
+    how many were written.
     """
-    payload = readable_json(table)
-    if payload is None or not isinstance(payload.get("rows"), list) or not isinstance(payload.get("histories"), dict):
-        raise ConfigError(f"study --reuse-from {table}: not a study table (no rows and histories inside)")
-    rows = {row.get("run_id"): row for row in payload["rows"] if isinstance(row, dict)}
-    histories: dict[str, list[dict[str, Any]]] = payload["histories"]
-    note = {"from": str(table.resolve()), "copied_at": time.strftime("%Y-%m-%d %H:%M:%S"), "rebuilt_from_table": True, "lost": list(LOST)}
-    written: list[PlannedRun] = []
+    rows, histories, table_summary, duplicated = _read_table(table)
+    keyed = any("config_key" in row for row in rows.values())
+    note = {"from": str(table.resolve()), "copied_at": time.strftime("%Y-%m-%d %H:%M:%S"), "rebuilt_from_table": True,
+            "matched_by": "config_key" if keyed else "run id and config columns (the table predates config keys)",
+            "lost": list(LOST)}
+    candidates: list[tuple[PlannedRun, str, dict[str, Any]]] = []
     differing: list[str] = []
+    unusable: list[str] = []
     for run in runs:
         row = rows.get(run.run_id)
         directory = run_dir(out, run)
-        if row is None or run.refused is not None or row.get("status") not in _RESTORABLE:
+        if row is None or run.run_id in duplicated or run.refused is not None or row.get("status") not in _RESTORABLE:
             continue
         if any((directory / name).is_file() for name in (RESULT_NAME, FAILED_NAME)):
             continue
-        planned = config_columns(run.config)
-        if any(row.get(column) != value for column, value in planned.items()):
+        if keyed:
+            if row.get("config_key") != config_key(run.config):
+                differing.append(run.run_id)
+                continue
+        elif any(row.get(column) != value for column, value in config_columns(run.config).items()):
             differing.append(run.run_id)
             continue
-        history = histories.get(run.run_id, [])
-        finished = row["status"] in (RunStatus.OK, RunStatus.COLLAPSED) and not row.get("stopped_as")
-        name = RESULT_NAME if finished else FAILED_NAME
-        record = (_result_record if finished else _failure_record)(row, history, run, note)
+        try:
+            history = _history(histories, run.run_id)
+            finished = row["status"] in (RunStatus.OK, RunStatus.COLLAPSED) and not row.get("stopped_as")
+            record = (_result_record if finished else _failure_record)(row, history, run, note)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            unusable.append(f"{run.run_id} ({type(exc).__name__}: {exc})")
+            continue
+        candidates.append((run, RESULT_NAME if finished else FAILED_NAME, record))
+    checked = _round_trip(candidates, rows, histories, table_summary or summary_epochs, unusable)
+    for run, name, record in checked:
+        directory = run_dir(out, run)
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_text(directory / name, json.dumps(record, indent=1) + "\n")
         atomic_write_text(directory / REUSED_NAME, json.dumps(note, indent=1) + "\n")
         (directory / CHECKPOINT_NAME).unlink(missing_ok=True)  # an interrupted attempt of a run the table holds finished
-        written.append(run)
-    _check_round_trip(written, out, rows, histories, summary_epochs)
+    if duplicated:
+        log(f"not restored from {table} (the table holds their run id twice): {', '.join(sorted(set(duplicated)))}")
     if differing:
-        log(f"not restored from {table} (their config columns differ from the study's now): {', '.join(differing)}")
-    log(f"restored {len(written)} finished or stopped run(s) from the table {table}")
-    return len(written)
+        log(f"not restored from {table} (their config differs from the study's now): {', '.join(differing)}")
+    if unusable:
+        log(f"not restored from {table} (their row cannot be rebuilt into a record that gives it back): {'; '.join(unusable)}")
+    how = "" if keyed else " (matched by run id and config columns: this table has no config keys)"
+    log(f"restored {len(checked)} finished or stopped run(s) from the table {table}{how}")
+    return len(checked)
 
 
-def _check_round_trip(
-    written: list[PlannedRun], out: Path, rows: dict[str, dict[str, Any]], histories: dict[str, Any], summary_epochs: int
-) -> None:
-    """Every rebuilt record must give back the table's row and history; else undo them all and say which run."""
-    rebuilt, rebuilt_histories = collect_rows(written, out, summary_epochs=summary_epochs)
-    for run, row in zip(written, rebuilt, strict=True):
-        original = rows[run.run_id]
-        columns = sorted(set(original) | set(row))
-        if _comparable_row(row, columns) != _comparable_row(original, columns) or rebuilt_histories.get(run.run_id, []) != histories.get(run.run_id, []):
-            changed = [c for c in columns if c != "reused_from" and row.get(c) != original.get(c)]
-            for undone in written:
-                for name in (RESULT_NAME, FAILED_NAME, REUSED_NAME):
-                    (run_dir(out, undone) / name).unlink(missing_ok=True)
-            raise ConfigError(f"study --reuse-from: the record rebuilt for {run.run_id} does not give back its table row "
-                              f"(columns {', '.join(changed) or 'history'}); nothing was restored")
-
+def _round_trip(
+    candidates: list[tuple[PlannedRun, str, dict[str, Any]]], rows: dict[str, dict[str, Any]], histories: dict[str, Any],
+    summary_epochs: int, unusable: list[str],
+) -> list[tuple[PlannedRun, str, dict[str, Any]]]:
+    """The candidates whose record, written alone in a scratch folder, gives back the table's row and history."""
+    passed = []
+    with tempfile.TemporaryDirectory(prefix="securevfl-restore-") as scratch:
+        for run, name, record in candidates:
+            directory = run_dir(Path(scratch), run)
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / name).write_text(json.dumps(record), encoding="utf-8")
+            try:
+                (rebuilt,), rebuilt_histories = collect_rows([run], Path(scratch), summary_epochs=summary_epochs)
+            except Exception as exc:  # noqa: BLE001 - a hostile row must cost its run a retraining, nothing more
+                unusable.append(f"{run.run_id} ({type(exc).__name__}: {exc})")
+                continue
+            original = rows[run.run_id]
+            if _comparable_row(rebuilt, original) != _comparable_row(original, original):
+                changed = sorted(c for c, v in _comparable_row(rebuilt, original).items() if v != original.get(c))
+                unusable.append(f"{run.run_id} (columns {', '.join(changed)})")
+            elif rebuilt_histories.get(run.run_id, []) != histories.get(run.run_id, []):
+                unusable.append(f"{run.run_id} (history)")
+            else:
+                passed.append((run, name, record))
+    return passed

@@ -13,8 +13,8 @@ config). Never a failure of another kind (a missing data folder says nothing abo
 checkpoint, or a record whose config differs in anything but ``train.progress``. Nothing already in
 the study's own folder is replaced.
 
-A folder that holds a committed table (``study_runs.json``) but no ``runs/`` — a snapshot committed
-without its run folders, or a study folder a machine lost — is read by
+A folder's committed table (``study_runs.json``) then fills what its ``runs/`` did not hold (a
+snapshot committed without its run folders, or a study folder a machine lost): read by
 :mod:`~securevfl.study.restore`: records rebuilt from the table's rows, matched by run id and config
 columns, and checked to give back the same rows.
 """
@@ -86,7 +86,7 @@ def reuse_finished_runs(
     with_runs = [folder for folder in folders if (folder / "runs").is_dir()]
     if with_runs:
         log(f"reused {copied} finished run(s) with identical configs from {', '.join(map(str, with_runs))}")
-    for folder in folders:
-        if not (folder / "runs").is_dir():
+    for folder in folders:  # a table fills what the folders' run records did not (a partial commit may hold both)
+        if (folder / TABLE_NAME).is_file():
             copied += restore_from_table(runs, out, folder / TABLE_NAME, summary_epochs, log)
     return copied

@@ -17,6 +17,8 @@ a clear error instead of being overwritten: nothing measured is lost silently.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import multiprocessing
 import queue as queue_module
@@ -42,7 +44,7 @@ from securevfl.study.worker import train_one as _train_one
 
 __all__ = [
     "BACKENDS", "CHECKPOINT_NAME", "FAILED_NAME", "RESULT_NAME", "ProgressDisplay", "RunOutcome", "TrainJob",
-    "REUSED_NAME", "comparable_key", "readable_json", "readable_record", "reset_failed", "run_dir", "run_study",
+    "REUSED_NAME", "comparable_key", "config_key", "readable_json", "readable_record", "reset_failed", "run_dir", "run_study",
 ]
 
 CONFIG_KEYS_IGNORED = ("train.progress",)
@@ -61,6 +63,41 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 def comparable_key(config: dict[str, Any]) -> str:
     """One string per run config, equal exactly when two configs train the same run."""
     return json.dumps(_comparable(config), sort_keys=True)
+
+
+@functools.cache
+def _default_comparable() -> str:
+    from securevfl.config import validate_config
+
+    return json.dumps(_comparable(validate_config({}).resolved()))
+
+
+def _without_defaults(values: Any, defaults: Any) -> Any:
+    """``values`` without the leaves equal to ``defaults`` at the same place (a section or table kept if anything remains)."""
+    if not isinstance(values, dict) or not isinstance(defaults, dict):
+        return values
+    kept = {}
+    for key, value in values.items():
+        if key in defaults and value == defaults[key]:
+            continue
+        trimmed = _without_defaults(value, defaults.get(key))
+        if trimmed != {}:
+            kept[key] = trimmed
+    return kept
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A short fingerprint of a run config (the study table's ``config_key``), stable across code versions that only add settings.
+
+    It hashes the comparable config without the values every config has by default, so a later
+    version that adds a setting whose default keeps the old behaviour gives the same key, as the
+    resume check compares (a stored config is validated again, the new setting at its default);
+    any other difference gives another key (``data.dir`` aside: where a machine keeps the data). A table row can then be matched to a planned run by
+    its config, not only by the columns the table shows (:mod:`~securevfl.study.restore`).
+    """
+    trimmed = _without_defaults(_comparable(config), json.loads(_default_comparable()))
+    trimmed.get("data", {}).pop("dir", None)  # where this machine keeps the data set, not which data it is
+    return hashlib.sha256(json.dumps(trimmed, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 def _check_same_config(path: Path, run: PlannedRun) -> None:
@@ -122,6 +159,7 @@ def reset_failed(out: Path, run: PlannedRun) -> bool:
     _check_same_config(failed, run)
     failed.unlink()
     (directory / CHECKPOINT_NAME).unlink(missing_ok=True)
+    (directory / REUSED_NAME).unlink(missing_ok=True)  # it trains here now: no longer a copy
     return True
 
 

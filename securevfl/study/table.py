@@ -28,7 +28,7 @@ from securevfl.defenses.registry import parse_defense_config
 from securevfl.divergence import COLLAPSE_MARGIN
 from securevfl.files import atomic_write_text
 from securevfl.schemes import Scheme, scheme_for
-from securevfl.study.runner import FAILED_NAME, RESULT_NAME, REUSED_NAME, readable_json, readable_record, run_dir
+from securevfl.study.runner import FAILED_NAME, RESULT_NAME, REUSED_NAME, config_key, readable_json, readable_record, run_dir
 from securevfl.study.spec import PlannedRun
 from securevfl.study.statistics import Interval, mean_interval
 from securevfl.study.status import STOPPED, RunStatus, collapse_reason, failure_status
@@ -58,7 +58,7 @@ def base_columns() -> list[str]:
         "run_id", "grid", "cell", "seed", "status", "reason", "stopped_at_epoch", "stopped_as",
         "scheme_label", "scheme", "key_holder", "preset", "top", "attack", *attack_table_columns(), "defenses",
         "epochs", *_metric_columns(), "chance_accuracy", "attack_feasible", "attack_infeasible_reason", *PRIVACY_COLUMNS,
-        "mean_epoch_seconds", "train_seconds", "bytes_total", "bytes_per_epoch", "messages_total",
+        "mean_epoch_seconds", "train_seconds", "bytes_total", "bytes_per_epoch", "messages_total", "config_key",
     ]
 
 
@@ -213,6 +213,8 @@ def collect_rows(
             row.update(status=RunStatus.PENDING, reason="")
         if run.config and "scheme_label" not in row:
             row.update(config_columns(run.config))
+        if run.config:  # the planned config: a stored record's was checked equal to it before it counted as finished
+            row["config_key"] = config_key(run.config)
         rows.append(row)
     for row, history, data, epochs in stopped:
         chance = row.get("chance_accuracy")
