@@ -481,8 +481,14 @@ class EncryptedTensor:
         return self._derive(cts, bound=bound, padding_clean=True)
 
     @staticmethod
-    def sum_of(tensors: Iterable[EncryptedTensor]) -> EncryptedTensor:
-        """Elementwise sum of several tensors with the same shape, layout and key pair."""
+    def sum_of(tensors: Iterable[EncryptedTensor], *, result_bound: float | None = None) -> EncryptedTensor:
+        """Elementwise sum of several tensors with the same shape, layout and key pair.
+
+        ``result_bound``: a public bound on the *sum* when the caller knows better than the sum of the
+        terms' bounds (terms carrying masks that cancel in the sum: CKKS adds modulo the ciphertext
+        modulus, so only the result's magnitude decides whether it decrypts). It replaces the tracked
+        bound, so it must be true: a wrong one can let later operations overflow silently.
+        """
         tensors = list(tensors)
         if not tensors:
             raise ValueError("sum_of needs at least one tensor")
@@ -490,7 +496,8 @@ class EncryptedTensor:
         for other in tensors[1:]:
             first._check_compatible(other, "sum_of")
         bound = first._checked_bound(
-            sum(t._value_bound for t in tensors), "sum_of", first.levels_left - min(t.levels_left for t in tensors)
+            sum(t._value_bound for t in tensors) if result_bound is None else float(result_bound), "sum_of",
+            first.levels_left - min(t.levels_left for t in tensors),
         )
         keyring = first._keyring
         summed = []

@@ -50,7 +50,7 @@ SCHEMES = {
     "ckks/coordinator": ["protection.scheme=ckks", "protection.key_holder=coordinator"],
 }
 HARDENING = {
-    "none": ["protection.flooding_bits=0", "protection.decryption_policy=none"],
+    "none": ["protection.flooding_bits=0", "protection.decryption_policy=none", "protection.activation_masks=none"],  # v0.1
     "key holder": [],
 }
 ATTACKS = {
@@ -61,6 +61,7 @@ ATTACKS = {
     "active_key_recovery": (SUM_TOP, ["key_recovered", "key_recovery_activation_rows"]),
     "flooding_key_recovery": (SUM_TOP, ["key_recovered", "key_recovery_label_accuracy"]),
     "active_flooding_key_recovery": (SUM_TOP, ["key_recovered", "key_recovery_activation_rows"]),
+    "active_own_slot": (SUM_TOP, ["own_slot_activation_rows"]),
 }
 EVALUATION_KINDS = {"eval_activation", "public_key"}
 

@@ -24,7 +24,7 @@ from securevfl.defenses.pipeline import DefensePipeline
 from securevfl.defenses.registry import parse_defense_config
 from securevfl.errors import ConfigError
 from securevfl.schemes import Scheme, default_preset, scheme_for
-from securevfl.sections import ConfigSection, ModelConfig, ProtectionConfig, TrainConfig, TransportConfig
+from securevfl.sections import ConfigSection, ModelConfig, ProtectionConfig, TrainConfig, TransportConfig, activation_masks_refusal
 
 __all__ = [
     "ModelConfig",
@@ -91,6 +91,14 @@ class RunConfig(ConfigSection):
     def _check_model_for_scheme(self) -> RunConfig:
         self.scheme.check_model(self.model)
         self.scheme.check_train(self.train)
+        return self
+
+    @model_validator(mode="after")
+    def _check_activation_masks(self) -> RunConfig:
+        if self.protection.activation_masks == "pairwise":
+            refusal = activation_masks_refusal(self.protection, self.model.top, self.parties.passive)
+            if refusal is not None:
+                raise ValueError(f"protection.activation_masks = 'pairwise': {refusal}")
         return self
 
     @model_validator(mode="after")

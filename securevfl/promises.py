@@ -13,14 +13,13 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from securevfl.defenses.accounting import claim_refusals, noise_record
+from securevfl.sections import activation_masks_refusal, pairwise_activation_masks
 
 if TYPE_CHECKING:
     from securevfl.config import RunConfig
 
 __all__ = ["Promise", "promises"]
 
-#: Attacks demonstrated at the key holder itself (no registry attack trains a run with them yet).
-_OWN_SLOT = "a passive's Enc(H_k) in the active party's slot (tests/test_key_holder_content_checks.py)"
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,14 @@ class Promise:
     holds: bool | None
     attack: str
     why: str
+
+
+def _masks_hint(config: RunConfig) -> str:
+    """Why pairwise activation masks do not protect this run (the setting the user may change)."""
+    if config.protection.activation_masks == "none":
+        return "; protection.activation_masks = 'none' (pairwise masks would close it)"
+    refusal = activation_masks_refusal(config.protection, config.model.top, config.parties.passive)
+    return f"; pairwise activation masks cannot run here: {refusal}" if refusal else ""
 
 
 def _label_dp(config: RunConfig) -> bool:
@@ -106,9 +113,15 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
                            key_why if flooded
                            else "unflooded decryptions: two spare evaluation requests give the key away, and with it "
                            "every passive's activations"))
-        out.append(Promise("activations", "malicious active", False, _OWN_SLOT,
-                           "the coordinator cannot tell Enc(H_k) from the combination it expects (sealed or not): an "
-                           "active party that deviates has one passive's activations decrypted in its own request slot"))
+        if pairwise_activation_masks(protection, config.model.top, config.parties.passive):
+            out.append(Promise("activations", "malicious active", True, "active_own_slot",
+                               "each passive masks its activations pairwise (protection.activation_masks): only their sum "
+                               "cancels the masks, and a single Enc(H_k + M_k) decrypts to values under a uniform mask"))
+        else:
+            out.append(Promise("activations", "malicious active", False, "active_own_slot",
+                               "the coordinator cannot tell Enc(H_k) from the combination it expects (sealed or not): an "
+                               "active party that deviates has one passive's activations decrypted in its own request slot"
+                               f"{_masks_hint(config)}"))
         out.append(Promise("values sent to the key holder", "curious coordinator", True,
                            "none: a statistical test (tests/test_blind_schemes.py)",
                            "it decrypts only values under uniform masks of half-width protection.mask_half_width"))

@@ -13,7 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from securevfl.crypto import get_preset, preset_names
 
-__all__ = ["ConfigSection", "ModelConfig", "ProtectionConfig", "TrainConfig", "TransportConfig"]
+__all__ = [
+    "ConfigSection", "ModelConfig", "ProtectionConfig", "TrainConfig", "TransportConfig", "activation_masks_refusal",
+    "pairwise_activation_masks",
+]
 
 _DEFAULT_TOP_HIDDEN = (32,)
 #: Widest layer a config may ask for: a larger one is a typo or an attack on memory, not a model.
@@ -133,6 +136,15 @@ class ProtectionConfig(ConfigSection):
         ),
     )
 
+    activation_masks: Literal["auto", "pairwise", "none"] = Field(
+        default="auto",
+        description=(
+            "pairwise masks on the passives' activations that cancel only in their sum (sum top, key_holder coordinator, "
+            "2 or more passives): the active party cannot have one passive's activations decrypted; 'auto': wherever "
+            "they can run"
+        ),
+    )
+
     @model_validator(mode="after")
     def _check_scheme(self) -> ProtectionConfig:
         if self.preset is not None and self.preset not in preset_names():
@@ -167,6 +179,32 @@ class ProtectionConfig(ConfigSection):
                 f"mask_half_width = {self.mask_half_width:g} loses precision: masked values up to {self.mask_half_width + bound:g} "
                 f"must stay within half the decryptable ceiling of preset {preset.name!r} ({preset.decrypt_ceiling:g})"
             )
+
+
+def activation_masks_refusal(protection: ProtectionConfig, top: str, passives: int) -> str | None:
+    """Why pairwise activation masks (:mod:`securevfl.protocols.pairwise_masks`) cannot run in this setting, or None."""
+    if protection.scheme != "ckks" or protection.key_holder != "coordinator":
+        return (
+            "they need scheme = 'ckks' with key_holder = 'coordinator' (the coordinator deals the pair keys; an active "
+            "key holder decrypts what it likes, and under 'receiver' the active party receives the activations)"
+        )
+    if top != "sum":
+        return "they need model.top = 'sum': the trainable top multiplies each passive's activations by its own weights, so the masks would not cancel"
+    if passives < 2:
+        return "they need at least 2 passive parties: a single passive's mask would have to be zero"
+    largest = (passives - 1) * protection.mask_half_width + protection.activation_bound
+    ceiling = get_preset(protection.preset or "compute").decrypt_ceiling
+    if largest > ceiling / 2:
+        return (
+            f"with {passives} passives a masked activation reaches {largest:g} ((passives - 1) x mask_half_width + "
+            f"activation_bound), beyond half the decryptable ceiling of preset {protection.preset!r} ({ceiling:g})"
+        )
+    return None
+
+
+def pairwise_activation_masks(protection: ProtectionConfig, top: str, passives: int) -> bool:
+    """Whether a run masks its activations pairwise: ``"pairwise"`` (refused at load where it cannot run) or ``"auto"`` where it can."""
+    return protection.activation_masks != "none" and activation_masks_refusal(protection, top, passives) is None
 
 
 class TransportConfig(ConfigSection):

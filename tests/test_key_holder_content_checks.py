@@ -193,8 +193,9 @@ def test_the_masked_check_is_not_a_free_oracle() -> None:
 
 
 def test_a_malicious_active_party_reads_one_passives_activations_in_its_own_slot() -> None:
-    """Finding 5, a claim this project does not make (docs/threat-model.md, promises): the coordinator cannot
-    tell ``Enc(H_1)`` from the sum it expects, so an active party that deviates reads a passive's activations."""
+    """Finding 5 (docs/threat-model.md, promises): the coordinator cannot tell ``Enc(H_1)`` from the sum it expects, so an
+    active party that deviates reads a passive's activations, unless the passives mask them pairwise
+    (``protection.activation_masks``; the registry attack ``active_own_slot`` in tests/test_key_holder_hardening.py)."""
     _, holder = _holder()
     replies = Replies()
     activations = np.random.default_rng(6).uniform(-3, 3, (8, 4))

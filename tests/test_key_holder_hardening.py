@@ -143,12 +143,12 @@ def test_a_malicious_passive_reads_every_label_unless_the_key_holder_floods(key_
 EVAL_DATA = random_dataset(n_train=32, n_test=16, n_features=40, num_classes=4, seed=4)
 
 
-def _active_run(key_holder: str, flooding_bits: int, attack: str = "active_key_recovery") -> dict:
+def _active_run(key_holder: str, flooding_bits: int, attack: str = "active_key_recovery", masks: str = "none") -> dict:
     raw = {
         "parties": {"passive": 2, "split": "even"},
         "model": {"top": "sum", "bottom_hidden": [8]},
         "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "progress": False},
-        "protection": {"scheme": "ckks", "key_holder": key_holder, "flooding_bits": flooding_bits},
+        "protection": {"scheme": "ckks", "key_holder": key_holder, "flooding_bits": flooding_bits, "activation_masks": masks},
         "attack": {"kind": attack},
     }
     return run_training(validate_config(raw), dataset=EVAL_DATA)
@@ -173,6 +173,27 @@ def test_a_malicious_active_reads_every_passives_activations_unless_the_coordina
     assert undefended["main_accuracy"] == _active_run("coordinator", 0, attack="none")["main_accuracy"]
 
 
+def test_the_active_party_reads_single_passives_activations_in_its_own_slot_unless_they_are_masked_pairwise() -> None:
+    """The own-slot finding as a registry attack: each passive's Enc(H_k), sent where the coordinator expects the sum,
+    is answered (it looks like any masked request) and gives every row (flooded: within 5 %); with pairwise masks the
+    same requests are answered too, but decrypt to H_k + M_k, and no row is read."""
+    unmasked = _active_run("coordinator", 30, attack="active_own_slot", masks="none")
+    assert [h["own_slot_activation_rows"] for h in unmasked["history"]] == [1.0, 1.0]
+    masked = _active_run("coordinator", 30, attack="active_own_slot", masks="pairwise")
+    assert [h["own_slot_activation_rows"] for h in masked["history"]] == [0.0, 0.0]
+    assert masked["attack"]["requests_answered"] == unmasked["attack"]["requests_answered"] == 16  # 2 passives x 4 steps x 2 epochs
+    assert masked["epochs_completed"] == 2
+
+
+def test_with_pairwise_masks_a_recovered_key_reads_no_passives_activations() -> None:
+    """The same attack against passives that mask their activations pairwise (the default where they can run): the key
+    still goes without flooding, but every Enc(H_k + M_k) it decrypts is under a mask only the sum cancels."""
+    masked = _active_run("coordinator", 0, masks="pairwise")
+    assert [h["key_recovered"] for h in masked["history"]] == [1.0, 1.0]
+    assert [h["key_recovery_activation_rows"] for h in masked["history"]] == [0.0, 0.0]
+    assert masked["attack"]["requests_crafted"] == 2
+
+
 WIDE_DATA = random_dataset(n_train=32, n_test=16, n_features=80, num_classes=4, seed=6)
 
 
@@ -183,7 +204,8 @@ def _flooding_size_run(flooding_bits: int, policy: str, passive: bool = False) -
         "parties": {"passive": 2, "split": "even"},
         "model": {"top": "sum", "bottom_hidden": [100 if passive else 8]},
         "train": {"epochs": 2 if passive else 1, "batch_size": 8, "lr": 0.05, "progress": False},
-        "protection": {"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": flooding_bits, "decryption_policy": policy},
+        "protection": {"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": flooding_bits, "decryption_policy": policy,
+                       "activation_masks": "none"},  # the rows a recovered key reads (pairwise masks: none, tested above)
         "attack": {"kind": "flooding_key_recovery" if passive else "active_flooding_key_recovery"},
     }
     return run_training(validate_config(raw), dataset=WIDE_DATA if passive else EVAL_DATA)
@@ -448,9 +470,11 @@ def test_every_result_says_what_its_configuration_promises() -> None:
     assert passive_row["holds"] is False and passive_row["attack"] == "flooding_key_recovery"
     assert no_policy[("the key holder's secret key", "malicious active")]["attack"] == "active_flooding_key_recovery"
     assert no_policy[("the key holder's secret key", "malicious active")]["holds"] is False
-    # nothing tells the coordinator Enc(H_k) from the sum it expects
+    # nothing tells the coordinator Enc(H_k) from the sum it expects, unless the passives mask pairwise (the default here)
     deviating = default[("activations", "malicious active")]
-    assert deviating["holds"] is False and "test_key_holder_content_checks" in deviating["attack"]
+    assert deviating["holds"] is True and deviating["attack"] == "active_own_slot"
+    unmasked = promised({"scheme": "ckks", "key_holder": "coordinator", "activation_masks": "none"})[("activations", "malicious active")]
+    assert unmasked["holds"] is False and "activation_masks = 'none'" in unmasked["why"]
     active_holder = promised({"scheme": "ckks", "key_holder": "active"})
     assert active_holder[("activations", "semi-honest active")]["holds"] is False
     assert ("the key holder's secret key", "malicious active") not in active_holder  # it holds the key itself

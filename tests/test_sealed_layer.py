@@ -262,7 +262,8 @@ def test_features_whose_initial_activations_pass_the_bound_are_refused_at_setup(
 def test_a_sealed_activation_header_declares_the_public_bound_not_the_features_l1_norm() -> None:
     """``Enc(W) @ X^T`` tracks ``bound(W) x`` the batch's largest feature l1 norm: written in the header it told the
     active party (and the key holder, through the sum's request) each batch's largest feature l1 norm (plan review,
-    2026-11-27). The header now carries ``protection.activation_bound``, the same for every batch."""
+    2026-11-27). The header now carries ``protection.activation_bound`` (plus the pairwise masks' public bound, which
+    this coordinator run has), the same for every batch."""
     from securevfl.crypto.wire import decode_tensor_bytes
     from securevfl.protocols import MessageKind
 
@@ -280,4 +281,4 @@ def test_a_sealed_activation_header_declares_the_public_bound_not_the_features_l
         party.x_train[:6] *= 0.1
     sealed.train_batch(0, np.arange(6))
     sealed.train_batch(1, np.arange(6, 12))
-    assert len(headers) == 4 and set(headers) == {64.0}
+    assert len(headers) == 4 and set(headers) == {64.0 + 16384.0}  # (2 - 1) x mask_half_width

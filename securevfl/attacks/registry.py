@@ -16,6 +16,7 @@ from securevfl.attacks.activation_inversion import ActivationInversion
 from securevfl.attacks.backdoor_control import BackdoorControl
 from securevfl.attacks.base import Attack, AttackConfigBase, NoAttackConfig
 from securevfl.attacks.flooding_size import ActiveFloodingKeyRecovery, FloodingKeyRecovery
+from securevfl.attacks.own_slot import ActiveOwnSlot
 from securevfl.attacks.gradient_inversion import GradientInversion
 from securevfl.attacks.gradient_replacement import GradientReplacement
 from securevfl.attacks.key_recovery import ActiveKeyRecovery, KeyRecovery
@@ -45,6 +46,7 @@ BUILT_IN: tuple[type[Attack], ...] = (
     ActiveKeyRecovery,
     FloodingKeyRecovery,
     ActiveFloodingKeyRecovery,
+    ActiveOwnSlot,
     RowRequest,
     ActivationInversion,
     BackdoorControl,

@@ -8,7 +8,7 @@ name (its requests are told apart by kind); with a coordinator it is a party of 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from securevfl.attacks.base import Attack
 from securevfl.protocols import Channel, Message, MessageKind
@@ -21,11 +21,15 @@ __all__ = ["KeyHolderParty"]
 class KeyHolderParty:
     """Owns the only secret key; sees nothing but masked values."""
 
-    def __init__(self, service: KeyHolder, channel: Channel, clients: Sequence[str]) -> None:
+    def __init__(
+        self, service: KeyHolder, channel: Channel, clients: Sequence[str], mask_keys: Mapping[str, bytes] | None = None
+    ) -> None:
         self.service = service
         self.name = service.name
         self.channel = channel
         self.clients = list(clients)
+        self.mask_keys = dict(mask_keys or {})
+        """Per passive, the payload of its pairwise mask keys (:mod:`securevfl.protocols.pairwise_masks`), sent after the key."""
         self.attack: Attack | None = None
         """The attack this key holder runs, if it is the attacker (it sees what it decrypts)."""
 
@@ -39,10 +43,13 @@ class KeyHolderParty:
         return self.service.audit
 
     def announce(self) -> None:
-        """Send the public keyring (with exactly the rotation keys the step uses) to every client."""
+        """Send the public keyring (with exactly the rotation keys the step uses) to every client, then each passive its
+        pairwise mask keys when the run masks activations pairwise."""
         announcement = self.service.announcement()
         for client in self.clients:
             self.channel.send(Message(MessageKind.PUBLIC_KEY, self.name, client, 0, announcement, codec="key"))
+        for passive, payload in self.mask_keys.items():
+            self.channel.send(Message(MessageKind.MASK_KEYS, self.name, passive, 0, payload, codec="key"))
 
     def learn(self) -> None:
         """Nothing to learn: the key holder sends to nobody who has to announce first."""

@@ -44,9 +44,12 @@ from securevfl.parties.passive import PassiveParty, check_same_batch
 from securevfl.protocols import Message, MessageKind, Phase, ProtocolError
 from securevfl.protocols.errors import PayloadRangeError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
+from securevfl.protocols.pairwise_masks import PairwiseMasks
 from securevfl.schemes.label_private.plan import SealedPlan, TopPlan
 from securevfl.schemes.label_private.precision import AMPLIFICATION, received_gradient_scale
-from securevfl.schemes.label_private.wires import BlindActiveWire, Bounds, KeyHolderLink, _encrypt, _load, _pad_rows
+from securevfl.schemes.label_private.wires import (
+    BlindActiveWire, Bounds, KeyHolderLink, _encrypt, _load, _pad_rows, check_masks_cancelled, unmasked_sum,
+)
 
 __all__ = [
     "EVAL_SEALED_ACTIVATION", "SEALED_ACTIVATION", "SEALED_WEIGHTS", "SealedActiveWire", "SealedLinear", "SealedPassiveWire",
@@ -143,6 +146,7 @@ class SealedPassiveWire:
         self.refreshes = 0
         """How many times the weights went through the key holder (the price of keeping them usable)."""
         self.client: MaskedKeyHolderClient | None = None
+        self.masks: PairwiseMasks | None = None
         self._inputs: np.ndarray | None = None
         self._batch_ids: np.ndarray | None = None
 
@@ -157,6 +161,7 @@ class SealedPassiveWire:
     def learn(self, party: PassiveParty) -> None:
         """Connect to the key holder, seal the initial weights under its key, forget the plaintext."""
         self.client = self.link.connect(party.name, party.channel, party.timer)
+        self.masks = self.link.pairwise_masks(party.name, party.channel)
         linear = self._linear
         if linear is None:
             raise ProtocolError(f"{party.name}'s weights are sealed already")
@@ -236,7 +241,13 @@ class SealedPassiveWire:
                 # features. Its worst case is still checked against the decryptable ceiling here (to_bytes), and
                 # the values against the bound at setup and by the key holder's content check.
                 sum_top = self.top_plan is None
-                payload = tensor.to_bytes(mod_switch_to_last=sum_top, declared_bound=self.bounds.activation if sum_top else None)
+                declared = None
+                if sum_top:  # pairwise masks, when the run has them, cancel in the active party's sum
+                    declared = self.bounds.activation
+                    if self.masks is not None:
+                        tensor = tensor.add_plain(self.masks.next(message_kind, tensor.shape))
+                        declared += self.masks.bound
+                payload = tensor.to_bytes(mod_switch_to_last=sum_top, declared_bound=declared)
             party.channel.send(Message(message_kind, party.name, party.active_name, step, payload, codec="ckks"))
 
     def forward(self, party: PassiveParty, step: int, sample_ids: np.ndarray) -> None:
@@ -348,8 +359,9 @@ class SealedActiveWire(BlindActiveWire):
         if self.top_plan is not None:
             return super()._combined(party, received, step, what)[: self._rows]
         with party.timer.phase(Phase.TOP_ENCRYPTED):
-            combined = EncryptedTensor.sum_of(received)
+            combined = unmasked_sum(received, self.mask_bound)
         values = self._reveal(party, combined, step, what, per_sample=True)
+        check_masks_cancelled(values, combined.value_bound, self.mask_bound, party.name)
         return torch.from_numpy(np.ascontiguousarray(values.T[: self._rows], dtype=np.float32))
 
     def predict(self, party: ActiveParty, step: int, sample_ids: np.ndarray, split: str) -> torch.Tensor:

@@ -30,6 +30,7 @@ from securevfl.protocols import Channel, Message, MessageKind, Phase, PhaseTimer
 from securevfl.protocols.errors import PayloadRangeError, RequestRefusedError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
+from securevfl.protocols.pairwise_masks import PairwiseMasks, read_pair_keys
 from securevfl.models import linear_stack
 from securevfl.schemes.label_private.backprop import ForwardCache, cached_forward, carried_shrinks, encrypted_parameter_gradients
 from securevfl.schemes.label_private.plan import BottomPlan, TopPlan
@@ -52,6 +53,8 @@ class KeyHolderLink:
 
     key_holder: str
     mask_half_width: float
+    pairwise_passives: tuple[str, ...] = ()
+    """Every passive, when the run masks activations pairwise (:mod:`securevfl.protocols.pairwise_masks`); else empty."""
 
     def connect(self, party: str, channel: Channel, timer: PhaseTimer) -> MaskedKeyHolderClient:
         """Receive the key holder's public keyring over ``channel`` and make the request client."""
@@ -61,6 +64,57 @@ class KeyHolderLink:
         except CryptoError as exc:
             raise ProtocolError(f"{party} rejected the public keyring announced by {self.key_holder}: {exc}") from exc
         return MaskedKeyHolderClient(party, self.key_holder, public, channel, MaskSampler(self.mask_half_width), timer)
+
+    def pairwise_masks(self, party: str, channel: Channel) -> PairwiseMasks | None:
+        """A passive's pairwise activation masks, from the key holder's ``MASK_KEYS`` (None when the run has none)."""
+        if not self.pairwise_passives:
+            return None
+        message = channel.receive(party, MessageKind.MASK_KEYS, sender=self.key_holder)
+        keys = read_pair_keys(message.payload, party, self.pairwise_passives, self.key_holder)
+        return PairwiseMasks(party, keys, self.mask_half_width)
+
+    @property
+    def pairwise_mask_bound(self) -> float:
+        """The largest magnitude of one passive's pairwise mask, ``(n - 1) w`` (0 without pairwise masks)."""
+        return max(len(self.pairwise_passives) - 1, 0) * self.mask_half_width
+
+
+def masked_activations(masks: PairwiseMasks | None, kind: MessageKind, values: np.ndarray, bound: float, what: str) -> tuple[np.ndarray, float]:
+    """``values + M`` and its public bound ``bound + (n - 1) w`` (``values`` and ``bound`` unchanged without masks).
+
+    The values are checked against ``bound`` first: once masked, the encryption's own range check
+    could no longer tell an activation past its public bound from a large mask.
+    """
+    if masks is None:
+        return values, bound
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    if not largest <= bound:
+        raise PayloadRangeError(f"{what}: max |value| {largest:.6g} exceeds the bound {bound:g}; raise the matching protection.*_bound")
+    return values + masks.next(kind, values.shape), bound + masks.bound
+
+
+def unmasked_sum(received: list[EncryptedTensor], mask_bound: float) -> EncryptedTensor:
+    """The sum of the passives' activations; with pairwise masks, bounded by the values alone (the masks cancel)."""
+    if not mask_bound:
+        return EncryptedTensor.sum_of(received)
+    return EncryptedTensor.sum_of(received, result_bound=sum(t.value_bound for t in received) - len(received) * mask_bound)
+
+
+def check_masks_cancelled(values: np.ndarray, bound: float, mask_bound: float, party: str) -> None:
+    """One error line when a decrypted sum is larger than its terms allow: the pairwise masks did not cancel.
+
+    That happens only when a passive is out of step (a different message count) or deviates; the
+    active party must not train on mask-sized values. ``bound`` is the sum's public bound; 1.0 of
+    slack covers CKKS noise and the key holder's flooding.
+    """
+    if not mask_bound or not values.size:
+        return
+    largest = float(np.max(np.abs(values)))
+    if largest > bound + 1.0:
+        raise ProtocolError(
+            f"{party}: the decrypted sum of the passives' activations reaches {largest:.6g}, beyond its bound {bound:g}: "
+            "their pairwise masks did not cancel (a passive out of step or deviating)"
+        )
 
 
 def _encrypt(keyring: Keyring, values: np.ndarray, what: str, bound: float, **kwargs: object) -> EncryptedTensor:
@@ -94,6 +148,7 @@ class BlindPassiveWire:
         self.bounds = bounds
         self.link = link
         self.client: MaskedKeyHolderClient | None = None
+        self.masks: PairwiseMasks | None = None
         self._stack = linear_stack(model)
         self._cache: ForwardCache | None = None
         self._batch_ids: np.ndarray | None = None
@@ -103,6 +158,7 @@ class BlindPassiveWire:
 
     def learn(self, party: PassiveParty) -> None:
         self.client = self.link.connect(party.name, party.channel, party.timer)
+        self.masks = self.link.pairwise_masks(party.name, party.channel)
 
     @property
     def _public(self) -> Keyring:
@@ -125,8 +181,9 @@ class BlindPassiveWire:
     def _send_encrypted(self, party: PassiveParty, kind: MessageKind, step: int, values: np.ndarray, transposed: bool) -> None:
         what = f"{party.name} {kind}"
         with party.timer.phase(Phase.ENCRYPT):
-            if self.top_plan is None:
-                tensors = [(kind, _encrypt(self._public, values, what, self.bounds.activation, layout=Layout.FLAT, levels=0))]
+            if self.top_plan is None:  # the sum top: pairwise masks, when the run has them, cancel in the active party's sum
+                masked, bound = masked_activations(self.masks, kind, values, self.bounds.activation, what)
+                tensors = [(kind, _encrypt(self._public, masked, what, bound, layout=Layout.FLAT, levels=0))]
             else:
                 stride = self.top_plan.activation_stride()
                 tensors = [(kind, _encrypt(self._public, values, what, self.bounds.activation, layout=Layout.ROWS, stride=stride, levels=1))]
@@ -255,6 +312,11 @@ class BlindActiveWire:
         self.link = link
         self.client: MaskedKeyHolderClient | None = None
 
+    @property
+    def mask_bound(self) -> float:
+        """The largest magnitude of one passive's pairwise activation mask (0 without them)."""
+        return self.link.pairwise_mask_bound if self.link is not None else 0.0
+
     def announce(self, party: ActiveParty) -> None:
         """Nothing: the key holder party announces the key (under this party's name if it is the holder)."""
 
@@ -297,11 +359,12 @@ class BlindActiveWire:
         """Decrypt only the combination of the passives' activations: their sum or first layer."""
         with party.timer.phase(Phase.TOP_ENCRYPTED):
             if self.top_plan is None:
-                combined = EncryptedTensor.sum_of(received)
+                combined = unmasked_sum(received, self.mask_bound)
             else:
                 blocks = self._first_layer_blocks(party, _first_layer(party).weight)
                 combined = EncryptedTensor.sum_of([enc @ block.T for enc, block in zip(received, blocks, strict=True)])
         values = self._reveal(party, combined, step, what, per_sample=True)
+        check_masks_cancelled(values, combined.value_bound, self.mask_bound, party.name)
         return torch.from_numpy(values.astype(np.float32))
 
     def _received_activations(self, party: ActiveParty, step: int, rows: int) -> tuple[list[EncryptedTensor], list[EncryptedTensor]]:

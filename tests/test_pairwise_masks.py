@@ -1,0 +1,125 @@
+"""Pairwise activation masks (protocols/pairwise_masks.py): they cancel in the sum, nowhere else, and fail loudly.
+
+- the masks of every passive sum to zero (to float rounding), each is as wide as configured, and the
+  draws are fixed by key and message number (the passives' own copies agree) and differ between numbers;
+- the keyed stream is uniform (a KS test against the uniform distribution) and differs per key;
+- a ``MASK_KEYS`` payload with a missing, extra or short key is refused with one line;
+- a run with pairwise masks trains exactly as one without (no flooding: the same updates to CKKS precision);
+- a passive out of step makes the active party stop with one line instead of training on masked values;
+- settings where the masks cannot cancel are refused at load (``"pairwise"``) or leave them off (``"auto"``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from securevfl.config import validate_config
+from securevfl.crypto.randomness import keyed_uniform
+from securevfl.errors import ConfigError
+from securevfl.federation import build_federation
+from securevfl.protocols import MessageKind, ProtocolError
+from securevfl.protocols.pairwise_masks import PairwiseMasks, deal_pair_keys, read_pair_keys
+from securevfl.sections import pairwise_activation_masks
+from tests.helpers import config, random_dataset
+
+PASSIVES = ("passive_1", "passive_2", "passive_3")
+
+
+def _masks(half_width: float = 100.0) -> dict[str, PairwiseMasks]:
+    payloads = deal_pair_keys(PASSIVES)
+    return {name: PairwiseMasks(name, read_pair_keys(payloads[name], name, PASSIVES, "coordinator"), half_width) for name in PASSIVES}
+
+
+def test_the_masks_of_all_passives_cancel_and_no_single_one_is_small() -> None:
+    masks = _masks()
+    for kind in (MessageKind.ACTIVATION, MessageKind.EVAL_ACTIVATION, MessageKind.ACTIVATION):
+        drawn = [masks[name].next(kind, (64, 10)) for name in PASSIVES]
+        np.testing.assert_allclose(np.sum(drawn, axis=0), 0.0, atol=1e-12)
+        for mask in drawn:  # a sum of two independent U[-100, 100]: spread over [-200, 200]
+            assert 100.0 < np.max(np.abs(mask)) <= 200.0 and abs(float(np.std(mask)) - 100.0 * np.sqrt(2 / 3)) < 10.0
+    assert masks["passive_1"].bound == 200.0
+
+
+def test_a_draw_is_fixed_by_key_and_message_number_and_fresh_for_every_number() -> None:
+    key = bytes(range(32))
+    first = keyed_uniform(key, bytes(12), -1.0, 1.0, (1000,))
+    np.testing.assert_array_equal(first, keyed_uniform(key, bytes(12), -1.0, 1.0, (1000,)))
+    assert not np.allclose(first, keyed_uniform(key, bytes(11) + b"\x01", -1.0, 1.0, (1000,)))
+    assert not np.allclose(first, keyed_uniform(bytes(32), bytes(12), -1.0, 1.0, (1000,)))
+    assert stats.kstest((first + 1.0) / 2.0, "uniform").pvalue > 1e-6
+    masks = _masks()
+    assert not np.allclose(masks["passive_1"].next(MessageKind.ACTIVATION, (8,)), masks["passive_1"].next(MessageKind.ACTIVATION, (8,)))
+
+
+@pytest.mark.parametrize(
+    ("keys", "reason"),
+    [
+        ({"passive_2": "00" * 32}, r"keys for \['passive_2'\], expected \['passive_2', 'passive_3'\]"),
+        ({"passive_2": "00" * 32, "passive_3": "00" * 32, "active": "00" * 32}, "expected"),
+        ({"passive_2": "00" * 32, "passive_3": "00" * 16}, "not 32-byte keys for \\['passive_3'\\]"),
+        ({"passive_2": "zz" * 32, "passive_3": "00" * 32}, "non-hexadecimal"),
+    ],
+)
+def test_malformed_mask_keys_are_refused_with_one_line(keys: dict, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=f"^passive_1 rejected the pairwise mask keys from coordinator: .*{reason}"):
+        read_pair_keys(json.dumps(keys).encode(), "passive_1", PASSIVES, "coordinator")
+    with pytest.raises(ProtocolError, match="rejected the pairwise mask keys"):
+        read_pair_keys(b"\xff not json", "passive_1", PASSIVES, "coordinator")
+
+
+def _federations(masks: str, seed: int = 3):  # type: ignore[no-untyped-def]
+    common = {"parties": {"passive": 2, "split": "even"}, "model": {"top": "sum", "bottom_hidden": [4]},
+              "train": {"lr": 0.5, "batch_size": 6, "seed": seed}}
+    dataset = random_dataset(24, 6, 8, 3, seed)
+    blocks = [np.arange(4), np.arange(4, 8)]
+    protection = {"scheme": "ckks", "key_holder": "coordinator", "flooding_bits": 0, "activation_masks": masks}
+    return build_federation(config(**common, protection=protection), dataset, blocks)
+
+
+def _weights(federation) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+    return [p.detach().double().numpy().copy() for party in federation.passives for p in party.model.parameters()]
+
+
+def test_a_masked_run_trains_as_an_unmasked_one() -> None:
+    masked, unmasked = _federations("pairwise"), _federations("none")
+    assert all(party.wire.masks is not None for party in masked.passives)
+    assert all(party.wire.masks is None for party in unmasked.passives)
+    for step, rows in enumerate((np.arange(6), np.arange(6, 12), np.arange(12, 18))):
+        masked.train_batch(step, rows)
+        unmasked.train_batch(step, rows)
+    for a, b in zip(_weights(masked), _weights(unmasked), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_array_equal(masked.evaluate(6, 4, step=3), unmasked.evaluate(6, 4, step=3))
+    assert masked.channel.stats.to_dict()["bytes_by_kind"]["mask_keys"] > 0
+
+
+def test_a_passive_out_of_step_stops_the_run_with_one_line() -> None:
+    federation = _federations("pairwise")
+    federation.train_batch(0, np.arange(6))
+    federation.passives[0].wire.masks.next(MessageKind.ACTIVATION, (1,))  # passive_1 skips a message number: its next mask pairs with nothing
+    with pytest.raises(ProtocolError, match=r"^active: the decrypted sum of the passives' activations reaches .* their pairwise masks did not cancel"):
+        federation.train_batch(1, np.arange(6, 12))
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"model": {"top": "trainable"}}, "they need model.top = 'sum'"),
+        ({"parties": {"passive": 1}}, "they need at least 2 passive parties"),
+        ({"protection": {"scheme": "ckks", "key_holder": "active", "activation_masks": "pairwise"}}, "they need scheme = .ckks. with key_holder = .coordinator."),
+        ({"parties": {"passive": 40, "split": "even"}}, "with 40 passives a masked activation reaches"),
+    ],
+)
+def test_settings_where_the_masks_cannot_cancel_are_refused_or_left_unmasked(sections: dict, expected: str) -> None:
+    raw = {"parties": {"passive": 2}, "protection": {"scheme": "ckks", "key_holder": "coordinator", "activation_masks": "pairwise"}}
+    for name, section in sections.items():
+        raw[name] = {**raw.get(name, {}), **section}
+    with pytest.raises(ConfigError, match=f"protection.activation_masks = 'pairwise': {expected}"):
+        validate_config(raw)
+    raw["protection"]["activation_masks"] = "auto"
+    auto = validate_config(raw)
+    assert not pairwise_activation_masks(auto.protection, auto.model.top, auto.parties.passive)
