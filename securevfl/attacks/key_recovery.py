@@ -29,7 +29,7 @@ import numpy as np
 import tenseal.sealapi as sealapi
 from pydantic import Field
 
-from securevfl.attacks.activation_inversion import relative_row_errors
+from securevfl.attacks.activation_reads import ActivationReads
 from securevfl.attacks.base import DECRYPTION_REQUESTS, NO_DECRYPTION_REQUESTS, Attack, AttackConfigBase, AttackSetting, AttackTruth
 from securevfl.attacks.label_guesses import LabelGuesses
 from securevfl.attacks.metrics import MetricSpec
@@ -248,9 +248,7 @@ class ActiveKeyRecovery(Attack):
     def __init__(self, party: str, n_samples: int, passives: tuple[str, ...], start_step: int, tolerance: float) -> None:
         super().__init__(party)
         self.start_step = start_step
-        self.tolerance = tolerance
         self.passives = passives
-        self._n_samples = n_samples
         self._stage = 0  # 0: nothing sent, 1: first probe answered, 2: key solved (verified or not)
         self._probe: EncryptedTensor | None = None
         self._real_parts: np.ndarray | None = None
@@ -259,8 +257,7 @@ class ActiveKeyRecovery(Attack):
         self.key_verified = False
         self.refused: str | None = None
         self._pending: list[tuple[str, EncryptedTensor]] = []
-        self._read: dict[str, np.ndarray] = {}
-        self._read_this_epoch: dict[str, np.ndarray] = {}
+        self._reads = ActivationReads(n_samples, passives, tolerance)
 
     @classmethod
     def create(cls, config: AttackConfigBase, setting: AttackSetting, plan: Any) -> ActiveKeyRecovery:
@@ -302,38 +299,15 @@ class ActiveKeyRecovery(Attack):
         pending, self._pending = self._pending, []
         if self.secret is None or self._keyring is None:
             return
-        n = len(sample_ids)
         for sender, tensor in pending:
-            plain = decrypt_with_secret(self._keyring, tensor, self.secret)
-            rows = plain if plain.shape[0] == n else plain.T[:n]  # a sealed passive sends H^T, padded to the batch
-            if sender not in self._read:
-                self._read[sender] = np.zeros((self._n_samples, rows.shape[1]))
-                self._read_this_epoch[sender] = np.zeros(self._n_samples, dtype=bool)
-            self._read[sender][sample_ids] = rows
-            self._read_this_epoch[sender][sample_ids] = True
+            self._reads.store(sender, sample_ids, decrypt_with_secret(self._keyring, tensor, self.secret))
 
     # ------------------------------------------------------------------ results
     def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
         metrics = {KEY_RECOVERED.name: float(self.key_verified)}
-        record = truth.activations
-        if record is None:  # nobody holds the activations in plaintext (sealed layers): nothing to score read rows by
-            if not any(read.any() for read in self._read_this_epoch.values()):
-                metrics[ACTIVE_KEY_RECOVERY_ROWS.name] = 0.0  # it read no row at all: zero recovered, whatever the rows were
-            return metrics
-        recovered, total = 0, 0
-        for sender in self.passives:
-            total += self._n_samples
-            read = self._read_this_epoch.get(sender)
-            if record is None or read is None or not read.any():
-                continue
-            ids = np.flatnonzero(read)
-            true_rows = record.rows(sender, ids)
-            if true_rows is None:
-                continue
-            errors = relative_row_errors(self._read[sender][ids], true_rows)
-            recovered += int(np.sum(errors <= self.tolerance))
-            read[:] = False
-        metrics[ACTIVE_KEY_RECOVERY_ROWS.name] = recovered / total if total else 0.0
+        recovered = self._reads.fraction_recovered(truth)
+        if recovered is not None:
+            metrics[ACTIVE_KEY_RECOVERY_ROWS.name] = recovered
         return metrics
 
     def summary(self) -> dict[str, Any]:

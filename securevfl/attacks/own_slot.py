@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from securevfl.attacks.activation_inversion import relative_row_errors
+from securevfl.attacks.activation_reads import ActivationReads
 from securevfl.attacks.base import Attack, AttackConfigBase, AttackSetting, AttackTruth
 from securevfl.attacks.metrics import MetricSpec
 from securevfl.crypto import EncryptedTensor
@@ -71,13 +71,10 @@ class ActiveOwnSlot(Attack):
     def __init__(self, party: str, n_samples: int, passives: tuple[str, ...], start_step: int, tolerance: float) -> None:
         super().__init__(party)
         self.start_step = start_step
-        self.tolerance = tolerance
         self.passives = passives
-        self._n_samples = n_samples
         self._received: list[tuple[str, EncryptedTensor]] = []
         self._pending: list[tuple[str, np.ndarray]] = []
-        self._read: dict[str, np.ndarray] = {}
-        self._read_this_epoch: dict[str, np.ndarray] = {}
+        self._reads = ActivationReads(n_samples, passives, tolerance)
         self.requests_answered = 0
         self.refused: str | None = None
         self.stopped = False
@@ -109,32 +106,13 @@ class ActiveOwnSlot(Attack):
 
     def combined_activations(self, step: int, sample_ids: np.ndarray, values: np.ndarray) -> None:
         pending, self._pending = self._pending, []
-        n = len(sample_ids)
         for sender, plain in pending:
-            rows = plain if plain.shape[0] == n else plain.T[:n]  # a sealed passive sends H^T, padded to the batch
-            if sender not in self._read:
-                self._read[sender] = np.zeros((self._n_samples, rows.shape[1]))
-                self._read_this_epoch[sender] = np.zeros(self._n_samples, dtype=bool)
-            self._read[sender][sample_ids] = rows
-            self._read_this_epoch[sender][sample_ids] = True
+            self._reads.store(sender, sample_ids, plain)
 
     # ------------------------------------------------------------------ results
     def epoch_metrics(self, truth: AttackTruth) -> dict[str, float]:
-        record = truth.activations
-        recovered, total = 0, 0
-        for sender in self.passives:
-            total += self._n_samples
-            read = self._read_this_epoch.get(sender)
-            if record is None or read is None or not read.any():
-                continue
-            ids = np.flatnonzero(read)
-            true_rows = record.rows(sender, ids)
-            if true_rows is None:
-                continue
-            errors = relative_row_errors(self._read[sender][ids], true_rows)
-            recovered += int(np.sum(errors <= self.tolerance))
-            read[:] = False
-        return {OWN_SLOT_ROWS.name: recovered / total if total else 0.0}
+        recovered = self._reads.fraction_recovered(truth)
+        return {} if recovered is None else {OWN_SLOT_ROWS.name: recovered}
 
     def summary(self) -> dict[str, Any]:
         return {"requests_answered": self.requests_answered, "stopped_after_a_refusal": self.stopped, "last_refusal": self.refused}
