@@ -22,8 +22,14 @@ drops stops the run anyway):
   party refuses with one line instead of training on them.
 
 Each ``H_k + M_k`` is within total variation ``|H_k| / (2w)`` per value of the mask alone (1/512 at the
-defaults); with ``n`` passives a passive's mask is the sum of ``n - 1`` pair masks and its values stay
-within ``H + (n - 1) w``, which must decrypt at the last level (checked with the config).
+defaults; ``E`` views of one value, e.g. a test sample every epoch, within ``E |H_k| / (2w)``); with
+``n`` passives a passive's mask is the sum of ``n - 1`` pair masks and its values stay within
+``H + (n - 1) w``, which must decrypt at the last level (checked with the config).
+
+What the masks do not stop: the active party chooses each passive's gradient, and a probe sent to one
+passive alone moves only that passive's activations, which the honest sums then show (gradient
+steering, tests/test_pairwise_masks.py). The activations do not hold against a malicious active party
+until every passive provably trains on one gradient (docs/roadmap.md).
 """
 
 from __future__ import annotations

@@ -113,15 +113,17 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
                            key_why if flooded
                            else "unflooded decryptions: two spare evaluation requests give the key away, and with it "
                            "every passive's activations"))
+        steering = ("but the active party chooses each passive's gradient: sending one passive alone a probe, it reads that "
+                    "passive's feature Gram matrix from the honest sum (tests/test_pairwise_masks.py::test_gradient_steering_*)")
         if pairwise_activation_masks(protection, config.model.top, config.parties.passive):
-            out.append(Promise("activations", "malicious active", True, "active_own_slot",
-                               "each passive masks its activations pairwise (protection.activation_masks): only their sum "
-                               "cancels the masks, and a single Enc(H_k + M_k) decrypts to values under a uniform mask"))
+            out.append(Promise("activations", "malicious active", False, "active_own_slot, gradient steering",
+                               "each passive masks its activations pairwise (protection.activation_masks), so no single "
+                               f"Enc(H_k) decrypts to anything (active_own_slot reads none, nor does a recovered key); {steering}"))
         else:
-            out.append(Promise("activations", "malicious active", False, "active_own_slot",
+            out.append(Promise("activations", "malicious active", False, "active_own_slot, gradient steering",
                                "the coordinator cannot tell Enc(H_k) from the combination it expects (sealed or not): an "
                                "active party that deviates has one passive's activations decrypted in its own request slot"
-                               f"{_masks_hint(config)}"))
+                               f"{_masks_hint(config)}; {steering}"))
         out.append(Promise("values sent to the key holder", "curious coordinator", True,
                            "none: a statistical test (tests/test_blind_schemes.py)",
                            "it decrypts only values under uniform masks of half-width protection.mask_half_width"))

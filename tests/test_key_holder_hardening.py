@@ -470,9 +470,10 @@ def test_every_result_says_what_its_configuration_promises() -> None:
     assert passive_row["holds"] is False and passive_row["attack"] == "flooding_key_recovery"
     assert no_policy[("the key holder's secret key", "malicious active")]["attack"] == "active_flooding_key_recovery"
     assert no_policy[("the key holder's secret key", "malicious active")]["holds"] is False
-    # nothing tells the coordinator Enc(H_k) from the sum it expects, unless the passives mask pairwise (the default here)
+    # the pairwise masks (the default here) close the own slot, not gradient steering: the promise does not hold either way
     deviating = default[("activations", "malicious active")]
-    assert deviating["holds"] is True and deviating["attack"] == "active_own_slot"
+    assert deviating["holds"] is False and deviating["attack"] == "active_own_slot, gradient steering"
+    assert "active_own_slot reads none" in deviating["why"] and "test_gradient_steering" in deviating["why"]
     unmasked = promised({"scheme": "ckks", "key_holder": "coordinator", "activation_masks": "none"})[("activations", "malicious active")]
     assert unmasked["holds"] is False and "activation_masks = 'none'" in unmasked["why"]
     active_holder = promised({"scheme": "ckks", "key_holder": "active"})

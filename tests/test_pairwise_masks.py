@@ -123,3 +123,75 @@ def test_settings_where_the_masks_cannot_cancel_are_refused_or_left_unmasked(sec
     raw["protection"]["activation_masks"] = "auto"
     auto = validate_config(raw)
     assert not pairwise_activation_masks(auto.protection, auto.model.top, auto.parties.passive)
+
+
+@pytest.mark.parametrize("layer", ["open", "sealed"])
+def test_gradient_steering_separates_one_passives_features_from_the_honest_sum_despite_the_masks(
+    layer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why the masks do not make the activations hold against a malicious active party (red-team pass, 2026-11-27).
+
+    Under the sum top every passive should train on the same ``delta``; nothing checks that it does. An active party
+    that sends passive_2 zero gradients and passive_1 one probe entry (sample j, output 0) moves passive_1's model
+    alone, and the difference of the honest, mask-cancelled sums before and after is
+    ``-lr * delta * (<x1_j, x1_i> + 1)``: a row of passive_1's private feature Gram matrix, apart from passive_2's.
+    Defaults otherwise (flooding 30 bits, the decryption policy, masks on). The fix (every passive provably trains on
+    one ``delta``) is on the roadmap; ``promises`` says the activations do not hold.
+    """
+    from securevfl.schemes.label_private import sealed as sealed_module
+    from securevfl.schemes.label_private import wires
+
+    n, batch, lr, probe = 32, 8, 0.5, 0.4
+    data = random_dataset(n, 8, 8, 3, seed=11)
+    federation = build_federation(
+        config(parties={"passive": 2, "split": "even"}, model={"top": "sum", "bottom_hidden": []},
+               train={"lr": lr, "batch_size": batch, "seed": 1},
+               protection={"scheme": "ckks", "key_holder": "coordinator", "passive_layer": layer}),
+        data, [np.arange(4), np.arange(4, 8)],
+    )
+    assert all(party.wire.masks is not None for party in federation.passives)
+    steering = {"probe": False}
+    seen: dict[str, np.ndarray] = {}
+    wire_class = sealed_module.SealedActiveWire if layer == "sealed" else wires.BlindActiveWire
+    honest_combined = wire_class._combined
+
+    def combined(self, party, received, step, what):  # type: ignore[no-untyped-def]
+        out = honest_combined(self, party, received, step, what)
+        seen["S"] = out.numpy().astype(np.float64)
+        return out
+
+    def steered(self, party, delta):  # type: ignore[no-untyped-def]
+        to_passive_1, to_passive_2 = np.zeros_like(delta), np.zeros_like(delta)
+        if steering["probe"]:
+            to_passive_1[0, 0] = probe
+        return [to_passive_1, to_passive_2]
+
+    monkeypatch.setattr(wire_class, "_combined", combined)
+    monkeypatch.setattr(wires.BlindActiveWire, "_passive_gradients", steered)
+
+    def sweep(first_step: int) -> np.ndarray:
+        sums = np.zeros((n, 3))
+        for k, start in enumerate(range(0, n, batch)):
+            federation.train_batch(first_step + k, np.arange(start, start + batch))
+            sums[start : start + batch] = seen["S"]
+        return sums
+
+    before = sweep(0)
+    steering["probe"] = True
+    federation.train_batch(4, np.arange(batch))
+    steering["probe"] = False
+    moved = -(sweep(5) - before)[:, 0]  # = lr * probe * (<x1_j, x1_i> + 1)
+    x1, x2 = data.x_train[:, :4].astype(np.float64), data.x_train[:, 4:].astype(np.float64)
+    own, other = np.corrcoef(moved, x1 @ x1[0])[0, 1], np.corrcoef(moved, x2 @ x2[0])[0, 1]
+    assert own > (0.99 if layer == "open" else 0.9) and abs(other) < 0.5
+
+
+def test_an_honest_sum_a_little_past_its_bound_trains_on_and_mask_sized_values_stop() -> None:
+    """Sealed activations may outgrow protection.activation_bound during training (not checked, as without masks): a
+    sum a little past its bound is no sign of masks out of step, values of the order of the mask are (red-team F2)."""
+    from securevfl.schemes.label_private.wires import check_masks_cancelled
+
+    check_masks_cancelled(np.array([[6.11, -5.0]]), 4.2, 16384.0, 16384.0, "active")  # the red team's honest sealed run
+    check_masks_cancelled(np.array([[1e9]]), 4.2, 0.0, 16384.0, "active")  # no masks: nothing to check
+    with pytest.raises(ProtocolError, match="did not cancel"):
+        check_masks_cancelled(np.array([[4.2 + 4096.5]]), 4.2, 16384.0, 16384.0, "active")

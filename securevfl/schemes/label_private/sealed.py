@@ -48,7 +48,7 @@ from securevfl.protocols.pairwise_masks import PairwiseMasks
 from securevfl.schemes.label_private.plan import SealedPlan, TopPlan
 from securevfl.schemes.label_private.precision import AMPLIFICATION, received_gradient_scale
 from securevfl.schemes.label_private.wires import (
-    BlindActiveWire, Bounds, KeyHolderLink, _encrypt, _load, _pad_rows, check_masks_cancelled, unmasked_sum,
+    BlindActiveWire, Bounds, KeyHolderLink, _encrypt, _load, _pad_rows, unmasked_sum,
 )
 
 __all__ = [
@@ -361,7 +361,7 @@ class SealedActiveWire(BlindActiveWire):
         with party.timer.phase(Phase.TOP_ENCRYPTED):
             combined = unmasked_sum(received, self.mask_bound)
         values = self._reveal(party, combined, step, what, per_sample=True)
-        check_masks_cancelled(values, combined.value_bound, self.mask_bound, party.name)
+        self._check_masks_cancelled(values, combined.value_bound, party.name)
         return torch.from_numpy(np.ascontiguousarray(values.T[: self._rows], dtype=np.float32))
 
     def predict(self, party: ActiveParty, step: int, sample_ids: np.ndarray, split: str) -> torch.Tensor:
