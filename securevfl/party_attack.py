@@ -50,11 +50,11 @@ from securevfl.attacks.backdoor_control import BackdoorControl
 from securevfl.attacks.gradient_replacement import GradientReplacement, GradientReplacementConfig
 from securevfl.attacks.flooding_size import (
     ActiveFloodingKeyRecovery,
-    ActiveFloodingKeyRecoveryConfig,
     FloodingKeyRecovery,
     FloodingKeyRecoveryConfig,
 )
-from securevfl.attacks.key_recovery import ActiveKeyRecovery, ActiveKeyRecoveryConfig, KeyRecovery, KeyRecoveryConfig
+from securevfl.attacks.key_recovery import ActiveKeyRecovery, KeyRecovery, KeyRecoveryConfig
+from securevfl.attacks.own_slot import ActiveOwnSlot
 from securevfl.attacks.label_inference import LabelInference
 from securevfl.attacks.poison import BackdoorData
 from securevfl.attacks.row_request import RowRequest
@@ -117,6 +117,8 @@ class PublicFacts:
 
 
 Arrays = dict[str, np.ndarray]
+#: makes an attack at its party from its config, the plan's public facts, its known arrays and the party's own data
+Rebuild = Callable[[AttackConfigBase, "PublicFacts", Mapping[str, np.ndarray], "PartyData"], Attack]
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class KnowledgeForm:
     """
 
     export: Callable[[Attack], Arrays]
-    rebuild: Callable[[AttackConfigBase, PublicFacts, Mapping[str, np.ndarray], PartyData], Attack]
+    rebuild: Rebuild
 
 
 def _nothing(attack: Attack) -> Arrays:
@@ -175,20 +177,20 @@ def _key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[
     return KeyRecovery(facts.party, facts.n_train, config.start_step, sum_top)
 
 
-def _active_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
-    assert isinstance(config, ActiveKeyRecoveryConfig)
-    return ActiveKeyRecovery(facts.party, facts.n_train, facts.passives, config.start_step, config.tolerance)
+def _active_row_reader(attack: type[ActiveKeyRecovery] | type[ActiveOwnSlot]) -> Rebuild:
+    """The rebuild of an active party's attack that reads activation rows: it needs public facts and its settings only."""
+
+    def rebuild(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
+        assert isinstance(config, attack.config_type)
+        return attack(facts.party, facts.n_train, facts.passives, config.start_step, config.tolerance)  # type: ignore[attr-defined]
+
+    return rebuild
 
 
 def _flooding_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
     assert isinstance(config, FloodingKeyRecoveryConfig)
     sum_top = facts.top == "sum" and facts.bottom_output == facts.num_classes  # as FloodingKeyRecovery.create
     return FloodingKeyRecovery(facts.party, facts.n_train, config.start_step, sum_top)
-
-
-def _active_flooding_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
-    assert isinstance(config, ActiveFloodingKeyRecoveryConfig)
-    return ActiveFloodingKeyRecovery(facts.party, facts.n_train, facts.passives, config.start_step, config.tolerance)
 
 
 def _activation_inversion(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
@@ -202,9 +204,10 @@ FORMS: dict[str, KnowledgeForm] = {
     LabelInference.name: KnowledgeForm(_nothing, lambda config, facts, arrays, data: LabelInference(facts.party, facts.n_train)),
     GradientInversion.name: KnowledgeForm(_export_known_labels, _rebuild_inversion),
     KeyRecovery.name: KnowledgeForm(_nothing, _key_recovery),
-    ActiveKeyRecovery.name: KnowledgeForm(_nothing, _active_key_recovery),
+    ActiveKeyRecovery.name: KnowledgeForm(_nothing, _active_row_reader(ActiveKeyRecovery)),
     FloodingKeyRecovery.name: KnowledgeForm(_nothing, _flooding_key_recovery),
-    ActiveFloodingKeyRecovery.name: KnowledgeForm(_nothing, _active_flooding_key_recovery),
+    ActiveFloodingKeyRecovery.name: KnowledgeForm(_nothing, _active_row_reader(ActiveFloodingKeyRecovery)),
+    ActiveOwnSlot.name: KnowledgeForm(_nothing, _active_row_reader(ActiveOwnSlot)),
     RowRequest.name: KnowledgeForm(_nothing, lambda config, facts, arrays, data: RowRequest(facts.party, facts.n_train)),
     ActivationInversion.name: KnowledgeForm(_nothing, _activation_inversion),
     # an honest party: its triggered test split reaches the parties through their data files, as a backdoor's does

@@ -361,13 +361,25 @@ def test_a_substituted_key_announcement_is_refused_in_a_federation_run(scheme: d
     assert line.startswith(f"passive_1 refused public_key #0 (step 0) from '{owner}': bad signature: not made by {owner}'s roster key")
 
 
-def test_a_key_announcement_relayed_under_the_attackers_own_name_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    def swap(frame: bytes) -> list[bytes]:
-        forged = Message(MessageKind.PUBLIC_KEY, "mallory", "passive_1", 0, attackers_keyring(), codec="key")
-        return [FrameSigner(STRANGER, parse_frame(frame).header.session).seal(forged, CODECS)]
+def _mallorys_announcement(frame: bytes) -> list[bytes]:
+    """The coordinator's key announcement to passive_1, replaced by the attacker's under its own name."""
+    forged = Message(MessageKind.PUBLIC_KEY, "mallory", "passive_1", 0, attackers_keyring(), codec="key")
+    return [FrameSigner(STRANGER, parse_frame(frame).header.session).seal(forged, CODECS)]
 
-    line = refused(lambda: federation(COORDINATOR, on_link(MessageKind.PUBLIC_KEY, "coordinator", "passive_1", swap), monkeypatch))
+
+def test_a_key_announcement_relayed_under_the_attackers_own_name_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # without pairwise activation masks: with them the coordinator's next frame to passive_1 (its mask keys) arrives
+    # first and is refused as the sequence gap the swap leaves (test_a_frame_after_a_swapped_key_announcement_*)
+    unmasked = {**COORDINATOR, "activation_masks": "none"}
+    line = refused(lambda: federation(unmasked, on_link(MessageKind.PUBLIC_KEY, "coordinator", "passive_1", _mallorys_announcement), monkeypatch))
     assert line == "passive_1 refused public_key #0 (step 0) from 'mallory': 'mallory' is not on the roster"
+
+
+def test_a_frame_after_a_swapped_key_announcement_is_refused_as_a_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With pairwise masks the coordinator sends passive_1 its mask keys right after its public key: the swapped
+    announcement leaves a gap in the coordinator's sequence, and the next frame is refused for it."""
+    line = refused(lambda: federation(COORDINATOR, on_link(MessageKind.PUBLIC_KEY, "coordinator", "passive_1", _mallorys_announcement), monkeypatch))
+    assert line.startswith("passive_1 refused mask_keys #1 (step 0) from 'coordinator'") and "a frame before it is missing" in line
 
 
 def test_a_forged_gradient_is_refused_in_training(monkeypatch: pytest.MonkeyPatch) -> None:
