@@ -368,7 +368,8 @@ def _reuse_lines(rows: list[dict[str, Any]]) -> list[str]:
     if not sources:
         return []
     shown = "; ".join(f"{n} from {folder}" for folder, n in sorted(sources.items()))
-    return [f"- Reused, not trained here (identical configs, `--reuse-from`; column `reused_from`): {shown}."]
+    return [f"- Reused, not trained here (`--reuse-from`: a run record of an identical config, or a row of a committed table "
+            f"matched by its config key, or by its config columns in tables older than the key; column `reused_from`): {shown}."]
 
 
 def _summary_words(epochs: int) -> str:
