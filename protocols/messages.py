@@ -32,6 +32,9 @@ class MessageKind(StrEnum):
     """dL/dH_k batch-major, for backpropagation below the top layer (label-private)."""
     PUBLIC_KEY = "public_key"
     """A party's public CKKS keyring."""
+    GRADIENT_DIGEST = "gradient_digest"
+    """SHA-256 of the gradient a passive received at a step, passive -> coordinator, with pairwise masks
+    (:mod:`.gradient_agreement`: every passive must have received the same one)."""
     MASK_KEYS = "mask_keys"
     """Pairwise activation masks: the coordinator's fresh 256-bit key for every pair this passive is in, coordinator ->
     passive, once per attempt after its public key (:mod:`.pairwise_masks`)."""

@@ -28,8 +28,7 @@ defaults; ``E`` views of one value, e.g. a test sample every epoch, within ``E |
 
 What the masks do not stop: the active party chooses each passive's gradient, and a probe sent to one
 passive alone moves only that passive's activations, which the honest sums then show (gradient
-steering, tests/test_pairwise_masks.py). The activations do not hold against a malicious active party
-until every passive provably trains on one gradient (docs/roadmap.md).
+steering, tests/test_pairwise_masks.py). :mod:`.gradient_agreement` stops that.
 """
 
 from __future__ import annotations

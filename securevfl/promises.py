@@ -113,17 +113,24 @@ def promises(config: RunConfig) -> list[dict[str, Any]]:
                            key_why if flooded
                            else "unflooded decryptions: two spare evaluation requests give the key away, and with it "
                            "every passive's activations"))
-        steering = ("but the active party chooses each passive's gradient: sending one passive alone a probe, it reads that "
-                    "passive's feature Gram matrix from the honest sum (tests/test_pairwise_masks.py::test_gradient_steering_*)")
+        steering = ("the active party chooses each passive's gradient: sending one passive alone a probe, it reads that "
+                    "passive's feature Gram matrix from the honest sums (tests/test_pairwise_masks.py::test_gradient_steering_*)")
+        masked = ("each passive masks its activations pairwise (protection.activation_masks), so no single Enc(H_k) decrypts "
+                  "to anything (active_own_slot reads none, nor does a recovered key)")
+        checked = ("every passive receives the same gradient ciphertext and the coordinator compares their digests before "
+                   "it answers the active party again, which stops gradient steering")
         if pairwise_activation_masks(protection, config.model.top, config.parties.passive):
-            out.append(Promise("activations", "malicious active", False, "active_own_slot, gradient steering",
-                               "each passive masks its activations pairwise (protection.activation_masks), so no single "
-                               f"Enc(H_k) decrypts to anything (active_own_slot reads none, nor does a recovered key); {steering}"))
+            if config.model.bottom_hidden or sealed:
+                out.append(Promise("activations", "malicious active", True, "active_own_slot, gradient steering", f"{masked}; {checked}"))
+            else:
+                out.append(Promise("activations", "malicious active", None, "active_own_slot, gradient steering",
+                                   f"{masked}; with one-layer bottoms {checked} only when the passives' feature counts give "
+                                   f"the same gradient packing (the run's data decides); otherwise {steering}"))
         else:
             out.append(Promise("activations", "malicious active", False, "active_own_slot, gradient steering",
                                "the coordinator cannot tell Enc(H_k) from the combination it expects (sealed or not): an "
                                "active party that deviates has one passive's activations decrypted in its own request slot"
-                               f"{_masks_hint(config)}; {steering}"))
+                               f"{_masks_hint(config)}; and {steering}"))
         out.append(Promise("values sent to the key holder", "curious coordinator", True,
                            "none: a statistical test (tests/test_blind_schemes.py)",
                            "it decrypts only values under uniform masks of half-width protection.mask_half_width"))

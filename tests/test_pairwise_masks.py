@@ -125,19 +125,13 @@ def test_settings_where_the_masks_cannot_cancel_are_refused_or_left_unmasked(sec
     assert not pairwise_activation_masks(auto.protection, auto.model.top, auto.parties.passive)
 
 
-@pytest.mark.parametrize("layer", ["open", "sealed"])
-def test_gradient_steering_separates_one_passives_features_from_the_honest_sum_despite_the_masks(
-    layer: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Why the masks do not make the activations hold against a malicious active party (red-team pass, 2026-11-27).
+def _steering_run(layer: str, masks: str, monkeypatch: pytest.MonkeyPatch, own_bytes_always: bool = True):  # type: ignore[no-untyped-def]
+    """A malicious active party that sends passive_2 zero gradients and passive_1 one probe entry (sample j = 0, output
+    0) between sweeps of zero gradients, as different bytes to each (it ignores the one-ciphertext rule; with
+    ``own_bytes_always`` false only at the probe); returns ``(data, run)`` where ``run()`` gives the change of the
+    decrypted sums' output 0 over the training samples."""
+    from dataclasses import replace
 
-    Under the sum top every passive should train on the same ``delta``; nothing checks that it does. An active party
-    that sends passive_2 zero gradients and passive_1 one probe entry (sample j, output 0) moves passive_1's model
-    alone, and the difference of the honest, mask-cancelled sums before and after is
-    ``-lr * delta * (<x1_j, x1_i> + 1)``: a row of passive_1's private feature Gram matrix, apart from passive_2's.
-    Defaults otherwise (flooding 30 bits, the decryption policy, masks on). The fix (every passive provably trains on
-    one ``delta``) is on the roadmap; ``promises`` says the activations do not hold.
-    """
     from securevfl.schemes.label_private import sealed as sealed_module
     from securevfl.schemes.label_private import wires
 
@@ -146,10 +140,12 @@ def test_gradient_steering_separates_one_passives_features_from_the_honest_sum_d
     federation = build_federation(
         config(parties={"passive": 2, "split": "even"}, model={"top": "sum", "bottom_hidden": []},
                train={"lr": lr, "batch_size": batch, "seed": 1},
-               protection={"scheme": "ckks", "key_holder": "coordinator", "passive_layer": layer}),
+               protection={"scheme": "ckks", "key_holder": "coordinator", "passive_layer": layer, "activation_masks": masks}),
         data, [np.arange(4), np.arange(4, 8)],
     )
-    assert all(party.wire.masks is not None for party in federation.passives)
+    active_wire = federation.active.wire
+    honest_link, own_bytes = active_wire.link, replace(active_wire.link, gradient_agreement=False)
+    active_wire.link = own_bytes if own_bytes_always else honest_link
     steering = {"probe": False}
     seen: dict[str, np.ndarray] = {}
     wire_class = sealed_module.SealedActiveWire if layer == "sealed" else wires.BlindActiveWire
@@ -176,14 +172,43 @@ def test_gradient_steering_separates_one_passives_features_from_the_honest_sum_d
             sums[start : start + batch] = seen["S"]
         return sums
 
-    before = sweep(0)
-    steering["probe"] = True
-    federation.train_batch(4, np.arange(batch))
-    steering["probe"] = False
-    moved = -(sweep(5) - before)[:, 0]  # = lr * probe * (<x1_j, x1_i> + 1)
+    def run() -> np.ndarray:
+        before = sweep(0)
+        steering["probe"] = True
+        active_wire.link = own_bytes
+        federation.train_batch(4, np.arange(batch))
+        steering["probe"] = False
+        active_wire.link = own_bytes if own_bytes_always else honest_link
+        return -(sweep(5) - before)[:, 0]  # = lr * probe * (<x1_j, x1_i> + 1)
+
+    return data, run
+
+
+@pytest.mark.parametrize("layer", ["open", "sealed"])
+def test_gradient_steering_separates_one_passives_features_from_the_sums_unless_the_coordinator_checks_the_gradients(
+    layer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gradient steering (red-team pass, 2026-11-27). Under the sum top every passive should train on the same ``delta``.
+    An active party that sends one passive alone a probe moves that passive's model alone, and the difference of the
+    honest sums before and after is ``-lr * delta * (<x1_j, x1_i> + 1)``: a row of passive_1's private feature Gram
+    matrix, apart from passive_2's. Pairwise masks alone do not stop it (``activation_masks = "none"`` here gives the
+    same sums); with them the passives report their gradients' digests and the coordinator refuses the active party's
+    next request when they differ, before any sum after the steered update is decrypted."""
+    data, run = _steering_run(layer, "none", monkeypatch)
+    moved = run()
     x1, x2 = data.x_train[:, :4].astype(np.float64), data.x_train[:, 4:].astype(np.float64)
     own, other = np.corrcoef(moved, x1 @ x1[0])[0, 1], np.corrcoef(moved, x2 @ x2[0])[0, 1]
     assert own > (0.99 if layer == "open" else 0.9) and abs(other) < 0.5
+
+    _, run = _steering_run(layer, "pairwise", monkeypatch)
+    # it sends each passive its own ciphertext from the first step on (even two encryptions of zero differ): stopped there
+    with pytest.raises(ProtocolError, match=r"coordinator refused its decrypt_request \(step 1\): the passives received different "
+                       r"gradients at step 0 \(passive_1 vs passive_2\).*gradient steering"):
+        run()
+    # it follows the rule but at the probe: stopped at the next request, before any sum after the probe decrypts
+    _, run = _steering_run(layer, "pairwise", monkeypatch, own_bytes_always=False)
+    with pytest.raises(ProtocolError, match=r"refused its decrypt_request \(step 5\): the passives received different gradients at step 4"):
+        run()
 
 
 def test_an_honest_sum_a_little_past_its_bound_trains_on_and_mask_sized_values_stop() -> None:
@@ -195,3 +220,51 @@ def test_an_honest_sum_a_little_past_its_bound_trains_on_and_mask_sized_values_s
     check_masks_cancelled(np.array([[1e9]]), 4.2, 0.0, 16384.0, "active")  # no masks: nothing to check
     with pytest.raises(ProtocolError, match="did not cancel"):
         check_masks_cancelled(np.array([[4.2 + 4096.5]]), 4.2, 16384.0, 16384.0, "active")
+
+
+def test_the_coordinator_waits_for_every_passives_digest_and_refuses_differing_ones() -> None:
+    """GradientAgreement: an active request at step t waits until every passive's digest of every step of the attempt
+    before t is in; equal digests pass (and are forgotten), differing ones name the step and the passives."""
+    from securevfl.protocols import Message
+    from securevfl.protocols.gradient_agreement import GradientAgreement, GradientsDiffer, gradient_digest
+
+    def digest(sender: str, step: int, payload: bytes) -> Message:
+        gradient = Message(MessageKind.GRADIENT, "active", sender, step, payload, codec="ckks", meta={"scale": 64.0})
+        return Message(MessageKind.GRADIENT_DIGEST, sender, "coordinator", step, gradient_digest([gradient]), codec="key")
+
+    agreement = GradientAgreement(("passive_1", "passive_2"))
+    assert agreement.ready_for(3)  # the attempt's first request: no gradient before it
+    agreement.record(digest("passive_1", 3, b"same bytes"))
+    assert not agreement.ready_for(4)  # passive_2's digest of step 3 is still on its way
+    agreement.record(digest("passive_2", 3, b"same bytes"))
+    assert agreement.ready_for(4) and agreement.verified_through == 3
+    agreement.record(digest("passive_1", 4, b"bytes for passive_1"))
+    agreement.record(digest("passive_2", 4, b"bytes for passive_2"))
+    with pytest.raises(GradientsDiffer, match=r"different gradients at step 4 \(passive_1 vs passive_2\)"):
+        agreement.ready_for(5)
+    with pytest.raises(ProtocolError, match="two gradient digests for step 4"):
+        agreement.record(digest("passive_1", 4, b"again"))
+    with pytest.raises(ProtocolError, match="must come from a passive"):
+        agreement.record(Message(MessageKind.GRADIENT_DIGEST, "active", "coordinator", 5, bytes(32), codec="key"))
+    other_scale = Message(MessageKind.GRADIENT, "active", "passive_1", 4, b"same bytes", codec="ckks", meta={"scale": 32.0})
+    same = Message(MessageKind.GRADIENT, "active", "passive_1", 4, b"same bytes", codec="ckks", meta={"scale": 64.0})
+    assert gradient_digest([other_scale]) != gradient_digest([same])  # the announced scale counts too
+
+
+@pytest.mark.parametrize(
+    ("model", "protection", "holds"),
+    [
+        ({"top": "sum", "bottom_hidden": [32]}, {}, True),  # one gradient packing for every passive: checked
+        ({"top": "sum", "bottom_hidden": []}, {"passive_layer": "sealed"}, True),  # one sealed stride for all
+        ({"top": "sum", "bottom_hidden": []}, {}, None),  # one-layer open bottoms: their feature counts decide
+        ({"top": "sum", "bottom_hidden": [32]}, {"activation_masks": "none"}, False),
+        ({"top": "trainable"}, {}, False),
+    ],
+)
+def test_what_the_activations_promise_against_a_malicious_active_party(model: dict, protection: dict, holds: bool | None) -> None:
+    from securevfl.promises import promises
+
+    config = validate_config({"parties": {"passive": 2}, "model": model,
+                              "protection": {"scheme": "ckks", "key_holder": "coordinator", **protection}})
+    rows = {(row["asset"], row["adversary"]): row for row in promises(config)}
+    assert rows[("activations", "malicious active")]["holds"] is holds

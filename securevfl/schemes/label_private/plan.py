@@ -8,7 +8,7 @@ Batches are padded to the configured batch size so one set of strides serves eve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from torch import nn
@@ -151,3 +151,19 @@ def plan_for_stack(batch: int, stack: Sequence[tuple[nn.Linear, bool]]) -> Botto
     """The plan of an actual Linear/ReLU stack (see :func:`securevfl.models.linear_stack`)."""
     widths = (stack[0][0].in_features, *(linear.out_features for linear, _ in stack))
     return BottomPlan(batch=batch, widths=widths, relu_after=tuple(relu for _, relu in stack))
+
+
+def same_gradient_packing(plans: Mapping[str, BottomPlan]) -> bool:
+    """Whether every passive's gradient travels in the same packing, so that one ciphertext can go to all of them.
+
+    A gradient is ``batch x outputs`` in the strides of each bottom's top layer: open bottoms with hidden
+    layers agree (the top layer's input is the last hidden width), one-layer open bottoms agree when their
+    feature counts give the same stride, sealed ones always (one stride for all)
+    (:mod:`securevfl.protocols.gradient_agreement`).
+    """
+    def packing(plan: BottomPlan) -> tuple[int, ...]:
+        top = plan.layers - 1
+        batch_major = plan.batch_major_stride(top) if plan.layers > 1 and not isinstance(plan, SealedPlan) else 0
+        return (plan.batch, plan.widths[top + 1], plan.feature_major_stride(top), batch_major)
+
+    return len({packing(plan) for plan in plans.values()}) == 1

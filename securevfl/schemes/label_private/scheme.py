@@ -23,10 +23,11 @@ from securevfl.parties import (
 from securevfl.protocols import Channel, Phase, PhaseTimer
 from securevfl.protocols.audit import VisibilityLog
 from securevfl.protocols.keyholder import KeyHolder
+from securevfl.protocols.gradient_agreement import GradientAgreement
 from securevfl.protocols.pairwise_masks import deal_pair_keys
 from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
 from securevfl.schemes.label_private.policy import label_private_policy
-from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan, required_depth, sealed_stride
+from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan, required_depth, same_gradient_packing, sealed_stride
 from securevfl.schemes.label_private.precision import BACKPROP_HEADROOM
 from securevfl.schemes.label_private.sealed import SealedActiveWire, SealedPassiveWire, sealed_layer_refusal
 from securevfl.schemes.label_private.wires import BlindActiveWire, BlindPassiveWire, Bounds, KeyHolderLink
@@ -193,7 +194,10 @@ class LabelPrivateScheme(Scheme):
         plans, top_plan = self._plans(run, model, train)
         bounds = Bounds(activation=protection.activation_bound, gradient=protection.gradient_bound)
         pairwise = pairwise_activation_masks(protection, model.top, len(run.passive_names))
-        link = KeyHolderLink(self.key_holder_party, protection.mask_half_width, tuple(run.passive_names) if pairwise else ())
+        agreement = pairwise and same_gradient_packing(plans)
+        link = KeyHolderLink(
+            self.key_holder_party, protection.mask_half_width, tuple(run.passive_names) if pairwise else (), gradient_agreement=agreement
+        )
         if isinstance(own, PassiveOwn):
             plan = plans[name]
             passive_wire = (
@@ -214,7 +218,9 @@ class LabelPrivateScheme(Scheme):
             return LocalParties(name, role, active=active, key_holder=KeyHolderParty(service, channel, clients))
         service = self._key_holder_service(run, model, train, plans, top_plan, VisibilityLog(name), timer)
         mask_keys = deal_pair_keys(run.passive_names) if pairwise else None  # fresh at every build: every attempt
-        return LocalParties(name, role, key_holder=KeyHolderParty(service, channel, clients, mask_keys=mask_keys))
+        check = GradientAgreement(run.passive_names) if agreement else None
+        holder = KeyHolderParty(service, channel, clients, mask_keys=mask_keys, agreement=check, active=run.active_name)
+        return LocalParties(name, role, key_holder=holder)
 
     def _plans(self, run: RunShape, model: ModelConfig, train: TrainConfig) -> tuple[dict[str, BottomPlan], TopPlan | None]:
         """Every passive's packing plan and the trainable top's, from the public architecture (checked against the preset)."""

@@ -30,6 +30,7 @@ from securevfl.protocols import Channel, Message, MessageKind, Phase, PhaseTimer
 from securevfl.protocols.errors import PayloadRangeError, RequestRefusedError
 from securevfl.protocols.keyholder import KeyHolder, MaskedKeyHolderClient
 from securevfl.protocols.masking import MaskSampler
+from securevfl.protocols.gradient_agreement import gradient_digest
 from securevfl.protocols.pairwise_masks import PairwiseMasks, read_pair_keys
 from securevfl.models import linear_stack
 from securevfl.schemes.label_private.backprop import ForwardCache, cached_forward, carried_shrinks, encrypted_parameter_gradients
@@ -55,6 +56,14 @@ class KeyHolderLink:
     mask_half_width: float
     pairwise_passives: tuple[str, ...] = ()
     """Every passive, when the run masks activations pairwise (:mod:`securevfl.protocols.pairwise_masks`); else empty."""
+    gradient_agreement: bool = False
+    """Every passive gets the same gradient bytes and tells the key holder their digest
+    (:mod:`securevfl.protocols.gradient_agreement`): with pairwise masks, where the passives' gradient packings agree."""
+
+    def report_gradient(self, party: str, channel: Channel, messages: list[Message]) -> None:
+        """Send the key holder the digest of the gradient messages this passive received (when the run checks them)."""
+        if self.gradient_agreement:
+            channel.send(Message(MessageKind.GRADIENT_DIGEST, party, self.key_holder, messages[0].step, gradient_digest(messages), codec="key"))
 
     def connect(self, party: str, channel: Channel, timer: PhaseTimer) -> MaskedKeyHolderClient:
         """Receive the key holder's public keyring over ``channel`` and make the request client."""
@@ -209,8 +218,11 @@ class BlindPassiveWire:
         scale = received_gradient_scale(message.meta, len(sample_ids), party.active_name)
         gradient_t = _load(self._public, message, party.name)
         gradient = None
+        received = [message]
         if self.plan.layers > 1:
-            gradient = _load(self._public, receive(party.name, MessageKind.GRADIENT_BM, sender=party.active_name), party.name)
+            received.append(receive(party.name, MessageKind.GRADIENT_BM, sender=party.active_name))
+            gradient = _load(self._public, received[-1], party.name)
+        self.link.report_gradient(party.name, party.channel, received)  # before any request that uses it
         client = self.client
         batch = _BatchBackprop(self, self._cache, EncryptedGradientRows(gradient_t, gradient), client, step, scale)
         with party.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
@@ -432,10 +444,18 @@ class BlindActiveWire:
         with party.timer.phase(Phase.TOP):
             for optimizer in party.optimizers():
                 optimizer.step()
+        shared: list[tuple[MessageKind, bytes, dict[str, float]]] | None = None
         for sender, gradient in zip(party.passive_names, gradients, strict=True):
             ctx = party.context("gradient", sender, step, len(sample_ids), sample_ids)
             party.computed_gradient(step, sample_ids, sender, gradient)
-            self._send_gradient(party, sender, party.defenses.plaintext(Placement.PRE_ENCRYPTION, gradient, ctx), ctx)
+            if shared is None:
+                messages = self._gradient_messages(party, sender, party.defenses.plaintext(Placement.PRE_ENCRYPTION, gradient, ctx), ctx)
+                if self.link is not None and self.link.gradient_agreement:
+                    shared = messages  # every passive gets the very same bytes (the coordinator checks: .gradient_agreement)
+            else:
+                messages = shared
+            for kind, payload, meta in messages:
+                party.channel.send(Message(kind, party.name, sender, step, payload, codec="ckks", meta=meta))
         return float(loss.detach())
 
     def _passive_gradients(self, party: ActiveParty, delta: np.ndarray) -> list[np.ndarray]:
@@ -462,8 +482,11 @@ class BlindActiveWire:
                 party.attack.revealed_top_weight_gradient(step, sample_ids, party.passive_names[k], values.copy(), delta.copy(), first.weight.detach().double().numpy()[:, k * width : (k + 1) * width])
             first.weight.grad[:, k * width : (k + 1) * width] += torch.from_numpy(values.T.astype(np.float32))
 
-    def _send_gradient(self, party: ActiveParty, receiver: str, gradient: np.ndarray, ctx: MessageContext) -> None:
-        plan, step = self.passive_plans[receiver], ctx.step
+    def _gradient_messages(
+        self, party: ActiveParty, receiver: str, gradient: np.ndarray, ctx: MessageContext
+    ) -> list[tuple[MessageKind, bytes, dict[str, float]]]:
+        """``Enc(G^T)`` (and ``Enc(G)`` below a hidden layer) for ``receiver``, after its under-encryption defenses, as sent."""
+        plan = self.passive_plans[receiver]
         top_layer = plan.layers - 1
         announced = gradient_scale(ctx.rows, gradient, self.bounds.gradient)  # see .precision: per-sample values
         scale = announced * AMPLIFICATION  # ... amplified
@@ -482,10 +505,11 @@ class BlindActiveWire:
             with party.timer.phase(Phase.DEFENSE_ENCRYPTED):
                 defended = party.defenses.encrypted([(tensor, c) for (_, tensor), c in zip(tensors, contexts, strict=True)])
             tensors = [(kind, tensor) for (kind, _), tensor in zip(tensors, defended, strict=True)]
+        messages = []
         for kind, tensor in tensors:
             with party.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
-                payload = tensor.to_bytes()
-            party.channel.send(Message(kind, party.name, receiver, step, payload, codec="ckks", meta={SCALE_META: announced}))
+                messages.append((kind, tensor.to_bytes(), {SCALE_META: announced}))
+        return messages
 
     def predict(self, party: ActiveParty, step: int, sample_ids: np.ndarray, split: str) -> torch.Tensor:
         what = "eval_activation_sum" if self.top_plan is None else "eval_first_layer_preactivation"
