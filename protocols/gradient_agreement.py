@@ -49,30 +49,60 @@ class GradientsDiffer(ProtocolError):
 
 
 class GradientAgreement:
-    """The coordinator's record of the passives' gradient digests, step by step."""
+    """The coordinator's record of the passives' gradient digests, step by step.
+
+    The active party writes the step numbers of its gradients and requests, so none of them is trusted
+    alone (red-team pass, 2026-11-27): the passives refuse a gradient labelled with another step than
+    their own; a digest for a step already checked, or a second one from a passive, is a deviation;
+    the checked range starts at the earliest step anyone reported; and whatever a request's label, every
+    step any passive reported is checked before it is answered (a passive reports a gradient before it
+    sends the activations that use it, so a request can only hold sums computed after the gradients
+    already reported).
+    """
 
     def __init__(self, passives: Sequence[str]) -> None:
         self.passives = tuple(passives)
         self._digests: dict[int, dict[str, bytes]] = {}
         self._first_step: int | None = None
+        self._latest_reported: int | None = None
+        self._deviation: str | None = None
         self.verified_through: int | None = None
 
     def record(self, message: Message) -> None:
         """A passive's digest of the gradient it received at ``message.step``."""
         payload = bytes(message.payload)
         if message.sender not in self.passives or len(payload) != DIGEST_BYTES:
-            raise ProtocolError(f"a gradient digest must come from a passive and hold {DIGEST_BYTES} bytes (from {message.sender!r})")
-        seen = self._digests.setdefault(message.step, {})
-        if message.sender in seen:
-            raise ProtocolError(f"{message.sender} sent two gradient digests for step {message.step}")
+            self._deviation = self._deviation or (
+                f"a gradient digest came from {message.sender!r} with {len(payload)} bytes (only a passive sends one, of {DIGEST_BYTES})"
+            )
+            return
+        step = message.step
+        self._first_step = step if self._first_step is None else min(self._first_step, step)
+        self._latest_reported = step if self._latest_reported is None else max(self._latest_reported, step)
+        seen = self._digests.setdefault(step, {})
+        if message.sender in seen or (self.verified_through is not None and step <= self.verified_through):
+            self._deviation = self._deviation or (
+                f"{message.sender} reported a second gradient for step {step}: the active party sent it gradients out of step"
+            )
+            return
         seen[message.sender] = payload
 
     def ready_for(self, step: int) -> bool:
-        """Whether every passive's digest of every training step of this attempt before ``step`` is in (then checked)."""
+        """Whether the active party's request labelled ``step`` may be answered: every passive's digest of every
+        step from the earliest reported one up to ``step - 1``, or up to the latest any passive reported if that is
+        later, is in and all agree (False: wait for the rest).
+
+        Raises :class:`GradientsDiffer` when the active party deviated (differing or out-of-step gradients).
+        """
+        if self._deviation is not None:
+            raise GradientsDiffer(self._deviation)
         if self._first_step is None:
-            self._first_step = step  # the attempt's first request of the active party: no gradient before it
+            self._first_step = step  # the attempt's first request, before any gradient: nothing before it to check
         start = self._first_step if self.verified_through is None else self.verified_through + 1
-        for earlier in range(start, step):
+        # every step before the label, and every step any passive reported whatever the label says: a request can
+        # only hold sums computed after the gradients its passives reported before sending their activations
+        through = max(step - 1, self._latest_reported if self._latest_reported is not None else step - 1)
+        for earlier in range(start, through + 1):
             seen = self._digests.get(earlier, {})
             if len(seen) < len(self.passives):
                 return False
@@ -81,10 +111,11 @@ class GradientAgreement:
                 for name, digest in sorted(seen.items()):
                     groups.setdefault(digest, []).append(name)
                 shown = " vs ".join("+".join(names) for names in groups.values())
-                raise GradientsDiffer(
+                self._deviation = (
                     f"the passives received different gradients at step {earlier} ({shown}): the active party sent them "
                     "different ones, which would let it read one passive's activations from the sums (gradient steering)"
                 )
+                raise GradientsDiffer(self._deviation)
             self.verified_through = earlier
             del self._digests[earlier]
         return True

@@ -92,8 +92,9 @@ class Federation:
     def evaluate(self, n_test: int, batch_size: int, step: int) -> float:
         """Clean test accuracy, computed through the same message path as training.
 
-        ``step`` is the last training step: evaluation requests carry it, and a key holder refuses
-        requests from a step behind one it already served.
+        ``step`` labels the evaluation requests (the training loop passes the next training step's
+        number; the last one's works too): a key holder refuses requests from a step behind one it
+        already served.
         """
         predictions = self.predict_split("test", n_test, batch_size, step)
         return float((predictions == self.active.test_labels(np.arange(n_test))).double().mean())

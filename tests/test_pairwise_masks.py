@@ -242,10 +242,35 @@ def test_the_coordinator_waits_for_every_passives_digest_and_refuses_differing_o
     agreement.record(digest("passive_2", 4, b"bytes for passive_2"))
     with pytest.raises(GradientsDiffer, match=r"different gradients at step 4 \(passive_1 vs passive_2\)"):
         agreement.ready_for(5)
-    with pytest.raises(ProtocolError, match="two gradient digests for step 4"):
-        agreement.record(digest("passive_1", 4, b"again"))
-    with pytest.raises(ProtocolError, match="must come from a passive"):
-        agreement.record(Message(MessageKind.GRADIENT_DIGEST, "active", "coordinator", 5, bytes(32), codec="key"))
+    with pytest.raises(GradientsDiffer, match=r"different gradients at step 4"):  # refused for good
+        agreement.ready_for(6)
+
+    # the active party writes the step labels: out-of-step digests, late requests and unchecked early steps are deviations
+    lagging = GradientAgreement(("passive_1", "passive_2"))
+    assert lagging.ready_for(3)
+    lagging.record(digest("passive_1", 3, b"x"))
+    lagging.record(digest("passive_2", 3, b"x"))
+    assert lagging.ready_for(4)
+    lagging.record(digest("passive_1", 3, b"probe, labelled with a checked step"))
+    with pytest.raises(GradientsDiffer, match="passive_1 reported a second gradient for step 3"):
+        lagging.ready_for(5)
+    late = GradientAgreement(("passive_1", "passive_2"))  # a request labelled with the steered step itself, or earlier
+    assert late.ready_for(4)
+    late.record(digest("passive_1", 4, b"a"))
+    assert not late.ready_for(4)  # passive_2's report of step 4 is awaited whatever the label
+    late.record(digest("passive_2", 4, b"b"))
+    with pytest.raises(GradientsDiffer, match="different gradients at step 4"):
+        late.ready_for(4)
+    silent = GradientAgreement(("passive_1", "passive_2"))  # steered steps 0 and 1 without a request in between
+    for step, payloads in ((0, (b"a", b"b")), (1, (b"c", b"c"))):
+        silent.record(digest("passive_1", step, payloads[0]))
+        silent.record(digest("passive_2", step, payloads[1]))
+    with pytest.raises(GradientsDiffer, match="different gradients at step 0"):
+        silent.ready_for(2)
+    forged = GradientAgreement(("passive_1", "passive_2"))
+    forged.record(Message(MessageKind.GRADIENT_DIGEST, "active", "coordinator", 5, bytes(32), codec="key"))
+    with pytest.raises(GradientsDiffer, match="a gradient digest came from 'active'"):
+        forged.ready_for(6)
     other_scale = Message(MessageKind.GRADIENT, "active", "passive_1", 4, b"same bytes", codec="ckks", meta={"scale": 32.0})
     same = Message(MessageKind.GRADIENT, "active", "passive_1", 4, b"same bytes", codec="ckks", meta={"scale": 64.0})
     assert gradient_digest([other_scale]) != gradient_digest([same])  # the announced scale counts too

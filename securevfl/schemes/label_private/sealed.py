@@ -275,7 +275,7 @@ class SealedPassiveWire:
         message = party.channel.receive(party.name, MessageKind.GRADIENT, sender=party.active_name)
         scale = received_gradient_scale(message.meta, len(sample_ids), party.active_name)
         gradient_t = _load(self.client.public, message, party.name)  # type: ignore[union-attr]
-        self.link.report_gradient(party.name, party.channel, [message])  # before the refresh that uses it
+        self.link.report_gradient(party.name, party.channel, step, [message])  # before the refresh that uses it
         with party.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
             current = sealed.weights.scale(1.0 / AMPLIFICATION)  # the key holder sees W + R at its true scale
             weights = self._refresh(current + self._update(gradient_t, scale * AMPLIFICATION), step)

@@ -60,10 +60,14 @@ class KeyHolderLink:
     """Every passive gets the same gradient bytes and tells the key holder their digest
     (:mod:`securevfl.protocols.gradient_agreement`): with pairwise masks, where the passives' gradient packings agree."""
 
-    def report_gradient(self, party: str, channel: Channel, messages: list[Message]) -> None:
-        """Send the key holder the digest of the gradient messages this passive received (when the run checks them)."""
+    def report_gradient(self, party: str, channel: Channel, step: int, messages: list[Message]) -> None:
+        """Refuse a gradient labelled with another step than this passive's own; when the run checks gradients, send
+        the key holder the digest of what it received (the active party writes the labels: red-team pass, 2026-11-27)."""
+        for message in messages:
+            if message.step != step:
+                raise ProtocolError(f"{party} got a {message.kind} for step {message.step} at step {step}")
         if self.gradient_agreement:
-            channel.send(Message(MessageKind.GRADIENT_DIGEST, party, self.key_holder, messages[0].step, gradient_digest(messages), codec="key"))
+            channel.send(Message(MessageKind.GRADIENT_DIGEST, party, self.key_holder, step, gradient_digest(messages), codec="key"))
 
     def connect(self, party: str, channel: Channel, timer: PhaseTimer) -> MaskedKeyHolderClient:
         """Receive the key holder's public keyring over ``channel`` and make the request client."""
@@ -222,7 +226,7 @@ class BlindPassiveWire:
         if self.plan.layers > 1:
             received.append(receive(party.name, MessageKind.GRADIENT_BM, sender=party.active_name))
             gradient = _load(self._public, received[-1], party.name)
-        self.link.report_gradient(party.name, party.channel, received)  # before any request that uses it
+        self.link.report_gradient(party.name, party.channel, step, received)  # before any request that uses it
         client = self.client
         batch = _BatchBackprop(self, self._cache, EncryptedGradientRows(gradient_t, gradient), client, step, scale)
         with party.timer.phase(Phase.HOMOMORPHIC_BACKPROP):
