@@ -94,7 +94,12 @@ def test_gradient_noise_reaches_the_passive_with_the_configured_variance() -> No
     assert stats.kstest(noise.ravel() / np.sqrt(variance), "norm").pvalue > 0.01
 
 
-@pytest.mark.parametrize("protection", [RECEIVER, ACTIVE, COORDINATOR])
+#: without pairwise activation masks: with them every passive receives one gradient ciphertext, so the active party's
+#: gradient defenses draw once for all passives (test_with_pairwise_masks_every_passive_gets_the_same_noisy_gradient)
+COORDINATOR_PER_PASSIVE = {**COORDINATOR, "activation_masks": "none"}
+
+
+@pytest.mark.parametrize("protection", [RECEIVER, ACTIVE, COORDINATOR_PER_PASSIVE])
 @pytest.mark.parametrize("on", ["gradient", "activation"])
 def test_noise_under_encryption_equals_noise_before_it(protection: dict, on: str) -> None:
     """Same defense stream, same draws: the parties end the step with the same parameters."""
@@ -111,6 +116,24 @@ def test_noise_under_encryption_equals_noise_before_it(protection: dict, on: str
     for federation in (encrypted, reference, baseline):
         federation.train_batch(0, ids)
     assert_passives_updated_alike(encrypted, reference, baseline)
+
+
+def test_with_pairwise_masks_every_passive_gets_the_same_noisy_gradient() -> None:
+    """Gradient agreement (protocols/gradient_agreement.py): one ciphertext for every passive, noise drawn once."""
+    under = [{"kind": "gaussian_noise", "variance": 0.01, "on": "gradient", "placement": "under_encryption"}]
+    federation = _pair(COORDINATOR, under, hidden=[3])
+    assert all(party.wire.link.gradient_agreement for party in federation.passives)
+    sent: dict[str, bytes] = {}
+    original = federation.channel.send
+
+    def spy(message):  # type: ignore[no-untyped-def]
+        if message.kind == GRADIENT:
+            sent[message.receiver] = bytes(message.payload)
+        original(message)
+
+    federation.channel.send = spy
+    federation.train_batch(0, np.arange(8))
+    assert len(sent) == 2 and len(set(sent.values())) == 1
 
 
 def test_one_noise_draw_serves_every_packing_of_a_message() -> None:
