@@ -291,7 +291,7 @@ def _result_record(
             "block_columns": [int(len(block)) for block in blocks],
         },
         "visibility": {party: log.to_rows() for party, log in federation.audits().items()},
-        "promises": promises(config),
+        "promises": promises(config, [len(block) for block in blocks[: config.parties.passive]]),
         "derivable": derivable(federation, config.train.batch_size, config.train.seed, sum_top=config.model.top == "sum"),
         "provenance": provenance(),
         "config": config.resolved(),

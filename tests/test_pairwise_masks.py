@@ -293,3 +293,17 @@ def test_what_the_activations_promise_against_a_malicious_active_party(model: di
                               "protection": {"scheme": "ckks", "key_holder": "coordinator", **protection}})
     rows = {(row["asset"], row["adversary"]): row for row in promises(config)}
     assert rows[("activations", "malicious active")]["holds"] is holds
+
+
+@pytest.mark.parametrize(("features", "holds"), [((4, 4), True), ((1, 7), False), (None, None)])
+def test_a_result_record_knows_whether_one_layer_bottoms_share_a_gradient_packing(features: tuple | None, holds: bool | None) -> None:
+    """One-layer open bottoms: the feature counts decide whether one gradient ciphertext fits every passive (the
+    red team's uneven runs: (1, 7) at batch 8 needs two packings, so the agreement is off and steering works)."""
+    from securevfl.promises import promises
+
+    config = validate_config({"parties": {"passive": 2}, "model": {"top": "sum", "bottom_hidden": []}, "train": {"batch_size": 8},
+                              "protection": {"scheme": "ckks", "key_holder": "coordinator"}})
+    rows = {(row["asset"], row["adversary"]): row for row in promises(config, features)}
+    assert rows[("activations", "malicious active")]["holds"] is holds
+    if holds is False:
+        assert "different gradient packings" in rows[("activations", "malicious active")]["why"]
