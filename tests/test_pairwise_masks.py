@@ -295,10 +295,11 @@ def test_what_the_activations_promise_against_a_malicious_active_party(model: di
     assert rows[("activations", "malicious active")]["holds"] is holds
 
 
-@pytest.mark.parametrize(("features", "holds"), [((4, 4), True), ((1, 7), False), (None, None)])
+@pytest.mark.parametrize(("features", "holds"), [((4, 4), True), ((1, 7), True), ((1, 40), False), (None, None)])
 def test_a_result_record_knows_whether_one_layer_bottoms_share_a_gradient_packing(features: tuple | None, holds: bool | None) -> None:
-    """One-layer open bottoms: the feature counts decide whether one gradient ciphertext fits every passive (the
-    red team's uneven runs: (1, 7) at batch 8 needs two packings, so the agreement is off and steering works)."""
+    """One-layer open bottoms: the feature counts decide whether one gradient ciphertext fits every passive (at batch
+    8, 1 and 7 features share a stride of 16 slots, 1 and 40 need 16 and 64: the agreement is off, as a federation of
+    those counts shows, and steering works)."""
     from securevfl.promises import promises
 
     config = validate_config({"parties": {"passive": 2}, "model": {"top": "sum", "bottom_hidden": []}, "train": {"batch_size": 8},
@@ -307,3 +308,16 @@ def test_a_result_record_knows_whether_one_layer_bottoms_share_a_gradient_packin
     assert rows[("activations", "malicious active")]["holds"] is holds
     if holds is False:
         assert "different gradient packings" in rows[("activations", "malicious active")]["why"]
+
+
+def test_the_promise_and_the_federation_agree_on_the_gradient_check() -> None:
+    from securevfl.promises import promises
+
+    for counts, expected in (((1, 7), True), ((1, 40), False)):
+        raw = {"parties": {"passive": 2, "split": "even"}, "model": {"top": "sum", "bottom_hidden": []}, "train": {"batch_size": 8},
+               "protection": {"scheme": "ckks", "key_holder": "coordinator"}}
+        dataset = random_dataset(16, 4, sum(counts), 3, seed=0)
+        federation = build_federation(config(**raw), dataset, [np.arange(counts[0]), np.arange(counts[0], sum(counts))])
+        assert [party.wire.link.gradient_agreement for party in federation.passives] == [expected, expected]
+        rows = {(row["asset"], row["adversary"]): row for row in promises(validate_config(raw), counts)}
+        assert rows[("activations", "malicious active")]["holds"] is expected
