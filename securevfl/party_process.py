@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from securevfl.errors import ConfigError
 from securevfl.files import atomic_write_text
@@ -31,6 +30,7 @@ from securevfl.party_data import ActiveData, PassiveData, load_party_data
 from securevfl.party_alignment import align_planned_run
 from securevfl.party_checkpoint import PartyCheckpoints
 from securevfl.party_record import party_facts
+from securevfl.threads import limit_threads
 from securevfl.party_runner import PartyEndpoint, PartyOutcome, attempt_offer, run_party, tell_peers_stopped
 from securevfl.protocols.attempt import start_attempt
 from securevfl.plan import Plan, PrivateParty, check_tls, load_identity, load_plan, load_private
@@ -137,7 +137,7 @@ def run_party_process(
             )
         for epoch in checkpoints.epochs():
             checkpoints.path(epoch).unlink()
-    torch.set_num_threads(config.train.threads)
+    limit_threads(config.train.threads)
     shape, data, attempt = plan.run_shape(), session.data, None
     channel = channel_factory(session)
     try:

@@ -84,7 +84,7 @@ class TrainConfig(ConfigSection):
     eval_batch_size: int = Field(default=1024, ge=1)
     progress: bool = True
     checkpoint: bool = True
-    threads: int = Field(default=1, ge=1, description="torch intra-op threads per process")
+    threads: int = Field(default=1, ge=1, description="torch intra-op and numpy BLAS threads per process")
     max_loss: float | None = Field(
         default=None, gt=0, description="stop as diverged when an epoch's training loss exceeds this (default 10 x ln(classes))"
     )

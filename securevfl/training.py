@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from tqdm import tqdm
 
@@ -34,6 +33,7 @@ from securevfl.provenance import provenance
 from securevfl.derivable import derivable
 from securevfl.divergence import chance_accuracy, check_loss, loss_bound, outcome
 from securevfl.promises import promises
+from securevfl.threads import limit_threads
 from securevfl.seeding import epoch_batches
 from securevfl.version import __version__
 
@@ -88,7 +88,7 @@ def run_training(
         return _train_over_grpc(config, out_dir, dataset=dataset, overwrite=overwrite, resume=resume)
     if out_dir is not None:
         check_output_directory(out_dir, resume=resume, overwrite=overwrite)
-    torch.set_num_threads(config.train.threads)
+    limit_threads(config.train.threads)
     resolved = config.resolved()
 
     if dataset is None:

@@ -147,3 +147,16 @@ def test_resuming_a_ciphertext_replacement_that_recorded_a_row_is_refused_in_one
         run_training(config, out_dir=tmp_path, on_epoch_end=[_interrupted_after(1)])
     with pytest.raises(SecureVFLError, match="cannot resume a gradient-replacement run on ciphertext rows"):
         run_training(config, out_dir=tmp_path, resume=True)
+
+
+def test_a_run_sizes_numpys_blas_pool_like_torchs() -> None:
+    """train.threads sizes torch's pool and numpy's BLAS (securevfl/threads.py): a spinning BLAS pool on busy cores made
+    the label-private runs' small LAPACK calls hundreds of times slower."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2):  # as numpy starts on a 2-core machine; restored afterwards
+        run_training(load_config(DIGITS, [*QUICK, "train.threads=1"]))
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and set(blas) == {1}
+        assert torch.get_num_threads() == 1

@@ -22,6 +22,7 @@ from typing import Any
 
 from securevfl.bench.schemes import SchemeSpec, Top
 from securevfl.bench.workload import EpochShape
+from securevfl.threads import limit_threads
 from securevfl.errors import BenchChildError, BenchCrashError, SecureVFLError
 
 __all__ = ["BenchChildError", "BenchCrashError", "measure_scheme", "peak_rss_mb", "run_isolated"]
@@ -75,8 +76,6 @@ def measure_scheme(
     does. ``mode = "steps"``: the epoch's first ``warmup`` steps untimed (first-use costs),
     the next ``steps`` timed, then the first ``eval_samples`` test samples.
     """
-    import torch
-
     from securevfl.bench.schemes import run_config
     from securevfl.bench.workload import load_workload
     from securevfl.data import partition_columns
@@ -96,7 +95,7 @@ def measure_scheme(
     if last > len(batches):
         raise ValueError(f"{spec.key}: {warmup} + {spec.steps} steps need {last} batches, the data holds {len(batches)}")
 
-    torch.set_num_threads(config.train.threads)
+    limit_threads(config.train.threads)
     blocks = partition_columns(dataset, config.parties)
     started = time.perf_counter()
     federation = build_federation(config, dataset, blocks)
