@@ -58,6 +58,15 @@ class OutOfRange(TrainingDiverged):
     otherwise decrypt garbage. A stop of its own kind in study tables (``out_of_range``), not a divergence."""
 
 
+class DeviationDetected(TrainingDiverged):
+    """An honest party's protocol check caught a malicious party deviating (a run with an attack): the run stops.
+
+    The outcome of an attack that a check defeats (e.g. the coordinator refusing the active party's request
+    because the passives received different gradients: gradient steering), a stop of its own kind in study
+    tables (``detected``); the epochs before the stop say what the attacker had by then. Without an attack a
+    protocol error is a bug and is not turned into this."""
+
+
 class BenchChildError(SecureVFLError):
     """A benchmark measurement process stopped on a user error (e.g. no MNIST files in ``--data-dir``)."""
 

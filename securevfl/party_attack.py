@@ -55,6 +55,7 @@ from securevfl.attacks.flooding_size import (
 )
 from securevfl.attacks.key_recovery import ActiveKeyRecovery, KeyRecovery, KeyRecoveryConfig
 from securevfl.attacks.own_slot import ActiveOwnSlot
+from securevfl.attacks.gradient_steering import GradientSteering, GradientSteeringConfig
 from securevfl.attacks.label_inference import LabelInference
 from securevfl.attacks.poison import BackdoorData
 from securevfl.attacks.row_request import RowRequest
@@ -193,6 +194,12 @@ def _flooding_key_recovery(config: AttackConfigBase, facts: PublicFacts, arrays:
     return FloodingKeyRecovery(facts.party, facts.n_train, config.start_step, sum_top)
 
 
+def _gradient_steering(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
+    assert isinstance(config, GradientSteeringConfig)
+    target = facts.passives.index(config.target or facts.passives[0])  # validated when the run was planned
+    return GradientSteering(facts.party, facts.n_train, target, config.start_step, config.probe, config.threshold)
+
+
 def _activation_inversion(config: AttackConfigBase, facts: PublicFacts, arrays: Mapping[str, np.ndarray], data: PartyData) -> Attack:
     assert isinstance(config, ActivationInversionConfig)
     return ActivationInversion(facts.party, facts.passives, facts.n_train, facts.top, config.tolerance, config.rcond)
@@ -208,6 +215,7 @@ FORMS: dict[str, KnowledgeForm] = {
     FloodingKeyRecovery.name: KnowledgeForm(_nothing, _flooding_key_recovery),
     ActiveFloodingKeyRecovery.name: KnowledgeForm(_nothing, _active_row_reader(ActiveFloodingKeyRecovery)),
     ActiveOwnSlot.name: KnowledgeForm(_nothing, _active_row_reader(ActiveOwnSlot)),
+    GradientSteering.name: KnowledgeForm(_nothing, _gradient_steering),  # unscored there: no passive's columns
     RowRequest.name: KnowledgeForm(_nothing, lambda config, facts, arrays, data: RowRequest(facts.party, facts.n_train)),
     ActivationInversion.name: KnowledgeForm(_nothing, _activation_inversion),
     # an honest party: its triggered test split reaches the parties through their data files, as a backdoor's does

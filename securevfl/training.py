@@ -22,12 +22,12 @@ from securevfl.config import RunConfig, comparable_config
 from securevfl.crypto import PrecisionError
 from securevfl.data import VFLDataset, load_dataset, partition_columns
 from securevfl.defenses.accounting import label_dp_record
-from securevfl.errors import ConfigError, OutOfRange, SecureVFLError, TrainingDiverged
+from securevfl.errors import ConfigError, DeviationDetected, OutOfRange, SecureVFLError, TrainingDiverged
 from securevfl.federation import Federation, build_federation
 from securevfl.files import atomic_write_text
 from securevfl.run_files import RESULT_NAME, check_output_directory
 from securevfl.protocols import NonFiniteError
-from securevfl.protocols.errors import PayloadRangeError
+from securevfl.protocols.errors import PayloadRangeError, ProtocolError
 from securevfl.protocols.phases import CostGroup, cost_summary
 from securevfl.provenance import provenance
 from securevfl.derivable import derivable
@@ -205,7 +205,8 @@ def _train_epoch(
         disable=None if train_cfg.progress else True,
     )
     first_step = step = (epoch - 1) * steps_per_epoch
-    with stopped_cleanly(epoch, "training", lambda: step):
+    attacked = federation.attack_setup is not None and federation.attack_setup.attack is not None  # a feasible attack runs
+    with stopped_cleanly(epoch, "training", lambda: step, attacked=attacked):
         for index, sample_ids in enumerate(progress):
             step = first_step + index
             loss = federation.train_batch(step, sample_ids)
@@ -213,7 +214,7 @@ def _train_epoch(
             if index % 50 == 0:
                 progress.set_postfix(loss=f"{loss:.4f}")
     step = first_step + len(batches)
-    with stopped_cleanly(epoch, "evaluation", lambda: step):
+    with stopped_cleanly(epoch, "evaluation", lambda: step, attacked=attacked):
         accuracy = federation.evaluate(n_test, train_cfg.eval_batch_size, step=step)
         attack_metrics = federation.attack_metrics(train_cfg.eval_batch_size, step=step)
     return EpochRecord(
@@ -226,11 +227,13 @@ def _train_epoch(
 
 
 @contextmanager
-def stopped_cleanly(epoch: int, stage: str, step: Callable[[], int]) -> Iterator[None]:
+def stopped_cleanly(epoch: int, stage: str, step: Callable[[], int], attacked: bool = False) -> Iterator[None]:
     """Turn a diverged value or one outside CKKS's precise range into :class:`TrainingDiverged`.
 
     Both are outcomes of a run, not bugs, wherever they happen: in a training step or while
-    evaluating (a backdoor's triggered samples can leave the range too).
+    evaluating (a backdoor's triggered samples can leave the range too). In a run with an attack
+    (``attacked``), a protocol error is an honest party's check catching the attacker
+    (:class:`~securevfl.errors.DeviationDetected`), an outcome too; without one it stays the bug it is.
     """
     suffix = "" if stage == "training" else f" ({stage})"
     try:
@@ -243,6 +246,11 @@ def stopped_cleanly(epoch: int, stage: str, step: Callable[[], int]) -> Iterator
         raise OutOfRange(
             f"a message left CKKS's precise range {where}: {exc}; try a smaller train.lr or a larger protection bound / preset"
         ) from None
+    except ProtocolError as exc:
+        if not attacked:
+            raise
+        where = f"at epoch {epoch}, step {step()}{suffix}"
+        raise DeviationDetected(f"a party's protocol check stopped the run {where}: {' '.join(str(exc).split())}") from None
 
 
 def _result_record(

@@ -149,7 +149,7 @@ def test_registration_is_checked_and_undone(registered: None) -> None:
 def test_the_registry_is_back_to_the_built_in_attacks() -> None:
     assert set(ATTACKS) == {
         "gradient_replacement", "label_inference", "gradient_inversion", "key_recovery", "active_key_recovery",
-        "flooding_key_recovery", "active_flooding_key_recovery", "active_own_slot", "row_request", "activation_inversion",
+        "flooding_key_recovery", "active_flooding_key_recovery", "active_own_slot", "gradient_steering", "row_request", "activation_inversion",
         "backdoor_control",
     }
     with pytest.raises(ConfigError, match="unknown attack kind 'test_rows_seen'"):

@@ -227,17 +227,17 @@ def test_every_backdoor_line_shows_its_control_also_the_trainable_top(tmp_path: 
 # ---------------------------------------------------------------- 7. every stop status, named from STOPPED
 
 
-def test_a_new_stop_status_is_counted_and_named_like_the_others(tmp_path: Path) -> None:
-    out_of_range = RunStatus.OUT_OF_RANGE
-    assert out_of_range in STOPPED and stopped_names() == "diverged, out_of_range, failed or collapsed"
+@pytest.mark.parametrize("stop", [RunStatus.OUT_OF_RANGE, RunStatus.DETECTED])
+def test_a_new_stop_status_is_counted_and_named_like_the_others(tmp_path: Path, stop: RunStatus) -> None:
+    assert stop in STOPPED and stopped_names() == "diverged, out_of_range, detected, failed or collapsed"
     runs = _plan(tmp_path, BACKDOOR_STUDY.replace('schemes = ["plain"]', 'schemes = ["plain", "ckks/receiver"]'))
     rows = _backdoor_rows(runs, [0.90, 0.85, 0.88])
     stopped_id = next(run.run_id for run in runs if run.cell == "ckks-receiver__backdoor" and run.seed == 1)
-    rows = [dict(row, status=out_of_range, reason="a message left CKKS's range") if row["run_id"] == stopped_id else row for row in rows]
+    rows = [dict(row, status=stop, reason="a check stopped it") if row["run_id"] == stopped_id else row for row in rows]
     line = _line(survival_lines(runs, rows, ["plain", "ckks/receiver"]), "g", "backdoor")
-    assert "ckks/receiver stopped 1/3 (1 out_of_range), plain stopped 0/3; no success verdict" in line.verdict
-    assert line.cells["ckks/receiver"].endswith("[stopped 1/3 (1 out_of_range)]")
-    assert f"| {stopped_id} | out_of_range | a message left CKKS's range |" in _stopped_section(rows)
+    assert f"ckks/receiver stopped 1/3 (1 {stop}), plain stopped 0/3; no success verdict" in line.verdict
+    assert line.cells["ckks/receiver"].endswith(f"[stopped 1/3 (1 {stop})]")
+    assert f"| {stopped_id} | {stop} | a check stopped it |" in _stopped_section(rows)
 
 
 def test_a_plaintext_only_line_without_outcomes_just_says_so(tmp_path: Path) -> None:

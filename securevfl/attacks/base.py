@@ -74,6 +74,8 @@ class AttackTruth:
     """The true rows dL/dH the attacking passive was answered with (attacks with ``scores_gradient_rows``)."""
     activations: RowTruth | None = None
     """The passives' true training activations (attacks with ``scores_activations``; see :mod:`.truth`)."""
+    passive_inputs: Mapping[str, np.ndarray] | None = None
+    """Each passive's training feature columns, by name (attacks with ``scores_passive_inputs``)."""
 
 
 #: What a malicious passive needs to abuse the key holder: ciphertext rows of its own and a request
@@ -134,6 +136,8 @@ class Attack(ABC):
     """Its truth records the attacking passive's true gradient rows (:class:`~securevfl.attacks.truth.RowTruth`)."""
     scores_activations: ClassVar[bool] = False
     """Its truth records every passive's true training activations (:class:`~securevfl.attacks.truth.RowTruth`)."""
+    scores_passive_inputs: ClassVar[bool] = False
+    """Its truth holds every passive's training feature columns (what an attack on the passives' features is scored against)."""
     activation_truth_optional: ClassVar[bool] = False
     """It still runs, unscored on activations, where no passive holds its activations in plaintext (sealed layers)."""
     observes_only: ClassVar[bool] = False
@@ -217,6 +221,13 @@ class Attack(ABC):
         policy counts takes the slot of the honest one). It raises
         :class:`~securevfl.protocols.errors.ProtocolError` when the key holder refuses.
         """
+
+    def outgoing_gradients(self, step: int, sample_ids: np.ndarray, gradients: list[np.ndarray]) -> list[np.ndarray]:
+        """The gradient rows ``dL/dH_k`` the active party is about to send each passive (label-private schemes), in
+        passive order; return what to send instead. Where the honest protocol sends every passive the same rows (the
+        sum top) and the returned rows differ, the party encrypts each passive's rows on its own, whatever the
+        one-ciphertext rule of :mod:`~securevfl.protocols.gradient_agreement` says: a malicious active party's choice."""
+        return gradients
 
     def revealed_top_weight_gradient(
         self, step: int, sample_ids: np.ndarray, passive: str, values: np.ndarray, delta: np.ndarray, weight: np.ndarray

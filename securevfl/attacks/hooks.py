@@ -14,6 +14,8 @@ passive        ``encrypted_gradients(step, ids, backprop)``    its backpropagati
 passive        ``revealed_parameter_gradients(step, ids, g)``  after masked decryption of its dW|db
 active         ``received_activations(step, ids, sender, H)``  each passive's H, where it decrypts it
 active         ``combined_activations(step, ids, Z)``          the combination it decrypts (blind)
+active         ``outgoing_gradients(step, ids, [G_k])``         before each passive's G_k is encrypted
+                                                               (label-private; may return others)
 active         ``revealed_top_weight_gradient(step, ids, k,    H_k^T delta it decrypts for its first
                M, delta, W_k)``                                top layer (blind, trainable top)
 key holder     ``decrypted_request(step, requester, values)``  each request it decrypts (masked)

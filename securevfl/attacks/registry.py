@@ -19,6 +19,7 @@ from securevfl.attacks.flooding_size import ActiveFloodingKeyRecovery, FloodingK
 from securevfl.attacks.own_slot import ActiveOwnSlot
 from securevfl.attacks.gradient_inversion import GradientInversion
 from securevfl.attacks.gradient_replacement import GradientReplacement
+from securevfl.attacks.gradient_steering import GradientSteering
 from securevfl.attacks.key_recovery import ActiveKeyRecovery, KeyRecovery
 from securevfl.attacks.row_request import RowRequest
 from securevfl.attacks.label_inference import LabelInference
@@ -47,6 +48,7 @@ BUILT_IN: tuple[type[Attack], ...] = (
     FloodingKeyRecovery,
     ActiveFloodingKeyRecovery,
     ActiveOwnSlot,
+    GradientSteering,
     RowRequest,
     ActivationInversion,
     BackdoorControl,

@@ -94,4 +94,7 @@ def prepare_attack(
     passives_hold_activations = Capability.OWN_PLAINTEXT in granted.get(Role.PASSIVE, frozenset())
     if cls.scores_activations and (passives_hold_activations or not cls.activation_truth_optional):
         setup.truth = replace(setup.truth, activations=RowTruth(tuple(passives), len(setup.dataset.y_train)))  # type: ignore[arg-type]
+    if cls.scores_passive_inputs:
+        inputs = {name: setup.dataset.x_train[:, block] for name, block in zip(passives, blocks, strict=True)}
+        setup.truth = replace(setup.truth, passive_inputs=inputs)  # type: ignore[arg-type]
     return setup

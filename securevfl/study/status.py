@@ -29,6 +29,11 @@ class RunStatus(StrEnum):
 
     An outcome of the setting under that CKKS preset, not a divergence of training: told apart so
     the range-stop finding can be read off the tables (a wider preset may train the same setting)."""
+    DETECTED = "detected"
+    """Stopped because an honest party's protocol check caught the attacker deviating: ``failed.json``.
+
+    An outcome of the attack under that protection (the run cannot go on with a party that broke
+    the protocol); its epochs before the stop say what the attacker had by then."""
     COLLAPSED = "collapsed"
     """Trained to the end at chance accuracy: its attack numbers are not successes (``result.json``).
 
@@ -45,7 +50,7 @@ class RunStatus(StrEnum):
 
 
 #: Outcomes of the setting without a number: counted in every comparison, per seed (intent to treat).
-STOPPED = (RunStatus.DIVERGED, RunStatus.OUT_OF_RANGE, RunStatus.FAILED, RunStatus.COLLAPSED)
+STOPPED = (RunStatus.DIVERGED, RunStatus.OUT_OF_RANGE, RunStatus.DETECTED, RunStatus.FAILED, RunStatus.COLLAPSED)
 #: No outcome (yet): not trained, or a bug to fix and rerun; left out of comparisons, which say so.
 WAITING = (RunStatus.PENDING, RunStatus.CRASHED)
 
@@ -72,10 +77,10 @@ def collapse_reason(result: dict[str, Any]) -> str:
 
 
 #: error type name (``failed.json``'s ``type``) -> the stop it is; any other user-level error is ``failed``
-STOP_OF_ERROR = {"TrainingDiverged": RunStatus.DIVERGED, "OutOfRange": RunStatus.OUT_OF_RANGE}
+STOP_OF_ERROR = {"TrainingDiverged": RunStatus.DIVERGED, "OutOfRange": RunStatus.OUT_OF_RANGE, "DeviationDetected": RunStatus.DETECTED}
 
 
 def failure_status(error_type: str | None) -> RunStatus:
-    """A stopped run's status from its error's type name: divergence and a CKKS range stop are
-    outcomes of the setting, any other user-level error (missing data ...) a failure."""
+    """A stopped run's status from its error's type name: divergence, a CKKS range stop and a detected
+    deviation are outcomes of the setting, any other user-level error (missing data ...) a failure."""
     return STOP_OF_ERROR.get(error_type or "", RunStatus.FAILED)

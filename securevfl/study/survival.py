@@ -72,6 +72,8 @@ _HARDENING: dict[str, tuple[dict[Any, int] | None, str, str]] = {
     "flooding_bits": (None, "flooding", " bits"),  # None: the number itself is the rank
     "decryption_policy": ({"none": 0, "protocol": 1}, "decryption policy", ""),
     "passive_layer": ({"open": 0, "sealed": 1}, "passive layer", ""),
+    # "auto" is pairwise where the masks can run (the coordinator's sum top, the only setting a study compares them in)
+    "activation_masks": ({"none": 0, "auto": 1, "pairwise": 1}, "activation masks", ""),
 }
 
 

@@ -443,6 +443,11 @@ class BlindActiveWire:
             loss.backward()
             delta = combined.grad.double().numpy()  # type: ignore[union-attr]
         gradients = self._passive_gradients(party, delta)
+        one_ciphertext = self.link is not None and self.link.gradient_agreement  # every passive gets the very same bytes
+        if party.attack is not None:
+            gradients = party.attack.outgoing_gradients(step, sample_ids, [g.copy() for g in gradients])
+            if one_ciphertext and any(not np.array_equal(g, gradients[0]) for g in gradients[1:]):
+                one_ciphertext = False  # a malicious active party encrypting each passive's rows on its own
         if self.top_plan is not None:
             self._first_layer_weight_gradient(party, transposed, delta, step, sample_ids)
         with party.timer.phase(Phase.TOP):
@@ -454,8 +459,8 @@ class BlindActiveWire:
             party.computed_gradient(step, sample_ids, sender, gradient)
             if shared is None:
                 messages = self._gradient_messages(party, sender, party.defenses.plaintext(Placement.PRE_ENCRYPTION, gradient, ctx), ctx)
-                if self.link is not None and self.link.gradient_agreement:
-                    shared = messages  # every passive gets the very same bytes (the coordinator checks: .gradient_agreement)
+                if one_ciphertext:
+                    shared = messages  # the coordinator checks that every passive received them: .gradient_agreement
             else:
                 messages = shared
             for kind, payload, meta in messages:

@@ -1,0 +1,71 @@
+"""The gradient steering attack (registry kind ``gradient_steering``): a malicious active party reads one passive's
+feature Gram rows from the activation sums, unless the coordinator's gradient agreement stops the run first."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from securevfl.errors import DeviationDetected
+from securevfl.protocols.errors import ProtocolError
+from securevfl.study.status import STOPPED, RunStatus, failure_status
+from securevfl.training import run_training, stopped_cleanly
+from tests.helpers import config, random_dataset
+
+DATA = random_dataset(64, 16, 8, 3, seed=11)
+
+
+def _steering(masks: str, scheme: str = "ckks", key_holder: str = "coordinator", hidden: list[int] | None = None) -> dict:
+    cfg = config(
+        parties={"passive": 2, "split": "even"},
+        model={"top": "sum", "bottom_hidden": hidden or []},
+        train={"lr": 0.5, "batch_size": 8, "seed": 1, "epochs": 3, "progress": False},
+        protection={"scheme": scheme, "key_holder": key_holder, "activation_masks": masks} if scheme == "ckks" else {"scheme": scheme},
+        attack={"kind": "gradient_steering", "start_step": 8},  # epoch 1 trains honestly; epoch 2 sweeps, then the probe
+    )
+    return run_training(cfg, dataset=DATA)
+
+
+def test_without_the_masks_the_active_party_reads_the_target_passives_feature_gram_rows() -> None:
+    """One-layer bottoms: the sums' change after the probe is -lr * probe * (<x_j, x_i> + 1) over every sample i."""
+    result = _steering("none")
+    first, second, third = result["history"]
+    assert first["steering_gram_rows"] == 0.0 and second["steering_gram_rows"] == 0.0  # no probe has completed yet
+    assert third["steering_gram_rows"] == 1.0 and third["steering_gram_correlation"] > 0.98
+    assert result["attack"]["probes_sent"] == 6 and result["attack"]["probes_read"] == 3  # the last probe's sweep never ends
+
+
+def test_under_the_active_key_holder_it_needs_no_steering_and_still_works() -> None:
+    """ckks/active has no masks and no agreement (the active party holds the key): the steered rows are read."""
+    assert _steering("auto", key_holder="active")["history"][-1]["steering_gram_rows"] == 1.0
+
+
+def test_with_pairwise_masks_the_coordinator_stops_the_run_at_the_first_request_after_the_probe() -> None:
+    with pytest.raises(DeviationDetected) as caught:
+        _steering("pairwise")
+    stop = caught.value
+    assert stop.stopped_at_epoch == 2 and [entry["steering_gram_rows"] for entry in stop.history or []] == [0.0]
+    assert "refused its decrypt_request (step 16)" in str(stop) and "gradient steering" in str(stop)
+    assert failure_status(type(stop).__name__) is RunStatus.DETECTED and RunStatus.DETECTED in STOPPED
+
+
+def test_where_the_active_party_receives_each_passives_activations_it_is_infeasible() -> None:
+    result = _steering("none", scheme="plain")
+    assert result["attack_feasible"] is False and "no sum to separate" in result["attack_infeasible_reason"]
+
+
+@pytest.mark.parametrize("attacked", [False, True])
+def test_a_protocol_error_is_a_detected_deviation_only_in_a_run_with_an_attack(attacked: bool) -> None:
+    """Without an attack a protocol error is a bug, and stays one (never turned into an outcome)."""
+    expected = DeviationDetected if attacked else ProtocolError
+    with pytest.raises(expected, match="a peer broke the protocol"), stopped_cleanly(1, "training", lambda: 3, attacked=attacked):
+        raise ProtocolError("a peer broke the protocol")
+
+
+def test_the_gram_row_score_is_the_correlation_with_the_inner_products() -> None:
+    from securevfl.attacks.gradient_steering import gram_row_correlation
+
+    x = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    truth = np.array([2.0, 1.0, 2.0])  # <x_0, x_i> + 1 by hand
+    assert gram_row_correlation(-3 * truth + 5, x, 0) == pytest.approx(-1.0)
+    assert gram_row_correlation(0.5 * truth, x, 0) == pytest.approx(1.0)
