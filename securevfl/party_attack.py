@@ -91,7 +91,7 @@ KNOWLEDGE_NAME = "attack_knowledge.npz"
 TRUTH_NAME = "evaluator_truth.npz"
 PREDICTIONS_NAME = "eval_predictions.json"
 _FORMAT = 1
-_UNSCORED_ROWS = "its truth rows (true gradient rows or activations) exist only in other parties' processes; over gRPC they are not scored"
+_UNSCORED_ROWS = "its truth (true gradient rows, activations or the passives' columns) exists only in other parties' processes; over gRPC it is not scored"
 
 PartyData = PassiveData | ActiveData | None
 
@@ -459,7 +459,8 @@ def merge_attack_results(
             entry.update(extra)
         if record.get("attack_unscored"):
             attack["unscored"] = record["attack_unscored"]
-    if setup.attack is not None and (setup.truth is not None and (setup.truth.gradient_rows is not None or setup.truth.activations is not None)):
+    truth = setup.truth
+    if setup.attack is not None and truth is not None and any(part is not None for part in (truth.gradient_rows, truth.activations, truth.passive_inputs)):
         attack.setdefault("unscored", _UNSCORED_ROWS)
     if out_dir is not None:
         for record in records.values():

@@ -50,7 +50,7 @@ def party_facts(config: RunConfig, shape: RunShape, local: LocalParties, history
         test_labels = local.active.test_labels(np.arange(shape.n_test)).numpy()
         record |= {
             "privacy": label_dp_record(config, len(history)),
-            "promises": promises(config, list(shape.block_widths[: config.parties.passive])),
+            "promises": promises(config),
             **outcome(history, test_labels, config.train.collapse_epochs),
             "provenance": provenance(),
             "dataset": {  # the public shape every party agreed on (the values stay with their parties)

@@ -9,12 +9,10 @@ project has no attack that settles it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from securevfl.defenses.accounting import claim_refusals, noise_record
-from securevfl.schemes.label_private.plan import bottom_plan, same_gradient_packing
 from securevfl.sections import activation_masks_refusal, pairwise_activation_masks
 
 if TYPE_CHECKING:
@@ -50,20 +48,8 @@ def _label_dp(config: RunConfig) -> bool:
     return bool(record and record.get("claimed") and record.get("epsilon_pld") not in (None, float("inf")))
 
 
-def _one_gradient_packing(config: RunConfig, passive_features: Sequence[int] | None) -> bool | None:
-    """Whether one-layer open bottoms of these feature counts share one gradient packing (None: counts unknown)."""
-    if passive_features is None:
-        return None
-    plans = {str(index): bottom_plan(config.train.batch_size, features, [], 1, False) for index, features in enumerate(passive_features)}
-    return same_gradient_packing(plans)
-
-
-def promises(config: RunConfig, passive_features: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """The promises of ``config``'s scheme and hardening, as JSON-ready rows.
-
-    ``passive_features``: each passive's number of feature columns, when the run knows them (a result
-    record does); one promise depends on them (the gradient agreement of one-layer open bottoms).
-    """
+def promises(config: RunConfig) -> list[dict[str, Any]]:
+    """The promises of ``config``'s scheme and hardening, as JSON-ready rows."""
     scheme = config.scheme
     protection = config.protection
     out: list[Promise] = []
@@ -128,25 +114,16 @@ def promises(config: RunConfig, passive_features: Sequence[int] | None = None) -
                            else "unflooded decryptions: two spare evaluation requests give the key away, and with it "
                            "every passive's activations"))
         steering = ("the active party chooses each passive's gradient: sending one passive alone a probe, it reads that "
-                    "passive's feature Gram matrix from the honest sums (tests/test_pairwise_masks.py::test_gradient_steering_*)")
+                    "passive's feature Gram matrix from the honest sums (gradient_steering)")
         masked = ("each passive masks its activations pairwise (protection.activation_masks), so no single Enc(H_k) decrypts "
                   "to anything (active_own_slot reads none, nor does a recovered key)")
         checked = ("every passive receives the same gradient ciphertext and the coordinator compares their digests before "
                    "it answers the active party again, which stops gradient steering")
         if pairwise_activation_masks(protection, config.model.top, config.parties.passive):
-            packing = True if config.model.bottom_hidden or sealed else _one_gradient_packing(config, passive_features)
-            if packing:
-                out.append(Promise("activations", "malicious active", True, "active_own_slot, gradient steering", f"{masked}; {checked}"))
-            elif packing is False:
-                out.append(Promise("activations", "malicious active", False, "active_own_slot, gradient steering",
-                                   f"{masked}; but the passives' one-layer bottoms have feature counts that need different "
-                                   f"gradient packings, so no single gradient ciphertext can go to all of them: {steering}"))
-            else:
-                out.append(Promise("activations", "malicious active", None, "active_own_slot, gradient steering",
-                                   f"{masked}; with one-layer bottoms {checked} only when the passives' feature counts give "
-                                   f"the same gradient packing (the run's data decides); otherwise {steering}"))
+            # every passive's gradient travels in one packing (one-layer bottoms: the widest stride, SharedGradientPlan)
+            out.append(Promise("activations", "malicious active", True, "active_own_slot, gradient_steering", f"{masked}; {checked}"))
         else:
-            out.append(Promise("activations", "malicious active", False, "active_own_slot, gradient steering",
+            out.append(Promise("activations", "malicious active", False, "active_own_slot, gradient_steering",
                                "the coordinator cannot tell Enc(H_k) from the combination it expects (sealed or not): an "
                                "active party that deviates has one passive's activations decrypted in its own request slot"
                                f"{_masks_hint(config)}; and {steering}"))

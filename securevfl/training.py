@@ -27,7 +27,7 @@ from securevfl.federation import Federation, build_federation
 from securevfl.files import atomic_write_text
 from securevfl.run_files import RESULT_NAME, check_output_directory
 from securevfl.protocols import NonFiniteError
-from securevfl.protocols.errors import PayloadRangeError, ProtocolError
+from securevfl.protocols.errors import PayloadRangeError, RequestRefusedError
 from securevfl.protocols.phases import CostGroup, cost_summary
 from securevfl.provenance import provenance
 from securevfl.derivable import derivable
@@ -205,7 +205,8 @@ def _train_epoch(
         disable=None if train_cfg.progress else True,
     )
     first_step = step = (epoch - 1) * steps_per_epoch
-    attacked = federation.attack_setup is not None and federation.attack_setup.attack is not None  # a feasible attack runs
+    attack = federation.attack_setup.attack if federation.attack_setup is not None else None
+    attacked = attack is not None and attack.may_be_refused()  # a feasible attack that deviates runs
     with stopped_cleanly(epoch, "training", lambda: step, attacked=attacked):
         for index, sample_ids in enumerate(progress):
             step = first_step + index
@@ -231,9 +232,10 @@ def stopped_cleanly(epoch: int, stage: str, step: Callable[[], int], attacked: b
     """Turn a diverged value or one outside CKKS's precise range into :class:`TrainingDiverged`.
 
     Both are outcomes of a run, not bugs, wherever they happen: in a training step or while
-    evaluating (a backdoor's triggered samples can leave the range too). In a run with an attack
-    (``attacked``), a protocol error is an honest party's check catching the attacker
-    (:class:`~securevfl.errors.DeviationDetected`), an outcome too; without one it stays the bug it is.
+    evaluating (a backdoor's triggered samples can leave the range too). In a run with an attack that
+    deviates (``attacked``), a party's refusal of a request is an honest party's check catching the attacker
+    (:class:`~securevfl.errors.DeviationDetected`), an outcome too; any other protocol error, and a refusal
+    in any other run, stays the bug it is.
     """
     suffix = "" if stage == "training" else f" ({stage})"
     try:
@@ -246,7 +248,7 @@ def stopped_cleanly(epoch: int, stage: str, step: Callable[[], int], attacked: b
         raise OutOfRange(
             f"a message left CKKS's precise range {where}: {exc}; try a smaller train.lr or a larger protection bound / preset"
         ) from None
-    except ProtocolError as exc:
+    except RequestRefusedError as exc:
         if not attacked:
             raise
         where = f"at epoch {epoch}, step {step()}{suffix}"
@@ -299,7 +301,7 @@ def _result_record(
             "block_columns": [int(len(block)) for block in blocks],
         },
         "visibility": {party: log.to_rows() for party, log in federation.audits().items()},
-        "promises": promises(config, [len(block) for block in blocks[: config.parties.passive]]),
+        "promises": promises(config),
         "derivable": derivable(federation, config.train.batch_size, config.train.seed, sum_top=config.model.top == "sum"),
         "provenance": provenance(),
         "config": config.resolved(),

@@ -54,12 +54,33 @@ def test_where_the_active_party_receives_each_passives_activations_it_is_infeasi
     assert result["attack_feasible"] is False and "no sum to separate" in result["attack_infeasible_reason"]
 
 
-@pytest.mark.parametrize("attacked", [False, True])
-def test_a_protocol_error_is_a_detected_deviation_only_in_a_run_with_an_attack(attacked: bool) -> None:
-    """Without an attack a protocol error is a bug, and stays one (never turned into an outcome)."""
-    expected = DeviationDetected if attacked else ProtocolError
-    with pytest.raises(expected, match="a peer broke the protocol"), stopped_cleanly(1, "training", lambda: 3, attacked=attacked):
+def test_only_a_refusal_in_a_run_with_a_deviating_attack_is_a_detected_deviation() -> None:
+    """A refusal by an honest party's check stops a run with a deviating attack as ``detected``; any other protocol
+    error, and a refusal in a run without such an attack (none, observers, backdoor_control), stays the bug it is."""
+    from types import SimpleNamespace
+
+    from securevfl.attacks.registry import attack_class
+    from securevfl.protocols.errors import RequestRefusedError
+
+    refusal = SimpleNamespace(sender="coordinator", step=3, meta={"reason": "the passives received different gradients", "request": "decrypt_request"})
+    with pytest.raises(DeviationDetected, match="refused its decrypt_request"), stopped_cleanly(1, "training", lambda: 3, attacked=True):
+        raise RequestRefusedError("active", "decrypt_reply", refusal)
+    with pytest.raises(RequestRefusedError), stopped_cleanly(1, "training", lambda: 3, attacked=False):
+        raise RequestRefusedError("active", "decrypt_reply", refusal)
+    with pytest.raises(ProtocolError, match="a peer broke the protocol"), stopped_cleanly(1, "training", lambda: 3, attacked=True):
         raise ProtocolError("a peer broke the protocol")
+    assert attack_class("gradient_steering").may_be_refused() and attack_class("key_recovery").may_be_refused()
+    assert not any(attack_class(kind).may_be_refused() for kind in ("backdoor_control", "gradient_inversion", "label_inference"))
+
+
+def test_under_the_trainable_top_it_is_infeasible() -> None:
+    """The trainable top's first layer mixes the passives' activations with the active party's own weights: the read
+    columns would not be one output's sums (red-team review: feasible there before, 0 rows read at correlation 0.12)."""
+    cfg = config(parties={"passive": 2, "split": "even"}, model={"top": "trainable", "bottom_hidden": [], "bottom_output": 4, "top_hidden": [4]},
+                 train={"lr": 0.5, "batch_size": 8, "seed": 1, "epochs": 1, "progress": False},
+                 protection={"scheme": "ckks", "key_holder": "coordinator"}, attack={"kind": "gradient_steering"})
+    result = run_training(cfg, dataset=DATA)
+    assert result["attack_feasible"] is False and "sum top" in result["attack_infeasible_reason"]
 
 
 def test_the_gram_row_score_is_the_correlation_with_the_inner_products() -> None:

@@ -104,6 +104,7 @@ FEASIBLE_UNDER = {  # a scheme under which each built-in attack runs on DATA
     "flooding_key_recovery": {"scheme": "ckks", "key_holder": "coordinator"},
     "active_flooding_key_recovery": {"scheme": "ckks", "key_holder": "coordinator"},
     "active_own_slot": {"scheme": "ckks", "key_holder": "coordinator"},
+    "gradient_steering": {"scheme": "ckks", "key_holder": "coordinator"},
     "row_request": {"scheme": "ckks", "key_holder": "coordinator"},
     "activation_inversion": {"scheme": "plain"},
     "backdoor_control": {"scheme": "plain"},

@@ -472,10 +472,10 @@ def test_every_result_says_what_its_configuration_promises() -> None:
     assert no_policy[("the key holder's secret key", "malicious active")]["holds"] is False
     # pairwise masks (the default here) close the own slot; the coordinator's gradient check stops steering
     deviating = default[("activations", "malicious active")]
-    assert deviating["holds"] is True and deviating["attack"] == "active_own_slot, gradient steering"
+    assert deviating["holds"] is True and deviating["attack"] == "active_own_slot, gradient_steering"
     assert "active_own_slot reads none" in deviating["why"] and "stops gradient steering" in deviating["why"]
     unmasked = promised({"scheme": "ckks", "key_holder": "coordinator", "activation_masks": "none"})[("activations", "malicious active")]
-    assert unmasked["holds"] is False and "activation_masks = 'none'" in unmasked["why"] and "test_gradient_steering" in unmasked["why"]
+    assert unmasked["holds"] is False and "activation_masks = 'none'" in unmasked["why"] and "(gradient_steering)" in unmasked["why"]
     active_holder = promised({"scheme": "ckks", "key_holder": "active"})
     assert active_holder[("activations", "semi-honest active")]["holds"] is False
     assert ("the key holder's secret key", "malicious active") not in active_holder  # it holds the key itself

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 from scipy import stats
 
@@ -281,7 +282,7 @@ def test_the_coordinator_waits_for_every_passives_digest_and_refuses_differing_o
     [
         ({"top": "sum", "bottom_hidden": [32]}, {}, True),  # one gradient packing for every passive: checked
         ({"top": "sum", "bottom_hidden": []}, {"passive_layer": "sealed"}, True),  # one sealed stride for all
-        ({"top": "sum", "bottom_hidden": []}, {}, None),  # one-layer open bottoms: their feature counts decide
+        ({"top": "sum", "bottom_hidden": []}, {}, True),  # one-layer open bottoms: one shared gradient stride for all
         ({"top": "sum", "bottom_hidden": [32]}, {"activation_masks": "none"}, False),
         ({"top": "trainable"}, {}, False),
     ],
@@ -295,29 +296,35 @@ def test_what_the_activations_promise_against_a_malicious_active_party(model: di
     assert rows[("activations", "malicious active")]["holds"] is holds
 
 
-@pytest.mark.parametrize(("features", "holds"), [((4, 4), True), ((1, 7), True), ((1, 40), False), (None, None)])
-def test_a_result_record_knows_whether_one_layer_bottoms_share_a_gradient_packing(features: tuple | None, holds: bool | None) -> None:
-    """One-layer open bottoms: the feature counts decide whether one gradient ciphertext fits every passive (at batch
-    8, 1 and 7 features share a stride of 16 slots, 1 and 40 need 16 and 64: the agreement is off, as a federation of
-    those counts shows, and steering works)."""
+@pytest.mark.parametrize("counts", [(1, 7), (1, 40), (40, 3, 9)])
+def test_one_layer_bottoms_of_any_feature_counts_share_one_gradient_packing_and_train_like_plaintext(counts: tuple[int, ...]) -> None:
+    """One-layer open bottoms pack their gradient in the stride of G^T @ [X | 1], which depends on the feature count
+    (at batch 8: 16 slots for 1 to 15 features, 64 for 40). With the masks every passive gets the widest
+    (SharedGradientPlan), so one ciphertext serves all and the coordinator checks it (before 2026-11-27 the check was
+    off for 1 and 40 features and steering worked there); a step still updates every model like the plaintext step."""
+    from securevfl.schemes.label_private.plan import SharedGradientPlan
+
+    common = {"parties": {"passive": len(counts), "split": "even"}, "model": {"top": "sum", "bottom_hidden": []},
+              "train": {"lr": 0.5, "batch_size": 8, "seed": 3}}
+    dataset = random_dataset(16, 4, sum(counts), 3, seed=0)
+    edges = np.cumsum((0, *counts))
+    blocks = [np.arange(edges[k], edges[k + 1]) for k in range(len(counts))]
+    plain = build_federation(config(**common), dataset, blocks)
+    blind = build_federation(config(**common, protection={"scheme": "ckks", "key_holder": "coordinator", "preset": "compute",
+                                                          "flooding_bits": 0, "activation_masks": "pairwise"}), dataset, blocks)
+    assert all(party.wire.link.gradient_agreement for party in blind.passives)
+    shared = {party.wire.plan.feature_major_stride(0) for party in blind.passives}
+    assert len(shared) == 1 and all(isinstance(party.wire.plan, SharedGradientPlan) for party in blind.passives) == (counts != (1, 7))
+    ids = np.arange(8)
+    assert abs(plain.train_batch(0, ids) - blind.train_batch(0, ids)) < 1e-5
+    for a, b in zip(plain.passives, blind.passives, strict=True):
+        for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+            torch.testing.assert_close(pb.detach(), pa.detach(), rtol=0, atol=1e-4)
+    rows = {(row["asset"], row["adversary"]): row for row in promises_of(common)}
+    assert rows[("activations", "malicious active")]["holds"] is True
+
+
+def promises_of(sections: dict) -> list[dict]:
     from securevfl.promises import promises
 
-    config = validate_config({"parties": {"passive": 2}, "model": {"top": "sum", "bottom_hidden": []}, "train": {"batch_size": 8},
-                              "protection": {"scheme": "ckks", "key_holder": "coordinator"}})
-    rows = {(row["asset"], row["adversary"]): row for row in promises(config, features)}
-    assert rows[("activations", "malicious active")]["holds"] is holds
-    if holds is False:
-        assert "different gradient packings" in rows[("activations", "malicious active")]["why"]
-
-
-def test_the_promise_and_the_federation_agree_on_the_gradient_check() -> None:
-    from securevfl.promises import promises
-
-    for counts, expected in (((1, 7), True), ((1, 40), False)):
-        raw = {"parties": {"passive": 2, "split": "even"}, "model": {"top": "sum", "bottom_hidden": []}, "train": {"batch_size": 8},
-               "protection": {"scheme": "ckks", "key_holder": "coordinator"}}
-        dataset = random_dataset(16, 4, sum(counts), 3, seed=0)
-        federation = build_federation(config(**raw), dataset, [np.arange(counts[0]), np.arange(counts[0], sum(counts))])
-        assert [party.wire.link.gradient_agreement for party in federation.passives] == [expected, expected]
-        rows = {(row["asset"], row["adversary"]): row for row in promises(validate_config(raw), counts)}
-        assert rows[("activations", "malicious active")]["holds"] is expected
+    return promises(validate_config({**sections, "protection": {"scheme": "ckks", "key_holder": "coordinator"}}))

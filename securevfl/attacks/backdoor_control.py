@@ -61,6 +61,7 @@ class BackdoorControl(Attack):
     """An honest party: every hook keeps its default; only the control split is evaluated."""
 
     name: ClassVar[str] = "backdoor_control"
+    deviates = False  # an honest party's plug-in
     config_type = BackdoorControlConfig
     requires = (frozenset(),)  # it does nothing, so every scheme can carry it
     infeasible_because = "never infeasible"

@@ -143,6 +143,15 @@ class Attack(ABC):
     observes_only: ClassVar[bool] = False
     """It only reads what its party is given and sends nothing else: the run trains exactly as an honest one,
     so its main accuracy is the honest model's (the survival table then also compares that, CKKS vs plaintext)."""
+    deviates: ClassVar[bool] = True
+    """It may send what an honest party would not (unless it ``observes_only``), so an honest party's check may refuse
+    it: a refusal then stops the run as ``detected`` (:class:`~securevfl.errors.DeviationDetected`), an outcome, where
+    in a run without such an attack it is a bug. False for an honest party's plug-in (``backdoor_control``)."""
+
+    @classmethod
+    def may_be_refused(cls) -> bool:
+        """Whether a refusal by an honest party's check is this attack being caught (see :attr:`deviates`)."""
+        return cls.deviates and not cls.observes_only
 
     def __init__(self, party: str) -> None:
         self.party = party

@@ -16,6 +16,10 @@ active party learns only the sum ``S = sum_k H_k``. It chooses ``delta``, though
    feature Gram matrix (``j``, the probed sample); with hidden layers a mixture of that and the hidden
    representation's Gram row. The after-sweep is the next probe's before-sweep.
 
+The freeze assumes plain SGD on the passives (``train.momentum = 0``, ``train.weight_decay = 0``, the paper's
+setting): with momentum or weight decay a zero gradient does not stop a model, and the attack reads less (red-team
+review: momentum 0.9, 0 of 3 rows; weight decay 0.05, 1 of 3), so it under-reports there.
+
 Each completed probe is scored against the target's true Gram row ``<x_j, x_i> + 1`` (Pearson correlation
 over the training samples); a row counts as read at ``threshold``. The training stops where the attack
 runs (it freezes the passives): runs let the model train honestly until ``start_step``.
@@ -113,6 +117,9 @@ class GradientSteering(Attack):
     def infeasibility(cls, granted: frozenset[Capability], setting: AttackSetting) -> str | None:
         if len(setting.passives) < 2:
             return "with one passive the sum is its activations: there is nothing to separate"
+        if setting.top != "sum":
+            return ("written for the sum top: under a trainable top the decrypted values mix the passives' activations with "
+                    "the active party's own first-layer weights, which it trains on")
         return super().infeasibility(granted, setting)
 
     @classmethod

@@ -27,7 +27,7 @@ from securevfl.attacks import MAIN_ACCURACY, AttackConfigBase, attack_class, par
 from securevfl.attacks.backdoor_control import CONTROL_TARGET_RATE, BackdoorControl
 from securevfl.attacks.poison import BackdoorConfig
 from securevfl.schemes import PlainScheme
-from securevfl.sections import ProtectionConfig
+from securevfl.sections import ProtectionConfig, pairwise_activation_masks
 from securevfl.study.spec import PlannedRun
 from securevfl.study.statistics import EQUIVALENCE_MARGIN
 from securevfl.study.status import STOPPED, RunStatus
@@ -72,8 +72,8 @@ _HARDENING: dict[str, tuple[dict[Any, int] | None, str, str]] = {
     "flooding_bits": (None, "flooding", " bits"),  # None: the number itself is the rank
     "decryption_policy": ({"none": 0, "protocol": 1}, "decryption policy", ""),
     "passive_layer": ({"open": 0, "sealed": 1}, "passive layer", ""),
-    # "auto" is pairwise where the masks can run (the coordinator's sum top, the only setting a study compares them in)
-    "activation_masks": ({"none": 0, "auto": 1, "pairwise": 1}, "activation masks", ""),
+    # ranked by what the run does: "auto" (and "pairwise") only where the masks run (see _hardening_rank)
+    "activation_masks": ({"none": 0, "pairwise": 1}, "activation masks", ""),
 }
 
 
@@ -138,6 +138,10 @@ def _hardening_rank(config: dict[str, Any]) -> dict[str, int | float]:
     ranks: dict[str, int | float] = {}
     for name, (order, _, _) in _HARDENING.items():
         value = protection[name]
+        if name == "activation_masks":  # "auto" is "none" where the masks cannot run (ckks/active, a trainable top ...)
+            model, parties = config.get("model", {}), config.get("parties", {})
+            masked = pairwise_activation_masks(ProtectionConfig.model_validate(protection), model.get("top", "sum"), int(parties.get("passive", 2)))
+            value = "pairwise" if masked else "none"
         ranks[name] = float(value) if order is None else order.get(value, 0)
     return ranks
 

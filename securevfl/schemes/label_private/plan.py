@@ -109,6 +109,29 @@ class SealedPlan(BottomPlan):
         return 1
 
 
+@dataclass(frozen=True)
+class SharedGradientPlan(BottomPlan):
+    """A one-layer open bottom whose gradient ``Enc(G^T)`` travels in a row ``stride`` shared by every passive.
+
+    Under pairwise activation masks every passive must receive the very same gradient ciphertext (the
+    coordinator compares their digests: :mod:`securevfl.protocols.gradient_agreement`). A one-layer bottom's
+    gradient is packed in the stride of its product ``G^T @ [X | 1]``, which depends on the passive's number of
+    features; this plan gives every passive the widest of those strides (the product only needs at least its
+    own), so one packing serves all of them. Used only where the strides would differ, so every other run packs
+    as before.
+    """
+
+    stride: int
+
+    def feature_major_stride(self, layer: int) -> int:
+        return self.stride
+
+
+def shared_gradient_stride(batch: int, in_features: Sequence[int]) -> int:
+    """The widest one-layer gradient stride of these feature counts: one that fits every passive's product."""
+    return max(rotations.matmul_stride(batch, features + 1) for features in in_features)
+
+
 def sealed_stride(batch: int, in_features: Sequence[int], out_features: int, slots: int) -> int:
     """The one row stride every sealed passive's weights, activations and gradients use.
 

@@ -27,7 +27,9 @@ from securevfl.protocols.gradient_agreement import GradientAgreement
 from securevfl.protocols.pairwise_masks import deal_pair_keys
 from securevfl.schemes.base import Capability, Role, Scheme, SchemeCapabilities
 from securevfl.schemes.label_private.policy import label_private_policy
-from securevfl.schemes.label_private.plan import BottomPlan, SealedPlan, TopPlan, required_depth, same_gradient_packing, sealed_stride
+from securevfl.schemes.label_private.plan import (
+    BottomPlan, SealedPlan, SharedGradientPlan, TopPlan, required_depth, same_gradient_packing, sealed_stride, shared_gradient_stride,
+)
 from securevfl.schemes.label_private.precision import BACKPROP_HEADROOM
 from securevfl.schemes.label_private.sealed import SealedActiveWire, SealedPassiveWire, sealed_layer_refusal
 from securevfl.schemes.label_private.wires import BlindActiveWire, BlindPassiveWire, Bounds, KeyHolderLink
@@ -234,6 +236,14 @@ class LabelPrivateScheme(Scheme):
         if self.sealed:
             stride = sealed_stride(batch, [plan.widths[0] for plan in plans.values()], run.bottom_out, slots)
             plans = {name: SealedPlan(plan.batch, plan.widths, plan.relu_after, stride=stride) for name, plan in plans.items()}
+        elif (
+            pairwise_activation_masks(self.protection, model.top, len(plans))
+            and all(plan.layers == 1 for plan in plans.values())
+            and not same_gradient_packing(plans)
+        ):
+            # one-layer bottoms of different feature counts: one gradient packing for all, so the coordinator can check it
+            stride = shared_gradient_stride(batch, [plan.widths[0] for plan in plans.values()])
+            plans = {name: SharedGradientPlan(plan.batch, plan.widths, plan.relu_after, stride=stride) for name, plan in plans.items()}
         for name, plan in plans.items():
             if plan.depth() > depth:
                 raise ConfigError(
