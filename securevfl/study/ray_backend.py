@@ -63,6 +63,10 @@ def require_ray() -> ModuleType:
 
 #: How many times a local Ray instance is started before the study gives up (see :func:`_start`).
 LOCAL_START_ATTEMPTS = 3
+#: What Ray says when a local node was too slow to start (the node's registration, the GCS server's port file).
+START_TIMEOUTS = ("timed out during startup", "Timed out waiting for file")
+#: Seconds a local start waits for its GCS server's port file (Ray's default, 30, ran out on a loaded 2-core machine in CI).
+LOCAL_GCS_WAIT_SECONDS = 120
 
 
 def _ray_train(job: TrainJob, plugins: tuple[str, ...], cwd: str, sys_path: list[str]) -> RunOutcome:
@@ -88,6 +92,8 @@ def _start(ray: ModuleType, workers: int, address: str | None) -> bool:
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
     where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
     attempts = 1 if address else LOCAL_START_ATTEMPTS
+    if address is None:  # its GCS server's port file: Ray waits 30 s by default (an operator's own setting wins)
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(LOCAL_GCS_WAIT_SECONDS))
     for attempt in range(1, attempts + 1):
         try:
             if address is None:
@@ -95,10 +101,11 @@ def _start(ray: ModuleType, workers: int, address: str | None) -> bool:
             else:
                 ray.init(address=address, **quiet)
             return True
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise ConfigError(f"study --backend ray: cannot start or reach {where}: {str(exc).splitlines()[0]}") from None
         except Exception as exc:  # noqa: BLE001 - Ray's start-up timeout is a bare Exception
-            if "timed out during startup" not in str(exc):
+            started_too_slowly = any(sign in str(exc) for sign in START_TIMEOUTS)
+            if not started_too_slowly and isinstance(exc, ConnectionError | ValueError | RuntimeError):
+                raise ConfigError(f"study --backend ray: cannot start or reach {where}: {str(exc).splitlines()[0]}") from None
+            if not started_too_slowly:
                 raise
             ray.shutdown()  # stop what the failed start left running before the next try
             if attempt == attempts:
