@@ -31,7 +31,7 @@ run_part() {
 snapshot_part() {
   local part=$1 out="$OUT/${FOLDER[$1]}" dest="$DOCS/${SNAPSHOT[$1]}"
   [ -d "$out/runs" ] || return 0
-  $CLI study --config "$STUDIES/${CONFIG[$part]}" --out "$out" --report-only --quiet | head -1
+  $CLI study --config "$STUDIES/${CONFIG[$part]}" --out "$out" --report-only --quiet | sed -n 1p
   mkdir -p "$dest"
   cp "$out/study_runs.csv" "$out/study_runs.json" "$out/report.md" "$dest/"
   rm -rf "$dest/plots" && cp -r "$out/plots" "$dest/plots"
