@@ -433,7 +433,12 @@ def run() -> None:
     written atomically before it returns, so it ends at once instead, with its exit code.
     """
     argv = sys.argv[1:]
-    code = main(argv)
+    try:
+        code = main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`securevfl study ... | head -1`): its choice, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        code = 0
     if argv[:1] == ["party"]:
         sys.stdout.flush()
         sys.stderr.flush()
