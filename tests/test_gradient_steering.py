@@ -76,11 +76,16 @@ def test_only_a_refusal_in_a_run_with_a_deviating_attack_is_a_detected_deviation
 def test_under_the_trainable_top_it_is_infeasible() -> None:
     """The trainable top's first layer mixes the passives' activations with the active party's own weights: the read
     columns would not be one output's sums (red-team review: feasible there before, 0 rows read at correlation 0.12)."""
-    cfg = config(parties={"passive": 2, "split": "even"}, model={"top": "trainable", "bottom_hidden": [], "bottom_output": 4, "top_hidden": [4]},
-                 train={"lr": 0.5, "batch_size": 8, "seed": 1, "epochs": 1, "progress": False},
-                 protection={"scheme": "ckks", "key_holder": "coordinator"}, attack={"kind": "gradient_steering"})
-    result = run_training(cfg, dataset=DATA)
-    assert result["attack_feasible"] is False and "sum top" in result["attack_infeasible_reason"]
+    from securevfl.attacks.base import AttackSetting
+    from securevfl.attacks.gradient_steering import GradientSteering
+    from securevfl.roles import Capability
+
+    granted = frozenset({Capability.COMBINED_ACTIVATIONS})
+    def setting(top: str) -> AttackSetting:
+        return AttackSetting(dataset=DATA, party="active", columns=None, bottom_output=4, seed=0, top=top, passives=("passive_1", "passive_2"))
+
+    assert GradientSteering.infeasibility(granted, setting("sum")) is None
+    assert "written for the sum top" in str(GradientSteering.infeasibility(granted, setting("trainable")))
 
 
 def test_the_gram_row_score_is_the_correlation_with_the_inner_products() -> None:
