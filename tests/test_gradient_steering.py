@@ -95,3 +95,17 @@ def test_the_gram_row_score_is_the_correlation_with_the_inner_products() -> None
     truth = np.array([2.0, 1.0, 2.0])  # <x_0, x_i> + 1 by hand
     assert gram_row_correlation(-3 * truth + 5, x, 0) == pytest.approx(-1.0)
     assert gram_row_correlation(0.5 * truth, x, 0) == pytest.approx(1.0)
+
+
+def test_with_uneven_one_layer_bottoms_the_masks_still_stop_it() -> None:
+    """1 and 40 features at batch 8 need gradient strides of 16 and 64 slots: before the shared stride
+    (SharedGradientPlan) the coordinator's check was off there and steering read the rows past the masks."""
+    cfg = config(
+        parties={"passive": 2, "split": "columns", "columns": [[0], list(range(1, 41))]},
+        model={"top": "sum", "bottom_hidden": []},
+        train={"lr": 0.5, "batch_size": 8, "seed": 1, "epochs": 3, "progress": False},
+        protection={"scheme": "ckks", "key_holder": "coordinator", "activation_masks": "pairwise"},
+        attack={"kind": "gradient_steering", "start_step": 8, "target": "passive_2"},
+    )
+    with pytest.raises(DeviationDetected, match="the passives received different gradients"):
+        run_training(cfg, dataset=random_dataset(64, 16, 41, 3, seed=5))
