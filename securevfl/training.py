@@ -237,22 +237,21 @@ def stopped_cleanly(epoch: int, stage: str, step: Callable[[], int], attacked: b
     (:class:`~securevfl.errors.DeviationDetected`), an outcome too; any other protocol error, and a refusal
     in any other run, stays the bug it is.
     """
-    suffix = "" if stage == "training" else f" ({stage})"
+    def where() -> str:
+        return f"at epoch {epoch}, step {step()}" + ("" if stage == "training" else f" ({stage})")
+
     try:
         yield
     except NonFiniteError as exc:
-        where = f"at epoch {epoch}, step {step()}{suffix}"
-        raise TrainingDiverged(f"{stage} diverged {where}: {exc}; try a smaller train.lr") from None
+        raise TrainingDiverged(f"{stage} diverged {where()}: {exc}; try a smaller train.lr") from None
     except (PayloadRangeError, PrecisionError) as exc:  # PrecisionError: a kernel's result bound, or a refresh
-        where = f"at epoch {epoch}, step {step()}{suffix}"
         raise OutOfRange(
-            f"a message left CKKS's precise range {where}: {exc}; try a smaller train.lr or a larger protection bound / preset"
+            f"a message left CKKS's precise range {where()}: {exc}; try a smaller train.lr or a larger protection bound / preset"
         ) from None
     except RequestRefusedError as exc:
         if not attacked:
             raise
-        where = f"at epoch {epoch}, step {step()}{suffix}"
-        raise DeviationDetected(f"a party's protocol check stopped the run {where}: {' '.join(str(exc).split())}") from None
+        raise DeviationDetected(f"a party's protocol check stopped the run {where()}: {' '.join(str(exc).split())}") from None
 
 
 def _result_record(
