@@ -66,6 +66,10 @@ class DeviationDetected(TrainingDiverged):
     tables (``detected``); the epochs before the stop say what the attacker had by then. Without an attack a
     protocol error is a bug and is not turned into this."""
 
+    attack_at_stop: dict[str, float] | None = None
+    """An attack that reads private data scored on what it holds at the stop (its own metrics, no protocol message):
+    the attacker keeps what it read, and reads nothing more, so this is its final success (study verdicts use it)."""
+
 
 class BenchChildError(SecureVFLError):
     """A benchmark measurement process stopped on a user error (e.g. no MNIST files in ``--data-dir``)."""

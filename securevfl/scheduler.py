@@ -147,6 +147,15 @@ class Federation:
             metrics.update(setup.attack.epoch_metrics(setup.truth))
         return metrics
 
+    def attack_read_at_stop(self) -> dict[str, float]:
+        """What an attacker that reads private data holds when an honest party's check has stopped the run: its own
+        metrics on its state, scored against the truth, without a protocol message (the run has stopped). Empty for
+        an attack judged by the model's predictions (a backdoor: no model to ask), or without a truth to score on."""
+        setup = self.attack_setup
+        if setup is None or setup.attack is None or setup.truth is None or not setup.attack.reads_private_data:
+            return {}
+        return setup.attack.epoch_metrics(setup.truth)
+
     def audits(self) -> dict[str, VisibilityLog]:
         """Every party's record of the plaintext values it has held (a key holder's under its name)."""
         logs = {party.name: party.audit for party in self.passives}

@@ -127,6 +127,8 @@ def run_training(
         except TrainingDiverged as exc:  # keep what the run did before it stopped
             exc.history, exc.stopped_at_epoch = list(history), epoch
             exc.chance_accuracy = chance_accuracy(dataset.y_test)
+            if isinstance(exc, DeviationDetected):  # what the caught attacker keeps
+                exc.attack_at_stop = federation.attack_read_at_stop()
             raise
         history.append(record.history_entry())
         epoch_seconds.append(round(record.seconds, 4))

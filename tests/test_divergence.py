@@ -127,3 +127,52 @@ def test_a_ckks_range_stop_is_its_own_status_and_keeps_the_history_before_it(tmp
     columns = _stop_columns({"stopped_at_epoch": 3, "history": history})
     assert columns["stopped_at_epoch"] == 3 and (columns["backdoor_peak"], columns["backdoor_peak_epoch"]) == (0.9, 2)
     assert _stop_columns({"error": "an old record"}) == {}
+
+
+def test_a_privacy_attack_on_a_model_at_chance_keeps_its_numbers(tmp_path: Path) -> None:
+    """The collapse rule is for numbers read off the model (a backdoor, a run without an attack): an attack that
+    reads private data keeps its numbers on a model at chance (``ok``, the reason says the model is at chance),
+    in the table and in the worker's log line alike."""
+    from securevfl.attacks import ATTACKS
+    from securevfl.study import load_study, plan_runs
+    from securevfl.study.runner import run_dir
+    from securevfl.study.table import collect_rows
+    from securevfl.study.worker import TrainJob, train_one
+
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[study]\nname = "s"\nseeds = [0]\n[study.set]\n"train.epochs" = 2\n"train.collapse_epochs" = 2\n"train.lr" = 1e-9\n'
+        '[[grid]]\nname = "g"\n[grid.variants]\nclean = {}\ninversion = { "attack.kind" = "gradient_inversion" }\n'
+        'backdoor = { "attack.kind" = "gradient_replacement" }\n',
+        encoding="utf-8",
+    )
+    runs = plan_runs(load_study(study))
+    out = tmp_path / "out"
+    outcomes = {run.cell.removeprefix("plain__"): train_one(TrainJob(run.run_id, run.config, run.config, str(run_dir(out, run)), None)) for run in runs}
+    rows = {row["cell"].removeprefix("plain__"): row for row in collect_rows(runs, out)[0]}
+    assert {cell: row["status"] for cell, row in rows.items()} == {
+        "clean": RunStatus.COLLAPSED, "inversion": RunStatus.OK, "backdoor": RunStatus.COLLAPSED}
+    assert {cell: outcome.status for cell, outcome in outcomes.items()} == {cell: row["status"] for cell, row in rows.items()}
+    inversion = rows["inversion"]
+    assert inversion["main_accuracy"] <= inversion["chance_accuracy"] + 0.05  # the model did sit at chance
+    assert inversion["reason"].startswith("model at chance") and "numbers stand" in inversion["reason"]
+    assert inversion["inversion_label_accuracy"] is not None  # the attack's number is in the table
+    # the note keeps training's own collapse reason, so the row round-trips through a committed table
+    import shutil
+
+    from securevfl.study import run_and_report
+    from securevfl.study.reuse import reuse_finished_runs
+
+    run_and_report(study, out, train=False, show_progress=False, log=lambda _: None)
+    snapshot = tmp_path / "committed"
+    snapshot.mkdir()
+    shutil.copy(out / "study_runs.json", snapshot / "study_runs.json")
+    assert "above chance" in inversion["reason"]  # training flagged it (2 epochs at chance), not the table's rule
+    assert reuse_finished_runs(runs, tmp_path / "again", [snapshot], log=lambda _: None) == len(runs)
+    again = {row["cell"].removeprefix("plain__"): row for row in collect_rows(runs, tmp_path / "again")[0]}
+    assert [(row["status"], row["reason"]) for row in again.values()] == [(row["status"], row["reason"]) for row in rows.values()]
+    # the registry says which attacks read private data: every one with a success metric but the backdoor
+    readers = {kind for kind, cls in ATTACKS.items() if cls.reads_private_data}
+    assert "gradient_replacement" not in readers and "backdoor_control" not in readers
+    assert {"gradient_inversion", "activation_inversion", "key_recovery", "active_key_recovery", "row_request",
+            "gradient_steering", "label_inference", "flooding_key_recovery"} <= readers

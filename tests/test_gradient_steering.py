@@ -47,6 +47,40 @@ def test_with_pairwise_masks_the_coordinator_stops_the_run_at_the_first_request_
     assert stop.stopped_at_epoch == 2 and [entry["steering_gram_rows"] for entry in stop.history or []] == [0.0]
     assert "refused its decrypt_request (step 16)" in str(stop) and "gradient steering" in str(stop)
     assert failure_status(type(stop).__name__) is RunStatus.DETECTED and RunStatus.DETECTED in STOPPED
+    assert stop.attack_at_stop == {"steering_gram_rows": 0.0}  # caught before any probe's sweep completed: nothing read
+
+
+def test_a_study_records_what_the_caught_attacker_had_read_and_its_table_carries_it(tmp_path) -> None:
+    """The worker keeps the attacker's success at the stop in ``failed.json`` and the table shows it as
+    ``<metric>_at_stop`` (what a survival verdict counts for that seed); the restore from a table keeps it."""
+    import json
+    import shutil
+
+    from securevfl.study import load_study, plan_runs, run_and_report
+    from securevfl.study.reuse import reuse_finished_runs
+    from securevfl.study.runner import FAILED_NAME, run_dir
+    from securevfl.study.table import collect_rows
+
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[study]\nname = "s"\nseeds = [0]\nschemes = ["ckks/coordinator"]\n[study.set]\n"data.name" = "digits"\n'
+        '"data.train_limit" = 64\n"data.test_limit" = 16\n"train.batch_size" = 8\n"train.lr" = 0.5\n"train.epochs" = 3\n'
+        '"model.bottom_hidden" = []\n"protection.activation_masks" = "pairwise"\n"attack.kind" = "gradient_steering"\n'
+        '"attack.start_step" = 8\n[[grid]]\nname = "g"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    run_and_report(study, out, show_progress=False, log=lambda _: None)
+    runs = plan_runs(load_study(study))
+    failure = json.loads((run_dir(out, runs[0]) / FAILED_NAME).read_text())
+    assert failure["type"] == "DeviationDetected" and failure["attack_at_stop"] == {"steering_gram_rows": 0.0}
+    row = collect_rows(runs, out)[0][0]
+    assert row["status"] == RunStatus.DETECTED and row["steering_gram_rows_at_stop"] == 0.0
+    snapshot = tmp_path / "committed"
+    snapshot.mkdir()
+    shutil.copy(out / "study_runs.json", snapshot / "study_runs.json")
+    assert reuse_finished_runs(runs, tmp_path / "again", [snapshot], log=lambda _: None) == 1
+    assert collect_rows(runs, tmp_path / "again")[0][0]["steering_gram_rows_at_stop"] == 0.0
 
 
 def test_where_the_active_party_receives_each_passives_activations_it_is_infeasible() -> None:

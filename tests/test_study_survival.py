@@ -145,6 +145,31 @@ def test_the_key_holders_hardening_is_a_labelled_line_compared_with_the_unharden
     assert "| threat_default | key recovery | hardening flooding 30 bits vs 0 | ckks/coordinator | 99.3 [96.5, 100.0] | works | +99.3 [+96.5, +100.0] | - |" in table
 
 
+def test_a_caught_attacker_counts_at_what_it_had_read_when_the_check_stopped_it(tmp_path: Path) -> None:
+    """A ``detected`` run whose attacker recorded its success at the stop (``<metric>_at_stop``) is no unknown to impute
+    over [0, 1]: the attacker keeps that read and reads nothing more, so the hardening is judged on it (here it had
+    read nothing: works). A detected run without that record is still an unknown (no verdict)."""
+    runs = _plan(tmp_path, KEY_STUDY)
+    unflooded = [1.0, 0.98, 1.0]
+    rows = _key_rows(runs, {
+        ("threat_default", "ckks/coordinator"): ["detected"] * 3,
+        ("threat_default", "ckks/active"): ["detected"] * 3,
+        ("threat_no_flooding", "ckks/coordinator"): unflooded,
+        ("threat_no_flooding", "ckks/active"): unflooded,
+    })
+    for run, row in zip(runs, rows, strict=True):
+        if run.grid == "threat_default" and run.levels["scheme"] == "ckks/coordinator":
+            row["key_recovery_label_accuracy_at_stop"] = 0.0  # caught before it read a label
+    schemes = ["plain", "ckks/receiver", "ckks/active", "ckks/coordinator"]
+    hardened = _line(survival_lines(runs, rows, schemes), "threat_default", "-")
+    assert ("ckks/coordinator: works (unhardened 99.3 [96.5, 100.0] → 0.0, reduction +99.3 [+96.5, +100.0], main - vs "
+            "unhardened, n=3; seed(s) 0,1,2 detected by a check: counted at the attacker's success at the stop)") in hardened.verdict
+    assert "ckks/active: stopped (hardened stopped 3/3 (3 detected), unhardened stopped 0/3; no verdict" in hardened.verdict
+    assert hardened.cells["ckks/coordinator"] == "0.0 at the stop / main - [stopped 3/3 (3 detected)]"
+    judged = {(j.scheme, j.what): j.word for j in hardened.judgements}
+    assert judged == {("ckks/coordinator", "hardening flooding 30 bits vs 0"): "works", ("ckks/active", "hardening flooding 30 bits vs 0"): "stopped"}
+
+
 # ---------------------------------------------------------------- 3. a working attack, 4. cost vs clean, 5. controls
 
 BACKDOOR_STUDY = """

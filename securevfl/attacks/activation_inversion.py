@@ -186,6 +186,7 @@ class ActivationInversion(Attack):
     infeasible_because = "the active party holds neither the passives' activation rows nor a combination of them"
     metrics = (ACTIVATION_ROWS_RECOVERED, ACTIVATION_RECOVERY_ERROR, ACTIVATION_ROWS_DETERMINED)
     success_metric = ACTIVATION_ROWS_RECOVERED.name
+    reads_private_data = True
     observes_only = True
     scores_activations = True
 

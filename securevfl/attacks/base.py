@@ -143,6 +143,11 @@ class Attack(ABC):
     observes_only: ClassVar[bool] = False
     """It only reads what its party is given and sends nothing else: the run trains exactly as an honest one,
     so its main accuracy is the honest model's (the survival table then also compares that, CKKS vs plaintext)."""
+    reads_private_data: ClassVar[bool] = False
+    """Its success is a read of another party's private data (labels, activations, features, the key), not a
+    behaviour of the trained model: its numbers stand in a run whose model sits at chance, so the study does not
+    call that run collapsed (it reports the model's accuracy next to them). False for a backdoor, whose success is
+    read off the model's predictions (at chance, "backdoor 100 %" is a model that always predicts the target)."""
     deviates: ClassVar[bool] = True
     """It may send what an honest party would not (unless it ``observes_only``), so an honest party's check may refuse
     it: a refusal then stops the run as ``detected`` (:class:`~securevfl.errors.DeviationDetected`), an outcome, where

@@ -130,6 +130,7 @@ class GradientInversion(Attack):
         INVERSION_BEST_LABEL_ACCURACY,
     )
     success_metric = INVERSION_LABEL_ACCURACY.name
+    reads_private_data = True
     observes_only = True
     scores_gradient_rows = True
 

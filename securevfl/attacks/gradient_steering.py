@@ -98,6 +98,7 @@ class GradientSteering(Attack):
     )
     metrics = (STEERING_ROWS, STEERING_CORRELATION)
     success_metric = STEERING_ROWS.name
+    reads_private_data = True
     scores_passive_inputs = True
 
     def __init__(self, party: str, n_samples: int, target: int, start_step: int, probe: float, threshold: float) -> None:

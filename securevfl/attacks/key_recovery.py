@@ -99,6 +99,7 @@ class KeyRecovery(Attack):
     infeasible_because = NO_DECRYPTION_REQUESTS
     metrics = (KEY_RECOVERED, KEY_RECOVERY_LABEL_ACCURACY)
     success_metric = KEY_RECOVERY_LABEL_ACCURACY.name
+    reads_private_data = True
 
     def __init__(self, party: str, n_samples: int, start_step: int, sum_top: bool) -> None:
         super().__init__(party)
@@ -242,6 +243,7 @@ class ActiveKeyRecovery(Attack):
     )
     metrics = (KEY_RECOVERED, ACTIVE_KEY_RECOVERY_ROWS)
     success_metric = ACTIVE_KEY_RECOVERY_ROWS.name
+    reads_private_data = True
     scores_activations = True
     activation_truth_optional = True  # sealed passives hold no activations: the key is still scored
 

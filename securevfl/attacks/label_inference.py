@@ -47,6 +47,7 @@ class LabelInference(Attack):
     )
     metrics = (LABEL_INFERENCE_ACCURACY,)
     success_metric = LABEL_INFERENCE_ACCURACY.name
+    reads_private_data = True
     observes_only = True
 
     def __init__(self, party: str, n_train: int) -> None:

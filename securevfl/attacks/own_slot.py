@@ -65,6 +65,7 @@ class ActiveOwnSlot(Attack):
     )
     metrics = (OWN_SLOT_ROWS,)
     success_metric = OWN_SLOT_ROWS.name
+    reads_private_data = True
     scores_activations = True
     activation_truth_optional = True  # sealed passives hold no activations: only "nothing read" can be scored
 

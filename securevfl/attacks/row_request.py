@@ -64,6 +64,7 @@ class RowRequest(Attack):
     infeasible_because = NO_DECRYPTION_REQUESTS
     metrics = (ROW_REQUEST_LABEL_ACCURACY, ROW_REQUEST_COVERAGE)
     success_metric = ROW_REQUEST_LABEL_ACCURACY.name
+    reads_private_data = True
 
     def __init__(self, party: str, n_samples: int) -> None:
         super().__init__(party)

@@ -38,8 +38,8 @@ from securevfl.errors import ConfigError
 from securevfl.files import atomic_write_text
 from securevfl.study.runner import CHECKPOINT_NAME, FAILED_NAME, RESULT_NAME, REUSED_NAME, config_key, readable_json, run_dir
 from securevfl.study.spec import PlannedRun
-from securevfl.study.status import RunStatus, STOP_OF_ERROR
-from securevfl.study.table import config_columns, collect_rows
+from securevfl.study.status import AT_CHANCE_NOTE, STOP_OF_ERROR, RunStatus
+from securevfl.study.table import at_stop_column, collect_rows, config_columns
 
 __all__ = ["TABLE_NAME", "restore_from_table"]
 
@@ -88,9 +88,22 @@ def _result_record(row: dict[str, Any], history: list[dict[str, Any]], run: Plan
         "dataset": {"name": run.config["data"]["name"]},
         "config": run.config,
     }
-    if row["status"] == RunStatus.COLLAPSED and not str(row["reason"]).startswith(_LAST_EPOCH_RULE):
-        record.update(outcome="collapsed", outcome_reason=row["reason"])  # training's own verdict (the table's rule recomputes)
+    at_chance = _at_chance_reason(row)
+    if at_chance and not at_chance.startswith(_LAST_EPOCH_RULE):
+        record.update(outcome="collapsed", outcome_reason=at_chance)  # training's own verdict (the table's rule recomputes)
     return record
+
+
+def _at_chance_reason(row: dict[str, Any]) -> str:
+    """Why the row's model sat at chance, as the table wrote it: a collapsed row's reason, or the reason inside a
+    privacy-attack row's at-chance note (securevfl.study.status.private_read_note); '' for any other row."""
+    reason = str(row.get("reason") or "")
+    if row["status"] == RunStatus.COLLAPSED:
+        return reason
+    opening, closing = AT_CHANCE_NOTE
+    if row["status"] == RunStatus.OK and reason.startswith(opening) and reason.endswith(closing):
+        return reason[len(opening):-len(closing)]
+    return ""
 
 
 def _failure_record(row: dict[str, Any], history: list[dict[str, Any]], run: PlannedRun, note: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +114,9 @@ def _failure_record(row: dict[str, Any], history: list[dict[str, Any]], run: Pla
     record: dict[str, Any] = {"restored": note, "error": reason, "type": _ERROR_OF_STOP[stop], "config": run.config}
     if row.get("stopped_at_epoch") is not None:
         record.update(stopped_at_epoch=row["stopped_at_epoch"], history=history, chance_accuracy=row.get("chance_accuracy"))
+    at_stop = {spec.name: row[at_stop_column(spec.name)] for spec in attack_metrics() if row.get(at_stop_column(spec.name)) is not None}
+    if at_stop:
+        record["attack_at_stop"] = at_stop
     return record
 
 

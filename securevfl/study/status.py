@@ -9,10 +9,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from securevfl.attacks import MAIN_ACCURACY
+from securevfl.attacks import ATTACKS, MAIN_ACCURACY
 from securevfl.divergence import COLLAPSE_MARGIN
 
-__all__ = ["STOPPED", "WAITING", "RunStatus", "collapse_reason", "failure_status"]
+__all__ = ["AT_CHANCE_NOTE", "STOPPED", "WAITING", "RunStatus", "at_chance_reason", "collapse_reason", "failure_status", "private_read_note", "reads_private_data"]
 
 
 class RunStatus(StrEnum):
@@ -38,7 +38,8 @@ class RunStatus(StrEnum):
     """Trained to the end at chance accuracy: its attack numbers are not successes (``result.json``).
 
     Training flags it (:mod:`securevfl.divergence`); the study table also calls a run collapsed
-    whose last-epoch main accuracy is within 5 points of chance (:func:`collapse_reason`)."""
+    whose last-epoch main accuracy is within 5 points of chance (:func:`collapse_reason`). Not a run whose attack
+    reads private data: its numbers stand at any accuracy (:func:`reads_private_data`)."""
     CRASHED = "crashed"
     """Stopped on a bug (a traceback); rerun after the fix."""
     REFUSED = "refused"
@@ -55,15 +56,21 @@ STOPPED = (RunStatus.DIVERGED, RunStatus.OUT_OF_RANGE, RunStatus.DETECTED, RunSt
 WAITING = (RunStatus.PENDING, RunStatus.CRASHED)
 
 
-def collapse_reason(result: dict[str, Any]) -> str:
-    """Why a finished run counts as collapsed ('' if it does not).
+def reads_private_data(config: dict[str, Any]) -> bool:
+    """Whether the run's attack reads another party's private data (:attr:`Attack.reads_private_data`): its numbers
+    do not depend on the model's predictions, so a model at chance leaves them standing (no collapse)."""
+    kind = str((config.get("attack") or {}).get("kind", "none"))
+    return kind in ATTACKS and ATTACKS[kind].reads_private_data
+
+
+def at_chance_reason(result: dict[str, Any]) -> str:
+    """Why a finished run's model sits at chance ('' if it does not), whatever its attack.
 
     Training marks a run ``collapsed`` when its main accuracy stayed within
     :data:`~securevfl.divergence.COLLAPSE_MARGIN` of chance for its last ``train.collapse_epochs``
-    epochs. The study is stricter about what it reports as a result: a run whose **last-epoch**
-    main accuracy (the number the tables show) is within that margin of chance is collapsed too,
-    so that a model which always predicts the target is never reported as "backdoor 100 %".
-    Chance is the test set's majority-class rate the run recorded (``chance_accuracy``).
+    epochs. The study is stricter: a run whose **last-epoch** main accuracy (the number the tables
+    show) is within that margin of chance sits at chance too. Chance is the test set's majority-class
+    rate the run recorded (``chance_accuracy``).
     """
     if result.get("outcome") == "collapsed":
         return str(result.get("outcome_reason") or "main accuracy at chance")
@@ -74,6 +81,31 @@ def collapse_reason(result: dict[str, Any]) -> str:
         f"last-epoch main accuracy {100 * float(main):.1f} % is within {100 * COLLAPSE_MARGIN:.0f} points of chance "
         f"({100 * float(chance):.1f} %)"
     )
+
+
+def collapse_reason(result: dict[str, Any]) -> str:
+    """Why a finished run counts as collapsed ('' if it does not): its model sits at chance
+    (:func:`at_chance_reason`) and its numbers are read off that model — a backdoor, or the main accuracy of a
+    run without an attack — so that a model which always predicts the target is never reported as "backdoor
+    100 %". A run whose attack reads private data (:func:`reads_private_data`) is not collapsed: what the attacker
+    read does not depend on the model, and the table reports the model's accuracy next to it
+    (:func:`private_read_note`)."""
+    if reads_private_data(result.get("config") or {}):
+        return ""
+    return at_chance_reason(result)
+
+
+def private_read_note(result: dict[str, Any]) -> str:
+    """The reason column of a finished privacy-attack run whose model sits at chance ('' otherwise): the cost is
+    visible, the attack's numbers stand."""
+    if not reads_private_data(result.get("config") or {}):
+        return ""
+    reason = at_chance_reason(result)
+    return f"{AT_CHANCE_NOTE[0]}{reason}{AT_CHANCE_NOTE[1]}" if reason else ""
+
+
+#: how :func:`private_read_note` wraps the at-chance reason (a table's restore reads training's own reason back out of it)
+AT_CHANCE_NOTE = ("model at chance (", "); the attack's numbers stand: they do not depend on its predictions")
 
 
 #: error type name (``failed.json``'s ``type``) -> the stop it is; any other user-level error is ``failed``

@@ -204,6 +204,9 @@ def _cell_text(outcome: _Outcome | None, metric: str | None, control: _Outcome |
     if outcome is None:
         return "not run"
     status = outcome.status()
+    if status != RunStatus.OK and metric is not None and outcome.caught(metric):  # every seed stopped; the caught read
+        stopped = outcome.stopped
+        return f"{_pct(outcome.mean(metric))} at the stop / main - [{_stop_counts(stopped, len(stopped))}]"
     if status != RunStatus.OK:
         return f"{status} ({_short(outcome.reason())})" if outcome.reason() else status
     main = _pct(outcome.mean(MAIN_ACCURACY.name))

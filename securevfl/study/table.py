@@ -5,7 +5,7 @@ plan (refused runs have no files), so the table can be rebuilt at any time — m
 included — without training anything. Metrics (named by the attack registry) are last-epoch
 values; a metric with a ``peak_column`` (``backdoor_peak``) also reports its best epoch, labelled as such.
 A finished run whose last-epoch main accuracy is within 5 points of chance is ``collapsed``
-(:func:`collapse_reason`). :class:`CellSummary` gives each cell's mean and 95 % t interval over
+(:func:`collapse_reason`), unless its attack reads private data: its numbers stand, the reason says the model is at chance. :class:`CellSummary` gives each cell's mean and 95 % t interval over
 its finished seeds and counts the stopped ones.
 """
 
@@ -31,9 +31,9 @@ from securevfl.schemes import Scheme, scheme_for
 from securevfl.study.runner import FAILED_NAME, RESULT_NAME, REUSED_NAME, config_key, readable_json, readable_record, run_dir
 from securevfl.study.spec import PlannedRun
 from securevfl.study.statistics import Interval, mean_interval
-from securevfl.study.status import STOPPED, RunStatus, collapse_reason, failure_status
+from securevfl.study.status import STOPPED, RunStatus, collapse_reason, failure_status, private_read_note, reads_private_data
 
-__all__ = ["CellSummary", "base_columns", "collapse_reason", "collect_rows", "config_columns", "metric_names", "summarize_cells", "write_table"]
+__all__ = ["CellSummary", "at_stop_column", "base_columns", "collapse_reason", "collect_rows", "config_columns", "metric_names", "summarize_cells", "write_table"]
 
 def metric_names() -> list[str]:
     """The main task's metric, then every registered attack's (the registry names them)."""
@@ -144,8 +144,16 @@ def _stop_columns(failure: dict[str, Any]) -> dict[str, Any]:
     run has no last-epoch number, but a backdoor that reached 90 % before diverging is a finding)."""
     if failure.get("stopped_at_epoch") is None:
         return {}
+    at_stop = failure.get("attack_at_stop") or {}
     return {"stopped_at_epoch": failure["stopped_at_epoch"], "chance_accuracy": failure.get("chance_accuracy"),
-            **_peak_columns(failure.get("history") or [], failure.get("chance_accuracy"))}
+            **_peak_columns(failure.get("history") or [], failure.get("chance_accuracy")),
+            **{at_stop_column(spec.name): at_stop[spec.name] for spec in attack_metrics() if at_stop.get(spec.name) is not None}}
+
+
+def at_stop_column(metric: str) -> str:
+    """The column of what a caught attacker had read when a check stopped its run (``detected``): its final success,
+    which survival verdicts count for that seed (securevfl.study.verdicts); not a finished run's number."""
+    return f"{metric}_at_stop"
 
 
 def _result_columns(result: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +201,7 @@ def collect_rows(
             if collapsed:
                 row.update(status=RunStatus.COLLAPSED, reason=collapsed)
             else:
-                row.update(status=RunStatus.OK, reason=result.get("attack_infeasible_reason") or "")
+                row.update(status=RunStatus.OK, reason=result.get("attack_infeasible_reason") or private_read_note(result))
             row.update(config_columns(result["config"]))
             row.update(_result_columns(result))
             row.update(_summarized(result.get("history", []), summary_epochs))
@@ -207,7 +215,9 @@ def collect_rows(
             row.update(_stop_columns(failure))
             if failure.get("history"):  # what a stopped run did before the stop (drawn to its stop, never averaged)
                 histories[run.run_id] = failure["history"]
-                stopped.append((row, failure["history"], _data_key(failure["config"]), int(failure["config"].get("train", {}).get("collapse_epochs", 3))))
+                # a privacy attack's stop stays what it was: its model at chance collapses nothing (collapse_reason)
+                collapse_epochs = 0 if reads_private_data(failure["config"]) else int(failure["config"].get("train", {}).get("collapse_epochs", 3))
+                stopped.append((row, failure["history"], _data_key(failure["config"]), collapse_epochs))
             _note_reuse(row, directory)
         else:
             row.update(status=RunStatus.PENDING, reason="")
@@ -222,7 +232,8 @@ def collect_rows(
         if chance is not None:
             row["chance_accuracy"] = chance
             row.update(_peak_columns(history, chance))
-            row.update(_collapsed_before_the_stop(row, history, chance, epochs))
+            if epochs:
+                row.update(_collapsed_before_the_stop(row, history, chance, epochs))
     return rows, histories
 
 
@@ -254,8 +265,9 @@ def columns_of(rows: list[dict[str, Any]]) -> list[str]:
     axis = sorted({key for row in rows for key in row if key.startswith("axis:")})
     base = base_columns()
     extra = sorted({key for row in rows for key in row if key.startswith("bytes_") and key not in base})
+    at_stop = [column for column in map(at_stop_column, _metric_columns()) if any(column in row for row in rows)]
     reused = ["reused_from"] if any("reused_from" in row for row in rows) else []
-    return base[:4] + axis + base[4:] + extra + reused
+    return base[:4] + axis + base[4:] + extra + at_stop + reused
 
 
 def write_table(rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]], out: Path, meta: dict[str, Any]) -> tuple[Path, Path]:

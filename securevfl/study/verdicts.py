@@ -67,6 +67,10 @@ sides alike (same status, stop epochs at most :data:`STOP_EPOCH_TOLERANCE` apart
 not change which seeds finish, the seeds finished on both are the same seeds chosen by neither
 side, and they decide the attack's verdict (*stops alike: seed 1 diverged at epochs 26 / 27*).
 Pending (and crashed) runs are no outcome yet: they are left out and the verdict says so.
+A ``detected`` run whose attack reads private data recorded what the attacker had read when the check
+stopped it (``<metric>_at_stop``, :meth:`_Outcome.caught`): the attacker keeps that and reads nothing
+more, so it is that seed's success, a value and not an unknown; the verdict names those seeds. Its
+main accuracy has no number (training stopped): the cost of a detection is the stop itself.
 
 This module does not import :mod:`securevfl.study.survival` (which imports it).
 """
@@ -93,6 +97,7 @@ from securevfl.study.statistics import (
     robust_reduction,
 )
 from securevfl.study.status import STOPPED, WAITING, RunStatus
+from securevfl.study.table import at_stop_column
 
 __all__ = [
     "ATTACK_FLOOR",
@@ -153,17 +158,32 @@ class _Outcome:
 
     @property
     def stopped(self) -> dict[int, str]:
-        """seed -> status of the runs that stopped or collapsed (outcomes without a number)."""
+        """seed -> status of the runs that stopped or collapsed (outcomes without a finished run's number)."""
         return self.seeds_with(STOPPED)
+
+    def caught(self, metric: str) -> dict[int, float]:
+        """seed -> a caught attacker's success at the stop (``detected`` runs that recorded ``metric`` then).
+
+        An honest party's check stopped the run: the attacker keeps what it had read and reads nothing more, so
+        that value is its final success, not an imputation; a backdoor (success read off the model) records none."""
+        column = at_stop_column(metric)
+        return {int(row["seed"]): float(row[column]) for row in self.rows
+                if row["status"] == RunStatus.DETECTED and row.get(column) is not None}
+
+    def stopped_without(self, metric: str) -> dict[int, str]:
+        """seed -> status of the stopped runs without a value of ``metric`` (a caught attacker's success is a value)."""
+        caught = self.caught(metric)
+        return {seed: status for seed, status in self.stopped.items() if seed not in caught}
 
     @property
     def waiting(self) -> set[int]:
         return set(self.seeds_with(WAITING))
 
     def values(self, metric: str) -> dict[int, float]:
-        """seed -> last-epoch value of the finished runs (see :func:`_success_value`)."""
+        """seed -> last-epoch value of the finished runs (see :func:`_success_value`), and a caught attacker's
+        success at the stop (:meth:`caught`)."""
         values = {int(row["seed"]): _success_value(row, metric) for row in self.ok}
-        return {seed: value for seed, value in values.items() if value is not None}
+        return {**{seed: value for seed, value in values.items() if value is not None}, **self.caught(metric)}
 
     def mean(self, metric: str) -> float | None:
         values = self.values(metric)
@@ -174,9 +194,10 @@ class _Outcome:
 class Comparison:
     """Two sides of a comparison over the same seeds: the paired interval and who stopped.
 
-    ``difference`` is ``second - first`` over the seeds finished on both; ``stopped_first`` /
-    ``stopped_second`` map seed -> status over the seeds both sides have an outcome for;
-    ``waiting`` are seeds without an outcome yet on some side.
+    ``difference`` is ``second - first`` over the seeds with a value on both (finished, or a caught attacker's
+    success at the stop); ``stopped_first`` / ``stopped_second`` map seed -> status of the runs without one, over
+    the seeds both sides have an outcome for; ``waiting`` are seeds without an outcome yet on some side;
+    ``caught`` the paired seeds where a side counts at its success at the stop (``detected``).
     """
 
     difference: Interval
@@ -184,6 +205,7 @@ class Comparison:
     stopped_second: dict[int, str]
     seeds: tuple[int, ...]
     waiting: tuple[int, ...]
+    caught: tuple[int, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -195,6 +217,10 @@ class Comparison:
 
     def pending_text(self) -> str:
         return f"; provisional: seed(s) {','.join(map(str, self.waiting))} not finished yet" if self.waiting else ""
+
+    def caught_text(self) -> str:
+        return (f"; seed(s) {','.join(map(str, self.caught))} detected by a check: counted at the attacker's success at the stop"
+                if self.caught else "")
 
 
 def _stop_detail(stopped: dict[int, str]) -> str:
@@ -222,12 +248,14 @@ def compare(first: _Outcome, second: _Outcome, metric: str) -> Comparison:
     waiting = (first.waiting | second.waiting) - seeds
     a = {s: v for s, v in first.values(metric).items() if s in seeds}
     b = {s: v for s, v in second.values(metric).items() if s in seeds}
+    difference = paired_difference(a, b)
     return Comparison(
-        difference=paired_difference(a, b),
-        stopped_first={s: st for s, st in first.stopped.items() if s in seeds},
-        stopped_second={s: st for s, st in second.stopped.items() if s in seeds},
+        difference=difference,
+        stopped_first={s: st for s, st in first.stopped_without(metric).items() if s in seeds},
+        stopped_second={s: st for s, st in second.stopped_without(metric).items() if s in seeds},
         seeds=tuple(sorted(seeds)),
         waiting=tuple(sorted(waiting)),
+        caught=tuple(sorted((set(first.caught(metric)) | set(second.caught(metric))) & set(difference.seeds))),
     )
 
 
@@ -351,10 +379,11 @@ def _own_word(outcome: _Outcome, metric: str) -> str:
         return "refused"
     if outcome.ok and not outcome.feasible():
         return "infeasible"
-    values = outcome.values(metric)
-    if outcome.stopped:
-        return f"stopped {len(outcome.stopped)}/{len(values) + len(outcome.stopped)}"
-    return f"{100 * statistics.fmean(values.values()):.1f} %" if values else str(outcome.status())
+    values, stopped = outcome.values(metric), outcome.stopped_without(metric)
+    if stopped:
+        return f"stopped {len(stopped)}/{len(values) + len(stopped)}"
+    caught = f" ({len(outcome.caught(metric))} detected)" if outcome.caught(metric) else ""
+    return f"{100 * statistics.fmean(values.values()):.1f} %{caught}" if values else str(outcome.status())
 
 
 def _own_success(scheme: str, outcome: _Outcome, metric: str) -> str:
@@ -364,7 +393,7 @@ def _own_success(scheme: str, outcome: _Outcome, metric: str) -> str:
     if outcome.ok and not outcome.feasible():
         return f"{scheme}: infeasible ({_short(outcome.reason())})"
     values = outcome.values(metric)
-    stopped = outcome.stopped
+    stopped = outcome.stopped_without(metric)
     total = len(values) + len(stopped)
     if total == 0:
         return f"{scheme}: {outcome.status()}"
@@ -374,7 +403,9 @@ def _own_success(scheme: str, outcome: _Outcome, metric: str) -> str:
     if stopped:
         finished = f" ({label} over the {len(values)} finished: {success.text()}, descriptive only)" if values else ""
         return f"{scheme}: stops training in {len(stopped)}/{total} seeds{_stop_detail(stopped)}; no success verdict{finished}{waiting}"
-    return f"{scheme}: {label} {success.text()} in {len(values)}/{total} seeds{waiting}"
+    caught = outcome.caught(metric)
+    detected = f" ({len(caught)} detected by a check: the attacker's success at the stop)" if caught else ""
+    return f"{scheme}: {label} {success.text()} in {len(values)}/{total} seeds{detected}{waiting}"
 
 
 def _own_success_verdict(per_scheme: dict[str, _Outcome], metric: str, missing: str) -> str:
@@ -419,7 +450,7 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str, words: dict[st
             stopped.append(f"{scheme}: no seed with an outcome on both sides")
             words[scheme] = "stopped"
             continue
-        detail = f"Δ {_points(comparison.difference)}, n={comparison.difference.n}{comparison.pending_text()}"
+        detail = f"Δ {_points(comparison.difference)}, n={comparison.difference.n}{comparison.caught_text()}{comparison.pending_text()}"
         if not comparison.complete:
             alike = stops_alike(plain, outcome, comparison.seeds)
             if alike is None or comparison.difference.n < MIN_PAIRS:
@@ -578,7 +609,7 @@ def _defense_effect(
     head = f"{reference} {undefended.text()}{own}" + (f" < {100 * WORKING_ATTACK:.0f} %: not a test of the defense;" if weak else "")
     detail = (
         f"{head} → {_pct(after)}, reduction {_points(success.difference)}, main {_points(main.difference)} vs {reference}"
-        f"{_clean_cost(clean, with_defense, success.difference.n)}, n={success.difference.n}{success.pending_text()}"
+        f"{_clean_cost(clean, with_defense, success.difference.n)}, n={success.difference.n}{success.caught_text()}{success.pending_text()}"
     )
     cost = compare(clean, with_defense, MAIN_ACCURACY.name).difference if clean is not None and not clean.refused else None
     numbers = {"reduction": success.difference, "clean_cost": cost if cost is not None and cost.n else None, "lower": lower}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
-from securevfl.errors import SecureVFLError, TrainingDiverged
+from securevfl.errors import DeviationDetected, SecureVFLError, TrainingDiverged
 from securevfl.files import atomic_write_text
 from securevfl.study.spec import PlannedRun
 from securevfl.study.status import RunStatus, collapse_reason, failure_status
@@ -72,6 +72,8 @@ def train_one(job: TrainJob) -> RunOutcome:
         record: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__, "config": resolved}
         if isinstance(exc, TrainingDiverged):  # what the run did before it stopped (curves, peak before the stop)
             record.update(stopped_at_epoch=exc.stopped_at_epoch, history=exc.history or [], chance_accuracy=exc.chance_accuracy)
+        if isinstance(exc, DeviationDetected) and exc.attack_at_stop:  # what the caught attacker had read: its final success
+            record["attack_at_stop"] = exc.attack_at_stop
         atomic_write_text(directory / FAILED_NAME, json.dumps(record, indent=1) + "\n")
         return RunOutcome(run_id, failure_status(type(exc).__name__), time.perf_counter() - started, str(exc))
     except Exception:  # noqa: BLE001 - any bug in one run must not stop the others
