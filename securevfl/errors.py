@@ -67,8 +67,9 @@ class DeviationDetected(TrainingDiverged):
     protocol error is a bug and is not turned into this."""
 
     attack_at_stop: dict[str, float] | None = None
-    """An attack that reads private data scored on what it holds at the stop (its own metrics, no protocol message):
-    the attacker keeps what it read, and reads nothing more, so this is its final success (study verdicts use it)."""
+    """An attack that reads private data scored on what it holds at the stop (its cumulative metrics, no protocol
+    message): the attacker keeps what it read, and reads nothing more, so this is its final success (study verdicts
+    use it). Only metrics that are running totals over the run (``MetricSpec.cumulative``)."""
 
 
 class BenchChildError(SecureVFLError):

@@ -176,3 +176,15 @@ def test_a_privacy_attack_on_a_model_at_chance_keeps_its_numbers(tmp_path: Path)
     assert "gradient_replacement" not in readers and "backdoor_control" not in readers
     assert {"gradient_inversion", "activation_inversion", "key_recovery", "active_key_recovery", "row_request",
             "gradient_steering", "label_inference", "flooding_key_recovery"} <= readers
+
+
+def test_an_infeasible_privacy_attack_on_a_model_at_chance_is_collapsed() -> None:
+    """An infeasible attack read nothing: its run's only number is the main accuracy, read off the model."""
+    from securevfl.study.status import collapse_reason, private_read_note
+
+    result = {"config": {"attack": {"kind": "gradient_inversion"}}, "main_accuracy": 0.11, "chance_accuracy": 0.1135}
+    assert collapse_reason(result) == "" and private_read_note(result).startswith("model at chance (last-epoch main accuracy 11.0 %")
+    infeasible = result | {"attack_feasible": False}
+    assert collapse_reason(infeasible).startswith("last-epoch main accuracy 11.0 %") and private_read_note(infeasible) == ""
+    backdoor = result | {"config": {"attack": {"kind": "gradient_replacement"}}}
+    assert collapse_reason(backdoor) and private_read_note(backdoor) == ""

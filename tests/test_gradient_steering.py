@@ -143,3 +143,24 @@ def test_with_uneven_one_layer_bottoms_the_masks_still_stop_it() -> None:
     )
     with pytest.raises(DeviationDetected, match="the passives received different gradients"):
         run_training(cfg, dataset=random_dataset(64, 16, 41, 3, seed=5))
+
+
+def test_only_running_totals_count_as_the_caught_attackers_final_success() -> None:
+    """A per-epoch fraction taken mid-epoch counts only that epoch's part (a key recovery that read every label in
+    epoch 1 reports 0 early in epoch 2), so only cumulative metrics are recorded at the stop; the rest stay unknown."""
+    from types import SimpleNamespace
+
+    from securevfl.attacks import ATTACKS
+    from securevfl.scheduler import Federation
+
+    def at_stop(kind: str, metrics: dict[str, float]) -> dict[str, float]:
+        attack = SimpleNamespace(reads_private_data=ATTACKS[kind].reads_private_data, metrics=ATTACKS[kind].metrics,
+                                 epoch_metrics=lambda truth: metrics)
+        return Federation.attack_read_at_stop(SimpleNamespace(attack_setup=SimpleNamespace(attack=attack, truth=object())))
+
+    assert at_stop("key_recovery", {"key_recovered": 1.0, "key_recovery_label_accuracy": 0.0}) == {}
+    assert at_stop("gradient_steering", {"steering_gram_rows": 0.5, "steering_gram_correlation": 0.7}) == {
+        "steering_gram_rows": 0.5, "steering_gram_correlation": 0.7}
+    assert at_stop("gradient_replacement", {"backdoor_accuracy": 1.0}) == {}  # read off the model: never
+    cumulative = {spec.name for cls in ATTACKS.values() for spec in cls.metrics if spec.cumulative}
+    assert cumulative == {"steering_gram_rows", "steering_gram_correlation"}

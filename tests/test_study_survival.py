@@ -109,7 +109,7 @@ def test_an_attack_plaintext_cannot_run_gets_each_schemes_own_success_over_seeds
     assert "ckks/active: labels via key 90.0 [65.2, 100.0] in 3/3 seeds" in line.verdict
     # intent to treat: the stopped seed is an outcome; no success verdict on the two that finished
     assert ("ckks/coordinator: stops training in 1/3 seeds (1 diverged); no success verdict (labels via key over the 2 "
-            "finished: 100.0 [100.0, 100.0], descriptive only)") in line.verdict
+            "with a value: 100.0 [100.0, 100.0], descriptive only)") in line.verdict
     assert "inconclusive" not in line.verdict and "n=0" not in line.verdict
 
 
@@ -163,11 +163,29 @@ def test_a_caught_attacker_counts_at_what_it_had_read_when_the_check_stopped_it(
     schemes = ["plain", "ckks/receiver", "ckks/active", "ckks/coordinator"]
     hardened = _line(survival_lines(runs, rows, schemes), "threat_default", "-")
     assert ("ckks/coordinator: works (unhardened 99.3 [96.5, 100.0] → 0.0, reduction +99.3 [+96.5, +100.0], main - vs "
-            "unhardened, n=3; seed(s) 0,1,2 detected by a check: counted at the attacker's success at the stop)") in hardened.verdict
+            "unhardened (hardened stopped 3/3 (3 detected), unhardened stopped 0/3), n=3; seed(s) 0,1,2 detected by a check: "
+            "counted at the attacker's success at the stop)") in hardened.verdict
     assert "ckks/active: stopped (hardened stopped 3/3 (3 detected), unhardened stopped 0/3; no verdict" in hardened.verdict
-    assert hardened.cells["ckks/coordinator"] == "0.0 at the stop / main - [stopped 3/3 (3 detected)]"
+    assert hardened.cells["ckks/coordinator"] == "0.0 at the stop (n=3) / main - [stopped 3/3 (3 detected)]"
     judged = {(j.scheme, j.what): j.word for j in hardened.judgements}
     assert judged == {("ckks/coordinator", "hardening flooding 30 bits vs 0"): "works", ("ckks/active", "hardening flooding 30 bits vs 0"): "stopped"}
+
+
+def test_a_privacy_attacks_model_at_chance_keeps_the_attacks_number_but_not_its_main_accuracy(tmp_path: Path) -> None:
+    """Gradient inversion on a seed whose model sat at chance: the inversion number counts (it is what the attacker
+    read), the main accuracy does not: CKKS against plaintext counts that seed as collapsed, as a clean line would."""
+    from securevfl.study.status import AT_CHANCE_NOTE
+
+    runs = _plan(tmp_path, KEY_STUDY)
+    rows = _key_rows(runs, {})
+    for run, row in zip(runs, rows, strict=True):
+        if run.grid == "inversion" and run.levels["scheme"] == "plain" and run.seed == 0:
+            row.update(main_accuracy=0.11, reason=f"{AT_CHANCE_NOTE[0]}last-epoch main accuracy 11.0 % ...{AT_CHANCE_NOTE[1]}")
+    line = _line(survival_lines(runs, rows, ["plain", "ckks/receiver"]), "inversion", "-")
+    assert "survives encryption (CKKS − plain within ±5): ckks/receiver (Δ +0.0 [+0.0, +0.0], n=3)" in line.verdict  # the attack: 3 seeds
+    # main accuracy: plaintext seed 0 is no number (the interval is over seeds 1-2), and the verdict says why
+    assert "ckks/receiver main Δ +0.0 [+0.0, +0.0] (ckks/receiver stopped 0/3, plain stopped 1/3 (1 collapsed))" in line.verdict
+    assert line.cells["plain"] == "50.0 / 90.0 [model at chance 1/3: main not counted]"
 
 
 # ---------------------------------------------------------------- 3. a working attack, 4. cost vs clean, 5. controls

@@ -54,12 +54,14 @@ STEERING_ROWS = MetricSpec(
     "(Pearson correlation at least attack.threshold); 0 before a probe completes",
     "higher",
     "Gram rows via steering",
+    cumulative=True,  # over every probe read so far in the run
 )
 STEERING_CORRELATION = MetricSpec(
     "steering_gram_correlation",
     "mean Pearson correlation of the rows the steering attack read with the target passive's true feature Gram rows",
     "higher",
     "steering correlation",
+    cumulative=True,
 )
 
 

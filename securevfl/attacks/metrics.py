@@ -24,6 +24,10 @@ class MetricSpec:
         peak_column: when set, study tables also report the best epoch's value under this
             column (and the epoch under ``<peak_column>_epoch``): an attack whose success fades
             as training goes on is reported at its last epoch *and* at its best.
+        cumulative: the value at any moment is everything the attack has achieved so far in the run (a running
+            total, not the epoch's share): only such a value, taken when an honest party's check stops the run,
+            is the caught attacker's final success (``attack_at_stop``). A per-epoch fraction taken mid-epoch
+            counts only that epoch's part and is no such thing.
     """
 
     name: str
@@ -31,6 +35,7 @@ class MetricSpec:
     success: Literal["higher", "lower"] = "higher"
     short: str = ""
     peak_column: str | None = None
+    cumulative: bool = False
 
     @property
     def label(self) -> str:

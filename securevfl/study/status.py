@@ -12,7 +12,7 @@ from typing import Any
 from securevfl.attacks import ATTACKS, MAIN_ACCURACY
 from securevfl.divergence import COLLAPSE_MARGIN
 
-__all__ = ["AT_CHANCE_NOTE", "STOPPED", "WAITING", "RunStatus", "at_chance_reason", "collapse_reason", "failure_status", "private_read_note", "reads_private_data"]
+__all__ = ["AT_CHANCE_NOTE", "STOPPED", "WAITING", "RunStatus", "at_chance_reason", "at_chance_row", "collapse_reason", "failure_status", "private_read_note", "reads_private_data"]
 
 
 class RunStatus(StrEnum):
@@ -56,11 +56,13 @@ STOPPED = (RunStatus.DIVERGED, RunStatus.OUT_OF_RANGE, RunStatus.DETECTED, RunSt
 WAITING = (RunStatus.PENDING, RunStatus.CRASHED)
 
 
-def reads_private_data(config: dict[str, Any]) -> bool:
-    """Whether the run's attack reads another party's private data (:attr:`Attack.reads_private_data`): its numbers
-    do not depend on the model's predictions, so a model at chance leaves them standing (no collapse)."""
+def reads_private_data(config: dict[str, Any], feasible: bool | None = None) -> bool:
+    """Whether the run's attack reads another party's private data (:attr:`Attack.reads_private_data`) and ran
+    (``feasible`` is not False): what it read is a leak whatever the model's accuracy (an untrained model's gradients
+    may even give labels away more easily), so a model at chance leaves those numbers standing. An infeasible attack
+    has no such number: its run's only number is the main accuracy, read off the model."""
     kind = str((config.get("attack") or {}).get("kind", "none"))
-    return kind in ATTACKS and ATTACKS[kind].reads_private_data
+    return kind in ATTACKS and ATTACKS[kind].reads_private_data and feasible is not False
 
 
 def at_chance_reason(result: dict[str, Any]) -> str:
@@ -89,8 +91,9 @@ def collapse_reason(result: dict[str, Any]) -> str:
     run without an attack — so that a model which always predicts the target is never reported as "backdoor
     100 %". A run whose attack reads private data (:func:`reads_private_data`) is not collapsed: what the attacker
     read does not depend on the model, and the table reports the model's accuracy next to it
-    (:func:`private_read_note`)."""
-    if reads_private_data(result.get("config") or {}):
+    (:func:`private_read_note`); its main accuracy still counts as collapsed wherever it is compared
+    (:mod:`securevfl.study.verdicts`)."""
+    if reads_private_data(result.get("config") or {}, result.get("attack_feasible")):
         return ""
     return at_chance_reason(result)
 
@@ -98,14 +101,20 @@ def collapse_reason(result: dict[str, Any]) -> str:
 def private_read_note(result: dict[str, Any]) -> str:
     """The reason column of a finished privacy-attack run whose model sits at chance ('' otherwise): the cost is
     visible, the attack's numbers stand."""
-    if not reads_private_data(result.get("config") or {}):
+    if not reads_private_data(result.get("config") or {}, result.get("attack_feasible")):
         return ""
     reason = at_chance_reason(result)
     return f"{AT_CHANCE_NOTE[0]}{reason}{AT_CHANCE_NOTE[1]}" if reason else ""
 
 
 #: how :func:`private_read_note` wraps the at-chance reason (a table's restore reads training's own reason back out of it)
-AT_CHANCE_NOTE = ("model at chance (", "); the attack's numbers stand: they do not depend on its predictions")
+AT_CHANCE_NOTE = ("model at chance (", "); the attack's numbers stand (what it read leaks whatever the model's accuracy); "
+                  "its main accuracy counts as collapsed")
+
+
+def at_chance_row(row: dict[str, Any]) -> bool:
+    """A finished privacy-attack row whose model sat at chance (its reason is :func:`private_read_note`'s)."""
+    return row.get("status") == RunStatus.OK and str(row.get("reason") or "").startswith(AT_CHANCE_NOTE[0])
 
 
 #: error type name (``failed.json``'s ``type``) -> the stop it is; any other user-level error is ``failed``

@@ -205,14 +205,16 @@ def _cell_text(outcome: _Outcome | None, metric: str | None, control: _Outcome |
         return "not run"
     status = outcome.status()
     if status != RunStatus.OK and metric is not None and outcome.caught(metric):  # every seed stopped; the caught read
-        stopped = outcome.stopped
-        return f"{_pct(outcome.mean(metric))} at the stop / main - [{_stop_counts(stopped, len(stopped))}]"
+        stopped, caught = outcome.stopped, outcome.caught(metric)
+        return f"{_pct(outcome.mean(metric))} at the stop (n={len(caught)}) / main - [{_stop_counts(stopped, len(stopped))}]"
     if status != RunStatus.OK:
         return f"{status} ({_short(outcome.reason())})" if outcome.reason() else status
     main = _pct(outcome.mean(MAIN_ACCURACY.name))
     stopped = outcome.stopped
     with_outcome = len(outcome.ok) + len(stopped)
     partial = f" [{_stop_counts(stopped, with_outcome)}]" if stopped else ""
+    if outcome.at_chance:
+        partial += f" [model at chance {len(outcome.at_chance)}/{with_outcome}: main not counted]"
     if outcome.waiting:
         partial += f" [{len(outcome.waiting)} pending]"
     if metric is None:

@@ -147,7 +147,8 @@ def _stop_columns(failure: dict[str, Any]) -> dict[str, Any]:
     at_stop = failure.get("attack_at_stop") or {}
     return {"stopped_at_epoch": failure["stopped_at_epoch"], "chance_accuracy": failure.get("chance_accuracy"),
             **_peak_columns(failure.get("history") or [], failure.get("chance_accuracy")),
-            **{at_stop_column(spec.name): at_stop[spec.name] for spec in attack_metrics() if at_stop.get(spec.name) is not None}}
+            # a running total only (MetricSpec.cumulative): a record written by older code may hold an epoch's part too
+            **{at_stop_column(spec.name): at_stop[spec.name] for spec in attack_metrics() if spec.cumulative and at_stop.get(spec.name) is not None}}
 
 
 def at_stop_column(metric: str) -> str:

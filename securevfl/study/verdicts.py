@@ -96,7 +96,7 @@ from securevfl.study.statistics import (
     reduction_bounds,
     robust_reduction,
 )
-from securevfl.study.status import STOPPED, WAITING, RunStatus
+from securevfl.study.status import STOPPED, WAITING, RunStatus, at_chance_row
 from securevfl.study.table import at_stop_column
 
 __all__ = [
@@ -171,9 +171,20 @@ class _Outcome:
                 if row["status"] == RunStatus.DETECTED and row.get(column) is not None}
 
     def stopped_without(self, metric: str) -> dict[int, str]:
-        """seed -> status of the stopped runs without a value of ``metric`` (a caught attacker's success is a value)."""
+        """seed -> status of the stopped runs without a value of ``metric`` (a caught attacker's success is a value);
+        for the main accuracy also the privacy-attack runs whose model sat at chance (``collapsed`` there, like a
+        clean run at chance: :func:`~securevfl.study.status.at_chance_row`)."""
         caught = self.caught(metric)
-        return {seed: status for seed, status in self.stopped.items() if seed not in caught}
+        stopped = {seed: status for seed, status in self.stopped.items() if seed not in caught}
+        if metric == MAIN_ACCURACY.name:
+            stopped.update({seed: RunStatus.COLLAPSED for seed in self.at_chance})
+        return stopped
+
+    @property
+    def at_chance(self) -> set[int]:
+        """Seeds of finished privacy-attack runs whose model sat at chance: their attack numbers stand, their main
+        accuracy is no number (it counts as collapsed in every main-accuracy comparison)."""
+        return {int(row["seed"]) for row in self.ok if at_chance_row(row)}
 
     @property
     def waiting(self) -> set[int]:
@@ -183,7 +194,9 @@ class _Outcome:
         """seed -> last-epoch value of the finished runs (see :func:`_success_value`), and a caught attacker's
         success at the stop (:meth:`caught`)."""
         values = {int(row["seed"]): _success_value(row, metric) for row in self.ok}
-        return {**{seed: value for seed, value in values.items() if value is not None}, **self.caught(metric)}
+        at_chance = self.at_chance if metric == MAIN_ACCURACY.name else set()  # a model at chance: no main-accuracy number
+        finished = {seed: value for seed, value in values.items() if value is not None and seed not in at_chance}
+        return {**finished, **self.caught(metric)}
 
     def mean(self, metric: str) -> float | None:
         values = self.values(metric)
@@ -401,7 +414,7 @@ def _own_success(scheme: str, outcome: _Outcome, metric: str) -> str:
     success = mean_interval(list(values.values()), sorted(values)).clipped(0.0, 1.0)
     label = next((spec.label for spec in attack_metrics() if spec.name == metric), metric)
     if stopped:
-        finished = f" ({label} over the {len(values)} finished: {success.text()}, descriptive only)" if values else ""
+        finished = f" ({label} over the {len(values)} with a value: {success.text()}, descriptive only)" if values else ""
         return f"{scheme}: stops training in {len(stopped)}/{total} seeds{_stop_detail(stopped)}; no success verdict{finished}{waiting}"
     caught = outcome.caught(metric)
     detected = f" ({len(caught)} detected by a check: the attacker's success at the stop)" if caught else ""
@@ -599,6 +612,8 @@ def _defense_effect(
     undefended = mean_interval([v for s, v in without.values(metric).items() if s in paired], sorted(paired)).clipped(0.0, 1.0)
     after = _mean_over(with_defense.values(metric), paired)
     main = compare(without, with_defense, MAIN_ACCURACY.name)  # defended - undefended main accuracy (negative: a cost)
+    side = "hardened" if reference == "unhardened" else "defended"
+    main_stops = "" if main.complete else f" ({main.stop_text(reference, side)})"  # e.g. detected runs: no main accuracy
     # whether the attack works is the reference cell's property, over every seed it finished: the same for every
     # defense judged against it, not decided again over the seeds a defended cell happens to share with it
     attack = _reference_success(without, metric, lower)
@@ -608,7 +623,7 @@ def _defense_effect(
     own = "" if set(attack.seeds) == paired else f"; over the {attack.n} seed(s) it finished {attack.text()}"
     head = f"{reference} {undefended.text()}{own}" + (f" < {100 * WORKING_ATTACK:.0f} %: not a test of the defense;" if weak else "")
     detail = (
-        f"{head} → {_pct(after)}, reduction {_points(success.difference)}, main {_points(main.difference)} vs {reference}"
+        f"{head} → {_pct(after)}, reduction {_points(success.difference)}, main {_points(main.difference)} vs {reference}{main_stops}"
         f"{_clean_cost(clean, with_defense, success.difference.n)}, n={success.difference.n}{success.caught_text()}{success.pending_text()}"
     )
     cost = compare(clean, with_defense, MAIN_ACCURACY.name).difference if clean is not None and not clean.refused else None
@@ -617,7 +632,6 @@ def _defense_effect(
     if not success.complete:
         defended_stops, undefended_stops = (success.stopped_second, success.stopped_first) if lower else (success.stopped_first, success.stopped_second)
         n = len(success.seeds)
-        side = "hardened" if reference == "unhardened" else "defended"
         stops = f"{side} {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
     if not lower and attack.mean is not None and attack.mean < ATTACK_FLOOR:  # before any stop: no attack to stop at all
         return _Effect("nothing to stop", f"{stops}; {detail}" if stops else detail, attack, **numbers)
