@@ -4,16 +4,19 @@ Every file a run or a study produces (``result.json``, checkpoints, tables, repo
 records) goes through :func:`atomic_write`: the bytes go to a fresh temporary file in the same
 directory (created exclusively, so no existing file or symlink is ever opened for writing),
 are flushed to disk, and then the temporary file is renamed over the target. Readers therefore
-see either the old file or the new one, never half of either.
+see either the old file or the new one, never half of either; :func:`readable_json` reads one back and
+takes a torn or foreign file for no record at all.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "readable_json"]
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, replace: bool = True) -> None:
@@ -75,3 +78,12 @@ def write_report(report: object, json_path: Path | None, markdown: str, markdown
     if markdown_path is not None:
         atomic_write_text(markdown_path, markdown)
         print(f"wrote {markdown_path}")
+
+
+def readable_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None if it is absent, torn, truncated or not a JSON object."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None

@@ -29,16 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, IO
 
+from securevfl.attacks.setup import AttackSetup
 from securevfl.config import RunConfig
 from securevfl.data import VFLDataset
-from securevfl.errors import ConfigError, SecureVFLError
-from securevfl.files import atomic_write_text
+from securevfl.errors import ConfigError, DeviationDetected, OutOfRange, SecureVFLError, TrainingDiverged
+from securevfl.files import atomic_write_text, readable_json
 from securevfl.checkpoint import RESUMABLE_DIFFERENCES, config_differences
 from securevfl.loopback import PLAN_NAME, PRIVATE_NAME, LoopbackFiles, write_loopback_plan
 from securevfl.party_record import merge_party_facts
 from securevfl.plan import load_plan
 from securevfl.party_attack import experimenter_attack, merge_attack_results
-from securevfl.run_files import RESULT_NAME, check_output_directory
+from securevfl.run_files import RESULT_NAME, STOP_NAME, check_output_directory
 
 __all__ = ["PARTIES_DIR", "TRANSPORT_KINDS", "LaunchError", "PartyProcesses", "free_port_base", "run_grpc_training"]
 
@@ -258,6 +259,11 @@ def run_grpc_training(
     try:
         parties.start(resume=resume)
         parties.wait(budget, progress=progress)
+    except LaunchError as failure:
+        stop = training_stop(parties, config, lambda: files.attack if files.attack is not None else experimenter_attack(config, dataset))
+        if stop is None:
+            raise
+        raise stop from failure
     finally:
         parties.close()
     records = {party: json.loads(_result_path(parties, party).read_text(encoding="utf-8")) for party in files.private}
@@ -266,6 +272,38 @@ def run_grpc_training(
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / RESULT_NAME, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def training_stop(parties: PartyProcesses, config: RunConfig, attack_setup: Callable[[], AttackSetup | None]) -> TrainingDiverged | None:
+    """The in-process run's error for a gRPC run that stopped as an outcome (``stopped.json`` of a party), else None.
+
+    A party that diverged or left CKKS's range wrote its stop: the run raises the same error as in-process,
+    with the active party's epochs before it. A refused request is a detected deviation in a run whose attack
+    may be refused (:meth:`Attack.may_be_refused`, as :func:`securevfl.training.stopped_cleanly` decides
+    in-process); in any other run it stays the failed launch it is (a bug). The active party's record first.
+    """
+    active = parties.active_name()
+    records = []
+    for party in sorted(parties.processes, key=lambda name: name != active):
+        record = readable_json(parties.out_dir(party) / STOP_NAME)
+        if record is not None and isinstance(record.get("type"), str):
+            records.append(record)
+    history = next((r.get("history") for r in records if r.get("party") == active and isinstance(r.get("history"), list)), [])
+    for record in records:
+        where = f"at epoch {record.get('epoch')}, step {record.get('step')}"
+        stop: TrainingDiverged
+        if record["type"] in ("TrainingDiverged", "OutOfRange"):
+            stop = (OutOfRange if record["type"] == "OutOfRange" else TrainingDiverged)(f"{record.get('party')}: {record.get('error')}")
+        elif record["type"] == "RequestRefusedError":
+            setup = attack_setup()
+            if setup is None or setup.attack is None or not setup.attack.may_be_refused():
+                continue
+            stop = DeviationDetected(f"a party's protocol check stopped the run {where}: {record.get('error')}")
+        else:
+            continue
+        stop.history, stop.stopped_at_epoch = history, record.get("epoch")
+        return stop
+    return None
 
 
 def existing_loopback_plan(plan_dir: Path, config: RunConfig) -> LoopbackFiles:

@@ -35,6 +35,7 @@ from securevfl.party_runner import PartyEndpoint, PartyOutcome, attempt_offer, r
 from securevfl.protocols.attempt import start_attempt
 from securevfl.plan import Plan, PrivateParty, check_tls, load_identity, load_plan, load_private
 from securevfl.protocols import Channel, Identity
+from securevfl.run_files import STOP_NAME
 from securevfl.training import RESULT_NAME
 from securevfl.version import __version__
 
@@ -137,6 +138,14 @@ def run_party_process(
             )
         for epoch in checkpoints.epochs():
             checkpoints.path(epoch).unlink()
+    stop_path = None if out_dir is None else out_dir / STOP_NAME
+    if stop_path is not None:
+        stop_path.unlink(missing_ok=True)  # an earlier attempt's stop says nothing about this one
+
+    def record_stop(record: dict[str, object]) -> None:
+        if stop_path is not None:
+            stop_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(stop_path, json.dumps(record, indent=1) + "\n")
     limit_threads(config.train.threads)
     shape, data, attempt = plan.run_shape(), session.data, None
     channel = channel_factory(session)
@@ -163,7 +172,7 @@ def run_party_process(
             raise
         outcome = run_party(
             config, shape, local, endpoint, checkpoints=checkpoints, resume=resume, **attack.run_arguments(),
-            on_epoch_end=attack.on_epoch_end(None), progress=progress, attempt=attempt,
+            on_epoch_end=attack.on_epoch_end(None), progress=progress, attempt=attempt, on_stop=record_stop,
         )
     finally:
         close = getattr(channel, "close", None)

@@ -44,10 +44,11 @@ import numpy as np
 from securevfl.attacks.base import Attack, AttackTruth
 from securevfl.config import RunConfig
 from securevfl.divergence import check_loss, loss_bound
-from securevfl.errors import ConfigError
+from securevfl.errors import ConfigError, TrainingDiverged
 from securevfl.parties import ActiveParty, KeyHolderParty, LocalParties, PassiveParty, RunShape
 from securevfl.party_checkpoint import KEEP, PartyCheckpoints
 from securevfl.protocols import Channel, Message, MessageKind, ProtocolError, TrafficStats
+from securevfl.protocols.errors import RequestRefusedError
 from securevfl.protocols.attempt import Attempt, start_attempt
 from securevfl.protocols.phases import cost_summary
 from securevfl.roles import Role
@@ -209,6 +210,7 @@ def run_party(
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[str], None] | None = None,
     attempt: Attempt | None = None,
+    on_stop: Callable[[dict[str, Any]], None] | None = None,
 ) -> PartyOutcome:
     """Run party ``local`` (built on ``channel``) through the whole schedule, then end the run.
 
@@ -221,6 +223,9 @@ def run_party(
             something else this attempt needed, e.g. the sample alignment); None: run it here.
         on_epoch_end: called with the active party's history entry after each epoch, before
             its checkpoint is written (what it files is then never behind the checkpoint).
+        on_stop: given this party's record of a stop that is an outcome of the run rather than a
+            failure of a process (diverged, out of CKKS's range, a request of its refused), so that
+            the launcher can report the run as the in-process run would (``stopped.json``).
         progress: given one line when the attempt starts (its session and the epoch it continues
             after) and, at the active party, one line per epoch (loss and main accuracy).
         evaluate_splits: the active party's metrics of the extra evaluation splits from its
@@ -238,6 +243,8 @@ def run_party(
             runner.run()
         except BaseException as exc:
             runner.abort(exc)
+            if on_stop is not None and isinstance(exc, TrainingDiverged | RequestRefusedError):
+                on_stop(runner.stop_record(exc))
             raise
     return runner.outcome()
 
@@ -285,6 +292,7 @@ class _PartyRunner:
         self.history: list[dict[str, Any]] = []
         self.attack_history: list[dict[str, float]] = []
         self.epoch_seconds: list[float] = []
+        self.epoch = 0
         self.started = time.perf_counter()
 
     # ------------------------------------------------------------------ the schedule
@@ -299,6 +307,7 @@ class _PartyRunner:
         with self._serving_alongside(local.key_holder):
             self._setup()
             for epoch in range(attempt.epoch + 1, self.config.train.epochs + 1):
+                self.epoch = epoch
                 self._epoch(epoch)
                 if self.on_epoch_end is not None and self.history:
                     self.on_epoch_end(self.history[-1])
@@ -530,6 +539,11 @@ class _PartyRunner:
         tell_peers_stopped(self.channel, self.local.name, peers, self.step, error)
 
     # ------------------------------------------------------------------ results
+    def stop_record(self, error: BaseException) -> dict[str, Any]:
+        """What ``stopped.json`` holds: the stop's type and line, where it happened, and the epochs before it."""
+        return {"party": self.local.name, "type": type(error).__name__, "error": " ".join(str(error).split()),
+                "epoch": self.epoch, "step": self.step, "history": list(self.history)}
+
     def outcome(self) -> PartyOutcome:
         stats = self.channel.stats.to_dict()
         timing: dict[str, Any] = dict(self._timer().to_dict())

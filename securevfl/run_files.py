@@ -15,6 +15,9 @@ from securevfl.errors import ConfigError
 __all__ = ["RESULT_NAME", "check_output_directory"]
 
 RESULT_NAME = "result.json"
+#: A party process's record of a stop that is an outcome of the run (diverged, out of range, a refused request),
+#: which the gRPC launcher turns into the in-process run's error (securevfl.launcher)
+STOP_NAME = "stopped.json"
 
 
 def check_output_directory(out_dir: Path, *, resume: bool, overwrite: bool) -> None:

@@ -98,3 +98,34 @@ def test_loopback_ports_are_drawn_outside_the_kernels_ephemeral_range(ephemeral:
     low, high = _ports_outside_the_ephemeral_range(5)
     base = free_port_base(5)
     assert low <= base <= high
+
+
+def test_a_stop_that_is_an_outcome_is_the_in_process_runs_error_over_grpc(tmp_path: Path) -> None:
+    """A gRPC run that diverges raises ``TrainingDiverged`` with the epochs before the stop, as in-process (a party
+    records its stop in ``stopped.json``; the launcher turns it into the run's error), not a failed launch."""
+    from securevfl.errors import TrainingDiverged
+
+    overrides = ("protection.scheme=plain", "train.epochs=2", "train.max_loss=0.01")
+    with pytest.raises(TrainingDiverged, match="training diverged at epoch 1") as in_process:
+        run_training(_config(*overrides))
+    with pytest.raises(TrainingDiverged, match="active: training diverged at epoch 1") as over_grpc:
+        run_training(_config(*overrides, transport="grpc"), out_dir=tmp_path / "run")
+    assert type(over_grpc.value) is TrainingDiverged and isinstance(over_grpc.value.__cause__, LaunchError)
+    assert over_grpc.value.stopped_at_epoch == in_process.value.stopped_at_epoch == 1
+    assert over_grpc.value.history == in_process.value.history == []
+
+
+def test_a_refused_deviation_is_detected_over_grpc_too(tmp_path: Path) -> None:
+    """Gradient steering against the pairwise masks: the coordinator refuses the active party's request in a gRPC run
+    as in-process, and the run stops as ``DeviationDetected`` (a study's ``detected``), not as a failed launch."""
+    from securevfl.errors import DeviationDetected
+
+    overrides = (*SCHEMES["ckks/coordinator"], "protection.activation_masks=pairwise", "model.bottom_hidden=[]", "train.epochs=3",
+                 "train.batch_size=16", "data.train_limit=64", "attack.kind=gradient_steering", "attack.start_step=4")
+    with pytest.raises(DeviationDetected, match="refused its decrypt_request") as in_process:
+        run_training(_config(*overrides))
+    with pytest.raises(DeviationDetected, match="a party's protocol check stopped the run at epoch 2, step") as over_grpc:
+        run_training(_config(*overrides, transport="grpc"), out_dir=tmp_path / "run")
+    assert "the passives received different gradients" in str(over_grpc.value)
+    assert over_grpc.value.stopped_at_epoch == in_process.value.stopped_at_epoch == 2
+    assert [entry["epoch"] for entry in over_grpc.value.history or []] == [1]

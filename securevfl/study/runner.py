@@ -28,6 +28,7 @@ from typing import Any
 
 from securevfl.config import comparable_config
 from securevfl.errors import ConfigError
+from securevfl.files import readable_json
 from securevfl.study.spec import PlannedRun, import_plugins
 from securevfl.study.status import RunStatus
 from securevfl.study.worker import (
@@ -127,15 +128,6 @@ def finished(out: Path, run: PlannedRun, log: Callable[[str], None] | None = Non
             _check_same_config(path, run)
             return True
     return False
-
-
-def readable_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None if it is absent, torn, truncated or not a JSON object."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def readable_record(path: Path) -> dict[str, Any] | None:
