@@ -256,6 +256,8 @@ def run_grpc_training(
     transport = config.transport
     budget = timeout if timeout is not None else transport.connect_timeout + transport.receive_timeout * (config.train.epochs + 1)
     parties = PartyProcesses(files)
+    for party in files.private:  # a stop an earlier attempt recorded says nothing about this one
+        (parties.out_dir(party) / STOP_NAME).unlink(missing_ok=True)
     try:
         parties.start(resume=resume)
         parties.wait(budget, progress=progress)
