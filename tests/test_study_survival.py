@@ -188,6 +188,27 @@ def test_a_privacy_attacks_model_at_chance_keeps_the_attacks_number_but_not_its_
     assert line.cells["plain"] == "50.0 / 90.0 [model at chance 1/3: main not counted]"
 
 
+def test_a_trainable_top_line_without_a_sum_top_line_gets_its_words_from_the_ckks_comparison(tmp_path: Path) -> None:
+    """The compact table's outcome column of a trainable-top line that has no sum-top line to be judged against as a
+    defense carries its CKKS-vs-plaintext words, not '-'."""
+    runs = _plan(tmp_path, """
+[study]
+name = "trainable"
+seeds = [0, 1, 2]
+schemes = ["plain", "ckks/active"]
+[study.set]
+"data.name" = "digits"
+"model.top" = "trainable"
+"attack.kind" = "activation_inversion"
+[[grid]]
+name = "g"
+""")
+    rows = [_row(run, main_accuracy=0.9, activation_rows_recovered=1.0, attack_feasible=True) for run in runs]
+    line = survival_lines(runs, rows, ["plain", "ckks/active"])[0]
+    assert "trainable top (no sum-top line of this setting to compare it with as a defense)" in line.verdict
+    assert line.summary() == "plain: 100.0 %; ckks/active: survives"
+
+
 # ---------------------------------------------------------------- 3. a working attack, 4. cost vs clean, 5. controls
 
 BACKDOOR_STUDY = """

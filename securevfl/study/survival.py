@@ -338,7 +338,8 @@ def _line(study: _Study, key: tuple[str, str], schemes: list[str]) -> SurvivalLi
             line.judgements += judgements
             line.words.update({j.scheme: j.word + (" (weak attack)" if j.working is False else "") for j in judgements})
         if encrypted:  # the same defended (or trainable-top) line with and without encryption, paired by seed
-            parts.append(f"this line, CKKS vs plaintext: {_attack_verdict(per_scheme, metric)}")
+            # its words fill the compact table where no defense verdict did (a trainable top with no sum-top line)
+            parts.append(f"this line, CKKS vs plaintext: {_attack_verdict(per_scheme, metric, None if line.words else line.words)}")
     if metric is not None and encrypted and attack_class(_attack_of(config).kind).observes_only:
         main = _clean_verdict(per_scheme)  # the attack only reads: every run trains the honest model
         if main != "clean baseline":
