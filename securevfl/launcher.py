@@ -260,7 +260,7 @@ def run_grpc_training(
         (parties.out_dir(party) / STOP_NAME).unlink(missing_ok=True)
     try:
         parties.start(resume=resume)
-        parties.wait(budget, progress=progress)
+        parties.wait(budget, grace=STOP_GRACE_SECONDS, progress=progress)
     except LaunchError as failure:
         stop = training_stop(parties, config, lambda: files.attack if files.attack is not None else experimenter_attack(config, dataset))
         if stop is None:
@@ -276,34 +276,73 @@ def run_grpc_training(
     return result
 
 
-def training_stop(parties: PartyProcesses, config: RunConfig, attack_setup: Callable[[], AttackSetup | None]) -> TrainingDiverged | None:
-    """The in-process run's error for a gRPC run that stopped as an outcome (``stopped.json`` of a party), else None.
+#: Seconds the other processes get to stop by themselves after the first one failed (each writes its stop record)
+STOP_GRACE_SECONDS = 5.0
 
-    A party that diverged or left CKKS's range wrote its stop: the run raises the same error as in-process,
-    with the active party's epochs before it. A refused request is a detected deviation in a run whose attack
-    may be refused (:meth:`Attack.may_be_refused`, as :func:`securevfl.training.stopped_cleanly` decides
-    in-process); in any other run it stays the failed launch it is (a bug). The active party's record first.
+
+@dataclass(frozen=True)
+class _StopRecord:
+    """One party's ``stopped.json``, checked field by field (a torn or malformed one is no record)."""
+
+    party: str
+    type: str
+    error: str
+    epoch: int
+    step: int
+    stage: str
+    history: list[dict[str, Any]]
+    chance_accuracy: float | None
+
+    @classmethod
+    def read(cls, party: str, path: Path) -> _StopRecord | None:
+        record = readable_json(path)
+        if record is None:
+            return None
+        fields = (record.get("type"), record.get("error"), record.get("epoch"), record.get("step"), record.get("history"))
+        kind, error, epoch, step, history = fields
+        chance = record.get("chance_accuracy")
+        if not (isinstance(kind, str) and isinstance(error, str) and isinstance(epoch, int) and isinstance(step, int)
+                and isinstance(history, list) and all(isinstance(entry, dict) for entry in history)
+                and (chance is None or isinstance(chance, int | float))):
+            return None
+        stage = record.get("stage") if record.get("stage") in ("training", "evaluation") else "training"
+        return cls(party, kind, error, epoch, step, str(stage), history, None if chance is None else float(chance))
+
+    def where(self) -> str:
+        return f"at epoch {self.epoch}, step {self.step}" + ("" if self.stage == "training" else f" ({self.stage})")
+
+
+def training_stop(parties: PartyProcesses, config: RunConfig, attack_setup: Callable[[], AttackSetup | None]) -> TrainingDiverged | None:
+    """The in-process run's error for a gRPC run that stopped as an outcome (a party's ``stopped.json``), else None.
+
+    Every party records its stop (any error) before it tells its peers. A party that diverged or left CKKS's range:
+    the run raises the same error as in-process; a refused request is a detected deviation in a run whose attack may
+    be refused (:meth:`Attack.may_be_refused`, as :func:`securevfl.training.stopped_cleanly` decides in-process),
+    and in any other run stays the failed launch it is (a bug). The epochs before the stop and the chance accuracy
+    are the active party's record's, whoever stopped first. Records are keyed by the folder they are in, and are
+    the experimenter's simulation's: its parties run on this machine and their folders are trusted like their
+    results (a real deployment has no launcher).
     """
     active = parties.active_name()
-    records = []
-    for party in sorted(parties.processes, key=lambda name: name != active):
-        record = readable_json(parties.out_dir(party) / STOP_NAME)
-        if record is not None and isinstance(record.get("type"), str):
-            records.append(record)
-    history = next((r.get("history") for r in records if r.get("party") == active and isinstance(r.get("history"), list)), [])
-    for record in records:
-        where = f"at epoch {record.get('epoch')}, step {record.get('step')}"
+    records = {party: record for party in parties.processes
+               if (record := _StopRecord.read(party, parties.out_dir(party) / STOP_NAME)) is not None}
+    mine = records.get(active)
+    for record in sorted(records.values(), key=lambda r: r.party != active):
         stop: TrainingDiverged
-        if record["type"] in ("TrainingDiverged", "OutOfRange"):
-            stop = (OutOfRange if record["type"] == "OutOfRange" else TrainingDiverged)(f"{record.get('party')}: {record.get('error')}")
-        elif record["type"] == "RequestRefusedError":
-            setup = attack_setup()
+        if record.type in ("TrainingDiverged", "OutOfRange"):
+            stop = (OutOfRange if record.type == "OutOfRange" else TrainingDiverged)(f"{record.party}: {record.error}")
+        elif record.type == "RequestRefusedError":
+            try:
+                setup = attack_setup()
+            except (SecureVFLError, OSError):  # the experimenter's attack cannot be prepared again: keep the launch error
+                return None
             if setup is None or setup.attack is None or not setup.attack.may_be_refused():
                 continue
-            stop = DeviationDetected(f"a party's protocol check stopped the run {where}: {record.get('error')}")
+            stop = DeviationDetected(f"a party's protocol check stopped the run {record.where()}: {record.error}")
         else:
             continue
-        stop.history, stop.stopped_at_epoch = history, record.get("epoch")
+        stop.history, stop.stopped_at_epoch = (mine.history if mine is not None else []), record.epoch
+        stop.chance_accuracy = mine.chance_accuracy if mine is not None else None
         return stop
     return None
 

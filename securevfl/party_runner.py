@@ -43,12 +43,11 @@ import numpy as np
 
 from securevfl.attacks.base import Attack, AttackTruth
 from securevfl.config import RunConfig
-from securevfl.divergence import check_loss, loss_bound
-from securevfl.errors import ConfigError, TrainingDiverged
+from securevfl.divergence import chance_accuracy, check_loss, loss_bound
+from securevfl.errors import ConfigError
 from securevfl.parties import ActiveParty, KeyHolderParty, LocalParties, PassiveParty, RunShape
 from securevfl.party_checkpoint import KEEP, PartyCheckpoints
 from securevfl.protocols import Channel, Message, MessageKind, ProtocolError, TrafficStats
-from securevfl.protocols.errors import RequestRefusedError
 from securevfl.protocols.attempt import Attempt, start_attempt
 from securevfl.protocols.phases import cost_summary
 from securevfl.roles import Role
@@ -223,9 +222,9 @@ def run_party(
             something else this attempt needed, e.g. the sample alignment); None: run it here.
         on_epoch_end: called with the active party's history entry after each epoch, before
             its checkpoint is written (what it files is then never behind the checkpoint).
-        on_stop: given this party's record of a stop that is an outcome of the run rather than a
-            failure of a process (diverged, out of CKKS's range, a request of its refused), so that
-            the launcher can report the run as the in-process run would (``stopped.json``).
+        on_stop: given this party's record of its stop (any error: a divergence, a range stop, a
+            refused request, a peer's ABORT ...), written before the peers are told, so that the
+            launcher can report the run as the in-process run would (``stopped.json``).
         progress: given one line when the attempt starts (its session and the epoch it continues
             after) and, at the active party, one line per epoch (loss and main accuracy).
         evaluate_splits: the active party's metrics of the extra evaluation splits from its
@@ -241,10 +240,16 @@ def run_party(
     with channel.training():
         try:
             runner.run()
+        except Exception as exc:
+            if on_stop is not None:  # before the peers hear of it: the launcher may kill this process once they stop
+                try:
+                    on_stop(runner.stop_record(exc))
+                except Exception:  # noqa: BLE001 - the stop itself is what matters
+                    pass
+            runner.abort(exc)
+            raise
         except BaseException as exc:
             runner.abort(exc)
-            if on_stop is not None and isinstance(exc, TrainingDiverged | RequestRefusedError):
-                on_stop(runner.stop_record(exc))
             raise
     return runner.outcome()
 
@@ -292,7 +297,7 @@ class _PartyRunner:
         self.history: list[dict[str, Any]] = []
         self.attack_history: list[dict[str, float]] = []
         self.epoch_seconds: list[float] = []
-        self.epoch = 0
+        self.epoch, self.stage = 0, "training"
         self.started = time.perf_counter()
 
     # ------------------------------------------------------------------ the schedule
@@ -401,6 +406,7 @@ class _PartyRunner:
         batches = epoch_batches(self.run_shape.n_train, train.batch_size, train.seed, epoch)
         first_step = (epoch - 1) * self.steps_per_epoch
         total_loss = 0.0
+        self.stage = "training"
         with stopped_cleanly(epoch, "training", lambda: self.step):
             for index, sample_ids in enumerate(batches):
                 self.step = first_step + index
@@ -411,6 +417,7 @@ class _PartyRunner:
                         if role is Role.ACTIVE:
                             total_loss += float(outcome) * len(sample_ids)
         self.step = first_step + len(batches)
+        self.stage = "evaluation"
         with stopped_cleanly(epoch, "evaluation", lambda: self.step):
             predictions = {split: self._evaluate_split(split, rows) for split, rows in self._splits()}
         metrics = self._attack_metrics(predictions)
@@ -540,9 +547,13 @@ class _PartyRunner:
 
     # ------------------------------------------------------------------ results
     def stop_record(self, error: BaseException) -> dict[str, Any]:
-        """What ``stopped.json`` holds: the stop's type and line, where it happened, and the epochs before it."""
-        return {"party": self.local.name, "type": type(error).__name__, "error": " ".join(str(error).split()),
-                "epoch": self.epoch, "step": self.step, "history": list(self.history)}
+        """What ``stopped.json`` holds: the stop's type and line, where it happened, and (the active party's) the epochs
+        before it and the test set's chance accuracy, as an in-process stop carries them."""
+        record = {"type": type(error).__name__, "error": " ".join(str(error).split()), "epoch": self.epoch,
+                  "step": self.step, "stage": self.stage, "history": list(self.history)}
+        if self.local.active is not None:
+            record["chance_accuracy"] = chance_accuracy(self.local.active.test_labels(np.arange(self.run_shape.n_test)).numpy())
+        return record
 
     def outcome(self) -> PartyOutcome:
         stats = self.channel.stats.to_dict()

@@ -3,8 +3,11 @@ killed party stops every other process in one line instead of a hang."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -113,6 +116,7 @@ def test_a_stop_that_is_an_outcome_is_the_in_process_runs_error_over_grpc(tmp_pa
     assert type(over_grpc.value) is TrainingDiverged and isinstance(over_grpc.value.__cause__, LaunchError)
     assert over_grpc.value.stopped_at_epoch == in_process.value.stopped_at_epoch == 1
     assert over_grpc.value.history == in_process.value.history == []
+    assert over_grpc.value.chance_accuracy == in_process.value.chance_accuracy is not None
 
 
 def test_a_refused_deviation_is_detected_over_grpc_too(tmp_path: Path) -> None:
@@ -127,5 +131,34 @@ def test_a_refused_deviation_is_detected_over_grpc_too(tmp_path: Path) -> None:
     with pytest.raises(DeviationDetected, match="a party's protocol check stopped the run at epoch 2, step") as over_grpc:
         run_training(_config(*overrides, transport="grpc"), out_dir=tmp_path / "run")
     assert "the passives received different gradients" in str(over_grpc.value)
+    where = re.search(r"stopped the run (at epoch \d+, step \d+(?: \(\w+\))?)", str(in_process.value))
+    assert where is not None and f"stopped the run {where.group(1)}:" in str(over_grpc.value)  # the same place, stage included
     assert over_grpc.value.stopped_at_epoch == in_process.value.stopped_at_epoch == 2
     assert [entry["epoch"] for entry in over_grpc.value.history or []] == [1]
+
+
+def test_the_launcher_reads_each_partys_stop_record_by_its_folder_and_checks_it(tmp_path: Path) -> None:
+    """A passive's range stop takes its epochs from the active party's record (which stopped on the passive's ABORT);
+    a record whose fields are not what a party writes is no record; a refusal in a run whose attack is not refusable
+    (or without an attack) stays the failed launch."""
+    from securevfl.errors import OutOfRange
+    from securevfl.launcher import training_stop
+    from securevfl.run_files import STOP_NAME
+
+    epochs = [{"epoch": 1, "main_accuracy": 0.5, "loss": 1.0}, {"epoch": 2, "main_accuracy": 0.6, "loss": 0.9}]
+    records = {
+        "active": {"type": "PeerAbortedError", "error": "passive_1 aborted", "epoch": 3, "step": 40, "history": epochs, "chance_accuracy": 0.25},
+        "passive_1": {"type": "OutOfRange", "error": "a message left CKKS's precise range at epoch 3, step 40: ...", "epoch": 3, "step": 40, "history": []},
+        "passive_2": {"type": "OutOfRange", "error": "forged", "epoch": "two", "step": 0, "history": []},
+    }
+    for party, record in records.items():
+        (tmp_path / party).mkdir()
+        (tmp_path / party / STOP_NAME).write_text(json.dumps(record), encoding="utf-8")
+    order = ["active", "passive_2", "passive_1"]  # the malformed record would be read before the real one
+    parties = SimpleNamespace(processes=dict.fromkeys(order), out_dir=lambda party: tmp_path / party, active_name=lambda: "active")
+    stop = training_stop(parties, _config(), lambda: None)
+    assert type(stop) is OutOfRange and str(stop).startswith("passive_1: a message left CKKS's precise range at epoch 3")
+    assert stop.history == epochs and stop.stopped_at_epoch == 3 and stop.chance_accuracy == 0.25
+
+    (tmp_path / "passive_1" / STOP_NAME).write_text(json.dumps(records["passive_1"] | {"type": "RequestRefusedError"}), encoding="utf-8")
+    assert training_stop(parties, _config(), lambda: None) is None  # no attack: a refusal is a bug, the launch error stays
