@@ -298,8 +298,7 @@ class _StopRecord:
         record = readable_json(path)
         if record is None:
             return None
-        fields = (record.get("type"), record.get("error"), record.get("epoch"), record.get("step"), record.get("history"))
-        kind, error, epoch, step, history = fields
+        kind, error, epoch, step, history = (record.get(key) for key in ("type", "error", "epoch", "step", "history"))
         chance = record.get("chance_accuracy")
         if not (isinstance(kind, str) and isinstance(error, str) and isinstance(epoch, int) and isinstance(step, int)
                 and isinstance(history, list) and all(isinstance(entry, dict) for entry in history)

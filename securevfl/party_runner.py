@@ -240,15 +240,12 @@ def run_party(
     with channel.training():
         try:
             runner.run()
-        except Exception as exc:
-            if on_stop is not None:  # before the peers hear of it: the launcher may kill this process once they stop
-                try:
+        except BaseException as exc:
+            if on_stop is not None and isinstance(exc, Exception):  # before the peers hear of it: the launcher may kill
+                try:                                                 # this process once they stop
                     on_stop(runner.stop_record(exc))
                 except Exception:  # noqa: BLE001 - the stop itself is what matters
                     pass
-            runner.abort(exc)
-            raise
-        except BaseException as exc:
             runner.abort(exc)
             raise
     return runner.outcome()

@@ -392,11 +392,11 @@ def _own_word(outcome: _Outcome, metric: str) -> str:
         return "refused"
     if outcome.ok and not outcome.feasible():
         return "infeasible"
-    values, stopped = outcome.values(metric), outcome.stopped_without(metric)
+    values, stopped, caught = outcome.values(metric), outcome.stopped_without(metric), outcome.caught(metric)
     if stopped:
         return f"stopped {len(stopped)}/{len(values) + len(stopped)}"
-    caught = f" ({len(outcome.caught(metric))} detected)" if outcome.caught(metric) else ""
-    return f"{100 * statistics.fmean(values.values()):.1f} %{caught}" if values else str(outcome.status())
+    detected = f" ({len(caught)} detected)" if caught else ""
+    return f"{100 * statistics.fmean(values.values()):.1f} %{detected}" if values else str(outcome.status())
 
 
 def _own_success(scheme: str, outcome: _Outcome, metric: str) -> str:
