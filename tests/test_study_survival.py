@@ -592,3 +592,58 @@ def test_one_finished_reference_seed_does_not_decide_whether_the_attack_works(tm
     rows = _five_seed_rows(runs, [0.92, "pending", "pending", "pending", "pending"], [0.0, "pending", "pending", "pending", "pending"])
     line = _line(survival_lines(runs, rows, ["plain"]), "g", "noise")
     assert [(j.word, j.working) for j in line.judgements] == [("inconclusive", None)]
+
+
+# ---------------------------------------------------------------- labels read: the floor is chance, not 10 %
+
+LABEL_STUDY = """
+[study]
+name = "labels"
+seeds = [0, 1, 2]
+schemes = ["plain"]
+[study.set]
+"data.name" = "digits"
+"attack.kind" = "gradient_inversion"
+[[grid]]
+name = "g"
+[grid.variants]
+undefended = {}
+label_dp = { defense = [{ kind = "label_dp", on = "gradient", noise_multiplier = 1.0 }] }
+"""
+
+
+def _label_rows(runs: list[Any], chance: float, undefended: list[float], defended: list[float]) -> list[dict[str, Any]]:
+    values = {"undefended": undefended, "label_dp": defended}
+    return [_row(run, attack_feasible=True, main_accuracy=0.9, chance_accuracy=chance,
+                 inversion_label_accuracy=values[run.levels["variant"]][run.seed]) for run in runs]
+
+
+@pytest.mark.parametrize(
+    ("chance", "word"),
+    [
+        (0.52, "nothing to stop"),  # two classes: 55 % read is a coin toss, however far above 10 %
+        (0.10, "works"),  # ten balanced classes: the same 55 % is far above chance and the defense removes it
+    ],
+)
+def test_a_label_read_within_5_points_of_chance_has_nothing_to_stop(tmp_path: Path, chance: float, word: str) -> None:
+    runs = _plan(tmp_path, LABEL_STUDY)
+    rows = _label_rows(runs, chance, undefended=[0.55, 0.56, 0.54], defended=[0.10, 0.11, 0.09])
+    line = _line(survival_lines(runs, rows, ["plain"]), "g", "label_dp")
+    assert [j.word for j in line.judgements] == [word]
+    if word == "nothing to stop":
+        assert "(labels: chance 52.0 % + 5 points)" in line.verdict
+
+
+def test_the_floor_follows_chance_only_for_metrics_a_blind_guess_scores() -> None:
+    from securevfl.study.verdicts import ATTACK_FLOOR, attack_floor
+
+    class Rows:
+        def __init__(self, chances: list[float | None]) -> None:
+            self.rows = [{"chance_accuracy": c} for c in chances]
+
+    assert attack_floor("inversion_label_accuracy", Rows([0.5, 0.52]))[0] == pytest.approx(0.57)  # the largest chance
+    assert attack_floor("label_inference_accuracy", Rows([0.3]))[0] == pytest.approx(0.35)
+    assert attack_floor("inversion_label_accuracy", Rows([0.04]))[0] == ATTACK_FLOOR  # 9 % is below the fixed floor
+    assert attack_floor("inversion_label_accuracy", Rows([None]))[0] == ATTACK_FLOOR  # no run recorded a chance
+    assert attack_floor("backdoor_accuracy", Rows([0.5]))[0] == ATTACK_FLOOR  # read off the model, not a label guess
+    assert attack_floor("inversion_rows_recovered", Rows([0.5]))[0] == ATTACK_FLOOR  # rows, not labels

@@ -57,6 +57,7 @@ INVERSION_LABEL_ACCURACY = MetricSpec(
     "(argmin under the sum top, direction scoring under a trainable top)",
     "higher",
     "inversion labels",
+    blind_guess_scores_chance=True,
 )
 INVERSION_FULL_RANK = MetricSpec(
     "inversion_full_rank",
@@ -75,24 +76,28 @@ INVERSION_DIRECTION_ACCURACY = MetricSpec(
     "label accuracy of direction scoring: cosine to the mean inverted row of each class's known-label samples",
     "higher",
     "inversion direction",
+    blind_guess_scores_chance=True,
 )
 INVERSION_CLUSTER_ACCURACY = MetricSpec(
     "inversion_cluster_accuracy",
     "label accuracy of k-means on the unit inverted rows, clusters named by the known-label samples in them",
     "higher",
     "inversion cluster",
+    blind_guess_scores_chance=True,
 )
 INVERSION_NORM_ACCURACY = MetricSpec(
     "inversion_norm_accuracy",
     "label accuracy of norm scoring of the inverted rows (two classes only)",
     "higher",
     "inversion norm",
+    blind_guess_scores_chance=True,
 )
 INVERSION_BEST_LABEL_ACCURACY = MetricSpec(
     "inversion_best_label_accuracy",
     "the best label accuracy over the inversion's scorers, picked in hindsight by the evaluator",
     "higher",
     "inversion best",
+    blind_guess_scores_chance=True,
 )
 
 

@@ -67,6 +67,7 @@ KEY_RECOVERY_LABEL_ACCURACY = MetricSpec(
     "fraction of the epoch's training samples whose label the passive read by decrypting its gradient rows with the key it recovered",
     "higher",
     "labels via key",
+    blind_guess_scores_chance=True,
 )
 
 ACTIVE_KEY_RECOVERY_ROWS = MetricSpec(

@@ -26,6 +26,7 @@ LABEL_INFERENCE_ACCURACY = MetricSpec(
     "fraction of the epoch's training samples whose label the attacker inferred correctly",
     "higher",
     "label inference",
+    blind_guess_scores_chance=True,
 )
 
 

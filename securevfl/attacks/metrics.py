@@ -28,6 +28,10 @@ class MetricSpec:
             total, not the epoch's share): only such a value, taken when an honest party's check stops the run,
             is the caught attacker's final success (``attack_at_stop``). A per-epoch fraction taken mid-epoch
             counts only that epoch's part and is no such thing.
+        blind_guess_scores_chance: the value is a fraction of samples whose label the attacker got right, so a
+            blind guess of the most frequent class already scores the data's chance accuracy: study verdicts count
+            only success above chance (their floor for "nothing to stop" is chance plus a margin, not a fixed 10 %,
+            which on 10 balanced classes *is* chance and on 2 classes is far below it).
     """
 
     name: str
@@ -36,6 +40,7 @@ class MetricSpec:
     short: str = ""
     peak_column: str | None = None
     cumulative: bool = False
+    blind_guess_scores_chance: bool = False
 
     @property
     def label(self) -> str:

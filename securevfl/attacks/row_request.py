@@ -40,6 +40,7 @@ ROW_REQUEST_LABEL_ACCURACY = MetricSpec(
     "fraction of the samples read this epoch whose label the passive read from gradient rows it had decrypted in its own request slot",
     "higher",
     "labels via request",
+    blind_guess_scores_chance=True,
 )
 ROW_REQUEST_COVERAGE = MetricSpec(
     "row_request_coverage",

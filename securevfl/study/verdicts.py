@@ -31,7 +31,8 @@ a tolerance that widens with the spread:
   size of the reduction and the **main-accuracy cost** twice: against the attacked model
   (defended - undefended) and against the **clean** model (defended - clean: the control, else an
   ``attack.kind = none`` cell of the same setting), each a paired interval. Below
-  :data:`ATTACK_FLOOR` undefended success there is *nothing to stop*.
+  :data:`ATTACK_FLOOR` undefended success there is *nothing to stop* (for labels read, below the data's chance
+  accuracy plus 5 points when that is higher: :func:`attack_floor`).
   The line ends with *keeps working under encryption* when it works in plaintext and under every
   CKKS scheme, *works in plaintext only* when some CKKS scheme's interval does not exclude 0
   (*not shown to work* there: an interval that includes 0 does not prove the defense useless).
@@ -83,6 +84,7 @@ from typing import Any
 
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.attacks.backdoor_control import CONTROL_TARGET_RATE
+from securevfl.divergence import COLLAPSE_MARGIN
 from securevfl.schemes import PlainScheme
 from securevfl.study.statistics import (
     EQUIVALENCE_MARGIN,
@@ -101,6 +103,7 @@ from securevfl.study.table import at_stop_column
 
 __all__ = [
     "ATTACK_FLOOR",
+    "attack_floor",
     "EQUIVALENCE_MARGIN",
     "WORKING_ATTACK",
     "Comparison",
@@ -116,6 +119,24 @@ WORKING_ATTACK = 0.80
 
 def _lower_is_success(metric: str) -> bool:
     return any(spec.name == metric and spec.success == "lower" for spec in attack_metrics())
+
+
+def attack_floor(metric: str, *outcomes: _Outcome | None) -> tuple[float, str]:
+    """The undefended success below which there is nothing to stop, and the words that say why when not the fixed one.
+
+    :data:`ATTACK_FLOOR`, except for labels read (``MetricSpec.blind_guess_scores_chance``): a blind guess of the
+    most frequent class scores the data's chance accuracy, so a read within
+    :data:`~securevfl.divergence.COLLAPSE_MARGIN` of it is a read at chance (the chance of the ``outcomes``' runs,
+    the largest when they differ; the fixed floor where no run recorded one).
+    """
+    if not any(spec.name == metric and spec.blind_guess_scores_chance for spec in attack_metrics()):
+        return ATTACK_FLOOR, ""
+    chances = [float(row["chance_accuracy"]) for outcome in outcomes if outcome is not None for row in outcome.rows
+               if row.get("chance_accuracy") is not None]
+    if not chances or max(chances) + COLLAPSE_MARGIN <= ATTACK_FLOOR:
+        return ATTACK_FLOOR, ""
+    chance = max(chances)
+    return chance + COLLAPSE_MARGIN, f" (labels: chance {_pct(chance)} % + {100 * COLLAPSE_MARGIN:.0f} points)"
 
 
 def _success_value(row: dict[str, Any], metric: str) -> float | None:
@@ -495,8 +516,9 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str, words: dict[st
     if refused:
         parts.append("refused under " + ", ".join(refused))
     base = plain.mean(metric)
-    if (survives or changed or inconclusive) and base is not None and not _lower_is_success(metric) and base < ATTACK_FLOOR:
-        parts.append(f"note: the attack reaches only {_pct(base)} % in plaintext")
+    floor, why = attack_floor(metric, plain)
+    if (survives or changed or inconclusive) and base is not None and not _lower_is_success(metric) and base < floor:
+        parts.append(f"note: the attack reaches only {_pct(base)} % in plaintext{why}")
     if plain.stopped and not stopped:
         parts.append(f"plaintext {_stop_counts(plain.stopped, len(plain.ok) + len(plain.stopped))}")
     return "; ".join(parts) or "plaintext only"
@@ -633,8 +655,9 @@ def _defense_effect(
         defended_stops, undefended_stops = (success.stopped_second, success.stopped_first) if lower else (success.stopped_first, success.stopped_second)
         n = len(success.seeds)
         stops = f"{side} {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
-    if not lower and attack.mean is not None and attack.mean < ATTACK_FLOOR:  # before any stop: no attack to stop at all
-        return _Effect("nothing to stop", f"{stops}; {detail}" if stops else detail, attack, **numbers)
+    floor, why = attack_floor(metric, without, with_defense)
+    if not lower and attack.mean is not None and attack.mean < floor:  # before any stop: no attack to stop at all
+        return _Effect("nothing to stop", f"{stops}; {detail}{why}" if stops else f"{detail}{why}", attack, **numbers)
     if stops:
         robust = _robust_reduction(success, with_defense, without, metric, lower)
         if robust is not None and robust[0]:
@@ -697,8 +720,9 @@ def _made_infeasible(with_defense: _Outcome, without: _Outcome, metric: str, ref
         n = len(with_defense.ok) + len(with_defense.stopped)
         stops = f"{side} {_stop_counts(with_defense.stopped, n)}, {reference} {_stop_counts(without.stopped, len(without.ok) + len(without.stopped))}"
         return _Effect("stopped", f"{stops}; no verdict ({detail})", undefended, weak)
-    if undefended.mean < ATTACK_FLOOR:
-        return _Effect("nothing to stop", detail, undefended)
+    floor, why = attack_floor(metric, without, with_defense)
+    if undefended.mean < floor:
+        return _Effect("nothing to stop", f"{detail}{why}", undefended)
     return _Effect("works", detail, undefended, weak)
 
 
