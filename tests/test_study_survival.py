@@ -632,6 +632,11 @@ def test_a_label_read_within_5_points_of_chance_has_nothing_to_stop(tmp_path: Pa
     assert [j.word for j in line.judgements] == [word]
     if word == "nothing to stop":
         assert "(labels: chance 52.0 % + 5 points)" in line.verdict
+        assert "against a weak attack" not in line.verdict  # the word says more
+    else:
+        assert "works against a weak attack" in line.verdict  # 55 % is below the 80 % bar
+    # either way no test of the defense: listed apart from the verdicts against a working attack
+    assert line.judgements[0].working is False
 
 
 def test_the_floor_follows_chance_only_for_metrics_a_blind_guess_scores() -> None:

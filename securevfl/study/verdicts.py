@@ -113,6 +113,9 @@ __all__ = [
 
 #: Below this undefended attack success (mean, fraction), a defense has nothing to remove.
 ATTACK_FLOOR = 0.10
+#: The word of a defense judged against an attack below :func:`attack_floor`: no test of the defense (listed with
+#: the verdicts against a weak attack, without those words: it says more).
+NOTHING_TO_STOP = "nothing to stop"
 #: A defense is tested only against an attack that works: undefended success (mean over the paired seeds) at least this.
 WORKING_ATTACK = 0.80
 
@@ -589,7 +592,7 @@ class _Effect:
         return not self.weak
 
     def text(self, scheme: str) -> str:
-        word = f"{self.word} against a weak attack" if self.weak else self.word
+        word = f"{self.word} against a weak attack" if self.weak and self.word != NOTHING_TO_STOP else self.word
         return f"{scheme}: {word} ({self.detail})" if self.detail != self.word else f"{scheme}: {word}"
 
 
@@ -657,7 +660,8 @@ def _defense_effect(
         stops = f"{side} {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
     floor, why = attack_floor(metric, without, with_defense)
     if not lower and attack.mean is not None and attack.mean < floor:  # before any stop: no attack to stop at all
-        return _Effect("nothing to stop", f"{stops}; {detail}{why}" if stops else f"{detail}{why}", attack, **numbers)
+        # below the floor is below the working-attack bar too: listed with the verdicts that test no defense
+        return _Effect(NOTHING_TO_STOP, f"{stops}; {detail}{why}" if stops else f"{detail}{why}", attack, True, **numbers)
     if stops:
         robust = _robust_reduction(success, with_defense, without, metric, lower)
         if robust is not None and robust[0]:
@@ -722,7 +726,7 @@ def _made_infeasible(with_defense: _Outcome, without: _Outcome, metric: str, ref
         return _Effect("stopped", f"{stops}; no verdict ({detail})", undefended, weak)
     floor, why = attack_floor(metric, without, with_defense)
     if undefended.mean < floor:
-        return _Effect("nothing to stop", f"{detail}{why}", undefended)
+        return _Effect(NOTHING_TO_STOP, f"{detail}{why}", undefended, weak)
     return _Effect("works", detail, undefended, weak)
 
 
