@@ -101,16 +101,47 @@ def _rotation_plan(keyring: Keyring, step: int) -> list[int]:
     return min(feasible, key=len)
 
 
+#: Per keyring, (Galois step, level) -> that key switch's offset: a rotated fresh encryption of zero (see :func:`rotate`).
+_KEY_SWITCH_OFFSETS: weakref.WeakKeyDictionary[Keyring, dict[tuple[int, int], Any]] = weakref.WeakKeyDictionary()
+
+
 def rotate(keyring: Keyring, ciphertext: Any, step: int) -> Any:
-    """Cyclic left rotation of the slot vector by ``step`` (negative = right)."""
+    """Cyclic left rotation of the slot vector by ``step`` (negative = right), without SEAL's key-switching offset.
+
+    SEAL's key switching splits the ciphertext's mask into one piece per data prime and leaves each
+    in ``[0, q_J)`` rather than centred, so every key switch adds the same polynomial
+    ``(q_0 / 2P) (1 + X + ... + X^(N-1)) e_0`` on top of its random noise, ``e_0`` being the Galois
+    key's own error. It lands in a few low-frequency slots and its size is a property of the key:
+    1,400-14,600 noise units (``sqrt(N)/scale``) per rotation over 5 key pairs at the compute preset,
+    against 420-740 without it, so a product's noise, and whether a key holder's public noise bound
+    refuses an honest request, depended on the run's key pair (docs/threat-model.md). The offset is
+    the same for every ciphertext of a level (any ciphertext with a uniform mask), so each key switch
+    subtracts a rotated fresh encryption of zero of that level, made once per keyring, step and level:
+    one subtraction per rotation; the value is unchanged, the zero's own encryption noise is added.
+    """
     plan = _rotation_plan(keyring, step)
     if not plan:
         return copy(keyring, ciphertext)
     out = sealapi.Ciphertext()
-    keyring.evaluator.rotate_vector(ciphertext, plan[0], keyring.galois_keys, out)
-    for part in plan[1:]:
-        keyring.evaluator.rotate_vector_inplace(out, part, keyring.galois_keys)
+    for index, part in enumerate(plan):
+        if index == 0:
+            keyring.evaluator.rotate_vector(ciphertext, part, keyring.galois_keys, out)
+        else:
+            keyring.evaluator.rotate_vector_inplace(out, part, keyring.galois_keys)
+        offset = _key_switch_offset(keyring, part, keyring.chain_index(out))
+        offset.scale = out.scale  # the offset holds no message: its scale tag only has to match
+        keyring.evaluator.sub_inplace(out, offset)
     return out
+
+
+def _key_switch_offset(keyring: Keyring, step: int, level: int) -> Any:
+    offsets = _KEY_SWITCH_OFFSETS.setdefault(keyring, {})
+    offset = offsets.get((step, level))
+    if offset is None:
+        offset = encrypted_zero(keyring, level)
+        keyring.evaluator.rotate_vector_inplace(offset, step, keyring.galois_keys)
+        offsets[(step, level)] = offset
+    return offset
 
 
 def mod_switch_to_level(keyring: Keyring, ciphertext: Any, levels_left: int) -> Any:

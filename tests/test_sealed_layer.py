@@ -322,18 +322,18 @@ def test_the_sealed_weights_refresh_is_flooded_for_its_own_tight_bound(monkeypat
 
 def test_the_combined_activations_of_sealed_passives_have_the_product_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     """Over sealed passives the active party's activation sum is a sum of products of the passives' sealed weights
-    with their own features, so its noise grows with the features (and varies widely between requests): with 64
-    features of scale 25 per passive, 370-1,340 noise units over five runs, and under the fresh-encryption bound (512)
-    the coordinator refused such an honest request and the run stopped (found 2026-11-27 with NUS-WIDE features times
-    4: 644 units at step 0). It now has the passives' product bound. Twelve steps make it all but certain (about
-    0.4^12) that one of them exceeds the old bound."""
+    with their own features, so its noise grows with the features: under the fresh-encryption bound (512) the
+    coordinator refused such an honest request and the run stopped (found 2026-11-27 with NUS-WIDE features times 4:
+    644 units at step 0). It now has the passives' product bound. With 256 features of scale 12 per passive one step's
+    sum measured 497-946 units (rotations without SEAL's key-switching offset, crypto.kernels.rotate): twelve steps make
+    it all but certain that one exceeds the old bound."""
     from securevfl.crypto.flooding import noise_unit
     from securevfl.schemes.label_private.policy import FRESH_NOISE_UNITS, PASSIVE_NOISE_UNITS
 
     seen = _measured_noise(monkeypatch)
-    features, steps = 64, 12
+    features, steps = 256, 12
     dataset = random_dataset(24, 6, 2 * features, 3, 0)
-    dataset = dataset.__class__(**{**dataset.__dict__, "x_train": dataset.x_train * 25.0, "x_test": dataset.x_test * 25.0})
+    dataset = dataset.__class__(**{**dataset.__dict__, "x_train": dataset.x_train * 12.0, "x_test": dataset.x_test * 12.0})
     cfg = config(parties={"passive": 2, "split": "even"}, model={"top": "sum", "bottom_hidden": []},
                  train={"batch_size": 6, "lr": 0.01}, protection=_sealed("coordinator"))
     federation = build_federation(cfg, dataset, [np.arange(features), np.arange(features, 2 * features)])

@@ -83,6 +83,12 @@ SEALED_WEIGHTS_NOISE_UNITS = 2.0**10
 #: step 0 with NUS-WIDE features times 4 (644 units; NUS-WIDE itself reached 389 at batch 16).
 _SEALED_ACTIVATION_SUMS = frozenset({"activation_sum", "eval_activation_sum"})
 
+#: The measured maxima above predate 2026-11-27, when rotations stopped carrying SEAL's key-switching offset
+#: (:func:`securevfl.crypto.kernels.rotate`): up to ~15,000 units from one Galois key, depending on the run's key pair.
+#: Without it the products' honest noise is smaller and the same for every key (the trainable top's pre-activation
+#: 233-311 and weight gradient 729-1,145 over 6 key pairs at batch 64; 1,591 at batch 256 with 392 standardised
+#: features per passive, refused at 13,047-16,986 before); the bounds, and so the flooding, are unchanged.
+
 #: The requests whose ciphertext went through a product with the active party's top weights.
 _PRODUCTS = frozenset({"first_layer_preactivation", "eval_first_layer_preactivation", "top_weight_gradient"})
 
