@@ -41,4 +41,4 @@ def test_the_offset_is_made_once_per_keyring_step_and_level() -> None:
     kernels.rotate(keyring, fresh, 1)
     lower = kernels.mod_switch_to_level(keyring, fresh, PARAMS.depth - 1)
     kernels.rotate(keyring, lower, 1)
-    assert sorted(kernels._KEY_SWITCH_OFFSETS[keyring]) == [(1, PARAMS.depth - 1), (1, PARAMS.depth)]
+    assert sorted(kernels._KEY_SWITCH_OFFSETS[keyring]) == [(1, PARAMS.depth - 1, PARAMS.scale), (1, PARAMS.depth, PARAMS.scale)]
