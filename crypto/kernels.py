@@ -87,7 +87,7 @@ def _rotation_plan(keyring: Keyring, step: int) -> list[int]:
         if value & 1:
             digit = 2 - (value % 4)
             value -= digit
-            naf.append((1 << k) if digit > 0 else (slots - (1 << k)) % slots)
+            naf.append(((1 << k) if digit > 0 else slots - (1 << k)) % slots)  # a rotation by ``slots`` is none
         value >>= 1
         k += 1
     candidates.append([s for s in naf if s])

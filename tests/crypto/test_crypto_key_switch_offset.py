@@ -42,3 +42,12 @@ def test_the_offset_is_made_once_per_keyring_step_and_level() -> None:
     lower = kernels.mod_switch_to_level(keyring, fresh, PARAMS.depth - 1)
     kernels.rotate(keyring, lower, 1)
     assert sorted(kernels._KEY_SWITCH_OFFSETS[keyring]) == [(1, PARAMS.depth - 1, PARAMS.scale), (1, PARAMS.depth, PARAMS.scale)]
+
+
+def test_a_right_rotation_composes_from_the_keys_it_needs() -> None:
+    """-3 = 4093 mod 4096 has the non-adjacent form 1 - 4 + 4096; the last digit is a full turn, no rotation at all. It
+    was kept as a step of 4096 without a key, so keys {1, 4092} (enough: 1 + 4092 = 4093) were refused (review, 2026-11-27)."""
+    keyring = SecretKeyring.generate(PARAMS, [1, PARAMS.slots - 4])
+    values = np.arange(PARAMS.slots, dtype=float) / PARAMS.slots
+    rotated = kernels.rotate(keyring, keyring.encrypt_vector(values, PARAMS.depth), -3)
+    np.testing.assert_allclose(keyring.decrypt_vector_complex(rotated).real, np.roll(values, 3), atol=1e-6)
