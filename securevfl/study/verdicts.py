@@ -82,7 +82,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from securevfl.attacks import MAIN_ACCURACY, attack_metrics
+from securevfl.attacks import MAIN_ACCURACY, MetricSpec, attack_metrics
 from securevfl.attacks.backdoor_control import CONTROL_TARGET_RATE
 from securevfl.divergence import COLLAPSE_MARGIN
 from securevfl.schemes import PlainScheme
@@ -120,8 +120,14 @@ NOTHING_TO_STOP = "nothing to stop"
 WORKING_ATTACK = 0.80
 
 
+def _spec(metric: str) -> MetricSpec | None:
+    """The registered attack metric called ``metric`` (None for the main accuracy or an unknown name)."""
+    return next((spec for spec in attack_metrics() if spec.name == metric), None)
+
+
 def _lower_is_success(metric: str) -> bool:
-    return any(spec.name == metric and spec.success == "lower" for spec in attack_metrics())
+    spec = _spec(metric)
+    return spec is not None and spec.success == "lower"
 
 
 def attack_floor(metric: str, *outcomes: _Outcome | None) -> tuple[float, str]:
@@ -132,7 +138,8 @@ def attack_floor(metric: str, *outcomes: _Outcome | None) -> tuple[float, str]:
     :data:`~securevfl.divergence.COLLAPSE_MARGIN` of it is a read at chance (the chance of the ``outcomes``' runs,
     the largest when they differ; the fixed floor where no run recorded one).
     """
-    if not any(spec.name == metric and spec.blind_guess_scores_chance for spec in attack_metrics()):
+    spec = _spec(metric)
+    if spec is None or not spec.blind_guess_scores_chance:
         return ATTACK_FLOOR, ""
     chances = [float(row["chance_accuracy"]) for outcome in outcomes if outcome is not None for row in outcome.rows
                if row.get("chance_accuracy") is not None]
