@@ -38,7 +38,7 @@ from securevfl.checkpoint import RESUMABLE_DIFFERENCES, config_differences
 from securevfl.loopback import PLAN_NAME, PRIVATE_NAME, LoopbackFiles, write_loopback_plan
 from securevfl.party_record import merge_party_facts
 from securevfl.plan import load_plan
-from securevfl.party_attack import experimenter_attack, merge_attack_results
+from securevfl.party_attack import experimenter_attack, merge_attack_results, score_attack_epochs
 from securevfl.run_files import RESULT_NAME, STOP_NAME, check_output_directory
 
 __all__ = ["PARTIES_DIR", "TRANSPORT_KINDS", "LaunchError", "PartyProcesses", "free_port_base", "run_grpc_training"]
@@ -292,6 +292,10 @@ class _StopRecord:
     stage: str
     history: list[dict[str, Any]]
     chance_accuracy: float | None
+    attack_record: dict[str, Any] = field(default_factory=dict)
+    """What the attack's scoring needs of this party's epochs before the stop: the active party's raw split
+    predictions (``eval_predictions``), an attacker's own metrics (``attack_history``) and what it had read at the
+    stop (``attack_at_stop``)."""
 
     @classmethod
     def read(cls, party: str, path: Path) -> _StopRecord | None:
@@ -300,12 +304,17 @@ class _StopRecord:
             return None
         kind, error, epoch, step, history = (record.get(key) for key in ("type", "error", "epoch", "step", "history"))
         chance = record.get("chance_accuracy")
+        predictions, own, at_stop = (record.get(key, default) for key, default in (("eval_predictions", []), ("attack_history", []), ("attack_at_stop", {})))
         if not (isinstance(kind, str) and isinstance(error, str) and isinstance(epoch, int) and isinstance(step, int)
                 and isinstance(history, list) and all(isinstance(entry, dict) for entry in history)
-                and (chance is None or isinstance(chance, int | float))):
+                and (chance is None or isinstance(chance, int | float))
+                and isinstance(predictions, list) and all(entry is None or _split_predictions(entry) for entry in predictions)
+                and isinstance(own, list) and all(isinstance(entry, dict) for entry in own)
+                and isinstance(at_stop, dict) and all(isinstance(value, int | float) for value in at_stop.values())):
             return None
         stage = record.get("stage") if record.get("stage") in ("training", "evaluation") else "training"
-        return cls(party, kind, error, epoch, step, str(stage), history, None if chance is None else float(chance))
+        attack_record = {key: record[key] for key in ("eval_predictions", "attack_history", "attack_at_stop") if key in record}
+        return cls(party, kind, error, epoch, step, str(stage), history, None if chance is None else float(chance), attack_record)
 
     def where(self) -> str:
         return f"at epoch {self.epoch}, step {self.step}" + ("" if self.stage == "training" else f" ({self.stage})")
@@ -320,30 +329,53 @@ def training_stop(parties: PartyProcesses, config: RunConfig, attack_setup: Call
     and in any other run stays the failed launch it is (a bug). The epochs before the stop and the chance accuracy
     are the active party's record's, whoever stopped first. Records are keyed by the folder they are in, and are
     the experimenter's simulation's: its parties run on this machine and their folders are trusted like their
-    results (a real deployment has no launcher).
+    results (a real deployment has no launcher). With an attack, the epochs before the stop are scored as a finished
+    run's (:func:`score_attack_epochs`: the experimenter's metrics of the active party's split predictions, each
+    attacker's own); a stop that cannot be scored stays the failed launch.
     """
     active = parties.active_name()
     records = {party: record for party in parties.processes
                if (record := _StopRecord.read(party, parties.out_dir(party) / STOP_NAME)) is not None}
     mine = records.get(active)
+    prepared: list[AttackSetup | None] = []
+
+    def setup() -> AttackSetup | None:  # prepared once, and only for a stop that needs it
+        if not prepared:
+            prepared.append(attack_setup())
+        return prepared[0]
+
     for record in sorted(records.values(), key=lambda r: r.party != active):
         stop: TrainingDiverged
-        if record.type in ("TrainingDiverged", "OutOfRange"):
-            stop = (OutOfRange if record.type == "OutOfRange" else TrainingDiverged)(f"{record.party}: {record.error}")
-        elif record.type == "RequestRefusedError":
-            try:
-                setup = attack_setup()
-            except (SecureVFLError, OSError):  # the experimenter's attack cannot be prepared again: keep the launch error
-                return None
-            if setup is None or setup.attack is None or not setup.attack.may_be_refused():
+        try:
+            if record.type in ("TrainingDiverged", "OutOfRange"):
+                stop = (OutOfRange if record.type == "OutOfRange" else TrainingDiverged)(f"{record.party}: {record.error}")
+            elif record.type == "RequestRefusedError":
+                refusable = setup()
+                if refusable is None or refusable.attack is None or not refusable.attack.may_be_refused():
+                    continue
+                stop = DeviationDetected(f"a party's protocol check stopped the run {record.where()}: {record.error}")
+                read = [r.attack_record["attack_at_stop"] for r in records.values() if r.attack_record.get("attack_at_stop")]
+                stop.attack_at_stop = dict(read[0]) if read else None  # the caught attacker's read, as in-process
+            else:
                 continue
-            stop = DeviationDetected(f"a party's protocol check stopped the run {record.where()}: {record.error}")
-        else:
-            continue
-        stop.history, stop.stopped_at_epoch = (mine.history if mine is not None else []), record.epoch
+            history = [dict(entry) for entry in mine.history] if mine is not None else []
+            scoring = setup() if config.attack.active and mine is not None else None
+            if scoring is not None:  # the epochs before the stop carry the attack's metrics, as in-process
+                score_attack_epochs(history, mine.attack_record, [r.attack_record for r in records.values()], scoring)
+        except (SecureVFLError, OSError):  # the experimenter's attack cannot be prepared again or scored: keep the launch error
+            return None
+        stop.history, stop.stopped_at_epoch = history, record.epoch
         stop.chance_accuracy = mine.chance_accuracy if mine is not None else None
         return stop
     return None
+
+
+def _split_predictions(entry: object) -> bool:
+    """An epoch's raw split predictions as the active party records them: split name -> predicted classes."""
+    return isinstance(entry, dict) and all(
+        isinstance(split, str) and isinstance(values, list) and all(isinstance(value, int) for value in values)
+        for split, values in entry.items()
+    )
 
 
 def existing_loopback_plan(plan_dir: Path, config: RunConfig) -> LoopbackFiles:

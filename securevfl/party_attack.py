@@ -35,7 +35,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,7 @@ __all__ = [
     "open_party_attack",
     "read_knowledge",
     "register_knowledge_form",
+    "score_attack_epochs",
     "write_attack_files",
 ]
 
@@ -373,6 +374,15 @@ class PartyAttack:
             extra["eval_predictions"] = self.recorder.epochs(history)
         return extra
 
+    def stop_record(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """Extra keys of the party's ``stopped.json``: the raw split predictions of the epochs before the stop, so the
+        launcher scores them as a finished run's (:func:`score_attack_epochs`), and the attacker's read at the stop
+        (:meth:`Attack.read_at_stop`). No per-sample outputs: an in-process stop keeps none either."""
+        extra: dict[str, Any] = {} if self.recorder is None else {"eval_predictions": self.recorder.epochs(history)}
+        if self.attack is not None and self.truth is not None and (at_stop := self.attack.read_at_stop(self.truth)):
+            extra["attack_at_stop"] = at_stop  # what this attacker had read when the run stopped (a caught one keeps it)
+        return extra
+
 
 def open_party_attack(plan: Plan, private: PrivateParty, data: PartyData, *, out_dir: Path | None = None, resume: bool = False) -> PartyAttack:
     """This party's part of the plan's attack, from its private file's ``[attack]`` (one line per problem).
@@ -423,6 +433,27 @@ def experimenter_attack(config: RunConfig, dataset: VFLDataset | None = None) ->
     return prepare_run_attack(config, dataset, partition_columns(dataset, config.parties))
 
 
+def score_attack_epochs(
+    history: list[dict[str, Any]], active: Mapping[str, Any], records: Iterable[Mapping[str, Any]], setup: AttackSetup
+) -> None:
+    """Add the attack's metrics to each epoch of the active party's ``history``, as one process records them.
+
+    The experimenter's metrics of the active party's raw split predictions (``active["eval_predictions"]``, scored
+    by ``setup.plan.evaluate``), then each party's own per-epoch metrics (``attack_history``, in epoch order). The
+    records are a finished run's results or a stopped run's ``stopped.json``: both carry the same two keys.
+    """
+    predictions = active.get("eval_predictions") or []
+    if setup.plan.eval_splits:
+        missing = [entry["epoch"] for entry, epoch in zip(history, predictions, strict=False) if epoch is None]
+        if len(predictions) != len(history) or missing:
+            raise ConfigError(f"the active party's record holds no split predictions for epoch(s) {missing or [entry['epoch'] for entry in history[len(predictions):]]}: its attack metrics cannot be scored")
+        for entry, epoch in zip(history, predictions, strict=True):
+            entry.update(setup.plan.evaluate({split: np.asarray(values) for split, values in epoch.items()}))
+    for record in records:
+        for entry, extra in zip(history, record.get("attack_history") or [], strict=False):
+            entry.update(extra)
+
+
 def merge_attack_results(
     result: dict[str, Any], records: Mapping[str, Mapping[str, Any]], setup: AttackSetup | None, out_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -444,19 +475,11 @@ def merge_attack_results(
         result.update(attack_feasible=None, attack_infeasible_reason=None, attack=none)
         return result
     active = next(record for record in records.values() if record["role"] == "active")
-    predictions = active.get("eval_predictions") or []
-    if setup.plan.eval_splits:
-        missing = [entry["epoch"] for entry, epoch in zip(history, predictions, strict=False) if epoch is None]
-        if len(predictions) != len(history) or missing:
-            raise ConfigError(f"the active party's result holds no split predictions for epoch(s) {missing or [entry['epoch'] for entry in history[len(predictions):]]}: its attack metrics cannot be scored")
-        for entry, epoch in zip(history, predictions, strict=True):
-            entry.update(setup.plan.evaluate({split: np.asarray(values) for split, values in epoch.items()}))
+    score_attack_epochs(history, active, records.values(), setup)
     attack = replace(setup, attack=None).summary()  # the experimenter's part; the attack's own facts are the attacker's
     ran = [record["attack_summary"] for record in records.values() if "attack_summary" in record]
     attack.update(ran[0] if ran else setup.attack.summary() if setup.attack is not None else {})
     for record in records.values():
-        for entry, extra in zip(history, record.get("attack_history") or [], strict=False):
-            entry.update(extra)
         if record.get("attack_unscored"):
             attack["unscored"] = record["attack_unscored"]
     truth = setup.truth

@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 from securevfl.errors import ConfigError
@@ -142,8 +143,9 @@ def run_party_process(
     if stop_path is not None:
         stop_path.unlink(missing_ok=True)  # an earlier attempt's stop says nothing about this one
 
-    def record_stop(record: dict[str, object]) -> None:
+    def record_stop(record: dict[str, Any]) -> None:
         if stop_path is not None:
+            record.update(attack.stop_record(record["history"]))  # the epochs' raw split predictions, for the launcher to score
             stop_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(stop_path, json.dumps(record, indent=1) + "\n")
     limit_threads(config.train.threads)

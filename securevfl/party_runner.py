@@ -545,9 +545,12 @@ class _PartyRunner:
     # ------------------------------------------------------------------ results
     def stop_record(self, error: BaseException) -> dict[str, Any]:
         """What ``stopped.json`` holds: the stop's type and line, where it happened, and (the active party's) the epochs
-        before it and the test set's chance accuracy, as an in-process stop carries them."""
+        before it and the test set's chance accuracy, as an in-process stop carries them; an attacker that scores
+        itself adds its metrics of those epochs."""
         record = {"type": type(error).__name__, "error": " ".join(str(error).split()), "epoch": self.epoch,
                   "step": self.step, "stage": self.stage, "history": list(self.history)}
+        if self.attack_history:  # the attacker's own metrics of the finished epochs, scored as a finished run's are
+            record["attack_history"] = [dict(entry) for entry in self.attack_history]
         if self.local.active is not None:
             record["chance_accuracy"] = chance_accuracy(self.local.active.test_labels(np.arange(self.run_shape.n_test)).numpy())
         return record

@@ -148,19 +148,12 @@ class Federation:
         return metrics
 
     def attack_read_at_stop(self) -> dict[str, float]:
-        """What an attacker that reads private data holds when an honest party's check has stopped the run: its own
-        cumulative metrics (:attr:`MetricSpec.cumulative`: everything it read so far in the run) on its state, scored
-        against the truth without a protocol message (the run has stopped). A per-epoch fraction taken mid-epoch would
-        count only that epoch's part (a key recovered in epoch 1 and stopped early in epoch 2 would read 0), so such
-        metrics are left out: that seed stays an unknown. Empty for an attack judged by the model's predictions (a
-        backdoor: no model to ask), or without a truth to score on."""
+        """What an attacker that reads private data holds when an honest party's check has stopped the run
+        (:meth:`Attack.read_at_stop`); empty without an attack or a truth to score on."""
         setup = self.attack_setup
-        if setup is None or setup.attack is None or setup.truth is None or not setup.attack.reads_private_data:
+        if setup is None or setup.attack is None or setup.truth is None:
             return {}
-        cumulative = {spec.name for spec in setup.attack.metrics if spec.cumulative}
-        if not cumulative:
-            return {}
-        return {name: value for name, value in setup.attack.epoch_metrics(setup.truth).items() if name in cumulative}
+        return setup.attack.read_at_stop(setup.truth)
 
     def audits(self) -> dict[str, VisibilityLog]:
         """Every party's record of the plaintext values it has held (a key holder's under its name)."""

@@ -151,12 +151,12 @@ def test_only_running_totals_count_as_the_caught_attackers_final_success() -> No
     from types import SimpleNamespace
 
     from securevfl.attacks import ATTACKS
-    from securevfl.scheduler import Federation
+    from securevfl.attacks.base import Attack
 
-    def at_stop(kind: str, metrics: dict[str, float]) -> dict[str, float]:
+    def at_stop(kind: str, metrics: dict[str, float]) -> dict[str, float]:  # one process and a party process ask the same
         attack = SimpleNamespace(reads_private_data=ATTACKS[kind].reads_private_data, metrics=ATTACKS[kind].metrics,
                                  epoch_metrics=lambda truth: metrics)
-        return Federation.attack_read_at_stop(SimpleNamespace(attack_setup=SimpleNamespace(attack=attack, truth=object())))
+        return Attack.read_at_stop(attack, object())
 
     assert at_stop("key_recovery", {"key_recovered": 1.0, "key_recovery_label_accuracy": 0.0}) == {}
     assert at_stop("gradient_steering", {"steering_gram_rows": 0.5, "steering_gram_correlation": 0.7}) == {

@@ -119,6 +119,23 @@ def test_a_stop_that_is_an_outcome_is_the_in_process_runs_error_over_grpc(tmp_pa
     assert over_grpc.value.chance_accuracy == in_process.value.chance_accuracy is not None
 
 
+def test_a_stopped_attacked_run_keeps_the_attacks_metrics_of_the_epochs_before_the_stop_over_grpc(tmp_path: Path) -> None:
+    """A backdoor that makes training diverge in epoch 2: its epoch 1 carries the backdoor accuracy the experimenter
+    scores from the active party's predictions, over gRPC as in-process (the stop record holds the raw predictions,
+    the launcher scores them as a finished run's). Plaintext, so the two histories are equal."""
+    from securevfl.errors import TrainingDiverged
+
+    overrides = ("protection.scheme=plain", "train.epochs=3", "attack.kind=gradient_replacement", "attack.gamma=30",
+                 "attack.poison_train=20", "attack.poison_test=10")
+    with pytest.raises(TrainingDiverged, match="training diverged at epoch 2") as in_process:
+        run_training(_config(*overrides))
+    with pytest.raises(TrainingDiverged, match="active: training diverged at epoch 2") as over_grpc:
+        run_training(_config(*overrides, transport="grpc"), out_dir=tmp_path / "run")
+    assert in_process.value.history and "backdoor_accuracy" in in_process.value.history[0]  # the reference has it to compare
+    assert over_grpc.value.history == in_process.value.history
+    assert over_grpc.value.stopped_at_epoch == in_process.value.stopped_at_epoch == 2
+
+
 def test_a_refused_deviation_is_detected_over_grpc_too(tmp_path: Path) -> None:
     """Gradient steering against the pairwise masks: the coordinator refuses the active party's request in a gRPC run
     as in-process, and the run stops as ``DeviationDetected`` (a study's ``detected``), not as a failed launch."""
@@ -160,5 +177,39 @@ def test_the_launcher_reads_each_partys_stop_record_by_its_folder_and_checks_it(
     assert type(stop) is OutOfRange and str(stop).startswith("passive_1: a message left CKKS's precise range at epoch 3")
     assert stop.history == epochs and stop.stopped_at_epoch == 3 and stop.chance_accuracy == 0.25
 
+    # with an attack, the epochs before the stop are scored as a finished run's: the experimenter's metrics of the active
+    # party's raw split predictions and the attacker's own (here a passive's), epoch by epoch
+    class Plan:
+        eval_splits = ("triggered",)
+
+        @staticmethod
+        def evaluate(predictions: dict) -> dict:
+            return {"backdoor_accuracy": float((predictions["triggered"] == 0).mean())}
+
+    scored = _config("protection.scheme=plain", "attack.kind=gradient_replacement", "attack.poison_train=20", "attack.poison_test=10")
+    predictions = [{"triggered": [0, 1, 1, 1]}, {"triggered": [0, 0, 0, 1]}]
+    (tmp_path / "active" / STOP_NAME).write_text(json.dumps(records["active"] | {"eval_predictions": predictions}), encoding="utf-8")
+    (tmp_path / "passive_2" / STOP_NAME).write_text(json.dumps({**records["passive_1"], "type": "PeerAbortedError", "attack_history": [{"own": 0.1}, {"own": 0.2}]}), encoding="utf-8")
+    stop = training_stop(parties, scored, lambda: SimpleNamespace(plan=Plan()))
+    assert [(entry["backdoor_accuracy"], entry["own"]) for entry in stop.history] == [(0.25, 0.1), (0.75, 0.2)]
+    assert [set(entry) for entry in epochs] == [{"epoch", "main_accuracy", "loss"}] * 2  # the record itself is not changed
+    (tmp_path / "active" / STOP_NAME).write_text(json.dumps(records["active"] | {"eval_predictions": predictions[:1]}), encoding="utf-8")
+    assert training_stop(parties, scored, lambda: SimpleNamespace(plan=Plan())) is None  # an epoch without its predictions: unscorable, the launch error stays
+    (tmp_path / "active" / STOP_NAME).write_text(json.dumps(records["active"] | {"eval_predictions": [{"triggered": ["zero"]}]}), encoding="utf-8")
+    assert training_stop(parties, scored, lambda: SimpleNamespace(plan=Plan())).history == []  # a malformed record is no record: no epochs
+    (tmp_path / "active" / STOP_NAME).write_text(json.dumps(records["active"]), encoding="utf-8")
+    (tmp_path / "passive_2" / STOP_NAME).write_text(json.dumps(records["passive_2"]), encoding="utf-8")
+
     (tmp_path / "passive_1" / STOP_NAME).write_text(json.dumps(records["passive_1"] | {"type": "RequestRefusedError"}), encoding="utf-8")
     assert training_stop(parties, _config(), lambda: None) is None  # no attack: a refusal is a bug, the launch error stays
+    # a refusal in a run whose attack may be refused: detected, with what the caught attacker had read at the stop
+    class Refusable:
+        @staticmethod
+        def may_be_refused() -> bool:
+            return True
+
+    caught = _config("protection.scheme=plain", "attack.kind=gradient_steering")
+    (tmp_path / "passive_2" / STOP_NAME).write_text(json.dumps({**records["passive_1"], "type": "PeerAbortedError", "attack_at_stop": {"steering_gram_rows": 0.25}}), encoding="utf-8")
+    stop = training_stop(parties, caught, lambda: SimpleNamespace(attack=Refusable(), plan=SimpleNamespace(eval_splits={})))
+    assert type(stop).__name__ == "DeviationDetected" and stop.attack_at_stop == {"steering_gram_rows": 0.25}
+    assert stop.history == epochs and stop.stopped_at_epoch == 3

@@ -266,6 +266,20 @@ class Attack(ABC):
         """Metrics of the attack's own outputs over the last epoch (e.g. inferred labels)."""
         return {}
 
+    def read_at_stop(self, truth: AttackTruth) -> dict[str, float]:
+        """What this attacker holds when an honest party's check has stopped the run (``attack_at_stop``): its own
+        cumulative metrics (:attr:`MetricSpec.cumulative`: everything it read so far in the run), scored against the
+        truth without a protocol message (the run has stopped). A per-epoch fraction taken mid-epoch would count only
+        that epoch's part (a key recovered in epoch 1 and stopped early in epoch 2 would read 0), so such metrics are
+        left out: that seed stays an unknown. Empty for an attack judged by the model's predictions (a backdoor: no
+        model to ask) and where the truth it is scored on is not at hand (a party process)."""
+        if not self.reads_private_data:
+            return {}
+        cumulative = {spec.name for spec in self.metrics if spec.cumulative}
+        if not cumulative:
+            return {}
+        return {name: value for name, value in self.epoch_metrics(truth).items() if name in cumulative}
+
     def artifacts(self, truth: AttackTruth) -> Mapping[str, list[list[Any]]]:
         """Per-sample outputs to write as CSV tables (file stem -> rows, header first)."""
         return {}
