@@ -145,7 +145,10 @@ def run_party_process(
 
     def record_stop(record: dict[str, Any]) -> None:
         if stop_path is not None:
-            record.update(attack.stop_record(record["history"]))  # the epochs' raw split predictions, for the launcher to score
+            try:  # the epochs' raw split predictions and the attacker's read, for the launcher to score
+                record.update(attack.stop_record(record["history"]))
+            except Exception:  # noqa: BLE001 - the stop is recorded without them (the launcher then keeps the failed launch)
+                pass
             stop_path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(stop_path, json.dumps(record, indent=1) + "\n")
     limit_threads(config.train.threads)
