@@ -137,7 +137,7 @@ def test_a_malicious_passive_reads_every_label_unless_the_key_holder_floods(key_
     assert undefended["key_recovered"] == 1.0 and undefended["key_recovery_label_accuracy"] == 1.0
     hardened = _key_recovery_run(key_holder, 30)["history"][-1]
     assert hardened["key_recovered"] == 0.0
-    assert hardened["key_recovery_label_accuracy"] < 0.6  # chance is 1/4; 40 samples
+    assert hardened["key_recovery_label_accuracy"] == 0.0  # a key that fails its check reads no label (as the other key attacks)
 
 
 EVAL_DATA = random_dataset(n_train=32, n_test=16, n_features=40, num_classes=4, seed=4)

@@ -173,7 +173,7 @@ class KeyRecovery(Attack):
             self.secret = recover_secret_key(keyring, self._probe, self._real_parts, imaginary)  # type: ignore[arg-type]
             self.key_verified = verify_secret_key(keyring, self.secret)
             self._stage = 3
-        if self.secret is not None:
+        if self.secret is not None and self.key_verified:  # a key that fails its check reads nothing (the attacker knows)
             gradient = decrypt_with_secret(keyring, rows, self.secret).T[: len(ids)]
             labels = np.argmin(gradient, axis=1) if self.sum_top else np.argmax(np.abs(gradient), axis=1)
             self._guesses.guess(ids, labels)
