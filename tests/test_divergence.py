@@ -101,6 +101,9 @@ def test_the_runs_log_line_says_what_the_table_says(tmp_path: Path) -> None:
     assert failure["stopped_at_epoch"] == 1 and failure["history"] == [] and rows[1]["stopped_at_epoch"] == 1
     # the record carries the test set's chance accuracy, so the table can tell a stopped run's epochs at chance
     assert failure["chance_accuracy"] == rows[0]["chance_accuracy"] == rows[1]["chance_accuracy"] > 0
+    # and what produced it, as a finished run's result.json says (the code's commit, the versions)
+    finished = json.loads((run_dir(out, runs[0]) / "result.json").read_text())
+    assert set(failure["provenance"]) == set(finished["provenance"]) and failure["provenance"]["git_commit"] == finished["provenance"]["git_commit"]
 
 
 def test_a_ckks_range_stop_is_its_own_status_and_keeps_the_history_before_it(tmp_path: Path) -> None:

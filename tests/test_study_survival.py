@@ -142,7 +142,9 @@ def test_the_key_holders_hardening_is_a_labelled_line_compared_with_the_unharden
     assert judged[("ckks/coordinator", "hardening flooding 30 bits vs 0")] == ("works", True)
     table = _judged_section(lines)
     # the reduction and the cost against the clean model beside the word (no clean cell in this study: "-")
-    assert "| threat_default | key recovery | hardening flooding 30 bits vs 0 | ckks/coordinator | 99.3 [96.5, 100.0] | works | +99.3 [+96.5, +100.0] | - |" in table
+    number = 1 + lines.index(hardened)
+    assert (f"| [{number}](#v{number}) | threat_default | key recovery | hardening flooding 30 bits vs 0 | ckks/coordinator | 99.3 [96.5, 100.0] "
+            "| works | 3 | +99.3 [+96.5, +100.0] | - |") in table
 
 
 def test_a_caught_attacker_counts_at_what_it_had_read_when_the_check_stopped_it(tmp_path: Path) -> None:
@@ -266,8 +268,9 @@ def test_a_defense_is_judged_against_the_undefended_success_and_costed_against_t
     table = "\n".join(_judged_section(lines))
     assert "**0 against a working attack (undefended ≥ 80 %)**" in table
     assert "**2 against a weak attack (undefended < 80 %): not a test of the defense**" in table  # noise, trainable top
-    assert (f"| g | gradient replacement, gamma 10 | gaussian_noise(variance=0.5, gradient, pre_encryption) | plain | {_text(weak)} | works | "
-            f"{_text(reduction, signed=True)} | -25.0 [-27.5, -22.5] |") in table
+    number = 1 + next(i for i, line in enumerate(lines) if line is noise)  # the row links to its line's verdict details
+    assert (f"| [{number}](#v{number}) | g | gradient replacement, gamma 10 | gaussian_noise(variance=0.5, gradient, pre_encryption) | plain | "
+            f"{_text(weak)} | works | 3 | {_text(reduction, signed=True)} | -25.0 [-27.5, -22.5] |") in table
 
     working = [0.90, 0.85, 0.88]
     noise = _line(survival_lines(runs, _backdoor_rows(runs, working), ["plain"]), "g", "noise")
@@ -385,7 +388,9 @@ def test_a_hardening_that_leaves_the_attack_nothing_to_run_on_works(tmp_path: Pa
     cost = list(np.array([0.88, 0.90, 0.88]) - [0.90, 0.91, 0.89])
     assert (f"hardening passive layer sealed vs open (against grid open, -): ckks/coordinator: works (attack made infeasible: "
             f"{sealed_reason}; unhardened {_text([1.0, 0.98, 1.0])} over 3 seed(s), main {_text(cost, signed=True)} vs unhardened, n=3)") in sealed.verdict
-    assert [(j.word, j.working) for j in sealed.judgements] == [("works", True)]
+    assert [(j.word, j.working, j.made_infeasible, j.seeds) for j in sealed.judgements] == [("works", True, True, 3)]
+    table = "\n".join(_judged_section(survival_lines(runs, rows, ["ckks/coordinator"])))
+    assert "| works (attack made infeasible) | 3 | - |" in table  # no defended success to subtract: said, not a bare dash
     # intent to treat: a sealed run that stopped is an outcome, and there is no verdict over the others
     stopped = [dict(row, status="diverged") if row["run_id"] == next(r.run_id for r in runs if r.grid == "sealed" and r.seed == 2) else row
                for row in rows]

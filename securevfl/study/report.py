@@ -161,30 +161,36 @@ def _judged_section(survival: list[SurvivalLine]) -> list[str]:
     asks for defenses judged against an undefended attack of at least 80 %, so those are listed
     apart from the rest.
     """
-    judged = [(line, j) for line in survival for j in line.judgements if j.working is not None]
+    judged = [(number, line, j) for number, line in enumerate(survival, start=1) for j in line.judgements if j.working is not None]
     if not judged:
         return []
     lines = [
         "### Defenses judged against a working attack",
         "",
         (f"Each defense and hardening verdict per scheme, by the undefended attack's success over every seed it finished: at least "
-        f"{100 * WORKING_ATTACK:.0f} % (a test of the defense) or below (not a test of the defense). `reduction`: undefended − "
-        "defended success, paired (with stopped runs at the defense's worst case where that decided the verdict); "
-        "`main vs clean`: defended − clean main accuracy, paired: what the defense cost against the honest model."),
+        f"{100 * WORKING_ATTACK:.0f} % (a test of the defense) or below (not a test of the defense). `#`: the survival table's line "
+        "(its verdict details say which runs were compared); `n`: the seeds the verdict rests on (paired where both sides ran). "
+        "`reduction`: undefended − defended success, paired (with stopped runs at the defense's worst case where that decided the "
+        "verdict); `-` where the defended side ran no attack (*attack made infeasible*: the attack's own capability check found "
+        "nothing to run on, e.g. the sealed layer against gradient inversion: a verdict by construction, no defended success to "
+        "subtract). `main vs clean`: defended − clean main accuracy, paired: what the defense cost against the honest model; `-` "
+        "where the grid has no clean run of the same setting (a `backdoor_control` or attack-free variant): the verdict details "
+        "then give the main accuracy against the undefended runs."),
         "",
     ]
     for working, title in ((True, f"against a working attack (undefended ≥ {100 * WORKING_ATTACK:.0f} %)"),
                            (False, f"against a weak attack (undefended < {100 * WORKING_ATTACK:.0f} %): not a test of the defense")):
-        chosen = [(line, j) for line, j in judged if j.working is working]
+        chosen = [(number, line, j) for number, line, j in judged if j.working is working]
         lines += [f"**{len(chosen)} {title}**", ""]
         if chosen:
-            lines += ["| grid | attack | defense or hardening | scheme | undefended success | verdict | reduction (points) | main vs clean (points) |",
-                      "|---|---|---|---|---|---|---|---|"]
-            for line, j in chosen:
+            lines += ["| # | grid | attack | defense or hardening | scheme | undefended success | verdict | n | reduction (points) | main vs clean (points) |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
+            for number, line, j in chosen:
                 undefended = j.undefended.text() if j.undefended is not None else "-"
                 reduction = j.reduction.clipped(-1.0, 1.0).text(signed=True) if j.reduction is not None and j.reduction.mean is not None else "-"
                 cost = j.clean_cost.clipped(-1.0, 1.0).text(signed=True) if j.clean_cost is not None and j.clean_cost.mean is not None else "-"
-                lines.append(f"| {line.grid} | {line.attack} | {j.what} | {j.scheme} | {undefended} | {j.word} | {reduction} | {cost} |")
+                word = f"{j.word} (attack made infeasible)" if j.made_infeasible else j.word
+                lines.append(f"| [{number}](#v{number}) | {line.grid} | {line.attack} | {j.what} | {j.scheme} | {undefended} | {word} | {j.seeds} | {reduction} | {cost} |")
             lines.append("")
     return lines
 

@@ -320,6 +320,14 @@ class Judgement:
     working: bool | None
     reduction: Interval | None = None
     clean_cost: Interval | None = None
+    made_infeasible: bool = False  # the defended side ran no attack: see _Effect.made_infeasible
+
+    @property
+    def seeds(self) -> int:
+        """How many seeds the verdict rests on: the paired ones, or the undefended cell's for a verdict without a pair."""
+        if self.reduction is not None and self.reduction.mean is not None:
+            return self.reduction.n
+        return self.undefended.n if self.undefended is not None else 0
 
 
 def _pct(value: float | None) -> str:
@@ -589,6 +597,9 @@ class _Effect:
     """defended - clean main accuracy, paired: what the defended model gave up against the honest one."""
     lower: bool = False
     """The success metric is lower-is-success (an error): the 80 % working-attack bar does not apply."""
+    made_infeasible: bool = False
+    """The defended side ran no attack (e.g. the sealed layer leaves it nothing to run on): a verdict by the attack's
+    own capability check, with no defended success to subtract."""
 
     @property
     def working(self) -> bool | None:
@@ -733,8 +744,8 @@ def _made_infeasible(with_defense: _Outcome, without: _Outcome, metric: str, ref
         return _Effect("stopped", f"{stops}; no verdict ({detail})", undefended, weak)
     floor, why = attack_floor(metric, without, with_defense)
     if undefended.mean < floor:
-        return _Effect(NOTHING_TO_STOP, f"{detail}{why}", undefended, weak)
-    return _Effect("works", detail, undefended, weak)
+        return _Effect(NOTHING_TO_STOP, f"{detail}{why}", undefended, weak, made_infeasible=True)
+    return _Effect("works", detail, undefended, weak, made_infeasible=True)
 
 
 def _mean_over(values: dict[int, float], seeds: set[int]) -> float | None:
@@ -764,7 +775,7 @@ def _defense_verdict(
         elif any(effect.word in ("not shown to work", "no effect") for effect in ckks.values()):
             parts.append("works in plaintext only" + weak)
     judgements = [
-        Judgement(scheme, what, effect.word, effect.undefended, effect.working, effect.reduction, effect.clean_cost)
+        Judgement(scheme, what, effect.word, effect.undefended, effect.working, effect.reduction, effect.clean_cost, effect.made_infeasible)
         for scheme, effect in effects.items() if effect.undefended is not None
     ]
     return "; ".join(parts), judgements

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from securevfl.attacks import MAIN_ACCURACY, attack_metrics
 from securevfl.errors import DeviationDetected, SecureVFLError, TrainingDiverged
 from securevfl.files import atomic_write_text
+from securevfl.provenance import provenance
 from securevfl.study.spec import PlannedRun
 from securevfl.study.status import RunStatus, collapse_reason, failure_status
 
@@ -69,7 +70,7 @@ def train_one(job: TrainJob) -> RunOutcome:
         result = run_training(config, directory, resume=resume, on_epoch_end=[tick])
     except SecureVFLError as exc:
         directory.mkdir(parents=True, exist_ok=True)
-        record: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__, "config": resolved}
+        record: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__, "config": resolved, "provenance": provenance()}
         if isinstance(exc, TrainingDiverged):  # what the run did before it stopped (curves, peak before the stop)
             record.update(stopped_at_epoch=exc.stopped_at_epoch, history=exc.history or [], chance_accuracy=exc.chance_accuracy)
         if isinstance(exc, DeviationDetected) and exc.attack_at_stop:  # what the caught attacker had read: its final success
