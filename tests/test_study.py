@@ -64,6 +64,7 @@ def test_tiny_grid_writes_one_row_per_run_with_the_expected_columns(tiny_study: 
     assert all(len(history) == 2 for history in payload["histories"].values())
     report = (out / "report.md").read_text()
     assert "## Survival" in report and "survives" not in report.split("## Survival")[0]
+    assert "| plain main | plain backdoor | plain peak backdoor | plain stopped |" in report  # a backdoor grid keeps its columns
     for png in ("gamma_epochs.png", "gamma_vs_attack_gamma.png"):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"plots/{png}" in report

@@ -145,6 +145,13 @@ def test_the_key_holders_hardening_is_a_labelled_line_compared_with_the_unharden
     number = 1 + lines.index(hardened)
     assert (f"| [{number}](#v{number}) | threat_default | key recovery | hardening flooding 30 bits vs 0 | ckks/coordinator | 99.3 [96.5, 100.0] "
             "| works | 3 | +99.3 [+96.5, +100.0] | - |") in table
+    # a grid of privacy attacks names its success column "attack" (its cells say which metric), with no backdoor peak
+    from securevfl.study.report import write_report
+
+    (tmp_path / "out").mkdir()
+    report = write_report(load_study(tmp_path / "study.toml"), runs, rows, {}, tmp_path / "out", command="securevfl study").read_text()
+    assert "| ckks/coordinator main | ckks/coordinator attack | ckks/coordinator stopped |" in report
+    assert "backdoor |" not in report and "peak backdoor |" not in report
 
 
 def test_a_caught_attacker_counts_at_what_it_had_read_when_the_check_stopped_it(tmp_path: Path) -> None:

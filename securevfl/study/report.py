@@ -220,11 +220,16 @@ def _grid_section(
     schemes = list(dict.fromkeys(_levels_of(summary)["scheme"] for _, summary in mine))
     header = level_names or ["setting"]
     first, *others = attack_metrics()  # the first attack metric has its own column; others show in it, labelled
+    # a grid without that metric (privacy attacks only) names the column "attack" and has no peak column: its cells
+    # say which metric they show
+    has_first = any(row.get(first.name) is not None or (first.peak_column and row.get(first.peak_column) is not None)
+                    for _, summary in mine for row in summary.rows)
+    per_scheme_columns = (["main", first.label, f"peak {first.label}", "stopped"] if has_first else ["main", "attack", "stopped"])
     lines.append(
         "| " + " | ".join(header) + " | "
-        + " | ".join(f"{s} main | {s} {first.label} | {s} peak {first.label} | {s} stopped" for s in schemes) + " |"
+        + " | ".join(f"{s} {column}" for s in schemes for column in per_scheme_columns) + " |"
     )
-    lines.append("|" + "---|" * (len(header) + 4 * len(schemes)))
+    lines.append("|" + "---|" * (len(header) + len(per_scheme_columns) * len(schemes)))
     by_levels: dict[tuple[str, ...], dict[str, CellSummary]] = {}
     for _, summary in mine:
         levels = _levels_of(summary)
@@ -234,14 +239,17 @@ def _grid_section(
         for scheme in schemes:
             found = per_scheme.get(scheme)
             if found is None:
-                cells_text += ["not run"] * 4
+                cells_text += ["not run"] * len(per_scheme_columns)
                 continue
             attack = found.cell_text(first.name)
             for other in others:
                 if attack == "-" and found.mean(other.name) is not None:
                     attack = f"{other.label} {found.cell_text(other.name)}"
-            peak = found.peak_text(first.peak_column) if first.peak_column else "-"
-            cells_text += [found.cell_text(MAIN_ACCURACY.name), attack, peak, found.stopped_text()]
+            if has_first:
+                peak = found.peak_text(first.peak_column) if first.peak_column else "-"
+                cells_text += [found.cell_text(MAIN_ACCURACY.name), attack, peak, found.stopped_text()]
+            else:
+                cells_text += [found.cell_text(MAIN_ACCURACY.name), attack, found.stopped_text()]
         lines.append("| " + " | ".join(level_values or ("-",)) + " | " + " | ".join(cells_text) + " |")
     lines.append("")
     tradeoff, reference = _tradeoff_points(grid, runs, rows)
