@@ -33,7 +33,7 @@ def provenance() -> dict[str, Any]:
     return {
         "versions": versions,
         "python": platform.python_version(),
-        "git_commit": _git_commit(),
+        "git_commit": _COMMIT_AT_IMPORT,
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "command": list(sys.argv),
@@ -53,3 +53,9 @@ def _git_commit() -> str | None:
         return None
     commit = done.stdout.strip()
     return commit if done.returncode == 0 and len(commit) == 40 else None
+
+
+#: The commit of the code this process loaded, read once when it imported securevfl: asking git at each result would
+#: name whatever the checkout holds by then (a long study in an editable checkout that moved on would credit its
+#: runs to commits whose code they never ran).
+_COMMIT_AT_IMPORT = _git_commit()

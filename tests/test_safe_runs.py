@@ -164,6 +164,16 @@ def test_a_result_records_where_it_came_from(tmp_path: Path) -> None:
     assert commit is None or (len(commit) == 40 and all(c in "0123456789abcdef" for c in commit))
 
 
+def test_a_result_names_the_commit_its_process_loaded_not_the_checkouts_later_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long study in an editable checkout that moves on must not credit its runs to commits they never ran: the
+    commit is read once, when the process imports securevfl's provenance, not at each result."""
+    import securevfl.provenance as provenance
+
+    loaded = provenance.provenance()["git_commit"]
+    monkeypatch.setattr(provenance, "_git_commit", lambda: "f" * 40)  # the checkout's HEAD moved on
+    assert provenance.provenance()["git_commit"] == loaded == provenance._COMMIT_AT_IMPORT
+
+
 def test_an_interruption_prints_the_exact_command_that_continues(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import securevfl.training as training
 
