@@ -664,3 +664,26 @@ def test_the_floor_follows_chance_only_for_metrics_a_blind_guess_scores() -> Non
     assert attack_floor("inversion_label_accuracy", Rows([None]))[0] == ATTACK_FLOOR  # no run recorded a chance
     assert attack_floor("backdoor_accuracy", Rows([0.5]))[0] == ATTACK_FLOOR  # read off the model, not a label guess
     assert attack_floor("inversion_rows_recovered", Rows([0.5]))[0] == ATTACK_FLOOR  # rows, not labels
+
+
+ROW_STUDY = """
+[study]
+name = "rows"
+seeds = [0, 1, 2]
+schemes = ["ckks/active"]
+[[grid]]
+name = "g"
+[grid.set]
+"attack.kind" = "row_request"
+"""
+
+
+def test_a_success_taken_over_part_of_the_samples_says_which_part(tmp_path: Path) -> None:
+    """A row request reads only the rows that fit its slot: "100 %" of them is not 100 % of the samples, so the
+    cell shows the fraction read beside it (``MetricSpec.covered_by``)."""
+    runs = _plan(tmp_path, ROW_STUDY)
+    coverage = [0.5, 0.52, 0.53]
+    rows = [_row(run, main_accuracy=0.8, attack_feasible=True, row_request_label_accuracy=1.0, row_request_coverage=coverage[run.seed])
+            for run in runs]
+    line = _line(survival_lines(runs, rows, ["ckks/active"]), "g", "-")
+    assert line.cells["ckks/active"] == "100.0 (of the 51.7 % of samples read) / 80.0"

@@ -32,6 +32,9 @@ class MetricSpec:
             blind guess of the most frequent class already scores the data's chance accuracy: study verdicts count
             only success above chance (their floor for "nothing to stop" is chance plus a margin, not a fixed 10 %,
             which on 10 balanced classes *is* chance and on 2 classes is far below it).
+        covered_by: the metric giving the fraction of the epoch's samples this one is taken over, when that is not
+            all of them (a row request reads only the rows that fit its slot): study cells show it beside the value,
+            so that "100 % of the rows read" is not taken for 100 % of the samples.
     """
 
     name: str
@@ -41,6 +44,7 @@ class MetricSpec:
     peak_column: str | None = None
     cumulative: bool = False
     blind_guess_scores_chance: bool = False
+    covered_by: str | None = None
 
     @property
     def label(self) -> str:

@@ -41,6 +41,7 @@ ROW_REQUEST_LABEL_ACCURACY = MetricSpec(
     "higher",
     "labels via request",
     blind_guess_scores_chance=True,
+    covered_by="row_request_coverage",
 )
 ROW_REQUEST_COVERAGE = MetricSpec(
     "row_request_coverage",

@@ -45,6 +45,7 @@ from securevfl.study.verdicts import (
     _Outcome,
     _pct,
     _short,
+    _spec,
     _stop_counts,
     compare,
 )
@@ -226,6 +227,9 @@ def _cell_text(outcome: _Outcome | None, metric: str | None, control: _Outcome |
     control_text = ""
     if control is not None and control.mean(CONTROL_TARGET_RATE.name) is not None:
         control_text = f" (control {_pct(control.mean(CONTROL_TARGET_RATE.name))})"
+    spec = _spec(metric)
+    if spec is not None and spec.covered_by is not None and outcome.mean(spec.covered_by) is not None:
+        control_text += f" (of the {_pct(outcome.mean(spec.covered_by))} % of samples read)"  # a fraction of a fraction
     return f"{_pct(outcome.mean(metric))}{control_text} / {main}{partial}"
 
 
