@@ -30,7 +30,9 @@ Verdicts:
   it, *differs* otherwise, and says when the paper's level lies outside the sweep. A level works
   by the study's rule (interval above 0 and not wholly below 5 points); where seeds stopped, it
   works only if it does at every value the stopped runs could have had, else it gets no verdict
-  and is named. Every
+  and is named. Each level stronger than the threshold follows in a few words (works or not, its
+  stops, the main accuracy left and its cost against the clean model), so "works from x" hides no
+  stronger level that stops or leaves a model near chance. Every
   threshold is flagged when the undefended attack is below 80 % (not a test of the defense), and
   sparsification gets one claim per residual variant (item 9).
 - the trade-off **reference** itself is checked against the 80 % item 6 asks for.
@@ -252,6 +254,8 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
         verdict = "not shown" + (f" (the paper's {paper:g} lies outside the swept {swept})" if outside else "")
         return _row(claim, paper_text, f"no swept level in {swept} works", verdict + note + weak + _provisional(base), source)
     level, cell, reduction, main, vs_clean, previous, stops = found
+    beyond = _stronger_levels(rows, grid, axis, [x for x in levels if levels.index(x) > levels.index(level)], in_grid, base, success, clean)
+    note += f"; stronger levels: {beyond}" if beyond else ""
     cost = f"main {interval_text(main, signed=True)} vs undefended" + (f", {interval_text(vs_clean, signed=True)} vs clean" if vs_clean and vs_clean.mean is not None else "")
     worst = " (the lowest over every value the stopped runs could have had)" if stops else ""
     ours = f"{level:g} ({cell}): success reduced by {interval_text(reduction)}{worst}, {cost}"
@@ -264,6 +268,32 @@ def threshold_claim(rows: list[dict[str, Any]], claim: str, paper: float | None,
     else:
         verdict = f"differs: ours works from {level:g} ({'below' if level < paper else 'above'} the paper's {paper:g})"
     return _row(claim, paper_text, ours, verdict + note + weak + _provisional(base), source)
+
+
+def _stronger_levels(
+    rows: list[dict[str, Any]], grid: str, axis: str, levels: list[float], in_grid: list[dict[str, Any]], base: Side,
+    success: str, clean: tuple[str, str] | None,
+) -> str:
+    """Each level stronger than the threshold, in a few words: whether it works, its stops, and what is left of the model
+    (its main accuracy and the paired cost against the clean model), so "works from x" does not hide a stronger level
+    that stops or leaves a model near chance."""
+    parts = []
+    for level in levels:
+        for cell in sorted({str(r["cell"]) for r in in_grid if float(r[f"axis:{axis}"]) == level}):
+            defended = side(rows, grid, cell, success)
+            seeds = (set(base.values) | set(base.stopped)) & (set(defended.values) | set(defended.stopped))
+            works, _ = _level_works(base, defended, seeds)
+            main = side(rows, grid, cell, "main_accuracy")
+            word = "works" if works else ("no verdict" if any(k in defended.stopped or k in base.stopped for k in seeds) else "not shown")
+            stops = (f", stopped {len(defended.stopped)}/{len(defended.values) + len(defended.stopped)} "
+                     f"({', '.join(sorted(set(defended.stopped.values())))})") if defended.stopped else ""
+            cost = ""
+            if clean is not None and main.values:
+                vs_clean = paired_difference(side(rows, *clean, "main_accuracy").values, main.values)
+                cost = f" ({interval_text(vs_clean, signed=True)} vs clean)" if vs_clean.mean is not None else ""
+            kept = f", main {_pts(_mean(main.values))}{cost}" if main.values else ""
+            parts.append(f"{level:g} {word}{stops}{kept}")
+    return "; ".join(parts)
 
 
 def _level_works(base: Side, defended: Side, seeds: set[int]) -> tuple[bool, Interval]:

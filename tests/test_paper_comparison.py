@@ -171,23 +171,33 @@ def test_thresholds_go_from_the_weakest_level_and_a_stopped_weaker_level_leaves_
     # (the weakest that works; 0.0001 also works but is stronger); main 70 - 80 = -10 on every seed
     row = comparison.threshold_claim(reference + clip, "clip", None, "clip", "n", ("ref", "plain__backdoor"),
                                      "backdoor_accuracy", stronger="lower")
-    assert row["verdict"] == "works from 0.001"
+    # every stronger level is named with what is left of the model, so "from" hides no stop and no model near chance
+    assert row["verdict"] == "works from 0.001; stronger levels: 0.0001 works, main 70.0"
     assert row["ours"] == "0.001 (plain__n=0.001): success reduced by 40.0 [40.0, 40.0] (n=3), main -10.0 [-10.0, -10.0] (n=3) vs undefended"
     # the paper's level 0.005 lies between 0.01 (did not work) and 0.001 (worked): matches; 0.02 does not
     assert comparison.threshold_claim(reference + clip, "c", 0.005, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",
-                                      stronger="lower")["verdict"] == "matches (within the sweep's resolution)"
+                                      stronger="lower")["verdict"].startswith("matches (within the sweep's resolution); stronger levels: ")
     assert comparison.threshold_claim(reference + clip, "c", 0.02, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",
                                       stronger="lower")["verdict"].startswith("differs")
     # read the other way (larger is stronger) the weakest level is 0.0001, which already works
     assert comparison.threshold_claim(reference + clip, "c", None, "clip", "n", ("ref", "plain__backdoor"),
-                                      "backdoor_accuracy")["verdict"] == "works from 0.0001"
+                                      "backdoor_accuracy")["verdict"] == "works from 0.0001; stronger levels: 0.001 works, main 70.0; 0.01 not shown, main 70.0"
+    wrecked = [dict(r, status="collapsed", backdoor_accuracy=None, main_accuracy=None) if r["cell"] == "plain__n=0.0001" and r["seed"] == 2 else r
+               for r in clip]
+    control = _runs("ref", "plain__control", [{"main_accuracy": v} for v in (0.96, 0.95, 0.97)])
+    row = comparison.threshold_claim(reference + wrecked + control, "clip", None, "clip", "n", ("ref", "plain__backdoor"),
+                                     "backdoor_accuracy", stronger="lower", clean=("ref", "plain__control"))
+    # 0.0001 with a collapsed seed: no verdict at every value it could have had (reductions 80, 80, 95 - 100 -> includes 0? no:
+    # the lowest corner is -5 on seed 2, the interval of (80, 80, -5) includes 0), its stop named; main 70 - (96, 95) = -26, -25
+    assert row["verdict"] == ("works from 0.001; stronger levels: 0.0001 no verdict, stopped 1/3 (collapsed), main 70.0 "
+                              "(-25.5 [-31.9, -19.1] (n=2) vs clean)")
     # the weakest level stopped on a seed: 0.001 works but might not be the weakest that does
     stopped = [dict(r, status="collapsed", backdoor_accuracy=None) if r["cell"] == "plain__n=0.01" and r["seed"] == 1 else r for r in clip]
     row = comparison.threshold_claim(reference + stopped, "c", None, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",
                                      stronger="lower")
     # (the lowest corner at 0.01: reductions 0, 90 - 100 = -10, 0 -> the interval includes 0: no verdict there)
     assert row["verdict"] == ("works at 0.001; the weakest working level is not determined (a weaker level stopped); "
-                              "stopped (no verdict at every value the stopped runs could have had) at 0.01")
+                              "stopped (no verdict at every value the stopped runs could have had) at 0.01; stronger levels: 0.0001 works, main 70.0")
 
 
 def test_a_threshold_over_a_grid_with_no_outcome_yet_is_pending(comparison) -> None:

@@ -279,6 +279,13 @@ def test_a_defense_is_judged_against_the_undefended_success_and_costed_against_t
     assert (f"| [{number}](#v{number}) | g | gradient replacement, gamma 10 | gaussian_noise(variance=0.5, gradient, pre_encryption) | plain | "
             f"{_text(weak)} | works | 3 | {_text(reduction, signed=True)} | -25.0 [-27.5, -22.5] |") in table
 
+    # a defense under which the backdoor succeeds more, the whole interval below 0: said as such (not "not shown to work")
+    stronger = [dict(row, backdoor_accuracy=[0.70, 0.73, 0.69][row["seed"]]) if row["cell"].endswith("noise") else row
+                for row in _backdoor_rows(runs, [0.60, 0.62, 0.58])]
+    noise = _line(survival_lines(runs, stronger, ["plain"]), "g", "noise")
+    assert noise.words["plain"].startswith("strengthens the attack") and [j.word for j in noise.judgements] == ["strengthens the attack"]
+    assert f"reduction {_text([-0.10, -0.11, -0.11], signed=True)}" in noise.verdict and "the attack succeeds more with it" in noise.verdict
+
     working = [0.90, 0.85, 0.88]
     noise = _line(survival_lines(runs, _backdoor_rows(runs, working), ["plain"]), "g", "noise")
     assert f"plain: works (undefended {_text(working)} → 4.0, reduction " in noise.verdict

@@ -37,7 +37,8 @@ a tolerance that widens with the spread:
   CKKS scheme, *works in plaintext only* when some CKKS scheme's interval does not exclude 0
   (*not shown to work* there: an interval that includes 0 does not prove the defense useless).
   A reduction whose whole interval lies below :data:`EQUIVALENCE_MARGIN` (5 points) is
-  *negligible*, not *works*; one whose whole interval lies within +-5 points is *no effect*. When
+  *negligible*, not *works*; one whose whole interval lies within +-5 points is *no effect*; one whose
+  whole interval lies below 0 (and not within +-5 points) *strengthens the attack*. When
   seeds stopped, a defense still *works* if it works at every value the stopped runs could have had
   (:func:`_robust_reduction`: every corner of their [0, 1] ranges). A defense or hardening that leaves the attacker nothing to run on
   (the attack is infeasible with it, feasible without: the sealed layer against gradient
@@ -116,6 +117,9 @@ ATTACK_FLOOR = 0.10
 #: The word of a defense judged against an attack below :func:`attack_floor`: no test of the defense (listed with
 #: the verdicts against a weak attack, without those words: it says more).
 NOTHING_TO_STOP = "nothing to stop"
+#: A defense under which the attack succeeds more, the paired reduction's whole interval below 0 (and beyond the
+#: equivalence margin): a finding, not a mere "not shown to work".
+STRENGTHENS = "strengthens the attack"
 #: A defense is tested only against an attack that works: undefended success (mean over the paired seeds) at least this.
 WORKING_ATTACK = 0.80
 
@@ -696,6 +700,8 @@ def _defense_effect(
         return _Effect("negligible", f"{detail}; the whole interval is below {100 * EQUIVALENCE_MARGIN:.0f} points", attack, weak, **numbers)
     if not works and equivalence(success.difference) is Verdict.EQUIVALENT:  # shown to change nothing, not merely unshown
         return _Effect("no effect", f"{detail}; the whole interval is within ±{100 * EQUIVALENCE_MARGIN:.0f} points", attack, weak, **numbers)
+    if not works and not lower and high is not None and high < 0:  # the attack succeeds more with the defense: said as such
+        return _Effect(STRENGTHENS, f"{detail}; the whole interval is below 0: the attack succeeds more with it", attack, weak, **numbers)
     return _Effect("works" if works else "not shown to work", detail, attack, weak, **numbers)
 
 
@@ -772,7 +778,7 @@ def _defense_verdict(
         weak = " (against a weak attack: not a test of the defense)" if plain.weak or any(e.weak for e in ckks.values()) else ""
         if all(effect.word == "works" for effect in ckks.values()):
             parts.append("keeps working under encryption" + weak)
-        elif any(effect.word in ("not shown to work", "no effect") for effect in ckks.values()):
+        elif any(effect.word in ("not shown to work", "no effect", STRENGTHENS) for effect in ckks.values()):
             parts.append("works in plaintext only" + weak)
     judgements = [
         Judgement(scheme, what, effect.word, effect.undefended, effect.working, effect.reduction, effect.clean_cost, effect.made_infeasible)
