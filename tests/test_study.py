@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import os
 from pathlib import Path
@@ -65,6 +66,7 @@ def test_tiny_grid_writes_one_row_per_run_with_the_expected_columns(tiny_study: 
     report = (out / "report.md").read_text()
     assert "## Survival" in report and "survives" not in report.split("## Survival")[0]
     assert "| plain main | plain backdoor | plain peak backdoor | plain stopped |" in report  # a backdoor grid keeps its columns
+    assert "runs that diverged, out_of_range" in report and not re.search(r"\{[a-z_]+\(\)\}", report)  # no unfilled placeholder
     for png in ("gamma_epochs.png", "gamma_vs_attack_gamma.png"):
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"plots/{png}" in report

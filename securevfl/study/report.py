@@ -115,7 +115,7 @@ def _survival_section(runs: list[PlannedRun], rows: list[dict[str, Any]], scheme
         + "; ".join(f"{kind.replace('_', ' ')}: {spec.meaning}" for kind, spec in success_metrics())
         + " — or why there is no number; `(control x)`: the clean model's rate of sending the same triggered inputs to "
         f"the target (a `backdoor_control` run of the same setting); `(of the x % of samples read)`: a success taken over "
-        "part of the samples only (a row request reads the rows that fit its slot); `[stopped k/n]`: runs that {stopped_names()} "
+        f"part of the samples only (a row request reads the rows that fit its slot); `[stopped k/n]`: runs that {stopped_names()} "
         "(collapsed: main accuracy within 5 points of chance, for a backdoor or a run without an attack; an attack "
         "that reads private data keeps its numbers on a model at chance, and its reason says so), which count as "
         "outcomes and never as numbers, except a `detected` run's attacker: what it had read when the check stopped "
