@@ -351,3 +351,29 @@ def test_when_points_are_paired_with_the_undefended_run_each_gets_the_undefended
     assert [(m.text, m.y, m.seeds) for s in paired for m in s.points] == [("1", 95.0, (0, 1)), ("2", pytest.approx(51.67, abs=0.01), (2, 3, 4))]
     figure = plot_tradeoff("t", "backdoor_accuracy", "backdoor", points, tmp_path / "t.png")
     assert figure.path is not None and figure.path.is_file()
+
+
+def test_a_figure_whose_notes_overflow_its_footnote_has_them_in_full_in_the_report(
+    study: tuple[Any, list[PlannedRun]], tmp_path: Path
+) -> None:
+    """A footnote holds a few lines ("... and k more line(s)" after them); the report then prints every note."""
+    from securevfl.study.plots import FOOTNOTE_LINES, notes_fit
+
+    assert notes_fit(["one short note"]) and not notes_fit(["a long note " * 200])
+    spec, runs = study
+    kinds = ["diverged", "collapsed", "out_of_range", "failed", "detected"]
+
+    def status(run: PlannedRun) -> str:  # a different stop per level and seed: many notes
+        if run.grid == "ref" or run.seed == 0:
+            return "ok"
+        return kinds[(DROPS.index(run.values["defense.0.drop_rate"]) + run.seed) % len(kinds)]
+
+    rows = _rows(runs, status)
+    _, reference = _tradeoff_points(_grid(spec, "drop"), runs, rows)
+    figure = plot_versus_axis(_grid(spec, "drop"), rows, tmp_path / "v.png", reference=reference)
+    assert figure.path is not None and not notes_fit(figure.notes, figure_width=3.9)
+    out = tmp_path / "out"
+    out.mkdir()
+    report = write_report(spec, runs, rows, {}, out, command="securevfl study").read_text()
+    full = next(line for line in report.splitlines() if line.startswith("*Notes to `drop_vs_defense_0_drop_rate`: "))
+    assert all(note.rstrip(".") in full for note in figure.notes) and FOOTNOTE_LINES == 6

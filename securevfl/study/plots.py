@@ -166,14 +166,25 @@ def _not_drawn(rows: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def _footnote(figure: Any, notes: list[str], limit: int = 6) -> float:
-    """Write the notes under the figure, wrapped; return the fraction of the height they take."""
+#: Lines of footnote a figure holds; the report prints the notes of a figure that needs more in full beside it.
+FOOTNOTE_LINES = 6
+
+
+def _wrapped(notes: list[str], width: int) -> list[str]:
     import textwrap
 
-    lines: list[str] = []
+    return [line for note in notes for line in textwrap.wrap(note, width)]
+
+
+def notes_fit(notes: list[str], figure_width: float = 6.8) -> bool:
+    """Whether a figure's notes fit its footnote whole (else it ends in "... and k more line(s)")."""
+    return len(_wrapped(notes, int(135 * figure_width / 6.8))) <= FOOTNOTE_LINES
+
+
+def _footnote(figure: Any, notes: list[str], limit: int = FOOTNOTE_LINES) -> float:
+    """Write the notes under the figure, wrapped; return the fraction of the height they take."""
     width = int(135 * figure.get_figwidth() / 6.8)  # 135 characters of 6-point text fit a 6.8-inch figure
-    for note in notes:
-        lines += textwrap.wrap(note, width)
+    lines = _wrapped(notes, width)
     if len(lines) > limit:
         lines = [*lines[: limit - 1], f"... and {len(lines) - limit + 1} more line(s): see the report's table of runs without a result"]
     if not lines:

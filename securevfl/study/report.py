@@ -15,7 +15,7 @@ from securevfl.attacks import ATTACKS, MAIN_ACCURACY, MetricSpec, attack_metrics
 from securevfl.files import atomic_write_text
 from securevfl.schemes import PlainScheme
 from securevfl.study.pending import pending_lines
-from securevfl.study.plots import TradeoffPoint, group_label, plot_epochs, plot_tradeoff, plot_versus_axis, when_reported
+from securevfl.study.plots import TradeoffPoint, group_label, notes_fit, plot_epochs, plot_tradeoff, plot_versus_axis, when_reported
 from securevfl.study.spec import GridSpec, PlannedRun, StudySpec
 from securevfl.study.statistics import CONFIDENCE, EQUIVALENCE_MARGIN, MIN_PAIRS
 from securevfl.study.survival import ATTACK_FLOOR, WORKING_ATTACK, SurvivalLine, cell_key, stopped_names, survival_lines, undefended_key
@@ -268,6 +268,8 @@ def _grid_section(
     for name, figure in figures:  # an absent figure says why, so a missing picture is never read as "nothing happened"
         if figure.path is not None:
             lines += [f"![{figure.path.stem}]({PLOTS_DIR}/{figure.path.name})", ""]
+            if not notes_fit(figure.notes, figure_width=3.9):  # its footnote may end in "... more line(s)": here in full
+                lines += [f"*Notes to `{figure.path.stem}`: " + " ".join(note.rstrip(".") + "." for note in figure.notes) + "*", ""]
         elif figure.absent:
             lines += [f"*Figure `{grid.name}_{name}`: {figure.absent}.*", ""]
     return lines
