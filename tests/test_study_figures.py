@@ -317,7 +317,11 @@ def test_a_tradeoff_figure_pairs_each_point_with_the_undefended_run_when_few_see
     assert {p.seeds for s in series for p in s.points} == {(0, 1)}
     assert notes[0] == "plain: means over seeds 0,1 (finished at every level; left out: 2,3)"
     figure = plot_tradeoff("t", "backdoor_accuracy", "backdoor", points, tmp_path / "t.png", x_name="defense.0.drop_rate")
-    assert figure.key[1].endswith("(n=3)") and figure.key[2].endswith("(n=2)") and figure.key[-1].endswith("(n=4)")
+    # a point over fewer seeds than planned says so in the key and is ringed on the plot (its legend says why)
+    assert figure.key[1].endswith("(n=3 of 4)") and figure.key[2].endswith("(n=2 of 4)") and figure.key[-1].endswith("(n=4)")
+    assert [p.fewer_seeds for s in figure.series if s.kind == "levels" for p in s.points] == [True, True]
+    full = plot_tradeoff("t", "backdoor_accuracy", "backdoor", enough[:1] + [enough[2]], tmp_path / "f.png", x_name="d")
+    assert not any(p.fewer_seeds for s in full.series for p in s.points) and full.key[1].endswith("(n=4)")
 
 
 def test_the_report_opens_with_contents_linked_to_its_sections_as_github_anchors_them() -> None:

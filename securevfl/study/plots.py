@@ -340,6 +340,13 @@ class DrawnPoint:
     yerr: tuple[float, float] = (0.0, 0.0)
     text: str = ""
     seeds: tuple[int, ...] = ()
+    planned: int = 0
+    """The seeds planned for this point (0: not counted); more than ``seeds``: the rest stopped or are pending, and
+    the point is a mean over the survivors (a trade-off plot rings it)."""
+
+    @property
+    def fewer_seeds(self) -> bool:
+        return self.planned > len(self.seeds)
 
 
 @dataclass
@@ -709,6 +716,7 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
             drawn = _mean_point(0.0, [float(r[metric]) for r in used], used_seeds)
             main = _mean_point(0.0, [float(r[MAIN_ACCURACY.name]) for r in used], used_seeds)
             drawn.x, drawn.xerr = main.y, main.yerr
+            drawn.planned = len({int(r["seed"]) for r in point.rows if r["status"] != RunStatus.REFUSED})
             if point.undefended:
                 drawn.text = "no defense"
                 stars.append(Series(f"{scheme}: no defense", "undefended", [drawn], scheme))
@@ -831,7 +839,13 @@ def plot_tradeoff(
                 described = s.label
             else:
                 described = f"{s.label + ': ' if len(lines) > 1 else ''}{_short(x_name) + ' ' if x_name else ''}{p.text}"
-            key.append(f"{'*' if star else len(numbered):>2}  {described}  ->  {p.x:.1f} / {p.y:.1f}  (n={len(p.seeds)})")
+            seeds = f"n={len(p.seeds)} of {p.planned}" if p.fewer_seeds else f"n={len(p.seeds)}"
+            key.append(f"{'*' if star else len(numbered):>2}  {described}  ->  {p.x:.1f} / {p.y:.1f}  ({seeds})")
+    survivors = [p for s in lines for p in s.points if p.fewer_seeds]
+    if survivors:  # a mean over the seeds that finished: the others stopped (or are pending), which the mean cannot show
+        panel.plot([p.x for p in survivors], [p.y for p in survivors], linestyle="none", marker="o", markersize=11,
+                   markerfacecolor="none", markeredgecolor="red", markeredgewidth=0.9, zorder=4,
+                   label="mean over fewer seeds than planned (the rest stopped or pending: see the footnote)")
     panel.set_xlabel(f"main accuracy {when} (%), mean and {100 * CONFIDENCE:.0f} % CI")
     panel.set_ylabel(f"{metric_label} {when} (%)")
     panel.set_xlim(-3, 103)
