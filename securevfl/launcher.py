@@ -15,6 +15,7 @@ peers of a failed party see its ABORT or find it gone).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -337,12 +338,7 @@ def training_stop(parties: PartyProcesses, config: RunConfig, attack_setup: Call
     records = {party: record for party in parties.processes
                if (record := _StopRecord.read(party, parties.out_dir(party) / STOP_NAME)) is not None}
     mine = records.get(active)
-    prepared: list[AttackSetup | None] = []
-
-    def setup() -> AttackSetup | None:  # prepared once, and only for a stop that needs it
-        if not prepared:
-            prepared.append(attack_setup())
-        return prepared[0]
+    setup = functools.cache(attack_setup)  # prepared once, and only for a stop that needs it
 
     for record in sorted(records.values(), key=lambda r: r.party != active):
         stop: TrainingDiverged
