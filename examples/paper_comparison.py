@@ -284,9 +284,13 @@ def _stronger_levels(
             seeds = (set(base.values) | set(base.stopped)) & (set(defended.values) | set(defended.stopped))
             works, _ = _level_works(base, defended, seeds)
             main = side(rows, grid, cell, "main_accuracy")
+            if defended.empty:  # nothing finished or stopped yet
+                parts.append(f"{level:g} pending")
+                continue
             word = "works" if works else ("no verdict" if any(k in defended.stopped or k in base.stopped for k in seeds) else "not shown")
             stops = (f", stopped {len(defended.stopped)}/{len(defended.values) + len(defended.stopped)} "
                      f"({', '.join(sorted(set(defended.stopped.values())))})") if defended.stopped else ""
+            stops += f", {len(defended.waiting)} pending" if defended.waiting else ""
             cost = ""
             if clean is not None and main.values:
                 vs_clean = paired_difference(side(rows, *clean, "main_accuracy").values, main.values)

@@ -358,8 +358,8 @@ def training_stop(parties: PartyProcesses, config: RunConfig, attack_setup: Call
             scoring = setup() if config.attack.active and mine is not None else None
             if scoring is not None:  # the epochs before the stop carry the attack's metrics, as in-process
                 score_attack_epochs(history, mine.attack_record, [r.attack_record for r in records.values()], scoring)
-        except (SecureVFLError, OSError):  # the experimenter's attack cannot be prepared again or scored: keep the launch error
-            return None
+        except (SecureVFLError, OSError, KeyError, ValueError, TypeError, IndexError):  # the experimenter's attack cannot be
+            return None  # prepared again, or a record does not fit it (a split it does not have): keep the launch error
         stop.history, stop.stopped_at_epoch = history, record.epoch
         stop.chance_accuracy = mine.chance_accuracy if mine is not None else None
         return stop

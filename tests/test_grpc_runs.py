@@ -195,6 +195,8 @@ def test_the_launcher_reads_each_partys_stop_record_by_its_folder_and_checks_it(
     assert [set(entry) for entry in epochs] == [{"epoch", "main_accuracy", "loss"}] * 2  # the record itself is not changed
     (tmp_path / "active" / STOP_NAME).write_text(json.dumps(records["active"] | {"eval_predictions": predictions[:1]}), encoding="utf-8")
     assert training_stop(parties, scored, lambda: SimpleNamespace(plan=Plan())) is None  # an epoch without its predictions: unscorable, the launch error stays
+    (tmp_path / "active" / STOP_NAME).write_text(json.dumps(records["active"] | {"eval_predictions": [{"other": [0]}] * 2}), encoding="utf-8")
+    assert training_stop(parties, scored, lambda: SimpleNamespace(plan=Plan())) is None  # a split the plan does not have: the same
     (tmp_path / "active" / STOP_NAME).write_text(json.dumps(records["active"] | {"eval_predictions": [{"triggered": ["zero"]}]}), encoding="utf-8")
     assert training_stop(parties, scored, lambda: SimpleNamespace(plan=Plan())).history == []  # a malformed record is no record: no epochs
     (tmp_path / "active" / STOP_NAME).write_text(json.dumps(records["active"]), encoding="utf-8")

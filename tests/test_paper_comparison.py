@@ -191,6 +191,16 @@ def test_thresholds_go_from_the_weakest_level_and_a_stopped_weaker_level_leaves_
     # the lowest corner is -5 on seed 2, the interval of (80, 80, -5) includes 0), its stop named; main 70 - (96, 95) = -26, -25
     assert row["verdict"] == ("works from 0.001; stronger levels: 0.0001 no verdict, stopped 1/3 (collapsed), main 70.0 "
                               "(-25.5 [-31.9, -19.1] (n=2) vs clean)")
+    # a stronger level not trained yet says so (not "not shown"), a partly trained one counts its pending seeds
+    waiting = [dict(r, status="pending", backdoor_accuracy=None, main_accuracy=None) if r["cell"] == "plain__n=0.0001" else r for r in clip]
+    row = comparison.threshold_claim(reference + waiting, "c", None, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",
+                                     stronger="lower")
+    assert row["verdict"].startswith("works from 0.001; stronger levels: 0.0001 pending")
+    partly = [dict(r, status="pending", backdoor_accuracy=None, main_accuracy=None) if r["cell"] == "plain__n=0.0001" and r["seed"] == 2 else r
+              for r in clip]
+    row = comparison.threshold_claim(reference + partly, "c", None, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",
+                                     stronger="lower")
+    assert "stronger levels: 0.0001 works, 1 pending, main 70.0" in row["verdict"]
     # the weakest level stopped on a seed: 0.001 works but might not be the weakest that does
     stopped = [dict(r, status="collapsed", backdoor_accuracy=None) if r["cell"] == "plain__n=0.01" and r["seed"] == 1 else r for r in clip]
     row = comparison.threshold_claim(reference + stopped, "c", None, "clip", "n", ("ref", "plain__backdoor"), "backdoor_accuracy",

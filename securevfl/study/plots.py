@@ -845,7 +845,7 @@ def plot_tradeoff(
     if survivors:  # a mean over the seeds that finished: the others stopped (or are pending), which the mean cannot show
         panel.plot([p.x for p in survivors], [p.y for p in survivors], linestyle="none", marker="o", markersize=11,
                    markerfacecolor="none", markeredgecolor="red", markeredgewidth=0.9, zorder=4,
-                   label="mean over fewer seeds than planned (the rest stopped or pending: see the footnote)")
+                   label="mean over fewer seeds than planned (the rest stopped, pending or left out to keep one seed set: see the footnote)")
     panel.set_xlabel(f"main accuracy {when} (%), mean and {100 * CONFIDENCE:.0f} % CI")
     panel.set_ylabel(f"{metric_label} {when} (%)")
     panel.set_xlim(-3, 103)

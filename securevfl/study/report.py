@@ -136,7 +136,7 @@ def _survival_section(runs: list[PlannedRun], rows: list[dict[str, Any]], scheme
         "chance accuracy + 5 points when higher, since a blind guess scores chance). A seed that stopped on "
         "either side turns the verdict into that stop (intent to treat), the interval over the seeds finished on both "
         "being descriptive only; a defense still *works* if the reduction with every stopped run at the defense's "
-        "worst case lies above 0. A reduction whose interval lies within ±5 points is *no effect*. docs/study.md has "
+        "worst case lies above 0. A reduction whose interval lies within ±5 points is *no effect*; one whose interval lies below 0 (beyond ±5 points) *strengthens the attack*. docs/study.md has "
         "the exact definitions."),
         "",
         "The table gives each line's outcome in a word per scheme; the numbers behind it (intervals, seeds, stops, "
