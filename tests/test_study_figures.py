@@ -381,3 +381,47 @@ def test_a_figure_whose_notes_overflow_its_footnote_has_them_in_full_in_the_repo
     report = write_report(spec, runs, rows, {}, out, command="securevfl study").read_text()
     full = next(line for line in report.splitlines() if line.startswith("*Notes to `drop_vs_defense_0_drop_rate`: "))
     assert all(note.rstrip(".") in full for note in figure.notes) and FOOTNOTE_LINES == 6
+
+
+def test_a_tradeoff_figure_draws_each_stopped_seed_where_it_stood_at_its_last_epoch_and_keeps_it_out_of_every_mean(tmp_path: Path) -> None:
+    """Referee pass on part 1: the stopped noise levels were named in the footnote but not drawn (at variance 1e-3 every
+    run stopped, at 14-65 % main accuracy). Each stopped seed is now an x at its last epoch's (main, attack), lettered per
+    level in the key; the means stay over the finished seeds only."""
+    def row(seed: int, status: str, main: float | None = None, attack: float | None = None) -> dict[str, Any]:
+        return {"run_id": f"r{status}{seed}", "seed": seed, "status": status, "main_accuracy": main, "backdoor_accuracy": attack}
+
+    history = {  # the stopped runs' per-epoch records; the last entry before the stop is what is drawn
+        "rdiverged1": [{"epoch": 1, "main_accuracy": 0.5, "backdoor_accuracy": 0.9}, {"epoch": 2, "main_accuracy": 0.3, "backdoor_accuracy": 0.2}],
+        "rdiverged2": [{"epoch": 1, "main_accuracy": 0.6, "backdoor_accuracy": 0.0}, {"epoch": 2, "main_accuracy": 0.14, "backdoor_accuracy": None}],
+        "rcollapsed0": [{"epoch": 7, "main_accuracy": 0.11, "backdoor_accuracy": 1.0}],
+    }
+    points = [
+        TradeoffPoint("plain", "none", [row(s, "ok", 0.7, 0.9) for s in range(3)], undefended=True),
+        TradeoffPoint("plain", "v=1e-4", [row(0, "ok", 0.8, 0.4), row(1, "diverged"), row(2, "ok", 0.6, 0.2)], x=1e-4,
+                      histories={"rdiverged1": history["rdiverged1"]}),
+        TradeoffPoint("plain", "v=1e-3", [row(0, "collapsed"), row(1, "failed"), row(2, "diverged")], x=1e-3,
+                      histories={"rcollapsed0": history["rcollapsed0"], "rdiverged2": history["rdiverged2"]}),
+    ]
+    series, notes = tradeoff_series("backdoor_accuracy", points)
+    level = next(s for s in series if s.kind == "levels")
+    assert [(p.text, p.x, p.y, p.seeds) for p in level.points] == [("0.0001", pytest.approx(70.0), pytest.approx(30.0), (0, 2))]
+    stopped = {s.label: [(p.x, p.y, p.text, p.seeds) for p in s.points] for s in series if s.kind == "stopped"}
+    assert stopped == {
+        "0.0001": [(pytest.approx(30.0), pytest.approx(20.0), "diverged after epoch 2", (1,))],
+        # seed 2's last epoch has no backdoor number: its epoch 1 is the last with both; seed 1 failed without a history
+        "0.001": [(pytest.approx(11.0), pytest.approx(100.0), "collapsed after epoch 7", (0,)), (pytest.approx(60.0), 0.0, "diverged after epoch 1", (2,))],
+    }
+    assert "plain v=1e-3: no mean drawn (collapsed, diverged, failed); each stopped seed an x at its last epoch" in notes
+    assert "plain v=1e-4: 1 run(s) stopped (diverged); each stopped seed an x at its last epoch" in notes
+    figure = plot_tradeoff("t", "backdoor_accuracy", "backdoor", points, tmp_path / "t.png", x_name="defense.0.variance")
+    assert figure.path is not None and figure.path.is_file()
+    assert figure.key[-4:] == [
+        " a  variance 0.0001: seed 1",
+        "    diverged after epoch 2  ->  30.0 / 20.0",
+        " b  variance 0.001: seeds 0,2",
+        "    collapsed, diverged after epoch 1-7  ->  11.0-60.0 / 0.0-100.0",
+    ]
+    # every defended level stopped: the figure is still drawn, with its x marks, instead of being absent
+    only_stopped = plot_tradeoff("t", "backdoor_accuracy", "backdoor", [points[0], points[2]], tmp_path / "s.png", x_name="defense.0.variance")
+    assert only_stopped.path is not None and not only_stopped.absent
+    assert [s.kind for s in only_stopped.series] == ["stopped", "undefended"]

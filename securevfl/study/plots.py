@@ -14,7 +14,9 @@ Rules every figure keeps (issue 15):
 - **one series per level of the other axes** (``residual = sample``), ordered along ``x``;
 - **nothing undrawn without a note**: runs that stopped (diverged, failed, collapsed), were
   refused or are pending are named in the footnote, so an empty spot is never read as 0 %; a
-  figure with nothing to draw returns why (:attr:`Figure.absent`), which the report prints;
+  figure with nothing to draw returns why (:attr:`Figure.absent`), which the report prints; a
+  trade-off figure also draws each stopped seed as an x where it stood at its last epoch before
+  the stop (lettered, in no mean);
 - **epsilon beside each trade-off point** that recorded one, and a note when none means anything.
 
 Every plot function returns a :class:`Figure` holding the drawn series as data, so tests check
@@ -355,7 +357,9 @@ class Series:
 
     ``kind`` is ``metric`` (a line of a metric against the axis), ``reference`` (the no-defense
     level of the same setting, one marker per level over that level's seeds), ``levels`` (a
-    trade-off line of defense levels) or ``undefended`` (the trade-off's marked star).
+    trade-off line of defense levels), ``undefended`` (the trade-off's marked star), ``paired`` (the
+    undefended run over each point's own seeds) or ``stopped`` (one level's stopped seeds, one
+    point each at its last epoch before the stop).
     """
 
     label: str
@@ -586,7 +590,9 @@ class TradeoffPoint:
 
     ``x`` is the level's value on the grid's ``x`` axis (the text beside the point, and the order
     of its series), ``group`` the levels of the grid's other axes (``residual = sample``: one
-    series per value); both empty for a grid of variants.
+    series per value); both empty for a grid of variants. ``histories`` lets a trade-off figure
+    draw each stopped seed where it stood at its last epoch before the stop (a referee asked for
+    the stopped noise levels to be drawn, not only named: at variance 1e-3 every run stopped).
     """
 
     scheme: str
@@ -596,6 +602,8 @@ class TradeoffPoint:
     notes: list[str] = field(default_factory=list)
     x: float | None = None
     group: str = ""
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per-epoch histories by run id (a stopped run's, from its ``failed.json``): where each stopped seed stood at its stop."""
 
 
 MEANINGLESS_EPSILON = 100.0
@@ -692,15 +700,21 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
     epsilons: list[float | None] = []
     reasons: list[str] = []
     stars: list[Series] = []  # drawn last, on top of the lines
+    stopped_series: list[Series] = []
     for scheme, mine in by_scheme.items():
         drawable = [p for p in mine if any(r["status"] == RunStatus.OK and r.get(metric) is not None for r in p.rows)]
         for point in mine:
+            marks = stopped_marks(metric, point)
+            if marks is not None:
+                stopped_series.append(marks)
+            at_stop = "; each stopped seed an x at its last epoch" if marks is not None else ""
             if point not in drawable:
                 statuses = sorted({str(r["status"]) for r in point.rows}) or ["no run"]
-                notes.append(f"{scheme} {_readable(point.label)}: not drawn ({', '.join(statuses)})")
+                notes.append(f"{scheme} {_readable(point.label)}: no mean drawn ({', '.join(statuses)}){at_stop}")
             stopped = [r for r in point.rows if r["status"] in STOPPED]
             if stopped and point in drawable:
-                notes.append(f"{scheme} {_readable(point.label)}: {len(stopped)} run(s) stopped ({', '.join(sorted({str(r['status']) for r in stopped}))})")
+                notes.append(f"{scheme} {_readable(point.label)}: {len(stopped)} run(s) stopped "
+                             f"({', '.join(sorted({str(r['status']) for r in stopped}))}){at_stop}")
         seeds_of, seed_notes = _tradeoff_seeds(scheme, drawable)
         notes[:0] = seed_notes  # first: which seeds a mean is over is what a reader must not miss (the footnote is cut)
         star_point = next((p for p in drawable if p.undefended), None)
@@ -743,7 +757,47 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
             ordered = sorted(members, key=lambda m: float(m[0].x) if by_x and m[0].x is not None else m[1].x)
             label = ", ".join(part for part in (scheme if len(by_scheme) > 1 else "", group or "defense levels") if part)
             series.append(Series(label, "levels", [d for _, d in ordered], scheme, group))
-    return series + stars, notes + epsilon_notes(epsilons, reasons)
+    return series + stopped_series + stars, notes + epsilon_notes(epsilons, reasons)
+
+
+def stopped_marks(metric: str, point: TradeoffPoint) -> Series | None:
+    """One ``stopped`` series per level: each stopped seed at (main accuracy, attack success) of its last epoch before the stop.
+
+    A stopped run counts in no mean (intent to treat puts it in the verdicts, not in the averages),
+    but leaving it off the picture hides where the defense left the model when training broke
+    (Gaussian 1e-3: 14-65 % main accuracy, backdoor 0 % on 9 of 10 runs). Each mark is one seed,
+    never averaged, its text the status and epoch; a seed without a history (a run that failed
+    before its first epoch) or without the metric is left to the footnote. None without a mark.
+    """
+    marks = []
+    for row in point.rows:
+        history = point.histories.get(str(row.get("run_id", "")), [])
+        last = next((entry for entry in reversed(history) if entry.get(metric) is not None and entry.get(MAIN_ACCURACY.name) is not None), None)
+        if row["status"] not in STOPPED or last is None:
+            continue
+        text = f"{row['status']} after epoch {int(last['epoch'])}"
+        marks.append(DrawnPoint(100 * float(last[MAIN_ACCURACY.name]), 100 * float(last[metric]), text=text, seeds=(int(row["seed"]),)))
+    if not marks:
+        return None
+    level = "no defense" if point.undefended else (f"{point.x:g}" if point.x is not None else point.label)
+    return Series(level, "stopped", marks, point.scheme, "" if point.undefended else point.group, metric)
+
+
+def stopped_key(s: Series, letter: str, x_name: str, several_schemes: bool) -> list[str]:
+    """The two key lines of one level's x marks: which seeds stopped how and when, then where they stood (main / attack)."""
+    epochs = sorted(int(p.text.rsplit(" ", 1)[1]) for p in s.points)
+    statuses = ", ".join(sorted({p.text.split(" ", 1)[0] for p in s.points}))
+    span = f"{epochs[0]}" if epochs[0] == epochs[-1] else f"{epochs[0]}-{epochs[-1]}"
+
+    def between(values: list[float]) -> str:
+        return f"{min(values):.1f}" if min(values) == max(values) else f"{min(values):.1f}-{max(values):.1f}"
+
+    name = s.label if s.label == "no defense" or not x_name else f"{_short(x_name)} {s.label}"
+    where = f"{s.scheme} " if several_schemes else ""
+    seeds = ",".join(str(p.seeds[0]) for p in s.points)
+    group = f", {s.group.replace(' = ', '=')}" if s.group else ""
+    return [f"{letter:>2}  {where}{name}{group}: seed{'s' if len(s.points) > 1 else ''} {seeds}",
+            f"    {statuses} after epoch {span}  ->  {between([p.x for p in s.points])} / {between([p.y for p in s.points])}"]
 
 
 #: The fewest seeds a trade-off figure averages every point over before it pairs each point with the undefended run instead.
@@ -787,6 +841,26 @@ def place_labels(anchors: Sequence[tuple[float, float]], size: tuple[float, floa
     return offsets
 
 
+#: Height of one 6-point line of text as a fraction of a trade-off figure's 5.2-inch height (as the footnote's).
+KEY_LINE_HEIGHT = 0.022
+
+
+def _legend_under_key(figure: Any, panel: Any, key_lines: int, bottom: float) -> None:
+    """The legend in the right-hand column under the key, its labels wrapped, so it covers no point; inside the panel
+    (where matplotlib finds the most room) when the key leaves too little height above the footnote."""
+    import textwrap
+
+    handles, labels = panel.get_legend_handles_labels()
+    wrapped = [textwrap.fill(label, 50) for label in labels]
+    top = 0.97 - KEY_LINE_HEIGHT * (key_lines + 1)
+    needed = KEY_LINE_HEIGHT * (2 + sum(label.count("\n") + 1.3 for label in wrapped))
+    if top - needed >= bottom:
+        figure.legend(handles, wrapped, loc="upper left", bbox_to_anchor=(0.69, top), fontsize=6, title="points numbered as in the key",
+                      title_fontsize=6, frameon=False, alignment="left")
+    else:
+        panel.legend(fontsize=6, title="points numbered as in the key", title_fontsize=6)
+
+
 def plot_tradeoff(
     title: str, metric: str, metric_label: str, points: list[TradeoffPoint], path: Path, x_name: str = "", when: str = LAST_EPOCH
 ) -> Figure:
@@ -796,11 +870,12 @@ def plot_tradeoff(
     [0, 100]. Each defended point carries a number, placed so numbers do not overlap; the key
     beside the panel gives each number's level (``x_name``), recorded epsilon and the two means
     (close levels sit on top of each other, so their full texts would not be readable in place).
-    Levels whose runs stopped are named in the footnote, and an epsilon too large to mean anything
-    is said there too.
+    Levels whose runs stopped are named in the footnote and their stopped seeds drawn as x marks
+    at their last epoch before the stop, lettered per level in the key; an epsilon too large to
+    mean anything is said in the footnote too.
     """
     series, notes = tradeoff_series(metric, points)
-    if not any(s.kind == "levels" for s in series):  # the undefended star alone compares nothing
+    if not any(s.kind == "levels" or (s.kind == "stopped" and s.label != "no defense") for s in series):  # the star alone compares nothing
         return Figure(None, series, notes, absent_reason([r for p in points if not p.undefended for r in p.rows], metric_label))
     plt = _pyplot()
     figure, panel = plt.subplots(figsize=(9.6, 5.2), dpi=110)  # the dpi it is saved at: label offsets are in its pixels
@@ -809,8 +884,24 @@ def plot_tradeoff(
     color_of = {id(line): colors[index % len(colors)] for index, line in enumerate(lines)}
     several = len(lines) > len({s.scheme for s in lines})  # a star in a line's colour would claim that line alone
     numbered: list[tuple[DrawnPoint, str]] = []
+    lettered: list[tuple[DrawnPoint, str, str]] = []  # stopped seeds: one letter per level, on each of its x marks
     key: list[str] = []
+    stopped_keys: list[str] = []
+    lettered_levels: list[str] = []
+    several_schemes = len({s.scheme for s in series if s.kind != "paired"}) > 1
     for s in series:
+        if s.kind == "stopped":
+            same = [line for line in lines if line.scheme == s.scheme and line.group == s.group]
+            color = color_of[id(same[0])] if same and s.label != "no defense" else "dimgray"
+            letter = chr(ord("a") + len(lettered_levels)) if len(lettered_levels) < 26 else "?"
+            lettered_levels.append(letter)
+            first = not any(h.get_label().startswith("a stopped seed") for h in panel.get_lines())
+            panel.plot([p.x for p in s.points], [p.y for p in s.points], linestyle="none", marker="x", markersize=6, color=color, alpha=0.8,
+                       label="a stopped seed at its last epoch before the stop (lettered as in the key; in no mean)" if first else "_nolegend_",
+                       zorder=2)
+            lettered += [(p, color, letter) for p in s.points]
+            stopped_keys += stopped_key(s, letter, x_name, several_schemes)
+            continue
         if s.kind == "paired":  # hollow: the undefended run over exactly each point's seeds, joined to that point
             targets = {p.text: p for line in lines if line.scheme == s.scheme and line.group == s.group for p in line.points}
             for mark in s.points:
@@ -852,14 +943,15 @@ def plot_tradeoff(
     panel.set_ylim(-3, 103)
     panel.grid(alpha=0.3)
     panel.set_title(title, fontsize=10)
-    panel.legend(fontsize=7, title="points numbered as in the key", title_fontsize=7)
     note_height = _footnote(figure, notes)
     figure.tight_layout(rect=(0, note_height, 0.68, 1))
-    anchors = [tuple(panel.transData.transform((p.x, p.y))) for p, _ in numbered]
-    for number, ((p, color), offset) in enumerate(zip(numbered, place_labels(anchors), strict=True), start=1):  # type: ignore[arg-type]
-        panel.annotate(str(number), (p.x, p.y), fontsize=6, xytext=offset, textcoords="offset pixels", color=color)
+    _legend_under_key(figure, panel, key_lines=1 + len(key) + len(stopped_keys), bottom=note_height)
+    labels = [(p, color, str(number)) for number, (p, color) in enumerate(numbered, start=1)] + lettered
+    anchors = [tuple(panel.transData.transform((p.x, p.y))) for p, _, _ in labels]
+    for (p, color, text), offset in zip(labels, place_labels(anchors), strict=True):  # type: ignore[arg-type]
+        panel.annotate(text, (p.x, p.y), fontsize=6, xytext=offset, textcoords="offset pixels", color=color)
     header = f"key: {metric_label} vs main accuracy, mean % (main / {metric_label})"
-    figure.text(0.69, 0.97, "\n".join([header, *key]), fontsize=6, family="monospace", va="top")
+    figure.text(0.69, 0.97, "\n".join([header, *key, *stopped_keys]), fontsize=6, family="monospace", va="top")
     figure.savefig(path, dpi=110)
     plt.close(figure)
-    return Figure(path, series, notes, key=[header, *key])
+    return Figure(path, series, notes, key=[header, *key, *stopped_keys])

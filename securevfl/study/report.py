@@ -253,7 +253,7 @@ def _grid_section(
                 cells_text += [found.cell_text(MAIN_ACCURACY.name), attack, found.stopped_text()]
         lines.append("| " + " | ".join(level_values or ("-",)) + " | " + " | ".join(cells_text) + " |")
     lines.append("")
-    tradeoff, reference = _tradeoff_points(grid, runs, rows)
+    tradeoff, reference = _tradeoff_points(grid, runs, rows, histories)
     x_reference = reference if grid.x is not None and grid.x.startswith("defense") else None
     figures = [
         ("epochs", plot_epochs(grid, rows, histories, plots / f"{grid.name}_epochs.png")),
@@ -276,15 +276,21 @@ def _grid_section(
 
 
 def _tradeoff_points(
-    grid: GridSpec, runs: list[PlannedRun], rows: list[dict[str, Any]]
+    grid: GridSpec, runs: list[PlannedRun], rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]] | None = None
 ) -> tuple[tuple[str, str, list[TradeoffPoint]] | None, dict[str, list[dict[str, Any]]]]:
     """The trade-off plot's points of a grid of defense levels, and the undefended rows per scheme.
 
     Every cell of the grid with a ``[[defense]]`` list and an attack with a success metric is a
     point; the cell of the same setting and attack without the defense (found anywhere in the
-    study, as the survival table finds it) is the marked undefended point.
+    study, as the survival table finds it) is the marked undefended point. Each point carries its
+    stopped runs' histories (``histories``), so the figure draws where they stood at the stop.
     """
     by_id = {row["run_id"]: row for row in rows}
+    histories = histories or {}
+
+    def stopped_histories(run_group: list[PlannedRun]) -> dict[str, list[dict[str, Any]]]:
+        return {r.run_id: histories[r.run_id] for r in run_group if by_id[r.run_id]["status"] in STOPPED and histories.get(r.run_id)}
+
     configs: dict[tuple[str, str], dict[str, Any]] = {}
     members: dict[tuple[str, str], list[PlannedRun]] = {}
     for run in runs:
@@ -309,14 +315,15 @@ def _tradeoff_points(
             first = run_group[0]  # x: the point's text and order; the other axes' levels: its series
             x = float(first.values[grid.x]) if grid.x is not None and grid.x in first.values else None
             points.append(TradeoffPoint(first.levels["scheme"], key[1], [by_id[r.run_id] for r in run_group], x=x,
-                                        group=group_label(first.levels, (grid.x or "",))))
+                                        group=group_label(first.levels, (grid.x or "",)), histories=stopped_histories(run_group)))
         counterpart = undefended_key(configs[key], configs)
         if counterpart is not None and counterpart not in undefended_seen:
             undefended_seen.add(counterpart)
             for run_group in _by_scheme(members[counterpart]):
                 scheme = run_group[0].levels["scheme"]
                 group_rows = [by_id[r.run_id] for r in run_group]
-                points.append(TradeoffPoint(scheme, f"{counterpart[0]}/{counterpart[1]}", group_rows, undefended=True))
+                points.append(TradeoffPoint(scheme, f"{counterpart[0]}/{counterpart[1]}", group_rows, undefended=True,
+                                            histories=stopped_histories(run_group)))
                 reference.setdefault(scheme, group_rows)
     return (metric, label, points), reference
 
