@@ -704,10 +704,10 @@ def tradeoff_series(metric: str, points: list[TradeoffPoint]) -> tuple[list[Seri
     for scheme, mine in by_scheme.items():
         drawable = [p for p in mine if any(r["status"] == RunStatus.OK and r.get(metric) is not None for r in p.rows)]
         for point in mine:
-            marks = stopped_marks(metric, point)
-            if marks is not None:
-                stopped_series.append(marks)
-            at_stop = "; each stopped seed an x at its last epoch" if marks is not None else ""
+            stops = stopped_marks(metric, point)
+            if stops is not None:
+                stopped_series.append(stops)
+            at_stop = "; each stopped seed an x at its last epoch" if stops is not None else ""
             if point not in drawable:
                 statuses = sorted({str(r["status"]) for r in point.rows}) or ["no run"]
                 notes.append(f"{scheme} {_readable(point.label)}: no mean drawn ({', '.join(statuses)}){at_stop}")
