@@ -15,7 +15,15 @@ frame, every party runs :func:`start_attempt` with every other party:
      common. If there is none (one party starts from the beginning while another resumes, or
      their checkpoints are from different epochs), every party stops with the same line naming
      each party's epochs (:class:`AttemptRefusedError`);
-   * the attempt's **session id**: SHA-256 of the plan's session id and every party's nonce.
+   * the attempt's **session id**: SHA-256 of the plan's session id, the plan's agreement digest
+     and every party's nonce.
+
+   Every HELLO also carries the sender's **agreement digest**: a hash of everything in its plan
+   that every party must hold alike (the roster, the run configuration with its protection
+   settings, the shape; not local paths). A party whose peer's digest differs stops with one line
+   naming the peer: without it, whoever assembles the plan could hand the key holder a copy with
+   flooding and the decryption policy off while the passives' copies say they are on (a red-team
+   pass ran exactly that to the end, 2026-11-27), or give each party another roster.
 
 3. **READY** to every peer with that session id and epoch, after which this party also admits
    frames of the new session (:meth:`~.framing.FrameVerifier.expect_session`); then it waits for
@@ -83,10 +91,11 @@ class Attempt:
     """Each party's completed epochs it could continue after (None: any, it holds no training state)."""
 
 
-def derive_session(plan_session: str, nonces: Mapping[str, str]) -> str:
-    """The attempt's session id: SHA-256 over the plan's session and every party's nonce (32 hex digits)."""
+def derive_session(plan_session: str, nonces: Mapping[str, str], agreement: str = "") -> str:
+    """The attempt's session id: SHA-256 over the plan's session, its agreement digest and every party's nonce (32 hex digits)."""
     digest = hashlib.sha256(_DOMAIN)
     digest.update(plan_session.encode())
+    digest.update(b"\x00" + agreement.encode())
     for party in sorted(nonces):
         digest.update(b"\x00" + party.encode() + b"\x00" + nonces[party].encode())
     return digest.hexdigest()[:32]
@@ -105,22 +114,30 @@ def agree_on_epoch(offers: Mapping[str, Collection[int] | None]) -> int:
 
 
 def start_attempt(
-    channel: AttemptChannel, party: str, peers: Sequence[str], plan_session: str, epochs: Collection[int] | None
+    channel: AttemptChannel, party: str, peers: Sequence[str], plan_session: str, epochs: Collection[int] | None, agreement: str = ""
 ) -> Attempt:
     """Run the handshake (module docstring) as ``party`` with every one of ``peers``; return the agreement.
 
     ``epochs``: the completed epochs this party can continue after (``[0]`` to start from the
-    beginning), or None if it holds no training state.
+    beginning), or None if it holds no training state. ``agreement``: the digest of this party's
+    plan (:meth:`securevfl.plan.Plan.agreement`); every peer must send the same.
     """
     nonce = secrets.token_hex(_NONCE_BYTES)
     own = None if epochs is None else tuple(sorted({int(epoch) for epoch in epochs}))
     for peer in peers:
-        channel.send(Message(MessageKind.HELLO, party, peer, 0, _EMPTY, meta={"nonce": nonce, "epochs": _encode(own)}))
+        meta = {"nonce": nonce, "epochs": _encode(own), "agreement": agreement}
+        channel.send(Message(MessageKind.HELLO, party, peer, 0, _EMPTY, meta=meta))
     nonces, offers = {party: nonce}, {party: own}
     for peer in peers:
         hello = channel.receive(party, MessageKind.HELLO, sender=peer)
         nonces[peer], offers[peer] = _read_hello(hello)
-    session = derive_session(plan_session, nonces)
+        theirs = hello.meta.get("agreement")
+        if theirs != agreement:
+            raise AttemptRefusedError(
+                f"{peer} runs another plan than {party} (agreement digest {str(theirs)[:12]}... against {agreement[:12]}...): "
+                "every party must hold the same plan (roster, run configuration, shape) and the same securevfl version"
+            )
+    session = derive_session(plan_session, nonces, agreement)
     epoch = agree_on_epoch(offers)
     channel.expect_session(session)
     for peer in peers:

@@ -58,8 +58,9 @@ class MessageKind(StrEnum):
     """Sample alignment: a passive's confirmation that it holds every aligned id (the SHA-256 of the
     list it received), passive -> active, so no party trains on a partial alignment."""
     HELLO = "hello"
-    """Start of an attempt of a planned run (:mod:`.attempt`): the sender's fresh nonce (``meta["nonce"]``)
-    and the completed epochs it can continue after (``meta["epochs"]``), to every other party."""
+    """Start of an attempt of a planned run (:mod:`.attempt`): the sender's fresh nonce (``meta["nonce"]``),
+    the completed epochs it can continue after (``meta["epochs"]``) and its plan's agreement digest
+    (``meta["agreement"]``), to every other party."""
     READY = "ready"
     """Start of an attempt: the session id the sender derived from every nonce and the epoch it agreed
     on (``meta["session"]``, ``meta["epoch"]``); after every peer's READY, frames travel in that session."""

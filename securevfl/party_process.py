@@ -155,13 +155,14 @@ def run_party_process(
     shape, data, attempt = plan.run_shape(), session.data, None
     channel = channel_factory(session)
     try:
-        endpoint = PartyEndpoint(channel)
+        endpoint = PartyEndpoint(channel, agreement=plan.agreement())
         peers = [name for name in shape.party_names(config.scheme.key_holder_party) if name != session.name]
         try:  # a failure after the attempt handshake and before training is told to the peers waiting for this party
             if plan.alignment == "psi":  # the attempt's own session first: the alignment's frames travel in it
                 role = shape.role_of(session.name, config.scheme.key_holder_party)
                 with endpoint.training():
-                    attempt = start_attempt(endpoint, session.name, peers, endpoint.session, attempt_offer(role, resume, checkpoints))
+                    attempt = start_attempt(endpoint, session.name, peers, endpoint.session, attempt_offer(role, resume, checkpoints),
+                                            agreement=endpoint.agreement)
                     aligned = align_planned_run(endpoint, plan, session.name, data, out_dir)
                 data, shape = aligned.data, plan.run_shape(n_train=aligned.n_train, n_test=aligned.n_test)
                 if progress is not None:

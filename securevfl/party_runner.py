@@ -99,8 +99,10 @@ class PartyEndpoint:
     channel would let the key holder serve. ``inner`` must be safe to call from two threads.
     """
 
-    def __init__(self, inner: Channel) -> None:
+    def __init__(self, inner: Channel, agreement: str = "") -> None:
         self.inner = inner
+        self.agreement = agreement
+        """The digest of the plan this party runs (:meth:`securevfl.plan.Plan.agreement`): its attempt's HELLO carries it."""
         self.lock = threading.Lock()
         self._trainer: int | None = None
 
@@ -325,7 +327,8 @@ class _PartyRunner:
         name = self.local.name
         offer = attempt_offer(self.local.role, self.resume, self.checkpoints)
         peers = [party for party in self.run_shape.party_names(self.key_holder_name) if party != name]
-        attempt = self.attempt if self.attempt is not None else start_attempt(self.channel, name, peers, self.channel.session, offer)
+        attempt = self.attempt if self.attempt is not None else start_attempt(
+            self.channel, name, peers, self.channel.session, offer, agreement=getattr(self.channel, "agreement", ""))
         if attempt.epoch >= self.config.train.epochs:
             raise ConfigError(f"--resume: every party has completed all {self.config.train.epochs} epochs already; nothing to continue")
         if attempt.epoch > 0 and offer is not None:

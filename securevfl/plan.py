@@ -20,6 +20,9 @@ of another party, or a key whose fingerprint is not the one the plan pins.
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -221,11 +224,47 @@ class Plan(_Strict):
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.base / path
 
+    def agreement(self) -> str:
+        """SHA-256 (hex) of everything in the plan every party must hold alike, checked in every attempt's handshake.
+
+        The roster (names, roles, addresses, pinned identity and TLS fingerprints), the run
+        configuration (protection settings included), the shape, the alignment, the session and the
+        CA bundle's bytes; not the local paths a party may keep its files at (the CA bundle's or a
+        certificate's path, ``run.data.dir``). Why: each party checks only its own entry of the plan,
+        so copies that differ elsewhere (a key holder told ``flooding_bits = 0`` while the passives'
+        copies say 30, or another roster) would otherwise run together unnoticed.
+        """
+        digest = hashlib.sha256(b"securevfl plan agreement v1\x00")
+        digest.update(json.dumps(_shared_content(self), sort_keys=True, separators=(",", ":")).encode())
+        if self.ca_bundle is not None:
+            try:
+                digest.update(b"\x00ca\x00" + hashlib.sha256(self.resolve(self.ca_bundle).read_bytes()).digest())
+            except OSError as exc:
+                raise ConfigError(f"plan: cannot read the CA bundle {self.resolve(self.ca_bundle)}: {exc.strerror or exc}") from None
+        return digest.hexdigest()
+
     def document(self) -> dict[str, Any]:
         """The plan as a TOML-ready mapping (``securevfl.toml_text.dumps``)."""
         data = self.model_dump(mode="json", exclude={"base"})
         data["run"] = self.run.resolved()
         return data
+
+
+def _shared_content(value: Any) -> Any:
+    """``value`` as JSON-ready data with every path as null (each party may keep its files elsewhere), without excluded fields."""
+    if isinstance(value, BaseModel):
+        return {name: _shared_content(getattr(value, name)) for name, field in type(value).model_fields.items() if not field.exclude}
+    if isinstance(value, (list, tuple)):
+        return [_shared_content(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _shared_content(item) for key, item in value.items()}
+    if isinstance(value, enum.Enum):
+        return _shared_content(value.value)
+    if isinstance(value, Path):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
 
 
 class PassphraseSource(_Strict):

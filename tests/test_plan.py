@@ -323,3 +323,55 @@ def test_psi_alignment_trains_on_the_samples_every_party_holds_in_the_agreed_ord
     reference = run_training(cfg, dataset=aligned)
     assert result["history"] == reference["history"]
     assert result["messages_sent"]["psi_request"] == 2 * 2  # train and test ids, each passive
+
+
+def test_parties_holding_different_copies_of_the_plan_stop_at_the_handshake(loopback, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Red-team pass on the transport (2026-11-27): the plan was neither signed nor bound into the handshake, so whoever
+    assembled it could hand the key holder a copy with flooding and the decryption policy off while the other parties'
+    copies said they were on; a 4-party CKKS run completed that way. Every HELLO now carries the plan's agreement digest,
+    and a party whose peer's digest differs stops with one line naming the peer."""
+    split = loopback.plan.with_name("plan_for_passive_2.toml")  # beside the plan: its relative paths stay valid
+    split.write_text(loopback.plan.read_text().replace("flooding_bits = 30", "flooding_bits = 0", 1))
+    plans = {name: (split if name == "passive_2" else loopback.plan) for name in loopback.private}
+    sessions = {name: open_party(plans[name], name, path) for name, path in loopback.private.items()}
+    assert sessions["passive_2"].plan.agreement() != sessions["active"].plan.agreement()
+    network, roster = ThreadedNetwork(session=sessions["active"].plan.session), sessions["active"].plan.roster()
+    errors: dict[str, BaseException] = {}
+
+    def party(session: PartySession) -> None:
+        try:
+            run_party_process(session, lambda s: network.endpoint(s.identity, roster, receive_timeout=30), tmp_path / "out" / session.name)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            errors[session.name] = exc
+
+    threads = [threading.Thread(target=party, args=(session,)) for session in sessions.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert set(errors) == set(sessions), errors  # nobody trained
+    assert not (tmp_path / "out" / "active" / "result.json").exists()
+    for name, error in errors.items():
+        assert "runs another plan than" in str(error) and "\n" not in str(error), (name, error)
+    assert "passive_2 runs another plan than active" in str(errors["active"])
+
+
+def test_the_plans_agreement_ignores_where_a_party_keeps_its_files_and_nothing_else(loopback, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = load_plan(loopback.plan)
+    # another party's copy in another folder: its paths (CA bundle, certificates, data dir) differ, its content does not
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(loopback.plan.parent, elsewhere)
+    moved = elsewhere / "plan.toml"
+    (elsewhere / "ca" / "ca.crt").rename(elsewhere / "the-ca.crt")
+    _edit(moved, 'ca_bundle = "ca/ca.crt"', 'ca_bundle = "the-ca.crt"')
+    _edit(moved, 'tls_certificate = "passive_1/passive_1.crt"', f'tls_certificate = "{elsewhere / "passive_1" / "passive_1.crt"}"')
+    _edit(moved, 'name = "digits"', f'name = "digits"\ndir = "{tmp_path}"')
+    assert load_plan(moved).agreement() == plan.agreement()
+    # anything else changes it: a protection setting, a pinned fingerprint, the CA's bytes
+    for old, new in (("decryption_policy = \"protocol\"", "decryption_policy = \"none\""), ("address = \"127.0.0.1:50051\"", "address = \"127.0.0.1:50061\"")):
+        changed = tmp_path / f"changed{len(old)}.toml"
+        changed.write_text(loopback.plan.read_text().replace(old, new, 1))
+        shutil.copy(changed, loopback.plan.parent / changed.name)
+        assert load_plan(loopback.plan.parent / changed.name).agreement() != plan.agreement(), new
+    (elsewhere / "the-ca.crt").write_bytes((elsewhere / "the-ca.crt").read_bytes() + b"\n")
+    assert load_plan(moved).agreement() != plan.agreement()
