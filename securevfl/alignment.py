@@ -18,13 +18,23 @@ The protocol, over any :class:`~securevfl.protocols.Channel`:
    bytes the active party draws per alignment (or is given, for a reproducible order) and never
    sends: the order is a pseudorandom permutation, independent of the active party's row order
    (which may be sorted by label or date) and of any structure in the ids.
-4. **Distribution.** The active party sends each passive the ids of ``I`` in that order
-   (``ALIGNMENT``). Only ids of ``I`` travel in plaintext, and every one of them is already one
-   of the receiving passive's own ids.
-5. **Check and rows.** Each passive refuses a list with a repeated id or an id it does not hold;
+4. **Distribution.** The active party sends each passive the ids of ``I`` in that order, each as
+   its tag ``HMAC-SHA256(tag_key, id)`` under a fresh 32-byte key per passive and alignment, sent
+   with the tags (``ALIGNMENT``). No id travels in plaintext: the passive finds a tag only by
+   computing it from an id it holds (or guesses).
+5. **Check and rows.** Each passive refuses a list with a repeated tag or a tag of no id it holds;
    otherwise its rows are the positions of those ids in its own list, in the list's order. It
-   confirms with ``ALIGNMENT_ACK`` (SHA-256 of the list), which the active party checks, so no
-   party goes on to train on an alignment another party refused.
+   confirms with ``ALIGNMENT_ACK`` (SHA-256 of the ids themselves), which the active party checks,
+   so no party goes on to train on an alignment another party refused, and a passive confirms only
+   ids it knows.
+
+Why tags and not the ids (until 2026-11-27 the ids travelled in plaintext): the active party takes
+the PSI's answer on trust. A red-team pass had a passive doctor its PSI response (every element
+its answer to one held id, or the elements shuffled; the library cannot tell) so that the active
+party believed it held ids it does not, and then sent it, in plaintext, the ids the active party
+shares with the *other* passives: 600 foreign ids of 900, the run going on without an error. With
+tags such a passive reads nothing it could not have guessed, and cannot confirm the list, so the
+active party refuses it (``tests/test_alignment.py::test_a_passive_that_doctors_its_psi_answer_*``).
 
 Who learns what, when every party follows the protocol:
 
@@ -52,8 +62,10 @@ false negatives.
 
 Beyond honest parties: a malicious active party can put guessed ids into its request to test
 whether a passive holds them (what any PSI client can do), and a passive can check that the
-aligned ids are its own, not that every other party holds them. Integrity of messages in
-transit is the transport's job (TLS).
+aligned ids are its own, not that every other party holds them. A malicious passive can put
+guessed ids into its own set (what any PSI server can do) and learns whether they are in ``I``;
+whatever it does to its PSI answer, it learns no id it neither holds nor guesses (above).
+Integrity of messages in transit is the transport's job (TLS, signed frames).
 
 Entry points: :func:`align_as_active` and :func:`align_as_passive` for one party each on a
 blocking transport (a party process), :func:`align_in_process` for all parties in one process.
@@ -65,6 +77,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 import time
@@ -93,12 +106,14 @@ __all__ = [
     "align_as_active",
     "align_as_passive",
     "align_in_process",
+    "alignment_tag",
     "ids_digest",
     "order_tag",
 ]
 
 IDS_CODEC = "ids"
 _ORDER_KEY_BYTES = 32
+_TAG_KEY_BYTES = 32
 
 
 class AlignmentError(DataError):
@@ -138,6 +153,12 @@ class AlignmentResult:
 def order_tag(order_key: bytes, sample_id: str) -> bytes:
     """The sort key of ``sample_id`` in the agreed order: HMAC-SHA256 under the alignment's key."""
     return hmac.new(order_key, sample_id.encode("utf-8"), hashlib.sha256).digest()
+
+
+def alignment_tag(tag_key: bytes, sample_id: str) -> str:
+    """How the alignment names ``sample_id`` to a passive (hex HMAC-SHA256 under that passive's tag key): a passive
+    matches it only by computing it from an id it holds."""
+    return hmac.new(tag_key, b"securevfl alignment tag\x00" + sample_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def ids_digest(ids: Iterable[str]) -> bytes:
@@ -199,7 +220,9 @@ def align_as_active(
     order = sorted(shared or (), key=lambda position: order_tag(key, own[position]))
     aligned = tuple(own[position] for position in order)
     for name in names:
-        channel.send(Message(MessageKind.ALIGNMENT, me, name, 0, aligned, codec=IDS_CODEC))
+        tag_key = secrets.token_bytes(_TAG_KEY_BYTES)
+        tags = tuple(alignment_tag(tag_key, sample_id) for sample_id in aligned)
+        channel.send(Message(MessageKind.ALIGNMENT, me, name, 0, tags, codec=IDS_CODEC, meta={"tag_key": tag_key.hex()}))
     if not aligned:
         sizes = ", ".join(f"{me} ∩ {name}: {count}" for name, count in pairwise.items())
         raise EmptyIntersectionError(f"{me}: no sample id is held by every party ({sizes} ids); nothing to train on")
@@ -234,7 +257,6 @@ class PassiveAlignment:
         self.ids = _own_ids(ids, name)
         self.result: AlignmentResult | None = None
         """Set once the alignment has arrived and been confirmed."""
-        self._position = {sample_id: position for position, sample_id in enumerate(self.ids)}
         self._server = PsiServer(self.ids)
         self._active_size: int | None = None
         self._seconds = 0.0
@@ -264,13 +286,18 @@ class PassiveAlignment:
             raise AlignmentMessageError(f"{self.name} got an {kind} before answering {self.active}'s PSI request")
         if self.result is not None:
             raise AlignmentMessageError(f"{self.name} got a second {kind} from {self.active}")
-        aligned = message.payload
-        if message.codec != IDS_CODEC or not isinstance(aligned, tuple):
-            raise AlignmentMessageError(f"{self.active}'s {kind} must carry an id list (codec {IDS_CODEC!r}), got codec {message.codec!r}")
+        tags = message.payload
+        if message.codec != IDS_CODEC or not isinstance(tags, tuple):
+            raise AlignmentMessageError(f"{self.active}'s {kind} must carry a tag list (codec {IDS_CODEC!r}), got codec {message.codec!r}")
+        tag_key = message.meta.get("tag_key")
+        if not isinstance(tag_key, str) or not re.fullmatch(f"[0-9a-f]{{{2 * _TAG_KEY_BYTES}}}", tag_key):
+            raise AlignmentMessageError(f"{self.active}'s {kind} carries no tag key ({2 * _TAG_KEY_BYTES} hex digits in meta 'tag_key')")
         start = time.perf_counter()
-        if not aligned:
+        if not tags:
             raise EmptyIntersectionError(f"{self.name}: the active party {self.active!r} reports that no sample id is held by every party; nothing to train on")
-        rows = [self._position.get(sample_id, -1) for sample_id in aligned]
+        key = bytes.fromhex(tag_key)
+        position_of_tag = {alignment_tag(key, sample_id): position for position, sample_id in enumerate(self.ids)}
+        rows = [position_of_tag.get(tag, -1) if isinstance(tag, str) else -1 for tag in tags]
         missing = [position for position, row in enumerate(rows) if row < 0]
         if missing:
             raise AlignmentMessageError(
@@ -279,6 +306,7 @@ class PassiveAlignment:
             )
         if len(set(rows)) != len(rows):
             raise AlignmentMessageError(f"{self.active}'s {kind} repeats an id; each aligned sample appears once")
+        aligned = tuple(self.ids[row] for row in rows)
         self.channel.send(Message(MessageKind.ALIGNMENT_ACK, self.name, self.active, 0, ids_digest(aligned), codec=PSI_CODEC))
         self._seconds += time.perf_counter() - start
         self.result = AlignmentResult(

@@ -17,6 +17,7 @@ import pytest
 
 from securevfl.alignment import (
     AlignmentError,
+    alignment_tag,
     AlignmentMessageError,
     EmptyIntersectionError,
     PassiveAlignment,
@@ -148,15 +149,17 @@ def test_no_party_receives_an_id_outside_the_intersection_in_plaintext() -> None
             kinds.add(message.kind)
             leaked = [i for i in outside if i.encode() in frame]
             assert leaked == [], f"{receiver} received {len(leaked)} id(s) outside the intersection in a {message.kind}"
-            if message.kind == MessageKind.ALIGNMENT:
-                assert set(message.payload) == intersection  # the only plaintext ids it gets
-            else:
-                assert not any(i.encode() in frame for i in intersection)  # PSI messages carry no id in plaintext
+            assert not any(i.encode() in frame for i in intersection)  # no frame carries an id in plaintext, the alignment included
+            if message.kind == MessageKind.ALIGNMENT:  # the intersection's tags under this passive's own key, in the agreed order
+                key = bytes.fromhex(str(message.meta["tag_key"]))
+                assert message.payload == tuple(alignment_tag(key, i) for i in results["active"].ids)
         expected = {MessageKind.PSI_REQUEST, MessageKind.ALIGNMENT} if receiver != "active" else {
             MessageKind.PSI_SETUP, MessageKind.PSI_RESPONSE, MessageKind.ALIGNMENT_ACK}
         assert kinds == expected, receiver
-    # the check can see a plaintext id: the alignment frames do carry the intersection's
-    assert all(any(i.encode() in f for f in delivered["bank"]) for i in intersection)
+    # the check sees what a frame carries: the bank's alignment frame holds every tag as text
+    bank_alignment = [decode_message(f, codecs) for f in delivered["bank"] if decode_message(f, codecs).kind == MessageKind.ALIGNMENT][0]
+    assert all(any(str(tag).encode() in f for f in delivered["bank"]) for tag in bank_alignment.payload)
+    assert results["bank"].ids == results["active"].ids  # and the bank still ends with the ids themselves, its own
 
 
 class BlockingChannel:
@@ -242,8 +245,14 @@ def _passive_after_psi(ids: list[str]) -> tuple[InProcessChannel, PassiveAlignme
     return hub, bank
 
 
-def _alignment(payload: object, sender: str = "active", codec: str = "ids") -> Message:
-    return Message(MessageKind.ALIGNMENT, sender, "bank", 0, payload, codec=codec)
+TAG_KEY = bytes(range(32))
+
+
+def _alignment(ids: object, sender: str = "active", codec: str = "ids", tag_key: object = TAG_KEY.hex()) -> Message:
+    """An alignment naming ``ids`` by their tags under ``TAG_KEY`` (any other payload as it is)."""
+    payload = tuple(alignment_tag(TAG_KEY, i) if isinstance(i, str) else i for i in ids) if isinstance(ids, tuple) else ids
+    meta = {} if tag_key is None else {"tag_key": tag_key}
+    return Message(MessageKind.ALIGNMENT, sender, "bank", 0, payload, codec=codec, meta=meta)
 
 
 @pytest.mark.parametrize(
@@ -252,10 +261,12 @@ def _alignment(payload: object, sender: str = "active", codec: str = "ids") -> M
         (_alignment(("x-1", "x-9")), AlignmentMessageError, "1 id\\(s\\) bank does not hold \\(first at position 1\\)"),
         (_alignment(("x-1", "x-1")), AlignmentMessageError, "repeats an id"),
         (_alignment(("x-1",), sender="insurer"), AlignmentMessageError, "only from the active party"),
-        (_alignment(np.zeros(2), codec="ndarray"), AlignmentMessageError, "must carry an id list"),
+        (_alignment(np.zeros(2), codec="ndarray"), AlignmentMessageError, "must carry a tag list"),
         (_alignment(()), EmptyIntersectionError, "reports that no sample id is held by every party"),
+        (_alignment(("x-1",), tag_key=None), AlignmentMessageError, "carries no tag key"),
+        (_alignment(("x-1",), tag_key="zz" * 32), AlignmentMessageError, "carries no tag key"),
     ],
-    ids=["id not held", "repeated id", "wrong sender", "wrong codec", "empty"],
+    ids=["id not held", "repeated id", "wrong sender", "wrong codec", "empty", "no tag key", "bad tag key"],
 )
 def test_a_passive_refuses_a_forged_alignment_in_one_line(message: Message, error: type, reason: str) -> None:
     hub, bank = _passive_after_psi(["x-1", "x-2", "x-3"])
@@ -303,3 +314,73 @@ def test_the_active_party_refuses_a_confirmation_of_another_list() -> None:
     hub.attach_server(LyingBank())
     with pytest.raises(AlignmentMessageError, match="does not confirm the 2 ids"):
         align_as_active(hub.endpoint("active"), "active", ["bank"], ["x-1", "x-2", "x-3"], order_key=KEY)
+
+
+@pytest.mark.parametrize("doctoring", ["every element its answer to one held id", "elements shuffled"])
+def test_a_passive_that_doctors_its_psi_answer_reads_no_foreign_id_and_its_confirmation_is_refused(doctoring: str) -> None:
+    """Red-team pass on the transport (2026-11-27): the active party takes the PSI's answer on trust, so a passive that
+    doctors its PSI_RESPONSE made the active party believe it held ids it does not, and then received, in plaintext, the
+    ids the active party shares with the other passive (600 foreign ids of 900), the run going on. Now the alignment
+    names ids by tags a passive can match only from ids it holds, and its confirmation must be the digest of the ids:
+    the doctoring passive sees no foreign id and the active party refuses its confirmation."""
+    import private_set_intersection.python as openmined_psi
+
+    rng = random.Random(7)
+    universe = [f"cust-{rng.getrandbits(64):016x}" for _ in range(600)]  # opaque ids: not guessable
+    active_ids, insurer_ids, retailer_ids = universe[:400], universe[200:500], universe[:120] + universe[300:360]
+    rng.shuffle(active_ids)
+    while active_ids[0] not in insurer_ids:  # the single-element doctoring needs one held id at position 0
+        rng.shuffle(active_ids)
+    channel = BlockingChannel()
+    received: dict[str, object] = {}
+
+    def active() -> None:
+        try:
+            received["active"] = align_as_active(channel, "active", ["insurer", "retailer"], active_ids, order_key=KEY)
+        except Exception as exc:  # noqa: BLE001 - inspected below
+            received["active"] = exc
+
+    def retailer() -> None:
+        try:
+            received["retailer"] = align_as_passive(channel, "retailer", "active", retailer_ids)
+        except Exception as exc:  # noqa: BLE001 - the active party's refusal may leave it waiting
+            received["retailer"] = exc
+
+    def doctoring_insurer() -> None:
+        request_message = channel.receive("insurer", MessageKind.PSI_REQUEST, sender="active")
+        request = openmined_psi.Request()
+        request.ParseFromString(request_message.payload)
+        server = openmined_psi.server.CreateWithNewKey(True)
+        response = server.ProcessRequest(request)
+        elements = list(response.encrypted_elements)
+        forged = [elements[0]] * len(elements) if doctoring.startswith("every") else rng.sample(elements, len(elements))
+        del response.encrypted_elements[:]
+        response.encrypted_elements.extend(forged)
+        rate = request_message.meta["false_positive_rate"]
+        setup = server.CreateSetupMessage(rate, len(elements), insurer_ids, openmined_psi.DataStructure.GCS)
+        channel.send(Message(MessageKind.PSI_SETUP, "insurer", "active", 0, setup.SerializeToString(), codec=PSI_CODEC, meta={"ids": len(insurer_ids)}))
+        channel.send(Message(MessageKind.PSI_RESPONSE, "insurer", "active", 0, response.SerializeToString(), codec=PSI_CODEC))
+        alignment = channel.receive("insurer", MessageKind.ALIGNMENT, sender="active")
+        received["insurer"] = alignment
+        key = bytes.fromhex(str(alignment.meta["tag_key"]))
+        readable = [i for i in insurer_ids if alignment_tag(key, i) in set(alignment.payload)]  # all it can match
+        # it confirms what it can: the digest of the ids it recognised (it cannot name the others)
+        channel.send(Message(MessageKind.ALIGNMENT_ACK, "insurer", "active", 0, ids_digest(readable), codec=PSI_CODEC))
+
+    threads = [threading.Thread(target=target) for target in (active, retailer, doctoring_insurer)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    alignment = received["insurer"]
+    assert isinstance(alignment, Message)
+    foreign = set(universe) - set(insurer_ids)
+    sent = set(alignment.payload)
+    # the doctoring worked on the PSI: the active party believed the insurer holds ids it does not and sent their tags ...
+    key = bytes.fromhex(str(alignment.meta["tag_key"]))
+    assert any(alignment_tag(key, i) in sent for i in foreign)
+    # ... but no foreign id is in the frame, and matching tags from every id it holds recovers none of them
+    assert not any(i in str(alignment.payload) for i in foreign)
+    assert {i for i in insurer_ids if alignment_tag(key, i) in sent} <= set(insurer_ids)
+    # and the active party refuses the confirmation: nobody trains on the doctored alignment
+    assert isinstance(received["active"], AlignmentMessageError) and "insurer's alignment_ack does not confirm" in str(received["active"])
