@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import unicodedata
+
+#: The most characters of a peer's own text (an ABORT's or a refusal's reason) an error line repeats.
+PEER_TEXT_LIMIT = 500
+
+
+def peer_text(value: object, limit: int = PEER_TEXT_LIMIT) -> str:
+    """A peer's text as it may appear in one of this party's error lines: one line, no control characters, at most
+    ``limit`` characters. A reason is whatever the peer put in its message; printed raw, a malicious peer could end
+    the line, forge log lines or send terminal escapes (red-team pass, 2026-11-27)."""
+    text = "".join("?" if unicodedata.category(char).startswith("C") and char not in " \t\n\r" else char for char in str(value))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class ProtocolError(Exception):
     """A message broke the protocol: unexpected kind or sender, or a receive with nothing queued."""
@@ -74,8 +88,8 @@ class RequestRefusedError(ProtocolError):
     def __init__(self, receiver: str, awaited: str, refusal: object) -> None:
         meta = getattr(refusal, "meta", {})
         self.sender = str(getattr(refusal, "sender", "?"))
-        self.reason = str(meta.get("reason", "no reason given"))
-        request = meta.get("request", "request")
+        self.reason = peer_text(meta.get("reason", "no reason given"))
+        request = peer_text(meta.get("request", "request"), 60)
         step = getattr(refusal, "step", "?")
         super().__init__(
             f"{receiver} stopped waiting for a {awaited!r} message from {self.sender!r}: {self.sender} refused its {request} (step {step}): {self.reason}"

@@ -71,12 +71,14 @@ from securevfl.protocols.errors import (
     ProtocolError,
     RequestRefusedError,
     WireFormatError,
+    peer_text,
 )
 from securevfl.protocols.framing import FrameSigner, FrameVerifier
 from securevfl.protocols.grpc_client import PeerClient, PeerStatus
 from securevfl.protocols.grpc_server import FrameServer
 from securevfl.protocols.grpc_settings import (
     DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_QUEUED_BYTES,
     ChannelTimeouts,
     PeerAddress,
     TlsMaterial,
@@ -113,6 +115,8 @@ class GrpcChannel:
     * ``timeouts``: every wait (:class:`~.grpc_settings.ChannelTimeouts`).
     * ``max_frame_bytes``: the largest frame sent or accepted (default 128 MiB; CKKS public
       keyrings reach about 60 MB).
+    * ``max_queued_bytes``: the most bytes of one sender's frames kept queued and not yet taken
+      (default the larger of 256 MiB and twice ``max_frame_bytes``); a frame beyond it is refused.
     """
 
     def __init__(
@@ -128,6 +132,7 @@ class GrpcChannel:
         codecs: CodecRegistry | None = None,
         timeouts: ChannelTimeouts | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_queued_bytes: int | None = None,
     ) -> None:
         self.party = identity.name
         if roster.public_key(self.party) != identity.public_key:  # IdentityError if not on the roster at all
@@ -139,6 +144,7 @@ class GrpcChannel:
         self.codecs = codecs if codecs is not None else CodecRegistry()
         self.timeouts = timeouts if timeouts is not None else ChannelTimeouts()
         self.max_frame_bytes = check_max_frame_bytes(max_frame_bytes)
+        self.max_queued_bytes = max(DEFAULT_MAX_QUEUED_BYTES, 2 * self.max_frame_bytes) if max_queued_bytes is None else int(max_queued_bytes)
         self.stats = TrafficStats()
         """The frames this party sent, by kind, and its serialize/deserialize seconds."""
         self._tls = tls
@@ -156,7 +162,8 @@ class GrpcChannel:
         self._send_seconds = 0.0
         self._closed = False
         self._server = FrameServer(
-            self.party, listen, tls, self._admit, max_frame_bytes=self.max_frame_bytes, workers=max(4, 2 * len(roster))
+            self.party, listen, tls, self._admit, max_frame_bytes=self.max_frame_bytes, workers=max(4, 2 * len(roster)),
+            admit_peer=self._admit_peer,
         )
         try:
             for name, address in (peers or {}).items():
@@ -330,6 +337,22 @@ class GrpcChannel:
             return self._send_seconds
 
     # ------------------------------------------------------------------ internals
+    def _admit_peer(self, peer_certificate: bytes | None) -> None:
+        """Before a call's message is read: the TLS peer must be one of the run's parties (any of them, this one included,
+        whose misdialled ping then hears its own name; the frame's claimed sender is checked against it once the frame is
+        read, :meth:`_admit`)."""
+        reasons = []
+        for name in self.roster:
+            try:
+                self._peer_check.require(peer_certificate, name)
+                return
+            except PeerMismatchError as exc:
+                reasons.append(str(exc))
+        error = FrameAuthenticationError(self.party, "unknown", f"its TLS peer is none of the run's parties ({reasons[0] if reasons else 'no peer'})",
+                                         frame="a call")
+        self._refuse(None, None, error, decisive=False)
+        raise error
+
     def _admit(self, frame: bytes, peer_certificate: bytes | None) -> None:
         """The server's sink: check a frame as this party, in arrival order; queue it or refuse it."""
         try:
@@ -343,6 +366,13 @@ class GrpcChannel:
             error = FrameAuthenticationError(self.party, claimed_sender, f"its TLS peer is not {claimed_sender}: {exc}", frame=f"a {kind} frame")
             self._refuse(kind, claimed_sender, error, decisive=False)
             raise error from None
+        queued = self._mailbox.queued_bytes(claimed_sender)
+        if queued + len(frame) > self.max_queued_bytes:  # its own connection: the frames it sends next will not come in order
+            error = FrameAuthenticationError(
+                self.party, claimed_sender, f"{queued + len(frame)} bytes of its frames would wait untaken, more than the "
+                f"{self.max_queued_bytes} a party keeps queued per sender (a flood of frames nobody asked for)", frame=f"a {kind} frame")
+            self._refuse(kind, claimed_sender, error, decisive=True)
+            raise error
         with self._admit_lock:
             started = time.perf_counter()
             try:
@@ -357,13 +387,13 @@ class GrpcChannel:
             finally:
                 with self._lock:
                     self.stats.timer.add(Phase.DESERIALIZE, time.perf_counter() - started)
-            self._mailbox.put(message)
+            self._mailbox.put(message, len(frame))
 
     def _ended_by(self, kind: MessageKind, found: Message) -> ProtocolError:
         """The error of a wait that a message of :data:`_ENDS_A_WAIT` from the awaited sender ended."""
         if found.kind == MessageKind.REQUEST_REFUSED:
             return RequestRefusedError(self.party, MessageKind(kind).value, found)
-        reason = found.meta.get("reason", "no reason given")
+        reason = peer_text(found.meta.get("reason", "no reason given"))
         return PeerUnavailableError(found.sender, f"{self.party} stopped waiting for {self._waited_for(kind, found.sender)}: {found.sender} aborted ({reason})")
 
     def _is_replay(self, frame: bytes, sender: str) -> bool:

@@ -91,8 +91,10 @@ class PeerClient:
             certificate_chain=tls.certificate_chain,
         )
         self._channel = grpc.secure_channel(address.target, credentials, options=client_options(max_frame_bytes, address.tls_name))
-        self._deliver = self._channel.unary_unary(DELIVER_METHOD, request_serializer=_identity, response_deserializer=_identity)
-        self._ping = self._channel.unary_unary(PING_METHOD, request_serializer=_identity, response_deserializer=_identity)
+        # client-streaming calls of one message each: the server checks the TLS peer before it reads the message
+        # (grpc_server), so a stranger's large frame is never buffered
+        self._deliver = self._channel.stream_unary(DELIVER_METHOD, request_serializer=_identity, response_deserializer=_identity)
+        self._ping = self._channel.stream_unary(PING_METHOD, request_serializer=_identity, response_deserializer=_identity)
         # True once the peer answered over this connection, False again after the connection failed.
         # (Not gRPC's connectivity subscription: its polling thread can outlive close() and die with a
         # traceback, and a "ready" future starts a thread per call.)
@@ -107,7 +109,7 @@ class PeerClient:
         if self._answered:
             return
         try:  # a ping that waits for the connection: gRPC retries it with a short backoff until the deadline
-            name = self._ping(b"", timeout=self._timeouts.connect, wait_for_ready=True)
+            name = self._ping(iter((b"",)), timeout=self._timeouts.connect, wait_for_ready=True)
         except grpc.RpcError:
             # one fail-fast call fetches gRPC's last connection error (refused, TLS handshake, name resolution)
             status = self.ping()
@@ -124,7 +126,7 @@ class PeerClient:
         self.wait_connected()
         self.counter.add(sent=len(frame))
         try:
-            acknowledgement = self._deliver(frame, timeout=self._timeouts.send)
+            acknowledgement = self._deliver(iter((frame,)), timeout=self._timeouts.send)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
                 self._answered = False
@@ -137,7 +139,7 @@ class PeerClient:
 
     def start_ping(self) -> grpc.Future:
         """Send a ping without waiting for the answer (read it with :meth:`ping_status`)."""
-        return self._ping.future(b"", timeout=self._timeouts.liveness_timeout)
+        return self._ping.future(iter((b"",)), timeout=self._timeouts.liveness_timeout)
 
     def ping_status(self, ping: grpc.Future) -> PeerStatus:
         """What the answer to ``ping`` says (waits for it: at most ``liveness_timeout``)."""

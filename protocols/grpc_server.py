@@ -1,12 +1,17 @@
 """A party's listening side: a gRPC server over mutual TLS that hands each frame, with its TLS peer, to the party.
 
 The server requires a client certificate issued by the federation's CA (``require_client_auth``):
-a process without one does not get past the TLS handshake. What it does with a frame is not its
-job: it calls the party's :data:`FrameSink` with the frame and the PEM certificate the TLS peer
-presented, and answers the client with the sink's verdict (an empty acknowledgement, or
-``PERMISSION_DENIED`` with the refusal's one line; ``RESOURCE_EXHAUSTED`` comes from gRPC itself
-for a frame over the size limit). It also answers ``Ping`` with the party's name (the liveness
-check).
+a process without one does not get past the TLS handshake. A certificate of the CA is not yet a
+party's: before it reads a call's message the server asks the party's :data:`PeerAdmission`
+whether the TLS peer is one of the run's parties, and refuses the call (``PERMISSION_DENIED``)
+unread if not. Both methods are client-streaming calls of exactly one message for that reason:
+gRPC reads a unary call's message in full before the handler runs, and a red-team pass made a
+party buffer 20 frames of 120 MiB from a non-party certificate (3.4 GB) that way; a streamed
+message is read only when the handler asks for it. What it does with a frame is not its job: it
+calls the party's :data:`FrameSink` with the frame and the PEM certificate the TLS peer presented,
+and answers the client with the sink's verdict (an empty acknowledgement, or ``PERMISSION_DENIED``
+with the refusal's one line; ``RESOURCE_EXHAUSTED`` comes from gRPC itself for a frame over the
+size limit). It also answers ``Ping`` with the party's name (the liveness check).
 
 Handlers run on a small thread pool; :meth:`FrameServer.stop` refuses new frames, lets frames in
 flight finish for a short grace period, stops gRPC and joins the pool's threads. It is idempotent.
@@ -25,11 +30,15 @@ from securevfl.protocols.errors import ProtocolError
 from securevfl.protocols.grpc_settings import SERVICE, TlsMaterial, server_options
 from securevfl.protocols.wire_bytes import ByteCounter
 
-__all__ = ["FrameServer", "FrameSink"]
+__all__ = ["FrameServer", "FrameSink", "PeerAdmission"]
 
 #: Takes a delivered frame and the TLS peer's certificate (PEM, None if gRPC reported none) and
 #: returns if the frame was admitted; raises :class:`ProtocolError` (one line) to refuse it.
 FrameSink = Callable[[bytes, bytes | None], None]
+
+#: Takes the TLS peer's certificate (PEM, None if gRPC reported none) before a call's message is read;
+#: returns if it is one of the run's parties, raises :class:`ProtocolError` (one line) to refuse the call unread.
+PeerAdmission = Callable[[bytes | None], None]
 
 _STOP_GRACE_SECONDS = 1.0
 _ACKNOWLEDGEMENT = b""
@@ -51,17 +60,19 @@ class FrameServer:
         *,
         max_frame_bytes: int,
         workers: int = 4,
+        admit_peer: PeerAdmission | None = None,
     ) -> None:
         self.party = party
         self._sink = sink
+        self._admit_peer = admit_peer
         self.counter = ByteCounter()
         """Message bytes this server received (frames, pings) and sent (acknowledgements, ping replies)."""
         self._name = party.encode("utf-8")
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"grpc-{party}")
         self._server = grpc.server(self._executor, options=server_options(max_frame_bytes))
         handlers = {
-            "Deliver": grpc.unary_unary_rpc_method_handler(self._deliver, request_deserializer=_identity, response_serializer=_identity),
-            "Ping": grpc.unary_unary_rpc_method_handler(self._ping, request_deserializer=_identity, response_serializer=_identity),
+            "Deliver": grpc.stream_unary_rpc_method_handler(self._deliver, request_deserializer=_identity, response_serializer=_identity),
+            "Ping": grpc.stream_unary_rpc_method_handler(self._ping, request_deserializer=_identity, response_serializer=_identity),
         }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         credentials = grpc.ssl_server_credentials(
@@ -95,12 +106,13 @@ class FrameServer:
         self._server.stop(None).wait(grace + 1.0)  # cancels what is still running, no thread left behind
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def _deliver(self, frame: bytes, context: grpc.ServicerContext) -> bytes:
-        self.counter.add(received=len(frame))
-        certificates = context.auth_context().get("x509_pem_cert") or [None]
+    def _deliver(self, messages: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        certificate = self._admitted_peer(context)
         with self._call(context):
+            frame = self._one_message(messages, context)
+            self.counter.add(received=len(frame))
             try:
-                self._sink(frame, certificates[0])
+                self._sink(frame, certificate)
             except ProtocolError as exc:
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         self.counter.add(sent=len(_ACKNOWLEDGEMENT))
@@ -120,6 +132,26 @@ class FrameServer:
                 self._active_calls -= 1
                 self._calls.notify_all()
 
-    def _ping(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+    def _ping(self, messages: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        self._admitted_peer(context)
+        request = self._one_message(messages, context)
         self.counter.add(received=len(request), sent=len(self._name))
         return self._name
+
+    def _admitted_peer(self, context: grpc.ServicerContext) -> bytes | None:
+        """The TLS peer's certificate, once the party admitted it as one of the run's parties; the call is refused unread otherwise."""
+        certificate = (context.auth_context().get("x509_pem_cert") or [None])[0]
+        if self._admit_peer is not None:
+            try:
+                self._admit_peer(certificate)
+            except ProtocolError as exc:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        return certificate
+
+    @staticmethod
+    def _one_message(messages: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        """The call's one message (a client sends exactly one); a call with none or more is refused."""
+        first = next(messages, None)
+        if first is None or next(messages, None) is not None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a call carries exactly one message")
+        return first  # type: ignore[return-value]

@@ -2,8 +2,10 @@
 
 The transport carries raw frame bytes (:mod:`.wire`) through two generic gRPC methods, with no
 protobuf compilation: ``Deliver`` (a frame in, an empty acknowledgement out) and ``Ping`` (empty in,
-the serving party's name out; the liveness check). Both ends use the identity serializer, so the
-gRPC message is exactly the frame.
+the serving party's name out; the liveness check), each a client-streaming call of exactly one
+message, so that the server can refuse a TLS peer that is none of the run's parties before it
+reads the message (:mod:`.grpc_server`). Both ends use the identity serializer, so the gRPC
+message is exactly the frame.
 
 Everything here is data and validation; :mod:`.grpc_server`, :mod:`.grpc_client` and
 :mod:`.grpc_channel` read it, so a limit or a method name cannot drift between the two sides.
@@ -18,6 +20,7 @@ from typing import Protocol
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "DEFAULT_MAX_QUEUED_BYTES",
     "DELIVER_METHOD",
     "GRPC_MESSAGE_LIMIT",
     "PING_METHOD",
@@ -36,6 +39,11 @@ PING_METHOD = f"/{SERVICE}/Ping"
 
 #: CKKS public keyrings with Galois keys reach about 60 MB; twice that leaves room for larger parameters.
 DEFAULT_MAX_FRAME_BYTES = 128 * 1024 * 1024
+#: The most bytes of one sender's frames a party keeps queued and not yet taken (at least twice the largest frame):
+#: a party that floods another with frames of a kind it never takes is refused beyond it instead of exhausting its
+#: memory (a red-team pass queued 12 frames of 48 MiB, 889 MB). Honest queues stay far below: a key announcement
+#: (up to ~60 MB) and a few batches' messages.
+DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024
 #: gRPC sizes messages with a signed 32-bit integer.
 GRPC_MESSAGE_LIMIT = 2**31 - 1
 

@@ -41,14 +41,24 @@ class Mailbox:
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._messages: deque[Message] = deque()
+        self._sizes: dict[int, int] = {}  # id(message) -> its frame's bytes, while it is queued
+        self._queued_bytes: dict[str, int] = {}  # sender -> bytes of its frames queued and not yet taken
         self._unreported: list[_Unreported] = []
         self.refusals: list[FrameRefusal] = []
         """Every frame refused, in arrival order (kept even after a receive reported it)."""
 
-    def put(self, message: Message) -> None:
+    def put(self, message: Message, size: int = 0) -> None:
+        """Queue ``message``; ``size`` (its frame's bytes) counts towards its sender's :meth:`queued_bytes` until it is taken."""
         with self._condition:
             self._messages.append(message)
+            self._sizes[id(message)] = size
+            self._queued_bytes[message.sender] = self._queued_bytes.get(message.sender, 0) + size
             self._condition.notify_all()
+
+    def queued_bytes(self, sender: str) -> int:
+        """Bytes of ``sender``'s frames queued here and not taken yet (what a flood of unsolicited frames would grow)."""
+        with self._condition:
+            return self._queued_bytes.get(sender, 0)
 
     def refuse(self, refusal: FrameRefusal, *, decisive: bool) -> None:
         with self._condition:
@@ -114,6 +124,7 @@ class Mailbox:
         for index, message in enumerate(self._messages):
             if message.kind in kinds and (sender is None or message.sender == sender):
                 del self._messages[index]
+                self._queued_bytes[message.sender] -= self._sizes.pop(id(message), 0)
                 return message
         return None
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Collection
 from securevfl.protocols.accounting import TrafficStats
 from securevfl.protocols.channel import FrameRefusal
 from securevfl.protocols.codecs import CodecRegistry
-from securevfl.protocols.errors import ProtocolError, RequestRefusedError, WireFormatError
+from securevfl.protocols.errors import ProtocolError, RequestRefusedError, WireFormatError, peer_text
 from securevfl.protocols.framing import FrameSigner, FrameVerifier, new_session_id
 from securevfl.protocols.identity import Identity, Roster
 from securevfl.protocols.messages import Message, MessageKind
@@ -200,7 +200,7 @@ class ThreadedEndpoint:
                 self._refuse(frame, exc)
                 continue
             if message.kind == MessageKind.ABORT:
-                self._aborted.setdefault(message.sender, str(message.meta.get("reason", "no reason given")))
+                self._aborted.setdefault(message.sender, peer_text(message.meta.get("reason", "no reason given")))
             self._mailbox.append(message)
 
     def _refuse(self, frame: bytes, error: ProtocolError) -> None:

@@ -455,12 +455,15 @@ def test_a_relay_with_its_own_certificate_cannot_deliver_another_partys_frame(ca
             message(MessageKind.GRADIENT, "active", "passive_1", 0), passive.codecs
         )
         relayer = parties.raw_client(relay, "passive_1")  # a valid certificate of the federation's CA, naming the relay
+        # another party's certificate is refused once the frame names its sender; a non-party's before the frame is read
+        reason = f"its TLS peer is not active: .*{relay}" if relay == "passive_2" else f"its TLS peer is none of the run's parties .*{relay}"
         try:
-            with pytest.raises(ProtocolError, match=f"its TLS peer is not active: .*{relay}") as refused:
+            with pytest.raises(ProtocolError, match=reason) as refused:
                 relayer.deliver(genuine, "a relayed frame")
         finally:
             relayer.close()
-        assert one_line(refused.value) and passive.pending("passive_1") == 0 and len(passive.refusals) == 1
+        # (a non-party is refused at its first call already: the ping its client sends before delivering)
+        assert one_line(refused.value) and passive.pending("passive_1") == 0 and len(passive.refusals) == (1 if relay == "passive_2" else 2)
         # nothing was used up: the same frame, delivered over the active party's own TLS connection, is admitted
         owner = parties.raw_client("active", "passive_1")
         try:
@@ -470,17 +473,53 @@ def test_a_relay_with_its_own_certificate_cannot_deliver_another_partys_frame(ca
         assert passive.receive("passive_1", MessageKind.GRADIENT, "active").step == 0
 
 
+def test_a_non_partys_call_is_refused_before_its_frame_is_read(ca: Pki) -> None:
+    """Red-team pass (2026-11-27): a unary call's message is read in full before its handler runs, so a holder of any
+    certificate of the CA made a party buffer 20 frames of 120 MiB (3.4 GB) before each was refused. The calls are now
+    client-streaming and the TLS peer is checked first: a stranger's call is refused while its frame has not even been
+    sent (the request stream below blocks), and nothing of it is counted as received."""
+    with federation(ca, "active", "passive_1") as parties:
+        stranger = parties.raw_client("mallory", "passive_1")
+        server = parties["passive_1"]._server  # noqa: SLF001 - its byte counter says what was read
+        received_before = server.counter.received
+        release = threading.Event()
+
+        def frame_never_sent() -> Iterator[bytes]:
+            release.wait(20)
+            yield b"x" * 1024
+
+        deliver = stranger._channel.stream_unary(DELIVER_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b)  # noqa: SLF001
+        started = time.monotonic()
+        try:
+            with pytest.raises(grpc.RpcError) as refused:
+                deliver(frame_never_sent(), timeout=15.0)
+        finally:
+            release.set()
+            stranger.close()
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        assert "none of the run's parties" in refused.value.details()  # type: ignore[attr-defined]
+        assert time.monotonic() - started < 10 and server.counter.received == received_before
+        # a party's own call is still read and admitted
+        owner = parties.raw_client("active", "passive_1")
+        try:
+            owner.deliver(FrameSigner(parties.identities["active"], parties.session).seal(
+                message(MessageKind.GRADIENT, "active", "passive_1", 0), parties["passive_1"].codecs), "a frame")
+        finally:
+            owner.close()
+        assert parties["passive_1"].receive("passive_1", MessageKind.GRADIENT, "active").step == 0
+
+
 def test_a_client_without_a_certificate_cannot_connect(ca: Pki) -> None:
     with federation(ca, "active", "passive_1") as parties:
         target = parties.address("passive_1")
         credentials = grpc.ssl_channel_credentials(root_certificates=_pem(ca.ca.certificate))  # trusts the CA, presents nothing
         with grpc.secure_channel(target.target, credentials, options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
-            deliver = channel.unary_unary(DELIVER_METHOD)
+            deliver = channel.stream_unary(DELIVER_METHOD)
             frame = FrameSigner(parties.identities["active"], parties.session).seal(
                 message(MessageKind.GRADIENT, "active", "passive_1", 0), parties["passive_1"].codecs
             )
             with pytest.raises(grpc.RpcError) as failed:
-                deliver(frame, timeout=3.0)
+                deliver(iter((frame,)), timeout=3.0)
         assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
         assert parties["passive_1"].pending("passive_1") == 0 and parties["passive_1"].refusals == []
 
@@ -517,16 +556,20 @@ def recording_impostor(material: pki.TLSMaterial, answers_as: str) -> Iterator[t
 
     received: list[bytes] = []
 
-    def deliver(frame: bytes, context: grpc.ServicerContext) -> bytes:
-        received.append(frame)
+    def deliver(frames: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        received.extend(frames)
         return b""
 
-    methods = {DELIVER_METHOD: deliver, PING_METHOD: lambda request, context: answers_as.encode()}
+    def ping(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        list(requests)
+        return answers_as.encode()
+
+    methods = {DELIVER_METHOD: deliver, PING_METHOD: ping}
 
     class Handler(grpc.GenericRpcHandler):
         def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
             method = methods.get(details.method)  # type: ignore[attr-defined]
-            return None if method is None else grpc.unary_unary_rpc_method_handler(method)
+            return None if method is None else grpc.stream_unary_rpc_method_handler(method)  # the calls stream one message
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers((Handler(),))
@@ -650,3 +693,23 @@ def test_bad_configuration_and_misuse_get_one_clear_line(ca: Pki) -> None:
         finally:
             misdialled.close()
         assert one_line(wrong.value).endswith("but 'passive_1' answers there: check the address")
+
+
+def test_a_party_flooding_another_with_frames_nobody_takes_is_refused_beyond_a_bound(ca: Pki) -> None:
+    """Red-team pass (2026-11-27): a real party's frames of a kind its receiver never takes stayed queued without a bound
+    (12 frames of 48 MiB: 889 MB). A sender's untaken frames now count against ``max_queued_bytes``; beyond it a frame is
+    refused (the sender hears why), and taking a message frees its room."""
+    with federation(ca, "active", "passive_1") as parties:
+        passive = parties["passive_1"]
+        payload = np.ones((64, 10), dtype=np.float32)  # a frame of about 2.7 kB
+        parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", 0, payload))
+        one_frame = passive._mailbox.queued_bytes("active")  # noqa: SLF001 - the count the bound applies to
+        assert 64 * 10 * 4 < one_frame < 2 * 64 * 10 * 4
+        passive.max_queued_bytes = 3 * one_frame
+        for step in (1, 2):
+            parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", step, payload))
+        with pytest.raises(ProtocolError, match="would wait untaken, more than the .* a party keeps queued per sender") as refused:
+            parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", 3, payload))
+        assert one_line(refused.value) and passive.pending("passive_1") == 3
+        assert passive.receive("passive_1", MessageKind.GRADIENT, "active").step == 0
+        assert passive._mailbox.queued_bytes("active") == 2 * one_frame  # noqa: SLF001

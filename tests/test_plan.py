@@ -9,6 +9,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import config, random_dataset
@@ -375,3 +376,50 @@ def test_the_plans_agreement_ignores_where_a_party_keeps_its_files_and_nothing_e
         assert load_plan(loopback.plan.parent / changed.name).agreement() != plan.agreement(), new
     (elsewhere / "the-ca.crt").write_bytes((elsewhere / "the-ca.crt").read_bytes() + b"\n")
     assert load_plan(moved).agreement() != plan.agreement()
+
+
+def test_the_coordinator_takes_the_aligned_counts_only_when_every_party_announces_the_same() -> None:
+    """Red-team pass (2026-11-27): under alignment = "psi" the coordinator took the sample counts from the active party
+    alone, and an active party that announced 10^7 raised the coordinator's evaluation budget from 8 to 78,128
+    decryptions per step. Every party that aligned now announces the counts and a digest of the aligned id lists."""
+    from securevfl.party_alignment import _alignment_digest, _counts_every_party_agrees_on
+    from securevfl.protocols import InProcessChannel, Message, MessageKind, ProtocolError
+
+    digest = _alignment_digest(["b", "a", "c"], ["z"])
+    assert digest != _alignment_digest(["a", "b", "c"], ["z"])  # the order is part of it
+
+    def announce(counts: dict[str, tuple[int, int, str]]) -> object:
+        hub = InProcessChannel()
+        for sender, (n_train, n_test, told) in counts.items():
+            hub.endpoint(sender).send(Message(MessageKind.ALIGNMENT, sender, "coordinator", 0, np.zeros(0, dtype=np.float32),
+                                              meta={"n_train": n_train, "n_test": n_test, "digest": told}))
+        return _counts_every_party_agrees_on(hub.endpoint("coordinator"), "coordinator", list(counts))
+
+    honest = {name: (3, 1, digest) for name in ("active", "passive_1", "passive_2")}
+    aligned = announce(honest)
+    assert (aligned.n_train, aligned.n_test, aligned.data) == (3, 1, None)  # type: ignore[attr-defined]
+    with pytest.raises(ProtocolError, match=r"^coordinator: the parties do not agree on the aligned samples .*active 10000000 / 1 .*passive_1 3 / 1") as caught:
+        announce({**honest, "active": (10**7, 1, digest)})
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ProtocolError, match="do not agree"):
+        announce({**honest, "passive_2": (3, 1, _alignment_digest(["a"], ["z"]))})
+
+
+def test_psi_alignment_with_a_coordinator_tells_it_the_counts_every_party_agrees_on(tmp_path: Path) -> None:
+    """The coordinator holds no samples: after the PSI every party announces the counts and the digest, and the run
+    trains (ckks/coordinator) on the intersection, as the plain run above does."""
+    from securevfl import toml_text
+
+    cfg = _config(scheme="ckks", key_holder="coordinator", preset="compute")
+    files = write_loopback_plan(cfg, tmp_path / "run", dataset=DATA)
+    document = load_plan(files.plan).document()
+    document["alignment"] = "psi"
+    del document["shape"]["n_train"], document["shape"]["n_test"]
+    files.plan.write_text(toml_text.dumps(document))
+    _run_from_files(files, tmp_path / "out")
+    result = json.loads((tmp_path / "out" / "active" / "result.json").read_text())
+    coordinator = json.loads((tmp_path / "out" / "coordinator" / PARTY_RESULT_NAME).read_text())
+    assert len(result["history"]) == 2 and coordinator["messages_sent"].get("alignment", 0) == 0
+    for name in ("passive_1", "passive_2"):
+        own = json.loads((tmp_path / "out" / name / PARTY_RESULT_NAME).read_text())
+        assert own["messages_sent"]["alignment"] == 1  # its announcement to the coordinator
