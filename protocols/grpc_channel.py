@@ -115,8 +115,9 @@ class GrpcChannel:
     * ``timeouts``: every wait (:class:`~.grpc_settings.ChannelTimeouts`).
     * ``max_frame_bytes``: the largest frame sent or accepted (default 128 MiB; CKKS public
       keyrings reach about 60 MB).
-    * ``max_queued_bytes``: the most bytes of one sender's frames kept queued and not yet taken
-      (default the larger of 256 MiB and twice ``max_frame_bytes``); a frame beyond it is refused.
+    * ``max_queued_bytes``: from this many bytes of one sender's frames queued and not yet taken
+      (default the larger of 256 MiB and twice ``max_frame_bytes``), the sender's next frame is not
+      read until this party takes some (its send waits); after ``timeouts.send`` it is refused.
     """
 
     def __init__(
@@ -337,17 +338,27 @@ class GrpcChannel:
             return self._send_seconds
 
     # ------------------------------------------------------------------ internals
-    def _admit_peer(self, peer_certificate: bytes | None) -> None:
-        """Before a call's message is read: the TLS peer must be one of the run's parties (any of them, this one included,
-        whose misdialled ping then hears its own name; the frame's claimed sender is checked against it once the frame is
-        read, :meth:`_admit`)."""
+    def _admit_peer(self, peer_certificate: bytes | None, delivery: bool = True) -> None:
+        """The TLS peer must be one of the run's parties (any of them, this one included, whose misdialled ping then hears
+        its own name; the frame's claimed sender is checked against it in :meth:`_admit`). Asked before a chunked frame is
+        read, after a unary one (at most UNARY_FRAME_BYTES) is; a ``delivery`` also waits for room in the mailbox."""
         reasons = []
         for name in self.roster:
             try:
                 self._peer_check.require(peer_certificate, name)
-                return
             except PeerMismatchError as exc:
                 reasons.append(str(exc))
+                continue
+            # back-pressure: while this party has not taken max_queued_bytes of the peer's frames, the peer's next
+            # frame is not queued (its send waits); a peer that floods frames nobody takes is refused at the send timeout
+            if delivery and not self._mailbox.wait_for_room(name, self.max_queued_bytes, 0.9 * self.timeouts.send):  # before its send times out
+                error = FrameAuthenticationError(
+                    self.party, name, f"{self._mailbox.queued_bytes(name)} bytes of its frames wait untaken, at least the "
+                    f"{self.max_queued_bytes} a party keeps queued per sender, for {0.9 * self.timeouts.send:g} s (frames nobody asked for?)",
+                    frame="a call")
+                self._refuse(None, name, error, decisive=False)
+                raise error
+            return
         error = FrameAuthenticationError(self.party, "unknown", f"its TLS peer is none of the run's parties ({reasons[0] if reasons else 'no peer'})",
                                          frame="a call")
         self._refuse(None, None, error, decisive=False)
@@ -366,13 +377,6 @@ class GrpcChannel:
             error = FrameAuthenticationError(self.party, claimed_sender, f"its TLS peer is not {claimed_sender}: {exc}", frame=f"a {kind} frame")
             self._refuse(kind, claimed_sender, error, decisive=False)
             raise error from None
-        queued = self._mailbox.queued_bytes(claimed_sender)
-        if queued + len(frame) > self.max_queued_bytes:  # its own connection: the frames it sends next will not come in order
-            error = FrameAuthenticationError(
-                self.party, claimed_sender, f"{queued + len(frame)} bytes of its frames would wait untaken, more than the "
-                f"{self.max_queued_bytes} a party keeps queued per sender (a flood of frames nobody asked for)", frame=f"a {kind} frame")
-            self._refuse(kind, claimed_sender, error, decisive=True)
-            raise error
         with self._admit_lock:
             started = time.perf_counter()
             try:

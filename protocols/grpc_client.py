@@ -21,14 +21,18 @@ sender cannot know whether the first one arrived).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
 
 from securevfl.protocols.errors import FrameTooLargeError, PeerTimeoutError, PeerUnavailableError, ProtocolError
 from securevfl.protocols.grpc_settings import (
+    CHUNK_BYTES,
+    DELIVER_CHUNKS_METHOD,
     DELIVER_METHOD,
     PING_METHOD,
+    UNARY_FRAME_BYTES,
     ChannelTimeouts,
     PeerAddress,
     TlsMaterial,
@@ -62,6 +66,13 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
+def _chunks(frame: bytes) -> Iterator[bytes]:
+    """``frame`` in :data:`CHUNK_BYTES` pieces, for the chunked delivery of a frame over :data:`UNARY_FRAME_BYTES`."""
+    view = memoryview(frame)
+    for start in range(0, len(frame), CHUNK_BYTES):
+        yield bytes(view[start : start + CHUNK_BYTES])
+
+
 def _one_line(text: str | None) -> str:
     return " ".join((text or "").split())
 
@@ -91,10 +102,11 @@ class PeerClient:
             certificate_chain=tls.certificate_chain,
         )
         self._channel = grpc.secure_channel(address.target, credentials, options=client_options(max_frame_bytes, address.tls_name))
-        # client-streaming calls of one message each: the server checks the TLS peer before it reads the message
-        # (grpc_server), so a stranger's large frame is never buffered
-        self._deliver = self._channel.stream_unary(DELIVER_METHOD, request_serializer=_identity, response_deserializer=_identity)
-        self._ping = self._channel.stream_unary(PING_METHOD, request_serializer=_identity, response_deserializer=_identity)
+        # a frame up to UNARY_FRAME_BYTES in one unary call, a larger one in chunks the server reads only after it has
+        # checked the TLS peer (grpc_server)
+        self._deliver = self._channel.unary_unary(DELIVER_METHOD, request_serializer=_identity, response_deserializer=_identity)
+        self._deliver_chunks = self._channel.stream_unary(DELIVER_CHUNKS_METHOD, request_serializer=_identity, response_deserializer=_identity)
+        self._ping = self._channel.unary_unary(PING_METHOD, request_serializer=_identity, response_deserializer=_identity)
         # True once the peer answered over this connection, False again after the connection failed.
         # (Not gRPC's connectivity subscription: its polling thread can outlive close() and die with a
         # traceback, and a "ready" future starts a thread per call.)
@@ -109,7 +121,7 @@ class PeerClient:
         if self._answered:
             return
         try:  # a ping that waits for the connection: gRPC retries it with a short backoff until the deadline
-            name = self._ping(iter((b"",)), timeout=self._timeouts.connect, wait_for_ready=True)
+            name = self._ping(b"", timeout=self._timeouts.connect, wait_for_ready=True)
         except grpc.RpcError:
             # one fail-fast call fetches gRPC's last connection error (refused, TLS handshake, name resolution)
             status = self.ping()
@@ -126,7 +138,10 @@ class PeerClient:
         self.wait_connected()
         self.counter.add(sent=len(frame))
         try:
-            acknowledgement = self._deliver(iter((frame,)), timeout=self._timeouts.send)
+            if len(frame) <= UNARY_FRAME_BYTES:
+                acknowledgement = self._deliver(frame, timeout=self._timeouts.send)
+            else:
+                acknowledgement = self._deliver_chunks(_chunks(frame), timeout=self._timeouts.send)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
                 self._answered = False
@@ -139,7 +154,7 @@ class PeerClient:
 
     def start_ping(self) -> grpc.Future:
         """Send a ping without waiting for the answer (read it with :meth:`ping_status`)."""
-        return self._ping.future(iter((b"",)), timeout=self._timeouts.liveness_timeout)
+        return self._ping.future(b"", timeout=self._timeouts.liveness_timeout)
 
     def ping_status(self, ping: grpc.Future) -> PeerStatus:
         """What the answer to ``ping`` says (waits for it: at most ``liveness_timeout``)."""

@@ -2,12 +2,14 @@
 
 The server requires a client certificate issued by the federation's CA (``require_client_auth``):
 a process without one does not get past the TLS handshake. A certificate of the CA is not yet a
-party's: before it reads a call's message the server asks the party's :data:`PeerAdmission`
-whether the TLS peer is one of the run's parties, and refuses the call (``PERMISSION_DENIED``)
-unread if not. Both methods are client-streaming calls of exactly one message for that reason:
-gRPC reads a unary call's message in full before the handler runs, and a red-team pass made a
-party buffer 20 frames of 120 MiB from a non-party certificate (3.4 GB) that way; a streamed
-message is read only when the handler asks for it. What it does with a frame is not its job: it
+party's: the server asks the party's :data:`PeerAdmission` whether the TLS peer is one of the
+run's parties, and refuses the call (``PERMISSION_DENIED``) if not. gRPC reads a unary call's
+message in full before the handler runs, and a red-team pass made a party buffer 20 frames of
+120 MiB from a non-party certificate (3.4 GB) that way. So a unary message (``Deliver``, ``Ping``)
+is at most :data:`~.grpc_settings.UNARY_FRAME_BYTES` (4 MiB), a larger frame arrives as a stream of
+chunks (``DeliverChunks``) that is read only once the peer is admitted, and at most
+:data:`~.grpc_settings.MAX_CONCURRENT_CALLS` calls run at once: a stranger makes the server buffer
+at most their product. What it does with a frame is not its job: it
 calls the party's :data:`FrameSink` with the frame and the PEM certificate the TLS peer presented,
 and answers the client with the sink's verdict (an empty acknowledgement, or ``PERMISSION_DENIED``
 with the refusal's one line; ``RESOURCE_EXHAUSTED`` comes from gRPC itself for a frame over the
@@ -27,7 +29,7 @@ from contextlib import contextmanager
 import grpc
 
 from securevfl.protocols.errors import ProtocolError
-from securevfl.protocols.grpc_settings import SERVICE, TlsMaterial, server_options
+from securevfl.protocols.grpc_settings import MAX_CONCURRENT_CALLS, SERVICE, TlsMaterial, server_options
 from securevfl.protocols.wire_bytes import ByteCounter
 
 __all__ = ["FrameServer", "FrameSink", "PeerAdmission"]
@@ -36,9 +38,10 @@ __all__ = ["FrameServer", "FrameSink", "PeerAdmission"]
 #: returns if the frame was admitted; raises :class:`ProtocolError` (one line) to refuse it.
 FrameSink = Callable[[bytes, bytes | None], None]
 
-#: Takes the TLS peer's certificate (PEM, None if gRPC reported none) before a call's message is read;
-#: returns if it is one of the run's parties, raises :class:`ProtocolError` (one line) to refuse the call unread.
-PeerAdmission = Callable[[bytes | None], None]
+#: Takes the TLS peer's certificate (PEM, None if gRPC reported none) and whether the call delivers a frame: returns
+#: if it is one of the run's parties (for a delivery, once there is room for that party's next frame: back-pressure),
+#: raises :class:`ProtocolError` (one line) to refuse the call. A chunked frame is read only after it returned.
+PeerAdmission = Callable[[bytes | None, bool], None]
 
 _STOP_GRACE_SECONDS = 1.0
 _ACKNOWLEDGEMENT = b""
@@ -69,10 +72,12 @@ class FrameServer:
         """Message bytes this server received (frames, pings) and sent (acknowledgements, ping replies)."""
         self._name = party.encode("utf-8")
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"grpc-{party}")
-        self._server = grpc.server(self._executor, options=server_options(max_frame_bytes))
+        self._max_frame_bytes = max_frame_bytes
+        self._server = grpc.server(self._executor, options=server_options(max_frame_bytes), maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS)
         handlers = {
-            "Deliver": grpc.stream_unary_rpc_method_handler(self._deliver, request_deserializer=_identity, response_serializer=_identity),
-            "Ping": grpc.stream_unary_rpc_method_handler(self._ping, request_deserializer=_identity, response_serializer=_identity),
+            "Deliver": grpc.unary_unary_rpc_method_handler(self._deliver, request_deserializer=_identity, response_serializer=_identity),
+            "DeliverChunks": grpc.stream_unary_rpc_method_handler(self._deliver_chunks, request_deserializer=_identity, response_serializer=_identity),
+            "Ping": grpc.unary_unary_rpc_method_handler(self._ping, request_deserializer=_identity, response_serializer=_identity),
         }
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         credentials = grpc.ssl_server_credentials(
@@ -106,11 +111,23 @@ class FrameServer:
         self._server.stop(None).wait(grace + 1.0)  # cancels what is still running, no thread left behind
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def _deliver(self, messages: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        certificate = self._admitted_peer(context)
+    def _deliver(self, frame: bytes, context: grpc.ServicerContext) -> bytes:
+        self.counter.add(received=len(frame))
+        return self._hand_over(frame, self._admitted_peer(context, delivery=True), context)
+
+    def _deliver_chunks(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        certificate = self._admitted_peer(context, delivery=True)  # before a chunk is read
+        parts, size = [], 0
+        for chunk in chunks:
+            size += len(chunk)
+            self.counter.add(received=len(chunk))
+            if size > self._max_frame_bytes:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the frame exceeds {self.party}'s max_frame_bytes={self._max_frame_bytes:,}")
+            parts.append(chunk)
+        return self._hand_over(b"".join(parts), certificate, context)
+
+    def _hand_over(self, frame: bytes, certificate: bytes | None, context: grpc.ServicerContext) -> bytes:
         with self._call(context):
-            frame = self._one_message(messages, context)
-            self.counter.add(received=len(frame))
             try:
                 self._sink(frame, certificate)
             except ProtocolError as exc:
@@ -132,26 +149,17 @@ class FrameServer:
                 self._active_calls -= 1
                 self._calls.notify_all()
 
-    def _ping(self, messages: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        self._admitted_peer(context)
-        request = self._one_message(messages, context)
+    def _ping(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._admitted_peer(context, delivery=False)
         self.counter.add(received=len(request), sent=len(self._name))
         return self._name
 
-    def _admitted_peer(self, context: grpc.ServicerContext) -> bytes | None:
-        """The TLS peer's certificate, once the party admitted it as one of the run's parties; the call is refused unread otherwise."""
+    def _admitted_peer(self, context: grpc.ServicerContext, *, delivery: bool) -> bytes | None:
+        """The TLS peer's certificate, once the party admitted it as one of the run's parties; the call is refused otherwise."""
         certificate = (context.auth_context().get("x509_pem_cert") or [None])[0]
         if self._admit_peer is not None:
             try:
-                self._admit_peer(certificate)
+                self._admit_peer(certificate, delivery)
             except ProtocolError as exc:
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         return certificate
-
-    @staticmethod
-    def _one_message(messages: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        """The call's one message (a client sends exactly one); a call with none or more is refused."""
-        first = next(messages, None)
-        if first is None or next(messages, None) is not None:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a call carries exactly one message")
-        return first  # type: ignore[return-value]

@@ -1,11 +1,15 @@
 """What the gRPC transport's server and clients agree on: method names, limits, timeouts, addresses.
 
 The transport carries raw frame bytes (:mod:`.wire`) through two generic gRPC methods, with no
-protobuf compilation: ``Deliver`` (a frame in, an empty acknowledgement out) and ``Ping`` (empty in,
-the serving party's name out; the liveness check), each a client-streaming call of exactly one
-message, so that the server can refuse a TLS peer that is none of the run's parties before it
-reads the message (:mod:`.grpc_server`). Both ends use the identity serializer, so the gRPC
-message is exactly the frame.
+protobuf compilation: ``Deliver`` (a frame of at most :data:`UNARY_FRAME_BYTES` in, an empty
+acknowledgement out), ``DeliverChunks`` (a larger frame as a client stream of
+:data:`CHUNK_BYTES` chunks) and ``Ping`` (empty in, the serving party's name out; the liveness
+check). Why two delivery methods: gRPC reads a unary call's message in full before the handler
+can look at the TLS peer, so the server accepts unary messages of at most
+:data:`UNARY_FRAME_BYTES` and receives larger frames (key announcements) in chunks it reads only
+after checking the peer (:mod:`.grpc_server`); a unary call costs half a streamed one's time for
+the per-step messages (docs/results/grpc_loopback.md). Both ends use the identity serializer, so a
+unary gRPC message is exactly the frame.
 
 Everything here is data and validation; :mod:`.grpc_server`, :mod:`.grpc_client` and
 :mod:`.grpc_channel` read it, so a limit or a method name cannot drift between the two sides.
@@ -21,10 +25,13 @@ from typing import Protocol
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_MAX_QUEUED_BYTES",
+    "CHUNK_BYTES",
+    "DELIVER_CHUNKS_METHOD",
     "DELIVER_METHOD",
     "GRPC_MESSAGE_LIMIT",
     "PING_METHOD",
     "SERVICE",
+    "UNARY_FRAME_BYTES",
     "ChannelTimeouts",
     "PeerAddress",
     "TlsMaterial",
@@ -35,7 +42,17 @@ __all__ = [
 
 SERVICE = "securevfl.transport.Frames"
 DELIVER_METHOD = f"/{SERVICE}/Deliver"
+DELIVER_CHUNKS_METHOD = f"/{SERVICE}/DeliverChunks"
 PING_METHOD = f"/{SERVICE}/Ping"
+#: The largest frame sent as one unary call, and the largest gRPC message a party's server reads before it has checked
+#: the TLS peer: what a holder of any certificate of the CA can make it buffer per call (CKKS messages of a training
+#: step are 0.1-1 MB; key announcements, up to ~60 MB, go in chunks).
+UNARY_FRAME_BYTES = 4 * 1024 * 1024
+#: The chunk size of a larger frame's client stream (as fast as unary delivery from a few MB on: grpc_loopback.md).
+CHUNK_BYTES = 1024 * 1024
+#: Calls a party's server runs at once: each may hold up to UNARY_FRAME_BYTES unchecked, so this bounds what strangers
+#: can make it buffer (32 x 4 MiB); honest parties keep one delivery and one ping in flight per peer.
+MAX_CONCURRENT_CALLS = 32
 
 #: CKKS public keyrings with Galois keys reach about 60 MB; twice that leaves room for larger parameters.
 DEFAULT_MAX_FRAME_BYTES = 128 * 1024 * 1024
@@ -206,9 +223,9 @@ def client_options(max_frame_bytes: int, tls_name: str | None) -> list[tuple[str
 
 
 def server_options(max_frame_bytes: int) -> list[tuple[str, int | str]]:
-    """gRPC server options of a party's listening side."""
+    """gRPC server options of a party's listening side (a larger frame arrives in chunks: :data:`UNARY_FRAME_BYTES`)."""
     return [
-        ("grpc.max_receive_message_length", max_frame_bytes),
+        ("grpc.max_receive_message_length", min(max_frame_bytes, UNARY_FRAME_BYTES)),
         ("grpc.max_send_message_length", max_frame_bytes),
         # never share a port with another process: SO_REUSEPORT (gRPC's default on Linux) would let
         # a second server bind the same port and take half of the connections

@@ -44,7 +44,7 @@ from securevfl.protocols import (
 from securevfl.protocols.errors import FrameTooLargeError, PeerTimeoutError, PeerUnavailableError, RequestRefusedError
 from securevfl.protocols.grpc_channel import GrpcChannel
 from securevfl.protocols.grpc_client import Liveness, PeerClient
-from securevfl.protocols.grpc_settings import DELIVER_METHOD, ChannelTimeouts, PeerAddress
+from securevfl.protocols.grpc_settings import DELIVER_CHUNKS_METHOD, DELIVER_METHOD, ChannelTimeouts, PeerAddress
 from securevfl.protocols.wire import FIXED_OVERHEAD_BYTES
 
 TEST_SECONDS = 30
@@ -475,9 +475,10 @@ def test_a_relay_with_its_own_certificate_cannot_deliver_another_partys_frame(ca
 
 def test_a_non_partys_call_is_refused_before_its_frame_is_read(ca: Pki) -> None:
     """Red-team pass (2026-11-27): a unary call's message is read in full before its handler runs, so a holder of any
-    certificate of the CA made a party buffer 20 frames of 120 MiB (3.4 GB) before each was refused. The calls are now
-    client-streaming and the TLS peer is checked first: a stranger's call is refused while its frame has not even been
-    sent (the request stream below blocks), and nothing of it is counted as received."""
+    certificate of the CA made a party buffer 20 frames of 120 MiB (3.4 GB) before each was refused. A unary message is
+    now at most 4 MiB (larger: refused by gRPC unread), and a larger frame comes in chunks read only after the TLS peer
+    is checked: a stranger's chunked call is refused while its frame has not even been sent (the request stream below
+    blocks), and nothing of it is counted as received."""
     with federation(ca, "active", "passive_1") as parties:
         stranger = parties.raw_client("mallory", "passive_1")
         server = parties["passive_1"]._server  # noqa: SLF001 - its byte counter says what was read
@@ -488,7 +489,7 @@ def test_a_non_partys_call_is_refused_before_its_frame_is_read(ca: Pki) -> None:
             release.wait(20)
             yield b"x" * 1024
 
-        deliver = stranger._channel.stream_unary(DELIVER_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b)  # noqa: SLF001
+        deliver = stranger._channel.stream_unary(DELIVER_CHUNKS_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b)  # noqa: SLF001
         started = time.monotonic()
         try:
             with pytest.raises(grpc.RpcError) as refused:
@@ -514,12 +515,12 @@ def test_a_client_without_a_certificate_cannot_connect(ca: Pki) -> None:
         target = parties.address("passive_1")
         credentials = grpc.ssl_channel_credentials(root_certificates=_pem(ca.ca.certificate))  # trusts the CA, presents nothing
         with grpc.secure_channel(target.target, credentials, options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
-            deliver = channel.stream_unary(DELIVER_METHOD)
+            deliver = channel.unary_unary(DELIVER_METHOD)
             frame = FrameSigner(parties.identities["active"], parties.session).seal(
                 message(MessageKind.GRADIENT, "active", "passive_1", 0), parties["passive_1"].codecs
             )
             with pytest.raises(grpc.RpcError) as failed:
-                deliver(iter((frame,)), timeout=3.0)
+                deliver(frame, timeout=3.0)
         assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
         assert parties["passive_1"].pending("passive_1") == 0 and parties["passive_1"].refusals == []
 
@@ -556,12 +557,11 @@ def recording_impostor(material: pki.TLSMaterial, answers_as: str) -> Iterator[t
 
     received: list[bytes] = []
 
-    def deliver(frames: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        received.extend(frames)
+    def deliver(frame: bytes, context: grpc.ServicerContext) -> bytes:
+        received.append(frame)
         return b""
 
-    def ping(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        list(requests)
+    def ping(request: bytes, context: grpc.ServicerContext) -> bytes:
         return answers_as.encode()
 
     methods = {DELIVER_METHOD: deliver, PING_METHOD: ping}
@@ -569,7 +569,7 @@ def recording_impostor(material: pki.TLSMaterial, answers_as: str) -> Iterator[t
     class Handler(grpc.GenericRpcHandler):
         def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
             method = methods.get(details.method)  # type: ignore[attr-defined]
-            return None if method is None else grpc.stream_unary_rpc_method_handler(method)  # the calls stream one message
+            return None if method is None else grpc.unary_unary_rpc_method_handler(method)
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers((Handler(),))
@@ -695,21 +695,43 @@ def test_bad_configuration_and_misuse_get_one_clear_line(ca: Pki) -> None:
         assert one_line(wrong.value).endswith("but 'passive_1' answers there: check the address")
 
 
-def test_a_party_flooding_another_with_frames_nobody_takes_is_refused_beyond_a_bound(ca: Pki) -> None:
+def test_a_party_flooding_another_with_frames_nobody_takes_waits_and_is_refused(ca: Pki) -> None:
     """Red-team pass (2026-11-27): a real party's frames of a kind its receiver never takes stayed queued without a bound
-    (12 frames of 48 MiB: 889 MB). A sender's untaken frames now count against ``max_queued_bytes``; beyond it a frame is
-    refused (the sender hears why), and taking a message frees its room."""
-    with federation(ca, "active", "passive_1") as parties:
+    (12 frames of 48 MiB: 889 MB). From ``max_queued_bytes`` of a sender's untaken frames its next frame is not read: the
+    send waits until the receiver takes one (back-pressure, as an honest sender running ahead gets), and is refused at
+    the send timeout if it never does."""
+    timeouts = ChannelTimeouts(receive=5.0, connect=2.0, send=2.0, liveness_interval=0.2, liveness_timeout=1.0, gone_after=2)
+    with federation(ca, "active", "passive_1", timeouts=timeouts) as parties:
         passive = parties["passive_1"]
         payload = np.ones((64, 10), dtype=np.float32)  # a frame of about 2.7 kB
         parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", 0, payload))
         one_frame = passive._mailbox.queued_bytes("active")  # noqa: SLF001 - the count the bound applies to
         assert 64 * 10 * 4 < one_frame < 2 * 64 * 10 * 4
-        passive.max_queued_bytes = 3 * one_frame
-        for step in (1, 2):
-            parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", step, payload))
-        with pytest.raises(ProtocolError, match="would wait untaken, more than the .* a party keeps queued per sender") as refused:
-            parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", 3, payload))
-        assert one_line(refused.value) and passive.pending("passive_1") == 3
+        passive.max_queued_bytes = 2 * one_frame
+        parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", 1, payload))  # now at the bound
+        # the receiver takes one while the next send waits: that send then goes through
+        waiting = in_thread(lambda: parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", 2, payload)))
+        time.sleep(0.5)
+        assert passive.pending("passive_1") == 2
         assert passive.receive("passive_1", MessageKind.GRADIENT, "active").step == 0
-        assert passive._mailbox.queued_bytes("active") == 2 * one_frame  # noqa: SLF001
+        waiting()
+        assert passive.pending("passive_1") == 2
+        # nobody takes anything: the flood's next frame is refused at the send timeout, unread
+        started = time.monotonic()
+        with pytest.raises(ProtocolError, match="bytes of its frames wait untaken, at least the .* a party keeps queued per sender") as refused:
+            parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", 3, payload))
+        assert one_line(refused.value) and time.monotonic() - started >= 1.8 and passive.pending("passive_1") == 2
+
+
+def test_a_frame_over_the_unary_size_travels_in_chunks_within_the_receivers_limit(ca: Pki) -> None:
+    """Frames over 4 MiB (key announcements) go as a stream of 1 MiB chunks, which the receiver reads after checking the
+    TLS peer; its own max_frame_bytes still bounds them, with the sender's one-line FrameTooLargeError."""
+    with federation(ca, "active", "passive_1", "passive_2", passive_2=6_000_000) as parties:
+        eight_mb = np.arange(2_000_000, dtype=np.float32)
+        parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", 0, eight_mb))
+        received = parties["passive_1"].receive("passive_1", MessageKind.GRADIENT, "active")
+        assert np.array_equal(received.payload, eight_mb)
+        with pytest.raises(FrameTooLargeError) as over:
+            parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_2", 0, eight_mb))
+        assert "passive_2 at 127.0.0.1" in one_line(over.value) and "max_frame_bytes=6,000,000" in one_line(over.value)
+        assert parties["passive_2"].pending("passive_2") == 0
