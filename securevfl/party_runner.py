@@ -48,6 +48,7 @@ from securevfl.errors import ConfigError
 from securevfl.parties import ActiveParty, KeyHolderParty, LocalParties, PassiveParty, RunShape
 from securevfl.party_checkpoint import KEEP, PartyCheckpoints
 from securevfl.protocols import Channel, Message, MessageKind, ProtocolError, TrafficStats
+from securevfl.agreement import config_agreement
 from securevfl.protocols.attempt import Attempt, start_attempt
 from securevfl.protocols.phases import cost_summary
 from securevfl.roles import Role
@@ -327,8 +328,9 @@ class _PartyRunner:
         name = self.local.name
         offer = attempt_offer(self.local.role, self.resume, self.checkpoints)
         peers = [party for party in self.run_shape.party_names(self.key_holder_name) if party != name]
-        attempt = self.attempt if self.attempt is not None else start_attempt(
-            self.channel, name, peers, self.channel.session, offer, agreement=getattr(self.channel, "agreement", ""))
+        # a planned party's endpoint carries its plan's digest; without a plan, the run configuration must agree at least
+        agreement = getattr(self.channel, "agreement", "") or config_agreement(self.config)
+        attempt = self.attempt if self.attempt is not None else start_attempt(self.channel, name, peers, self.channel.session, offer, agreement=agreement)
         if attempt.epoch >= self.config.train.epochs:
             raise ConfigError(f"--resume: every party has completed all {self.config.train.epochs} epochs already; nothing to continue")
         if attempt.epoch > 0 and offer is not None:

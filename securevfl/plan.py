@@ -20,9 +20,7 @@ of another party, or a key whose fingerprint is not the one the plan pins.
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import json
 import re
 import tomllib
 from pathlib import Path
@@ -32,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from securevfl import pki
+from securevfl.agreement import digest_of
 from securevfl.config import RunConfig, describe_validation_error
 from securevfl.errors import ConfigError, PKIError
 from securevfl.parties import RunShape
@@ -234,37 +233,19 @@ class Plan(_Strict):
         so copies that differ elsewhere (a key holder told ``flooding_bits = 0`` while the passives'
         copies say 30, or another roster) would otherwise run together unnoticed.
         """
-        digest = hashlib.sha256(b"securevfl plan agreement v1\x00")
-        digest.update(json.dumps(_shared_content(self), sort_keys=True, separators=(",", ":")).encode())
+        ca = b""
         if self.ca_bundle is not None:
             try:
-                digest.update(b"\x00ca\x00" + hashlib.sha256(self.resolve(self.ca_bundle).read_bytes()).digest())
+                ca = self.resolve(self.ca_bundle).read_bytes()
             except OSError as exc:
                 raise ConfigError(f"plan: cannot read the CA bundle {self.resolve(self.ca_bundle)}: {exc.strerror or exc}") from None
-        return digest.hexdigest()
+        return digest_of("securevfl plan agreement v1", self, hashlib.sha256(ca).digest())
 
     def document(self) -> dict[str, Any]:
         """The plan as a TOML-ready mapping (``securevfl.toml_text.dumps``)."""
         data = self.model_dump(mode="json", exclude={"base"})
         data["run"] = self.run.resolved()
         return data
-
-
-def _shared_content(value: Any) -> Any:
-    """``value`` as JSON-ready data with every path as null (each party may keep its files elsewhere), without excluded fields."""
-    if isinstance(value, BaseModel):
-        return {name: _shared_content(getattr(value, name)) for name, field in type(value).model_fields.items() if not field.exclude}
-    if isinstance(value, (list, tuple)):
-        return [_shared_content(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _shared_content(item) for key, item in value.items()}
-    if isinstance(value, enum.Enum):
-        return _shared_content(value.value)
-    if isinstance(value, Path):
-        return None
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return repr(value)
 
 
 class PassphraseSource(_Strict):

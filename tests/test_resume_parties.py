@@ -242,3 +242,44 @@ def test_a_resumed_coordinator_says_its_frames_count_from_the_resume_and_the_run
     assert _summary(run).endswith("(gradient 1.0 KB; coordinator's frames counted only after epoch 2)")
     whole = _run_record({"active": record("active", 300, 0), "coordinator": record("key_holder", 700, 0)})
     assert "traffic_counted_from_epoch" not in whole and _summary(whole).endswith("(gradient 1.0 KB)")
+
+
+def test_parties_started_without_a_plan_must_still_agree_on_the_run_configuration() -> None:
+    """Red-team pass (2026-11-27): parties built by hand (``run_party`` on endpoints without a plan) ran a coordinator
+    with flooding and the policy off beside passives configured with them on. Without a plan's digest the handshake
+    compares the run configuration's (paths left out)."""
+    from types import SimpleNamespace
+
+    from securevfl.agreement import config_agreement
+    from securevfl.config import validate_config
+    from securevfl.party_runner import _PartyRunner
+    from securevfl.roles import Role
+
+    base = {"data": {"name": "digits"}, "protection": {"scheme": "ckks", "key_holder": "coordinator", "preset": "compute"}}
+    hardened = validate_config(base)
+    weakened = validate_config({**base, "protection": {**base["protection"], "flooding_bits": 0, "decryption_policy": "none"}})
+    elsewhere = validate_config({**base, "data": {"name": "digits", "dir": "/somewhere/else"}})
+    assert config_agreement(hardened) == config_agreement(elsewhere) != config_agreement(weakened)
+
+    identities = {name: Identity.generate(name) for name in ("active", "coordinator")}
+    network = ThreadedNetwork()
+    roster = Roster.of(identities.values())
+    outcomes: dict[str, object] = {}
+
+    def party(name: str, config: object) -> None:
+        runner = SimpleNamespace(
+            local=SimpleNamespace(name=name, role=Role.ACTIVE if name == "active" else Role.KEY_HOLDER), resume=False, checkpoints=None,
+            run_shape=SimpleNamespace(party_names=lambda _holder: ["active", "coordinator"]), key_holder_name="coordinator",
+            channel=network.endpoint(identities[name], roster, receive_timeout=10.0), config=config, attempt=None,
+        )
+        try:
+            outcomes[name] = _PartyRunner._start_attempt(runner)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - inspected below
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=party, args=args) for args in (("active", hardened), ("coordinator", weakened))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert all(isinstance(outcome, AttemptRefusedError) and "runs another plan than" in str(outcome) for outcome in outcomes.values()), outcomes
