@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from securevfl.protocols.errors import FrameTooLargeError, PeerTimeoutError, PeerUnavailableError, ProtocolError
+from securevfl.protocols.errors import FrameTooLargeError, PeerTimeoutError, PeerUnavailableError, ProtocolError, peer_text
 from securevfl.protocols.grpc_settings import (
     CHUNK_BYTES,
     DELIVER_CHUNKS_METHOD,
@@ -74,7 +74,8 @@ def _chunks(frame: bytes) -> Iterator[bytes]:
 
 
 def _one_line(text: str | None) -> str:
-    return " ".join((text or "").split())
+    """A peer server's status text as one sanitised line (no control characters, bounded: :func:`~.errors.peer_text`)."""
+    return peer_text(text or "", 1000)
 
 
 class PeerClient:

@@ -28,13 +28,17 @@ The protocol, over any :class:`~securevfl.protocols.Channel`:
    so no party goes on to train on an alignment another party refused, and a passive confirms only
    ids it knows.
 
-Why tags and not the ids (until 2026-11-27 the ids travelled in plaintext): the active party takes
-the PSI's answer on trust. A red-team pass had a passive doctor its PSI response (every element
-its answer to one held id, or the elements shuffled; the library cannot tell) so that the active
-party believed it held ids it does not, and then sent it, in plaintext, the ids the active party
-shares with the *other* passives: 600 foreign ids of 900, the run going on without an error. With
-tags such a passive reads nothing it could not have guessed, and cannot confirm the list, so the
-active party refuses it (``tests/test_alignment.py::test_a_passive_that_doctors_its_psi_answer_*``).
+Why decoys, and tags rather than ids: the active party takes the PSI's answer on trust. A red-team
+pass (2026-11-27) had a passive doctor its PSI response (every element its answer to one held id,
+or the elements shuffled; the library cannot tell) so that the active party believed it held ids
+it does not, and then sent it, in plaintext, the ids the active party shares with the *other*
+passives: 600 foreign ids of 900, the run going on without an error. Tags alone were not enough:
+a second pass tested every decimal id of six digits against the tags offline (3 s) and confirmed
+the list. So each PSI request hides random **decoy** ids nobody holds among the active party's
+(:func:`_with_decoys`): a doctored answer that claims more than the passive holds claims decoys
+too, and the active party stops before any id or tag leaves it
+(``tests/test_alignment.py::test_a_passive_that_doctors_its_psi_answer_is_caught_*``); the tags
+keep ids off the wire for everything else (a false positive, a network observer).
 
 Who learns what, when every party follows the protocol:
 
@@ -63,8 +67,10 @@ false negatives.
 Beyond honest parties: a malicious active party can put guessed ids into its request to test
 whether a passive holds them (what any PSI client can do), and a passive can check that the
 aligned ids are its own, not that every other party holds them. A malicious passive can put
-guessed ids into its own set (what any PSI server can do) and learns whether they are in ``I``;
-whatever it does to its PSI answer, it learns no id it neither holds nor guesses (above).
+guessed ids into its own set (what any PSI server can do: one elliptic-curve operation per guess,
+counted in the set size it announces) and learns whether they are in ``I``; a doctored PSI answer
+is caught by the decoys with a probability that grows with what it claims (every decoy when it
+repeats one answer; each swapped position is a decoy with probability at least 1/5).
 Integrity of messages in transit is the transport's job (TLS, signed frames).
 
 Entry points: :func:`align_as_active` and :func:`align_as_passive` for one party each on a
@@ -77,6 +83,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import random
 import re
 import secrets
 import struct
@@ -98,6 +106,8 @@ from securevfl.protocols.psi import (
 )
 
 __all__ = [
+    "DECOY_FRACTION",
+    "MIN_DECOYS",
     "AlignmentError",
     "AlignmentMessageError",
     "AlignmentResult",
@@ -139,7 +149,8 @@ class AlignmentResult:
     ids: tuple[str, ...]
     """The aligned sample ids in the agreed order; equal at every party (``own_ids[rows]``)."""
     peer_set_sizes: Mapping[str, int] = field(default_factory=dict)
-    """How many ids each peer holds, as far as this party learned it (the PSI reveals set sizes)."""
+    """How many ids each peer holds, as far as this party learned it (the PSI reveals set sizes; a passive learns the
+    size of the active party's request: its ids and the decoys, :data:`MIN_DECOYS`, :data:`DECOY_FRACTION`)."""
     pairwise_intersection_sizes: Mapping[str, int] = field(default_factory=dict)
     """Active party only: ``|A ∩ Pi|`` per passive (larger than ``len(ids)`` when passives differ)."""
     seconds: float = 0.0
@@ -207,13 +218,14 @@ def align_as_active(
     own = _own_ids(ids, me)
     names = _passive_names(me, passives)
     key = secrets.token_bytes(_ORDER_KEY_BYTES) if order_key is None else _checked_key(order_key)
-    clients = {name: PsiClient(own, false_positive_rate) for name in names}
+    requests = {name: _with_decoys(own) for name in names}
+    clients = {name: PsiClient(request.ids, false_positive_rate) for name, request in requests.items()}
     for name, client in clients.items():
         client.send_request(channel, me, name)
     shared: set[int] | None = None
     pairwise: dict[str, int] = {}
     for name, client in clients.items():
-        positions = client.receive_intersection(channel, me, name)
+        positions = requests[name].own_positions(client.receive_intersection(channel, me, name), name)
         pairwise[name] = len(positions)
         shared = set(positions) if shared is None else shared & set(positions)
     start = time.perf_counter()
@@ -369,6 +381,50 @@ def align_in_process(
             raise ProtocolError(f"{passive.name} never received its alignment")
         results[passive.name] = passive.result
     return results
+
+
+#: Decoy ids in each PSI request: at least this many, and at least this fraction of the active party's own ids.
+MIN_DECOYS = 128
+DECOY_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class _DecoyedRequest:
+    """The active party's own ids and random decoys nobody holds, in a random order: what one PSI request asks about."""
+
+    ids: tuple[str, ...]
+    own_index: tuple[int, ...]
+    """Per request position: the position in the active party's own list, or -1 for a decoy."""
+
+    def own_positions(self, found: Sequence[int], passive: str) -> list[int]:
+        """The active party's own positions among ``found`` (request positions the passive holds); refused if a decoy is among them."""
+        decoys = sum(1 for position in found if self.own_index[position] < 0)
+        if decoys:
+            raise AlignmentMessageError(
+                f"{passive}'s PSI answer claims {decoys} of the random decoy ids nobody holds: a doctored answer (or, with "
+                "probability about false_positive_rate per decoy, a false positive); the alignment stops before any id or tag is sent"
+            )
+        return sorted(self.own_index[position] for position in found)
+
+
+def _with_decoys(own: Sequence[str]) -> _DecoyedRequest:
+    """``own`` with ``max(MIN_DECOYS, DECOY_FRACTION x len(own))`` fresh random decoys, shuffled by the OS's CSPRNG.
+
+    Why: the active party cannot check a passive's PSI answer. A red-team pass had a passive doctor it (every element
+    its answer to one held id, or the elements shuffled, or a few positions swapped) so that the active party believed
+    it held ids it does not, and then sent it those ids (in plaintext, until the same day), or their tags, which a
+    passive can test guessable ids against offline (decimal customer numbers: 10^6 guesses in 3 s). A doctored answer
+    that claims more than the passive holds claims decoys too: every decoy when it repeats one answer, a fraction
+    |A ∩ P| / |A| of them when it shuffles, and each swapped position is a decoy with probability
+    decoys / (ids + decoys) >= 1/5, which the passive cannot tell apart (blinded, in random positions). The passive
+    learns the request's size (|A| plus the decoys) instead of |A|.
+    """
+    count = max(MIN_DECOYS, math.ceil(DECOY_FRACTION * len(own)))
+    decoys = [f"securevfl-decoy-{secrets.token_hex(16)}" for _ in range(count)]
+    entries = [(sample_id, index) for index, sample_id in enumerate(own)] + [(decoy, -1) for decoy in decoys]
+    order = list(range(len(entries)))
+    random.SystemRandom().shuffle(order)
+    return _DecoyedRequest(tuple(entries[i][0] for i in order), tuple(entries[i][1] for i in order))
 
 
 def _passive_names(me: str, passives: Sequence[str]) -> list[str]:
