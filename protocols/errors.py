@@ -82,6 +82,15 @@ class FrameTooLargeError(ProtocolError, ValueError):
     """A frame exceeds the transport's configured maximum message size (the sender's or the receiver's)."""
 
 
+class ReceiverBusyError(ProtocolError):
+    """The receiver has not taken enough of this sender's frames to queue another (back-pressure): the sender retries
+    until its send deadline. Raised at the receiver; a sender sees it only as the cause of a timeout."""
+
+
+#: How a receiving server's status text marks back-pressure (a client retries such a refusal).
+BUSY_PREFIX = "busy: "
+
+
 class RequestRefusedError(ProtocolError):
     """The party a receive waits for refused this party's request (a ``request_refused`` message): its reply will not come."""
 

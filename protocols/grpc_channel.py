@@ -55,7 +55,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
 from typing import Self
 
@@ -69,6 +69,7 @@ from securevfl.protocols.errors import (
     PeerTimeoutError,
     PeerUnavailableError,
     ProtocolError,
+    ReceiverBusyError,
     RequestRefusedError,
     WireFormatError,
     peer_text,
@@ -90,7 +91,7 @@ from securevfl.protocols.mailbox import Mailbox
 from securevfl.protocols.messages import Message, MessageKind
 from securevfl.protocols.phases import Phase
 from securevfl.protocols.tls_peer import CachedPeerCheck, PeerCheck, PeerMismatchError
-from securevfl.protocols.wire import decode_payload, parse_frame, peek_route
+from securevfl.protocols.wire import declared_frame, decode_payload, parse_frame, peek_route
 from securevfl.protocols.wire_bytes import WireBytes, tcp_bytes
 
 __all__ = ["GrpcChannel"]
@@ -116,8 +117,8 @@ class GrpcChannel:
     * ``max_frame_bytes``: the largest frame sent or accepted (default 128 MiB; CKKS public
       keyrings reach about 60 MB).
     * ``max_queued_bytes``: from this many bytes of one sender's frames queued and not yet taken
-      (default the larger of 256 MiB and twice ``max_frame_bytes``), the sender's next frame is not
-      read until this party takes some (its send waits); after ``timeouts.send`` it is refused.
+      (default the larger of 256 MiB and twice ``max_frame_bytes``), the sender's next frame is
+      refused as busy at once and its client retries until its send deadline (back-pressure).
     """
 
     def __init__(
@@ -159,12 +160,13 @@ class GrpcChannel:
         self._link_locks: dict[str, threading.Lock] = {}
         self._broken_links: dict[str, str] = {}
         self._admitted_up_to: dict[str, int] = {}  # sender -> highest sequence number admitted (under _admit_lock)
+        self._in_flight: dict[str, int] = {}  # sender -> declared bytes of its chunked frames being read (under _lock)
         self._last_traffic = "none yet"
         self._send_seconds = 0.0
         self._closed = False
         self._server = FrameServer(
             self.party, listen, tls, self._admit, max_frame_bytes=self.max_frame_bytes, workers=max(4, 2 * len(roster)),
-            admit_peer=self._admit_peer,
+            admit_peer=self._admit_peer, reserve=self._reserve_chunked_frame,
         )
         try:
             for name, address in (peers or {}).items():
@@ -349,20 +351,46 @@ class GrpcChannel:
             except PeerMismatchError as exc:
                 reasons.append(str(exc))
                 continue
-            # back-pressure: while this party has not taken max_queued_bytes of the peer's frames, the peer's next
-            # frame is not queued (its send waits); a peer that floods frames nobody takes is refused at the send timeout
-            if delivery and not self._mailbox.wait_for_room(name, self.max_queued_bytes, 0.9 * self.timeouts.send):  # before its send times out
-                error = FrameAuthenticationError(
-                    self.party, name, f"{self._mailbox.queued_bytes(name)} bytes of its frames wait untaken, at least the "
-                    f"{self.max_queued_bytes} a party keeps queued per sender, for {0.9 * self.timeouts.send:g} s (frames nobody asked for?)",
-                    frame="a call")
-                self._refuse(None, name, error, decisive=False)
-                raise error
+            # back-pressure: while this party has not taken max_queued_bytes of the peer's frames, the peer's next frame
+            # is refused at once as busy (no worker waits); the peer's client retries until its send deadline
+            if delivery and self._mailbox.queued_bytes(name) >= self.max_queued_bytes:
+                raise ReceiverBusyError(f"{self.party} has not taken {self._mailbox.queued_bytes(name):,} bytes of {name}'s frames "
+                                        f"(max_queued_bytes={self.max_queued_bytes:,})")
             return
         error = FrameAuthenticationError(self.party, "unknown", f"its TLS peer is none of the run's parties ({reasons[0] if reasons else 'no peer'})",
                                          frame="a call")
         self._refuse(None, None, error, decisive=False)
         raise error
+
+    def _reserve_chunked_frame(self, first_chunk: bytes, peer_certificate: bytes | None) -> tuple[int, Callable[[], None]]:
+        """Before a chunked frame's body is read: its declared sender must be the TLS peer, its declared length within
+        max_frame_bytes, and the sender's untaken plus in-flight bytes within max_queued_bytes (else busy: it retries);
+        the declared length is held as in flight until the returned callable releases it."""
+        try:
+            kind, sender, total = declared_frame(first_chunk)
+        except WireFormatError as exc:
+            self._refuse(None, None, exc, decisive=False)
+            raise
+        try:
+            self._peer_check.require(peer_certificate, sender)
+        except PeerMismatchError as exc:
+            error = FrameAuthenticationError(self.party, sender, f"its TLS peer is not {sender}: {exc}", frame=f"a {kind} frame")
+            self._refuse(kind, sender, error, decisive=False)
+            raise error from None
+        if total > self.max_frame_bytes:
+            raise FrameTooLargeError(f"a {kind} frame of {total:,} bytes from {sender} is over {self.party}'s max_frame_bytes={self.max_frame_bytes:,}")
+        with self._lock:
+            held = self._mailbox.queued_bytes(sender) + self._in_flight.get(sender, 0)
+            if held and held + total > self.max_queued_bytes:
+                raise ReceiverBusyError(f"{self.party} holds {held:,} bytes of {sender}'s frames, untaken or arriving "
+                                        f"(max_queued_bytes={self.max_queued_bytes:,})")
+            self._in_flight[sender] = self._in_flight.get(sender, 0) + total
+
+        def release() -> None:
+            with self._lock:
+                self._in_flight[sender] -= total
+
+        return total, release
 
     def _admit(self, frame: bytes, peer_certificate: bytes | None) -> None:
         """The server's sink: check a frame as this party, in arrival order; queue it or refuse it."""

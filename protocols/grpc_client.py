@@ -21,12 +21,13 @@ sender cannot know whether the first one arrived).
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
 
-from securevfl.protocols.errors import FrameTooLargeError, PeerTimeoutError, PeerUnavailableError, ProtocolError, peer_text
+from securevfl.protocols.errors import BUSY_PREFIX, FrameTooLargeError, PeerTimeoutError, PeerUnavailableError, ProtocolError, peer_text
 from securevfl.protocols.grpc_settings import (
     CHUNK_BYTES,
     DELIVER_CHUNKS_METHOD,
@@ -60,6 +61,11 @@ class PeerStatus:
 
     liveness: Liveness
     cause: str = ""
+
+
+#: Back-pressure retries: the first pause and the longest (doubling in between).
+_BUSY_FIRST_PAUSE = 0.02
+_BUSY_MAX_PAUSE = 0.5
 
 
 def _identity(data: bytes) -> bytes:
@@ -137,16 +143,31 @@ class PeerClient:
     def deliver(self, frame: bytes, what: str) -> None:
         """Send ``frame`` (described by ``what`` in errors) and return once the peer admitted it."""
         self.wait_connected()
-        self.counter.add(sent=len(frame))
-        try:
-            if len(frame) <= UNARY_FRAME_BYTES:
-                acknowledgement = self._deliver(frame, timeout=self._timeouts.send)
-            else:
-                acknowledgement = self._deliver_chunks(_chunks(frame), timeout=self._timeouts.send)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
-                self._answered = False
-            raise self._delivery_error(exc, frame, what) from None
+        deadline = time.monotonic() + self._timeouts.send
+        pause = _BUSY_FIRST_PAUSE
+        while True:
+            self.counter.add(sent=len(frame))
+            try:
+                remaining = max(deadline - time.monotonic(), 0.001)
+                if len(frame) <= UNARY_FRAME_BYTES:
+                    acknowledgement = self._deliver(frame, timeout=remaining)
+                else:
+                    acknowledgement = self._deliver_chunks(_chunks(frame), timeout=remaining)
+                break
+            except grpc.RpcError as exc:
+                code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED and details.startswith(BUSY_PREFIX):
+                    # back-pressure: the peer has not taken enough of this party's frames yet; nothing was admitted
+                    if time.monotonic() + pause >= deadline:
+                        raise PeerTimeoutError(
+                            self.peer, f"{self.party}'s {what} of {len(frame):,} bytes to {self.where} was not taken within "
+                            f"{self._timeouts.send:g} s: {_one_line(details.removeprefix(BUSY_PREFIX))}") from None
+                    time.sleep(pause)
+                    pause = min(2 * pause, _BUSY_MAX_PAUSE)
+                    continue
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    self._answered = False
+                raise self._delivery_error(exc, frame, what) from None
         self.counter.add(received=len(acknowledgement))
 
     def ping(self) -> PeerStatus:

@@ -28,11 +28,11 @@ from contextlib import contextmanager
 
 import grpc
 
-from securevfl.protocols.errors import ProtocolError
+from securevfl.protocols.errors import BUSY_PREFIX, FrameTooLargeError, ProtocolError, ReceiverBusyError
 from securevfl.protocols.grpc_settings import MAX_CONCURRENT_CALLS, SERVICE, TlsMaterial, server_options
 from securevfl.protocols.wire_bytes import ByteCounter
 
-__all__ = ["FrameServer", "FrameSink", "PeerAdmission"]
+__all__ = ["FrameReservation", "FrameServer", "FrameSink", "PeerAdmission"]
 
 #: Takes a delivered frame and the TLS peer's certificate (PEM, None if gRPC reported none) and
 #: returns if the frame was admitted; raises :class:`ProtocolError` (one line) to refuse it.
@@ -42,6 +42,15 @@ FrameSink = Callable[[bytes, bytes | None], None]
 #: if it is one of the run's parties (for a delivery, once there is room for that party's next frame: back-pressure),
 #: raises :class:`ProtocolError` (one line) to refuse the call. A chunked frame is read only after it returned.
 PeerAdmission = Callable[[bytes | None, bool], None]
+
+#: Takes a chunked frame's first chunk and the TLS peer's certificate; returns the frame's declared length and a
+#: callable that releases the room reserved for it, or raises (:class:`ReceiverBusyError`: retry later;
+#: :class:`FrameTooLargeError`; any other :class:`ProtocolError`: refused) before the body is read.
+FrameReservation = Callable[[bytes, bytes | None], tuple[int, Callable[[], None]]]
+
+
+def _nothing() -> None:
+    return None
 
 _STOP_GRACE_SECONDS = 1.0
 _ACKNOWLEDGEMENT = b""
@@ -64,10 +73,12 @@ class FrameServer:
         max_frame_bytes: int,
         workers: int = 4,
         admit_peer: PeerAdmission | None = None,
+        reserve: FrameReservation | None = None,
     ) -> None:
         self.party = party
         self._sink = sink
         self._admit_peer = admit_peer
+        self._reserve = reserve
         self.counter = ByteCounter()
         """Message bytes this server received (frames, pings) and sent (acknowledgements, ping replies)."""
         self._name = party.encode("utf-8")
@@ -117,14 +128,26 @@ class FrameServer:
 
     def _deliver_chunks(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         certificate = self._admitted_peer(context, delivery=True)  # before a chunk is read
-        parts, size = [], 0
-        for chunk in chunks:
-            size += len(chunk)
-            self.counter.add(received=len(chunk))
-            if size > self._max_frame_bytes:
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the frame exceeds {self.party}'s max_frame_bytes={self._max_frame_bytes:,}")
-            parts.append(chunk)
-        return self._hand_over(b"".join(parts), certificate, context)
+        first = next(chunks, b"")
+        self.counter.add(received=len(first))
+        try:  # the declared sender and length, checked before the body is buffered; the room is held until handed over
+            total, release = self._reserve(first, certificate) if self._reserve is not None else (self._max_frame_bytes, _nothing)
+        except ReceiverBusyError as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, BUSY_PREFIX + str(exc))
+        except FrameTooLargeError as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except ProtocolError as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        try:
+            frame = bytearray(first)
+            for chunk in chunks:
+                self.counter.add(received=len(chunk))
+                if len(frame) + len(chunk) > total:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the frame runs past the {total:,} bytes it declared")
+                frame += chunk
+            return self._hand_over(bytes(frame), certificate, context)
+        finally:
+            release()
 
     def _hand_over(self, frame: bytes, certificate: bytes | None, context: grpc.ServicerContext) -> bytes:
         with self._call(context):
@@ -160,6 +183,8 @@ class FrameServer:
         if self._admit_peer is not None:
             try:
                 self._admit_peer(certificate, delivery)
+            except ReceiverBusyError as exc:  # at once, holding no worker: the client retries until its deadline
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, BUSY_PREFIX + str(exc))
             except ProtocolError as exc:
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         return certificate

@@ -55,13 +55,6 @@ class Mailbox:
             self._queued_bytes[message.sender] = self._queued_bytes.get(message.sender, 0) + size
             self._condition.notify_all()
 
-    def wait_for_room(self, sender: str, limit: int, timeout: float) -> bool:
-        """Block until ``sender``'s untaken frames hold fewer than ``limit`` bytes, or ``timeout`` seconds pass; True if
-        there is room. A receiving server calls it before it reads a frame: the sender's send waits (back-pressure) while
-        the party has not taken what that sender already sent."""
-        with self._condition:
-            return self._condition.wait_for(lambda: self._queued_bytes.get(sender, 0) < limit, timeout)
-
     def queued_bytes(self, sender: str) -> int:
         """Bytes of ``sender``'s frames queued here and not taken yet (what a flood of unsolicited frames would grow)."""
         with self._condition:
@@ -132,7 +125,6 @@ class Mailbox:
             if message.kind in kinds and (sender is None or message.sender == sender):
                 del self._messages[index]
                 self._queued_bytes[message.sender] -= self._sizes.pop(id(message), 0)
-                self._condition.notify_all()  # a server waiting for room for this sender's next frame
                 return message
         return None
 

@@ -170,6 +170,21 @@ def peek_route(data: bytes) -> tuple[str, str]:
     return header.kind, header.sender
 
 
+def declared_frame(start: bytes) -> tuple[str, str, int]:
+    """(kind, sender, total length) a frame declares in its first bytes (prefix and header), before the rest arrives.
+
+    For a receiver reading a large frame in chunks: it checks the claimed sender against the TLS peer and the declared
+    length against its limits before it buffers the body. Nothing here is authenticated yet.
+    """
+    if len(start) < _PREFIX.size:
+        raise WireFormatError("frame too short to hold a header")
+    session, sequence, header_len, body_len = _check_prefix(bytes(start[: _PREFIX.size]))
+    if len(start) < _PREFIX.size + header_len:
+        raise WireFormatError("the frame's first chunk does not hold its whole header")
+    header = _parse_header(bytes(start[_PREFIX.size : _PREFIX.size + header_len]), session, sequence)
+    return header.kind, header.sender, _PREFIX.size + header_len + body_len + SIGNATURE_BYTES
+
+
 def _check_prefix(data: bytes) -> tuple[str, int, int, int]:
     """(session id, sequence number, header length, body length) of a frame's prefix."""
     magic, version, reserved, session, sequence, header_len, body_len = _PREFIX.unpack_from(data)

@@ -322,7 +322,7 @@ def test_the_active_party_refuses_a_confirmation_of_another_list() -> None:
 
 
 @pytest.mark.parametrize("doctoring", ["every element its answer to one held id", "elements shuffled", "60 positions swapped"])
-def test_a_passive_that_doctors_its_psi_answer_is_caught_by_the_decoys_before_any_tag_is_sent(doctoring: str) -> None:
+def test_a_passive_that_doctors_its_psi_answer_is_caught_by_the_decoys_before_any_tag_is_sent(doctoring: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Red-team passes on the transport (2026-11-27): the active party takes the PSI's answer on trust, so a passive that
     doctors its PSI_RESPONSE made it believe the passive held ids it does not, and then received them (in plaintext;
     then, as tags with their key, which it can test guessable ids against offline: 10^6 decimal ids in 3 s). Each
@@ -334,6 +334,10 @@ def test_a_passive_that_doctors_its_psi_answer_is_caught_by_the_decoys_before_an
     universe = [f"{rng.randrange(10**6):06d}" for _ in range(600)]  # guessable ids: decimal customer numbers
     universe = list(dict.fromkeys(universe))[:550]
     active_ids, insurer_ids, retailer_ids = universe[:400], universe[200:500], universe[:120] + universe[300:360]
+    # the request's order is random (the passive cannot tell decoys by position); here it is kept, decoys last, so that
+    # the repeated answer is one of a held id (position 0), the strongest form of that doctoring
+    monkeypatch.setattr(random.SystemRandom, "shuffle", lambda self, order: None)
+    active_ids = sorted(active_ids, key=lambda i: i not in insurer_ids)
     channel = BlockingChannel()
     outcome: dict[str, object] = {}
 

@@ -697,9 +697,9 @@ def test_bad_configuration_and_misuse_get_one_clear_line(ca: Pki) -> None:
 
 def test_a_party_flooding_another_with_frames_nobody_takes_waits_and_is_refused(ca: Pki) -> None:
     """Red-team pass (2026-11-27): a real party's frames of a kind its receiver never takes stayed queued without a bound
-    (12 frames of 48 MiB: 889 MB). From ``max_queued_bytes`` of a sender's untaken frames its next frame is not read: the
-    send waits until the receiver takes one (back-pressure, as an honest sender running ahead gets), and is refused at
-    the send timeout if it never does."""
+    (12 frames of 48 MiB: 889 MB). From ``max_queued_bytes`` of a sender's untaken frames its next frame is refused as busy
+    at once (no server worker waits: a second pass blocked every worker that way) and the sender retries until the
+    receiver takes one (back-pressure, as an honest sender running ahead gets), or gives up at its send deadline."""
     timeouts = ChannelTimeouts(receive=5.0, connect=2.0, send=2.0, liveness_interval=0.2, liveness_timeout=1.0, gone_after=2)
     with federation(ca, "active", "passive_1", timeouts=timeouts) as parties:
         passive = parties["passive_1"]
@@ -718,9 +718,10 @@ def test_a_party_flooding_another_with_frames_nobody_takes_waits_and_is_refused(
         assert passive.pending("passive_1") == 2
         # nobody takes anything: the flood's next frame is refused at the send timeout, unread
         started = time.monotonic()
-        with pytest.raises(ProtocolError, match="bytes of its frames wait untaken, at least the .* a party keeps queued per sender") as refused:
+        with pytest.raises(PeerTimeoutError, match="'gradient' frame \\(step 3\\) of .* bytes to passive_1 at .* was not taken within 2 s: passive_1 has not taken") as refused:
             parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_1", 3, payload))
-        assert one_line(refused.value) and time.monotonic() - started >= 1.8 and passive.pending("passive_1") == 2
+        assert one_line(refused.value) and time.monotonic() - started >= 1.5 and passive.pending("passive_1") == 2
+        assert passive.refusals == []  # back-pressure is not a refusal of the frame
 
 
 def test_a_frame_over_the_unary_size_travels_in_chunks_within_the_receivers_limit(ca: Pki) -> None:
@@ -735,3 +736,33 @@ def test_a_frame_over_the_unary_size_travels_in_chunks_within_the_receivers_limi
             parties["active"].send(Message(MessageKind.GRADIENT, "active", "passive_2", 0, eight_mb))
         assert "passive_2 at 127.0.0.1" in one_line(over.value) and "max_frame_bytes=6,000,000" in one_line(over.value)
         assert parties["passive_2"].pending("passive_2") == 0
+
+
+@pytest.mark.parametrize("case", ["another sender", "not a frame"])
+def test_a_chunked_frame_is_refused_on_its_first_chunk(ca: Pki, case: str) -> None:
+    """Second red-team pass (2026-11-27): a party's chunked frames were buffered in full (twice, joined) before any check,
+    so concurrent ones held about workers x 2 x max_frame_bytes. The first chunk's declared sender must be the TLS peer
+    and its declared length within the limits (held as in flight until handed over) before the body is read: here the
+    rest of the frame is never even sent."""
+    with federation(ca, "active", "passive_1", "passive_2") as parties:
+        genuine = FrameSigner(parties.identities["active"], parties.session).seal(
+            Message(MessageKind.GRADIENT, "active", "passive_1", 0, np.zeros(2_000_000, dtype=np.float32)), parties["passive_1"].codecs)
+        first = genuine[:1 << 20] if case == "another sender" else b"\x00" * (1 << 20)
+        relay = parties.raw_client("passive_2", "passive_1")
+        release = threading.Event()
+
+        def body_never_sent() -> Iterator[bytes]:
+            yield first
+            release.wait(20)
+            yield genuine[1 << 20:]
+
+        started = time.monotonic()
+        try:
+            with pytest.raises(grpc.RpcError) as refused:
+                relay._deliver_chunks(body_never_sent(), timeout=15.0)  # noqa: SLF001
+        finally:
+            release.set()
+            relay.close()
+        reason = "its TLS peer is not active" if case == "another sender" else "not a securevfl message"
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED and reason in refused.value.details()  # type: ignore[attr-defined]
+        assert time.monotonic() - started < 10 and parties["passive_1"].pending("passive_1") == 0
