@@ -57,7 +57,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from securevfl.protocols.accounting import TrafficStats
 from securevfl.protocols.channel import FrameRefusal
@@ -362,21 +362,28 @@ class GrpcChannel:
         self._refuse(None, None, error, decisive=False)
         raise error
 
-    def _reserve_chunked_frame(self, first_chunk: bytes, peer_certificate: bytes | None) -> tuple[int, Callable[[], None]]:
-        """Before a chunked frame's body is read: its declared sender must be the TLS peer, its declared length within
-        max_frame_bytes, and the sender's untaken plus in-flight bytes within max_queued_bytes (else busy: it retries);
-        the declared length is held as in flight until the returned callable releases it."""
+    def _route(self, read: Callable[[bytes], tuple[Any, ...]], start: bytes, peer_certificate: bytes | None) -> tuple[Any, ...]:
+        """``read(start)`` (the frame's kind and claimed sender first), once the TLS peer is that sender; refused otherwise:
+        a relay holding another valid certificate is refused before the frame's signature or sequence number is looked at."""
         try:
-            kind, sender, total = declared_frame(first_chunk)
+            route = read(start)
         except WireFormatError as exc:
             self._refuse(None, None, exc, decisive=False)
             raise
+        kind, sender = route[0], route[1]
         try:
             self._peer_check.require(peer_certificate, sender)
         except PeerMismatchError as exc:
             error = FrameAuthenticationError(self.party, sender, f"its TLS peer is not {sender}: {exc}", frame=f"a {kind} frame")
             self._refuse(kind, sender, error, decisive=False)
             raise error from None
+        return route
+
+    def _reserve_chunked_frame(self, first_chunk: bytes, peer_certificate: bytes | None) -> tuple[int, Callable[[], None]]:
+        """Before a chunked frame's body is read: its declared sender must be the TLS peer, its declared length within
+        max_frame_bytes, and the sender's untaken plus in-flight bytes within max_queued_bytes (else busy: it retries);
+        the declared length is held as in flight until the returned callable releases it."""
+        kind, sender, total = self._route(declared_frame, first_chunk, peer_certificate)
         if total > self.max_frame_bytes:
             raise FrameTooLargeError(f"a {kind} frame of {total:,} bytes from {sender} is over {self.party}'s max_frame_bytes={self.max_frame_bytes:,}")
         with self._lock:
@@ -394,17 +401,7 @@ class GrpcChannel:
 
     def _admit(self, frame: bytes, peer_certificate: bytes | None) -> None:
         """The server's sink: check a frame as this party, in arrival order; queue it or refuse it."""
-        try:
-            kind, claimed_sender = peek_route(frame)
-        except WireFormatError as exc:
-            self._refuse(None, None, exc, decisive=False)
-            raise
-        try:
-            self._peer_check.require(peer_certificate, claimed_sender)
-        except PeerMismatchError as exc:
-            error = FrameAuthenticationError(self.party, claimed_sender, f"its TLS peer is not {claimed_sender}: {exc}", frame=f"a {kind} frame")
-            self._refuse(kind, claimed_sender, error, decisive=False)
-            raise error from None
+        kind, claimed_sender, *_ = self._route(peek_route, frame, peer_certificate)
         with self._admit_lock:
             started = time.perf_counter()
             try:
