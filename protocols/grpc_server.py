@@ -12,8 +12,9 @@ chunks (``DeliverChunks``) that is read only once the peer is admitted, and at m
 at most their product. What it does with a frame is not its job: it
 calls the party's :data:`FrameSink` with the frame and the PEM certificate the TLS peer presented,
 and answers the client with the sink's verdict (an empty acknowledgement, or ``PERMISSION_DENIED``
-with the refusal's one line; ``RESOURCE_EXHAUSTED`` comes from gRPC itself for a frame over the
-size limit). It also answers ``Ping`` with the party's name (the liveness check).
+with the refusal's one line; ``RESOURCE_EXHAUSTED`` for a frame over the size limit, from gRPC
+itself or from a chunked frame's declared length, and, its text starting ``busy:``, for
+back-pressure). It also answers ``Ping`` with the party's name (the liveness check).
 
 Handlers run on a small thread pool; :meth:`FrameServer.stop` refuses new frames, lets frames in
 flight finish for a short grace period, stops gRPC and joins the pool's threads. It is idempotent.
@@ -39,8 +40,9 @@ __all__ = ["FrameReservation", "FrameServer", "FrameSink", "PeerAdmission"]
 FrameSink = Callable[[bytes, bytes | None], None]
 
 #: Takes the TLS peer's certificate (PEM, None if gRPC reported none) and whether the call delivers a frame: returns
-#: if it is one of the run's parties (for a delivery, once there is room for that party's next frame: back-pressure),
-#: raises :class:`ProtocolError` (one line) to refuse the call. A chunked frame is read only after it returned.
+#: if it is one of the run's parties, raises :class:`ReceiverBusyError` for a delivery while the party has no room for
+#: that party's next frame (back-pressure: answered at once, the client retries) and :class:`ProtocolError` (one line)
+#: to refuse the call. A chunked frame is read only after it returned.
 PeerAdmission = Callable[[bytes | None, bool], None]
 
 #: Takes a chunked frame's first chunk and the TLS peer's certificate; returns the frame's declared length and a
