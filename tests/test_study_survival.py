@@ -318,7 +318,29 @@ def test_a_new_stop_status_is_counted_and_named_like_the_others(tmp_path: Path, 
     line = _line(survival_lines(runs, rows, ["plain", "ckks/receiver"]), "g", "backdoor")
     assert f"ckks/receiver stopped 1/3 (1 {stop}), plain stopped 0/3; no success verdict" in line.verdict
     assert line.cells["ckks/receiver"].endswith(f"[stopped 1/3 (1 {stop})]")
-    assert f"| {stopped_id} | {stop} | a check stopped it |" in _stopped_section(rows)
+    assert f"| {stopped_id} | {stop} | none recorded | ok | a check stopped it |" in _stopped_section(runs, rows, {})
+
+
+def test_a_stopped_run_shows_where_it_stood_and_how_closely_it_tracked_its_plaintext_twin(tmp_path: Path) -> None:
+    """A CKKS run stopped at epoch 3 with a 90 % backdoor at epoch 2: the report says it passed the 80 % bar before the stop,
+    how far its history was from the plaintext run of the same cell and seed (by hand: 0.5 and 2 points, epoch 1), and
+    where that twin stood at epoch 3; a plaintext run has no twin; a run stopped in its first epoch says so."""
+    runs = _plan(tmp_path, BACKDOOR_STUDY.replace('schemes = ["plain"]', 'schemes = ["plain", "ckks/receiver"]'))
+    ckks = next(run for run in runs if run.cell == "ckks-receiver__backdoor" and run.seed == 1)
+    plain = next(run for run in runs if run.cell == "plain__backdoor" and run.seed == 1)
+    early = next(run for run in runs if run.cell == "ckks-receiver__backdoor" and run.seed == 2)
+    stops = {ckks.run_id: ("out_of_range", 3), plain.run_id: ("diverged", 5), early.run_id: ("out_of_range", 1)}
+    rows = [dict(row, status=stops[row["run_id"]][0], reason="stopped", stopped_at_epoch=stops[row["run_id"]][1]) if row["run_id"] in stops else row
+            for row in _backdoor_rows(runs, [0.90, 0.85, 0.88])]
+    histories = {
+        ckks.run_id: [{"epoch": 1, "main_accuracy": 0.700, "backdoor_accuracy": 0.40}, {"epoch": 2, "main_accuracy": 0.800, "backdoor_accuracy": 0.90}],
+        plain.run_id: [{"epoch": e, "main_accuracy": m, "backdoor_accuracy": b} for e, m, b in [(1, 0.705, 0.38), (2, 0.800, 0.90), (3, 0.81, 0.91), (4, 0.8, 0.9)]],
+    }
+    section = _stopped_section(runs, rows, histories)
+    assert (f"| {ckks.run_id} | out_of_range | epoch 2: main 80.0 / backdoor 90.0 (≥ 80 % before the stop) | diverged at epoch 5; "
+            "tracked over 2 epoch(s) within 0.50 / 2.00 points (main / backdoor); at epoch 3, the stop: main 81.0 / 91.0 | stopped |") in section
+    assert f"| {plain.run_id} | diverged | epoch 4: main 80.0 / backdoor 90.0 (≥ 80 % before the stop) | - | stopped |" in section
+    assert f"| {early.run_id} | out_of_range | none: stopped in epoch 1 | ok | stopped |" in section
 
 
 def test_a_plaintext_only_line_without_outcomes_just_says_so(tmp_path: Path) -> None:

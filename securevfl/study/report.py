@@ -21,6 +21,7 @@ from securevfl.study.statistics import CONFIDENCE, EQUIVALENCE_MARGIN, MIN_PAIRS
 from securevfl.study.survival import ATTACK_FLOOR, WORKING_ATTACK, SurvivalLine, cell_key, stopped_names, survival_lines, undefended_key
 from securevfl.study.table import CellSummary, summarize_cells
 from securevfl.study.status import STOPPED, RunStatus
+from securevfl.study.stops import stop_context
 
 __all__ = ["REPORT_NAME", "write_report"]
 
@@ -66,7 +67,7 @@ def write_report(
     for grid in spec.grids:
         body += _grid_section(grid, spec, runs, rows, histories, cells, plots)
     body += _cost_section(spec, rows)
-    body += _stopped_section(rows)
+    body += _stopped_section(runs, rows, histories)
     lines += contents(body)
     path = out / REPORT_NAME
     atomic_write_text(path, "\n".join([*lines, *body]).rstrip() + "\n")
@@ -371,7 +372,7 @@ def _cost_section(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def _stopped_section(rows: list[dict[str, Any]]) -> list[str]:
+def _stopped_section(runs: list[PlannedRun], rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]]) -> list[str]:
     stopped = [row for row in rows if row["status"] in (*STOPPED, RunStatus.REFUSED)]
     pending = [row for row in rows if row["status"] == RunStatus.PENDING]
     if not stopped and not pending:
@@ -380,8 +381,20 @@ def _stopped_section(rows: list[dict[str, Any]]) -> list[str]:
     if pending:
         lines += [f"{len(pending)} run(s) not trained yet: rerun the command to continue.", ""]
     if stopped:
-        lines += ["| run | status | reason |", "|---|---|---|"]
-        lines += [f"| {row['run_id']} | {row['status']} | {str(row['reason']).replace('|', '/')} |" for row in stopped]
+        context = stop_context(runs, rows, histories)
+        lines += [
+            ("`last evaluated`: the run's last epoch before its stop (main accuracy / the attack's success, %); `plaintext twin`: the "
+             "plaintext run of the same cell and seed, its status, the largest gap between the two histories over the epochs both "
+             "evaluated (`tracked over k epochs within` main / attack points), and its values at the epoch where this run stopped: a stopped CKKS run that tracked its twin trained "
+             "the plaintext model until the plaintext values left the scheme's range (`examples/activation_peaks.py` measures them)."),
+            "",
+            "| run | status | last evaluated | plaintext twin | reason |",
+            "|---|---|---|---|---|",
+        ]
+        for row in stopped:
+            found = context.get(row["run_id"])
+            at_stop, twin = (found.at_stop, found.twin) if found is not None else ("-", "-")
+            lines.append(f"| {row['run_id']} | {row['status']} | {at_stop} | {twin} | {str(row['reason']).replace('|', '/')} |")
     return [*lines, ""]
 
 
