@@ -135,7 +135,8 @@ def test_the_key_holders_hardening_is_a_labelled_line_compared_with_the_unharden
     assert _text(unflooded) == "99.3 [96.5, 100.0]" and _text(unflooded, signed=True) == "+99.3 [+96.5, +100.0]"
     assert "hardening flooding 30 bits vs 0 (against grid threat_no_flooding, -): " in hardened.verdict
     assert "ckks/coordinator: works (unhardened 99.3 [96.5, 100.0] → 0.0, reduction +99.3 [+96.5, +100.0], main +0.0 [+0.0, +0.0] vs unhardened, n=3)" in hardened.verdict
-    assert "ckks/active: stopped (hardened stopped 0/3, unhardened stopped 1/3 (1 diverged); no verdict" in hardened.verdict
+    # every hardened run trained: the stop is the unhardened reference's, and the word says whose
+    assert "ckks/active: no verdict (unhardened stopped) (hardened stopped 0/3, unhardened stopped 1/3 (1 diverged); no verdict" in hardened.verdict
     assert "plain: n/a (attack infeasible)" in hardened.verdict
     assert "hardening" not in unhardened.verdict  # the weaker line is not hardened against anything
     judged = {(j.scheme, j.what): (j.word, j.working) for j in hardened.judgements}
@@ -619,7 +620,9 @@ def test_each_line_has_a_word_per_scheme_and_its_numbers_in_the_details(tmp_path
     rows = [dict(row, status="out_of_range", backdoor_accuracy=None) if row["run_id"] == stopped_id else row for row in rows]
     lines = survival_lines(runs, rows, ["plain", "ckks/receiver"])
     assert _line(lines, "g", "backdoor").summary() == "plain: 87.7 %; ckks/receiver: stopped"
-    assert _line(lines, "g", "noise").summary() == "plain: works; ckks/receiver: stopped"  # its undefended twin stopped on seed 1
+    # its undefended twin stopped on seed 1 (no defense verdict, and the word says whose stop), while the defended line itself
+    # trained like plaintext on every seed (the line's own comparison, the second word)
+    assert _line(lines, "g", "noise").summary() == "plain: works; ckks/receiver: no verdict (undefended stopped); vs plain: survives"
     assert _line(lines, "g", "control").summary() == "-"
     section = _survival_section(runs, rows, ["plain", "ckks/receiver"])
     number = next(i for i, line in enumerate(lines, start=1) if (line.grid, line.setting) == ("g", "backdoor"))
@@ -716,3 +719,25 @@ def test_a_success_taken_over_part_of_the_samples_says_which_part(tmp_path: Path
             for run in runs]
     line = _line(survival_lines(runs, rows, ["ckks/active"]), "g", "-")
     assert line.cells["ckks/active"] == "100.0 (of the 51.7 % of samples read) / 80.0"
+
+
+def test_a_cell_whose_every_seed_stopped_says_how_many_when_and_its_defenses_are_listed_as_not_judged(tmp_path: Path) -> None:
+    """Part 2's referee: a cell whose seeds all stopped showed only its first row's reason (epoch 50, hiding seed 1's epoch 3
+    and the pending seed), and a defense whose undefended CKKS runs all stopped vanished from the judged-defenses section."""
+    from securevfl.study.report import _survival_section
+
+    runs = _plan(tmp_path, BACKDOOR_STUDY.replace('schemes = ["plain"]', 'schemes = ["plain", "ckks/receiver"]'))
+    epochs = {0: 50, 1: 3}
+    rows = []
+    for run, row in zip(runs, _backdoor_rows(runs, [0.90, 0.85, 0.88]), strict=True):
+        if run.grid == "g" and run.cell == "ckks-receiver__backdoor":
+            row = dict(row, status="pending") if run.seed == 2 else dict(
+                row, status="out_of_range", stopped_at_epoch=epochs[run.seed], reason=f"left the range at epoch {epochs[run.seed]}", backdoor_accuracy=None)
+        rows.append(row)
+    lines = survival_lines(runs, rows, ["plain", "ckks/receiver"])
+    assert _line(lines, "g", "backdoor").cells["ckks/receiver"] == "out_of_range 2/2 at epochs 50, 3 [1 pending] (left the range at epoch 50)"
+    noise = _line(lines, "g", "noise")
+    assert noise.words["ckks/receiver"].startswith("no verdict (undefended stopped); vs plain: ")
+    section = "\n".join(_survival_section(runs, rows, ["plain", "ckks/receiver"]))
+    assert "**2 not judged against the 80 % bar: the undefended attack finished on fewer than 2 seeds" in section
+    assert "| ckks/receiver | - | no verdict (undefended stopped) |" in section  # the noise line and the trainable top

@@ -163,8 +163,8 @@ def _judged_section(survival: list[SurvivalLine]) -> list[str]:
     asks for defenses judged against an undefended attack of at least 80 %, so those are listed
     apart from the rest.
     """
-    judged = [(number, line, j) for number, line in enumerate(survival, start=1) for j in line.judgements if j.working is not None]
-    if not judged:
+    judged = [(number, line, j) for number, line in enumerate(survival, start=1) for j in line.judgements]
+    if not any(j.working is not None for _, _, j in judged):
         return []
     lines = [
         "### Defenses judged against a working attack",
@@ -181,8 +181,12 @@ def _judged_section(survival: list[SurvivalLine]) -> list[str]:
         "",
     ]
     for working, title in ((True, f"against a working attack (undefended ≥ {100 * WORKING_ATTACK:.0f} %)"),
-                           (False, f"against a weak attack (undefended < {100 * WORKING_ATTACK:.0f} %): not a test of the defense")):
+                           (False, f"against a weak attack (undefended < {100 * WORKING_ATTACK:.0f} %): not a test of the defense"),
+                           (None, f"not judged against the {100 * WORKING_ATTACK:.0f} % bar: the undefended attack finished on fewer than "
+                                  f"{MIN_PAIRS} seeds (stopped or pending), or its metric is an error (lower is success)")):
         chosen = [(number, line, j) for number, line, j in judged if j.working is working]
+        if working is None and not chosen:
+            continue
         lines += [f"**{len(chosen)} {title}**", ""]
         if chosen:
             lines += ["| # | grid | attack | defense or hardening | scheme | undefended success | verdict | n | reduction (points) | main vs clean (points) |",

@@ -209,7 +209,18 @@ def _cell_text(outcome: _Outcome | None, metric: str | None, control: _Outcome |
         stopped, caught = outcome.stopped, outcome.caught(metric)
         return f"{_pct(outcome.mean(metric))} at the stop (n={len(caught)}) / main - [{_stop_counts(stopped, len(stopped))}]"
     if status != RunStatus.OK:
-        return f"{status} ({_short(outcome.reason())})" if outcome.reason() else status
+        reason = f" ({_short(outcome.reason())})" if outcome.reason() else ""
+        if not outcome.stopped:
+            return f"{status}{reason}"
+        # every seed with an outcome stopped: how many, how, and when (the first row's reason stands for the kind)
+        rows = sorted((row for row in outcome.rows if int(row["seed"]) in outcome.stopped), key=lambda r: int(r["seed"]))
+        epochs = [str(row["stopped_at_epoch"]) for row in rows if row.get("stopped_at_epoch") is not None]
+        kinds = set(outcome.stopped.values())
+        n = len(outcome.stopped)
+        head = f"{next(iter(kinds))} {n}/{n}" if len(kinds) == 1 else _stop_counts(outcome.stopped, n)
+        when = f" at epoch{'s' if len(epochs) > 1 else ''} {', '.join(epochs)}" if epochs else ""
+        waiting = f" [{len(outcome.waiting)} pending]" if outcome.waiting else ""
+        return f"{head}{when}{waiting}{reason}"
     main = _pct(outcome.mean(MAIN_ACCURACY.name))
     stopped = outcome.stopped
     with_outcome = len(outcome.ok) + len(stopped)
@@ -342,8 +353,17 @@ def _line(study: _Study, key: tuple[str, str], schemes: list[str]) -> SurvivalLi
             line.judgements += judgements
             line.words.update({j.scheme: j.word + (" (weak attack)" if j.working is False else "") for j in judgements})
         if encrypted:  # the same defended (or trainable-top) line with and without encryption, paired by seed
-            # its words fill the compact table where no defense verdict did (a trainable top with no sum-top line)
-            parts.append(f"this line, CKKS vs plaintext: {_attack_verdict(per_scheme, metric, None if line.words else line.words)}")
+            vs_plain: dict[str, str] = {}
+            compared = _attack_verdict(per_scheme, metric, vs_plain, defended=line.defense != "trainable top")
+            parts.append(f"this line, CKKS vs plaintext: {compared}")
+            # the compact table gives both answers per CKKS scheme: the defense's (against its undefended line) and the
+            # line's own comparison with plaintext, which can differ (a defended CKKS run that trains like plaintext
+            # while the undefended CKKS runs stopped)
+            for scheme, word in vs_plain.items():
+                if scheme not in line.words:
+                    line.words[scheme] = word
+                elif scheme != PlainScheme.name:
+                    line.words[scheme] += f"; vs plain: {word}"
     if metric is not None and encrypted and attack_class(_attack_of(config).kind).observes_only:
         main = _clean_verdict(per_scheme)  # the attack only reads: every run trains the honest model
         if main != "clean baseline":

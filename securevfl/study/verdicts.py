@@ -472,9 +472,10 @@ def _own_success_verdict(per_scheme: dict[str, _Outcome], metric: str, missing: 
     return f"no plaintext outcome to compare with (plain: {missing}); each scheme's own success, mean [95 % t interval] over seeds: {'; '.join(parts)}"
 
 
-def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str, words: dict[str, str] | None = None) -> str:
+def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str, words: dict[str, str] | None = None, defended: bool = False) -> str:
     """An attack line's verdict, each CKKS scheme against plaintext; ``words`` (if given) receives each scheme's
-    one-word outcome for the report's compact table (survives / changed / inconclusive / stopped / infeasible ...)."""
+    one-word outcome for the report's compact table (survives / changed / inconclusive / stopped / infeasible ...).
+    ``defended``: the line carries a defense, so a low plaintext success is the defense's effect, not a weak attack."""
     words = {} if words is None else words
     plain = per_scheme.get(PlainScheme.name)
     missing = _plain_missing(plain, metric)
@@ -539,7 +540,7 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str, words: dict[st
         parts.append("refused under " + ", ".join(refused))
     base = plain.mean(metric)
     floor, why = attack_floor(metric, plain)
-    if (survives or changed or inconclusive) and base is not None and not _lower_is_success(metric) and base < floor:
+    if (survives or changed or inconclusive) and base is not None and not _lower_is_success(metric) and base < floor and not defended:
         parts.append(f"note: the attack reaches only {_pct(base)} % in plaintext{why}")
     if plain.stopped and not stopped:
         parts.append(f"plaintext {_stop_counts(plain.stopped, len(plain.ok) + len(plain.stopped))}")
@@ -675,11 +676,13 @@ def _defense_effect(
     )
     cost = compare(clean, with_defense, MAIN_ACCURACY.name).difference if clean is not None and not clean.refused else None
     numbers = {"reduction": success.difference, "clean_cost": cost if cost is not None and cost.n else None, "lower": lower}
-    stops = ""
+    stops, stopped_word = "", "stopped"
     if not success.complete:
         defended_stops, undefended_stops = (success.stopped_second, success.stopped_first) if lower else (success.stopped_first, success.stopped_second)
         n = len(success.seeds)
         stops = f"{side} {_stop_counts(defended_stops, n)}, {reference} {_stop_counts(undefended_stops, n)}"
+        if not defended_stops:  # every defended run trained: it is the reference that stopped, not the defense's runs
+            stopped_word = f"no verdict ({reference} stopped)"
     floor, why = attack_floor(metric, without, with_defense)
     if not lower and attack.mean is not None and attack.mean < floor:  # before any stop: no attack to stop at all
         # below the floor is below the working-attack bar too: listed with the verdicts that test no defense
@@ -691,7 +694,7 @@ def _defense_effect(
             return _Effect("works", f"{stops}; works at every value the stopped runs could have had (lowest: {_points(worst)}, "
                                     f"n={worst.n}) (seeds finished on both: {detail})", attack, weak, **{**numbers, "reduction": worst})
         finished = f" (seeds finished on both: {detail})" if success.difference.n else " (no seed finished on both)"
-        return _Effect("stopped", f"{stops}; no verdict{finished}", attack, weak, **numbers)
+        return _Effect(stopped_word, f"{stops}; no verdict{finished}", attack, weak, **numbers)
     works = reduction(success.difference)
     if works is None:
         return _Effect("inconclusive", f"{detail}; fewer than {MIN_PAIRS} paired seeds", attack, weak, **numbers)
