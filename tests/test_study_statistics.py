@@ -283,7 +283,7 @@ def test_a_last_epoch_at_chance_is_collapsed_in_the_table_even_if_training_did_n
     assert rows[0]["chance_accuracy"] == 0.1135
     summary = CellSummary(rows)
     assert summary.stopped_text() == "1/2 (1 collapsed)"
-    assert summary.cell_text("backdoor_accuracy") == "100.0 (n=1/2)"  # the collapsed 100 % is not averaged in
+    assert summary.cell_text("backdoor_accuracy") == "100.0 (n=1/2: seed 1)"  # the collapsed 100 % (seed 0) is not averaged in
 
 
 def test_table_cells_show_mean_and_t_interval_over_the_finished_seeds() -> None:
@@ -291,7 +291,7 @@ def test_table_cells_show_mean_and_t_interval_over_the_finished_seeds() -> None:
     rows.append({"seed": 3, "status": "diverged", "main_accuracy": None})
     summary = CellSummary(rows)
     half = stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3)  # sd of (90, 92, 94) points is 2
-    assert summary.cell_text("main_accuracy") == f"92.0 [{92 - 100 * half:.1f}, {92 + 100 * half:.1f}] (n=3/4)"
+    assert summary.cell_text("main_accuracy") == f"92.0 [{92 - 100 * half:.1f}, {92 + 100 * half:.1f}] (n=3/4: seeds 0,1,2)"
     assert summary.stopped_text() == "1/4 (1 diverged)"
     # an interval reaching past 100 % is cut at the range the mean can take: 99.0 +- 2.5 -> [96.5, 100.0]
     near_top = CellSummary([{"seed": s, "status": "ok", "main_accuracy": v} for s, v in enumerate([0.98, 0.99, 1.0])])
@@ -537,7 +537,7 @@ def test_the_peak_counts_stopped_seeds_and_no_epoch_at_chance(tmp_path: Path) ->
     assert [(row["status"], row["backdoor_peak"], row["backdoor_peak_epoch"]) for row in rows] == [("ok", 0.40, 1), ("diverged", 0.97, 2)]
     summary = CellSummary(rows)
     assert summary.peak_text("backdoor_peak") == "68 (1 of 2 stopped, peak 97)"  # (40 + 97) / 2 = 68.5 -> 68
-    assert summary.cell_text("backdoor_accuracy") == "30.0 (n=1/2)"  # the last-epoch number stays over finished seeds only
+    assert summary.cell_text("backdoor_accuracy") == "30.0 (n=1/2: seed 0)"  # the last-epoch number stays over finished seeds only
 
 
 def test_a_run_at_chance_for_its_last_epochs_before_it_diverged_is_collapsed_not_diverged(tmp_path: Path) -> None:

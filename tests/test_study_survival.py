@@ -374,9 +374,12 @@ def test_runs_that_stop_alike_with_and_without_encryption_still_get_a_verdict_on
     assert ("survives encryption (CKKS − plain within ±5): ckks/receiver (Δ +0.0 [+0.0, +0.0], n=2; "
             "stops alike: seed 1 diverged at epochs 26 / 27)") in alike.verdict
     later = _line(survival_lines(runs, rows_with("diverged", 20), ["plain", "ckks/receiver"]), "g", "backdoor")
-    assert "ckks/receiver stopped 1/3 (1 diverged), plain stopped 1/3 (1 diverged); no success verdict" in later.verdict
+    assert ("ckks/receiver stopped 1/3 (1 diverged), plain stopped 1/3 (1 diverged) (both stopped: seed 1, plain diverged at epoch 26, "
+            "ckks/receiver diverged at epoch 20); no success verdict") in later.verdict
     other = _line(survival_lines(runs, rows_with("out_of_range", 26), ["plain", "ckks/receiver"]), "g", "backdoor")
-    assert "ckks/receiver stopped 1/3 (1 out_of_range), plain stopped 1/3 (1 diverged); no success verdict" in other.verdict
+    # another kind of stop in the same epoch: no verdict, but the reader sees both stops side by side
+    assert ("ckks/receiver stopped 1/3 (1 out_of_range), plain stopped 1/3 (1 diverged) (both stopped: seed 1, plain diverged at "
+            "epoch 26, ckks/receiver out_of_range at epoch 26); no success verdict") in other.verdict
     assert "survives" not in later.verdict and "survives" not in other.verdict
 
 

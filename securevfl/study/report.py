@@ -53,7 +53,7 @@ def write_report(
         + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         + ".",
         (f"- Seeds: {', '.join(str(seed) for seed in spec.seeds)} unless a grid says otherwise; accuracies are percentages "
-        f"({_summary_words(spec.summary_epochs)}), mean and {100 * CONFIDENCE:.0f} % t interval `[low, high]` over the seeds that finished, with `(n=k/n)` where "
+        f"({_summary_words(spec.summary_epochs)}), mean and {100 * CONFIDENCE:.0f} % t interval `[low, high]` over the seeds that finished, with `(n=k/n: seeds ...)` naming them where "
         f"some did not; the `stopped` column counts the runs that {stopped_names()} (peak backdoor: highest epoch value, mean over every seed with an outcome, a stopped one's peak before its stop included and counted)."),
         "- Tables: `study_runs.csv` / `study_runs.json` (one row per run; the JSON adds per-epoch histories).",
         *_reuse_lines(rows),
@@ -345,16 +345,24 @@ def _file_safe(text: str | None) -> str:
 
 
 def _cost_section(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
+    """Per grid and scheme: the epoch time (median and range: it moves with the machine's load) and the bytes sent.
+
+    Only the bytes get a ratio to plaintext: they are exact and the same for every run of a cell, whereas the times of
+    identical configs differ 2-7x on a shared machine (and copied plaintext runs were timed in another session), so a
+    time ratio of medians would report the load. ``securevfl bench`` measures time ratios in isolation.
+    """
     encrypted = any(row.get("axis:scheme") not in (None, PlainScheme.name) for row in rows)
     lines = [
         "## What encryption cost in these runs" if encrypted else "## What these runs cost (plaintext only: no encryption to compare)",
         "",
-        ("Median over the grid's finished runs of the mean epoch time (training + evaluation, the worker processes sharing "
-        "the machine) and of the bytes sent per epoch" + ("; ratios to the plaintext runs of the same grid" if encrypted else "")
-        + ". `securevfl bench` measures the same costs in isolation."),
+        ("Over the grid's finished runs: the mean epoch time (training + evaluation), median and [min–max], with the worker "
+         "processes sharing the machine, so it moves with the load (runs copied with `--reuse-from` were timed where they "
+         "trained); and the bytes sent per epoch" + ("; the bytes' ratio to the plaintext runs of the same grid (exact: no "
+         "time ratio is given, since the times measure the machine's load as much as the scheme)" if encrypted else "")
+         + ". `securevfl bench` measures both costs in isolation."),
         "",
-        "| grid | scheme | runs | s / epoch | × plain | MB / epoch | × plain |" if encrypted else "| grid | scheme | runs | s / epoch | MB / epoch |",
-        "|---|---|---|---|---|---|---|" if encrypted else "|---|---|---|---|---|",
+        "| grid | scheme | runs | s / epoch | MB / epoch | × plain |" if encrypted else "| grid | scheme | runs | s / epoch | MB / epoch |",
+        "|---|---|---|---|---|---|" if encrypted else "|---|---|---|---|---|",
     ]
     for grid in spec.grids:
         ok = [row for row in rows if row["grid"] == grid.name and row["status"] == RunStatus.OK and row.get("mean_epoch_seconds")]
@@ -362,17 +370,16 @@ def _cost_section(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
         for row in ok:
             per_scheme.setdefault(row["axis:scheme"], []).append(row)
         plain_rows = per_scheme.get(PlainScheme.name, [])
-        plain_seconds = statistics.median(r["mean_epoch_seconds"] for r in plain_rows) if plain_rows else None
         plain_bytes = statistics.median(r["bytes_per_epoch"] for r in plain_rows) if plain_rows else None
         for scheme, group in per_scheme.items():
-            seconds = statistics.median(r["mean_epoch_seconds"] for r in group)
+            times = [float(r["mean_epoch_seconds"]) for r in group]
+            seconds = f"{statistics.median(times):.2f} [{min(times):.2f}–{max(times):.2f}]"
             sent = statistics.median(r["bytes_per_epoch"] for r in group)
             if not encrypted:
-                lines.append(f"| {grid.name} | {scheme} | {len(group)} | {seconds:.2f} | {sent / 1e6:.1f} |")
+                lines.append(f"| {grid.name} | {scheme} | {len(group)} | {seconds} | {sent / 1e6:.1f} |")
                 continue
-            ratio_s = f"{seconds / plain_seconds:.1f}" if plain_seconds else "-"
             ratio_b = f"{sent / plain_bytes:.1f}" if plain_bytes else "-"
-            lines.append(f"| {grid.name} | {scheme} | {len(group)} | {seconds:.2f} | {ratio_s} | {sent / 1e6:.1f} | {ratio_b} |")
+            lines.append(f"| {grid.name} | {scheme} | {len(group)} | {seconds} | {sent / 1e6:.1f} | {ratio_b} |")
     return [*lines, ""]
 
 

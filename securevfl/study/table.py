@@ -384,8 +384,9 @@ class CellSummary:
         if interval.has_interval:
             assert interval.low is not None and interval.high is not None
             text += f" [{scale * interval.low:.{digits}f}, {scale * interval.high:.{digits}f}]"
-        if len(self.ok) < len(self.rows):
-            text += f" (n={len(self.ok)}/{len(self.rows)})"
+        if len(self.ok) < len(self.rows):  # name the seeds: two schemes' means over different seeds are not like with like
+            seeds = sorted(int(row["seed"]) for row in self.ok)
+            text += f" (n={len(self.ok)}/{len(self.rows)}: seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))})"
         return text
 
 

@@ -513,7 +513,8 @@ def _attack_verdict(per_scheme: dict[str, _Outcome], metric: str, words: dict[st
             if alike is None or comparison.difference.n < MIN_PAIRS:
                 finished = f" (seeds finished on both: {detail})" if comparison.difference.n else " (no seed finished on both)"
                 same = f"; stops alike ({alike}) but fewer than {MIN_PAIRS} seeds finished on both" if alike is not None else ""
-                stopped.append(f"{comparison.stop_text(PlainScheme.name, scheme)}{same}; no success verdict{finished}")
+                by_seed = "" if alike is not None else stops_by_seed(plain, outcome, comparison.seeds, (PlainScheme.name, scheme))
+                stopped.append(f"{comparison.stop_text(PlainScheme.name, scheme)}{by_seed}{same}; no success verdict{finished}")
                 words[scheme] = "stopped"
                 continue
             # every seed stopped (or finished) the same way with and without encryption: the seeds finished on both
@@ -562,6 +563,22 @@ def _stopped_as(outcome: _Outcome, seed: int) -> str | None:
     diverged, ``stopped_as = diverged``) stopped like its diverged twin, whichever side one noisy epoch put above chance."""
     row = next((row for row in outcome.rows if int(row["seed"]) == seed), None)
     return None if row is None else str(row.get("stopped_as") or row["status"])
+
+
+def stops_by_seed(first: _Outcome, second: _Outcome, seeds: tuple[int, ...], names: tuple[str, str]) -> str:
+    """`` (both stopped: seed 1, plain diverged at epoch 3, ckks/receiver out_of_range at epoch 3)``: each seed that stopped
+    on both sides (not alike: another kind, or epochs further apart), how and when, so that two stops in the same
+    epoch are seen even where their kinds differ and no verdict can rest on them."""
+    parts = []
+    for seed in seeds:
+        if seed not in first.stopped or seed not in second.stopped:
+            continue
+        sides = []
+        for name, outcome in zip(names, (first, second), strict=True):
+            epoch = _stop_epoch(outcome, seed)
+            sides.append(f"{name} {_stopped_as(outcome, seed)}" + (f" at epoch {epoch}" if epoch is not None else ""))
+        parts.append(f"seed {seed}, {', '.join(sides)}")
+    return f" (both stopped: {'; '.join(parts)})" if parts else ""
 
 
 def stops_alike(first: _Outcome, second: _Outcome, seeds: tuple[int, ...]) -> str | None:
