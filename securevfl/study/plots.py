@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,7 +245,10 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
     handles: dict[str, Any] = {}
     for index, level in enumerate(levels):
         panel = axes[index // columns][index % columns]
-        for scheme in schemes:
+        for order, scheme in enumerate(schemes):
+            # each later scheme a thinner line: a CKKS curve that repeats plaintext's (as it should) leaves plaintext's
+            # wider stroke visible around it instead of hiding it
+            width = max(0.7, 2.4 - 0.8 * order) if len(schemes) > 1 else 1.5
             runs = [histories[row["run_id"]] for row in kept if row["axis:scheme"] == scheme and _level_label(row) == level]
             for metric, name, style in curves():
                 series = _by_epoch(runs, metric)
@@ -252,7 +256,7 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
                     continue
                 epochs = sorted(series)
                 means = [statistics.fmean(series[e]) * 100 for e in epochs]
-                (line,) = panel.plot(epochs, means, color=color_of[scheme], **style)
+                (line,) = panel.plot(epochs, means, color=color_of[scheme], **{**style, "linewidth": width, "markersize": 1.7 * width})
                 handles.setdefault(f"{scheme}: {name}" if len(schemes) > 1 else name, line)
                 if any(len(series[e]) > 1 for e in epochs):
                     panel.fill_between(epochs, [max(0.0, min(series[e]) * 100) for e in epochs],
@@ -260,7 +264,7 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
             for history in _stopped_histories(rows, histories, scheme).get(level, []):
                 stop = _draw_until_stop(panel, history, color_of[scheme])
                 if stop is not None:
-                    handles.setdefault("a stopped seed, up to its stop (x)", stop)
+                    handles.setdefault("a stopped seed, to its last evaluated epoch (x)", stop)
         panel.set_title(_short_level(level), fontsize=7)
         panel.grid(alpha=0.3)
         panel.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
@@ -271,14 +275,19 @@ def plot_epochs(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str,
     for panel_row in axes:
         panel_row[0].set_ylabel("%", fontsize=8)
     axes[0][0].set_ylim(-3, 103)
-    figure.suptitle(f"{grid.title or grid.name}\naccuracy per epoch: mean over seeds, min-max shaded", fontsize=9)
-    figure.legend(list(handles.values()), list(handles), loc="upper right", fontsize=7, frameon=False, ncol=min(4, len(handles)),
-                  bbox_to_anchor=(1.0, 1.0 - 0.55 / figure.get_figheight()))
+    title = textwrap.fill(grid.title or grid.name, width=int(14 * figure.get_figwidth()))  # a long title is wrapped, not cut
+    legend_rows = -(-len(handles) // 3)
+    title_height = 0.42 + 0.14 * title.count("\n")  # inches: the suptitle (tight_layout keeps room for it itself)
+    header = title_height + 0.13 * legend_rows + 0.05  # and the legend's rows under it
+    figure.set_figheight(2.3 * panel_rows + 0.5 + header)  # the panels keep their height however long the header
+    figure.suptitle(f"{title}\naccuracy per epoch: mean over seeds, min-max shaded", fontsize=9)
+    figure.legend(list(handles.values()), list(handles), loc="upper center", fontsize=7, frameon=False, ncol=min(3, len(handles)),
+                  bbox_to_anchor=(0.5, 1.0 - title_height / figure.get_figheight()))
     notes += _not_drawn(rows)
     if any(_stopped_histories(rows, histories, scheme) for scheme in schemes):
-        notes.append("dotted to an x: a stopped seed's attack success (main accuracy without an attack) up to its stop, not in the means")
+        notes.append("dotted to an x: a stopped seed's attack success (main accuracy without an attack) up to its last evaluated epoch, the one before its stop, not in the means; each later scheme is drawn thinner, so a curve that repeats plaintext's shows plaintext's around it")
     note_height = _footnote(figure, notes)
-    figure.tight_layout(rect=(0, note_height, 1, 1.0 - 0.9 / figure.get_figheight()))
+    figure.tight_layout(rect=(0, note_height, 1, 1.0 - (header - title_height) / figure.get_figheight()))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return Figure(path, notes=notes)
