@@ -2,8 +2,9 @@
 
 Every CKKS scheme refuses a value above its public bound and stops the run as ``out_of_range``: the
 label-private schemes at ``protection.activation_bound`` (default 64), ``key_holder = "receiver"`` at
-its preset's input bound (``transport`` 512, ``transport_wide`` 2048; each preset's decryptable
-ceiling is 2^10 times that). This trains a configuration in plaintext and prints, per epoch, main
+its preset's ``transport_bound``, half the decryptable ceiling (``transport`` 2^18, ``transport_wide``
+2^21; before 2026-11-27 it was the preset's product headroom ``max_magnitude``, 512 and 2048, which
+the summary also reports, for the study runs that stopped there). This trains a configuration in plaintext and prints, per epoch, main
 accuracy, the attack's metrics and the largest |value| each party's bottom model produced (training
 and evaluation batches, which are all sent), then the first epoch each bound was passed. Two uses:
 state whether a setting fits a bound before spending hours under CKKS, and check a stopped CKKS run
@@ -61,7 +62,8 @@ def bounds(protection: Any) -> dict[str, float]:
     named = {"protection.activation_bound (label-private)": float(protection.activation_bound)}
     for name in RECEIVER_PRESETS:
         params = get_preset(name)
-        named[f"{name} input bound (receiver)"] = params.max_magnitude
+        named[f"{name} max_magnitude (receiver until 2026-11-27)"] = params.max_magnitude
+        named[f"{name} transport_bound (receiver)"] = params.transport_bound
         named[f"{name} decryptable ceiling"] = params.decrypt_ceiling
     return named
 

@@ -87,7 +87,11 @@ class ReceiverKeyProtection:
 
     Messages are encrypted at the last level (no one multiplies them on the way), in the
     ``flat`` layout that fills every slot, which is the smallest wire form for a sender that
-    only holds the receiver's public key.
+    only holds the receiver's public key. Their bound is the preset's ``transport_bound`` (half
+    the decryptable ceiling: 2^18 under ``transport``), not its ``max_magnitude`` (2^9), whose
+    room for a product such a ciphertext never uses: a value is refused only where CKKS could
+    no longer decrypt it precisely, so a range stop under this scheme is CKKS's limit, not a
+    margin of this library.
     """
 
     scheme = "ckks"
@@ -118,14 +122,18 @@ class ReceiverKeyProtection:
             raise NonFiniteError(f"{self.party} refuses to encrypt NaN/Inf values for {receiver}")
         try:
             with self.timer.phase(Phase.ENCRYPT):
-                encrypted = EncryptedTensor.encrypt(public, values, self.layout, levels=0)
+                encrypted = EncryptedTensor.encrypt(public, values, self.layout, bound=public.params.transport_bound, levels=0)
             if transform is not None:
                 with self.timer.phase(Phase.DEFENSE_ENCRYPTED):
                     encrypted = transform(encrypted)
             with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
                 return "ckks", encrypted.to_bytes()
         except PrecisionError as exc:
-            raise PayloadRangeError(f"{self.party} -> {receiver}: {exc}") from exc
+            params = public.params
+            raise PayloadRangeError(
+                f"{self.party} -> {receiver}: {exc} (the bound: half the decryptable ceiling 2^{params.headroom_bits} of "
+                f"preset {params.name!r}, the other half room for additions; CKKS cannot decrypt a value beyond the ceiling)"
+            ) from exc
 
     def open(self, message: Message, transform: CiphertextTransform | None = None) -> np.ndarray:
         if message.codec != "ckks":

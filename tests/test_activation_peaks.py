@@ -56,7 +56,8 @@ def test_each_passives_peak_is_its_largest_bottom_output_of_the_untrained_model(
     label_private = record["bounds"]["protection.activation_bound (label-private)"]
     assert label_private["bound"] == 64.0
     assert label_private["first_epoch_above"] == (1 if max(expected.values()) > 64 else None)
-    assert record["bounds"]["transport input bound (receiver)"]["bound"] == 512.0
+    assert record["bounds"]["transport transport_bound (receiver)"]["bound"] == 2.0**18
+    assert record["bounds"]["transport max_magnitude (receiver until 2026-11-27)"]["bound"] == 512.0
 
 
 def test_a_runs_recorded_configuration_trains_the_same_twin_and_an_existing_output_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -58,10 +58,26 @@ def test_tampered_or_mislabelled_ciphertexts_are_refused(pair) -> None:  # type:
 
 def test_out_of_range_and_non_finite_values_are_refused_before_encryption(pair) -> None:  # type: ignore[no-untyped-def]
     alice, _ = pair
-    with pytest.raises(PayloadRangeError, match="exceeds the bound"):
-        alice.seal(np.full((2, 2), 1e6, np.float32), "bob")
+    with pytest.raises(PayloadRangeError, match="exceeds the bound 262144;.*half the decryptable ceiling 2\\^19 of preset 'transport'"):
+        alice.seal(np.full((2, 2), 3e5, np.float32), "bob")
     with pytest.raises(ProtocolError, match="NaN/Inf"):
         alice.seal(np.array([[np.nan]], np.float32), "bob")
+
+
+def test_a_message_nobody_multiplies_is_carried_up_to_half_the_ceiling_at_full_precision(pair) -> None:  # type: ignore[no-untyped-def]
+    """A receiver's message is encrypted at the last level and only decrypted: the preset's product headroom (max_magnitude,
+    2^9 under transport) does not apply, and values up to 2^18 = 2^(60 - 40 - 1 - 1) come back as precisely as small ones."""
+    alice, bob = pair
+    from securevfl.crypto.params import get_preset
+
+    transport = get_preset("transport")
+    assert (transport.max_magnitude, transport.transport_bound) == (2.0**9, 2.0**18)
+    assert get_preset("transport_wide").transport_bound == 2.0**21  # 60 - 37 - 1 - 1
+    values = np.random.default_rng(3).uniform(-(2.0**18), 2.0**18, size=(32, 8)).astype(np.float32)
+    values[0, 0] = 2.0**18
+    codec, payload = alice.seal(values, "bob")
+    opened = bob.open(Message("activation", "alice", "bob", 0, payload, codec=codec))
+    assert np.abs(opened.astype(np.float64) - values).max() <= 2.0**18 * 2.0**-23  # float32 rounding of the values, nothing more
 
 
 def test_every_training_message_travels_encrypted_and_keys_are_announced() -> None:

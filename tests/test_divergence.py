@@ -115,7 +115,7 @@ def test_a_ckks_range_stop_is_its_own_status_and_keeps_the_history_before_it(tmp
     from securevfl.study.status import STOPPED, failure_status
     from securevfl.study.table import _stop_columns
 
-    loud = dataclasses.replace(DATA, x_train=DATA.x_train * 1e5, x_test=DATA.x_test * 1e5)  # activations >> 512
+    loud = dataclasses.replace(DATA, x_train=DATA.x_train * 1e9, x_test=DATA.x_test * 1e9)  # activations >> 2^18, the receiver bound
     raw = {
         "parties": {"passive": 2, "split": "even"}, "model": {"top": "sum", "bottom_hidden": [4]},
         "train": {"epochs": 2, "batch_size": 8, "progress": False}, "protection": {"scheme": "ckks", "key_holder": "receiver"},
