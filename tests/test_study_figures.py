@@ -254,6 +254,24 @@ def test_a_stopped_seed_is_drawn_up_to_its_stop_and_never_averaged(study: tuple[
     assert not any(note.startswith("dotted") for note in plot_epochs(grid, rows, histories, tmp_path / "e2.png").notes)
 
 
+def test_a_versus_figure_marks_each_stopped_seed_at_its_attack_success_before_the_stop(study: tuple[Any, list[PlannedRun]], tmp_path: Path) -> None:
+    """Part 2's referee: gamma 30's stopped seeds (88-100 % backdoor before the stop) were absent from the versus figure, so
+    its line read as if the attack fell. Each stopped seed with a history is an x at its last evaluated epoch's success."""
+    from securevfl.study.plots import _stopped_versus_marks
+
+    spec, runs = study
+    grid = _grid(spec, "drop")
+    target = next(run for run in runs if run.grid == "drop" and run.seed == 1 and run.levels["defense.0.residual"] == "sample"
+                  and float(run.values["defense.0.drop_rate"]) == 0.9)
+    rows = _rows(runs, status=lambda run: "out_of_range" if run is target else "ok")
+    histories = {target.run_id: [{"epoch": 1, "main_accuracy": 0.5, "backdoor_accuracy": 0.4}, {"epoch": 2, "main_accuracy": 0.7, "backdoor_accuracy": 0.88}]}
+    mine = [row for row in rows if row["grid"] == "drop"]
+    assert _stopped_versus_marks(grid, mine, histories) == [(("plain", "residual = sample"), 0.9, 88.0)]
+    assert _stopped_versus_marks(grid, mine, {}) == []  # no history: nothing to draw (it is named among the runs without a number)
+    figure = plot_versus_axis(grid, rows, tmp_path / "v.png", histories=histories)
+    assert any(note.startswith("x: a stopped seed's attack success at its last evaluated epoch") for note in figure.notes)
+
+
 def test_the_axes_say_how_a_runs_number_is_summarized() -> None:
     from securevfl.study.plots import LAST_EPOCH, when_reported
 

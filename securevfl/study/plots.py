@@ -525,8 +525,12 @@ def plot_versus_axis(
     path: Path,
     reference: dict[str, list[dict[str, Any]]] | None = None,
     when: str = LAST_EPOCH,
+    histories: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Figure:
     """Last-epoch main and attack metrics against the grid's ``x`` axis: one colour per scheme and level of the other axes.
+
+    With ``histories``, every stopped seed is an x in its line's colour at its attack success at its last evaluated
+    epoch, never in a mean: without it a level whose attacked seeds stopped at 88-100 % reads as if the attack fell.
 
     A grid with axes {x, other} draws one line per ``other`` level (``residual = sample``), each
     ordered by x. Error bars are the 95 % t interval over the level's seeds, clipped to [0, 100].
@@ -561,6 +565,14 @@ def plot_versus_axis(
                            linestyle=(0, (4, 3)), linewidth=0.8, alpha=0.7)
         else:
             panel.errorbar(xs, ys, yerr=yerr, color=color, label=s.label, capsize=3, **{**styles[s.metric], "markersize": 4})
+    stopped_marks = _stopped_versus_marks(grid, mine, histories or {})
+    for order, (line_key, x, y) in enumerate(stopped_marks):
+        index = lines.index(line_key) if line_key in lines else len(lines)
+        shift = dodge(scale, every_x, index, max(len(lines), index + 1))
+        panel.plot([shift(x)], [y], marker="x", markersize=7, markeredgewidth=1.5, color=colors[index % len(colors)], linestyle="none", alpha=0.9,
+                   label="a stopped seed: attack at its last evaluated epoch" if order == 0 else None)
+    if stopped_marks:
+        notes.append("x: a stopped seed's attack success at its last evaluated epoch before the stop (colour of its scheme), not in any mean")
     for level in sorted(swept - drawn_x):
         panel.plot([level], [0], marker="x", color="dimgray", markersize=7, linestyle="none")
         panel.annotate("no seed\nfinished", (level, 0), xytext=(0, 8), textcoords="offset points", fontsize=6, color="dimgray", ha="center")
@@ -573,16 +585,32 @@ def plot_versus_axis(
         panel.xaxis.set_minor_locator(NullLocator())
         panel.xaxis.set_minor_formatter(NullFormatter())
     panel.set_xlabel(grid.x + (" (logit scale)" if scale == "logit" else " (log scale)" if scale == "log" else ""))
-    panel.set_ylabel(f"accuracy {when} (%), mean and {100 * CONFIDENCE:.0f} % CI")
+    panel.set_ylabel(f"accuracy {when} (%),\nmean and {100 * CONFIDENCE:.0f} % CI")
     panel.set_ylim(-3, 103)
     panel.grid(alpha=0.3)
-    panel.set_title(grid.title or grid.name, fontsize=10)
+    panel.set_title(textwrap.fill(grid.title or grid.name, width=80), fontsize=10)  # wrapped, never cut at the figure's edge
     panel.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the panel: never over the data
     note_height = _footnote(figure, notes)
     figure.tight_layout(rect=(0, note_height, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return Figure(path, series, notes)
+
+
+def _stopped_versus_marks(grid: GridSpec, rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]]) -> list[tuple[tuple[str, str], float, float]]:
+    """((scheme, group), x, attack success in %) of every stopped seed with an evaluated epoch, in row order."""
+    assert grid.x is not None
+    marks = []
+    for row in rows:
+        history = histories.get(row["run_id"]) or []
+        if row["status"] not in STOPPED or not history or not _is_number(row.get(f"axis:{grid.x}")):
+            continue
+        last = history[-1]
+        metric = next((name for name, _, _ in curves() if name != MAIN_ACCURACY.name and last.get(name) is not None), None)
+        if metric is not None:
+            group = group_label(_row_levels(row), (grid.x,))
+            marks.append(((str(row["axis:scheme"]), group), float(row[f"axis:{grid.x}"]), 100 * float(last[metric])))
+    return marks
 
 
 def _is_number(value: Any) -> bool:

@@ -263,7 +263,7 @@ def _grid_section(
     figures = [
         ("epochs", plot_epochs(grid, rows, histories, plots / f"{grid.name}_epochs.png")),
         (f"vs_{_file_safe(grid.x)}", plot_versus_axis(grid, rows, plots / f"{grid.name}_vs_{_file_safe(grid.x)}.png", reference=x_reference,
-                                                      when=when_reported(spec.summary_epochs))),
+                                                      when=when_reported(spec.summary_epochs), histories=histories)),
     ]
     if tradeoff is not None:
         metric, label, points = tradeoff
