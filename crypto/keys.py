@@ -30,7 +30,7 @@ import numpy as np
 import tenseal.sealapi as sealapi
 
 from ._sealio import load_from_bytes, save_to_bytes
-from .errors import KeyRoleError, SecurityError, SerializationError
+from .errors import KeyRoleError, PrecisionError, SecurityError, SerializationError
 from .params import CkksParameters
 
 __all__ = ["Keyring", "PublicKeyring", "SecretKeyring", "galois_element"]
@@ -176,12 +176,14 @@ class Keyring:
     def encode(self, values: np.ndarray, parms_id: Any, scale: float) -> Any:
         """Encode a real slot vector (length <= slots) at a level and scale."""
         plain = sealapi.Plaintext()
-        self._encoder.encode(np.asarray(values, dtype=np.float64).tolist(), parms_id, scale, plain)
+        with _encoder_limit():
+            self._encoder.encode(np.asarray(values, dtype=np.float64).tolist(), parms_id, scale, plain)
         return plain
 
     def encode_constant(self, value: float, parms_id: Any, scale: float) -> Any:
         plain = sealapi.Plaintext()
-        self._encoder.encode(float(value), parms_id, scale, plain)
+        with _encoder_limit():
+            self._encoder.encode(float(value), parms_id, scale, plain)
         return plain
 
     def encrypt_vector(self, values: np.ndarray, levels_left: int | None = None) -> Any:
@@ -465,3 +467,18 @@ def _secret_keyring_from_bytes(data: bytes) -> SecretKeyring:
     except (ValueError, RuntimeError, TypeError, OSError) as exc:
         raise SerializationError(f"secret key rejected by SEAL: {exc}") from exc
     return SecretKeyring(*parts, secret_key=secret_key, secret_key_bytes=fields["secret_key_bytes"])
+
+
+class _encoder_limit:
+    """SEAL's encoder refuses a coefficient above 2^(first prime bits - 2) ("encoded values are too large"): a
+    value the bound checks let through in a shape that concentrates it (a constant slot vector puts value x scale
+    into one coefficient). Raised as :class:`PrecisionError`, the error every caller handles as out of range,
+    instead of a bare ValueError that a training run would report as a crash."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, _traceback: Any) -> bool:
+        if kind is not None and issubclass(kind, ValueError) and not issubclass(kind, PrecisionError) and "too large" in str(exc):
+            raise PrecisionError(f"SEAL's encoder refused the values: {exc} (a coefficient above 2^58 for a 60-bit prime)") from exc
+        return False

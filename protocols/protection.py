@@ -127,12 +127,15 @@ class ReceiverKeyProtection:
                 with self.timer.phase(Phase.DEFENSE_ENCRYPTED):
                     encrypted = transform(encrypted)
             with self.timer.phase(Phase.CIPHERTEXT_SERIALIZE):
-                return "ckks", encrypted.to_bytes()
+                # after a transform (noise drawn under encryption) the tracked bound is transport_bound + max |noise|: a
+                # header carrying it would tell the receiver the noise's size, so the public ceiling is declared instead
+                declared = public.params.decrypt_ceiling if transform is not None else None
+                return "ckks", encrypted.to_bytes(declared_bound=declared)
         except PrecisionError as exc:
             params = public.params
             raise PayloadRangeError(
                 f"{self.party} -> {receiver}: {exc} (the bound: half the decryptable ceiling 2^{params.headroom_bits} of "
-                f"preset {params.name!r}, the other half room for additions; CKKS cannot decrypt a value beyond the ceiling)"
+                f"preset {params.name!r}, the most a fresh encryption of any row holds; CKKS cannot decrypt beyond the ceiling)"
             ) from exc
 
     def open(self, message: Message, transform: CiphertextTransform | None = None) -> np.ndarray:
@@ -148,5 +151,7 @@ class ReceiverKeyProtection:
                     encrypted = transform(encrypted)
             with self.timer.phase(Phase.DECRYPT):
                 return encrypted.decrypt().astype(np.float32)
+        except PrecisionError as exc:  # the receiver's own transform took it past the ceiling: a range stop, not a protocol fault
+            raise PayloadRangeError(f"{self.party} <- {message.sender}: {exc}") from exc
         except CryptoError as exc:
             raise ProtocolError(f"{self.party} could not decrypt a {message.kind} from {message.sender}: {exc}") from exc

@@ -121,3 +121,42 @@ def test_protection_config_is_validated() -> None:
         load_config(DIGITS_CKKS, ["protection.preset=huge"])
     with pytest.raises(ConfigError, match="protection.key_holder"):
         load_config(DIGITS_CKKS, ["protection.key_holder=nobody"])
+
+
+def test_the_header_of_a_transformed_message_declares_the_ceiling_not_the_noise_it_carries(pair) -> None:  # type: ignore[no-untyped-def]
+    """Review of the receiver bound: after noise drawn under encryption the tracked bound is 2^18 + max |noise|, and a
+    header carrying it told the receiver the noise's size (measured: header - 2^18 = max |noise| to 7 digits). The
+    header now declares the preset's public ceiling whenever a transform ran, and the bare bound otherwise."""
+    from securevfl.crypto import EncryptedTensor
+
+    alice, bob = pair
+    noise = np.random.default_rng(5).normal(scale=1e-3, size=(4, 4))
+    _, plain = alice.seal(np.ones((4, 4), np.float32), "bob")
+    _, noisy = alice.seal(np.ones((4, 4), np.float32), "bob", transform=lambda tensor: tensor.add_plain(noise))
+    secret = bob._secret  # the receiver's own keyring reads the header
+    assert EncryptedTensor.from_bytes(secret, plain).value_bound == 2.0**18
+    assert EncryptedTensor.from_bytes(secret, noisy).value_bound == 2.0**19  # not 2^18 + max |noise|
+    opened = bob.open(Message("gradient", "alice", "bob", 0, noisy, codec="ckks"))
+    np.testing.assert_allclose(opened, 1 + noise, atol=1e-5)
+
+
+def test_a_receivers_own_transform_past_the_ceiling_is_a_range_stop_and_a_shape_seal_cannot_encode_is_too() -> None:
+    """A PrecisionError in the receiver's own under-encryption transform was reported as a protocol fault (a crash of the
+    run); it is a range stop now. And SEAL's encoder, which refuses a coefficient above 2^58 (a constant slot vector
+    just above 2^18 under transport), raised a bare ValueError: it is a PrecisionError now."""
+    from securevfl.crypto import EncryptedTensor, Layout, PrecisionError, SecretKeyring, get_preset
+
+    alice = ReceiverKeyProtection("alice", "transport", PhaseTimer())
+    bob = ReceiverKeyProtection("bob", "transport", PhaseTimer())
+    alice.learn_peer("bob", bob.announcement())
+    _, payload = alice.seal(np.full((4, 4), 2.0**18, np.float32), "bob")
+    with pytest.raises(PayloadRangeError, match="bob <- alice: .*exceed"):
+        bob.open(Message("activation", "alice", "bob", 0, payload, codec="ckks"), transform=lambda tensor: tensor.add_plain(np.full((4, 4), 3e5)))
+
+    keyring = SecretKeyring.generate(get_preset("transport"))
+    constant = np.full(keyring.params.slots, 1.01 * 2.0**18)
+    with pytest.raises(PrecisionError, match="encoder refused"):
+        EncryptedTensor.encrypt(keyring.public_keyring(), constant, Layout.FLAT, bound=2.0**19, levels=0)
+    spread = np.full(keyring.params.slots, 0.999 * 2.0**18)  # just under the transport bound: encodes and decrypts precisely
+    encrypted = EncryptedTensor.encrypt(keyring.public_keyring(), spread, Layout.FLAT, bound=2.0**18, levels=0)
+    assert np.abs(EncryptedTensor.from_bytes(keyring, encrypted.to_bytes()).decrypt() - spread).max() < 1e-6

@@ -14,7 +14,8 @@ are exact: every ciphertext is an integer below n^2, serialized at a fixed 512 b
 
 CKKS is timed on the whole message with the ``transport`` preset, as the receiver scheme sends
 it: ``EncryptedTensor.encrypt(public, values, Layout.FLAT, levels=0)`` under a public keyring
-received as bytes, i.e. by a sender that does not hold the secret key.
+received as bytes, i.e. by a sender that does not hold the secret key (the scheme declares
+``bound=transport_bound``; the bound changes the checks, not the cost).
 """
 
 from __future__ import annotations
