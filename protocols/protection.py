@@ -150,7 +150,17 @@ class ReceiverKeyProtection:
                 with self.timer.phase(Phase.DEFENSE_ENCRYPTED):
                     encrypted = transform(encrypted)
             with self.timer.phase(Phase.DECRYPT):
-                return encrypted.decrypt().astype(np.float32)
+                values = encrypted.decrypt()
+            # a value beyond the bound the header declares is no honest encryption in range: a forged header, or a value
+            # that wrapped around the modulus and decrypted to garbage; refused, never used
+            limit = encrypted.value_bound + encrypted.keyring.params.expected_precision
+            peak = float(np.max(np.abs(values))) if values.size else 0.0
+            if not peak <= limit:
+                raise PayloadRangeError(
+                    f"{self.party} <- {message.sender}: a decrypted value of magnitude {peak:.6g} exceeds the bound "
+                    f"{encrypted.value_bound:g} its sender declared; refused (a forged header or a value outside CKKS's range)"
+                )
+            return values.astype(np.float32)
         except PrecisionError as exc:  # the receiver's own transform took it past the ceiling: a range stop, not a protocol fault
             raise PayloadRangeError(f"{self.party} <- {message.sender}: {exc}") from exc
         except CryptoError as exc:

@@ -160,3 +160,17 @@ def test_a_receivers_own_transform_past_the_ceiling_is_a_range_stop_and_a_shape_
     spread = np.full(keyring.params.slots, 0.999 * 2.0**18)  # just under the transport bound: encodes and decrypts precisely
     encrypted = EncryptedTensor.encrypt(keyring.public_keyring(), spread, Layout.FLAT, bound=2.0**18, levels=0)
     assert np.abs(EncryptedTensor.from_bytes(keyring, encrypted.to_bytes()).decrypt() - spread).max() < 1e-6
+
+
+def test_a_message_whose_values_exceed_the_bound_its_header_declares_is_refused_not_used(pair) -> None:  # type: ignore[no-untyped-def]
+    """Review: the receiver used to trust the header's bound; a ciphertext of 2^17 declared as bounded by 1.0 (a forged
+    header, or a value that wrapped around the modulus) decrypted and was used. Now it is refused with one line."""
+    from securevfl.crypto import EncryptedTensor, Layout
+
+    alice, bob = pair
+    public = alice._peers["bob"]
+    honest = EncryptedTensor.encrypt(public, np.full((4, 4), 2.0**17), Layout.FLAT, bound=2.0**18, levels=0)
+    forged = honest.to_bytes(declared_bound=1.0)
+    with pytest.raises(PayloadRangeError, match=r"bob <- alice: a decrypted value of magnitude 131072 exceeds the bound 1 its sender declared"):
+        bob.open(Message("activation", "alice", "bob", 0, forged, codec="ckks"))
+    np.testing.assert_allclose(bob.open(Message("activation", "alice", "bob", 0, honest.to_bytes(), codec="ckks")), 2.0**17, atol=1e-5)
