@@ -270,6 +270,10 @@ def test_a_versus_figure_marks_each_stopped_seed_at_its_attack_success_before_th
     assert _stopped_versus_marks(grid, mine, {}) == []  # no history: nothing to draw (it is named among the runs without a number)
     figure = plot_versus_axis(grid, rows, tmp_path / "v.png", histories=histories)
     assert any(note.startswith("x: a stopped seed's attack success at its last evaluated epoch") for note in figure.notes)
+    # the level's mean is over seeds 0 and 2 of the 3 planned: ringed (and only that level's points)
+    ringed = {(s.group, p.x) for s in figure.series if s.kind == "metric" for p in s.points if p.fewer_seeds}
+    assert ringed == {("residual = sample", 0.9)}
+    assert any(note.startswith("ringed in red: a mean over the seeds that finished") for note in figure.notes)
 
 
 def test_the_axes_say_how_a_runs_number_is_summarized() -> None:

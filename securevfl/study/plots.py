@@ -25,6 +25,7 @@ what a figure shows against hand computations, not its pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import textwrap
@@ -506,7 +507,8 @@ def versus_series(
                               if r["status"] == RunStatus.OK and int(r["seed"]) in seeds and r.get(metric) is not None]
                     if not values:
                         continue
-                    line.append(_mean_point(x, values, seeds))
+                    planned = len(levels[(x, group)][scheme])  # every seed of the level, stopped and pending ones too
+                    line.append(dataclasses.replace(_mean_point(x, values, seeds), planned=planned))
                     ref = [float(r[metric]) for r in (reference or {}).get(scheme, [])
                            if r["status"] == RunStatus.OK and int(r["seed"]) in seeds and r.get(metric) is not None]
                     if marked and ref:
@@ -565,6 +567,14 @@ def plot_versus_axis(
                            linestyle=(0, (4, 3)), linewidth=0.8, alpha=0.7)
         else:
             panel.errorbar(xs, ys, yerr=yerr, color=color, label=s.label, capsize=3, **{**styles[s.metric], "markersize": 4})
+    survivors = [(index, p) for index, s in ((lines.index((s.scheme, s.group)), s) for s in series if s.kind == "metric") for p in s.points if p.fewer_seeds]
+    for order, (index, p) in enumerate(survivors):  # a mean over the seeds that finished: the others stopped or are pending
+        shift = dodge(scale, every_x, index, len(lines))
+        panel.plot([shift(p.x)], [p.y], linestyle="none", marker="o", markersize=10, markerfacecolor="none", markeredgecolor="red",
+                   markeredgewidth=0.9, zorder=4, label="ringed: a mean over fewer seeds than planned" if order == 0 else None)
+    if survivors:
+        notes.append("ringed in red: a mean over the seeds that finished, fewer than planned (the others stopped or are pending; the "
+                     "notes above and the report's tables say which)")
     stopped_marks = _stopped_versus_marks(grid, mine, histories or {})
     for order, (line_key, x, y) in enumerate(stopped_marks):
         index = lines.index(line_key) if line_key in lines else len(lines)
