@@ -21,7 +21,7 @@ from securevfl.attacks import MAIN_ACCURACY, attack_metrics, success_metric
 from securevfl.schemes import PlainScheme
 from securevfl.study.spec import PlannedRun
 from securevfl.study.status import RunStatus
-from securevfl.study.verdicts import WORKING_ATTACK
+from securevfl.study.verdicts import WORKING_ATTACK, _pct
 
 __all__ = ["StopContext", "stop_context"]
 
@@ -45,10 +45,6 @@ def _metric_of(row: dict[str, Any]) -> tuple[str | None, str, bool]:
     if name is None or spec is None:
         return None, "", False
     return name, spec.label, spec.success == "lower"
-
-
-def _pct(value: Any) -> str:
-    return f"{100 * float(value):.1f}" if isinstance(value, int | float) else "-"
 
 
 def stop_context(runs: list[PlannedRun], rows: list[dict[str, Any]], histories: dict[str, list[dict[str, Any]]]) -> dict[str, StopContext]:
