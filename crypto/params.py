@@ -7,11 +7,13 @@ held to exactly the same rules:
 
 * ``depth`` -- how many ciphertext-by-plaintext multiplications a fresh ciphertext supports;
 * ``decrypt_ceiling`` -- the largest magnitude any *result* may reach and still decrypt
-  correctly at the last level (``2**(first_prime_bits - scale_bits - 1)``);
+  correctly at the last level (``2**(first_prime_bits - scale_bits - 1)``, less a 2^-10 relative
+  margin: SEAL's primes lie just under their powers of two);
 * ``max_magnitude`` -- the default bound on *inputs*: the square root of the ceiling, so that
   an input and the product of two inputs both decrypt correctly;
 * ``transport_bound`` -- the bound on inputs encrypted at the last level for a receiver that only
-  decrypts them (nobody multiplies them): half the ceiling, the other half room for additions;
+  decrypts them (nobody multiplies them): half the ceiling, the most SEAL's encoder takes for a
+  constant row (see the property);
 * ``expected_precision`` -- the absolute round-trip error bound (encrypt, serialize, decrypt)
   this library guarantees for in-range inputs; measured and stated conservatively (see
   ``docs/crypto.md``).
@@ -46,6 +48,15 @@ MAX_COEFF_MODULUS_BITS_128: dict[int, int] = {
 }
 
 _MAX_PRIME_BITS = 60  # SEAL's limit on a single RNS prime
+
+
+#: Relative margin kept below each power-of-two ceiling (512 at ``2^19``). What decrypts is the product
+#: of the primes still in the chain over twice the scale, and SEAL's primes lie below their powers of two
+#: (1e-14 relative for a 60-bit prime, up to 6.4e-6 for a 40-bit one: 4e-5 over ``deep``'s chain; each
+#: rescale by a prime, not by 2^40, moves the scale as much) while decryption adds ~1e-7 absolute: 2^-10
+#: (1e-3) covers all of it with room, checked against SEAL's own primes at every level of every preset
+#: (``tests/crypto/test_crypto_edges.py``), and costs nothing a bound in use needs.
+CEILING_MARGIN = 2.0**-10
 
 
 @dataclass(frozen=True)
@@ -140,8 +151,16 @@ class CkksParameters:
 
     @property
     def decrypt_ceiling(self) -> float:
-        """Largest magnitude any result may reach and still decrypt at the last level."""
-        return float(2.0**self.headroom_bits)
+        """Largest magnitude any result may reach and still decrypt at the last level.
+
+        ``2**headroom_bits`` less a relative margin of :data:`CEILING_MARGIN`: the first prime
+        lies just below ``2**first_prime_bits`` (SEAL picks the largest NTT-friendly primes under
+        it), so what decrypts is ``q0 / 2 / scale``, a hair under the power of two (``2^19 -
+        7.45e-9`` under ``transport``), and decryption adds its own ~1e-7 error. A result of
+        exactly ``2**headroom_bits`` (two rows of ``2^18`` added) decrypted to ``-2**headroom_bits``
+        before the margin: silent garbage, refused now (``tests/crypto/test_crypto_edges.py``).
+        """
+        return self.ceiling_at(0)
 
     def ceiling_at(self, levels_left: int) -> float:
         """Largest magnitude a ciphertext with ``levels_left`` multiplications left may hold.
@@ -152,16 +171,23 @@ class CkksParameters:
         """
         if not 0 <= levels_left <= self.depth:
             raise ValueError(f"levels_left must be in [0, {self.depth}], got {levels_left}")
-        return float(2.0 ** (self.headroom_bits + sum(self.coeff_modulus_bits[1 : 1 + levels_left])))
+        return float(2.0 ** (self.headroom_bits + sum(self.coeff_modulus_bits[1 : 1 + levels_left]))) * (1.0 - CEILING_MARGIN)
 
     @property
     def max_magnitude(self) -> float:
-        """Default input bound: sqrt of the ceiling, so one product of inputs still fits."""
-        return float(2.0 ** (self.headroom_bits // 2))
+        """Default input bound: the largest power of two whose square fits under the ceiling, so one product of inputs decrypts.
+
+        A set without levels (``depth == 0``: ``transport``, ``transport_wide``) multiplies nothing,
+        so its bound is ``2**(headroom_bits // 2)`` whatever the parity (2048 for ``transport_wide``,
+        whose square is the unmargined ceiling 2^22).
+        """
+        if self.depth == 0:
+            return float(2.0 ** (self.headroom_bits // 2))
+        return float(2.0 ** ((self.headroom_bits - 1) // 2))
 
     @property
     def transport_bound(self) -> float:
-        """Input bound for a ciphertext at the last level that is only moved, added to and decrypted: half the ceiling.
+        """Input bound for a ciphertext at the last level that is only moved, added to and decrypted: ``2**(headroom_bits - 1)``.
 
         Such a ciphertext has no level to multiply with, so :attr:`max_magnitude`'s room for a
         product is not needed. Half the ceiling is the most a fresh encryption holds whatever the

@@ -57,6 +57,11 @@ def _check_finite(array: np.ndarray, what: str) -> None:
         raise PrecisionError(f"{what} contains NaN or Inf; CKKS can only encode finite values")
 
 
+def _describe_ceiling(ceiling: float) -> str:
+    """``524287.5 (2^19 less the margin)``: the exact number, so a refused 524288 reads as above it."""
+    return f"{ceiling:.10g} (2^{math.ceil(math.log2(ceiling))} less the 2^-10 margin)"
+
+
 class EncryptedTensor:
     """A tensor of real values encrypted with CKKS.
 
@@ -130,7 +135,7 @@ class EncryptedTensor:
         if not (math.isfinite(limit) and 0 < limit <= ceiling):
             raise PrecisionError(
                 f"bound={bound!r} must be positive and at most the decryptable ceiling "
-                f"{ceiling:g} (2^{math.log2(ceiling):.0f}) of preset {params.name!r} at {at_level} level(s) left"
+                f"{_describe_ceiling(ceiling)} of preset {params.name!r} at {at_level} level(s) left"
             )
         peak = float(np.max(np.abs(values))) if values.size else 0.0
         if peak > limit:
@@ -361,7 +366,7 @@ class EncryptedTensor:
         if not bound <= ceiling:
             raise PrecisionError(
                 f"{what}: the worst-case result magnitude {bound:.6g} would exceed the decryptable ceiling "
-                f"{ceiling:g} (2^{math.log2(ceiling):.0f}) of preset {params.name!r}; encrypt with a "
+                f"{_describe_ceiling(ceiling)} of preset {params.name!r}; encrypt with a "
                 "tighter `bound=` or scale the operands down"
             )
         return bound

@@ -135,7 +135,7 @@ def test_the_header_of_a_transformed_message_declares_the_ceiling_not_the_noise_
     _, noisy = alice.seal(np.ones((4, 4), np.float32), "bob", transform=lambda tensor: tensor.add_plain(noise))
     secret = bob._secret  # the receiver's own keyring reads the header
     assert EncryptedTensor.from_bytes(secret, plain).value_bound == 2.0**18
-    assert EncryptedTensor.from_bytes(secret, noisy).value_bound == 2.0**19  # not 2^18 + max |noise|
+    assert EncryptedTensor.from_bytes(secret, noisy).value_bound == 2.0**19 * (1 - 2.0**-10)  # the public ceiling, not 2^18 + max |noise|
     opened = bob.open(Message("gradient", "alice", "bob", 0, noisy, codec="ckks"))
     np.testing.assert_allclose(opened, 1 + noise, atol=1e-5)
 
@@ -156,7 +156,7 @@ def test_a_receivers_own_transform_past_the_ceiling_is_a_range_stop_and_a_shape_
     keyring = SecretKeyring.generate(get_preset("transport"))
     constant = np.full(keyring.params.slots, 1.01 * 2.0**18)
     with pytest.raises(PrecisionError, match="encoder refused"):
-        EncryptedTensor.encrypt(keyring.public_keyring(), constant, Layout.FLAT, bound=2.0**19, levels=0)
+        EncryptedTensor.encrypt(keyring.public_keyring(), constant, Layout.FLAT, bound=keyring.params.decrypt_ceiling, levels=0)
     spread = np.full(keyring.params.slots, 0.999 * 2.0**18)  # just under the transport bound: encodes and decrypts precisely
     encrypted = EncryptedTensor.encrypt(keyring.public_keyring(), spread, Layout.FLAT, bound=2.0**18, levels=0)
     assert np.abs(EncryptedTensor.from_bytes(keyring, encrypted.to_bytes()).decrypt() - spread).max() < 1e-6

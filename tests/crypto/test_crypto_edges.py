@@ -8,12 +8,20 @@ must never reach SEAL and fail there with SEAL's error type.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from securevfl.crypto import EncryptedTensor, Layout, PrecisionError, SecretKeyring, get_preset, preset_names
+from securevfl.crypto import (
+    EncryptedTensor,
+    Layout,
+    PrecisionError,
+    SecretKeyring,
+    get_preset,
+    preset_names,
+)
 
 KEYS = {name: SecretKeyring.generate(get_preset(name)) for name in preset_names()}
 
@@ -81,7 +89,6 @@ def test_a_large_value_may_travel_high_but_must_come_down_before_the_last_level(
 
 def test_a_ciphertext_flagged_out_of_ntt_form_is_refused_at_load() -> None:
     import tenseal.sealapi as sealapi
-
     from securevfl.crypto import SerializationError
     from securevfl.crypto._sealio import save_to_bytes
 
@@ -127,3 +134,33 @@ def test_two_thousand_mutated_ciphertexts_raise_only_the_crypto_layers_errors() 
         except CryptoError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 1500, outcomes
+
+
+def test_a_sum_at_the_power_of_two_is_refused_not_decrypted_with_its_sign_flipped() -> None:
+    """Two full rows at ``transport_bound`` (2^18) add to 2^19, 7.45e-9 above what decrypts (q0 / 2 / scale).
+
+    Before the ceiling's margin the bound check let the sum through and it decrypted to -2^19 on every slot
+    (measured: -524287.99999998516 for 524288): silent garbage. It must be a range error now.
+    """
+    keyring = KEYS["transport"]
+    params = keyring.params
+    row = np.full(params.slots, params.transport_bound)
+    tensor = EncryptedTensor.encrypt(keyring, row, Layout.FLAT, bound=params.transport_bound, levels=0)
+    np.testing.assert_allclose(tensor.decrypt(), row, atol=1e-6)  # the row itself is carried exactly
+    with pytest.raises(PrecisionError, match="decryptable ceiling 523776 "):
+        _ = tensor + tensor
+
+
+@pytest.mark.parametrize("name", sorted(KEYS))
+def test_the_ceiling_lies_below_what_seals_own_primes_decrypt_at_every_level(name: str) -> None:
+    """``ceiling_at(l)`` against the chain SEAL really built: prod(q_0..q_l) / (2 x scale), with room to spare.
+
+    The powers of two the ceiling is named after are above it: SEAL's primes lie below their powers of two.
+    """
+    keyring = KEYS[name]
+    params = keyring.params
+    primes = [modulus.value() for modulus in keyring.seal_context.key_context_data().parms().coeff_modulus()]
+    assert 2 ** params.headroom_bits * params.scale * 2 > primes[0]  # the unmargined ceiling is above what decrypts
+    for levels in range(params.depth + 1):
+        decryptable = math.prod(primes[: levels + 1]) / (2 * params.scale)
+        assert params.ceiling_at(levels) * (1 + 1e-4) <= decryptable, (name, levels)

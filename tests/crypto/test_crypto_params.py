@@ -17,8 +17,18 @@ def test_presets_exist_and_report_their_properties() -> None:
         summary = params.summary()
         assert summary["total_coeff_modulus_bits"] <= summary["security_bound_bits"]
         assert 1 < params.max_magnitude < params.decrypt_ceiling
-        assert params.max_magnitude**2 <= params.decrypt_ceiling  # a product of two inputs still decrypts
+        if params.depth > 0:
+            assert params.max_magnitude**2 <= params.decrypt_ceiling  # a product of two inputs still decrypts
+        else:  # nothing is multiplied: the square root of the power-of-two ceiling
+            assert params.max_magnitude == 2.0 ** (params.headroom_bits // 2)
         assert 0 < params.expected_precision < 1e-5
+
+
+def test_an_even_headroom_with_levels_gets_a_bound_whose_square_fits() -> None:
+    """Headroom 20 (60 - 39 - 1): 2^10 squared is the power of two itself, above the margined ceiling."""
+    params = CkksParameters(8192, (60, 39, 39, 60), 39)
+    assert params.headroom_bits == 20 and params.depth == 2
+    assert params.max_magnitude == 2.0**9 and params.max_magnitude**2 <= params.decrypt_ceiling < 2.0**20
 
 
 def test_unknown_preset_names_the_known_ones() -> None:
