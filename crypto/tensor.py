@@ -58,7 +58,7 @@ def _check_finite(array: np.ndarray, what: str) -> None:
 
 
 def _describe_ceiling(ceiling: float) -> str:
-    """``524287.5 (2^19 less the margin)``: the exact number, so a refused 524288 reads as above it."""
+    """``523776 (2^19 less the 2^-10 margin)``: the exact number, so a refused 524288 reads as above it."""
     return f"{ceiling:.10g} (2^{math.ceil(math.log2(ceiling))} less the 2^-10 margin)"
 
 
@@ -142,7 +142,7 @@ class EncryptedTensor:
             raise PrecisionError(
                 f"input magnitude {peak:.6g} exceeds the bound {limit:g}"
                 + (
-                    f" (preset {params.name!r} max_magnitude = 2^{params.headroom_bits // 2}: larger values would "
+                    f" (preset {params.name!r} max_magnitude = 2^{math.log2(limit):.0f}: larger values would "
                     f"overflow the 2^{params.coeff_modulus_bits[0]} first prime at scale 2^{params.scale_bits} once multiplied)"
                     if bound is None
                     else ""
