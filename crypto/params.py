@@ -9,8 +9,8 @@ held to exactly the same rules:
 * ``decrypt_ceiling`` -- the largest magnitude any *result* may reach and still decrypt
   correctly at the last level (``2**(first_prime_bits - scale_bits - 1)``, less a 2^-10 relative
   margin: SEAL's primes lie just under their powers of two);
-* ``max_magnitude`` -- the default bound on *inputs*: the square root of the ceiling, so that
-  an input and the product of two inputs both decrypt correctly;
+* ``max_magnitude`` -- the default bound on *inputs*: the largest power of two whose square fits
+  under the ceiling, so that an input and the product of two inputs both decrypt correctly;
 * ``transport_bound`` -- the bound on inputs encrypted at the last level for a receiver that only
   decrypts them (nobody multiplies them): half the ceiling, the most SEAL's encoder takes for a
   constant row (see the property);

@@ -27,6 +27,7 @@ from ._sealio import save_to_bytes
 from .errors import ContextMismatchError, KeyRoleError, LayoutError, PrecisionError, SerializationError
 from .keys import Keyring, SecretKeyring
 from .layout import Layout, Packing
+from .params import CEILING_MARGIN
 from .rotations import reduction_plan, rows_view
 from .wire import FLAG_PADDING_CLEAN, FLAG_SEEDED, WireHeader, decode_tensor_bytes, encode_tensor_bytes
 
@@ -59,7 +60,7 @@ def _check_finite(array: np.ndarray, what: str) -> None:
 
 def _describe_ceiling(ceiling: float) -> str:
     """``523776 (2^19 less the 2^-10 margin)``: the exact number, so a refused 524288 reads as above it."""
-    return f"{ceiling:.10g} (2^{math.ceil(math.log2(ceiling))} less the 2^-10 margin)"
+    return f"{ceiling:.10g} (2^{math.ceil(math.log2(ceiling))} less the 2^{math.log2(CEILING_MARGIN):.0f} margin)"
 
 
 class EncryptedTensor:

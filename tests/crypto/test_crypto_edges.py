@@ -14,14 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from securevfl.crypto import (
-    EncryptedTensor,
-    Layout,
-    PrecisionError,
-    SecretKeyring,
-    get_preset,
-    preset_names,
-)
+
+from securevfl.crypto import EncryptedTensor, Layout, PrecisionError, SecretKeyring, get_preset, preset_names
 
 KEYS = {name: SecretKeyring.generate(get_preset(name)) for name in preset_names()}
 
@@ -89,6 +83,7 @@ def test_a_large_value_may_travel_high_but_must_come_down_before_the_last_level(
 
 def test_a_ciphertext_flagged_out_of_ntt_form_is_refused_at_load() -> None:
     import tenseal.sealapi as sealapi
+
     from securevfl.crypto import SerializationError
     from securevfl.crypto._sealio import save_to_bytes
 
